@@ -1,0 +1,126 @@
+// Package audit is writ's record of who did what: the [Event] model shared by
+// every component, the [Emitter] they send events to, and (see log.go) the
+// tamper-evident Merkle-tree log that stores them.
+//
+// Every event carries the identity it is attributed to (SPIFFE ID and
+// instance) when there is one. Events never carry secret values: credential
+// fields hold names and ids, never material.
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Type names what happened. Types are stable strings; add, don't rename.
+type Type string
+
+// Event types.
+const (
+	AttestationOK      Type = "attestation.ok"
+	AttestationFailed  Type = "attestation.failed"
+	SVIDIssued         Type = "svid.issued"
+	JWTSVIDIssued      Type = "jwt_svid.issued"
+	EntryCreated       Type = "entry.created"
+	EntryChanged       Type = "entry.changed"
+	EntryDeleted       Type = "entry.deleted"
+	ResourceCreated    Type = "resource.created"
+	ResourceChanged    Type = "resource.changed"
+	ResourceDeleted    Type = "resource.deleted"
+	KeyPrepared        Type = "key.prepared"
+	KeyActivated       Type = "key.activated"
+	KeyRetired         Type = "key.retired"
+	KeyRemoved         Type = "key.removed"
+	TokenMinted        Type = "token.minted"
+	TokenDenied        Type = "token.denied"
+	TokenUsed          Type = "token.used"
+	TaskOpened         Type = "task.opened"
+	TaskClosed         Type = "task.closed"
+	AccessAllowed      Type = "access.allowed"
+	AccessDenied       Type = "access.denied"
+	ApprovalRequested  Type = "approval.requested"
+	ApprovalGranted    Type = "approval.granted"
+	ApprovalDenied     Type = "approval.denied"
+	ApprovalExpired    Type = "approval.expired"
+	Revocation         Type = "revocation"
+	MCPToolPinned      Type = "mcp.tool_pinned"
+	MCPToolQuarantined Type = "mcp.tool_quarantined"
+	AuditCheckpoint    Type = "audit.checkpoint"
+	AdminAuthFailed    Type = "admin.auth_failed"
+)
+
+// Event is one audited fact. Empty fields are omitted from every encoding.
+type Event struct {
+	ID         string    `json:"id"`
+	Time       time.Time `json:"time"`
+	Type       Type      `json:"type"`
+	SpiffeID   string    `json:"spiffe_id,omitempty"`
+	Instance   string    `json:"instance,omitempty"`
+	Task       string    `json:"task,omitempty"`
+	OnBehalfOf string    `json:"on_behalf_of,omitempty"`
+	Actor      string    `json:"actor,omitempty"` // the admin or human who caused it
+	Target     string    `json:"target,omitempty"`
+	Action     string    `json:"action,omitempty"`
+	Decision   string    `json:"decision,omitempty"`
+	Policy     string    `json:"policy,omitempty"` // name@version
+	Rule       string    `json:"rule,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Credential string    `json:"credential,omitempty"` // id or name, never a value
+	Source     string    `json:"source,omitempty"`     // address
+	Node       string    `json:"node,omitempty"`
+	RequestID  string    `json:"request_id,omitempty"`
+	LatencyUS  int64     `json:"latency_us,omitempty"`
+	// Details holds type-specific string facts (key ids, selectors, ...).
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// Emitter receives events. Emit returns only once the event is recorded as
+// durably as the emitter promises; an error means it was not recorded, and
+// enforcement paths must then fail closed.
+type Emitter interface {
+	Emit(ctx context.Context, e Event) error
+}
+
+// EmitterFunc adapts a function to [Emitter].
+type EmitterFunc func(ctx context.Context, e Event) error
+
+// Emit calls f.
+func (f EmitterFunc) Emit(ctx context.Context, e Event) error { return f(ctx, e) }
+
+// SlogEmitter writes events to a structured logger. It is the fallback when
+// no durable log is configured and a convenient tee for operators.
+type SlogEmitter struct{ Log *slog.Logger }
+
+// Emit logs e at info level with constant attribute keys.
+func (s SlogEmitter) Emit(ctx context.Context, e Event) error {
+	attrs := []slog.Attr{slog.String("type", string(e.Type))}
+	add := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	add("event_id", e.ID)
+	add("spiffe_id", e.SpiffeID)
+	add("instance", e.Instance)
+	add("task", e.Task)
+	add("on_behalf_of", e.OnBehalfOf)
+	add("actor", e.Actor)
+	add("target", e.Target)
+	add("action", e.Action)
+	add("decision", e.Decision)
+	add("policy", e.Policy)
+	add("rule", e.Rule)
+	add("reason", e.Reason)
+	add("credential", e.Credential)
+	add("source", e.Source)
+	add("request_id", e.RequestID)
+	for k, v := range e.Details {
+		add("detail."+k, v)
+	}
+	s.Log.LogAttrs(ctx, slog.LevelInfo, "event", attrs...)
+	return nil
+}
+
+// Discard drops every event. For tests only.
+var Discard Emitter = EmitterFunc(func(context.Context, Event) error { return nil })

@@ -1,0 +1,210 @@
+// Package config is writ's process configuration (writ.yaml), built in
+// stages as SPIRE does: decode the file strictly (an unknown key is an error
+// naming file, line and key), merge command-line flags, fill documented
+// defaults, and validate everything before any component starts.
+//
+// The zero [Config] plus [Config.Defaults] is a working all-in-one setup.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/strictyaml"
+)
+
+// Config is the whole process configuration. Every field has a documented
+// default, applied by Defaults.
+type Config struct {
+	// TrustDomain is the SPIFFE trust domain. Default "writ.local".
+	TrustDomain string `yaml:"trust_domain"`
+	// DataDir holds the store, the key-encryption key, the admin token and
+	// the Workload API socket. Default "./writ-data".
+	DataDir string `yaml:"data_dir"`
+	// Role is "all" (default), "server" or "node".
+	Role string `yaml:"role"`
+	// KEKFile is the key-encryption key file. Default DATA_DIR/kek.
+	// The WRIT_KEK environment variable overrides it.
+	KEKFile string `yaml:"kek_file"`
+	Log     Log    `yaml:"log"`
+	Server  Server `yaml:"server"`
+	// Workload configures the SPIFFE Workload API.
+	Workload Workload `yaml:"workload"`
+	CA       CA       `yaml:"ca"`
+	Audit    Audit    `yaml:"audit"`
+	Store    Store    `yaml:"store"`
+}
+
+// Log configures process logging.
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Format is text (default) or json.
+	Format string `yaml:"format"`
+}
+
+// Server configures the control plane's HTTP listener.
+type Server struct {
+	// Listen is the HTTP address. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// PublicURL is the issuer URL in tokens and discovery documents.
+	// Default "http://" + Listen.
+	PublicURL string `yaml:"public_url"`
+}
+
+// Workload configures the SPIFFE Workload API.
+type Workload struct {
+	// Socket is the unix socket path. Default DATA_DIR/workload.sock.
+	Socket string `yaml:"socket"`
+}
+
+// CA configures the signing authorities.
+type CA struct {
+	// TTL is the lifetime of a self-signed CA certificate. Default 24h.
+	TTL time.Duration `yaml:"ttl"`
+	// X509SVIDTTL is the default X.509-SVID lifetime. Default 1h.
+	X509SVIDTTL time.Duration `yaml:"x509_svid_ttl"`
+	// JWTSVIDTTL is the default JWT-SVID lifetime. Default 5m.
+	JWTSVIDTTL time.Duration `yaml:"jwt_svid_ttl"`
+	// JWTKeyTTL is how long one JWT signing key signs. Default 24h.
+	JWTKeyTTL time.Duration `yaml:"jwt_key_ttl"`
+	// UpstreamCert and UpstreamKey name PEM files of an upstream CA that
+	// signs writ's intermediate instead of a self-signed root.
+	UpstreamCert string `yaml:"upstream_cert"`
+	UpstreamKey  string `yaml:"upstream_key"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// CheckpointEvery signs a checkpoint after this many events. Default 1000.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval signs a checkpoint at least this often when there
+	// are new events. Default 10s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// Store configures persistence.
+type Store struct {
+	// Driver is "sqlite" (default, DATA_DIR/writ.db) or "postgres".
+	Driver string `yaml:"driver"`
+	// DSN is the connection string for postgres, or a file path for sqlite.
+	DSN string `yaml:"dsn"`
+}
+
+// Load reads and strictly decodes a writ.yaml file. It does not apply
+// defaults or validate; call Defaults and Validate after merging flags.
+func Load(path string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("read config: %w", err)
+	}
+	if err := strictyaml.Unmarshal(path, data, &c); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Defaults fills every unset field with its documented default.
+func (c *Config) Defaults() {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setD := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	set(&c.TrustDomain, "writ.local")
+	set(&c.DataDir, "./writ-data")
+	set(&c.Role, "all")
+	set(&c.KEKFile, filepath.Join(c.DataDir, "kek"))
+	set(&c.Log.Level, "info")
+	set(&c.Log.Format, "text")
+	set(&c.Server.Listen, "127.0.0.1:8080")
+	set(&c.Server.PublicURL, "http://"+c.Server.Listen)
+	set(&c.Workload.Socket, filepath.Join(c.DataDir, "workload.sock"))
+	setD(&c.CA.TTL, 24*time.Hour)
+	setD(&c.CA.X509SVIDTTL, time.Hour)
+	setD(&c.CA.JWTSVIDTTL, 5*time.Minute)
+	setD(&c.CA.JWTKeyTTL, 24*time.Hour)
+	if c.Audit.CheckpointEvery == 0 {
+		c.Audit.CheckpointEvery = 1000
+	}
+	setD(&c.Audit.CheckpointInterval, 10*time.Second)
+	set(&c.Store.Driver, "sqlite")
+	if c.Store.Driver == "sqlite" {
+		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
+	}
+}
+
+// Validate reports every problem in c, one per line, naming the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+		bad("trust_domain", "%q is not a valid trust domain (lower-case letters, digits, '.', '-', '_'): %v", c.TrustDomain, err)
+	}
+	switch c.Role {
+	case "all", "server", "node":
+	default:
+		bad("role", "%q is not a role; use all, server or node", c.Role)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not a level; use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not a format; use text or json", c.Log.Format)
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		bad("server.listen", "%q is not host:port: %v", c.Server.Listen, err)
+	}
+	positive := func(key string, d time.Duration) {
+		if d < 0 {
+			bad(key, "must be positive, got %v", d)
+		}
+	}
+	positive("ca.ttl", c.CA.TTL)
+	positive("ca.x509_svid_ttl", c.CA.X509SVIDTTL)
+	positive("ca.jwt_svid_ttl", c.CA.JWTSVIDTTL)
+	positive("ca.jwt_key_ttl", c.CA.JWTKeyTTL)
+	positive("audit.checkpoint_interval", c.Audit.CheckpointInterval)
+	if c.CA.UpstreamCert == "" && c.CA.X509SVIDTTL >= c.CA.TTL {
+		bad("ca.x509_svid_ttl", "%v must be shorter than ca.ttl (%v) so SVIDs fit inside the CA's life", c.CA.X509SVIDTTL, c.CA.TTL)
+	}
+	if c.CA.JWTSVIDTTL >= c.CA.JWTKeyTTL {
+		bad("ca.jwt_svid_ttl", "%v must be shorter than ca.jwt_key_ttl (%v)", c.CA.JWTSVIDTTL, c.CA.JWTKeyTTL)
+	}
+	if (c.CA.UpstreamCert == "") != (c.CA.UpstreamKey == "") {
+		bad("ca.upstream_cert", "upstream_cert and upstream_key must be set together")
+	}
+	if c.Audit.CheckpointEvery < 1 {
+		bad("audit.checkpoint_every", "must be at least 1, got %d", c.Audit.CheckpointEvery)
+	}
+	switch c.Store.Driver {
+	case "sqlite":
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn", "required for the postgres driver, e.g. postgres://user@127.0.0.1:5432/writ")
+		}
+	default:
+		bad("store.driver", "%q is not a driver; use sqlite or postgres", c.Store.Driver)
+	}
+	if len(c.Workload.Socket) > 100 {
+		bad("workload.socket", "path is %d bytes; unix socket paths must be under 108 bytes, choose a shorter --socket", len(c.Workload.Socket))
+	}
+	return errors.Join(errs...)
+}

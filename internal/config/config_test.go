@@ -1,0 +1,110 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "writ.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadAndDefaults(t *testing.T) {
+	p := write(t, "trust_domain: example.org\nca:\n  x509_svid_ttl: 30m\n")
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.TrustDomain != "example.org" || c.CA.X509SVIDTTL != 30*time.Minute || c.CA.JWTSVIDTTL != 5*time.Minute ||
+		c.CA.TTL != 24*time.Hour || c.Server.Listen != "127.0.0.1:8080" || c.DataDir != "./writ-data" {
+		t.Errorf("config after defaults: %+v", c)
+	}
+	var zero Config
+	zero.Defaults()
+	if zero.TrustDomain != "writ.local" || zero.Workload.Socket != filepath.Join("writ-data", "workload.sock") {
+		t.Errorf("zero defaults: %+v", zero)
+	}
+	if err := zero.Validate(); err != nil {
+		t.Errorf("default config invalid: %v", err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"unknown top key", "trust_domain: a\nbogus: 1\n", `writ.yaml:2:1: bogus: unknown field; known fields are audit, ca, data_dir`},
+		{"unknown nested key", "ca:\n  ttl: 1h\n  x509_ttl: 1h\n", `writ.yaml:3:3: ca.x509_ttl: unknown field`},
+		{"bad duration", "ca:\n  ttl: forever\n", `writ.yaml:2:8: ca.ttl: "forever" is not a duration`},
+		{"wrong shape", "server: 8080\n", `writ.yaml:1:9: server: want a mapping of keys`},
+		{"duplicate", "role: all\nrole: node\n", `writ.yaml:2:1: role: key appears twice`},
+		{"syntax", "ca: [\n", `writ.yaml:`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(write(t, tc.body))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"trust domain", func(c *Config) { c.TrustDomain = "Bad Domain" }, "trust_domain:"},
+		{"role", func(c *Config) { c.Role = "agent" }, `role: "agent" is not a role`},
+		{"svid longer than CA", func(c *Config) { c.CA.X509SVIDTTL = 48 * time.Hour }, "ca.x509_svid_ttl:"},
+		{"listen", func(c *Config) { c.Server.Listen = "8080" }, "server.listen:"},
+		{"upstream half", func(c *Config) { c.CA.UpstreamCert = "/x.pem" }, "ca.upstream_cert:"},
+		{"postgres without dsn", func(c *Config) { c.Store.Driver = "postgres"; c.Store.DSN = "" }, "store.dsn:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			c.Defaults()
+			tc.mod(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte("trust_domain: writ.local\nca:\n  ttl: 1h\n"))
+	f.Add([]byte("server: {listen: ':1'}\n"))
+	f.Add([]byte("a: &x 1\nb: *x\n"))
+	f.Add([]byte("- 1\n- 2\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "writ.yaml")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		c.Defaults()
+		_ = c.Validate()
+	})
+}
