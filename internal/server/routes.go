@@ -1,0 +1,73 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/writ-dev/writ/internal/httpapi"
+)
+
+// routes builds the HTTP surface. Public: health, readiness, metrics and
+// the SPIFFE bundle endpoint. Everything under /v1/ requires the admin
+// credential.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /bundle", s.handleBundle)
+
+	api := http.NewServeMux()
+	api.HandleFunc("GET /v1/entries", s.handleListEntries)
+	api.HandleFunc("POST /v1/entries", s.handleCreateEntry)
+	api.HandleFunc("GET /v1/entries/{name}", s.handleGetEntry)
+	api.HandleFunc("DELETE /v1/entries/{name}", s.handleDeleteEntry)
+	api.HandleFunc("POST /v1/apply", s.handleApply)
+	api.HandleFunc("GET /v1/resources/{kind}", s.handleListResources)
+	api.HandleFunc("GET /v1/resources/{kind}/{name}", s.handleGetResource)
+	api.HandleFunc("DELETE /v1/resources/{kind}/{name}", s.handleDeleteResource)
+	api.HandleFunc("GET /v1/instances", s.handleListInstances)
+	api.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	mux.Handle("/v1/", s.admin.require(api))
+	return securityHeaders(mux)
+}
+
+// securityHeaders sets strict defaults on every response.
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if err := s.db.SQL().PingContext(r.Context()); err != nil {
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// handleBundle serves the SPIFFE bundle endpoint document: a JWKS with
+// use=x509-svid and use=jwt-svid keys, spiffe_sequence and
+// spiffe_refresh_hint.
+func (s *Server) handleBundle(w http.ResponseWriter, r *http.Request) {
+	doc, err := s.authority.Bundle().Marshal()
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "marshal bundle", "error", err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(doc)
+}

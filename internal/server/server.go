@@ -1,0 +1,243 @@
+// Package server composes writ's control plane and, in the default
+// all-in-one role, the node: it opens the store, unseals the keys, starts
+// the signing authorities, the registry, the attestor and the SPIFFE
+// Workload API, and serves the HTTP surface (health, metrics, the SPIFFE
+// bundle endpoint and the authenticated admin API used by the CLI).
+//
+// [New] builds everything and fails before anything listens if any part
+// cannot start; [Server.Run] serves until its context ends and then shuts
+// down in order, so the store is never left half-written.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/attest"
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/ca"
+	"github.com/writ-dev/writ/internal/config"
+	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/registry"
+	"github.com/writ-dev/writ/internal/store/sqlite"
+	"github.com/writ-dev/writ/internal/workload"
+)
+
+// Options are the parts of a server that are not configuration.
+type Options struct {
+	Log *slog.Logger
+	// Now returns the current time; defaults to time.Now.
+	Now func() time.Time
+	// KEK is the base64 key-encryption key from the environment, if any.
+	KEK string
+}
+
+// Server is a running control plane (and node, in the all-in-one role).
+type Server struct {
+	cfg  config.Config
+	log  *slog.Logger
+	now  func() time.Time
+	db   *sqlite.DB
+	emit audit.Emitter
+
+	authority *ca.Authority
+	attestor  *attest.Attestor
+	registry  *registry.Registry
+	workload  *workload.Server
+	metrics   *prometheus.Registry
+	admin     *adminAuth
+
+	httpLn     net.Listener
+	workloadLn net.Listener
+	httpSrv    *http.Server
+
+	// AdminTokenFile is where the admin credential was written.
+	AdminTokenFile string
+	// NewAdminToken is set when this start generated the credential.
+	NewAdminToken bool
+}
+
+// New builds a server from a validated configuration. It listens on the
+// HTTP address and the Workload API socket but serves nothing until Run.
+func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err error) {
+	if cfg.Role != "all" {
+		return nil, fmt.Errorf("role %q: the split server/node deployment is not available in this release; run with --role all (the default)", cfg.Role)
+	}
+	if cfg.Store.Driver != "sqlite" {
+		return nil, fmt.Errorf("store.driver %q: only the embedded sqlite store is available in this release", cfg.Store.Driver)
+	}
+	s := &Server{cfg: cfg, log: opts.Log, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("trust_domain %q: %w", cfg.TrustDomain, err)
+	}
+	kek, err := keys.LoadKEK(opts.KEK, cfg.KEKFile)
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := keys.NewSealer(kek)
+	if err != nil {
+		return nil, err
+	}
+	s.db, err = sqlite.Open(ctx, cfg.Store.DSN, sqlite.Options{Now: s.now})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { s.db.Close() })
+
+	s.emit = audit.SlogEmitter{Log: s.log}
+
+	s.metrics = prometheus.NewRegistry()
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s.authority, err = ca.New(ctx, ca.Config{
+		TrustDomain:      td,
+		Keys:             s.db,
+		Sealer:           sealer,
+		Emitter:          s.emit,
+		Log:              s.log.With("component", "ca"),
+		Now:              s.now,
+		CATTL:            cfg.CA.TTL,
+		X509SVIDTTL:      cfg.CA.X509SVIDTTL,
+		JWTSVIDTTL:       cfg.CA.JWTSVIDTTL,
+		JWTKeyTTL:        cfg.CA.JWTKeyTTL,
+		UpstreamCertFile: cfg.CA.UpstreamCert,
+		UpstreamKeyFile:  cfg.CA.UpstreamKey,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start certificate authority: %w", err)
+	}
+	s.attestor, err = attest.New(attest.Config{Instances: s.db, Log: s.log.With("component", "attest"), Now: s.now})
+	if err != nil {
+		return nil, fmt.Errorf("start attestor: %w", err)
+	}
+	s.registry, err = registry.New(ctx, registry.Config{TrustDomain: td, Store: s.db, Emitter: s.emit, Log: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.workload, err = workload.New(workload.Config{
+		TrustDomain: td,
+		Attestor:    s.attestor,
+		Authority:   s.authority,
+		Registry:    s.registry,
+		Emitter:     s.emit,
+		Log:         s.log.With("component", "workload"),
+		Metrics:     workload.NewMetrics(s.metrics),
+		Now:         s.now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.admin, err = newAdminAuth(ctx, s.db, s.emit, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.AdminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
+	s.NewAdminToken, err = s.admin.ensure(ctx, s.AdminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+
+	s.workloadLn, err = workload.Listen(cfg.Workload.Socket)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { s.workloadLn.Close() })
+	s.httpLn, err = net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another writ running? choose another address with server.listen)", cfg.Server.Listen, err)
+	}
+	closers = append(closers, func() { s.httpLn.Close() })
+	s.httpSrv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// SocketPath is the Workload API socket path.
+func (s *Server) SocketPath() string { return s.cfg.Workload.Socket }
+
+// Run serves until ctx ends, then shuts down gracefully: stop accepting,
+// drain HTTP requests and Workload API calls (up to 10s), stop the
+// authority's rotation loop and close the store.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("HTTP server: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.workload.Serve(s.workloadLn); err != nil {
+			errc <- fmt.Errorf("workload API: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.authority.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("certificate authority: %w", err)
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("stopping after failure", "error", runErr)
+	}
+	cancel()
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := s.httpSrv.Shutdown(shutdownCtx); err != nil {
+		s.log.Warn("HTTP shutdown", "error", err)
+	}
+	s.workload.Stop(shutdownCtx)
+	wg.Wait()
+	os.Remove(s.cfg.Workload.Socket)
+	if err := s.db.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close store: %w", err))
+	}
+	return runErr
+}
