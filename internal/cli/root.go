@@ -69,7 +69,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("WRIT_TOKEN"), "admin credential (env WRIT_TOKEN; default: read DATA_DIR/admin.token)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", envOr("WRIT_DATA_DIR", "./writ-data"), "data directory (env WRIT_DATA_DIR)")
 	// One line per command group; each lives in its own file.
-	root.AddCommand()
+	root.AddCommand(newServeCmd(g), newEntryCmd(g), newApplyCmd(g), newGetCmd(g), newDeleteCmd(g))
 	return root
 }
 

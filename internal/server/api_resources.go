@@ -91,9 +91,20 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	if len(req.Files) == 0 {
-		httpapi.WriteError(w, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "no files to apply"))
+	resp, err := s.Apply(r.Context(), actor(r.Context()), req)
+	if err != nil {
+		s.logInternal(r, "apply", err)
+		httpapi.WriteError(w, err)
 		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+// Apply validates every document of req and, only if all are valid, stores
+// them in order. actor is recorded in each change's audit event.
+func (s *Server) Apply(ctx context.Context, actor string, req httpapi.ApplyRequest) (httpapi.ApplyResponse, error) {
+	if len(req.Files) == 0 {
+		return httpapi.ApplyResponse{}, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "no files to apply")
 	}
 	kinds := s.kinds()
 	type step struct {
@@ -105,7 +116,6 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		errs  []string
 		seen  = map[string]string{}
 	)
-	// Validate everything first: nothing is stored unless every document is valid.
 	for _, f := range req.Files {
 		docs, err := resource.Parse(f.Name, []byte(f.Content))
 		if err != nil {
@@ -123,7 +133,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 				errs = append(errs, unsupportedKind(d).Error())
 				continue
 			}
-			fn, err := k.prepare(r.Context(), d)
+			fn, err := k.prepare(ctx, d)
 			if err != nil {
 				errs = append(errs, err.Error())
 				continue
@@ -132,36 +142,27 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(errs) > 0 {
-		httpapi.WriteError(w, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "%s", strings.Join(errs, "\n")))
-		return
+		return httpapi.ApplyResponse{}, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "%s", strings.Join(errs, "\n"))
 	}
 	resp := httpapi.ApplyResponse{Results: []httpapi.ApplyResult{}}
 	if req.DryRun {
 		for _, st := range steps {
 			resp.Results = append(resp.Results, httpapi.ApplyResult{Kind: st.doc.Kind, Name: st.doc.Name, Action: "valid"})
 		}
-		httpapi.WriteJSON(w, http.StatusOK, resp)
-		return
+		return resp, nil
 	}
 	touched := map[string]bool{}
 	for _, st := range steps {
-		res, err := st.apply(r.Context(), actor(r.Context()))
+		res, err := st.apply(ctx, actor)
 		if err != nil {
-			s.logInternal(r, "apply "+st.doc.Ref(), err)
-			httpapi.WriteError(w, storeError(st.doc.Ref(), err))
-			return
+			return resp, storeError(st.doc.Ref(), err)
 		}
 		if res.Action != "unchanged" {
 			touched[st.doc.Kind] = true
 		}
 		resp.Results = append(resp.Results, res)
 	}
-	if err := s.kindsChanged(r.Context(), kinds, touched); err != nil {
-		s.logInternal(r, "reload after apply", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, resp)
+	return resp, s.kindsChanged(ctx, kinds, touched)
 }
 
 func (s *Server) kindsChanged(ctx context.Context, kinds map[string]kind, touched map[string]bool) error {

@@ -194,6 +194,14 @@ func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
 // SocketPath is the Workload API socket path.
 func (s *Server) SocketPath() string { return s.cfg.Workload.Socket }
 
+// Close releases what New acquired, for a server that will not Run.
+func (s *Server) Close() error {
+	s.httpLn.Close()
+	s.workloadLn.Close()
+	os.Remove(s.cfg.Workload.Socket)
+	return s.db.Close()
+}
+
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
 // drain HTTP requests and Workload API calls (up to 10s), stop the
 // authority's rotation loop and close the store.

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/writ-dev/writ/internal/config"
+	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/server"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var (
+		configPath string
+		role       string
+		applyDirs  []string
+		listen     string
+		socket     string
+		trustDom   string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run writ (control plane and node in one process by default)",
+		Long: `Run writ. With no flags it runs everything in one process on an embedded
+store in ./writ-data and prints the admin API address, the admin
+credential file and the SPIFFE Workload API socket.
+
+Configuration is read from --config (writ.yaml) if given; flags override
+the file; unset values take their documented defaults.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cfg config.Config
+			if configPath != "" {
+				var err error
+				if cfg, err = config.Load(configPath); err != nil {
+					return err
+				}
+			}
+			flags := cmd.Flags()
+			if flags.Changed("data-dir") || cfg.DataDir == "" {
+				cfg.DataDir = g.dataDir
+			}
+			if flags.Changed("role") {
+				cfg.Role = role
+			}
+			if flags.Changed("listen") {
+				cfg.Server.Listen = listen
+			}
+			if flags.Changed("socket") {
+				cfg.Workload.Socket = socket
+			}
+			if flags.Changed("trust-domain") {
+				cfg.TrustDomain = trustDom
+			}
+			cfg.Defaults()
+			if abs, err := filepath.Abs(cfg.Workload.Socket); err == nil {
+				cfg.Workload.Socket = abs
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			log := newLogger(g, cfg.Log)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			srv, err := server.New(ctx, cfg, server.Options{Log: log, KEK: os.Getenv(keys.KEKEnv)})
+			if err != nil {
+				return err
+			}
+			for _, dir := range applyDirs {
+				files, err := readApplyFiles(g, dir)
+				if err == nil {
+					var resp httpapi.ApplyResponse
+					resp, err = srv.Apply(ctx, "serve --apply", httpapi.ApplyRequest{Files: files})
+					for _, r := range resp.Results {
+						fmt.Fprintf(g.stderr, "applied %s/%s: %s\n", r.Kind, r.Name, r.Action)
+					}
+				}
+				if err != nil {
+					srv.Close()
+					return fmt.Errorf("--apply %s: %w", dir, err)
+				}
+			}
+			printBanner(g, cfg, srv)
+			return srv.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "writ.yaml configuration file")
+	f.StringVar(&role, "role", "all", "all (control plane and node), server or node")
+	f.StringArrayVar(&applyDirs, "apply", nil, "apply the YAML documents in this file or directory at start (repeatable)")
+	f.StringVar(&listen, "listen", "", "HTTP listen address (default 127.0.0.1:8080)")
+	f.StringVar(&socket, "socket", "", "Workload API socket path (default DATA_DIR/workload.sock)")
+	f.StringVar(&trustDom, "trust-domain", "", "SPIFFE trust domain (default writ.local)")
+	return cmd
+}
+
+func newLogger(g *globals, c config.Log) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.Level)) // validated already
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, opts))
+}
+
+func printBanner(g *globals, cfg config.Config, srv *server.Server) {
+	w := g.stdout
+	tokenFile, _ := filepath.Abs(srv.AdminTokenFile)
+	fmt.Fprintf(w, "writ is running (trust domain %s, data in %s)\n\n", cfg.TrustDomain, cfg.DataDir)
+	fmt.Fprintf(w, "  Admin API and bundle endpoint:  http://%s\n", srv.HTTPAddr())
+	fmt.Fprintf(w, "  Admin credential file:          %s\n", tokenFile)
+	fmt.Fprintf(w, "\nIn another shell:\n\n")
+	fmt.Fprintf(w, "  export WRIT_ADDR=http://%s\n", srv.HTTPAddr())
+	fmt.Fprintf(w, "  export WRIT_TOKEN=$(cat %s)\n", tokenFile)
+	fmt.Fprintf(w, "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n", srv.SocketPath())
+	fmt.Fprintf(w, "  go run ./cmd/writ entry create --spiffe-id spiffe://%s/agent/me --selector unix:uid:%d\n\n", cfg.TrustDomain, os.Getuid())
+}
