@@ -1,0 +1,299 @@
+package attest
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/sqlite"
+)
+
+// helperEnv makes the test binary act as a small workload instead of
+// running tests: see runHelper.
+const helperEnv = "WRIT_ATTEST_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(runHelper(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// runHelper connects as mode says ("unix:PATH", "tcp:ADDR" or "hold" for
+// nothing), writes "ready" and the connection's local address to stdout,
+// and then lives until stdin closes.
+func runHelper(mode string) int {
+	var c net.Conn
+	var err error
+	switch kind, addr, _ := strings.Cut(mode, ":"); kind {
+	case "unix", "tcp":
+		c, err = net.Dial(kind, addr)
+	case "hold":
+	default:
+		err = fmt.Errorf("unknown helper mode %q", mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	local := ""
+	if c != nil {
+		local = c.LocalAddr().String()
+	}
+	fmt.Printf("ready %s\n", local)
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// helper is a running child process.
+type helper struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	local string // the local address of its connection, if any
+}
+
+// startHelper runs exe (the test binary or a copy) in helper mode and
+// waits until it is ready. The child is killed when the test ends.
+func startHelper(t *testing.T, exe, mode string, extra ...*os.File) *helper {
+	t.Helper()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = extra
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{cmd: cmd, stdin: stdin}
+	t.Cleanup(h.stop)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper %q did not start: %v", mode, err)
+	}
+	ready, local, _ := strings.Cut(strings.TrimSpace(line), " ")
+	if ready != "ready" {
+		t.Fatalf("helper %q said %q", mode, line)
+	}
+	h.local = local
+	return h
+}
+
+func (h *helper) pid() int { return h.cmd.Process.Pid }
+
+// stop ends the child and reaps it; it is safe to call twice.
+func (h *helper) stop() {
+	if h.cmd.ProcessState != nil {
+		return
+	}
+	h.stdin.Close()
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+}
+
+// startSleep runs sleep(1), an executable other than the test binary.
+func startSleep(t *testing.T) *exec.Cmd {
+	t.Helper()
+	path, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatalf("sleep(1) is needed: %v", err)
+	}
+	cmd := exec.Command(path, "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// selfExe returns the resolved path of the test binary.
+func selfExe(t testing.TB) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err = filepath.EvalSymlinks(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+func fileSHA256(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// copyFile copies src to dst with mode 0755.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openStore opens a SQLite store at path, closed when the test ends.
+func openStore(t testing.TB, path string) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// countingInstances is a real store that counts InstanceFor calls.
+type countingInstances struct {
+	store.Instances
+	calls atomic.Int64
+}
+
+func (c *countingInstances) InstanceFor(ctx context.Context, key store.InstanceKey, fresh store.Instance) (store.Instance, error) {
+	c.calls.Add(1)
+	return c.Instances.InstanceFor(ctx, key, fresh)
+}
+
+// newTestAttestor returns an attestor over a fresh SQLite store, with
+// c's other fields kept.
+func newTestAttestor(t testing.TB, c Config) (*Attestor, *countingInstances) {
+	t.Helper()
+	counting := &countingInstances{Instances: openStore(t, filepath.Join(t.TempDir(), "writ.db"))}
+	if c.Instances == nil {
+		c.Instances = counting
+	}
+	a, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, counting
+}
+
+// unixPair returns both ends of a unix socket connection made through a
+// real listener: the server end (whose peer is the dialer) and the client.
+func unixPair(t testing.TB) (server, client *net.UnixConn) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return s, c
+}
+
+// selfPeer returns the test process as the peer of a real unix socket.
+func selfPeer(t testing.TB) Peer {
+	t.Helper()
+	s, _ := unixPair(t)
+	p, err := PeerFromUnixConn(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// fakeProc is a procfs lookalike in a temporary directory, for states a
+// real process cannot be put in on demand.
+type fakeProc struct {
+	t    testing.TB
+	root string
+}
+
+func newFakeProc(t testing.TB) *fakeProc {
+	t.Helper()
+	root := t.TempDir()
+	f := &fakeProc{t: t, root: root}
+	f.write("sys/kernel/random/boot_id", "3f1c0e9a-8d55-4d0b-9a43-7d2f3e0c1b2a\n")
+	if err := os.Symlink(strconv.Itoa(os.Getpid()), filepath.Join(root, "self")); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fakeProc) write(rel, content string) {
+	f.t.Helper()
+	path := filepath.Join(f.root, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fakeProc) link(rel, target string) {
+	f.t.Helper()
+	path := filepath.Join(f.root, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	os.Remove(path)
+	if err := os.Symlink(target, path); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// addProcess creates PID/stat, PID/status and PID/exe. The command name
+// has spaces and parentheses, as a process may choose.
+func (f *fakeProc) addProcess(pid int, startTicks uint64, exe string) {
+	f.t.Helper()
+	f.setStart(pid, startTicks)
+	f.write(fmt.Sprintf("%d/status", pid), "Name:\tagent\nUid:\t1000\t1001\t1001\t1001\nGid:\t100\t101\t101\t101\nGroups:\t4 27 \n")
+	f.link(fmt.Sprintf("%d/exe", pid), exe)
+}
+
+func (f *fakeProc) setStart(pid int, startTicks uint64) {
+	f.t.Helper()
+	f.write(fmt.Sprintf("%d/stat", pid), fakeStat(pid, "a) (b c", startTicks))
+}
+
+func fakeStat(pid int, comm string, startTicks uint64) string {
+	return fmt.Sprintf("%d (%s) S 1 %d %d 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 %d 1000000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+		pid, comm, pid, pid, startTicks)
+}
+
+func netListenUnix(path string) (*net.UnixListener, error) {
+	return net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+}

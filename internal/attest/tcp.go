@@ -1,0 +1,352 @@
+package attest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	// ErrNoTCPPeer reports that no local process holds the client end of
+	// a TCP connection: it closed, or it comes from another host or
+	// network namespace.
+	ErrNoTCPPeer = errors.New("no local process holds the client end of the connection")
+
+	// ErrSharedSocket reports that the client end of a TCP connection is
+	// open in more than one process (inherited across fork or passed over
+	// a socket), so the connection cannot be attributed to one of them.
+	ErrSharedSocket = errors.New("the client end of the connection is open in more than one process")
+)
+
+// PeerFromPID returns the process with the given pid, pinned by a pidfd,
+// with its current effective uid and gid read from /proc. Use it when the
+// pid was learnt some other way than from a unix socket. The caller must
+// Close the peer.
+func (a *Attestor) PeerFromPID(ctx context.Context, pid int) (Peer, error) {
+	if pid <= 0 {
+		return Peer{}, fmt.Errorf("pin pid %d: not a process id", pid)
+	}
+	p, err := pinPID(Peer{PID: pid})
+	if err != nil {
+		return Peer{}, err
+	}
+	if err := a.fillIDs(&p, nil); err != nil {
+		p.Close()
+		return Peer{}, fmt.Errorf("pin pid %d: %w", pid, err)
+	}
+	return p, nil
+}
+
+// fillIDs sets p.UID and p.GID from /proc/PID/status. If inode is not nil,
+// it also requires the process to still hold that socket. When p is
+// pinned, the pidfd is checked after /proc/PID is opened, so the facts are
+// about the pinned process.
+func (a *Attestor) fillIDs(p *Peer, inode *uint64) error {
+	d, err := openProc(a.procRoot, p.PID)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := p.checkAlive(); err != nil {
+		return err
+	}
+	if inode != nil {
+		holds, err := holdsSocket(d.fd, d.path, socketLink(*inode))
+		if err != nil {
+			return err
+		}
+		if !holds {
+			return fmt.Errorf("pid %d no longer holds socket inode %d: %w", p.PID, *inode, ErrProcessGone)
+		}
+	}
+	st, err := d.status()
+	if err != nil {
+		return err
+	}
+	p.UID, p.GID = st.uid, st.gid
+	return nil
+}
+
+// FindTCPPeer returns the pid of the local process that holds the client
+// end of a loopback TCP connection, as seen by the server that accepted it:
+// local is the server's address and remote the client's. It finds the
+// client's socket in ProcRoot/net/tcp and tcp6 (the one whose local address
+// is remote and whose peer is local) and then the process whose open files
+// include that socket.
+//
+// It fails with [ErrNoTCPPeer] when no process holds the socket and with
+// [ErrSharedSocket] when several do. Only loopback connections are
+// accepted. Processes whose open files writ may not read are skipped; run
+// writ as root so that these are only the few the kernel hides even from
+// root. The pid may be reused as soon as FindTCPPeer returns; use
+// [Attestor.PeerFromTCP] to get the process pinned.
+func (a *Attestor) FindTCPPeer(ctx context.Context, local, remote netip.AddrPort) (int, error) {
+	pid, _, err := a.findTCPPeer(ctx, local, remote)
+	return pid, err
+}
+
+// PeerFromTCP is [Attestor.FindTCPPeer] followed by pinning the process
+// with a pidfd and checking that the pinned process holds the socket, so
+// that the returned peer is the connection's process even if the pid has
+// since been reused. UID and GID are the process's effective ids. The
+// caller must Close the peer.
+func (a *Attestor) PeerFromTCP(ctx context.Context, local, remote netip.AddrPort) (Peer, error) {
+	pid, inode, err := a.findTCPPeer(ctx, local, remote)
+	if err != nil {
+		return Peer{}, err
+	}
+	p, err := pinPID(Peer{PID: pid})
+	if err != nil {
+		return Peer{}, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+	}
+	if err := a.fillIDs(&p, &inode); err != nil {
+		p.Close()
+		return Peer{}, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+	}
+	return p, nil
+}
+
+func (a *Attestor) findTCPPeer(ctx context.Context, local, remote netip.AddrPort) (int, uint64, error) {
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	if !local.Addr().IsLoopback() || !remote.Addr().IsLoopback() {
+		return 0, 0, fmt.Errorf("find process of connection %s -> %s: only loopback connections can be attributed to a local process", remote, local)
+	}
+	inode, err := a.tcpInode(local, remote)
+	if err != nil {
+		return 0, 0, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+	}
+	pids, skipped, err := a.socketHolders(ctx, inode)
+	if err != nil {
+		return 0, 0, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+	}
+	switch len(pids) {
+	case 0:
+		if skipped > 0 {
+			return 0, 0, fmt.Errorf("find process of connection %s -> %s: socket inode %d: %w (%d processes could not be inspected; writ needs root or CAP_SYS_PTRACE)", remote, local, inode, ErrNoTCPPeer, skipped)
+		}
+		return 0, 0, fmt.Errorf("find process of connection %s -> %s: socket inode %d: %w", remote, local, inode, ErrNoTCPPeer)
+	case 1:
+		return pids[0], inode, nil
+	}
+	return 0, 0, fmt.Errorf("find process of connection %s -> %s: pids %v: %w", remote, local, pids, ErrSharedSocket)
+}
+
+// tcpInode returns the inode of the socket whose local address is client
+// and whose peer is server.
+func (a *Attestor) tcpInode(server, client netip.AddrPort) (uint64, error) {
+	files := []string{"tcp", "tcp6"}
+	if client.Addr().Is6() {
+		files = files[1:]
+	}
+	for _, name := range files {
+		path := filepath.Join(a.procRoot, "net", name)
+		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // IPv6 disabled
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read socket table: %w", err)
+		}
+		inode, err := findTCPInode(f, server, client)
+		f.Close()
+		if err != nil {
+			return 0, fmt.Errorf("read socket table %s: %w", path, err)
+		}
+		if inode != 0 {
+			return inode, nil
+		}
+	}
+	return 0, ErrNoTCPPeer
+}
+
+// findTCPInode scans a /proc/net/tcp or tcp6 table for the socket whose
+// local address is client and whose peer is server. It returns 0 if there
+// is none.
+func findTCPInode(r io.Reader, server, client netip.AddrPort) (uint64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 512), 64<<10)
+	first := true
+	for sc.Scan() {
+		if first { // header
+			first = false
+			continue
+		}
+		e, err := parseTCPLine(sc.Bytes())
+		if err != nil {
+			return 0, err
+		}
+		if e.inode != 0 && e.local == client && e.remote == server {
+			return e.inode, nil
+		}
+	}
+	return 0, sc.Err()
+}
+
+type tcpEntry struct {
+	local, remote netip.AddrPort // unmapped
+	inode         uint64         // 0 for sockets without one (TIME_WAIT)
+}
+
+// parseTCPLine parses one line of a /proc/net/tcp or tcp6 table:
+//
+//	sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+//	0: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 12345 ...
+func parseTCPLine(line []byte) (tcpEntry, error) {
+	f := bytes.Fields(line)
+	if len(f) < 10 {
+		return tcpEntry{}, fmt.Errorf("socket line %q: has %d fields, want at least 10", line, len(f))
+	}
+	local, err := parseHexAddrPort(f[1])
+	if err != nil {
+		return tcpEntry{}, fmt.Errorf("socket line %q: %w", line, err)
+	}
+	remote, err := parseHexAddrPort(f[2])
+	if err != nil {
+		return tcpEntry{}, fmt.Errorf("socket line %q: %w", line, err)
+	}
+	inode, err := strconv.ParseUint(string(f[9]), 10, 64)
+	if err != nil {
+		return tcpEntry{}, fmt.Errorf("socket line %q: bad inode %q", line, f[9])
+	}
+	return tcpEntry{local: local, remote: remote, inode: inode}, nil
+}
+
+// parseHexAddrPort parses "0100007F:1F90": the address as 32-bit words in
+// the kernel's byte order, each printed as hex, then the port in hex.
+func parseHexAddrPort(b []byte) (netip.AddrPort, error) {
+	addrHex, portHex, ok := bytes.Cut(b, []byte{':'})
+	if !ok || len(portHex) != 4 || (len(addrHex) != 8 && len(addrHex) != 32) {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", b)
+	}
+	port, err := strconv.ParseUint(string(portHex), 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port in %q", b)
+	}
+	var raw [16]byte
+	n := len(addrHex) / 2
+	if _, err := hex.Decode(raw[:n], addrHex); err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", b)
+	}
+	// Each word was printed as a number: big-endian digits of a value
+	// stored in host order.
+	for i := 0; i < n; i += 4 {
+		binary.NativeEndian.PutUint32(raw[i:], binary.BigEndian.Uint32(raw[i:]))
+	}
+	var addr netip.Addr
+	if n == 4 {
+		addr = netip.AddrFrom4([4]byte(raw[:4]))
+	} else {
+		addr = netip.AddrFrom16(raw).Unmap()
+	}
+	return netip.AddrPortFrom(addr, uint16(port)), nil
+}
+
+func socketLink(inode uint64) []byte {
+	return []byte("socket:[" + strconv.FormatUint(inode, 10) + "]")
+}
+
+// socketHolders returns the pids of every process with the socket open,
+// in the order /proc lists them, and how many processes it skipped because
+// writ may not read their open files. Running as root, only processes the
+// kernel hides even from root are skipped (non-dumpable processes of other
+// user namespaces, processes an LSM protects).
+func (a *Attestor) socketHolders(ctx context.Context, inode uint64) (pids []int, skipped int, err error) {
+	dir, err := os.Open(a.procRoot)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list processes: %w", err)
+	}
+	defer dir.Close()
+	target := socketLink(inode)
+	for {
+		names, err := dir.Readdirnames(256)
+		for _, name := range names {
+			pid, perr := strconv.Atoi(name)
+			if perr != nil || pid <= 0 {
+				continue
+			}
+			holds, herr := holdsSocket(unix.AT_FDCWD, filepath.Join(a.procRoot, name), target)
+			if errors.Is(herr, ErrProcessGone) {
+				continue
+			}
+			if errors.Is(herr, unix.EACCES) || errors.Is(herr, unix.EPERM) {
+				skipped++
+				continue
+			}
+			if herr != nil {
+				return nil, 0, herr
+			}
+			if holds {
+				pids = append(pids, pid)
+			}
+		}
+		if err == io.EOF {
+			return pids, skipped, nil
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("list processes in %s: %w", a.procRoot, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, 0, fmt.Errorf("list processes: %w", err)
+		}
+	}
+}
+
+// holdsSocket reports whether the process directory dir (relative to dirfd)
+// has an open file whose link reads target.
+func holdsSocket(dirfd int, dir string, target []byte) (bool, error) {
+	fdDir := dir + "/fd"
+	rel := "fd"
+	if dirfd == unix.AT_FDCWD {
+		rel = fdDir
+	}
+	fd, err := openRetry(dirfd, rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return false, fdErr(fdDir, err)
+	}
+	f := os.NewFile(uintptr(fd), fdDir)
+	defer f.Close()
+	buf := make([]byte, 64)
+	for {
+		names, rerr := f.Readdirnames(256)
+		for _, name := range names {
+			n, err := unix.Readlinkat(fd, name, buf)
+			if err != nil {
+				if errors.Is(err, unix.ENOENT) {
+					continue // closed meanwhile
+				}
+				return false, fdErr(fdDir+"/"+name, err)
+			}
+			if bytes.Equal(buf[:n], target) {
+				return true, nil
+			}
+		}
+		if rerr == io.EOF {
+			return false, nil
+		}
+		if rerr != nil {
+			return false, fdErr(fdDir, rerr)
+		}
+	}
+}
+
+func fdErr(path string, err error) error {
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH):
+		return fmt.Errorf("read %s: %w", path, ErrProcessGone)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
+		return fmt.Errorf("read %s: %w (writ needs root or CAP_SYS_PTRACE to inspect other users' processes)", path, err)
+	}
+	return fmt.Errorf("read %s: %w", path, err)
+}

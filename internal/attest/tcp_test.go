@@ -1,0 +1,307 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+// acceptAddrs accepts one connection on ln, made by dial, and returns the
+// accepted end's view (the server's address and the client's) and the
+// dialled connection.
+func acceptAddrs(t testing.TB, ln net.Listener, dial func() (net.Conn, error)) (local, remote netip.AddrPort, client net.Conn) {
+	t.Helper()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	var err error
+	if dial != nil {
+		client, err = dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if client != nil {
+			t.Cleanup(func() { client.Close() })
+		}
+	}
+	s, ok := <-accepted
+	if !ok {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { s.Close() })
+	return s.LocalAddr().(*net.TCPAddr).AddrPort(), s.RemoteAddr().(*net.TCPAddr).AddrPort(), client
+}
+
+func TestFindTCPPeerSelf(t *testing.T) {
+	a, _ := newTestAttestor(t, Config{})
+	ctx := context.Background()
+	tests := []struct {
+		name, listen, dial string
+	}{
+		{"ipv4", "127.0.0.1:0", "127.0.0.1"},
+		{"ipv6", "[::1]:0", "::1"},
+		{"ipv4 to dual-stack listener", "[::]:0", "127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", tt.listen)
+			if err != nil {
+				t.Skipf("cannot listen on %s here: %v", tt.listen, err)
+			}
+			defer ln.Close()
+			port := ln.Addr().(*net.TCPAddr).Port
+			local, remote, _ := acceptAddrs(t, ln, func() (net.Conn, error) {
+				return net.Dial("tcp", net.JoinHostPort(tt.dial, fmt.Sprint(port)))
+			})
+			pid, err := a.FindTCPPeer(ctx, local, remote)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pid != os.Getpid() {
+				t.Errorf("FindTCPPeer = %d, want %d", pid, os.Getpid())
+			}
+			p, err := a.PeerFromTCP(ctx, local, remote)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if !p.Pinned() || p.PID != os.Getpid() || p.UID != os.Geteuid() {
+				t.Errorf("PeerFromTCP = %+v", p)
+			}
+			if _, err := a.Attest(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestFindTCPPeerChild(t *testing.T) {
+	a, _ := newTestAttestor(t, Config{})
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var h *helper
+	local, remote, _ := acceptAddrs(t, ln, func() (net.Conn, error) {
+		h = startHelper(t, selfExe(t), "tcp:"+ln.Addr().String())
+		return nil, nil
+	})
+	if h.local != remote.String() {
+		t.Fatalf("child connected from %s, server saw %s", h.local, remote)
+	}
+	pid, err := a.FindTCPPeer(ctx, local, remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != h.pid() {
+		t.Fatalf("FindTCPPeer = %d, want child %d", pid, h.pid())
+	}
+	// With the ends swapped it finds the server's socket: this process.
+	if pid, err := a.FindTCPPeer(ctx, remote, local); err != nil || pid != os.Getpid() {
+		t.Fatalf("FindTCPPeer with the ends swapped = %d, %v; want %d", pid, err, os.Getpid())
+	}
+	p, err := a.PeerFromTCP(ctx, local, remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r, err := a.Attest(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PID != h.pid() {
+		t.Errorf("attested pid %d, want %d", r.PID, h.pid())
+	}
+	h.stop()
+	if _, err := a.FindTCPPeer(ctx, local, remote); !errors.Is(err, ErrNoTCPPeer) {
+		t.Errorf("FindTCPPeer after the child exited = %v, want ErrNoTCPPeer", err)
+	}
+	if _, err := a.Attest(ctx, p); !errors.Is(err, ErrProcessGone) {
+		t.Errorf("Attest after the child exited = %v, want ErrProcessGone", err)
+	}
+}
+
+func TestFindTCPPeerSharedSocket(t *testing.T) {
+	a, _ := newTestAttestor(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	local, remote, client := acceptAddrs(t, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	f, err := client.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A child inherits the client socket, as after fork: the connection
+	// can no longer be pinned on one process.
+	h := startHelper(t, selfExe(t), "hold", f)
+	f.Close()
+	_, err = a.FindTCPPeer(context.Background(), local, remote)
+	if !errors.Is(err, ErrSharedSocket) {
+		t.Fatalf("FindTCPPeer of a shared socket = %v, want ErrSharedSocket", err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprint(h.pid())) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
+		t.Errorf("error %q does not name both pids", err)
+	}
+}
+
+func TestFindTCPPeerRefusals(t *testing.T) {
+	a, _ := newTestAttestor(t, Config{})
+	ctx := context.Background()
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		name          string
+		local, remote netip.AddrPort
+		want          error
+		wantText      string
+	}{
+		{"remote host", ap("10.1.2.3:8080"), ap("10.9.9.9:40000"), nil, "only loopback"},
+		{"remote client to loopback", ap("127.0.0.1:8080"), ap("192.0.2.1:40000"), nil, "only loopback"},
+		{"no such connection", ap("127.0.0.1:1"), ap("127.0.0.1:2"), ErrNoTCPPeer, "127.0.0.1:2 -> 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := a.FindTCPPeer(ctx, tt.local, tt.remote)
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) || !strings.Contains(err.Error(), tt.wantText) {
+				t.Fatalf("FindTCPPeer = %v, want %v containing %q", err, tt.want, tt.wantText)
+			}
+			if _, err := a.PeerFromTCP(ctx, tt.local, tt.remote); err == nil {
+				t.Fatal("PeerFromTCP succeeded")
+			}
+		})
+	}
+}
+
+// The socket tables of a fake procfs, with addresses in x86 (little-endian)
+// order as the kernel prints them there.
+func TestFindTCPPeerFakeProc(t *testing.T) {
+	if !littleEndian() {
+		t.Skip("fixture is in little-endian word order")
+	}
+	fp := newFakeProc(t)
+	fp.write("net/tcp", `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 101 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 102 1 0000000000000000 20 4 30 10 -1
+   3: 0100007F:C351 0100007F:1F90 06 00000000:00000000 03:00000D2C 00000000     0        0 0 3 0000000000000000
+   4: 0100007F:C352 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 103 1 0000000000000000 20 4 30 10 -1
+`)
+	fp.write("net/tcp6", `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:D431 00000000000000000000000001000000:1F91 01 00000000:00000000 00:00000000 00000000  1000        0 200 1 0000000000000000 20 4 30 10 -1
+   1: 0000000000000000FFFF00000100007F:D432 0000000000000000FFFF00000100007F:1F91 01 00000000:00000000 00:00000000 00000000  1000        0 201 1 0000000000000000 20 4 30 10 -1
+`)
+	for pid, fds := range map[int][]string{
+		10: {"socket:[100]", "socket:[101]", "/dev/null"},  // the server
+		20: {"pipe:[5]", "socket:[102]"},                   // the client of 50000
+		30: {"socket:[103]"},                               // a client of 50002 ...
+		31: {"socket:[103]", "anon_inode:[eventfd]"},       // ... that forked
+		40: {"socket:[200]"},                               // an IPv6 client
+		41: {"/usr/lib/libc.so.6", "socket:[201]"},         // a v4-mapped client
+		50: {"socket:[1020]", "socket:[10]", "socket:[2]"}, // near misses
+	} {
+		for i, target := range fds {
+			fp.link(fmt.Sprintf("%d/fd/%d", pid, i), target)
+		}
+	}
+	a, _ := newTestAttestor(t, Config{ProcRoot: fp.root})
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		name          string
+		local, remote netip.AddrPort
+		pid           int
+		err           error
+	}{
+		{"ipv4", ap("127.0.0.1:8080"), ap("127.0.0.1:50000"), 20, nil},
+		{"ipv4 seen as v4-mapped", ap("[::ffff:127.0.0.1]:8080"), ap("[::ffff:127.0.0.1]:50000"), 20, nil},
+		{"time-wait has no inode", ap("127.0.0.1:8080"), ap("127.0.0.1:50001"), 0, ErrNoTCPPeer},
+		{"forked holder", ap("127.0.0.1:8080"), ap("127.0.0.1:50002"), 0, ErrSharedSocket},
+		{"ipv6", ap("[::1]:8081"), ap("[::1]:54321"), 40, nil},
+		{"v4-mapped client socket", ap("127.0.0.1:8081"), ap("127.0.0.1:54322"), 41, nil},
+		{"unknown", ap("127.0.0.1:8080"), ap("127.0.0.1:50003"), 0, ErrNoTCPPeer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pid, err := a.FindTCPPeer(context.Background(), tt.local, tt.remote)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("FindTCPPeer = %d, %v; want %v", pid, err, tt.err)
+				}
+				return
+			}
+			if err != nil || pid != tt.pid {
+				t.Fatalf("FindTCPPeer = %d, %v; want %d", pid, err, tt.pid)
+			}
+		})
+	}
+}
+
+func littleEndian() bool {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], 1)
+	return b[0] == 1
+}
+
+func TestParseHexAddrPort(t *testing.T) {
+	if !littleEndian() {
+		t.Skip("fixtures are in little-endian word order")
+	}
+	tests := []struct {
+		in   string
+		want string // "" for an error
+	}{
+		{"0100007F:1F90", "127.0.0.1:8080"},
+		{"00000000:0000", "0.0.0.0:0"},
+		{"0101A8C0:FFFF", "192.168.1.1:65535"},
+		{"00000000000000000000000001000000:0016", "[::1]:22"},
+		{"0000000000000000FFFF00000100007F:0050", "127.0.0.1:80"},
+		{"B80D0120000000000000000001000000:01BB", "[2001:db8::1]:443"},
+		{"0100007F", ""},
+		{"0100007F:1F9", ""},
+		{"0100007G:1F90", ""},
+		{"0100007F:XXXX", ""},
+		{"00000000000000000000000001000000FF:0016", ""},
+		{":", ""},
+	}
+	for _, tt := range tests {
+		got, err := parseHexAddrPort([]byte(tt.in))
+		switch {
+		case tt.want == "" && err == nil:
+			t.Errorf("parseHexAddrPort(%q) = %v, want error", tt.in, got)
+		case tt.want != "" && (err != nil || got.String() != tt.want):
+			t.Errorf("parseHexAddrPort(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func FuzzParseTCPLine(f *testing.F) {
+	f.Add([]byte("   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 101 1 0000000000000000 20 4 30 10 -1"))
+	f.Add([]byte("0: 00000000000000000000000001000000:D431 00000000000000000000000001000000:1F91 01 0 0 0 1000 0 200"))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		e, err := parseTCPLine(line)
+		if err != nil {
+			return
+		}
+		if e.local.Addr().Is4In6() || e.remote.Addr().Is4In6() {
+			t.Errorf("parseTCPLine(%q) kept a v4-mapped address: %+v", line, e)
+		}
+		if !bytes.Contains(line, []byte(fmt.Sprint(e.inode))) {
+			t.Errorf("parseTCPLine(%q) invented inode %d", line, e.inode)
+		}
+	})
+}
