@@ -122,6 +122,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	s.authority, err = ca.New(ctx, ca.Config{
 		TrustDomain:      td,
 		Keys:             s.db,
+		Resources:        s.db,
 		Sealer:           sealer,
 		Emitter:          s.emit,
 		Log:              s.log.With("component", "ca"),
