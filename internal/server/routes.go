@@ -20,20 +20,21 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /bundle", s.handleBundle)
 
-	api := http.NewServeMux()
-	api.HandleFunc("GET /v1/entries", s.handleListEntries)
-	api.HandleFunc("POST /v1/entries", s.handleCreateEntry)
-	api.HandleFunc("GET /v1/entries/{name}", s.handleGetEntry)
-	api.HandleFunc("DELETE /v1/entries/{name}", s.handleDeleteEntry)
-	api.HandleFunc("POST /v1/apply", s.handleApply)
-	api.HandleFunc("GET /v1/resources/{kind}", s.handleListResources)
-	api.HandleFunc("GET /v1/resources/{kind}/{name}", s.handleGetResource)
-	api.HandleFunc("DELETE /v1/resources/{kind}/{name}", s.handleDeleteResource)
-	api.HandleFunc("GET /v1/instances", s.handleListInstances)
-	api.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+	// Admin API: every route is wrapped with the admin credential check.
+	// Routes that agents call (tasks, tokens) register their own auth.
+	admin := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.admin.require(h)) }
+	admin("GET /v1/entries", s.handleListEntries)
+	admin("POST /v1/entries", s.handleCreateEntry)
+	admin("GET /v1/entries/{name}", s.handleGetEntry)
+	admin("DELETE /v1/entries/{name}", s.handleDeleteEntry)
+	admin("POST /v1/apply", s.handleApply)
+	admin("GET /v1/resources/{kind}", s.handleListResources)
+	admin("GET /v1/resources/{kind}/{name}", s.handleGetResource)
+	admin("DELETE /v1/resources/{kind}/{name}", s.handleDeleteResource)
+	admin("GET /v1/instances", s.handleListInstances)
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})
-	mux.Handle("/v1/", s.admin.require(api))
 	return securityHeaders(mux)
 }
 
