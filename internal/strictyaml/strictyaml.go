@@ -86,6 +86,7 @@ func Unmarshal(file string, data []byte, out any) error {
 
 var (
 	durationType = reflect.TypeOf(time.Duration(0))
+	timeType     = reflect.TypeOf(time.Time{})
 	nodeType     = reflect.TypeOf(yaml.Node{})
 )
 
@@ -105,6 +106,13 @@ func check(file string, node *yaml.Node, path string, t reflect.Type) error {
 		}
 		if _, err := time.ParseDuration(node.Value); err != nil {
 			return At(file, node, path, "%q is not a duration; write it like 90s, 5m or 1h", node.Value)
+		}
+		return nil
+	}
+	if t == timeType {
+		var v time.Time
+		if node.Kind != yaml.ScalarNode || node.Decode(&v) != nil {
+			return At(file, node, path, "want a time such as 2026-03-02T09:30:00Z (RFC 3339)")
 		}
 		return nil
 	}
