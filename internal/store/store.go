@@ -169,5 +169,8 @@ type Store interface {
 	Instances
 	AdminTokens
 	Resources
+	Tasks
+	Revocations
+	Approvals
 	Close() error
 }

@@ -41,3 +41,14 @@ func TestSurvivesReopen(t *testing.T) {
 		t.Fatalf("identity lost across reopen: %v", err)
 	}
 }
+
+func TestTasksConformance(t *testing.T) {
+	storetest.RunTasks(t, func(t *testing.T) store.Store {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
