@@ -169,8 +169,6 @@ type Store interface {
 	Instances
 	AdminTokens
 	Resources
-	Tasks
-	Revocations
-	Approvals
+	Credentials
 	Close() error
 }

@@ -10,6 +10,17 @@ import (
 	"github.com/writ-dev/writ/internal/store/storetest"
 )
 
+func TestCredentials(t *testing.T) { storetest.RunCredentials(t, openTemp) }
+
+func openTemp(t *testing.T) store.Store {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
@@ -40,15 +51,4 @@ func TestSurvivesReopen(t *testing.T) {
 	if _, err := db.GetIdentity(ctx, "a"); err != nil {
 		t.Fatalf("identity lost across reopen: %v", err)
 	}
-}
-
-func TestTasksConformance(t *testing.T) {
-	storetest.RunTasks(t, func(t *testing.T) store.Store {
-		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	})
 }
