@@ -1,0 +1,173 @@
+package revoke_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/revoke"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/sqlite"
+)
+
+type recorder struct {
+	mu  sync.Mutex
+	evs []audit.Event
+}
+
+func (r *recorder) Emit(_ context.Context, e audit.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, e)
+	return nil
+}
+
+func open(t *testing.T, now func() time.Time) (*sqlite.DB, *revoke.List, *recorder) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rec := &recorder{}
+	l, err := revoke.New(context.Background(), revoke.Config{Store: db, Emitter: rec, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, l, rec
+}
+
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	_, l, rec := open(t, nil)
+	for _, r := range []store.Revocation{
+		{Kind: store.RevokeInstance, Value: "inst_bad", Actor: "admin:admin"},
+		{Kind: store.RevokeTask, Value: "task_bad"},
+		{Kind: store.RevokeToken, Value: "jti_bad"},
+		{Kind: store.RevokeSpiffeID, Value: "spiffe://writ.local/agent/evil"},
+	} {
+		if _, created, err := l.Revoke(ctx, r); err != nil || !created {
+			t.Fatalf("Revoke(%+v): created %v err %v", r, created, err)
+		}
+	}
+	good := revoke.Target{SpiffeID: "spiffe://writ.local/agent/ok", Instance: "inst_ok", Task: "task_ok", TokenID: "jti_ok"}
+	for _, tc := range []struct {
+		name     string
+		mutate   func(*revoke.Target)
+		wantKind string
+	}{
+		{"nothing revoked", func(*revoke.Target) {}, ""},
+		{"token", func(x *revoke.Target) { x.TokenID = "jti_bad" }, store.RevokeToken},
+		{"task", func(x *revoke.Target) { x.Task = "task_bad" }, store.RevokeTask},
+		{"instance", func(x *revoke.Target) { x.Instance = "inst_bad" }, store.RevokeInstance},
+		{"spiffe id", func(x *revoke.Target) { x.SpiffeID = "spiffe://writ.local/agent/evil" }, store.RevokeSpiffeID},
+		{"empty fields never match", func(x *revoke.Target) { *x = revoke.Target{} }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := good
+			tc.mutate(&tg)
+			r, ok := l.Check(tg)
+			if ok != (tc.wantKind != "") || r.Kind != tc.wantKind {
+				t.Errorf("Check(%+v) = %+v, %v; want kind %q", tg, r, ok, tc.wantKind)
+			}
+		})
+	}
+	if !l.InstanceRevoked("inst_bad", "spiffe://writ.local/agent/ok") || l.InstanceRevoked("inst_ok", "spiffe://writ.local/agent/ok") {
+		t.Error("InstanceRevoked disagrees with Check")
+	}
+	if _, created, err := l.Revoke(ctx, store.Revocation{Kind: store.RevokeTask, Value: "task_bad"}); err != nil || created {
+		t.Errorf("revoking twice: created %v err %v; want no-op", created, err)
+	}
+	if len(rec.evs) != 4 || rec.evs[0].Type != audit.Revocation || rec.evs[0].Instance != "inst_bad" || rec.evs[1].Task != "task_bad" {
+		t.Errorf("audit events = %+v; want 4 revocation events with the target field set", rec.evs)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	_, l, _ := open(t, nil)
+	for _, r := range []store.Revocation{
+		{Kind: "user", Value: "x"},
+		{Kind: store.RevokeTask, Value: ""},
+		{Kind: store.RevokeTask, Value: "a\nb"},
+	} {
+		if _, _, err := l.Revoke(context.Background(), r); err == nil {
+			t.Errorf("Revoke(%+v) succeeded; want an error", r)
+		}
+	}
+}
+
+func TestSurvivesRestartAndPrunes(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	db, l, _ := open(t, clock)
+	if _, _, err := l.Revoke(ctx, store.Revocation{Kind: store.RevokeToken, Value: "jti_1", ExpiresAt: now.Add(5 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Revoke(ctx, store.Revocation{Kind: store.RevokeInstance, Value: "inst_1"}); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := revoke.New(ctx, revoke.Config{Store: db, Emitter: audit.Discard, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l2.Revoked(store.RevokeToken, "jti_1") || !l2.Revoked(store.RevokeInstance, "inst_1") {
+		t.Fatal("revocations lost across a restart")
+	}
+	now = now.Add(10 * time.Minute)
+	if n, err := l2.Prune(ctx); err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1", n, err)
+	}
+	if l2.Revoked(store.RevokeToken, "jti_1") || !l2.Revoked(store.RevokeInstance, "inst_1") {
+		t.Error("Prune removed the wrong revocations")
+	}
+}
+
+// TestWatchLatency checks that a watcher learns of a revocation well
+// within the 100 ms the kill switch promises.
+func TestWatchLatency(t *testing.T) {
+	_, l, _ := open(t, nil)
+	ch, cancel := l.Watch()
+	defer cancel()
+	start := time.Now()
+	go func() {
+		if _, _, err := l.Revoke(context.Background(), store.Revocation{Kind: store.RevokeInstance, Value: "inst_x"}); err != nil {
+			t.Error(err)
+		}
+	}()
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("watcher not notified")
+	}
+	if !l.Revoked(store.RevokeInstance, "inst_x") {
+		t.Fatal("notified before the revocation took effect")
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("revocation reached the watcher after %v, want under 100ms", d)
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	l, err := revoke.New(context.Background(), revoke.Config{Store: db, Emitter: audit.Discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.Revoke(context.Background(), store.Revocation{Kind: store.RevokeTask, Value: "task_other"})
+	tg := revoke.Target{SpiffeID: "spiffe://writ.local/agent/a", Instance: "inst_a", Task: "task_a", TokenID: "jti_a"}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, ok := l.Check(tg); ok {
+				b.Fatal("revoked")
+			}
+		}
+	})
+}
