@@ -182,6 +182,8 @@ func jsonError(name string, data []byte, dec *json.Decoder, err error) error {
 		}
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("read request %s: empty; want a JSON object", name)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		off = int64(len(data))
 	}
 	line, col := 1, 1
 	for _, c := range data[:min(int(off), len(data))] {
