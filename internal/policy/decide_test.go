@@ -301,8 +301,8 @@ rules:
 	}
 	runDecide(t, snap, []decideCase{
 		{"monday 10:30 paris", at(tNow)(mcpReq("crm", "read")), Allow, "office-hours", ""},
-		{"monday 19:30 paris", at(tNow.Add(9*time.Hour))(mcpReq("crm", "read")), Deny, "", ""},
-		{"sunday", at(tNow.Add(-24*time.Hour))(mcpReq("crm", "read")), Deny, "", ""},
+		{"monday 19:30 paris", at(tNow.Add(9 * time.Hour))(mcpReq("crm", "read")), Deny, "", ""},
+		{"sunday", at(tNow.Add(-24 * time.Hour))(mcpReq("crm", "read")), Deny, "", ""},
 		{"lan and node", from("10.2.3.4", "node-1")(httpReq("billing", "GET", "/invoices")), Allow, "from-the-lan", ""},
 		{"wrong node", from("10.2.3.4", "node-2")(httpReq("billing", "GET", "/invoices")), Deny, "", ""},
 		{"outside the lan", from("192.168.1.4", "node-1")(httpReq("billing", "GET", "/invoices")), Deny, "", ""},
