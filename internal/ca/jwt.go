@@ -67,7 +67,7 @@ func (a *Authority) SignJWTSVID(ctx context.Context, p JWTSVIDParams) (string, t
 	// the key's NotAfter.
 	exp := notAfter.Unix()
 	if exp <= now.Unix() {
-		return "", time.Time{}, fmt.Errorf("sign JWT-SVID for %s: jwt key %s expires within a second; the authority's rotation loop (Run) is not running", p.ID, k.id)
+		return "", time.Time{}, fmt.Errorf("sign JWT-SVID for %s: jwt key %s expires within a second and was not replaced; check that the authority's rotation loop (Run) is running and see its errors", p.ID, k.id)
 	}
 	payload, err := json.Marshal(svidClaims{
 		Subject:  p.ID.String(),

@@ -96,7 +96,7 @@ func (a *Authority) lifetime(k *key, now time.Time, ttl, def time.Duration) (tim
 		notAfter = k.notAfter
 	}
 	if !notAfter.After(now) {
-		return time.Time{}, time.Time{}, fmt.Errorf("%s key %s expired at %s; the authority's rotation loop (Run) is not running", k.kind, k.id, k.notAfter.UTC().Format(time.RFC3339))
+		return time.Time{}, time.Time{}, fmt.Errorf("%s key %s expired at %s and was not replaced; check that the authority's rotation loop (Run) is running and see its errors", k.kind, k.id, k.notAfter.UTC().Format(time.RFC3339))
 	}
 	notBefore := now.Add(-backdate)
 	if notBefore.Before(k.notBefore) {
