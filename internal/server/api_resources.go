@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
@@ -20,6 +21,9 @@ import (
 type kind struct {
 	// prepare validates d and returns the function that stores it.
 	prepare func(ctx context.Context, d resource.Document) (func(ctx context.Context, actor string) (httpapi.ApplyResult, error), error)
+	// checkSet validates the documents of this kind being applied together
+	// with the stored ones they join, before anything is stored.
+	checkSet func(ctx context.Context, docs []resource.Document) error
 	// changed runs after documents of this kind were stored or deleted.
 	changed func(ctx context.Context) error
 }
@@ -28,6 +32,11 @@ type kind struct {
 func (s *Server) kinds() map[string]kind {
 	return map[string]kind{
 		resource.KindIdentity: {prepare: s.prepareIdentity},
+		resource.KindAccessPolicy: {
+			prepare:  s.prepareStored(policy.StoredSpec),
+			checkSet: s.checkPolicySet,
+			changed:  s.reloadPolicy,
+		},
 	}
 }
 
@@ -139,6 +148,19 @@ func (s *Server) Apply(ctx context.Context, actor string, req httpapi.ApplyReque
 				continue
 			}
 			steps = append(steps, step{doc: d, apply: fn})
+		}
+	}
+	if len(errs) == 0 {
+		byKind := map[string][]resource.Document{}
+		for _, st := range steps {
+			byKind[st.doc.Kind] = append(byKind[st.doc.Kind], st.doc)
+		}
+		for k, docs := range byKind {
+			if fn := kinds[k].checkSet; fn != nil {
+				if err := fn(ctx, docs); err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
 		}
 	}
 	if len(errs) > 0 {

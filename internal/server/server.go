@@ -29,6 +29,7 @@ import (
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"github.com/writ-dev/writ/internal/workload"
@@ -54,6 +55,7 @@ type Server struct {
 	authority *ca.Authority
 	attestor  *attest.Attestor
 	registry  *registry.Registry
+	policy    *policy.Engine
 	workload  *workload.Server
 	metrics   *prometheus.Registry
 	admin     *adminAuth
@@ -143,6 +145,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	}
 	s.registry, err = registry.New(ctx, registry.Config{TrustDomain: td, Store: s.db, Emitter: s.emit, Log: s.log})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.initPolicy(ctx); err != nil {
 		return nil, err
 	}
 	s.workload, err = workload.New(workload.Config{

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -50,5 +51,32 @@ func TestSurvivesReopen(t *testing.T) {
 	defer db.Close()
 	if _, err := db.GetIdentity(ctx, "a"); err != nil {
 		t.Fatalf("identity lost across reopen: %v", err)
+	}
+}
+
+func TestTasksConformance(t *testing.T) {
+	storetest.RunTasks(t, func(t *testing.T) store.Store {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
+
+func TestOddPath(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "a #b?c%20d", "writ.db")
+	db, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatalf("open %q: %v", path, err)
+	}
+	defer db.Close()
+	if _, err := db.CreateIdentity(ctx, store.Identity{Name: "a", SpiffeID: "spiffe://writ.local/a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at the path given: %v", err)
 	}
 }
