@@ -38,6 +38,35 @@ type Config struct {
 	CA       CA       `yaml:"ca"`
 	Audit    Audit    `yaml:"audit"`
 	Store    Store    `yaml:"store"`
+	Proxy    Proxy    `yaml:"proxy"`
+}
+
+// Proxy configures the access proxy (see docs/proxy.md).
+type Proxy struct {
+	// Listen is the plain HTTP listener for reverse routes, forward
+	// requests and CONNECT. Default "127.0.0.1:8181"; "off" disables it.
+	Listen string `yaml:"listen"`
+	// TLSListen, when set, is a TLS listener (certificate from the proxy
+	// CA) that also accepts mTLS callers with X.509-SVIDs.
+	TLSListen string `yaml:"tls_listen"`
+	// ReadHeaderTimeout bounds reading request headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request. Default 5m.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response. Default 5m.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout bounds keep-alive idleness. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ApprovalWait bounds how long a request waits for a human approval.
+	// Default 5m.
+	ApprovalWait time.Duration `yaml:"approval_wait"`
+	// MaxHeaderBytes bounds request headers. Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes bounds request bodies. Default 67108864 (64 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// LogQueryValues records query values in audit events (default: only
+	// parameter names).
+	LogQueryValues bool `yaml:"log_query_values"`
 }
 
 // Log configures process logging.
@@ -140,6 +169,18 @@ func (c *Config) Defaults() {
 	}
 	setD(&c.Audit.CheckpointInterval, 10*time.Second)
 	set(&c.Store.Driver, "sqlite")
+	set(&c.Proxy.Listen, "127.0.0.1:8181")
+	setD(&c.Proxy.ReadHeaderTimeout, 10*time.Second)
+	setD(&c.Proxy.ReadTimeout, 5*time.Minute)
+	setD(&c.Proxy.WriteTimeout, 5*time.Minute)
+	setD(&c.Proxy.IdleTimeout, 2*time.Minute)
+	setD(&c.Proxy.ApprovalWait, 5*time.Minute)
+	if c.Proxy.MaxHeaderBytes == 0 {
+		c.Proxy.MaxHeaderBytes = 64 << 10
+	}
+	if c.Proxy.MaxBodyBytes == 0 {
+		c.Proxy.MaxBodyBytes = 64 << 20
+	}
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
 	}
@@ -202,6 +243,21 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("store.driver", "%q is not a driver; use sqlite or postgres", c.Store.Driver)
+	}
+	for key, addr := range map[string]string{"proxy.listen": c.Proxy.Listen, "proxy.tls_listen": c.Proxy.TLSListen} {
+		if addr == "" || addr == "off" && key == "proxy.listen" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not host:port: %v", addr, err)
+		}
+	}
+	for key, d := range map[string]time.Duration{"proxy.read_header_timeout": c.Proxy.ReadHeaderTimeout, "proxy.read_timeout": c.Proxy.ReadTimeout,
+		"proxy.write_timeout": c.Proxy.WriteTimeout, "proxy.idle_timeout": c.Proxy.IdleTimeout, "proxy.approval_wait": c.Proxy.ApprovalWait} {
+		positive(key, d)
+	}
+	if c.Proxy.MaxHeaderBytes < 1024 || c.Proxy.MaxBodyBytes < 0 {
+		bad("proxy.max_header_bytes", "must be at least 1024 (and proxy.max_body_bytes not negative)")
 	}
 	if len(c.Workload.Socket) > 100 {
 		bad("workload.socket", "path is %d bytes; unix socket paths must be under 108 bytes, choose a shorter --socket", len(c.Workload.Socket))
