@@ -347,6 +347,22 @@ func TestAttestExitedProcess(t *testing.T) {
 			t.Fatalf("Attest of a reaped process = %v, want ErrProcessGone", err)
 		}
 	})
+	t.Run("pid reused by another process", func(t *testing.T) {
+		cmd := startSleep(t)
+		p, err := a.PeerFromPID(ctx, cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		// Pretend the kernel gave the dead child's pid to a live
+		// process (this one): /proc/PID is fine, only the pidfd knows.
+		p.PID = os.Getpid()
+		if _, err := a.Attest(ctx, p); !errors.Is(err, ErrProcessGone) {
+			t.Fatalf("Attest of a reused pid = %v, want ErrProcessGone", err)
+		}
+	})
 	t.Run("zombie", func(t *testing.T) {
 		cmd := startSleep(t)
 		p, err := a.PeerFromPID(ctx, cmd.Process.Pid)

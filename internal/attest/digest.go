@@ -41,31 +41,48 @@ func newDigestCache(size int) *digestCache {
 // calls open and hashes the file it returns; open must fail with
 // errExeChanged if that file is not the one key names. Hashing continues
 // if ctx is cancelled, so that the work is not wasted, but get returns.
+//
+// A caller that waited for another caller's hash and saw it fail tries
+// again with its own open: the failure may have been the other process's
+// (it exited, or executed something else), not this one's.
 func (c *digestCache) get(ctx context.Context, key fileKey, open func() (*os.File, error)) (string, error) {
-	c.mu.Lock()
-	e, ok := c.entries.get(key)
-	if !ok {
-		e = &digestEntry{done: make(chan struct{})}
-		c.entries.add(key, e)
-		c.mu.Unlock()
-		f, err := open()
-		if err != nil {
-			c.finish(key, e, "", err)
-			return "", err
+	const maxWaits = 3
+	for waits := 0; ; waits++ {
+		e, leader := c.entry(key)
+		if leader {
+			f, err := open()
+			if err != nil {
+				c.finish(key, e, "", err)
+				return "", err
+			}
+			go func() {
+				sum, err := c.hash(f, key)
+				c.finish(key, e, sum, err)
+			}()
 		}
-		go func() {
-			sum, err := c.hash(f, key)
-			c.finish(key, e, sum, err)
-		}()
-	} else {
-		c.mu.Unlock()
+		select {
+		case <-e.done:
+			if e.err != nil && !leader && waits < maxWaits {
+				continue
+			}
+			return e.sum, e.err
+		case <-ctx.Done():
+			return "", fmt.Errorf("hash executable: %w", ctx.Err())
+		}
 	}
-	select {
-	case <-e.done:
-		return e.sum, e.err
-	case <-ctx.Done():
-		return "", fmt.Errorf("hash executable: %w", ctx.Err())
+}
+
+// entry returns the cache entry for key, creating it if there is none, in
+// which case the caller is its leader and must finish it.
+func (c *digestCache) entry(key fileKey) (e *digestEntry, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries.get(key); ok {
+		return e, false
 	}
+	e = &digestEntry{done: make(chan struct{})}
+	c.entries.add(key, e)
+	return e, true
 }
 
 // finish publishes the outcome; failures are not cached.

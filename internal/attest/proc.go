@@ -55,30 +55,62 @@ const maxProcFile = 64 << 10
 
 // readFile returns the contents of a small file under the directory.
 func (d *procDir) readFile(name string) ([]byte, error) {
+	f, err := d.open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	return f.read()
+}
+
+// open opens a file under the directory for reading.
+func (d *procDir) open(name string) (procFile, error) {
 	fd, err := openRetry(d.fd, name, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
-		return nil, d.procErr("open", name, err)
+		return procFile{}, d.procErr("open", name, err)
 	}
-	defer unix.Close(fd)
-	buf := make([]byte, 0, 1024)
+	return procFile{fd: fd, dir: d, name: name}, nil
+}
+
+// procFile is an open file of a procDir. procfs renders a file afresh on
+// every read from offset 0, so one open file can be read twice; that saves
+// the path lookup, which is the costly part.
+type procFile struct {
+	fd   int
+	dir  *procDir
+	name string
+}
+
+func (f procFile) close() { unix.Close(f.fd) }
+
+// read returns the whole file, read from offset 0.
+func (f procFile) read() ([]byte, error) {
+	buf := make([]byte, 0, 4096)
 	for {
 		if len(buf) == cap(buf) {
 			if cap(buf) >= maxProcFile {
-				return nil, fmt.Errorf("read %s/%s: larger than %d bytes", d.path, name, maxProcFile)
+				return nil, fmt.Errorf("read %s/%s: larger than %d bytes", f.dir.path, f.name, maxProcFile)
 			}
 			buf = append(buf, make([]byte, cap(buf))...)[:len(buf)]
 		}
-		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		n, err := unix.Pread(f.fd, buf[len(buf):cap(buf)], int64(len(buf)))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, d.procErr("read", name, err)
+			return nil, f.dir.procErr("read", f.name, err)
 		}
 		if n == 0 {
 			return buf, nil
 		}
+		short := n < cap(buf)-len(buf)
 		buf = buf[:len(buf)+n]
+		if short {
+			// procfs renders stat and status whole on the first read,
+			// so a short read is the end; this saves a syscall per file
+			// on the attestation hot path.
+			return buf, nil
+		}
 	}
 }
 
@@ -119,9 +151,9 @@ func (d *procDir) openExe() (*os.File, error) {
 	return os.NewFile(uintptr(fd), d.path+"/exe"), nil
 }
 
-// stat reads and parses /proc/PID/stat.
-func (d *procDir) stat() (procStat, error) {
-	b, err := d.readFile("stat")
+// stat parses /proc/PID/stat, read from f.
+func (d *procDir) stat(f procFile) (procStat, error) {
+	b, err := f.read()
 	if err != nil {
 		return procStat{}, err
 	}
