@@ -24,6 +24,10 @@ import (
 	"github.com/writ-dev/writ/internal/store"
 )
 
+// ErrNotAudited reports a revocation that is in force but whose audit
+// event could not be recorded.
+var ErrNotAudited = errors.New("revocation in force but not audited")
+
 // Config configures a [List].
 type Config struct {
 	Store   store.Revocations
@@ -146,7 +150,7 @@ func (l *List) Revoke(ctx context.Context, r store.Revocation) (store.Revocation
 		if err := l.c.Emitter.Emit(ctx, e); err != nil {
 			// The revocation is in force; only its record is missing.
 			l.c.Log.ErrorContext(ctx, "audit revocation", "kind", r.Kind, "error", err)
-			return got, created, fmt.Errorf("revocation of %s %q is in force but its audit event was not recorded: %w", r.Kind, r.Value, err)
+			return got, created, fmt.Errorf("revoke %s %q: %w: %v", r.Kind, r.Value, ErrNotAudited, err)
 		}
 	}
 	return got, created, nil
