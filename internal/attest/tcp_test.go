@@ -305,3 +305,21 @@ func FuzzParseTCPLine(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkPeerFromTCP(b *testing.B) {
+	a, _ := newTestAttestor(b, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	local, remote, _ := acceptAddrs(b, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	ctx := context.Background()
+	for b.Loop() {
+		p, err := a.PeerFromTCP(ctx, local, remote)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+	}
+}
