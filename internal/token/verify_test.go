@@ -233,8 +233,8 @@ func TestReplayCacheBounded(t *testing.T) {
 		{"a", now.Add(time.Minute), now, true, false},
 		{"a", now.Add(time.Minute), now, false, false},
 		{"b", now.Add(2 * time.Minute), now, true, false},
-		{"c", now.Add(time.Minute), now, false, true},                           // full: refuse, never forget a live id
-		{"c", now.Add(3 * time.Minute), now.Add(90 * time.Second), true, false}, // a expired, room again
+		{"c", now.Add(time.Minute), now, false, true},                            // full: refuse, never forget a live id
+		{"c", now.Add(3 * time.Minute), now.Add(90 * time.Second), true, false},  // a expired, room again
 		{"a", now.Add(3 * time.Minute), now.Add(150 * time.Second), true, false}, // b expired too: a is new again
 	} {
 		first, err := c.Use(tc.id, tc.exp, tc.at)

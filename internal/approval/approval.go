@@ -1,0 +1,268 @@
+// Package approval is writ's escalation queue: when policy says a human
+// must approve (opening a task, a call the proxy escalated), the caller
+// files a request with [Service.Request], waits for it with [Service.Wait],
+// and an operator decides it through the admin API (`writ approval
+// approve|deny`). Requests are stored, so a pending one survives a restart,
+// and expire at their deadline. Waiters are woken by in-process
+// notification, not by polling the store.
+//
+// Every request, decision and expiry is an audit event.
+package approval
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// Config configures a [Service].
+type Config struct {
+	Store   store.Approvals
+	Emitter audit.Emitter
+	Log     *slog.Logger
+	// Now returns the current time; defaults to time.Now.
+	Now func() time.Time
+	// DefaultTimeout is how long a request waits for a decision when its
+	// Spec names no timeout; default 15m.
+	DefaultTimeout time.Duration
+}
+
+// Spec describes what needs approving.
+type Spec struct {
+	Kind       string // "task", "http", "mcp", ...
+	SpiffeID   string
+	Instance   string
+	Task       string
+	OnBehalfOf string
+	Target     string // what is asked for, in words an approver understands
+	Reason     string
+	Policy     string
+	Rule       string
+	Approvers  []string
+	Timeout    time.Duration
+}
+
+// Service files, decides and expires approval requests. It is safe for
+// concurrent use.
+type Service struct {
+	c Config
+
+	mu      sync.Mutex
+	pending map[string]time.Time     // id -> expiry, for requests still pending
+	waiters map[string]chan struct{} // closed when the request is decided
+	hooks   []func(context.Context, store.Approval)
+	wake    chan struct{}
+}
+
+// New loads pending requests so that they expire on time after a restart.
+func New(ctx context.Context, c Config) (*Service, error) {
+	if c.Store == nil || c.Emitter == nil {
+		return nil, errors.New("approval: store and audit emitter are required")
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = 15 * time.Minute
+	}
+	s := &Service{c: c, pending: map[string]time.Time{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
+	ps, err := c.Store.ListApprovals(ctx, store.ApprovalPending)
+	if err != nil {
+		return nil, fmt.Errorf("load pending approvals: %w", err)
+	}
+	for _, a := range ps {
+		s.pending[a.ID] = a.ExpiresAt
+	}
+	return s, nil
+}
+
+// OnDecide registers fn to run (synchronously, in the deciding goroutine)
+// after a request is approved, denied or expired. Register hooks before
+// serving.
+func (s *Service) OnDecide(fn func(context.Context, store.Approval)) {
+	s.mu.Lock()
+	s.hooks = append(s.hooks, fn)
+	s.mu.Unlock()
+}
+
+// Request files a pending request.
+func (s *Service) Request(ctx context.Context, sp Spec) (store.Approval, error) {
+	if sp.Kind == "" || sp.SpiffeID == "" || sp.Target == "" {
+		return store.Approval{}, errors.New("request approval: kind, spiffe_id and target are required")
+	}
+	timeout := sp.Timeout
+	if timeout <= 0 {
+		timeout = s.c.DefaultTimeout
+	}
+	now := s.c.Now()
+	a := store.Approval{ID: "apr_" + rand.Text(), Kind: sp.Kind, SpiffeID: sp.SpiffeID, Instance: sp.Instance, Task: sp.Task,
+		OnBehalfOf: sp.OnBehalfOf, Target: sp.Target, Reason: sp.Reason, Policy: sp.Policy, Rule: sp.Rule,
+		Approvers: sp.Approvers, State: store.ApprovalPending, CreatedAt: now, ExpiresAt: now.Add(timeout)}
+	a, err := s.c.Store.CreateApproval(ctx, a)
+	if err != nil {
+		return store.Approval{}, fmt.Errorf("request approval: %w", err)
+	}
+	s.mu.Lock()
+	s.pending[a.ID] = a.ExpiresAt
+	s.mu.Unlock()
+	s.poke()
+	if err := s.c.Emitter.Emit(ctx, s.event(audit.ApprovalRequested, a)); err != nil {
+		return a, fmt.Errorf("audit approval request %s: %w", a.ID, err)
+	}
+	return a, nil
+}
+
+// Get returns a request.
+func (s *Service) Get(ctx context.Context, id string) (store.Approval, error) {
+	return s.c.Store.GetApproval(ctx, id)
+}
+
+// List returns requests in state (all when empty), newest first.
+func (s *Service) List(ctx context.Context, state string) ([]store.Approval, error) {
+	switch state {
+	case "", store.ApprovalPending, store.ApprovalApproved, store.ApprovalDenied, store.ApprovalExpired:
+	default:
+		return nil, fmt.Errorf("list approvals: state %q is not pending, approved, denied or expired", state)
+	}
+	return s.c.Store.ListApprovals(ctx, state)
+}
+
+// Decide approves or denies a pending request on behalf of actor. A
+// request that is no longer pending (decided, expired) is an error
+// wrapping store.ErrPrecondition; an expired one cannot be approved late.
+func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, comment string) (store.Approval, error) {
+	state := store.ApprovalDenied
+	if approve {
+		state = store.ApprovalApproved
+	}
+	s.mu.Lock()
+	exp, ok := s.pending[id]
+	s.mu.Unlock()
+	if ok && !s.c.Now().Before(exp) {
+		s.expire(ctx, id)
+		return s.c.Store.GetApproval(ctx, id)
+	}
+	return s.settle(ctx, id, state, actor, comment)
+}
+
+func (s *Service) settle(ctx context.Context, id, state, actor, comment string) (store.Approval, error) {
+	a, err := s.c.Store.DecideApproval(ctx, id, state, actor, comment, s.c.Now())
+	if err != nil {
+		return a, err
+	}
+	s.mu.Lock()
+	delete(s.pending, id)
+	if ch, ok := s.waiters[id]; ok {
+		close(ch)
+		delete(s.waiters, id)
+	}
+	hooks := s.hooks
+	s.mu.Unlock()
+	typ := map[string]audit.Type{store.ApprovalApproved: audit.ApprovalGranted, store.ApprovalDenied: audit.ApprovalDenied,
+		store.ApprovalExpired: audit.ApprovalExpired}[state]
+	var auditErr error
+	if err := s.c.Emitter.Emit(ctx, s.event(typ, a)); err != nil {
+		s.c.Log.ErrorContext(ctx, "audit approval decision", "approval", id, "error", err)
+		auditErr = fmt.Errorf("approval %s is %s but its audit event was not recorded: %w", id, state, err)
+	}
+	for _, h := range hooks {
+		h(ctx, a)
+	}
+	return a, auditErr
+}
+
+func (s *Service) expire(ctx context.Context, id string) {
+	if _, err := s.settle(ctx, id, store.ApprovalExpired, "", "no decision before the deadline"); err != nil &&
+		!errors.Is(err, store.ErrPrecondition) {
+		s.c.Log.WarnContext(ctx, "expire approval", "approval", id, "error", err)
+	}
+}
+
+// Wait blocks until request id is decided or expires, or ctx ends, and
+// returns the request as it then is.
+func (s *Service) Wait(ctx context.Context, id string) (store.Approval, error) {
+	s.mu.Lock()
+	exp, pending := s.pending[id]
+	var ch chan struct{}
+	if pending {
+		ch = s.waiters[id]
+		if ch == nil {
+			ch = make(chan struct{})
+			s.waiters[id] = ch
+		}
+	}
+	s.mu.Unlock()
+	if !pending {
+		return s.c.Store.GetApproval(ctx, id)
+	}
+	timer := time.NewTimer(time.Until(exp) + 10*time.Millisecond)
+	defer timer.Stop()
+	select {
+	case <-ch:
+	case <-timer.C:
+		s.expire(ctx, id)
+	case <-ctx.Done():
+		return store.Approval{}, fmt.Errorf("wait for approval %s: %w", id, ctx.Err())
+	}
+	return s.c.Store.GetApproval(ctx, id)
+}
+
+// Run expires pending requests at their deadlines until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := s.c.Now()
+		next := now.Add(time.Minute)
+		var due []string
+		s.mu.Lock()
+		for id, exp := range s.pending {
+			if !now.Before(exp) {
+				due = append(due, id)
+			} else if exp.Before(next) {
+				next = exp
+			}
+		}
+		s.mu.Unlock()
+		for _, id := range due {
+			s.expire(ctx, id)
+		}
+		timer.Reset(next.Sub(now))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		case <-s.wake:
+		}
+	}
+}
+
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) event(t audit.Type, a store.Approval) audit.Event {
+	e := audit.Event{Type: t, SpiffeID: a.SpiffeID, Instance: a.Instance, Task: a.Task, OnBehalfOf: a.OnBehalfOf,
+		Target: a.Target, Action: a.Kind, Policy: a.Policy, Rule: a.Rule, Reason: a.Reason, Actor: a.DecidedBy,
+		Details: map[string]string{"approval": a.ID}}
+	if a.State != store.ApprovalPending {
+		e.Decision = a.State
+		if a.Comment != "" {
+			e.Details["comment"] = a.Comment
+		}
+	}
+	return e
+}

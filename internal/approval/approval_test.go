@@ -1,0 +1,152 @@
+package approval_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/internal/approval"
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/sqlite"
+)
+
+type recorder struct {
+	mu  sync.Mutex
+	evs []audit.Type
+}
+
+func (r *recorder) Emit(_ context.Context, e audit.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, e.Type)
+	return nil
+}
+
+func (r *recorder) types() []audit.Type {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]audit.Type(nil), r.evs...)
+}
+
+func newService(t *testing.T) (*approval.Service, *recorder, *sqlite.DB) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rec := &recorder{}
+	s, err := approval.New(context.Background(), approval.Config{Store: db, Emitter: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, rec, db
+}
+
+var spec = approval.Spec{Kind: "task", SpiffeID: "spiffe://writ.local/agent/a", Task: "task_1", Target: "task: pay invoices",
+	Policy: "p@1", Rule: "needs-human", Approvers: []string{"group:finance"}}
+
+func TestDecideWakesWaiter(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		approve bool
+		want    string
+		event   audit.Type
+	}{
+		{"approve", true, store.ApprovalApproved, audit.ApprovalGranted},
+		{"deny", false, store.ApprovalDenied, audit.ApprovalDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, rec, _ := newService(t)
+			ctx := context.Background()
+			var hooked []string
+			s.OnDecide(func(_ context.Context, a store.Approval) { hooked = append(hooked, a.State) })
+			a, err := s.Request(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make(chan store.Approval, 1)
+			go func() {
+				w, err := s.Wait(ctx, a.ID)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- w
+			}()
+			time.Sleep(20 * time.Millisecond)
+			if _, err := s.Decide(ctx, a.ID, tc.approve, "admin:admin", "ok"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case w := <-got:
+				if w.State != tc.want || w.DecidedBy != "admin:admin" {
+					t.Errorf("Wait = %+v, want %s by admin:admin", w, tc.want)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("Wait did not return after the decision")
+			}
+			if _, err := s.Decide(ctx, a.ID, !tc.approve, "admin:other", ""); !errors.Is(err, store.ErrPrecondition) {
+				t.Errorf("second decision: %v, want ErrPrecondition", err)
+			}
+			if len(hooked) != 1 || hooked[0] != tc.want {
+				t.Errorf("hooks saw %v, want [%s]", hooked, tc.want)
+			}
+			if evs := rec.types(); len(evs) != 2 || evs[0] != audit.ApprovalRequested || evs[1] != tc.event {
+				t.Errorf("events %v, want requested then %s", evs, tc.event)
+			}
+		})
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	s, rec, _ := newService(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	sp := spec
+	sp.Timeout = 50 * time.Millisecond
+	a, err := s.Request(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Wait(ctx, a.ID)
+	if err != nil || w.State != store.ApprovalExpired {
+		t.Fatalf("Wait = %+v, %v; want expired", w, err)
+	}
+	if _, err := s.Decide(ctx, a.ID, true, "admin:late", ""); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("approving after expiry: %v, want ErrPrecondition", err)
+	}
+	if evs := rec.types(); evs[len(evs)-1] != audit.ApprovalExpired {
+		t.Errorf("events %v, want approval.expired last", evs)
+	}
+	pending, _ := s.List(ctx, store.ApprovalPending)
+	if len(pending) != 0 {
+		t.Errorf("pending after expiry: %+v", pending)
+	}
+	if _, err := s.List(ctx, "bogus"); err == nil {
+		t.Error("List(bogus) succeeded")
+	}
+}
+
+func TestPendingSurvivesRestart(t *testing.T) {
+	s, _, db := newService(t)
+	ctx := context.Background()
+	sp := spec
+	sp.Timeout = 30 * time.Millisecond
+	a, err := s.Request(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := approval.New(ctx, approval.Config{Store: db, Emitter: audit.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s2.Wait(ctx, a.ID)
+	if err != nil || w.State != store.ApprovalExpired {
+		t.Errorf("after restart Wait = %+v, %v; want expired at the stored deadline", w, err)
+	}
+}
