@@ -70,6 +70,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", envOr("WRIT_DATA_DIR", "./writ-data"), "data directory (env WRIT_DATA_DIR)")
 	// One line per command group; each lives in its own file.
 	root.AddCommand(newServeCmd(g), newEntryCmd(g), newApplyCmd(g), newGetCmd(g), newDeleteCmd(g))
+	root.AddCommand(newPolicyCmd(g))
 	return root
 }
 

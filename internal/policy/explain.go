@@ -111,12 +111,12 @@ func (s *Snapshot) explain(req *Request, now time.Time) *Explanation {
 					switch {
 					case err != nil:
 						rt.Outcome = OutcomeConditionError
-						rt.Detail = fmt.Sprintf("when %q: %v", r.when.src, err)
+						rt.Detail = fmt.Sprintf("when %s: %v", oneLine(r.when.src), err)
 						if r.effect != effectAllow {
 							rt.Detail += " (a failing " + r.effect.String() + " condition applies: fail closed)"
 						}
 					case !ok:
-						rt.Outcome, rt.Detail = OutcomeConditionFalse, fmt.Sprintf("when %q is false", r.when.src)
+						rt.Outcome, rt.Detail = OutcomeConditionFalse, "when "+oneLine(r.when.src)+" is false"
 					default:
 						rt.Outcome = OutcomeMatch
 					}
@@ -244,3 +244,6 @@ func writeObligations(b *strings.Builder, d Decision) {
 		fmt.Fprintf(b, "  retry after %v\n", d.RetryAfter)
 	}
 }
+
+// oneLine collapses a multi-line condition for a one-line trace.
+func oneLine(s string) string { return "`" + strings.Join(strings.Fields(s), " ") + "`" }

@@ -174,7 +174,7 @@ func jsonError(name string, data []byte, dec *json.Decoder, err error) error {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		off = se.Offset
+		off = max(se.Offset-1, 0) // Offset counts the offending byte
 	case errors.As(err, &te):
 		off = te.Offset
 		if te.Field != "" {
