@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,13 @@ type Config struct {
 	// InstanceCacheSize bounds how many process instances are kept in
 	// memory. Defaults to 8192.
 	InstanceCacheSize int
+	// Recheck is how long a full attestation of a pinned process (one
+	// whose pidfd writ holds, as on a Workload API connection) is reused.
+	// Within it every call still checks that the process lives and runs
+	// the same executable (an exec is seen at once); supplementary groups
+	// and names are read again after it. Defaults to one second; a
+	// negative value disables the reuse.
+	Recheck time.Duration
 	// InstanceRefresh is how often a cached instance is written through
 	// to Instances again, which updates its last-seen time. Defaults to
 	// five minutes.
@@ -50,6 +58,7 @@ type Attestor struct {
 	procRoot  string
 	bootID    string
 	refresh   time.Duration
+	recheck   time.Duration
 
 	digests *digestCache
 	names   *nameCache
@@ -102,6 +111,10 @@ func New(c Config) (*Attestor, error) {
 		now:       c.Now,
 		procRoot:  c.ProcRoot,
 		refresh:   c.InstanceRefresh,
+		recheck:   c.Recheck,
+	}
+	if a.recheck == 0 {
+		a.recheck = time.Second
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -172,6 +185,9 @@ func (a *Attestor) attest(ctx context.Context, p Peer) (Result, error) {
 		return Result{}, err
 	}
 	defer d.close()
+	if r, ok := a.reuse(p, d); ok {
+		return r, nil
+	}
 	// The pidfd's process was alive after /proc/PID was opened, so the
 	// directory is that process's: a pid is not reused while its process
 	// lives.
@@ -247,7 +263,7 @@ func (a *Attestor) attest(ctx context.Context, p Peer) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{
+	res := Result{
 		PID:        p.PID,
 		UID:        p.UID,
 		GID:        p.GID,
@@ -256,7 +272,39 @@ func (a *Attestor) attest(ctx context.Context, p Peer) (Result, error) {
 		StartTicks: st.startTicks,
 		Selectors:  a.selectors(p, status.groups, exe, exeKey, sum),
 		Instance:   inst,
-	}, nil
+	}
+	if p.pidfd != nil && a.recheck > 0 {
+		p.pidfd.last.Store(&attestation{res: res, exe: exeKey, at: a.now()})
+	}
+	return cloneResult(res), nil
+}
+
+// reuse returns the last full attestation of a pinned peer when it is
+// younger than the recheck interval and the process, still alive, runs the
+// same executable file as then. The /proc/PID directory d was opened before
+// the liveness check, so it is the pinned process's.
+func (a *Attestor) reuse(p Peer, d *procDir) (Result, bool) {
+	if p.pidfd == nil || a.recheck <= 0 {
+		return Result{}, false
+	}
+	last := p.pidfd.last.Load()
+	if last == nil || a.now().Sub(last.at) >= a.recheck {
+		return Result{}, false
+	}
+	if p.checkAlive() != nil {
+		return Result{}, false
+	}
+	exe, err := d.statExe()
+	if err != nil || exe != last.exe {
+		return Result{}, false // exec'd, or gone: do the full attestation
+	}
+	return cloneResult(last.res), true
+}
+
+// cloneResult copies r so that callers may keep or change it freely.
+func cloneResult(r Result) Result {
+	r.Selectors = slices.Clone(r.Selectors)
+	return r
 }
 
 // selectors builds the selector list documented on [Result.Selectors].

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,6 +68,17 @@ type pidFD struct {
 	mu     sync.RWMutex
 	fd     int
 	closed bool
+
+	// last is the most recent full attestation of this pinned process,
+	// for the fast path of Attestor.Attest.
+	last atomic.Pointer[attestation]
+}
+
+// attestation is a full attestation remembered on a pinned peer.
+type attestation struct {
+	res Result
+	exe fileKey
+	at  time.Time
 }
 
 func newPIDFD(fd int) *pidFD { return &pidFD{fd: fd} }
