@@ -71,6 +71,7 @@ func newRoot(g *globals) *cobra.Command {
 	// One line per command group; each lives in its own file.
 	root.AddCommand(newServeCmd(g), newEntryCmd(g), newApplyCmd(g), newGetCmd(g), newDeleteCmd(g))
 	root.AddCommand(newPolicyCmd(g))
+	root.AddCommand(newCredentialCmd(g), newProxyCmd(g))
 	return root
 }
 

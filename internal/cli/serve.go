@@ -22,6 +22,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		applyDirs  []string
 		listen     string
 		socket     string
+		proxyAddr  string
 		trustDom   string
 	)
 	cmd := &cobra.Command{
@@ -54,6 +55,9 @@ the file; unset values take their documented defaults.`,
 			}
 			if flags.Changed("socket") {
 				cfg.Workload.Socket = socket
+			}
+			if flags.Changed("proxy-listen") {
+				cfg.Proxy.Listen = proxyAddr
 			}
 			if flags.Changed("trust-domain") {
 				cfg.TrustDomain = trustDom
@@ -96,6 +100,7 @@ the file; unset values take their documented defaults.`,
 	f.StringArrayVar(&applyDirs, "apply", nil, "apply the YAML documents in this file or directory at start (repeatable)")
 	f.StringVar(&listen, "listen", "", "HTTP listen address (default 127.0.0.1:8080)")
 	f.StringVar(&socket, "socket", "", "Workload API socket path (default DATA_DIR/workload.sock)")
+	f.StringVar(&proxyAddr, "proxy-listen", "", "access proxy listen address, or \"off\" (default 127.0.0.1:8181)")
 	f.StringVar(&trustDom, "trust-domain", "", "SPIFFE trust domain (default writ.local)")
 	return cmd
 }
@@ -116,6 +121,12 @@ func printBanner(g *globals, cfg config.Config, srv *server.Server) {
 	fmt.Fprintf(w, "writ is running (trust domain %s, data in %s)\n\n", cfg.TrustDomain, cfg.DataDir)
 	fmt.Fprintf(w, "  Admin API and bundle endpoint:  http://%s\n", srv.HTTPAddr())
 	fmt.Fprintf(w, "  Admin credential file:          %s\n", tokenFile)
+	if a := srv.ProxyAddr(); a != "" {
+		fmt.Fprintf(w, "  Access proxy:                   http://%s  (HTTP_PROXY / HTTPS_PROXY, or /svc/NAME/)\n", a)
+	}
+	if a := srv.ProxyTLSAddr(); a != "" {
+		fmt.Fprintf(w, "  Access proxy (TLS, mTLS):       https://%s  (trust `writ proxy ca`)\n", a)
+	}
 	fmt.Fprintf(w, "\nIn another shell:\n\n")
 	fmt.Fprintf(w, "  export WRIT_ADDR=http://%s\n", srv.HTTPAddr())
 	fmt.Fprintf(w, "  export WRIT_TOKEN=$(cat %s)\n", tokenFile)

@@ -12,6 +12,7 @@ import (
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/policy"
+	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
@@ -32,6 +33,7 @@ type kind struct {
 func (s *Server) kinds() map[string]kind {
 	return map[string]kind{
 		resource.KindIdentity: {prepare: s.prepareIdentity},
+		resource.KindService:  {prepare: s.prepareStored(proxy.StoredSpec), changed: s.reloadServices},
 		resource.KindAccessPolicy: {
 			prepare:  s.prepareStored(policy.StoredSpec),
 			checkSet: s.checkPolicySet,

@@ -59,6 +59,7 @@ type Server struct {
 	workload  *workload.Server
 	metrics   *prometheus.Registry
 	admin     *adminAuth
+	px        proxyPart
 
 	httpLn     net.Listener
 	workloadLn net.Listener
@@ -150,6 +151,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err := s.initPolicy(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.initProxy(ctx, sealer, &closers); err != nil {
+		return nil, err
+	}
 	s.workload, err = workload.New(workload.Config{
 		TrustDomain: td,
 		Attestor:    s.attestor,
@@ -204,6 +208,7 @@ func (s *Server) SocketPath() string { return s.cfg.Workload.Socket }
 func (s *Server) Close() error {
 	s.httpLn.Close()
 	s.workloadLn.Close()
+	s.closeProxy()
 	os.Remove(s.cfg.Workload.Socket)
 	return s.db.Close()
 }
@@ -235,6 +240,7 @@ func (s *Server) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("certificate authority: %w", err)
 		}
 	}()
+	stopProxy := s.startProxy(errc)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -247,6 +253,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.httpSrv.Shutdown(shutdownCtx); err != nil {
 		s.log.Warn("HTTP shutdown", "error", err)
 	}
+	stopProxy(shutdownCtx)
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
 	os.Remove(s.cfg.Workload.Socket)

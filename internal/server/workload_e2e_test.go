@@ -41,6 +41,7 @@ type instance struct {
 func testConfig(dir string) config.Config {
 	cfg := config.Config{DataDir: dir}
 	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Proxy.Listen = "127.0.0.1:0"
 	cfg.Defaults()
 	return cfg
 }

@@ -1,0 +1,317 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/ca"
+	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/proxy"
+	"github.com/writ-dev/writ/internal/resource"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// proxyPart is the credential broker and the access proxy with its
+// listeners (plain and, when configured, TLS for mTLS callers).
+type proxyPart struct {
+	broker *broker.Broker
+	ca     *proxy.CA
+	proxy  *proxy.Proxy
+	ln     net.Listener
+	tlsLn  net.Listener
+	srv    *http.Server
+	tlsSrv *http.Server
+	reload sync.Mutex
+}
+
+// bundleSource serves the authority's current X.509 bundle, which changes
+// on rotation.
+type bundleSource struct{ a *ca.Authority }
+
+func (b bundleSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	return b.a.X509Bundle().GetX509BundleForTrustDomain(td)
+}
+
+// initProxy builds the broker, loads (or creates) the proxy CA, builds the
+// proxy from the stored Services and opens its listeners. Listeners are
+// added to closers so a later failure in New releases them.
+func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]func()) error {
+	var err error
+	px := &s.px
+	px.broker, err = broker.New(broker.Config{Store: s.db, Sealer: sealer, Emitter: s.emit, Log: s.log.With("component", "broker"), Now: s.now})
+	if err != nil {
+		return err
+	}
+	px.ca, err = proxy.LoadCA(ctx, s.db, sealer, s.now)
+	if err != nil {
+		return err
+	}
+	cfg := s.cfg.Proxy
+	px.proxy, err = proxy.New(proxy.Config{
+		Attestor:       s.attestor,
+		Registry:       s.registry,
+		Policy:         s.policy,
+		Credentials:    px.broker,
+		Tasks:          s.db,
+		Bundle:         bundleSource{s.authority},
+		Signer:         s.authority,
+		Issuer:         s.cfg.Server.PublicURL,
+		CA:             px.ca,
+		Emitter:        s.emit,
+		Log:            s.log.With("component", "proxy"),
+		Now:            s.now,
+		ApprovalWait:   cfg.ApprovalWait,
+		MaxRequestBody: cfg.MaxBodyBytes,
+		LogQueryValues: cfg.LogQueryValues,
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.reloadServices(ctx); err != nil {
+		return err
+	}
+	sc := proxy.ServerConfig{ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
+	if cfg.Listen != "" && cfg.Listen != "off" {
+		if px.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen on %s: %w (choose another address with proxy.listen, or \"off\")", cfg.Listen, err)
+		}
+		*closers = append(*closers, func() { px.ln.Close() })
+		px.srv = px.proxy.NewServer(sc)
+	}
+	if cfg.TLSListen != "" {
+		host, _, _ := net.SplitHostPort(cfg.TLSListen)
+		tc, err := px.proxy.TLSConfig(host)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.TLSListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w (choose another address with proxy.tls_listen)", cfg.TLSListen, err)
+		}
+		*closers = append(*closers, func() { ln.Close() })
+		px.tlsSrv = px.proxy.NewServer(sc)
+		px.tlsSrv.TLSConfig = tc
+		px.tlsLn = ln
+	}
+	return nil
+}
+
+// reloadServices compiles the stored Service documents into a new routing
+// table. A table that does not build keeps the previous one.
+func (s *Server) reloadServices(ctx context.Context) error {
+	s.px.reload.Lock()
+	defer s.px.reload.Unlock()
+	rs, err := s.db.ListResources(ctx, resource.KindService)
+	if err != nil {
+		return fmt.Errorf("load services: %w", err)
+	}
+	var svcs []*proxy.Service
+	var errs []error
+	for _, r := range rs {
+		svc, err := proxy.CompileService(r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		svcs = append(svcs, svc)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("compile stored services: %w", errors.Join(errs...))
+	}
+	t, err := proxy.NewTable(svcs)
+	if err != nil {
+		return fmt.Errorf("route services: %w", err)
+	}
+	s.px.proxy.SetServices(t)
+	s.log.InfoContext(ctx, "services loaded", "services", t.Len())
+	return nil
+}
+
+// startProxy serves the proxy listeners; the returned function shuts them
+// down, draining in-flight requests and tunnels until ctx ends.
+func (s *Server) startProxy(errc chan<- error) func(ctx context.Context) {
+	px := &s.px
+	var wg sync.WaitGroup
+	serve := func(name string, srv *http.Server, ln net.Listener, tls bool) {
+		if srv == nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if tls {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				select {
+				case errc <- fmt.Errorf("%s: %w", name, err):
+				default:
+				}
+			}
+		}()
+	}
+	serve("proxy", px.srv, px.ln, false)
+	serve("proxy TLS", px.tlsSrv, px.tlsLn, true)
+	return func(ctx context.Context) {
+		for _, srv := range []*http.Server{px.srv, px.tlsSrv} {
+			if srv != nil {
+				if err := srv.Shutdown(ctx); err != nil {
+					s.log.Warn("proxy shutdown", "error", err)
+				}
+			}
+		}
+		if err := px.proxy.Shutdown(ctx); err != nil {
+			s.log.Warn("proxy tunnels shutdown", "error", err)
+		}
+		wg.Wait()
+	}
+}
+
+// closeProxy releases the listeners of a server that will not Run.
+func (s *Server) closeProxy() {
+	for _, ln := range []net.Listener{s.px.ln, s.px.tlsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// ProxyAddr is the proxy's plain listener address ("" when off).
+func (s *Server) ProxyAddr() string {
+	if s.px.ln == nil {
+		return ""
+	}
+	return s.px.ln.Addr().String()
+}
+
+// ProxyTLSAddr is the proxy's TLS listener address ("" when off).
+func (s *Server) ProxyTLSAddr() string {
+	if s.px.tlsLn == nil {
+		return ""
+	}
+	return s.px.tlsLn.Addr().String()
+}
+
+// Broker returns the credential broker.
+func (s *Server) Broker() *broker.Broker { return s.px.broker }
+
+// proxyRoutes registers the credential and proxy admin API.
+func (s *Server) proxyRoutes(admin func(string, http.HandlerFunc)) {
+	admin("GET /v1/credentials", s.handleListCredentials)
+	admin("POST /v1/credentials", s.handlePutCredential)
+	admin("PUT /v1/credentials/{name}", s.handleRotateCredential)
+	admin("DELETE /v1/credentials/{name}", s.handleDeleteCredential)
+	admin("GET /v1/proxy/ca", s.handleProxyCA)
+}
+
+// credentialRequest is the body of put and rotate. Value is write-only:
+// no response ever carries it.
+type credentialRequest struct {
+	Name  string        `json:"name,omitempty"`
+	Type  string        `json:"type,omitempty"`
+	Value broker.Secret `json:"-"`
+	Raw   string        `json:"value"`
+}
+
+func (s *Server) decodeCredential(r *http.Request) (credentialRequest, error) {
+	var req credentialRequest
+	if err := httpapi.DecodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	req.Value = broker.NewSecret([]byte(req.Raw))
+	req.Raw = ""
+	return req, nil
+}
+
+func credentialError(name string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "credential %s: not found; add it with `writ credential put %s`", name, name)
+	case errors.Is(err, store.ErrExists):
+		return httpapi.Errorf(http.StatusConflict, httpapi.CodeConflict, "credential %s: already exists; replace its value with `writ credential rotate %s`", name, name)
+	case strings.HasPrefix(err.Error(), "credential"):
+		return httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "%v", err)
+	}
+	return err
+}
+
+func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
+	list, err := s.px.broker.List(r.Context())
+	if err != nil {
+		s.logInternal(r, "list credentials", err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) handlePutCredential(w http.ResponseWriter, r *http.Request) {
+	req, err := s.decodeCredential(r)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	typ := broker.Type(req.Type)
+	if typ == "" {
+		typ = broker.Bearer
+	}
+	info, err := s.px.broker.Put(r.Context(), actor(r.Context()), req.Name, typ, req.Value)
+	if err != nil {
+		err = credentialError(req.Name, err)
+		s.logInternal(r, "put credential", err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) handleRotateCredential(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	req, err := s.decodeCredential(r)
+	if err != nil {
+		httpapi.WriteError(w, err)
+		return
+	}
+	if req.Name != "" && req.Name != name {
+		httpapi.WriteError(w, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "the body names credential %s but the path %s", req.Name, name))
+		return
+	}
+	info, err := s.px.broker.Rotate(r.Context(), actor(r.Context()), name, broker.Type(req.Type), req.Value)
+	if err != nil {
+		err = credentialError(name, err)
+		s.logInternal(r, "rotate credential", err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) handleDeleteCredential(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.px.broker.Delete(r.Context(), actor(r.Context()), name); err != nil {
+		err = credentialError(name, err)
+		s.logInternal(r, "delete credential", err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"deleted": "credential/" + name})
+}
+
+func (s *Server) handleProxyCA(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(s.px.ca.PEM())
+}
