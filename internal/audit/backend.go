@@ -1,0 +1,126 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Record is an event at its place in the log, as stored.
+type Record struct {
+	// Index is the event's position in the Merkle tree, counting from 0.
+	Index int64
+	// Data is the event's canonical encoding (see [Event.MarshalCanonical]),
+	// the leaf data of the tree.
+	Data []byte
+	// Hashes are the stored hashes that appending the event produced,
+	// as returned by tlog.StoredHashes(Index, data, ...): Hashes[0] is
+	// the leaf hash, the rest are the subtrees the leaf completed. They
+	// live at stored-hash indexes tlog.StoredHashIndex(0, Index) onwards.
+	Hashes []tlog.Hash
+}
+
+// Event decodes the record's event.
+func (r Record) Event() (Event, error) {
+	e, err := DecodeEvent(r.Data)
+	if err != nil {
+		return e, &RecordError{Index: r.Index, Err: err}
+	}
+	return e, nil
+}
+
+// Query selects events for search and export. The zero value selects
+// every event.
+type Query struct {
+	// SpiffeID selects events whose SPIFFE ID is this one or lies under it
+	// as a path: "spiffe://writ.local/agent" matches
+	// "spiffe://writ.local/agent/mail" but not ".../agentx".
+	SpiffeID string
+	Instance string
+	Task     string
+	Type     Type
+	Decision string
+	// Since and Until bound the event time: Since <= time < Until.
+	Since, Until time.Time
+	// Before selects events with an index lower than Before (for paging
+	// back through search results); 0 means no bound.
+	Before int64
+	// After selects events with an index of at least After; 0 means no
+	// bound.
+	After int64
+	// Ascending returns the oldest (lowest index) events first, for
+	// export and tail; by default search returns the newest first.
+	Ascending bool
+	// Limit caps the number of results; 0 means the backend default.
+	Limit int
+}
+
+// StoredCheckpoint is a signed checkpoint as kept by the backend.
+type StoredCheckpoint struct {
+	Size      int64
+	Note      []byte // the signed note, see [Checkpoint]
+	CreatedAt time.Time
+}
+
+// Records stores the events of the log. Indexes are dense: the records of
+// a log of size n have indexes 0 to n-1.
+type Records interface {
+	// AppendRecords stores recs, whose indexes continue the log without
+	// a gap, in one transaction; when it returns nil every record is
+	// durable, and on error none is stored. An event id that is already
+	// stored is an error wrapping store.ErrExists.
+	AppendRecords(ctx context.Context, recs []Record) error
+	// RecordCount returns the number of stored records (the index of the
+	// last one plus one).
+	RecordCount(ctx context.Context) (int64, error)
+	// ReadRecords returns up to limit records with index >= from in
+	// increasing index order, as stored: the data is not decoded or
+	// checked, so that the verifier sees damaged rows.
+	ReadRecords(ctx context.Context, from int64, limit int) ([]Record, error)
+	// RecordByID returns the record of the event with id, or
+	// store.ErrNotFound.
+	RecordByID(ctx context.Context, id string) (Record, error)
+	// SearchRecords returns the records matching q (see [Query.Match]),
+	// newest (highest index) first unless q.Ascending. Backends may rely
+	// on event times following index order to within [TimeSkew] when
+	// q.Since or q.Until is set.
+	SearchRecords(ctx context.Context, q Query) ([]Record, error)
+	// ReadHashes returns the stored hashes at the given stored-hash
+	// indexes (see tlog.StoredHashIndex).
+	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
+}
+
+// Checkpoints stores signed checkpoints.
+type Checkpoints interface {
+	// PutCheckpoint stores c durably. Storing a checkpoint for a size
+	// that already has one replaces it.
+	PutCheckpoint(ctx context.Context, c StoredCheckpoint) error
+	// LatestCheckpoint returns the checkpoint with the largest size, or
+	// store.ErrNotFound if there is none.
+	LatestCheckpoint(ctx context.Context) (StoredCheckpoint, error)
+	// ListCheckpoints returns every checkpoint, smallest size first.
+	ListCheckpoints(ctx context.Context) ([]StoredCheckpoint, error)
+}
+
+// Backend is the storage an audit [Log] needs.
+type Backend interface {
+	Records
+	Checkpoints
+}
+
+// RecordError reports a stored record that cannot be read back as an
+// event, for example because a column was overwritten with a value of the
+// wrong kind. Backends return it from the Records methods so that the
+// verifier can name the damaged index.
+type RecordError struct {
+	Index int64
+	Err   error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("audit event at index %d is unreadable: %v", e.Index, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }

@@ -1,0 +1,635 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/store"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// ErrClosed is returned by [Log.Append] and [Log.Emit] after [Log.Close].
+var ErrClosed = errors.New("audit log is closed")
+
+// Defaults of [Config].
+const (
+	DefaultOrigin             = "writ.local/audit"
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+	DefaultMaxBatch           = 4096
+)
+
+// Config configures [Open]. Backend, Keys and Sealer are required; the
+// other fields have the documented defaults when zero.
+type Config struct {
+	// Backend stores events and checkpoints, e.g. (*sqlite.DB).Audit().
+	Backend Backend
+	// Keys stores the log key (kind store.KeyAudit).
+	Keys store.Keys
+	// Sealer seals the log key at rest.
+	Sealer *keys.Sealer
+	// Origin names the log in checkpoints and names a newly generated
+	// log key. Default DefaultOrigin; use "<trust domain>/audit".
+	Origin string
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+	// Log receives operational messages. Default: discard.
+	Log *slog.Logger
+	// CheckpointEvery signs a checkpoint after this many events.
+	// Default DefaultCheckpointEvery.
+	CheckpointEvery int
+	// CheckpointInterval signs a checkpoint at least this often while
+	// there are unsigned events. Default DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+	// MaxBatch caps how many events one group commit writes. Default
+	// DefaultMaxBatch.
+	MaxBatch int
+}
+
+// Entry is an event with its index in the log; in JSON the index sits
+// next to the event's fields.
+type Entry struct {
+	Index int64 `json:"index"`
+	Event
+}
+
+// Log is the tamper-evident audit log: an append-only sequence of events
+// in an RFC 6962 Merkle tree whose stored hashes are kept next to the
+// events, with signed checkpoints of the tree.
+//
+// Appends are group-committed: one goroutine writes every event waiting at
+// that moment in one transaction, so that many concurrent emitters share
+// one durable commit. [Log.Emit] returns only once its event is durable.
+// Log implements [Emitter].
+type Log struct {
+	cfg    Config
+	b      Backend
+	log    *slog.Logger
+	now    func() time.Time
+	signer note.Signer
+	vkey   string
+	origin string
+
+	reqs     chan *request
+	cpReqs   chan chan cpResult
+	closing  chan struct{}
+	done     chan struct{}
+	ctx      context.Context // for the writer's storage calls
+	cancel   context.CancelFunc
+	closeErr error
+
+	mu       sync.RWMutex // guards closed and the send on reqs
+	closed   bool
+	stateMu  sync.Mutex // guards the fields below
+	size     int64
+	latest   StoredCheckpoint
+	latestCP Checkpoint
+	changed  chan struct{} // closed and replaced after every commit
+
+	// Owned by the writer goroutine.
+	tree  *frontier
+	since int // events (other than checkpoint events) since the last checkpoint
+}
+
+var _ Emitter = (*Log)(nil)
+
+type request struct {
+	e    Event
+	data []byte // canonical encoding of e
+	leaf tlog.Hash
+	done chan result
+}
+
+type result struct {
+	index int64
+	err   error
+}
+
+type cpResult struct {
+	stored StoredCheckpoint
+	cp     Checkpoint
+	err    error
+}
+
+// Open loads the log from cfg.Backend, checks that the stored tree agrees
+// with the latest signed checkpoint, and starts the writer. It signs a
+// checkpoint at once if events were appended after the last one (after a
+// crash). Close the log with [Log.Close].
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Backend == nil || cfg.Keys == nil || cfg.Sealer == nil {
+		return nil, errors.New("open audit log: Backend, Keys and Sealer are required")
+	}
+	if cfg.Origin == "" {
+		cfg.Origin = DefaultOrigin
+	}
+	if err := checkOrigin(cfg.Origin); err != nil {
+		return nil, fmt.Errorf("open audit log: %v", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	l := &Log{
+		cfg:     cfg,
+		b:       cfg.Backend,
+		log:     cfg.Log,
+		now:     cfg.Now,
+		origin:  cfg.Origin,
+		reqs:    make(chan *request, cfg.MaxBatch),
+		cpReqs:  make(chan chan cpResult),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	var err error
+	keyName := strings.NewReplacer(" ", "_", "+", "_").Replace(cfg.Origin)
+	l.signer, l.vkey, err = loadSigner(ctx, cfg.Keys, cfg.Sealer, keyName, cfg.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	if err := l.load(ctx); err != nil {
+		return nil, err
+	}
+	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if l.tree.size > l.latestCP.Size {
+		// Events were acknowledged after the last checkpoint and
+		// before a crash; they were checked by load.
+		if _, _, err := l.checkpoint(l.ctx, true); err != nil {
+			l.cancel()
+			return nil, err
+		}
+	}
+	go l.run()
+	return l, nil
+}
+
+// load reads the log's state: the latest checkpoint, whose root must match
+// the stored hashes, and the events after it, whose stored hashes are
+// recomputed before the log signs them.
+func (l *Log) load(ctx context.Context) error {
+	size, err := l.b.RecordCount(ctx)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	hr := backendHashes{ctx, l.b}
+	l.tree = &frontier{}
+	latest, err := l.b.LatestCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("open audit log: %w", err)
+	default:
+		trusted, _, err := StoredVerifiers(ctx, l.cfg.Keys)
+		if err != nil {
+			return fmt.Errorf("open audit log: %w", err)
+		}
+		cp, err := OpenCheckpoint(latest.Note, trusted)
+		if err != nil {
+			return fmt.Errorf("open audit log: latest checkpoint (size %d): %w; run `writ audit verify`", latest.Size, err)
+		}
+		if cp.Size != latest.Size {
+			return fmt.Errorf("open audit log: checkpoint stored at size %d signs size %d; run `writ audit verify`", latest.Size, cp.Size)
+		}
+		if cp.Size > size {
+			return fmt.Errorf("open audit log: the log holds %d events but its latest signed checkpoint covers %d: events were removed; run `writ audit verify`", size, cp.Size)
+		}
+		l.tree, err = loadFrontier(cp.Size, hr)
+		if err != nil {
+			return fmt.Errorf("open audit log: read tree at checkpoint size %d: %w; run `writ audit verify`", cp.Size, err)
+		}
+		if got := l.tree.root(); got != cp.Hash {
+			return fmt.Errorf("open audit log: stored tree hash %s at size %d does not match the signed checkpoint's %s: the log was changed; run `writ audit verify`", got, cp.Size, cp.Hash)
+		}
+		l.latest, l.latestCP = latest, cp
+	}
+	// Replay the events after the checkpoint, checking their hashes.
+	for l.tree.size < size {
+		recs, err := l.b.ReadRecords(ctx, l.tree.size, 1000)
+		if err != nil {
+			return fmt.Errorf("open audit log: %w; run `writ audit verify`", err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			if err := checkRecord(l.tree, r); err != nil {
+				return fmt.Errorf("open audit log: %w; run `writ audit verify`", err)
+			}
+		}
+	}
+	l.size = l.tree.size
+	return nil
+}
+
+// checkRecord recomputes r's hashes on top of tree (which must have size
+// r.Index) and advances tree. It returns a *VerifyError on mismatch.
+func checkRecord(tree *frontier, r Record) error {
+	n := tree.size
+	if r.Index != n {
+		return &VerifyError{Index: n, Problem: fmt.Sprintf("event is missing: the next stored event has index %d (a row was deleted)", r.Index)}
+	}
+	leaf := tlog.RecordHash(r.Data)
+	if len(r.Hashes) == 0 || r.Hashes[0] != leaf {
+		return &VerifyError{Index: n, Problem: "event does not match its stored leaf hash: the event was edited, or rows were swapped or inserted"}
+	}
+	want, err := tree.append(leaf)
+	if err != nil {
+		return &VerifyError{Index: n, Problem: err.Error()}
+	}
+	if len(r.Hashes) != len(want) {
+		return &VerifyError{Index: n, Problem: fmt.Sprintf("event has %d stored tree hashes, want %d: the stored hashes were edited", len(r.Hashes), len(want))}
+	}
+	for level := 1; level < len(want); level++ {
+		if r.Hashes[level] != want[level] {
+			first := n + 1 - 1<<level
+			return &VerifyError{Index: first, Problem: fmt.Sprintf(
+				"stored hash of events %d to %d does not match the tree recomputed from the events: one of them was edited together with its leaf hash, or the stored hashes were edited",
+				first, n)}
+		}
+	}
+	return nil
+}
+
+// VerifierKey returns the log's public signed-note verifier key, the line
+// printed by `writ audit key`.
+func (l *Log) VerifierKey() string { return l.vkey }
+
+// Origin returns the log's name as it appears in checkpoints.
+func (l *Log) Origin() string { return l.origin }
+
+// Backend returns the log's storage, for readers.
+func (l *Log) Backend() Backend { return l.b }
+
+// Size returns the number of durable events.
+func (l *Log) Size() int64 {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.size
+}
+
+// Changed returns a channel that is closed when events are next appended
+// or the log is closed.
+func (l *Log) Changed() <-chan struct{} {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.changed
+}
+
+// Closed reports whether Close has been called.
+func (l *Log) Closed() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.closed
+}
+
+// LatestCheckpoint returns the latest signed checkpoint and its parsed
+// form.
+func (l *Log) LatestCheckpoint() (StoredCheckpoint, Checkpoint) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.latest, l.latestCP
+}
+
+// Emit implements [Emitter]: it appends e and returns once e is durable.
+func (l *Log) Emit(ctx context.Context, e Event) error {
+	_, err := l.Append(ctx, e)
+	return err
+}
+
+// Append adds e to the log and returns it as stored once it is durable.
+// It fills in an empty ID ("evt_" and a ULID) and a zero Time (now, UTC),
+// replaces invalid UTF-8 in text fields, and requires a Type. On error the
+// event must be treated as not recorded (if ctx ended first it may still
+// be written later).
+func (l *Log) Append(ctx context.Context, e Event) (Entry, error) {
+	if e.Type == "" {
+		return Entry{}, errors.New("append audit event: type is empty")
+	}
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	e.Time = e.Time.UTC().Round(0)
+	if e.ID == "" {
+		id, err := ulid.New(ulid.Timestamp(e.Time), rand.Reader)
+		if err != nil {
+			return Entry{}, fmt.Errorf("append audit event: make id: %w", err)
+		}
+		e.ID = "evt_" + id.String()
+	}
+	sanitize(&e)
+	data, err := e.MarshalCanonical()
+	if err != nil {
+		return Entry{}, fmt.Errorf("append audit event %s: %w", e.Type, err)
+	}
+	req := &request{e: e, data: data, leaf: tlog.RecordHash(data), done: make(chan result, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return Entry{}, ErrClosed
+	}
+	select {
+	case l.reqs <- req:
+		l.mu.RUnlock()
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return Entry{}, fmt.Errorf("append audit event %s: %w", e.Type, ctx.Err())
+	}
+	select {
+	case res := <-req.done:
+		if res.err != nil {
+			return Entry{}, fmt.Errorf("append audit event %s: %w", e.Type, res.err)
+		}
+		return Entry{Index: res.index, Event: e}, nil
+	case <-ctx.Done():
+		return Entry{}, fmt.Errorf("append audit event %s: %w (it may still be recorded)", e.Type, ctx.Err())
+	}
+}
+
+// sanitize replaces invalid UTF-8 so that every event can be encoded and
+// round-trips through JSON.
+func sanitize(e *Event) {
+	for _, p := range textFields(e) {
+		if p != nil && !utf8.ValidString(*p) {
+			*p = strings.ToValidUTF8(*p, "\uFFFD")
+		}
+	}
+	for k, v := range e.Details {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			if e.Details == nil {
+				break
+			}
+			d := make(map[string]string, len(e.Details))
+			for k, v := range e.Details {
+				d[strings.ToValidUTF8(k, "\uFFFD")] = strings.ToValidUTF8(v, "\uFFFD")
+			}
+			e.Details = d
+			break
+		}
+	}
+}
+
+// Checkpoint signs a checkpoint of the log as it is now, unless the latest
+// checkpoint already covers every event, and returns the latest checkpoint.
+func (l *Log) Checkpoint(ctx context.Context) (StoredCheckpoint, Checkpoint, error) {
+	ch := make(chan cpResult, 1)
+	select {
+	case l.cpReqs <- ch:
+	case <-l.done:
+		return StoredCheckpoint{}, Checkpoint{}, ErrClosed
+	case <-ctx.Done():
+		return StoredCheckpoint{}, Checkpoint{}, ctx.Err()
+	}
+	select {
+	case r := <-ch:
+		return r.stored, r.cp, r.err
+	case <-ctx.Done():
+		return StoredCheckpoint{}, Checkpoint{}, ctx.Err()
+	}
+}
+
+// Close stops accepting events, writes those already accepted, signs a
+// final checkpoint and stops the writer. If ctx ends first, pending
+// storage calls are cancelled.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	already := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if !already {
+		close(l.closing)
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		l.cancel()
+		<-l.done
+	}
+	l.cancel()
+	return l.closeErr
+}
+
+// run is the writer goroutine.
+func (l *Log) run() {
+	defer close(l.done)
+	ticker := time.NewTicker(l.cfg.CheckpointInterval)
+	defer ticker.Stop()
+	batch := make([]*request, 0, l.cfg.MaxBatch)
+	for {
+		select {
+		case r := <-l.reqs:
+			batch = l.collect(append(batch[:0], r))
+			l.commit(batch)
+		case ch := <-l.cpReqs:
+			stored, cp, err := l.checkpointIfNeeded(false)
+			ch <- cpResult{stored, cp, err}
+		case <-ticker.C:
+			if l.since > 0 {
+				l.checkpointIfNeeded(false)
+			}
+		case <-l.closing:
+			for {
+				batch = l.collect(batch[:0])
+				if len(batch) == 0 {
+					break
+				}
+				l.commit(batch)
+			}
+			if _, _, err := l.checkpointIfNeeded(true); err != nil {
+				l.closeErr = err
+			}
+			l.stateMu.Lock()
+			close(l.changed)
+			l.stateMu.Unlock()
+			return
+		}
+	}
+}
+
+// collect adds every request waiting now to batch, up to MaxBatch.
+func (l *Log) collect(batch []*request) []*request {
+	for len(batch) < l.cfg.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit writes batch in one transaction. If that fails, it writes the
+// events one by one so that one bad event (say, a duplicate id) fails
+// alone.
+func (l *Log) commit(batch []*request) {
+	err := l.write(batch)
+	if err == nil {
+		l.since += len(batch)
+		if l.since >= l.cfg.CheckpointEvery {
+			l.checkpointIfNeeded(false)
+		}
+		return
+	}
+	if len(batch) > 1 {
+		l.log.Warn("audit group commit failed; writing events one by one", "events", len(batch), "error", err)
+		for _, r := range batch {
+			l.commit([]*request{r})
+		}
+		return
+	}
+	batch[0].done <- result{err: err}
+}
+
+// write stores batch and, on success, answers every request in it.
+func (l *Log) write(batch []*request) error {
+	tree := l.tree.clone()
+	recs := make([]Record, len(batch))
+	for i, r := range batch {
+		hashes, err := tree.append(r.leaf)
+		if err != nil {
+			return err
+		}
+		recs[i] = Record{Index: tree.size - 1, Data: r.data, Hashes: hashes}
+	}
+	if err := l.b.AppendRecords(l.ctx, recs); err != nil {
+		// The store may be in any state; re-read it before going on.
+		if rerr := l.reload(); rerr != nil {
+			l.log.Error("audit log state unreadable after a failed write", "error", rerr)
+		}
+		return err
+	}
+	l.tree = tree
+	l.stateMu.Lock()
+	l.size = tree.size
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.stateMu.Unlock()
+	for i, r := range batch {
+		r.done <- result{index: recs[i].Index}
+	}
+	return nil
+}
+
+// reload re-reads the tree edge from the backend.
+func (l *Log) reload() error {
+	size, err := l.b.RecordCount(l.ctx)
+	if err != nil {
+		return err
+	}
+	if size == l.tree.size {
+		return nil
+	}
+	tree, err := loadFrontier(size, backendHashes{l.ctx, l.b})
+	if err != nil {
+		return err
+	}
+	l.tree = tree
+	l.stateMu.Lock()
+	l.size = size
+	l.stateMu.Unlock()
+	return nil
+}
+
+// checkpointIfNeeded signs a checkpoint unless the latest one covers
+// every event, and returns the latest checkpoint. Unless final, the new
+// checkpoint is also recorded in the log as an audit.checkpoint event.
+func (l *Log) checkpointIfNeeded(final bool) (StoredCheckpoint, Checkpoint, error) {
+	l.stateMu.Lock()
+	latest, latestCP := l.latest, l.latestCP
+	l.stateMu.Unlock()
+	if latest.Note != nil && l.tree.size == latestCP.Size {
+		return latest, latestCP, nil
+	}
+	stored, cp, err := l.checkpoint(l.ctx, !final)
+	if err != nil {
+		l.log.Error("audit checkpoint failed", "size", l.tree.size, "error", err)
+	}
+	return stored, cp, err
+}
+
+// checkpoint signs and stores a checkpoint of the tree as it is and, if
+// record is set, appends an audit.checkpoint event carrying it (which the
+// next checkpoint covers). Only the writer goroutine (or Open, before it
+// starts) calls it.
+func (l *Log) checkpoint(ctx context.Context, record bool) (StoredCheckpoint, Checkpoint, error) {
+	cp := Checkpoint{Origin: l.origin, Size: l.tree.size, Hash: l.tree.root()}
+	msg, err := SignCheckpoint(cp, l.signer)
+	if err != nil {
+		return StoredCheckpoint{}, cp, err
+	}
+	stored := StoredCheckpoint{Size: cp.Size, Note: msg, CreatedAt: l.now().UTC()}
+	if err := l.b.PutCheckpoint(ctx, stored); err != nil {
+		return StoredCheckpoint{}, cp, err
+	}
+	l.stateMu.Lock()
+	l.latest, l.latestCP = stored, cp
+	l.stateMu.Unlock()
+	l.since = 0
+	l.log.Debug("audit checkpoint signed", "size", cp.Size, "root", cp.Hash.String())
+	if record {
+		e := Event{
+			Time:   stored.CreatedAt,
+			Type:   AuditCheckpoint,
+			Actor:  "writ",
+			Target: l.origin,
+			Details: map[string]string{
+				"size":       strconv.FormatInt(cp.Size, 10),
+				"root":       cp.Hash.String(),
+				"checkpoint": string(msg),
+			},
+		}
+		if err := l.writeInternal(e); err != nil {
+			// The checkpoint itself is stored; only its copy in the
+			// event stream is missing.
+			l.log.Warn("record audit checkpoint event", "size", cp.Size, "error", err)
+		}
+	}
+	return stored, cp, nil
+}
+
+// writeInternal appends an event produced by the log itself, from the
+// writer goroutine.
+func (l *Log) writeInternal(e Event) error {
+	id, err := ulid.New(ulid.Timestamp(e.Time), rand.Reader)
+	if err != nil {
+		return err
+	}
+	e.ID = "evt_" + id.String()
+	data, err := e.MarshalCanonical()
+	if err != nil {
+		return err
+	}
+	return l.write([]*request{{e: e, data: data, leaf: tlog.RecordHash(data), done: make(chan result, 1)}})
+}
+
+// backendHashes adapts Records to tlog.HashReader.
+type backendHashes struct {
+	ctx context.Context
+	r   Records
+}
+
+func (b backendHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	return b.r.ReadHashes(b.ctx, indexes)
+}

@@ -1,0 +1,179 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// VerifyError reports the first problem [Verify] found.
+type VerifyError struct {
+	// Index is the first event index the problem concerns, or -1 when
+	// the problem is not about one event (such as a bad signature).
+	Index int64
+	// Problem says what is wrong, for a person.
+	Problem string
+}
+
+func (e *VerifyError) Error() string {
+	if e.Index < 0 {
+		return e.Problem
+	}
+	return fmt.Sprintf("index %d: %s", e.Index, e.Problem)
+}
+
+// VerifyOptions configures [Verify].
+type VerifyOptions struct {
+	// Trusted are the keys checkpoints must be signed by. Required.
+	Trusted note.Verifiers
+	// Saved is a signed checkpoint the user kept from earlier; if set,
+	// Verify proves that the log extends it.
+	Saved []byte
+	// BatchSize is how many records are read at a time; default 10000.
+	BatchSize int
+}
+
+// VerifyReport describes a log that verified.
+type VerifyReport struct {
+	// Size is the number of events.
+	Size int64 `json:"size"`
+	// Root is the root hash of the whole log.
+	Root tlog.Hash `json:"root"`
+	// Checkpoints is how many stored checkpoints were checked.
+	Checkpoints int `json:"checkpoints"`
+	// Latest is the latest signed checkpoint, if any.
+	Latest *Checkpoint `json:"latest_checkpoint,omitempty"`
+	// Unsigned is the number of events after the latest checkpoint.
+	// They are checked against their stored hashes only; nothing signed
+	// covers them yet (the server signs them within its checkpoint
+	// interval, at shutdown and at the next start).
+	Unsigned int64 `json:"unsigned"`
+	// Consistency proves that the latest checkpoint extends the saved
+	// one, when VerifyOptions.Saved was given.
+	Consistency *ConsistencyProof `json:"consistency,omitempty"`
+}
+
+// Verify recomputes the Merkle tree from every stored event, in index
+// order, and checks every stored hash and every stored checkpoint (its
+// signature and its root) against it. An edited, deleted, inserted or
+// reordered event makes it return a *VerifyError naming the first bad
+// index; other errors mean the store could not be read.
+func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, error) {
+	if opts.Trusted == nil {
+		return nil, errors.New("verify audit log: no trusted log key")
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 10000
+	}
+	stored, err := b.ListCheckpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("verify audit log: %w", err)
+	}
+	// Checkpoints by size, each checked when the tree reaches its size.
+	cps := make([]Checkpoint, len(stored))
+	for i, s := range stored {
+		cp, err := OpenCheckpoint(s.Note, opts.Trusted)
+		if err != nil {
+			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf("checkpoint stored for size %d: %v", s.Size, err)}
+		}
+		if cp.Size != s.Size {
+			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf("checkpoint stored for size %d signs size %d", s.Size, cp.Size)}
+		}
+		cps[i] = cp
+	}
+	var saved *Checkpoint
+	if opts.Saved != nil {
+		cp, err := OpenCheckpoint(opts.Saved, opts.Trusted)
+		if err != nil {
+			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf("saved checkpoint: %v", err)}
+		}
+		saved = &cp
+	}
+
+	rep := &VerifyReport{Checkpoints: len(cps)}
+	tree := &frontier{}
+	next := 0 // the next checkpoint to check
+	prevGood := int64(0)
+	check := func() error {
+		// Check every checkpoint (and the saved one) at the tree's size.
+		for next < len(cps) && cps[next].Size == tree.size {
+			if got := tree.root(); got != cps[next].Hash {
+				return &VerifyError{Index: prevGood, Problem: fmt.Sprintf(
+					"the signed checkpoint for size %d does not match the tree recomputed from the events: events between index %d and %d were rewritten together with their stored hashes",
+					tree.size, prevGood, tree.size-1)}
+			}
+			prevGood = tree.size
+			next++
+		}
+		if saved != nil && saved.Size == tree.size {
+			if got := tree.root(); got != saved.Hash {
+				return &VerifyError{Index: 0, Problem: fmt.Sprintf(
+					"the log's first %d events do not match the saved checkpoint (root %s, recomputed %s): the log was rewritten since it was saved",
+					saved.Size, saved.Hash, got)}
+			}
+		}
+		return nil
+	}
+	if err := check(); err != nil {
+		return nil, err
+	}
+	for {
+		recs, err := b.ReadRecords(ctx, tree.size, opts.BatchSize)
+		for _, r := range recs {
+			if err := checkRecord(tree, r); err != nil {
+				return nil, err
+			}
+			if err := check(); err != nil {
+				return nil, err
+			}
+		}
+		if err != nil {
+			var re *RecordError
+			if errors.As(err, &re) {
+				return nil, &VerifyError{Index: re.Index, Problem: fmt.Sprintf("stored event is unreadable: %v (a column was edited)", re.Err)}
+			}
+			return nil, fmt.Errorf("verify audit log: %w", err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+	}
+	rep.Size, rep.Root = tree.size, tree.root()
+	if next < len(cps) {
+		return nil, &VerifyError{Index: tree.size, Problem: fmt.Sprintf(
+			"events from index %d on are missing: the signed checkpoint for size %d covers more events than the log holds (%d)",
+			tree.size, cps[len(cps)-1].Size, tree.size)}
+	}
+	if saved != nil && saved.Size > tree.size {
+		return nil, &VerifyError{Index: tree.size, Problem: fmt.Sprintf(
+			"events from index %d on are missing: the saved checkpoint covers %d events but the log holds %d",
+			tree.size, saved.Size, tree.size)}
+	}
+	if len(cps) > 0 {
+		rep.Latest = &cps[len(cps)-1]
+		rep.Unsigned = tree.size - rep.Latest.Size
+	} else {
+		rep.Unsigned = tree.size
+	}
+	if saved != nil {
+		// The stored hashes now agree with the events, so they can
+		// serve a consistency proof from the saved checkpoint to the
+		// latest one, which a third party can check with only the key.
+		if rep.Latest == nil || rep.Latest.Size < saved.Size {
+			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf(
+				"the saved checkpoint (size %d) is newer than every checkpoint in the store: checkpoints were removed", saved.Size)}
+		}
+		p, err := ProveConsistency(ctx, b, opts.Saved, stored[len(stored)-1].Note)
+		if err != nil {
+			return nil, fmt.Errorf("verify audit log: %w", err)
+		}
+		if _, _, err := p.Verify(opts.Trusted); err != nil {
+			return nil, &VerifyError{Index: -1, Problem: err.Error()}
+		}
+		rep.Consistency = &p
+	}
+	return rep, nil
+}

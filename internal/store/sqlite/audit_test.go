@@ -1,0 +1,60 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/store/sqlite"
+	"github.com/writ-dev/writ/internal/store/storetest"
+)
+
+func TestAuditConformance(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) audit.Backend {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db.Audit()
+	})
+}
+
+// TestAuditQueryPlans checks that the queries SearchRecords and
+// RecordByID issue are answered from the search indexes, not by scanning
+// the log.
+func TestAuditQueryPlans(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, c := range []struct{ query, want string }{
+		{`(idx >> 12) = 1 AND task = 'x' AND idx >= 0 AND idx < 100 ORDER BY idx DESC`, "USING INDEX audit_events_task"},
+		{`(idx >> 12) = 1 AND instance = 'x' AND decision = 'deny' AND idx >= 0 AND idx < 100 ORDER BY idx ASC`, "USING INDEX audit_events_instance"},
+		{`(idx >> 12) = 1 AND spiffe_id >= 'a' AND spiffe_id < 'b' AND idx >= 0 AND idx < 100 ORDER BY idx DESC`, "USING INDEX audit_events_spiffe_id"},
+		{`(idx >> 12) = 1 AND type = 'x' AND idx >= 0 AND idx < 100 ORDER BY idx DESC`, "USING INDEX audit_events_type"},
+		{`decision = 'deny' AND idx >= 0 AND idx < 100 ORDER BY idx DESC`, "USING INTEGER PRIMARY KEY"},
+		{`id = 'x'`, "USING INDEX audit_events_id"},
+	} {
+		var plan string
+		rows, err := db.SQL().Query("EXPLAIN QUERY PLAN SELECT idx, data, hashes FROM audit_events WHERE " + c.query + " LIMIT 10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan += detail + "; "
+		}
+		rows.Close()
+		if !strings.Contains(plan, c.want) || strings.Contains(plan, "TEMP B-TREE") && !strings.Contains(c.query, "spiffe_id") {
+			t.Errorf("plan for %s:\n  %s\nwant %s and no sort", c.query, plan, c.want)
+		}
+	}
+}
