@@ -212,7 +212,7 @@ func combine(req *Request, agent, user *sideResult) Decision {
 		}
 	}
 	if user != nil {
-		d.Reasons = []string{first.reasons[0], "for user " + req.Task.OnBehalfOf + ": " + user.allows[0].reasons[0]}
+		d.Reasons = []string{first.reasons[0], "for user " + req.Task.OnBehalfOf + ", on whose behalf the task acts: " + user.allows[0].reasons[0]}
 	}
 	if ob.Budget > 0 && req.Task.ID != "" && req.Task.Calls >= int64(ob.Budget) {
 		return Decision{Effect: Deny, Policy: budgetRule.p.ref, Rule: budgetRule.name, Principal: budgetBy,
@@ -225,7 +225,7 @@ func combine(req *Request, agent, user *sideResult) Decision {
 	}
 	if appr != nil {
 		d.Effect, d.Policy, d.Rule, d.Principal = ApprovalRequired, appr.p.ref, appr.name, principal
-		d.Reasons = []string{appr.reasons[0]}
+		d.Reasons = appr.reasons
 		if apprErr != nil {
 			d.Reasons = append(d.Reasons, "the rule's condition could not be evaluated, so it applies (fail closed): "+apprErr.Error())
 		}

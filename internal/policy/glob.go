@@ -153,20 +153,6 @@ func (g Glob) covers(r Glob) bool {
 // globList is a set of globs; a nil list means "any".
 type globList []Glob
 
-func parseGlobs(in []string) (globList, []error) {
-	var out globList
-	var errs []error
-	for _, s := range in {
-		g, err := ParseGlob(s)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, g)
-	}
-	return out, errs
-}
-
 func (l globList) match(name string) bool {
 	for _, g := range l {
 		if g.Match(name) {
