@@ -162,10 +162,6 @@ func (s *Service) settle(ctx context.Context, id, state, actor, comment string) 
 	}
 	s.mu.Lock()
 	delete(s.pending, id)
-	if ch, ok := s.waiters[id]; ok {
-		close(ch)
-		delete(s.waiters, id)
-	}
 	hooks := s.hooks
 	s.mu.Unlock()
 	typ := map[string]audit.Type{store.ApprovalApproved: audit.ApprovalGranted, store.ApprovalDenied: audit.ApprovalDenied,
@@ -175,9 +171,17 @@ func (s *Service) settle(ctx context.Context, id, state, actor, comment string) 
 		s.c.Log.ErrorContext(ctx, "audit approval decision", "approval", id, "error", err)
 		auditErr = fmt.Errorf("approval %s is %s but its audit event was not recorded: %w", id, state, err)
 	}
+	// Hooks run before waiters wake, so a waiter sees their effect (an
+	// approved task already open).
 	for _, h := range hooks {
 		h(ctx, a)
 	}
+	s.mu.Lock()
+	if ch, ok := s.waiters[id]; ok {
+		close(ch)
+		delete(s.waiters, id)
+	}
+	s.mu.Unlock()
 	return a, auditErr
 }
 

@@ -84,6 +84,12 @@ type Server struct {
 	// PublicURL is the issuer URL in tokens and discovery documents.
 	// Default "http://" + Listen.
 	PublicURL string `yaml:"public_url"`
+	// TLSListen is the HTTPS address serving the same API to agents that
+	// authenticate with an X.509-SVID (mutual TLS, RFC 8705); its
+	// certificate is writ's own SVID spiffe://TRUST_DOMAIN/writ/server.
+	// Default: server.listen's host with port 8443 (port 0 when
+	// server.listen uses port 0). "off" disables it.
+	TLSListen string `yaml:"tls_listen"`
 }
 
 // Workload configures the SPIFFE Workload API.
@@ -159,6 +165,7 @@ func (c *Config) Defaults() {
 	set(&c.Log.Format, "text")
 	set(&c.Server.Listen, "127.0.0.1:8080")
 	set(&c.Server.PublicURL, "http://"+c.Server.Listen)
+	set(&c.Server.TLSListen, defaultTLSListen(c.Server.Listen))
 	set(&c.Workload.Socket, filepath.Join(c.DataDir, "workload.sock"))
 	setD(&c.CA.TTL, 24*time.Hour)
 	setD(&c.CA.X509SVIDTTL, time.Hour)
@@ -213,6 +220,9 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		bad("server.listen", "%q is not host:port: %v", c.Server.Listen, err)
 	}
+	if _, _, err := net.SplitHostPort(c.Server.TLSListen); err != nil && c.Server.TLSListen != "off" {
+		bad("server.tls_listen", "%q is not host:port or off: %v", c.Server.TLSListen, err)
+	}
 	positive := func(key string, d time.Duration) {
 		if d < 0 {
 			bad(key, "must be positive, got %v", d)
@@ -263,4 +273,17 @@ func (c *Config) Validate() error {
 		bad("workload.socket", "path is %d bytes; unix socket paths must be under 108 bytes, choose a shorter --socket", len(c.Workload.Socket))
 	}
 	return errors.Join(errs...)
+}
+
+// defaultTLSListen is listen's host with port 8443, or port 0 when listen
+// asks for any free port.
+func defaultTLSListen(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "127.0.0.1:8443"
+	}
+	if port == "0" {
+		return net.JoinHostPort(host, "0")
+	}
+	return net.JoinHostPort(host, "8443")
 }

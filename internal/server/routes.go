@@ -33,6 +33,7 @@ func (s *Server) routes() http.Handler {
 	admin("DELETE /v1/resources/{kind}/{name}", s.handleDeleteResource)
 	admin("GET /v1/instances", s.handleListInstances)
 	s.proxyRoutes(admin)
+	s.tokenRoutes(mux, admin)
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})

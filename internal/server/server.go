@@ -60,6 +60,7 @@ type Server struct {
 	metrics   *prometheus.Registry
 	admin     *adminAuth
 	px        proxyPart
+	tok       tokenPart
 
 	httpLn     net.Listener
 	workloadLn net.Listener
@@ -154,15 +155,20 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err := s.initProxy(ctx, sealer, &closers); err != nil {
 		return nil, err
 	}
+	if err := s.initTokens(ctx, &closers); err != nil {
+		return nil, err
+	}
 	s.workload, err = workload.New(workload.Config{
-		TrustDomain: td,
-		Attestor:    s.attestor,
-		Authority:   s.authority,
-		Registry:    s.registry,
-		Emitter:     s.emit,
-		Log:         s.log.With("component", "workload"),
-		Metrics:     workload.NewMetrics(s.metrics),
-		Now:         s.now,
+		TrustDomain:     td,
+		Attestor:        s.attestor,
+		Authority:       s.authority,
+		Registry:        s.registry,
+		Emitter:         s.emit,
+		Log:             s.log.With("component", "workload"),
+		Metrics:         workload.NewMetrics(s.metrics),
+		Now:             s.now,
+		Revoked:         s.tok.revoke.InstanceRevoked,
+		RevocationWatch: s.tok.revoke.Watch,
 	})
 	if err != nil {
 		return nil, err
@@ -209,6 +215,7 @@ func (s *Server) Close() error {
 	s.httpLn.Close()
 	s.workloadLn.Close()
 	s.closeProxy()
+	s.closeTokens()
 	os.Remove(s.cfg.Workload.Socket)
 	return s.db.Close()
 }
@@ -241,6 +248,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	stopProxy := s.startProxy(errc)
+	stopTokens := s.startTokens(ctx, errc)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -254,6 +262,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("HTTP shutdown", "error", err)
 	}
 	stopProxy(shutdownCtx)
+	stopTokens(shutdownCtx)
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
 	os.Remove(s.cfg.Workload.Socket)

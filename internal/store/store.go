@@ -170,5 +170,8 @@ type Store interface {
 	AdminTokens
 	Resources
 	Credentials
+	Tasks
+	Revocations
+	Approvals
 	Close() error
 }
