@@ -90,10 +90,17 @@ func (f EmitterFunc) Emit(ctx context.Context, e Event) error { return f(ctx, e)
 
 // SlogEmitter writes events to a structured logger. It is the fallback when
 // no durable log is configured and a convenient tee for operators.
-type SlogEmitter struct{ Log *slog.Logger }
+type SlogEmitter struct {
+	Log *slog.Logger
+	// Level is the level events are logged at; the zero value is info.
+	Level slog.Level
+}
 
-// Emit logs e at info level with constant attribute keys.
+// Emit logs e at s.Level with constant attribute keys.
 func (s SlogEmitter) Emit(ctx context.Context, e Event) error {
+	if !s.Log.Enabled(ctx, s.Level) {
+		return nil
+	}
 	attrs := []slog.Attr{slog.String("type", string(e.Type))}
 	add := func(k, v string) {
 		if v != "" {
@@ -118,7 +125,24 @@ func (s SlogEmitter) Emit(ctx context.Context, e Event) error {
 	for k, v := range e.Details {
 		add("detail."+k, v)
 	}
-	s.Log.LogAttrs(ctx, slog.LevelInfo, "event", attrs...)
+	s.Log.LogAttrs(ctx, s.Level, "event", attrs...)
+	return nil
+}
+
+// Tee records each event in Durable and, once that succeeded, in Also
+// (typically a SlogEmitter at debug level). An error from Durable is
+// returned and Also is skipped; Also's errors are ignored.
+type Tee struct {
+	Durable Emitter
+	Also    Emitter
+}
+
+// Emit implements Emitter.
+func (t Tee) Emit(ctx context.Context, e Event) error {
+	if err := t.Durable.Emit(ctx, e); err != nil {
+		return err
+	}
+	t.Also.Emit(ctx, e)
 	return nil
 }
 

@@ -77,9 +77,10 @@ type Log struct {
 	b      Backend
 	log    *slog.Logger
 	now    func() time.Time
-	signer note.Signer
-	vkey   string
-	origin string
+	signer  note.Signer
+	vkey    string
+	trusted note.Verifiers // every stored log key
+	origin  string
 
 	reqs     chan *request
 	cpReqs   chan chan cpResult
@@ -169,6 +170,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.trusted, _, err = StoredVerifiers(ctx, cfg.Keys); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
@@ -201,11 +205,7 @@ func (l *Log) load(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("open audit log: %w", err)
 	default:
-		trusted, _, err := StoredVerifiers(ctx, l.cfg.Keys)
-		if err != nil {
-			return fmt.Errorf("open audit log: %w", err)
-		}
-		cp, err := OpenCheckpoint(latest.Note, trusted)
+		cp, err := OpenCheckpoint(latest.Note, l.trusted)
 		if err != nil {
 			return fmt.Errorf("open audit log: latest checkpoint (size %d): %w; run `writ audit verify`", latest.Size, err)
 		}
@@ -275,6 +275,9 @@ func checkRecord(tree *frontier, r Record) error {
 // VerifierKey returns the log's public signed-note verifier key, the line
 // printed by `writ audit key`.
 func (l *Log) VerifierKey() string { return l.vkey }
+
+// Trusted returns the verifiers of the log's keys.
+func (l *Log) Trusted() note.Verifiers { return l.trusted }
 
 // Origin returns the log's name as it appears in checkpoints.
 func (l *Log) Origin() string { return l.origin }

@@ -1,13 +1,14 @@
 package audit_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -153,6 +154,201 @@ func TestAppendConcurrentThenVerify(t *testing.T) {
 	if _, err := l.Append(context.Background(), sampleEvent(0)); !errors.Is(err, audit.ErrClosed) {
 		t.Errorf("Append after Close: %v, want ErrClosed", err)
 	}
-	_ = bytes.Equal
-	_ = store.ErrNotFound
+}
+
+func checkpointSizes(t *testing.T, e *env) []int64 {
+	t.Helper()
+	list, err := e.db.Audit().ListCheckpoints(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, c := range list {
+		out = append(out, c.Size)
+	}
+	return out
+}
+
+func TestCheckpointEveryN(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.CheckpointEvery = 10
+	l := e.open(t, cfg)
+	appendN(t, l, 35)
+	// Each checkpoint is followed by its audit.checkpoint event, which
+	// does not count towards the next ten.
+	if got, want := checkpointSizes(t, e), []int64{10, 21, 32}; !slices.Equal(got, want) {
+		t.Fatalf("checkpoints at %v, want %v", got, want)
+	}
+	ctx := context.Background()
+	recs, err := e.db.Audit().SearchRecords(ctx, audit.Query{Type: audit.AuditCheckpoint, Ascending: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 || recs[0].Index != 10 || recs[1].Index != 21 {
+		t.Fatalf("checkpoint events at %v, want indexes 10, 21, 32", recs)
+	}
+	ev, _ := recs[1].Event()
+	cp, err := audit.OpenCheckpoint([]byte(ev.Details["checkpoint"]), l.Trusted())
+	if err != nil || cp.Size != 21 || ev.Details["size"] != "21" || ev.Details["root"] != cp.Hash.String() {
+		t.Errorf("checkpoint event %+v does not carry the signed checkpoint of size 21: %v", ev, err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := checkpointSizes(t, e); got[len(got)-1] != 38 {
+		t.Errorf("after Close checkpoints are %v, want a final one at 38", got)
+	}
+}
+
+func TestCheckpointInterval(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.CheckpointInterval = 20 * time.Millisecond
+	l := e.open(t, cfg)
+	appendN(t, l, 3)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if stored, cp := l.LatestCheckpoint(); stored.Note != nil {
+			if cp.Size != 3 {
+				t.Fatalf("interval checkpoint has size %d, want 3", cp.Size)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint within 5s with a 20ms interval")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Idle: only the checkpoint's own event is new, which does not call
+	// for another checkpoint.
+	time.Sleep(100 * time.Millisecond)
+	if got := checkpointSizes(t, e); len(got) != 1 {
+		t.Errorf("idle log signed checkpoints %v, want just [3]", got)
+	}
+}
+
+func TestOpenChecksStoredLog(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name   string
+		tamper string
+		want   string
+	}{
+		{"truncated below the checkpoint", `DELETE FROM audit_events WHERE idx >= 15`, "events were removed"},
+		{"stored hashes rewritten", `UPDATE audit_events SET hashes = randomblob(length(hashes)) WHERE idx = 15`, "does not match the signed checkpoint"},
+		{"unsigned tail edited", `UPDATE audit_events SET data = replace(data, 'POST', 'GET') WHERE idx = 21`, "index 21"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			l := e.open(t, e.config())
+			appendN(t, l, 20)
+			if err := l.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Events after the final checkpoint, as after a crash.
+			l2 := e.open(t, e.config())
+			appendN(t, l2, 3)
+			l2.Close(ctx)
+			e.exec(t, `DELETE FROM audit_checkpoints WHERE size > 20`)
+			e.exec(t, c.tamper)
+			_, err := audit.Open(ctx, e.config())
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Open of a tampered log: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestOpenWrongKEK(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t, e.config())
+	l.Close(context.Background())
+	cfg := e.config()
+	other := make([]byte, keys.KEKSize)
+	cfg.Sealer, _ = keys.NewSealer(other)
+	if _, err := audit.Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
+		t.Fatalf("Open with another KEK: %v, want an unseal error", err)
+	}
+}
+
+func TestAppendFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t, e.config())
+	appendN(t, l, 2)
+	e.db.Close() // the store goes away under the log
+	if err := l.Emit(context.Background(), sampleEvent(3)); err == nil {
+		t.Fatal("Emit succeeded with the store closed; enforcement would not fail closed")
+	}
+}
+
+func TestAppendDuplicateIDFailsAlone(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t, e.config())
+	ctx := context.Background()
+	dup := sampleEvent(0)
+	dup.ID = "evt_fixed"
+	if _, err := l.Append(ctx, dup); err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent appends share group commits with the duplicate.
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev := sampleEvent(i)
+			if i == 7 {
+				ev = dup
+			}
+			_, errs[i] = l.Append(ctx, ev)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 7 {
+			if !errors.Is(err, store.ErrExists) {
+				t.Errorf("duplicate id: %v, want ErrExists", err)
+			}
+		} else if err != nil {
+			t.Errorf("append %d failed next to a duplicate: %v", i, err)
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := e.verify(t); err != nil || rep.Size != 20 {
+		t.Fatalf("Verify = %+v, %v; want 20 events", rep, err)
+	}
+}
+
+func TestAppendNormalises(t *testing.T) {
+	e := newEnv(t)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 123456789, time.FixedZone("X", 3600))
+	cfg := e.config()
+	cfg.Now = func() time.Time { return now }
+	l := e.open(t, cfg)
+	ctx := context.Background()
+	if _, err := l.Append(ctx, audit.Event{SpiffeID: "x"}); err == nil {
+		t.Error("Append without a type succeeded")
+	}
+	en, err := l.Append(ctx, audit.Event{Type: audit.AccessDenied, Reason: "bad \xff byte", Details: map[string]string{"k\xfe": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(en.ID, "evt_") || !en.Time.Equal(now) || en.Time.Location() != time.UTC {
+		t.Errorf("Append filled id %q time %v, want evt_... and now in UTC", en.ID, en.Time)
+	}
+	if en.Reason != "bad \uFFFD byte" || en.Details["k\uFFFD"] != "v" {
+		t.Errorf("invalid UTF-8 not replaced: %q %v", en.Reason, en.Details)
+	}
+	r, err := e.db.Audit().RecordByID(ctx, en.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := r.Event()
+	if err != nil || back.Reason != en.Reason || !back.Time.Equal(now) {
+		t.Errorf("stored event %+v, %v; want %+v", back, err, en.Event)
+	}
 }

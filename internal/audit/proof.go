@@ -135,6 +135,25 @@ func ProveConsistency(ctx context.Context, r Records, oldNote, newNote []byte) (
 	return ConsistencyProof{Old: string(oldNote), New: string(newNote), Proof: p}, nil
 }
 
+// ProveTreeConsistency builds the proof that the tree of the signed
+// checkpoint newNote extends the tree of size oldSize, for a client that
+// holds its own checkpoint of that size (Old is left empty for it to fill
+// in before calling Verify).
+func ProveTreeConsistency(ctx context.Context, r Records, oldSize int64, newNote []byte) (ConsistencyProof, error) {
+	newCP, err := ParseCheckpointNote(newNote)
+	if err != nil {
+		return ConsistencyProof{}, fmt.Errorf("prove consistency: new %w", err)
+	}
+	if oldSize > newCP.Size {
+		return ConsistencyProof{}, fmt.Errorf("prove consistency: size %d is larger than the checkpoint's %d", oldSize, newCP.Size)
+	}
+	p, err := tlog.ProveTree(newCP.Size, oldSize, backendHashes{ctx, r})
+	if err != nil {
+		return ConsistencyProof{}, fmt.Errorf("prove consistency from size %d to %d: %w", oldSize, newCP.Size, err)
+	}
+	return ConsistencyProof{New: string(newNote), Proof: p}, nil
+}
+
 // Verify checks both checkpoints' signatures and the proof, and returns
 // the two checkpoints.
 func (p *ConsistencyProof) Verify(trusted note.Verifiers) (old, new Checkpoint, err error) {

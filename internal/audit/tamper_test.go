@@ -1,0 +1,179 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// tamperLog makes a closed log of 40 events with checkpoints at 10, 21
+// (10 events + the checkpoint event + 10) and at the end.
+func tamperLog(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t)
+	l := e.open(t, e.config())
+	ctx := context.Background()
+	for i := range 40 {
+		if _, err := l.Append(ctx, sampleEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 9 || i == 19 {
+			if _, _, err := l.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.verify(t); err != nil {
+		t.Fatalf("untampered log does not verify: %v", err)
+	}
+	return e
+}
+
+func (e *env) exec(t *testing.T, query string, args ...any) {
+	t.Helper()
+	if _, err := e.db.SQL().Exec(query, args...); err != nil {
+		t.Fatalf("tamper: %s: %v", query, err)
+	}
+}
+
+// rows returns the data and hashes columns of every row, by index.
+func (e *env) rows(t *testing.T) (data []string, hashes [][]byte) {
+	t.Helper()
+	rows, err := e.db.SQL().Query(`SELECT data, hashes FROM audit_events ORDER BY idx`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		var h []byte
+		if err := rows.Scan(&d, &h); err != nil {
+			t.Fatal(err)
+		}
+		data, hashes = append(data, d), append(hashes, h)
+	}
+	return data, hashes
+}
+
+// forge returns the canonical encoding of a made-up event.
+func forge(t *testing.T, e audit.Event) string {
+	t.Helper()
+	b, err := e.MarshalCanonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestVerifyDetectsTampering(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		tamper    func(t *testing.T, e *env)
+		wantIndex int64
+		wantText  string
+	}{
+		{"edit an event", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET data = replace(data, '"decision":"allow"', '"decision":"deny"') WHERE idx = 5`)
+		}, 5, "does not match its stored leaf hash"},
+		{"edit the JSON without changing its meaning", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET data = replace(data, '{"id"', '{ "id"') WHERE idx = 33`)
+		}, 33, "does not match its stored leaf hash"},
+		{"delete an event", func(t *testing.T, e *env) {
+			e.exec(t, `DELETE FROM audit_events WHERE idx = 7`)
+		}, 7, "missing"},
+		{"delete the last events", func(t *testing.T, e *env) {
+			e.exec(t, `DELETE FROM audit_events WHERE idx >= 30`)
+		}, 30, "missing"},
+		{"swap two events", func(t *testing.T, e *env) {
+			data, _ := e.rows(t)
+			e.exec(t, `UPDATE audit_events SET data = '{}' WHERE idx = 12`)
+			e.exec(t, `UPDATE audit_events SET data = ? WHERE idx = 17`, data[12])
+			e.exec(t, `UPDATE audit_events SET data = ? WHERE idx = 12`, data[17])
+		}, 12, "does not match its stored leaf hash"},
+		{"swap two rows with their hashes", func(t *testing.T, e *env) {
+			data, hashes := e.rows(t)
+			e.exec(t, `UPDATE audit_events SET data = '{}' WHERE idx = 3`)
+			e.exec(t, `UPDATE audit_events SET data = ?, hashes = ? WHERE idx = 8`, data[3], hashes[3])
+			e.exec(t, `UPDATE audit_events SET data = ?, hashes = ? WHERE idx = 3`, data[8], hashes[8])
+		}, 3, "stored tree hashes"},
+		{"insert an event", func(t *testing.T, e *env) {
+			// Shift 14.. up by one and put a forged event at 14,
+			// reusing the hashes of the event it displaced.
+			_, hashes := e.rows(t)
+			e.exec(t, `UPDATE audit_events SET idx = -idx - 1 WHERE idx >= 14`)
+			e.exec(t, `UPDATE audit_events SET idx = -idx WHERE idx < 0`)
+			e.exec(t, `INSERT INTO audit_events (idx, data, hashes) VALUES (14, ?, ?)`,
+				forge(t, audit.Event{ID: "evt_forged", Type: audit.AccessAllowed, SpiffeID: "spiffe://writ.local/agent/x"}), hashes[14])
+		}, 14, "does not match its stored leaf hash"},
+		{"append an event", func(t *testing.T, e *env) {
+			_, hashes := e.rows(t)
+			e.exec(t, `INSERT INTO audit_events (idx, data, hashes) VALUES (?, ?, ?)`, len(hashes),
+				forge(t, audit.Event{ID: "evt_forged", Type: audit.AccessAllowed}), hashes[len(hashes)-1])
+		}, 42, "does not match its stored leaf hash"},
+		{"edit an event and its leaf hash", func(t *testing.T, e *env) {
+			data, hashes := e.rows(t)
+			d := strings.Replace(data[24], `"action":"POST"`, `"action":"GET"`, 1)
+			leaf := tlog.RecordHash([]byte(d))
+			h := append(leaf[:], hashes[24][32:]...)
+			e.exec(t, `UPDATE audit_events SET data = ?, hashes = ? WHERE idx = 24`, d, h)
+		}, 24, "stored hash of events 24 to 25"},
+		{"edit a stored tree hash", func(t *testing.T, e *env) {
+			_, hashes := e.rows(t)
+			h := append([]byte(nil), hashes[15]...)
+			h[40] ^= 1
+			e.exec(t, `UPDATE audit_events SET hashes = ? WHERE idx = 15`, h)
+		}, 14, "stored hash of events 14 to 15"},
+		{"rewrite history with consistent hashes", func(t *testing.T, e *env) {
+			// A careful forger edits event 16 and recomputes every
+			// stored hash; only the signed checkpoints catch it.
+			data, _ := e.rows(t)
+			data[16] = strings.Replace(data[16], `"decision":"allow"`, `"decision":"deny"`, 1)
+			var stored []tlog.Hash
+			r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+				out := make([]tlog.Hash, len(idx))
+				for i, x := range idx {
+					out[i] = stored[x]
+				}
+				return out, nil
+			})
+			for n, d := range data {
+				h, err := tlog.StoredHashes(int64(n), []byte(d), r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored = append(stored, h...)
+				var b []byte
+				for _, x := range h {
+					b = append(b, x[:]...)
+				}
+				e.exec(t, `UPDATE audit_events SET data = ?, hashes = ? WHERE idx = ?`, d, b, n)
+			}
+		}, 10, "signed checkpoint for size 21 does not match"},
+		{"edit a checkpoint", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_checkpoints SET note = replace(note, CAST(size AS TEXT) || char(10), CAST(size - 1 AS TEXT) || char(10)) WHERE size = 21`)
+		}, -1, "invalid signature"},
+		{"overwrite a column with the wrong kind of value", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET hashes = x'0102' WHERE idx = 9`)
+		}, 9, "not a multiple of 32"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := tamperLog(t)
+			c.tamper(t, e)
+			_, err := e.verify(t)
+			var ve *audit.VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Verify after tampering = %v, want a *VerifyError", err)
+			}
+			if ve.Index != c.wantIndex || !strings.Contains(ve.Problem, c.wantText) {
+				t.Errorf("Verify = %q (index %d), want index %d and %q", ve, ve.Index, c.wantIndex, c.wantText)
+			}
+		})
+	}
+}
