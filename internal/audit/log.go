@@ -73,10 +73,10 @@ type Entry struct {
 // one durable commit. [Log.Emit] returns only once its event is durable.
 // Log implements [Emitter].
 type Log struct {
-	cfg    Config
-	b      Backend
-	log    *slog.Logger
-	now    func() time.Time
+	cfg     Config
+	b       Backend
+	log     *slog.Logger
+	now     func() time.Time
 	signer  note.Signer
 	vkey    string
 	trusted note.Verifiers // every stored log key
