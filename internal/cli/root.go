@@ -72,6 +72,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newServeCmd(g), newEntryCmd(g), newApplyCmd(g), newGetCmd(g), newDeleteCmd(g))
 	root.AddCommand(newPolicyCmd(g))
 	root.AddCommand(newCredentialCmd(g), newProxyCmd(g))
+	root.AddCommand(newTaskCmd(g), newTokenCmd(g), newRevokeCmd(g), newApprovalCmd(g))
 	return root
 }
 

@@ -2,8 +2,12 @@ package client
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/writ-dev/writ/internal/store"
 )
@@ -99,4 +103,57 @@ func (c *Client) DecideApproval(ctx context.Context, id string, approve bool, co
 	var a store.Approval
 	err := c.Do(ctx, http.MethodPost, "/v1/approvals/"+url.PathEscape(id)+verb, map[string]string{"comment": comment}, &a)
 	return a, err
+}
+
+// OAuthError is an OAuth error answer (RFC 6749 §5.2).
+type OAuthError struct {
+	Status      int    `json:"-"`
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *OAuthError) Error() string { return e.Code + ": " + e.Description }
+
+// PostForm posts an OAuth form (token, introspection, revocation) and
+// decodes a 2xx JSON answer into out (nil to discard). The client's
+// credential is sent as the bearer unless form carries the identity.
+func (c *Client) PostForm(ctx context.Context, path string, form url.Values, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w (is writ running? check --addr / WRIT_ADDR)", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		oe := &OAuthError{Status: resp.StatusCode}
+		if json.Unmarshal(body, oe) != nil || oe.Code == "" {
+			return fmt.Errorf("POST %s: server answered %s", path, resp.Status)
+		}
+		return oe
+	}
+	if out == nil || len(body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("POST %s: decode answer: %w", path, err)
+	}
+	return nil
+}
+
+// Metadata fetches the authorization server metadata (RFC 8414).
+func (c *Client) Metadata(ctx context.Context) (map[string]any, error) {
+	var m map[string]any
+	err := c.Do(ctx, http.MethodGet, "/.well-known/oauth-authorization-server", nil, &m)
+	return m, err
 }

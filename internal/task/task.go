@@ -188,8 +188,11 @@ func (s *Service) Open(ctx context.Context, sub Subject, req OpenRequest, source
 	if t.State == store.TaskPending {
 		ob := d.Obligations.Approval
 		sp := approval.Spec{Kind: "task", SpiffeID: t.SpiffeID, Instance: t.Instance, Task: t.ID, OnBehalfOf: t.OnBehalfOf,
-			Target: fmt.Sprintf("open task %q for %s with scopes %s", t.Purpose, strings.Join(t.Audiences, ", "), strings.Join(t.Scopes, " ")),
+			Target: fmt.Sprintf("open task %q for %s", t.Purpose, strings.Join(t.Audiences, ", ")),
 			Reason: strings.Join(d.Reasons, "; "), Policy: d.Policy, Rule: d.Rule}
+		if len(t.Scopes) > 0 {
+			sp.Target += " with scopes " + strings.Join(t.Scopes, " ")
+		}
 		if ob != nil {
 			sp.Approvers, sp.Timeout = ob.Approvers, time.Duration(ob.Timeout)
 		}
