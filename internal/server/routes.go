@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/httpapi"
 )
 
@@ -34,6 +35,9 @@ func (s *Server) routes() http.Handler {
 	admin("GET /v1/instances", s.handleListInstances)
 	s.proxyRoutes(admin)
 	s.tokenRoutes(mux, admin)
+	auditAPI := audit.NewHandler(s.auditLog)
+	mux.Handle("GET /v1/audit/key", auditAPI) // a public key: anyone may verify
+	mux.Handle("/v1/audit/", s.admin.require(auditAPI))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})

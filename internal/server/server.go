@@ -51,6 +51,8 @@ type Server struct {
 	now  func() time.Time
 	db   *sqlite.DB
 	emit audit.Emitter
+	// auditLog is the durable, tamper-evident event log; emit is it.
+	auditLog *audit.Log
 
 	authority *ca.Authority
 	attestor  *attest.Attestor
@@ -118,7 +120,23 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	}
 	closers = append(closers, func() { s.db.Close() })
 
-	s.emit = audit.SlogEmitter{Log: s.log}
+	s.auditLog, err = audit.Open(ctx, audit.Config{
+		Backend:            s.db.Audit(),
+		Keys:               s.db,
+		Sealer:             sealer,
+		Origin:             td.Name() + "/audit",
+		Now:                s.now,
+		Log:                s.log.With("component", "audit"),
+		CheckpointEvery:    cfg.Audit.CheckpointEvery,
+		CheckpointInterval: cfg.Audit.CheckpointInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	closers = append(closers, func() { s.auditLog.Close(context.Background()) })
+	// Events go to the durable log; with log.level debug they also appear
+	// in the process log.
+	s.emit = audit.Tee{Durable: s.auditLog, Also: audit.SlogEmitter{Log: s.log, Level: slog.LevelDebug}}
 
 	s.metrics = prometheus.NewRegistry()
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -217,7 +235,7 @@ func (s *Server) Close() error {
 	s.closeProxy()
 	s.closeTokens()
 	os.Remove(s.cfg.Workload.Socket)
-	return s.db.Close()
+	return errors.Join(s.auditLog.Close(context.Background()), s.db.Close())
 }
 
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
@@ -226,7 +244,7 @@ func (s *Server) Close() error {
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {
@@ -266,6 +284,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
 	os.Remove(s.cfg.Workload.Socket)
+	// Last: every component has stopped emitting; sign the final checkpoint.
+	if err := s.auditLog.Close(shutdownCtx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close audit log: %w", err))
+	}
 	if err := s.db.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close store: %w", err))
 	}

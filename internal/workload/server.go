@@ -405,7 +405,7 @@ func (s *Server) x509SVID(ctx context.Context, res attest.Result, id store.Ident
 	leaf := chain[0]
 	if err := s.c.Emitter.Emit(ctx, audit.Event{Type: audit.SVIDIssued, SpiffeID: id.SpiffeID, Instance: res.Instance.ID,
 		Credential: leaf.SerialNumber.Text(16),
-		Details: map[string]string{"kind": "x509", "entry": id.Name, "not_after": leaf.NotAfter.UTC().Format(time.RFC3339)}}); err != nil {
+		Details:    map[string]string{"kind": "x509", "entry": id.Name, "not_after": leaf.NotAfter.UTC().Format(time.RFC3339)}}); err != nil {
 		return nil, status.Error(codes.Unavailable, "audit log unavailable; try again")
 	}
 	s.c.Metrics.issued("x509")
@@ -564,7 +564,7 @@ func (s *Server) jwtSVID(ctx context.Context, res attest.Result, id store.Identi
 		return "", status.Error(codes.Unavailable, "could not sign a JWT-SVID; try again")
 	}
 	if err := s.c.Emitter.Emit(ctx, audit.Event{Type: audit.JWTSVIDIssued, SpiffeID: id.SpiffeID, Instance: res.Instance.ID,
-		Target: strings.Join(aud, ","),
+		Target:  strings.Join(aud, ","),
 		Details: map[string]string{"kind": "jwt", "entry": id.Name, "expires": exp.UTC().Format(time.RFC3339)}}); err != nil {
 		return "", status.Error(codes.Unavailable, "audit log unavailable; try again")
 	}
