@@ -137,9 +137,16 @@ type Tee struct {
 	Also    Emitter
 }
 
-// Emit implements Emitter.
+// Emit implements Emitter. When Durable is a *Log, Also sees the event as
+// stored, with its id and time filled in.
 func (t Tee) Emit(ctx context.Context, e Event) error {
-	if err := t.Durable.Emit(ctx, e); err != nil {
+	if l, ok := t.Durable.(*Log); ok {
+		en, err := l.Append(ctx, e)
+		if err != nil {
+			return err
+		}
+		e = en.Event
+	} else if err := t.Durable.Emit(ctx, e); err != nil {
 		return err
 	}
 	t.Also.Emit(ctx, e)

@@ -73,6 +73,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newPolicyCmd(g))
 	root.AddCommand(newCredentialCmd(g), newProxyCmd(g))
 	root.AddCommand(newTaskCmd(g), newTokenCmd(g), newRevokeCmd(g), newApprovalCmd(g))
+	root.AddCommand(newAuditCmd(g))
 	return root
 }
 

@@ -58,3 +58,35 @@ func TestAuditQueryPlans(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenReadOnly(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "writ.db")
+	db, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Audit().PutCheckpoint(ctx, audit.StoredCheckpoint{Size: 1, Note: []byte("n")}); err != nil {
+		t.Fatal(err)
+	}
+	// While the writer has it open, and after it closed (no -wal, -shm).
+	for _, when := range []string{"open", "closed"} {
+		if when == "closed" {
+			db.Close()
+		}
+		ro, err := sqlite.OpenReadOnly(ctx, path)
+		if err != nil {
+			t.Fatalf("%s: OpenReadOnly: %v", when, err)
+		}
+		if c, err := ro.Audit().LatestCheckpoint(ctx); err != nil || c.Size != 1 {
+			t.Errorf("%s: read through a read-only store = %+v, %v", when, c, err)
+		}
+		if err := ro.Audit().PutCheckpoint(ctx, audit.StoredCheckpoint{Size: 2, Note: []byte("x")}); err == nil {
+			t.Errorf("%s: a read-only store accepted a write", when)
+		}
+		ro.Close()
+	}
+	if _, err := sqlite.OpenReadOnly(ctx, filepath.Join(t.TempDir(), "none.db")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("OpenReadOnly of a missing file: %v", err)
+	}
+}

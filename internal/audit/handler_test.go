@@ -1,0 +1,260 @@
+package audit_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/client"
+	"github.com/writ-dev/writ/internal/httpapi"
+)
+
+// apiEnv is a log served by NewHandler and a client of it.
+type apiEnv struct {
+	*env
+	l   *audit.Log
+	srv *httptest.Server
+	c   *client.Client
+}
+
+func newAPI(t *testing.T) *apiEnv {
+	t.Helper()
+	e := newEnv(t)
+	a := &apiEnv{env: e, l: e.open(t, e.config())}
+	a.srv = httptest.NewServer(audit.NewHandler(a.l))
+	t.Cleanup(a.srv.Close)
+	var err error
+	if a.c, err = client.New(a.srv.URL, "t"); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestAPIKeyAndCheckpoint(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	k, err := a.c.AuditKey(ctx)
+	if err != nil || k.VerifierKey != a.l.VerifierKey() || k.Origin != audit.DefaultOrigin {
+		t.Fatalf("AuditKey = %+v, %v", k, err)
+	}
+	appendN(t, a.l, 4)
+	cp, err := a.c.AuditCheckpoint(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted, _ := audit.ParseVerifierKeys(k.VerifierKey)
+	got, err := audit.OpenCheckpoint([]byte(cp.Note), trusted)
+	if err != nil || got != cp.Checkpoint || got.Size != 4 {
+		t.Fatalf("checkpoint %+v does not verify with the served key: %v", cp, err)
+	}
+	appendN(t, a.l, 2)
+	if cp2, _ := a.c.AuditCheckpoint(ctx, false); cp2.Size != 4 {
+		t.Errorf("latest checkpoint moved to %d without fresh", cp2.Size)
+	}
+	if cp2, _ := a.c.AuditCheckpoint(ctx, true); cp2.Size != 7 {
+		t.Errorf("fresh checkpoint has size %d, want 7 (4 + its event + 2)", cp2.Size)
+	}
+}
+
+func TestAPISearchAndEvent(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	entries := appendN(t, a.l, 60)
+	res, err := a.c.AuditSearch(ctx, audit.Query{Instance: "inst_3", Limit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 4 || res.Events[0].Index != 59 || res.Events[0].Instance != "inst_3" || res.NextBefore != res.Events[3].Index {
+		t.Fatalf("search = %+v", res)
+	}
+	// Page on.
+	total := len(res.Events)
+	for res.NextBefore != 0 {
+		if res, err = a.c.AuditSearch(ctx, audit.Query{Instance: "inst_3", Limit: 4, Before: res.NextBefore}); err != nil {
+			t.Fatal(err)
+		}
+		total += len(res.Events)
+	}
+	if total != 9 { // 3, 10, ..., 59
+		t.Errorf("paging saw %d events of inst_3, want 9", total)
+	}
+	en, err := a.c.AuditEvent(ctx, entries[17].ID)
+	if err != nil || en.Index != 17 || en.RequestID != "req_17" {
+		t.Fatalf("AuditEvent = %+v, %v", en, err)
+	}
+	var he *httpapi.Error
+	if _, err := a.c.AuditEvent(ctx, "evt_missing"); !errors.As(err, &he) || he.Status != http.StatusNotFound {
+		t.Errorf("AuditEvent(missing) = %v, want 404", err)
+	}
+	for _, raw := range []string{"limit=0", "limit=5000", "since=yesterday", "bogus=1", "order=up", "after=-1"} {
+		resp, err := http.Get(a.srv.URL + "/v1/audit/events?" + raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET /v1/audit/events?%s = %d, want 400", raw, resp.StatusCode)
+		}
+	}
+}
+
+func TestAPIProofs(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	entries := appendN(t, a.l, 10)
+	k, _ := a.c.AuditKey(ctx)
+	key, _ := audit.ParseVerifierKeys(k.VerifierKey)
+	// No checkpoint covers event 9 yet: the server signs one.
+	p, err := a.c.AuditProve(ctx, entries[9].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := p.Verify(key); err != nil || p.Event.ID != entries[9].ID {
+		t.Fatalf("proof of %s: checkpoint %+v, %v", entries[9].ID, cp, err)
+	}
+	old, _ := a.c.AuditCheckpoint(ctx, false)
+	appendN(t, a.l, 25)
+	cp, err := a.c.AuditConsistency(ctx, old.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Old = old.Note
+	if o, n, err := cp.Verify(key); err != nil || o.Size != old.Size || n.Size <= old.Size {
+		t.Fatalf("consistency %d -> %d: %v", o.Size, n.Size, err)
+	}
+	var he *httpapi.Error
+	if _, err := a.c.AuditConsistency(ctx, 1000); !errors.As(err, &he) || he.Status != http.StatusConflict {
+		t.Errorf("consistency from a size beyond the log = %v, want 409", err)
+	}
+}
+
+func TestAPITail(t *testing.T) {
+	a := newAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	appendN(t, a.l, 5)
+	got := make(chan audit.Entry, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- a.c.AuditTail(ctx, audit.Query{Type: audit.AccessDenied}, 2, func(e audit.Entry) error {
+			got <- e
+			return nil
+		})
+	}()
+	// Events 3 and 4 exist already; append more while tailing. Only
+	// access.denied events come through.
+	for i := range 6 {
+		ev := sampleEvent(i)
+		if i%2 == 0 {
+			ev.Type = audit.AccessDenied
+		}
+		if _, err := a.l.Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var idx []int64
+	for len(idx) < 3 {
+		select {
+		case e := <-got:
+			if e.Type != audit.AccessDenied {
+				t.Fatalf("tail passed a %s event through a type filter", e.Type)
+			}
+			idx = append(idx, e.Index)
+		case err := <-done:
+			t.Fatalf("tail ended early: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("tail delivered %v, want three events", idx)
+		}
+	}
+	if idx[0] != 5 || idx[1] != 7 || idx[2] != 9 {
+		t.Errorf("tail delivered %v, want [5 7 9]", idx)
+	}
+	// Closing the log ends the stream.
+	a.l.Close(context.Background())
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "closed the stream") {
+			t.Errorf("tail after Close: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("tail did not end when the log closed")
+	}
+}
+
+func TestAPITailResumesFromLastEventID(t *testing.T) {
+	a := newAPI(t)
+	appendN(t, a.l, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", a.srv.URL+"/v1/audit/tail?after=0", nil)
+	req.Header.Set("Last-Event-ID", "5")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var ids []string
+	for sc.Scan() && len(ids) < 2 {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			ids = append(ids, id)
+		}
+	}
+	if strings.Join(ids, ",") != "6,7" {
+		t.Errorf("resumed stream ids %v, want 6,7", ids)
+	}
+}
+
+func TestAPIExport(t *testing.T) {
+	a := newAPI(t)
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	for i := range 2500 {
+		ev := sampleEvent(i)
+		ev.Time = now.Add(time.Duration(i) * time.Second)
+		if _, err := a.l.Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body, err := a.c.AuditExport(ctx, audit.Query{Since: now.Add(1000 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(body)
+	body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 1500 {
+		t.Fatalf("export since 1000s: %d lines, want 1500", len(lines))
+	}
+	for i, line := range lines {
+		var e audit.Entry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		if e.Index != int64(1000+i) {
+			t.Fatalf("line %d has index %d, want %d (oldest first, no gaps)", i+1, e.Index, 1000+i)
+		}
+	}
+	resp, err := http.Get(a.srv.URL + "/v1/audit/export?format=csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("export format=csv = %d, want 400", resp.StatusCode)
+	}
+}
