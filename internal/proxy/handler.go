@@ -52,6 +52,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	caller, idErr := p.identify(ctx, r, svc, forward)
 	x.caller = caller
+	var d *denial
+	if err != nil && errors.As(err, &d) && (d.status == http.StatusNotFound || d.status == http.StatusBadRequest) {
+		p.refuse(w, r, x, err) // not a question of who is asking
+		return
+	}
 	if idErr != nil {
 		p.refuse(w, r, x, idErr)
 		return

@@ -1,0 +1,366 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/policy"
+	"github.com/writ-dev/writ/internal/resource"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// testTokens accepts "Bearer test:SPIFFE_ID" as a writ token and reports
+// every other credential as not a writ token. It stands in for the token
+// service so these tests can focus on forwarding.
+type testTokens struct{}
+
+func (testTokens) VerifyRequest(_ context.Context, r *http.Request, _ string) (TokenClaims, error) {
+	id, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer test:")
+	if !ok {
+		return TokenClaims{}, ErrNotWritToken
+	}
+	return TokenClaims{SpiffeID: id, Instance: "inst_test", ID: "tok_1"}, nil
+}
+
+type testCreds map[string]string
+
+func (c testCreds) Get(_ context.Context, name string) (broker.Info, broker.Secret, error) {
+	v, ok := c[name]
+	if !ok {
+		return broker.Info{}, broker.Secret{}, broker.ErrNotFound
+	}
+	return broker.Info{Name: name, Type: broker.Bearer}, broker.NewSecret([]byte(v)), nil
+}
+
+type eventSink struct {
+	mu sync.Mutex
+	ev []audit.Event
+}
+
+func (s *eventSink) Emit(_ context.Context, e audit.Event) error {
+	s.mu.Lock()
+	s.ev = append(s.ev, e)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *eventSink) last() audit.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ev) == 0 {
+		return audit.Event{}
+	}
+	return s.ev[len(s.ev)-1]
+}
+
+func compilePolicy(t testing.TB, src string) *policy.Snapshot {
+	t.Helper()
+	docs, err := resource.Parse("policy.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := policy.Compile(docs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+const allowAll = `apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata: {name: p}
+spec:
+  subjects: [spiffe://writ.local/agent/a]
+  rules:
+    - name: all
+      effect: allow
+      targets: [{http: {service: up}}]
+`
+
+func service(t testing.TB, name, upstream, extra string) *Service {
+	t.Helper()
+	src := "apiVersion: writ.dev/v1\nkind: Service\nmetadata: {name: " + name + "}\nspec:\n  upstream: " + upstream + "\n" + extra
+	docs, err := resource.Parse("svc.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := StoredSpec(docs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := CompileService(store.Resource{Kind: resource.KindService, Name: name, Version: 1, Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type fixture struct {
+	p      *Proxy
+	events *eventSink
+	front  *httptest.Server
+	srv    *http.Server
+}
+
+func newFixture(t testing.TB, upstream string, extra string, mutate func(*Config)) *fixture {
+	t.Helper()
+	ev := &eventSink{}
+	cfg := Config{
+		Policy:      policy.NewEngine(policy.Config{}, compilePolicy(t, allowAll)),
+		Emitter:     ev,
+		Tokens:      testTokens{},
+		Credentials: testCreds{"key": "the-secret"},
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := NewTable([]*Service{service(t, "up", upstream, extra)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetServices(tab)
+	srv := p.NewServer(ServerConfig{})
+	front := httptest.NewUnstartedServer(p)
+	front.Config = srv
+	front.Start()
+	t.Cleanup(front.Close)
+	return &fixture{p: p, events: ev, front: front, srv: srv}
+}
+
+func (f *fixture) get(t testing.TB, path string, h ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", f.front.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer test:spiffe://writ.local/agent/a")
+	for i := 0; i+1 < len(h); i += 2 {
+		req.Header.Set(h[i], h[i+1])
+	}
+	resp, err := f.front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func TestForwardStripsAndInjects(t *testing.T) {
+	var got http.Header
+	var gotPath string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, gotPath = r.Header.Clone(), r.URL.RequestURI()
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	f := newFixture(t, up.URL+"/base", "  credential: {name: key, inject: query, query: api_key}\n", nil)
+	resp, body := f.get(t, "/svc/up/a%2Fb/c?x=1&api_key=agent-supplied", "Connection", "X-Hop", "X-Hop", "1", "Writ-Task", "", "Dpop", "proof", "Proxy-Authorization", "Basic x")
+	if resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if gotPath != "/base/a%2Fb/c?api_key=the-secret&x=1" {
+		t.Errorf("upstream request URI %q", gotPath)
+	}
+	for _, h := range []string{"Authorization", "Dpop", "X-Hop", "Proxy-Authorization"} {
+		if got.Get(h) != "" {
+			t.Errorf("upstream got %s: %q", h, got.Get(h))
+		}
+	}
+	e := f.events.last()
+	if e.Type != audit.AccessAllowed || e.Credential != "key" || e.Details["query"] != "api_key&x" || e.Details["path"] != "/a/b/c" || strings.Contains(e.Details["query"], "the-secret") {
+		t.Errorf("event %+v", e)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	for _, tc := range []struct {
+		name, upstream, extra string
+		want                  int
+		wantMsg               string
+	}{
+		{"timeout", slow.URL, "  timeouts: {response: 200ms}\n", http.StatusGatewayTimeout, "did not answer in time"},
+		{"unreachable", deadURL, "", http.StatusBadGateway, "could not be reached"},
+		{"missing credential", slow.URL, "  credential: {name: nope}\n", http.StatusBadGateway, "writ credential put nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.upstream, tc.extra, nil)
+			resp, body := f.get(t, "/svc/up/x")
+			if resp.StatusCode != tc.want || !strings.Contains(body, tc.wantMsg) || resp.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("%d %q", resp.StatusCode, body)
+			}
+			if e := f.events.last(); e.Details["status"] != strconv.Itoa(tc.want) {
+				t.Errorf("event status %q", e.Details["status"])
+			}
+		})
+	}
+}
+
+
+func TestBodyLimit(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	defer up.Close()
+	f := newFixture(t, up.URL, "", func(c *Config) { c.MaxRequestBody = 1000 })
+	req, _ := http.NewRequest("POST", f.front.URL+"/svc/up/x", strings.NewReader(strings.Repeat("a", 5000)))
+	req.Header.Set("Authorization", "Bearer test:spiffe://writ.local/agent/a")
+	resp, err := f.front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("status %d, want 413", resp.StatusCode)
+	}
+}
+
+func TestUnidentifiedAndDenied(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.Error("upstream reached") }))
+	defer up.Close()
+	f := newFixture(t, up.URL, "", nil)
+	req, _ := http.NewRequest("GET", f.front.URL+"/svc/up/x", nil)
+	resp, err := f.front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.Contains(string(b), "writ entry create") {
+		t.Errorf("no credentials: %d %s", resp.StatusCode, b)
+	}
+	resp2, body := f.get(t, "/svc/up/x", "Authorization", "Bearer test:spiffe://writ.local/agent/other")
+	if resp2.StatusCode != 403 || !strings.Contains(body, `"request_id"`) {
+		t.Errorf("other agent: %d %s", resp2.StatusCode, body)
+	}
+	if e := f.events.last(); e.Type != audit.AccessDenied || e.SpiffeID != "spiffe://writ.local/agent/other" {
+		t.Errorf("event %+v", e)
+	}
+	resp3, _ := f.get(t, "/nothing/here")
+	if resp3.StatusCode != 404 {
+		t.Errorf("no route: %d", resp3.StatusCode)
+	}
+}
+
+// Cancelled requests must not leave goroutines behind.
+func TestCancelledRequestsDoNotLeak(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/warm" {
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer up.Close()
+	defer close(release)
+	f := newFixture(t, up.URL, "", nil)
+	f.get(t, "/svc/up/warm")
+	base := runtime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.front.URL+"/svc/up/hang", nil)
+		req.Header.Set("Authorization", "Bearer test:spiffe://writ.local/agent/a")
+		resp, err := f.front.Client().Do(req)
+		if err == nil {
+			cancel()
+			resp.Body.Close()
+		} else {
+			cancel()
+		}
+	}
+	f.front.Client().CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base+4 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base+4 {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after cancelled requests, %d before\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// Shutdown lets an in-flight request finish.
+func TestShutdownDrains(t *testing.T) {
+	started := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "done")
+	}))
+	defer up.Close()
+	f := newFixture(t, up.URL, "", nil)
+	type result struct {
+		code int
+		body string
+	}
+	res := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", f.front.URL+"/svc/up/slow", nil)
+		req.Header.Set("Authorization", "Bearer test:spiffe://writ.local/agent/a")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			res <- result{0, err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{resp.StatusCode, string(b)}
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-res; r.code != 200 || r.body != "done" {
+		t.Errorf("in-flight request during shutdown: %d %q", r.code, r.body)
+	}
+}
+
+// Slow clients are cut off by the header timeout.
+func TestSlowClientHeaderTimeout(t *testing.T) {
+	f := newFixture(t, "http://127.0.0.1:1", "", nil)
+	f.srv.ReadHeaderTimeout = 200 * time.Millisecond
+	c, err := net.Dial("tcp", f.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /svc/up/x HTTP/1.1\r\nHost: x\r\n")
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	br := bufio.NewReader(c)
+	_, err = br.ReadString('\n')
+	if time.Since(start) > 2*time.Second {
+		t.Errorf("slow client held the connection %v (err %v)", time.Since(start), err)
+	}
+}
