@@ -219,7 +219,6 @@ func TestUpstreamFailures(t *testing.T) {
 	}
 }
 
-
 func TestBodyLimit(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
 	defer up.Close()

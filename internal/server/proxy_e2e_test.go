@@ -69,8 +69,8 @@ type events struct {
 }
 
 func (e *events) Enabled(context.Context, slog.Level) bool { return true }
-func (e *events) WithAttrs([]slog.Attr) slog.Handler      { return e }
-func (e *events) WithGroup(string) slog.Handler           { return e }
+func (e *events) WithAttrs([]slog.Attr) slog.Handler       { return e }
+func (e *events) WithGroup(string) slog.Handler            { return e }
 func (e *events) Handle(_ context.Context, r slog.Record) error {
 	if r.Message != "event" {
 		if r.Level >= slog.LevelWarn {
