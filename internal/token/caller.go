@@ -2,10 +2,13 @@ package token
 
 import (
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -53,6 +56,32 @@ type Authenticator struct {
 	// Now returns the current time for certificate checks; default
 	// time.Now.
 	Now func() time.Time
+
+	// svids caches JWT-SVIDs that validated (an agent presents the same
+	// one for every exchange during its life); a hit still checks expiry,
+	// that the signing key is trusted, and revocation.
+	once  sync.Once
+	svids *svidCache
+}
+
+type svidEntry struct {
+	c   Caller
+	exp time.Time
+	kid string
+}
+
+type svidCache struct {
+	mu sync.RWMutex
+	m  map[[32]byte]svidEntry
+}
+
+const maxSVIDCache = 16384
+
+func (a *Authenticator) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
 }
 
 // JWTSVID authenticates a JWT-SVID.
@@ -63,13 +92,40 @@ func (a *Authenticator) JWTSVID(raw string) (Caller, error) {
 	if len(raw) > maxTokenBytes {
 		return Caller{}, fmt.Errorf("%w: JWT-SVID is over %d bytes", ErrUnauthenticated, maxTokenBytes)
 	}
+	a.once.Do(func() { a.svids = &svidCache{m: map[[32]byte]svidEntry{}} })
+	h := tokenHash(raw)
+	now := a.now()
+	a.svids.mu.RLock()
+	e, ok := a.svids.m[h]
+	a.svids.mu.RUnlock()
+	if ok && now.Before(e.exp) {
+		if _, trusted := a.Bundle.FindJWTAuthority(e.kid); trusted {
+			return a.finish(e.c)
+		}
+	}
 	svid, err := jwtsvid.ParseAndValidate(raw, a.Bundle, []string{a.Audience})
 	if err != nil {
 		return Caller{}, fmt.Errorf("%w: JWT-SVID: %v (fetch a JWT-SVID with audience %q from the Workload API)",
 			ErrUnauthenticated, err, a.Audience)
 	}
 	inst, _ := svid.Claims["agent_instance"].(string)
-	return a.finish(Caller{ID: svid.ID, Instance: inst, Via: ViaJWTSVID})
+	c := Caller{ID: svid.ID, Instance: inst, Via: ViaJWTSVID}
+	if kid := headerKID(raw); kid != "" {
+		a.svids.mu.Lock()
+		if len(a.svids.m) >= maxSVIDCache {
+			for k, x := range a.svids.m {
+				if !now.Before(x.exp) {
+					delete(a.svids.m, k)
+				}
+			}
+			if len(a.svids.m) >= maxSVIDCache {
+				clear(a.svids.m)
+			}
+		}
+		a.svids.m[h] = svidEntry{c: c, exp: svid.Expiry, kid: kid}
+		a.svids.mu.Unlock()
+	}
+	return a.finish(c)
 }
 
 // Peer authenticates the X.509-SVID of r's TLS connection. It reports
@@ -78,11 +134,7 @@ func (a *Authenticator) Peer(r *http.Request) (Caller, bool, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return Caller{}, false, nil
 	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
-	id, _, err := x509svid.Verify(r.TLS.PeerCertificates, a.Bundle, x509svid.WithTime(now()))
+	id, _, err := x509svid.Verify(r.TLS.PeerCertificates, a.Bundle, x509svid.WithTime(a.now()))
 	if err != nil {
 		return Caller{}, true, fmt.Errorf("%w: client certificate: %v", ErrUnauthenticated, err)
 	}
@@ -115,4 +167,24 @@ func (a *Authenticator) finish(c Caller) (Caller, error) {
 		c.Labels = a.Labels(c.ID.String())
 	}
 	return c, nil
+}
+
+// headerKID returns the kid of a compact JWS's protected header ("" when
+// it cannot be read).
+func headerKID(raw string) string {
+	hdr, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(hdr)
+	if err != nil {
+		return ""
+	}
+	var h struct {
+		KID string `json:"kid"`
+	}
+	if json.Unmarshal(b, &h) != nil {
+		return ""
+	}
+	return h.KID
 }

@@ -150,7 +150,7 @@ type Introspection struct {
 // Introspect reports on raw: active with its claims when it is a valid,
 // unexpired, unrevoked writ token, else inactive.
 func (i *Issuer) Introspect(raw string) Introspection {
-	c, err := i.c.Verifier.parse(raw)
+	c, err := i.c.Verifier.parseCached(raw)
 	if err == nil {
 		err = i.c.Verifier.introspect(c)
 	}
@@ -203,7 +203,7 @@ func (i *Issuer) handleRevoke(w http.ResponseWriter, r *http.Request, admin Admi
 		writeOAuthError(w, oauthErr(400, CodeInvalidRequest, "token is missing"))
 		return
 	}
-	c, err := i.c.Verifier.parse(raw)
+	c, err := i.c.Verifier.parseCached(raw)
 	if err != nil || c.Issuer != i.c.Issuer {
 		w.WriteHeader(http.StatusOK)
 		return

@@ -268,7 +268,7 @@ func (i *Issuer) actor(ctx context.Context, req *ExchangeRequest) (*Actor, error
 		}
 		return &Actor{Subject: a.ID.String(), Instance: a.Instance}, nil
 	default: // TypeAccessToken, checked by ParseExchange
-		c, err := i.c.Verifier.parse(req.ActorToken)
+		c, err := i.c.Verifier.parseCached(req.ActorToken)
 		if err == nil {
 			err = i.c.Verifier.introspect(c)
 		}

@@ -58,6 +58,10 @@ type VerifierConfig struct {
 	Leeway time.Duration
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
+	// CacheSize bounds the cache of tokens whose signature verified
+	// (default 65536; negative disables it). Claims checks, binding,
+	// revocation and replay are never cached.
+	CacheSize int
 }
 
 // VerifyOptions describe the request a token was presented with.
@@ -79,7 +83,8 @@ type VerifyOptions struct {
 
 // Verifier checks writ access tokens. It is safe for concurrent use.
 type Verifier struct {
-	c VerifierConfig
+	c     VerifierConfig
+	cache *sigCache
 }
 
 // NewVerifier returns a verifier for c.
@@ -99,68 +104,92 @@ func NewVerifier(c VerifierConfig) (*Verifier, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Verifier{c: c}, nil
+	return &Verifier{c: c, cache: newSigCache(c.CacheSize)}, nil
 }
 
 var accessTokenAlgs = []jose.SignatureAlgorithm{jose.ES256}
 
-// Verify checks raw and returns its claims. See the package doc for what is
-// checked; each failure wraps one of the Err values of this package.
+// Verify checks raw and returns its claims (which the caller must not
+// modify). See the package doc for what is checked; each failure wraps one
+// of the Err values of this package.
 func (v *Verifier) Verify(ctx context.Context, raw string, o VerifyOptions) (*Claims, error) {
-	c, err := v.parse(raw)
+	c, err := v.parseCached(raw)
 	if err != nil {
 		return nil, err
 	}
-	return c, v.check(ctx, raw, c, o)
+	if err := v.check(ctx, raw, c, o); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseCached is parse with the signature cache.
+func (v *Verifier) parseCached(raw string) (*Claims, error) {
+	if v.cache == nil || len(raw) > maxTokenBytes {
+		c, _, err := v.parse(raw)
+		return c, err
+	}
+	h := tokenHash(raw)
+	if e, ok := v.cache.get(h); ok {
+		if _, trusted := v.c.Keys.FindJWTAuthority(e.kid); trusted {
+			return e.c, nil
+		}
+	}
+	c, kid, err := v.parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	v.cache.put(h, sigEntry{c: c, kid: kid}, v.c.Now())
+	return c, nil
 }
 
 // parse checks the JWS (size, algorithm, typ, kid, signature) and decodes
 // the claims.
-func (v *Verifier) parse(raw string) (*Claims, error) {
+func (v *Verifier) parse(raw string) (*Claims, string, error) {
 	if raw == "" {
-		return nil, fmt.Errorf("%w: empty", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: empty", ErrMalformed)
 	}
 	if len(raw) > maxTokenBytes {
-		return nil, fmt.Errorf("%w: %d bytes is over the %d allowed", ErrMalformed, len(raw), maxTokenBytes)
+		return nil, "", fmt.Errorf("%w: %d bytes is over the %d allowed", ErrMalformed, len(raw), maxTokenBytes)
 	}
 	if strings.Count(raw, ".") != 2 {
-		return nil, fmt.Errorf("%w: not a compact JWS (three dot-separated parts)", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: not a compact JWS (three dot-separated parts)", ErrMalformed)
 	}
 	jws, err := jose.ParseSignedCompact(raw, accessTokenAlgs)
 	if err != nil {
 		// Includes alg none, HS256 and every algorithm other than ES256.
-		return nil, fmt.Errorf("%w: not an ES256 JWS: %v", ErrMalformed, err)
+		return nil, "", fmt.Errorf("%w: not an ES256 JWS: %v", ErrMalformed, err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("%w: want one signature", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: want one signature", ErrMalformed)
 	}
 	h := jws.Signatures[0].Protected
 	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
 	if !strings.EqualFold(typ, AccessTokenType) && !strings.EqualFold(typ, "application/"+AccessTokenType) {
-		return nil, fmt.Errorf("%w: typ %q is not at+jwt", ErrType, typ)
+		return nil, "", fmt.Errorf("%w: typ %q is not at+jwt", ErrType, typ)
 	}
 	if _, ok := h.ExtraHeaders["crit"]; ok {
-		return nil, fmt.Errorf("%w: crit header is not supported", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: crit header is not supported", ErrMalformed)
 	}
 	if h.KeyID == "" {
-		return nil, fmt.Errorf("%w: header has no kid", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: header has no kid", ErrMalformed)
 	}
 	key, ok := v.c.Keys.FindJWTAuthority(h.KeyID)
 	if !ok {
-		return nil, fmt.Errorf("%w: signing key %q is not in the trust bundle", ErrSignature, h.KeyID)
+		return nil, "", fmt.Errorf("%w: signing key %q is not in the trust bundle", ErrSignature, h.KeyID)
 	}
 	payload, err := jws.Verify(key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signature does not verify with key %q", ErrSignature, h.KeyID)
+		return nil, "", fmt.Errorf("%w: signature does not verify with key %q", ErrSignature, h.KeyID)
 	}
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+		return nil, "", fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	if c.Subject == "" || c.ID == "" || c.Expiry == 0 {
-		return nil, fmt.Errorf("%w: sub, jti and exp are required", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: sub, jti and exp are required", ErrMalformed)
 	}
-	return &c, nil
+	return &c, h.KeyID, nil
 }
 
 func (v *Verifier) check(ctx context.Context, raw string, c *Claims, o VerifyOptions) error {

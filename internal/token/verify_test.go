@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/store"
 )
@@ -254,4 +255,29 @@ func selfSigned(t *testing.T) *x509.Certificate {
 	}
 	c, _ := x509.ParseCertificate(der)
 	return c
+}
+
+// TestSignatureCacheFollowsKeys: a cached signature counts only while its
+// key is trusted, and claims checks still run on every presentation.
+func TestSignatureCacheFollowsKeys(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	tok := e.mint(t, nil)
+	for i := 0; i < 2; i++ {
+		if _, err := e.ver.Verify(ctx, tok, VerifyOptions{Audience: "mail-api"}); err != nil {
+			t.Fatalf("presentation %d: %v", i, err)
+		}
+	}
+	if _, err := e.ver.Verify(ctx, tok, VerifyOptions{Audience: "billing"}); !errors.Is(err, ErrAudience) {
+		t.Errorf("cached token for another audience: %v, want ErrAudience", err)
+	}
+	trusted := e.bundle.Get()
+	e.bundle.Set(spiffebundle.New(testTD))
+	if _, err := e.ver.Verify(ctx, tok, VerifyOptions{Audience: "mail-api"}); !errors.Is(err, ErrSignature) {
+		t.Errorf("after its key left the bundle: %v, want ErrSignature", err)
+	}
+	e.bundle.Set(trusted)
+	if _, err := e.ver.Verify(ctx, tok, VerifyOptions{Audience: "mail-api"}); err != nil {
+		t.Errorf("key back: %v", err)
+	}
 }

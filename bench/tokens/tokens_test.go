@@ -1,0 +1,276 @@
+// Package tokens benchmarks writ's token service: RFC 8693 exchanges end to
+// end over HTTP against a real `writ serve` composition (SQLite store,
+// durable audit log, policy engine, ES256 signing), in-process access token
+// verification, and revocation-to-enforcement latency.
+//
+//	go test -run '^$' -bench . -benchtime 5s ./bench/tokens/
+//
+// Results and how to read them: bench/README.md ("Tokens").
+package tokens
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"github.com/writ-dev/writ/internal/client"
+	"github.com/writ-dev/writ/internal/config"
+	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/server"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/token"
+)
+
+const policy = `apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata:
+  name: bench
+spec:
+  subjects: [spiffe://writ.local/bench]
+  rules:
+    - name: tasks
+      effect: allow
+      targets: [{task: {}}]
+    - name: tokens
+      effect: allow
+      targets: [{token: {audiences: [mail-api], scopes: [mail.read, mail.draft]}}]
+      max_ttl: 5m
+`
+
+type env struct {
+	issuer string
+	srv    *server.Server
+	base   string
+	svid   string
+	task   string
+	admin  *client.Client
+	socket string
+}
+
+func setup(b *testing.B) *env {
+	b.Helper()
+	cfg := config.Config{DataDir: b.TempDir()}
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Server.TLSListen = "off"
+	cfg.Defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	tok, _ := os.ReadFile(srv.AdminTokenFile)
+	e := &env{issuer: cfg.Server.PublicURL, srv: srv, base: "http://" + srv.HTTPAddr(), socket: "unix://" + srv.SocketPath()}
+	e.admin, _ = client.New(e.base, strings.TrimSpace(string(tok)))
+	if _, err := e.admin.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
+		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.admin.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "p.yaml", Content: policy}}}); err != nil {
+		b.Fatal(err)
+	}
+	// The issuer is server.public_url, which for port 0 is literally
+	// http://127.0.0.1:0; JWT-SVIDs carry it as their audience.
+	s, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: cfg.Server.PublicURL}, workloadapi.WithAddr(e.socket))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.svid = s.Marshal()
+	agent, _ := client.New(e.base, e.svid)
+	t, err := agent.OpenTask(ctx, client.OpenTask{Purpose: "bench", Audiences: []string{"mail-api"},
+		Scopes: []string{"mail.read", "mail.draft"}, MaxDuration: "1h"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.task = t.ID
+	return e
+}
+
+func (e *env) form(extra ...string) string {
+	v := url.Values{"grant_type": {token.GrantExchange}, "subject_token": {e.svid}, "subject_token_type": {token.TypeJWT},
+		"audience": {"mail-api"}, "task": {e.task}, "scope": {"mail.read"}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		v.Set(extra[i], extra[i+1])
+	}
+	return v.Encode()
+}
+
+func exchange(hc *http.Client, base, form string) (string, error) {
+	resp, err := hc.Post(base+"/oauth2/token", "application/x-www-form-urlencoded", strings.NewReader(form))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var r token.Response
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("token endpoint answered %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return "", err
+	}
+	return r.AccessToken, nil
+}
+
+// BenchmarkExchange: concurrent HTTP clients (4 x GOMAXPROCS, keep-alive)
+// exchanging a JWT-SVID for an access token: SVID validation, task check,
+// policy decision, ES256 signing and a durable audit event per exchange.
+func BenchmarkExchange(b *testing.B) {
+	e := setup(b)
+	form := e.form()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+		for pb.Next() {
+			if _, err := exchange(hc, e.base, form); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
+}
+
+// BenchmarkVerify: in-process verification of a bearer access token by
+// the verifier resource servers embed (signature, claims, revocation).
+func BenchmarkVerify(b *testing.B) {
+	e := setup(b)
+	raw, err := exchange(http.DefaultClient, e.base, e.form())
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := e.srv.TokenVerifier()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := v.Verify(ctx, raw, token.VerifyOptions{Audience: "mail-api"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
+}
+
+// BenchmarkVerifyCold: verification as a resource server outside the
+// writ process does it for a token it sees for the first time: keys from
+// /jwks.json (token.RemoteKeys), no signature cache, so every call does
+// the ES256 verification and claim decoding.
+func BenchmarkVerifyCold(b *testing.B) {
+	e := setup(b)
+	raw, err := exchange(http.DefaultClient, e.base, e.form())
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := token.NewVerifier(token.VerifierConfig{Issuer: e.issuer, Keys: &token.RemoteKeys{URL: e.base + "/jwks.json"}, CacheSize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := v.Verify(ctx, raw, token.VerifyOptions{Audience: "mail-api"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifications/s")
+}
+
+// BenchmarkRevocationToEnforcement: time from the kill switch (revoking a
+// task in process) to the in-process verifier refusing its token, and to a
+// Workload API stream of a revoked instance being withdrawn. Reported as
+// p50 and max over b.N revocations.
+func BenchmarkRevocationToEnforcement(b *testing.B) {
+	e := setup(b)
+	ctx := context.Background()
+	v := e.srv.TokenVerifier()
+	agent, _ := client.New(e.base, e.svid)
+	var toVerifier []time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		t, err := agent.OpenTask(ctx, client.OpenTask{Purpose: "r", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, err := exchange(http.DefaultClient, e.base, url.Values{"grant_type": {token.GrantExchange}, "subject_token": {e.svid},
+			"subject_token_type": {token.TypeJWT}, "audience": {"mail-api"}, "task": {t.ID}}.Encode())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		if _, err := e.admin.Revoke(ctx, store.RevokeTask, t.ID, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := v.Verify(ctx, raw, token.VerifyOptions{Audience: "mail-api"}); errors.Is(err, token.ErrRevoked) {
+				break
+			}
+		}
+		toVerifier = append(toVerifier, time.Since(start))
+	}
+	slices.Sort(toVerifier)
+	b.ReportMetric(float64(toVerifier[len(toVerifier)/2].Microseconds()), "p50-µs-admin-API-to-verifier")
+	b.ReportMetric(float64(toVerifier[len(toVerifier)-1].Microseconds()), "max-µs")
+}
+
+// BenchmarkRevocationToStream: time from revoking an instance (in process)
+// to its Workload API X.509 stream being withdrawn.
+func BenchmarkRevocationToStream(b *testing.B) {
+	var lat []time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e := setup(b)
+		ctx, cancel := context.WithCancel(context.Background())
+		src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(e.socket)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		svid, _ := src.GetX509SVID()
+		inst := svid.Certificates[0].Subject.SerialNumber
+		updates := make(chan error, 16)
+		go func() {
+			err := workloadapi.WatchX509Context(ctx, watcher{updates}, workloadapi.WithAddr(e.socket))
+			_ = err
+		}()
+		<-updates // first state
+		b.StartTimer()
+		start := time.Now()
+		if _, _, err := e.srv.Revocations().Revoke(ctx, store.Revocation{Kind: store.RevokeInstance, Value: inst}); err != nil {
+			b.Fatal(err)
+		}
+		<-updates // withdrawn: an error (no identity) or an empty update
+		lat = append(lat, time.Since(start))
+		b.StopTimer()
+		src.Close()
+		cancel()
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs-to-stream")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+}
+
+type watcher struct{ ch chan error }
+
+func (w watcher) OnX509ContextUpdate(*workloadapi.X509Context) { w.ch <- nil }
+func (w watcher) OnX509ContextWatchError(err error)            { w.ch <- err }
