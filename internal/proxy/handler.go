@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/store"
@@ -194,7 +195,7 @@ func (p *Proxy) enforce(ctx context.Context, r *http.Request, x *exchange) error
 		if b := x.dec.Obligations.Budget; b > 0 && x.task.Calls >= int64(b) {
 			return &denial{status: http.StatusForbidden, reason: fmt.Sprintf("task %s has made %d calls, the budget of rule %s", taskID, x.task.Calls, x.dec.Rule)}
 		}
-		t, err := p.c.Tasks.ChargeTask(ctx, taskID, now)
+		t, err := p.c.Tasks.Charge(ctx, taskID)
 		if errors.Is(err, store.ErrPrecondition) {
 			return &denial{status: http.StatusForbidden, reason: fmt.Sprintf("task %s cannot make more calls (%s, %d of budget %d used)", taskID, t.State, t.Calls, t.Budget)}
 		}
@@ -231,7 +232,7 @@ func (p *Proxy) openTask(ctx context.Context, c *Caller, id string, now time.Tim
 	if p.c.Revocations != nil && p.c.Revocations.Revoked(store.RevokeTask, id) {
 		return store.Task{}, &denial{status: http.StatusForbidden, reason: "task " + id + " is revoked"}
 	}
-	t, err := p.c.Tasks.GetTask(ctx, id)
+	t, err := p.c.Tasks.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Task{}, &denial{status: http.StatusForbidden, reason: fmt.Sprintf("task %s does not exist; open one with `writ task open`", id)}
 	}
@@ -262,10 +263,10 @@ func (p *Proxy) awaitApproval(ctx context.Context, x *exchange) error {
 		wait = t
 	}
 	c := x.caller
-	a, err := p.c.Approvals.Request(ctx, store.Approval{
+	a, err := p.c.Approvals.Request(ctx, approval.Spec{
 		Kind: "http", SpiffeID: c.SpiffeID, Instance: c.Instance, Task: x.task.ID, OnBehalfOf: x.task.OnBehalfOf,
 		Target: x.svc.Target() + " " + x.method + " " + x.path, Reason: reason, Policy: ob.Policy, Rule: ob.Rule,
-		Approvers: ob.Approvers, ExpiresAt: p.c.Now().Add(wait),
+		Approvers: ob.Approvers, Timeout: wait,
 	})
 	if err != nil {
 		return fmt.Errorf("request approval: %w", err)

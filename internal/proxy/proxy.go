@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/attest"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/broker"
@@ -62,10 +63,13 @@ type Credentials interface {
 	Get(ctx context.Context, name string) (broker.Info, broker.Secret, error)
 }
 
-// Tasks reads and charges tasks (store.Tasks or the task service).
+// Tasks reads and charges tasks (task.Service).
 type Tasks interface {
-	GetTask(ctx context.Context, id string) (store.Task, error)
-	ChargeTask(ctx context.Context, id string, now time.Time) (store.Task, error)
+	Get(ctx context.Context, id string) (store.Task, error)
+	// Charge counts one call against an open task; it fails with
+	// store.ErrPrecondition when the task is not open or its budget is
+	// used up.
+	Charge(ctx context.Context, id string) (store.Task, error)
 }
 
 // Revocations is the kill switch: Revoked reports whether kind/value
@@ -75,11 +79,10 @@ type Revocations interface {
 	Revoked(kind, value string) bool
 }
 
-// Approvals asks a human (the approval service). Request records a pending
-// approval and returns its id; Wait blocks until it is decided or ctx
-// ends, and reports whether it was approved.
+// Approvals asks a human (approval.Service). Request files a pending
+// approval; Wait blocks until it is decided or expires, or ctx ends.
 type Approvals interface {
-	Request(ctx context.Context, a store.Approval) (store.Approval, error)
+	Request(ctx context.Context, sp approval.Spec) (store.Approval, error)
 	Wait(ctx context.Context, id string) (store.Approval, error)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/token"
 )
 
 // proxyPart is the credential broker and the access proxy with its
@@ -61,7 +62,10 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		Registry:       s.registry,
 		Policy:         s.policy,
 		Credentials:    px.broker,
-		Tasks:          s.db,
+		Tasks:          s.tok.tasks,
+		Revocations:    s.tok.revoke,
+		Tokens:         tokenVerifier{s.tok.verifier},
+		Approvals:      s.tok.approvals,
 		Bundle:         bundleSource{s.authority},
 		Signer:         s.authority,
 		Issuer:         s.cfg.Server.PublicURL,
@@ -314,4 +318,46 @@ func (s *Server) handleProxyCA(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Write(s.px.ca.PEM())
+}
+
+// tokenVerifier verifies the writ access token of a proxied request for a
+// Service's audience, with its DPoP proof or mTLS binding. A credential
+// that is not a writ token (an upstream key the agent still carries, a JWT
+// from another issuer) is reported as such, so the proxy strips it and
+// identifies the caller another way; it never grants anything.
+type tokenVerifier struct{ v *token.Verifier }
+
+func (t tokenVerifier) VerifyRequest(ctx context.Context, r *http.Request, audience string) (proxy.TokenClaims, error) {
+	auth := r.Header.Get("Authorization")
+	raw, ok := strings.CutPrefix(auth, "DPoP ")
+	if !ok {
+		raw, ok = strings.CutPrefix(auth, "Bearer ")
+	}
+	if !ok || strings.Count(raw, ".") != 2 {
+		return proxy.TokenClaims{}, proxy.ErrNotWritToken
+	}
+	o := token.VerifyOptions{Audience: audience, HTTPMethod: r.Method, HTTPURL: requestURL(r), DPoPProof: r.Header.Get("DPoP")}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		o.PeerCert = r.TLS.PeerCertificates[0]
+	}
+	c, err := t.v.Verify(ctx, raw, o)
+	switch {
+	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrType), errors.Is(err, token.ErrSignature), errors.Is(err, token.ErrIssuer):
+		return proxy.TokenClaims{}, fmt.Errorf("%w: %v", proxy.ErrNotWritToken, err)
+	case err != nil:
+		return proxy.TokenClaims{}, err
+	}
+	return proxy.TokenClaims{ID: c.ID, SpiffeID: c.Subject, Instance: c.Instance, Task: c.Task, Scopes: c.Scopes()}, nil
+}
+
+// requestURL is the URL the client addressed, as a DPoP proof names it.
+func requestURL(r *http.Request) string {
+	if r.URL.IsAbs() {
+		return r.URL.String()
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.URL.RequestURI()
 }

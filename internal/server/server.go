@@ -170,10 +170,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err := s.initPolicy(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.initProxy(ctx, sealer, &closers); err != nil {
+	if err := s.initTokens(ctx, &closers); err != nil {
 		return nil, err
 	}
-	if err := s.initTokens(ctx, &closers); err != nil {
+	if err := s.initProxy(ctx, sealer, &closers); err != nil {
 		return nil, err
 	}
 	s.workload, err = workload.New(workload.Config{

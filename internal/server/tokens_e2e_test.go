@@ -66,6 +66,7 @@ func tokenConfig(t *testing.T) config.Config {
 	cfg := config.Config{DataDir: t.TempDir()}
 	cfg.Server.Listen = addr
 	cfg.Server.TLSListen = "127.0.0.1:0"
+	cfg.Proxy.Listen = "127.0.0.1:0"
 	cfg.Defaults()
 	return cfg
 }
