@@ -152,7 +152,7 @@ func CompileService(r store.Resource) (*Service, error) {
 		return nil, fmt.Errorf("load Service/%s: stored spec is not valid: %w", r.Name, err)
 	}
 	return compile(r.Name, r.Version, spec, func(field string, format string, args ...any) error {
-		return fmt.Errorf("Service/%s@%d: spec.%s: %s", r.Name, r.Version, field, fmt.Sprintf(format, args...))
+		return fmt.Errorf("load Service/%s@%d: spec.%s: %s", r.Name, r.Version, field, fmt.Sprintf(format, args...))
 	})
 }
 
@@ -305,14 +305,14 @@ func NewTable(svcs []*Service) (*Table, error) {
 	for _, s := range svcs {
 		t.byName[s.Name] = s
 		if prev, dup := prefixes[s.Prefix]; dup {
-			errs = append(errs, fmt.Errorf("Service/%s: path prefix %s is also used by Service/%s", s.Name, s.Prefix, prev))
+			errs = append(errs, fmt.Errorf("route Service/%s: path prefix %s is also used by Service/%s", s.Name, s.Prefix, prev))
 		}
 		prefixes[s.Prefix] = s.Name
 		t.prefixes = append(t.prefixes, s)
 		if s.Host != "" {
 			k := s.Host + ":" + s.Port
 			if prev, dup := hosts[k]; dup {
-				errs = append(errs, fmt.Errorf("Service/%s: host %s is also matched by Service/%s", s.Name, s.Spec.Match.Host, prev))
+				errs = append(errs, fmt.Errorf("route Service/%s: host %s is also matched by Service/%s", s.Name, s.Spec.Match.Host, prev))
 			}
 			hosts[k] = s.Name
 			t.byHost[s.Host] = append(t.byHost[s.Host], s)
