@@ -3,7 +3,6 @@ package token
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -283,14 +282,40 @@ func revokeTarget(t store.Task) revoke.Target {
 	return revoke.Target{SpiffeID: t.SpiffeID, Instance: t.Instance, Task: t.ID}
 }
 
+// claimsMap returns c as the claim set SignJWT encodes (the same JSON as
+// Claims' own encoding, without a marshal round trip).
 func claimsMap(c *Claims) (map[string]any, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("encode claims: %w", err)
+	m := make(map[string]any, 20)
+	m["iss"], m["sub"], m["exp"], m["iat"], m["jti"], m["client_id"] = c.Issuer, c.Subject, c.Expiry, c.IssuedAt, c.ID, c.ClientID
+	if len(c.Audience) == 1 {
+		m["aud"] = c.Audience[0]
+	} else {
+		m["aud"] = []string(c.Audience)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("encode claims: %w", err)
+	opt := func(k, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	opt("scope", c.Scope)
+	opt("agent_instance", c.Instance)
+	opt("task", c.Task)
+	opt("purpose", c.Purpose)
+	opt("on_behalf_of", c.OnBehalfOf)
+	if c.NotBefore != 0 {
+		m["nbf"] = c.NotBefore
+	}
+	if c.Act != nil {
+		m["act"] = c.Act
+	}
+	if c.Cnf != nil {
+		m["cnf"] = c.Cnf
+	}
+	if c.SingleUse {
+		m["single_use"] = true
+	}
+	if len(c.AuthorizationDetails) > 0 {
+		m["authorization_details"] = c.AuthorizationDetails
 	}
 	return m, nil
 }

@@ -281,3 +281,24 @@ func TestSignatureCacheFollowsKeys(t *testing.T) {
 		t.Errorf("key back: %v", err)
 	}
 }
+
+// TestClaimsMapMatchesJSON: the map the issuer signs encodes exactly as
+// the Claims struct does, so verifiers decode what was minted.
+func TestClaimsMapMatchesJSON(t *testing.T) {
+	c := &Claims{Issuer: "i", Subject: "s", Audience: Audience{"a"}, Expiry: 10, IssuedAt: 5, NotBefore: 4, ID: "j", ClientID: "s",
+		Scope: "x y", Instance: "inst", Task: "t", Purpose: "p", OnBehalfOf: "u", Act: &Actor{Subject: "a2", Act: &Actor{Subject: "a3"}},
+		Cnf: &Confirmation{JKT: "k"}, SingleUse: true, AuthorizationDetails: []json.RawMessage{json.RawMessage(`{"type":"t"}`)}}
+	for _, cc := range []*Claims{c, {Issuer: "i", Subject: "s", Audience: Audience{"a", "b"}, Expiry: 1, ID: "j"}} {
+		m, _ := claimsMap(cc)
+		a, _ := json.Marshal(m)
+		var fromMap, fromStruct Claims
+		json.Unmarshal(a, &fromMap)
+		b, _ := json.Marshal(cc)
+		json.Unmarshal(b, &fromStruct)
+		x, _ := json.Marshal(fromMap)
+		y, _ := json.Marshal(fromStruct)
+		if string(x) != string(y) {
+			t.Errorf("map encoding %s != struct encoding %s", x, y)
+		}
+	}
+}
