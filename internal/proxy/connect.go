@@ -271,7 +271,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		s.Shutdown(ctx)
 	}
 	done := make(chan struct{})
-	go func() { p.tunnels.Wait(); close(done) }()
+	go func() { p.tunnels.Wait(); p.recorded.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil

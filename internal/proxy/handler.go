@@ -39,6 +39,7 @@ type exchange struct {
 	status  int
 	in, out int64
 	source  string
+	latency time.Duration
 }
 
 // ServeHTTP implements http.Handler.
@@ -383,9 +384,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// record emits the request's audit event. It runs when the request is
-// finished, so the event carries status, bytes and latency.
+// maxRecording bounds the audit events being written at once; beyond it,
+// requests wait (backpressure) rather than queue without limit.
+const maxRecording = 4096
+
+// record emits the request's audit event once the request is finished, so
+// that the event carries status, bytes and latency. The event is appended
+// in the background: the response is already complete, and a durable
+// append (a group commit) would otherwise add its fsync to every
+// request's latency. Shutdown waits for every event to be recorded.
 func (p *Proxy) record(ctx context.Context, x *exchange) {
+	x.latency = time.Since(x.start)
+	p.recording <- struct{}{}
+	p.recorded.Add(1)
+	go func() {
+		defer func() { <-p.recording; p.recorded.Done() }()
+		p.recordNow(context.WithoutCancel(ctx), x)
+	}()
+}
+
+func (p *Proxy) recordNow(ctx context.Context, x *exchange) {
 	typ := audit.AccessAllowed
 	if x.effect != "allow" {
 		typ = audit.AccessDenied
@@ -393,7 +411,7 @@ func (p *Proxy) record(ctx context.Context, x *exchange) {
 	e := audit.Event{
 		Type: typ, Decision: x.effect, Policy: x.dec.Policy, Rule: x.dec.Rule, Reason: x.reason,
 		Credential: x.cred, Source: x.source, Node: p.c.Node, RequestID: x.id, Task: x.task.ID, OnBehalfOf: x.task.OnBehalfOf,
-		LatencyUS: time.Since(x.start).Microseconds(),
+		LatencyUS: x.latency.Microseconds(),
 		Action:    x.method + " " + x.path,
 		Details: map[string]string{
 			"method": x.method, "path": x.path, "status": strconv.Itoa(x.status),
@@ -420,7 +438,7 @@ func (p *Proxy) record(ctx context.Context, x *exchange) {
 	if len(x.query) > 0 {
 		e.Details["query"] = p.queryForAudit(x.query)
 	}
-	if err := p.c.Emitter.Emit(context.WithoutCancel(ctx), e); err != nil {
+	if err := p.c.Emitter.Emit(ctx, e); err != nil {
 		p.c.Log.ErrorContext(ctx, "record proxy request", "request_id", x.id, "error", err)
 	}
 }

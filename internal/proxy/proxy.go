@@ -159,6 +159,9 @@ type Proxy struct {
 	openConns map[net.Conn]struct{}
 	inner     map[*http.Server]struct{} // servers of intercepted tunnels
 	closing   bool
+
+	recording chan struct{} // semaphore of audit appends in flight
+	recorded  sync.WaitGroup
 }
 
 // upstream is a service's transport and reverse proxy.
@@ -184,7 +187,8 @@ func New(c Config) (*Proxy, error) {
 	if c.MaxRequestBody == 0 {
 		c.MaxRequestBody = 64 << 20
 	}
-	p := &Proxy{c: c, transports: map[*Service]*upstream{}, openConns: map[net.Conn]struct{}{}, inner: map[*http.Server]struct{}{}}
+	p := &Proxy{c: c, transports: map[*Service]*upstream{}, openConns: map[net.Conn]struct{}{}, inner: map[*http.Server]struct{}{},
+		recording: make(chan struct{}, maxRecording)}
 	t, _ := NewTable(nil)
 	p.table.Store(t)
 	return p, nil
@@ -212,3 +216,6 @@ func (p *Proxy) Services() *Table { return p.table.Load() }
 
 // newRequestID returns a random request id.
 func newRequestID() string { return "req_" + rand.Text()[:16] }
+
+// Flush waits until the audit events of finished requests are recorded.
+func (p *Proxy) Flush() { p.recorded.Wait() }

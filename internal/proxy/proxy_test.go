@@ -156,6 +156,7 @@ func (f *fixture) get(t testing.TB, path string, h ...string) (*http.Response, s
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	f.p.Flush() // events are recorded once the response is complete
 	return resp, string(b)
 }
 

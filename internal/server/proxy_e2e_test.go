@@ -88,16 +88,22 @@ func (e *events) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// find returns the last event of typ whose detail.path is path.
+// find returns the last event of typ whose detail.path is path, waiting
+// a little for it: the proxy records an event once its response is sent.
 func (e *events) find(typ, path string) map[string]string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i := len(e.ev) - 1; i >= 0; i-- {
-		if e.ev[i]["type"] == typ && e.ev[i]["detail.path"] == path {
-			return e.ev[i]
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		e.mu.Lock()
+		for i := len(e.ev) - 1; i >= 0; i-- {
+			if e.ev[i]["type"] == typ && e.ev[i]["detail.path"] == path {
+				e.mu.Unlock()
+				return e.ev[i]
+			}
+		}
+		e.mu.Unlock()
+		if time.Now().After(deadline) {
+			return nil
 		}
 	}
-	return nil
 }
 
 // all returns every event so far, JSON-encoded, to search for leaks.

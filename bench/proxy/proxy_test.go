@@ -1,0 +1,463 @@
+// Package proxy compares writ's access proxy with a direct call and with
+// nginx as a plain reverse proxy, side by side in one run against the same
+// upstream: requests per second and latency p50/p99 at a fixed rate and at
+// saturation, and memory under load.
+//
+//	WRIT_PROXY_BENCH=1 go test -run TestProxyComparison -v -timeout 10m ./bench/proxy/
+//	go test -run '^$' -bench . ./bench/proxy/
+//
+// writ runs with everything on: the caller is attributed by its process
+// (loopback connection → /proc → attestation → Identity), policy decides,
+// the upstream credential is injected and every request is one event in the
+// durable audit log. Results and how to read them: bench/README.md ("Proxy").
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/client"
+	"github.com/writ-dev/writ/internal/config"
+	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/server"
+)
+
+const docs = `apiVersion: writ.dev/v1
+kind: Service
+metadata: {name: bench}
+spec:
+  upstream: http://%s
+  credential: {name: bench-key}
+---
+apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata: {name: bench}
+spec:
+  subjects: [spiffe://writ.local/bench]
+  rules:
+    - name: read
+      effect: allow
+      targets: [{http: {service: bench, methods: [GET], paths: ["/items/**"]}}]
+`
+
+// upstream answers every request with a small JSON body, and checks that
+// writ's requests carry the injected credential.
+func upstream(t testing.TB) (string, *atomic.Int64) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad atomic.Int64
+	body := []byte(`{"id":1,"name":"item","ok":true}`)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" && a != "Bearer bench-secret" {
+			bad.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), &bad
+}
+
+// startWrit runs a writ server with its proxy in front of up.
+func startWrit(t testing.TB, up string) string {
+	cfg := config.Config{DataDir: t.TempDir()}
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Server.TLSListen = "off"
+	cfg.Proxy.Listen = "127.0.0.1:0"
+	cfg.Defaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	tok, _ := os.ReadFile(srv.AdminTokenFile)
+	c, _ := client.New("http://"+srv.HTTPAddr(), strings.TrimSpace(string(tok)))
+	// Every process of this user is the bench identity: the Go load
+	// generator (this process) and wrk alike.
+	if _, err := c.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
+		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutCredential(ctx, "bench-key", broker.Bearer, broker.NewSecret([]byte("bench-secret"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "bench.yaml", Content: fmt.Sprintf(docs, up)}}}); err != nil {
+		t.Fatal(err)
+	}
+	return srv.ProxyAddr()
+}
+
+// startNginx runs nginx as a plain reverse proxy to up, with upstream
+// keep-alive. It returns its address and the pids of its processes.
+func startNginx(t testing.TB, up string) (string, func() []int) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("nginx is required in CI (apt-get install nginx)")
+		}
+		t.Skip("nginx not installed (apt-get install nginx)")
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`worker_processes 2;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  upstream up { server %[2]s; keepalive 128; }
+  server {
+    listen %[3]s;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`, dir, up, addr)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pids := func() []int {
+		out := []int{cmd.Process.Pid}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+		for _, f := range strings.Fields(string(b)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	return addr, pids
+}
+
+// result is one load run.
+type result struct {
+	n        int
+	errs     int
+	rps      float64
+	p50, p99 time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%8.0f req/s  p50 %8s  p99 %8s  errors %d", r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errs)
+}
+
+func newClient(conns int) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true,
+	}}
+}
+
+func do(c *http.Client, url string) bool {
+	resp, err := c.Get(url)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+func summarize(lat []time.Duration, errs int, elapsed time.Duration) result {
+	slices.Sort(lat)
+	r := result{n: len(lat), errs: errs, rps: float64(len(lat)) / elapsed.Seconds()}
+	if len(lat) > 0 {
+		r.p50 = lat[len(lat)/2]
+		r.p99 = lat[len(lat)*99/100]
+	}
+	return r
+}
+
+// fixedRate sends rate requests per second for d (open loop) and measures
+// each latency from its scheduled start, so a stall is not hidden
+// (coordinated omission).
+func fixedRate(url string, rate int, d time.Duration) result {
+	c := newClient(64)
+	n := int(d.Seconds() * float64(rate))
+	interval := time.Second / time.Duration(rate)
+	work := make(chan time.Time, n)
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, n/64+1)
+			e := 0
+			for sched := range work {
+				if do(c, url) {
+					local = append(local, time.Since(sched))
+				} else {
+					e++
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			errs += e
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		sched := start.Add(time.Duration(i) * interval)
+		if w := time.Until(sched); w > 0 {
+			time.Sleep(w)
+		}
+		work <- sched
+	}
+	close(work)
+	wg.Wait()
+	return summarize(lat, errs, time.Since(start))
+}
+
+// saturate runs conns closed-loop clients for d.
+func saturate(url string, conns int, d time.Duration) result {
+	c := newClient(conns)
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			e := 0
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				if do(c, url) {
+					local = append(local, time.Since(t0))
+				} else {
+					e++
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			errs += e
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return summarize(lat, errs, time.Since(start))
+}
+
+var (
+	wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkPct = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
+	wrkErr = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// wrk runs wrk at saturation, if it is installed.
+func wrk(t testing.TB, url string, conns int, d time.Duration) (result, bool) {
+	bin, err := exec.LookPath("wrk")
+	if err != nil {
+		return result{}, false
+	}
+	out, err := exec.Command(bin, "-t2", "-c"+strconv.Itoa(conns), "-d"+d.String(), "--latency", url).CombinedOutput()
+	if err != nil {
+		t.Logf("wrk: %v: %s", err, out)
+		return result{}, false
+	}
+	var r result
+	if m := wrkRPS.FindSubmatch(out); m != nil {
+		r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	for _, m := range wrkPct.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(m[2]), 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(m[3])]
+		d := time.Duration(v * float64(unit))
+		if string(m[1]) == "50" {
+			r.p50 = d
+		} else {
+			r.p99 = d
+		}
+	}
+	if m := wrkErr.FindSubmatch(out); m != nil {
+		r.errs, _ = strconv.Atoi(string(m[1]))
+	}
+	return r, true
+}
+
+func rssKB(pids []int) int {
+	total := 0
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				n, _ := strconv.Atoi(strings.Fields(f)[0])
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+// peakHeap samples this process's Go heap while fn runs.
+func peakHeap(fn func()) (uint64, uint64) {
+	var peak, peakSys atomic.Uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			if m.Sys > peakSys.Load() {
+				peakSys.Store(m.Sys)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	fn()
+	close(stop)
+	<-done
+	return peak.Load(), peakSys.Load()
+}
+
+func TestProxyComparison(t *testing.T) {
+	if os.Getenv("WRIT_PROXY_BENCH") == "" {
+		t.Skip("set WRIT_PROXY_BENCH=1 to run the proxy comparison (about a minute)")
+	}
+	d := 5 * time.Second
+	if s := os.Getenv("WRIT_PROXY_BENCH_SECONDS"); s != "" {
+		n, _ := strconv.Atoi(s)
+		d = time.Duration(n) * time.Second
+	}
+	up, bad := upstream(t)
+	writAddr := startWrit(t, up)
+	nginxAddr, nginxPIDs := startNginx(t, up)
+	targets := []struct{ name, url string }{
+		{"direct", "http://" + up + "/items/1"},
+		{"writ", "http://" + writAddr + "/svc/bench/items/1"},
+		{"nginx", "http://" + nginxAddr + "/items/1"},
+	}
+	for _, tg := range targets {
+		if c := newClient(1); !do(c, tg.url) {
+			t.Fatalf("%s: %s does not answer 200", tg.name, tg.url)
+		}
+	}
+	fmt.Printf("\nfixed rate 1000 req/s for %v (Go open-loop client, latency from scheduled start)\n", d)
+	fixed := map[string]result{}
+	for _, tg := range targets {
+		r := fixedRate(tg.url, 1000, d)
+		fixed[tg.name] = r
+		fmt.Printf("  %-7s %s\n", tg.name, r)
+	}
+	fmt.Printf("\nsaturation, 32 connections for %v (Go closed-loop client)\n", d)
+	sat := map[string]result{}
+	for _, tg := range targets {
+		var r result
+		var heap, sys uint64
+		var nginxRSS int
+		if tg.name == "nginx" {
+			go func() { time.Sleep(d / 2); nginxRSS = rssKB(nginxPIDs()) }()
+		}
+		heap, sys = peakHeap(func() { r = saturate(tg.url, 32, d) })
+		sat[tg.name] = r
+		mem := ""
+		switch tg.name {
+		case "writ":
+			mem = fmt.Sprintf("  (Go heap in use %d MiB, runtime total %d MiB, load generator and upstream included)", heap>>20, sys>>20)
+		case "nginx":
+			time.Sleep(10 * time.Millisecond)
+			mem = fmt.Sprintf("  (nginx RSS %d MiB)", nginxRSS>>10)
+		}
+		fmt.Printf("  %-7s %s%s\n", tg.name, r, mem)
+	}
+	if _, ok := wrk(t, targets[0].url, 32, time.Second); ok {
+		fmt.Printf("\nsaturation, wrk -t2 -c32 for %v\n", d)
+		for _, tg := range targets {
+			r, _ := wrk(t, tg.url, 32, d)
+			fmt.Printf("  %-7s %s\n", tg.name, r)
+		}
+	}
+	added := fixed["writ"].p99 - fixed["direct"].p99
+	share := sat["writ"].rps / sat["direct"].rps
+	fmt.Printf("\nwrit adds %v at p99 at 1000 req/s (target ≤ 500µs); keeps %.0f%% of direct throughput at saturation (target ≥ 60%%)\n",
+		added.Round(time.Microsecond), share*100)
+	if n := bad.Load(); n != 0 {
+		t.Errorf("%d requests reached the upstream with a wrong credential", n)
+	}
+}
+
+// BenchmarkRoundTrip is one sequential request through writ (process
+// attribution cached per connection, policy, injection, audit) and direct.
+func BenchmarkRoundTrip(b *testing.B) {
+	up, _ := upstream(b)
+	writAddr := startWrit(b, up)
+	for _, tg := range []struct{ name, url string }{
+		{"direct", "http://" + up + "/items/1"},
+		{"writ", "http://" + writAddr + "/svc/bench/items/1"},
+	} {
+		b.Run(tg.name, func(b *testing.B) {
+			c := newClient(1)
+			for b.Loop() {
+				if !do(c, tg.url) {
+					b.Fatal("request failed")
+				}
+			}
+		})
+	}
+}
