@@ -166,8 +166,6 @@ func svidForm(svid, task, audience, scope string) url.Values {
 
 func (a *agent) introspect(t *testing.T, raw string) token.Introspection {
 	t.Helper()
-	tok, _ := io.ReadAll(strings.NewReader(""))
-	_ = tok
 	req, _ := http.NewRequest(http.MethodPost, a.issuer+"/oauth2/introspect", strings.NewReader(url.Values{"token": {raw}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Authorization", "Bearer "+a.jwtSVID(t))
@@ -513,5 +511,60 @@ func TestTasksDefaultDenyAndApproval(t *testing.T) {
 	}
 	if _, err := in.client.DecideApproval(ctx, tk.Approval, false, ""); !errors.As(err, &he) || he.Status != http.StatusConflict {
 		t.Errorf("deciding twice: %v, want 409", err)
+	}
+}
+
+// TestDelegation: an actor token produces the act claim, nested when the
+// actor token is itself a delegated writ token; authorization_details are
+// carried into the token.
+func TestDelegation(t *testing.T) {
+	a := setupAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.in.client.CreateEntry(ctx, selfEntry("orchestrator", "spiffe://writ.local/agent/orchestrator")); err != nil {
+		t.Fatal(err)
+	}
+	orch, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: a.issuer,
+		Subject: spiffeid.RequireFromString("spiffe://writ.local/agent/orchestrator")}, workloadapi.WithAddr(a.in.addr))
+	if err != nil {
+		t.Fatalf("FetchJWTSVID for the orchestrator: %v", err)
+	}
+	svid := a.jwtSVID(t)
+	tk := a.openTask(t, svid, client.OpenTask{Purpose: "delegated", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+
+	f := svidForm(svid, tk.ID, "mail-api", "")
+	f.Set("actor_token", orch.Marshal())
+	f.Set("actor_token_type", token.TypeJWT)
+	f.Set("authorization_details", `[{"type":"mail","locations":["mail-api"],"actions":["read"]}]`)
+	first := a.exchange(t, a.http, a.issuer, f, "")
+	if first.status != 200 {
+		t.Fatalf("delegated exchange: %+v", first)
+	}
+	got := a.introspect(t, first.AccessToken)
+	if got.Act == nil || got.Act.Subject != "spiffe://writ.local/agent/orchestrator" || got.Act.Act != nil {
+		t.Fatalf("act = %+v, want the orchestrator", got.Act)
+	}
+	claims, err := a.in.srv.TokenVerifier().Verify(ctx, first.AccessToken, token.VerifyOptions{Audience: "mail-api"})
+	if err != nil || len(claims.AuthorizationDetails) != 1 || !strings.Contains(string(claims.AuthorizationDetails[0]), `"actions":["read"]`) {
+		t.Errorf("authorization_details = %v, %v", claims, err)
+	}
+
+	// The delegated token as actor token: the chain nests.
+	f = svidForm(svid, tk.ID, "mail-api", "")
+	f.Set("actor_token", first.AccessToken)
+	f.Set("actor_token_type", token.TypeAccessToken)
+	second := a.exchange(t, a.http, a.issuer, f, "")
+	if second.status != 200 {
+		t.Fatalf("nested delegation: %+v", second)
+	}
+	got = a.introspect(t, second.AccessToken)
+	if got.Act == nil || got.Act.Subject != agentID || got.Act.Act == nil || got.Act.Act.Subject != "spiffe://writ.local/agent/orchestrator" {
+		t.Errorf("nested act = %+v, want {sub: me, act: {sub: orchestrator}}", got.Act)
+	}
+
+	// A forged actor token is refused.
+	f.Set("actor_token", first.AccessToken[:len(first.AccessToken)-3]+"AAA")
+	if bad := a.exchange(t, a.http, a.issuer, f, ""); bad.Error != token.CodeInvalidGrant {
+		t.Errorf("forged actor token: %+v, want invalid_grant", bad)
 	}
 }

@@ -67,11 +67,10 @@ func (r *recorder) count(t audit.Type) int {
 }
 
 type fixture struct {
-	svc   *task.Service
-	apr   *approval.Service
-	rev   *revoke.List
-	rec   *recorder
-	empty bool
+	svc *task.Service
+	apr *approval.Service
+	rev *revoke.List
+	rec *recorder
 }
 
 func newFixture(t *testing.T, withPolicy bool) *fixture {
