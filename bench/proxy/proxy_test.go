@@ -204,6 +204,36 @@ func do(c *http.Client, url string) bool {
 	return resp.StatusCode == 200
 }
 
+// warm opens conns connections with one concurrent request each, so that a
+// run measures steady state (writ attributes a connection to its process
+// once, on its first request; see cold).
+func warm(c *http.Client, url string, conns int) {
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); do(c, url) }()
+	}
+	wg.Wait()
+}
+
+// cold is the median latency of the first request on a new connection.
+func cold(url string, n int) time.Duration {
+	var lat []time.Duration
+	for i := 0; i < n; i++ {
+		c := newClient(1)
+		t0 := time.Now()
+		if do(c, url) {
+			lat = append(lat, time.Since(t0))
+		}
+		c.CloseIdleConnections()
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[len(lat)/2]
+}
+
 func summarize(lat []time.Duration, errs int, elapsed time.Duration) result {
 	slices.Sort(lat)
 	r := result{n: len(lat), errs: errs, rps: float64(len(lat)) / elapsed.Seconds()}
@@ -219,6 +249,7 @@ func summarize(lat []time.Duration, errs int, elapsed time.Duration) result {
 // (coordinated omission).
 func fixedRate(url string, rate int, d time.Duration) result {
 	c := newClient(64)
+	warm(c, url, 64)
 	n := int(d.Seconds() * float64(rate))
 	interval := time.Second / time.Duration(rate)
 	work := make(chan time.Time, n)
@@ -261,6 +292,7 @@ func fixedRate(url string, rate int, d time.Duration) result {
 // saturate runs conns closed-loop clients for d.
 func saturate(url string, conns int, d time.Duration) result {
 	c := newClient(conns)
+	warm(c, url, conns)
 	var mu sync.Mutex
 	var lat []time.Duration
 	errs := 0
@@ -398,6 +430,10 @@ func TestProxyComparison(t *testing.T) {
 			t.Fatalf("%s: %s does not answer 200", tg.name, tg.url)
 		}
 	}
+	fmt.Printf("\nfirst request on a new connection (median of 20)\n")
+	for _, tg := range targets {
+		fmt.Printf("  %-7s %8s\n", tg.name, cold(tg.url, 20).Round(time.Microsecond))
+	}
 	fmt.Printf("\nfixed rate 1000 req/s for %v (Go open-loop client, latency from scheduled start)\n", d)
 	fixed := map[string]result{}
 	for _, tg := range targets {
@@ -460,4 +496,20 @@ func BenchmarkRoundTrip(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkParallel is concurrent requests through writ, for profiling.
+func BenchmarkParallel(b *testing.B) {
+	up, _ := upstream(b)
+	url := "http://" + startWrit(b, up) + "/svc/bench/items/1"
+	c := newClient(64)
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !do(c, url) {
+				b.Error("request failed")
+				return
+			}
+		}
+	})
 }
