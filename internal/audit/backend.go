@@ -67,9 +67,9 @@ type StoredCheckpoint struct {
 // Records stores the events of the log. Indexes are dense: the records of
 // a log of size n have indexes 0 to n-1.
 type Records interface {
-	// AppendRecords stores recs, whose indexes continue the log without
-	// a gap, in one transaction; when it returns nil every record is
-	// durable, and on error none is stored. An event id that is already
+	// AppendRecords stores recs (at most DefaultMaxBatch), whose indexes
+	// continue the log without a gap, in one transaction; when it returns
+	// nil every record is durable, and on error none is stored. An event id that is already
 	// stored is an error wrapping store.ErrExists.
 	AppendRecords(ctx context.Context, recs []Record) error
 	// RecordCount returns the number of stored records (the index of the

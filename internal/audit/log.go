@@ -53,7 +53,7 @@ type Config struct {
 	// there are unsigned events. Default DefaultCheckpointInterval.
 	CheckpointInterval time.Duration
 	// MaxBatch caps how many events one group commit writes. Default
-	// DefaultMaxBatch.
+	// and maximum DefaultMaxBatch.
 	MaxBatch int
 }
 
@@ -149,7 +149,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.CheckpointInterval <= 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
-	if cfg.MaxBatch <= 0 {
+	if cfg.MaxBatch <= 0 || cfg.MaxBatch > DefaultMaxBatch {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
 	l := &Log{

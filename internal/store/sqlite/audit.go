@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
@@ -21,9 +20,6 @@ import (
 // and indexed, so they always agree with the hashed event.
 type AuditStore struct {
 	db *DB
-
-	mu     sync.Mutex
-	insert *sql.Stmt // prepared on first use
 }
 
 var _ audit.Backend = (*AuditStore)(nil)
@@ -33,71 +29,54 @@ func (d *DB) Audit() *AuditStore { return &AuditStore{db: d} }
 
 const auditColumns = `idx, data, hashes`
 
-// AppendRecords implements audit.Records. The rows are written with one
-// prepared single-row INSERT each: a multi-row INSERT inside a
-// transaction makes SQLite keep a statement journal, which costs more than
-// it saves.
+// auditMaxRows is the most rows one INSERT statement carries (three
+// parameters each, within SQLite's limit of 32766).
+const auditMaxRows = 8192
+
+// AppendRecords implements audit.Records. A batch is one multi-row
+// INSERT in autocommit mode: one statement is its own transaction (one
+// commit, one fsync), and outside an explicit transaction SQLite needs no
+// statement journal for it. The statement inserts nothing unless the log
+// continues exactly at the first record's index.
 func (a *AuditStore) AppendRecords(ctx context.Context, recs []audit.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	stmt, err := a.insertStmt(ctx)
-	if err != nil {
-		return err
+	if len(recs) > auditMaxRows {
+		return fmt.Errorf("append audit events: %d records in one batch, over the limit of %d", len(recs), auditMaxRows)
 	}
-	tx, err := a.db.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("append audit events: begin: %w", err)
+	var q strings.Builder
+	q.Grow(40*len(recs) + 256)
+	q.WriteString(`INSERT OR ROLLBACK INTO audit_events (idx, data, hashes) SELECT column1, column2, column3 FROM (VALUES `)
+	args := make([]any, 0, 3*len(recs)+1)
+	for i, r := range recs {
+		if r.Index != recs[0].Index+int64(i) {
+			return fmt.Errorf("append audit events: record %d has index %d, want %d (indexes must be consecutive)", i, r.Index, recs[0].Index+int64(i))
+		}
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?,?,?)`)
+		hashes := make([]byte, 0, len(r.Hashes)*tlog.HashSize)
+		for _, h := range r.Hashes {
+			hashes = append(hashes, h[:]...)
+		}
+		args = append(args, r.Index, string(r.Data), hashes)
 	}
-	defer tx.Rollback()
-	// A larger page cache keeps the index pages a batch touches in
-	// memory until the commit, instead of spilling them to the WAL.
-	if _, err := tx.ExecContext(ctx, `PRAGMA cache_size = -65536`); err != nil {
+	q.WriteString(`) WHERE (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_events) = ?`)
+	args = append(args, recs[0].Index)
+	res, err := a.db.db.ExecContext(ctx, q.String(), args...)
+	if err != nil {
+		if isUnique(err) {
+			return fmt.Errorf("append audit events: %w: an event id is already in the log", store.ErrExists)
+		}
 		return fmt.Errorf("append audit events: %w", err)
 	}
-	var next int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx)+1, 0) FROM audit_events`).Scan(&next); err != nil {
-		return fmt.Errorf("append audit events: read log size: %w", err)
-	}
-	txStmt := tx.StmtContext(ctx, stmt)
-	defer txStmt.Close()
-	buf := make([]byte, 0, 8*tlog.HashSize)
-	for i, r := range recs {
-		if r.Index != next+int64(i) {
-			return fmt.Errorf("append audit events: record %d has index %d, but the log continues at %d", i, r.Index, next+int64(i))
-		}
-		buf = buf[:0]
-		for _, h := range r.Hashes {
-			buf = append(buf, h[:]...)
-		}
-		if _, err := txStmt.ExecContext(ctx, r.Index, string(r.Data), buf); err != nil {
-			if isUnique(err) {
-				return fmt.Errorf("append audit event %d: %w: its id is already in the log", r.Index, store.ErrExists)
-			}
-			return fmt.Errorf("append audit event %d: %w", r.Index, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("append audit events: commit: %w", err)
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(recs)) {
+		size, _ := a.RecordCount(ctx)
+		return fmt.Errorf("append audit events: the log continues at %d, not at %d", size, recs[0].Index)
 	}
 	return nil
-}
-
-// insertStmt returns the prepared INSERT, preparing it on first use.
-// OR ROLLBACK ends the transaction on a constraint violation; the batch
-// is all or nothing anyway.
-func (a *AuditStore) insertStmt(ctx context.Context) (*sql.Stmt, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.insert != nil {
-		return a.insert, nil
-	}
-	s, err := a.db.db.PrepareContext(ctx, `INSERT OR ROLLBACK INTO audit_events (idx, data, hashes) VALUES (?, ?, ?)`)
-	if err != nil {
-		return nil, fmt.Errorf("append audit events: prepare: %w", err)
-	}
-	a.insert = s
-	return s, nil
 }
 
 // scanRecord reads one row selected with auditColumns.
