@@ -122,7 +122,9 @@ func newIssuerEnv(t *testing.T) *issuerEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer.Register(mux, func(r *http.Request) (string, bool) { return "admin:test", r.Header.Get("Authorization") == "Bearer letmein" })
+	issuer.Register(mux, func(r *http.Request) (string, bool) {
+		return "admin:test", r.Header.Get("Authorization") == "Bearer letmein"
+	})
 	return e
 }
 
