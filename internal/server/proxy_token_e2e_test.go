@@ -18,6 +18,7 @@ import (
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/token"
 )
 
 const proxyTokenPolicy = `apiVersion: writ.dev/v1
@@ -39,6 +40,9 @@ spec:
       effect: allow
       targets: [{http: {service: api, methods: [GET], paths: ["/needs-approval/**"]}}]
       approval: {timeout: 20s}
+    - name: internal
+      effect: allow
+      targets: [{http: {service: internal, methods: [GET]}}]
 `
 
 type tokenProxyEnv struct {
@@ -70,7 +74,15 @@ spec:
   upstream: %s
   match: {host: api.test.internal}
   credential: {name: upstream-key}
-`, us.URL))
+---
+apiVersion: writ.dev/v1
+kind: Service
+metadata: {name: internal}
+spec:
+  upstream: %s
+  match: {host: internal.test.internal}
+  token: {audience: internal-api, scopes: [read], ttl: 2m}
+`, us.URL, us.URL))
 	return &tokenProxyEnv{a: &agent{in: in, issuer: cfg.Server.PublicURL, http: &http.Client{Timeout: 10 * time.Second}}, ev: ev, up: up,
 		proxy: "http://" + in.srv.ProxyAddr()}
 }
@@ -217,6 +229,39 @@ func TestProxyRevocation(t *testing.T) {
 		t.Errorf("after revocation: %d after %v, want 403 within 100ms", code, el)
 	}
 	if e := env.ev.find("access.denied", "/allowed/after"); e == nil || !strings.Contains(e["reason"], "revoked") {
+		t.Errorf("event = %v", e)
+	}
+}
+
+// TestProxyMintedToken: a Service with a token block gets a fresh writ
+// access token for its audience, which writ's own verifier accepts.
+func TestProxyMintedToken(t *testing.T) {
+	env := setupTokenProxy(t)
+	pu, _ := url.Parse(env.proxy)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	req, _ := http.NewRequest("GET", "http://internal.test.internal/reports", nil)
+	req.Header.Set("Authorization", "Bearer agent-held-token")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	raw, ok := strings.CutPrefix(env.up.last(t).Header.Get("Authorization"), "Bearer ")
+	if !ok || raw == "agent-held-token" {
+		t.Fatalf("upstream Authorization %q, want a minted token", env.up.last(t).Header.Get("Authorization"))
+	}
+	c, err := env.a.in.srv.TokenVerifier().Verify(context.Background(), raw, token.VerifyOptions{Audience: "internal-api"})
+	if err != nil {
+		t.Fatalf("the minted token does not verify: %v", err)
+	}
+	if c.Subject != agentID || c.Scope != "read" || !strings.HasPrefix(c.Instance, "inst_") || c.ExpiresAt().After(time.Now().Add(3*time.Minute)) {
+		t.Errorf("claims = %+v", c)
+	}
+	if e := env.ev.find("access.allowed", "/reports"); e == nil || !strings.HasPrefix(e["credential"], "minted:internal-api:at_") {
 		t.Errorf("event = %v", e)
 	}
 }
