@@ -54,9 +54,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 		if p.c.MaxRequestBody > 0 {
 			body = http.MaxBytesReader(w, body, p.c.MaxRequestBody)
 		}
-		cb := &countingBody{ReadCloser: body}
-		out.Body = cb
-		defer func() { x.in = cb.n }()
+		out.Body = &countingBody{ReadCloser: body}
 	}
 	p.upstream(svc).rp.ServeHTTP(cw, out)
 	x.effect, x.status, x.out = "allow", cw.status(), cw.n

@@ -116,6 +116,11 @@ type fixture struct {
 
 func newFixture(t testing.TB, upstream string, extra string, mutate func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureServer(t, upstream, extra, mutate, ServerConfig{})
+}
+
+func newFixtureServer(t testing.TB, upstream string, extra string, mutate func(*Config), sc ServerConfig) *fixture {
+	t.Helper()
 	ev := &eventSink{}
 	cfg := Config{
 		Policy:      policy.NewEngine(policy.Config{}, compilePolicy(t, allowAll)),
@@ -135,7 +140,7 @@ func newFixture(t testing.TB, upstream string, extra string, mutate func(*Config
 		t.Fatal(err)
 	}
 	p.SetServices(tab)
-	srv := p.NewServer(ServerConfig{})
+	srv := p.NewServer(sc)
 	front := httptest.NewUnstartedServer(p)
 	front.Config = srv
 	front.Start()
@@ -348,8 +353,7 @@ func TestShutdownDrains(t *testing.T) {
 
 // Slow clients are cut off by the header timeout.
 func TestSlowClientHeaderTimeout(t *testing.T) {
-	f := newFixture(t, "http://127.0.0.1:1", "", nil)
-	f.srv.ReadHeaderTimeout = 200 * time.Millisecond
+	f := newFixtureServer(t, "http://127.0.0.1:1", "", nil, ServerConfig{ReadHeaderTimeout: 200 * time.Millisecond})
 	c, err := net.Dial("tcp", f.front.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
