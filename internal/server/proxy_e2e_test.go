@@ -94,9 +94,9 @@ func (e *events) find(typ, path string) map[string]string {
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		e.mu.Lock()
 		for i := len(e.ev) - 1; i >= 0; i-- {
-			if e.ev[i]["type"] == typ && e.ev[i]["detail.path"] == path {
+			if ev := e.ev[i]; ev["type"] == typ && ev["detail.path"] == path {
 				e.mu.Unlock()
-				return e.ev[i]
+				return ev
 			}
 		}
 		e.mu.Unlock()
