@@ -73,6 +73,7 @@ func tokenConfig(t *testing.T) config.Config {
 
 // agent is the test process acting as an agent through the Workload API.
 type agent struct {
+	cfg    config.Config
 	in     *instance
 	issuer string
 	http   *http.Client
@@ -90,7 +91,7 @@ func setupAgent(t *testing.T) *agent {
 	if _, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "me.yaml", Content: tokenPolicy}}}); err != nil {
 		t.Fatal(err)
 	}
-	return &agent{in: in, issuer: cfg.Server.PublicURL, http: &http.Client{Timeout: 10 * time.Second}}
+	return &agent{cfg: cfg, in: in, issuer: cfg.Server.PublicURL, http: &http.Client{Timeout: 10 * time.Second}}
 }
 
 func (a *agent) jwtSVID(t *testing.T) string {
@@ -566,5 +567,40 @@ func TestDelegation(t *testing.T) {
 	f.Set("actor_token", first.AccessToken[:len(first.AccessToken)-3]+"AAA")
 	if bad := a.exchange(t, a.http, a.issuer, f, ""); bad.Error != token.CodeInvalidGrant {
 		t.Errorf("forged actor token: %+v, want invalid_grant", bad)
+	}
+}
+
+// TestTokenStateSurvivesRestart: open tasks, revocations and pending
+// approvals are in the store; after a restart a task still mints, a
+// closed task's token stays dead and a revoked instance stays revoked.
+func TestTokenStateSurvivesRestart(t *testing.T) {
+	a := setupAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	svid := a.jwtSVID(t)
+	open := a.openTask(t, svid, client.OpenTask{Purpose: "stays open", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+	closing := a.openTask(t, svid, client.OpenTask{Purpose: "closes", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+	dead := a.exchange(t, a.http, a.issuer, svidForm(svid, closing.ID, "mail-api", ""), "")
+	if dead.status != 200 {
+		t.Fatalf("exchange: %+v", dead)
+	}
+	if _, err := a.in.client.CloseTask(ctx, closing.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.in.client.Revoke(ctx, store.RevokeInstance, "inst_someone_else", "test"); err != nil {
+		t.Fatal(err)
+	}
+	a.in.stop()
+
+	in := start(t, a.cfg)
+	a.in = in
+	if got := a.exchange(t, a.http, a.issuer, svidForm(svid, open.ID, "mail-api", ""), ""); got.status != 200 {
+		t.Errorf("exchange under the open task after restart: %+v", got)
+	}
+	if _, err := in.srv.TokenVerifier().Verify(ctx, dead.AccessToken, token.VerifyOptions{Audience: "mail-api"}); !errors.Is(err, token.ErrRevoked) {
+		t.Errorf("closed task's token after restart: %v, want ErrRevoked", err)
+	}
+	if !in.srv.Revocations().Revoked(store.RevokeInstance, "inst_someone_else") {
+		t.Error("instance revocation lost across the restart")
 	}
 }
