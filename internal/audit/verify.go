@@ -120,9 +120,28 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 	if err := check(); err != nil {
 		return nil, err
 	}
+	// Read the next page while this one is hashed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type page struct {
+		recs []Record
+		err  error
+	}
+	fetch := func(from int64) <-chan page {
+		ch := make(chan page, 1)
+		go func() {
+			recs, err := b.ReadRecords(ctx, from, opts.BatchSize)
+			ch <- page{recs, err}
+		}()
+		return ch
+	}
+	pending := fetch(0)
 	for {
-		recs, err := b.ReadRecords(ctx, tree.size, opts.BatchSize)
-		for _, r := range recs {
+		p := <-pending
+		if p.err == nil && len(p.recs) > 0 {
+			pending = fetch(p.recs[len(p.recs)-1].Index + 1)
+		}
+		for _, r := range p.recs {
 			if err := checkRecord(tree, r); err != nil {
 				return nil, err
 			}
@@ -130,14 +149,14 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 				return nil, err
 			}
 		}
-		if err != nil {
+		if p.err != nil {
 			var re *RecordError
-			if errors.As(err, &re) {
+			if errors.As(p.err, &re) {
 				return nil, &VerifyError{Index: re.Index, Problem: fmt.Sprintf("stored event is unreadable: %v (a column was edited)", re.Err)}
 			}
-			return nil, fmt.Errorf("verify audit log: %w", err)
+			return nil, fmt.Errorf("verify audit log: %w", p.err)
 		}
-		if len(recs) == 0 {
+		if len(p.recs) == 0 {
 			break
 		}
 	}
