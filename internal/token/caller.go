@@ -108,6 +108,12 @@ func (a *Authenticator) JWTSVID(raw string) (Caller, error) {
 		return Caller{}, fmt.Errorf("%w: JWT-SVID: %v (fetch a JWT-SVID with audience %q from the Workload API)",
 			ErrUnauthenticated, err, a.Audience)
 	}
+	// go-spiffe allows a minute of clock skew past exp and reads the wall
+	// clock; writ's own clock decides, strictly.
+	if !now.Before(svid.Expiry) {
+		return Caller{}, fmt.Errorf("%w: JWT-SVID expired at %s; fetch a fresh one from the Workload API",
+			ErrUnauthenticated, svid.Expiry.Format(time.RFC3339))
+	}
 	inst, _ := svid.Claims["agent_instance"].(string)
 	c := Caller{ID: svid.ID, Instance: inst, Via: ViaJWTSVID}
 	if kid := headerKID(raw); kid != "" {
