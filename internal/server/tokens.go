@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -37,6 +38,7 @@ type tokenPart struct {
 	tlsLn     net.Listener
 	tlsSrv    *http.Server
 	cert      serverCert
+	labels    atomic.Pointer[map[string]map[string]string]
 }
 
 // initTokens builds the token service and its parts. It runs before the
@@ -58,6 +60,7 @@ func (s *Server) initTokens(ctx context.Context, closers *[]func()) error {
 	if err != nil {
 		return err
 	}
+	s.indexLabels()
 	tp.bundle = &token.Bundle{}
 	tp.bundle.Set(s.authority.Bundle())
 	issuer := s.cfg.Server.PublicURL
@@ -87,21 +90,34 @@ func (s *Server) initTokens(ctx context.Context, closers *[]func()) error {
 }
 
 // identityLabels returns the labels of the registration entry for a SPIFFE
-// ID (merged when several entries name it).
+// ID (merged when several entries name it), from an index rebuilt when the
+// registry changes, so that authenticating an agent does not scan the
+// registry.
 func (s *Server) identityLabels(spiffeID string) map[string]string {
-	var out map[string]string
+	idx := s.tok.labels.Load()
+	if idx == nil {
+		return nil
+	}
+	return (*idx)[spiffeID]
+}
+
+// indexLabels rebuilds the SPIFFE ID -> labels index.
+func (s *Server) indexLabels() {
+	idx := map[string]map[string]string{}
 	for _, id := range s.registry.List() {
-		if id.SpiffeID != spiffeID || len(id.Labels) == 0 {
+		if len(id.Labels) == 0 {
 			continue
 		}
-		if out == nil {
-			out = map[string]string{}
+		m := idx[id.SpiffeID]
+		if m == nil {
+			m = map[string]string{}
+			idx[id.SpiffeID] = m
 		}
 		for k, v := range id.Labels {
-			out[k] = v
+			m[k] = v
 		}
 	}
-	return out
+	s.tok.labels.Store(&idx)
 }
 
 // Revocations returns the kill switch, for in-process enforcement points.
@@ -148,6 +164,19 @@ func (s *Server) startTokens(ctx context.Context, errc chan<- error) func(contex
 				return
 			case <-ch:
 				tp.bundle.Set(s.authority.Bundle())
+			}
+		}
+	}()
+	go func() {
+		ch, cancel := s.registry.Watch()
+		defer cancel()
+		s.indexLabels() // changes between New and Run
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				s.indexLabels()
 			}
 		}
 	}()

@@ -604,3 +604,26 @@ func TestTokenStateSurvivesRestart(t *testing.T) {
 		t.Error("instance revocation lost across the restart")
 	}
 }
+
+// TestLabelSubjects: an agent's registration labels reach policy, so
+// label: subject selectors decide its tasks.
+func TestLabelSubjects(t *testing.T) {
+	cfg := tokenConfig(t)
+	in := start(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := selfEntry("me", agentID)
+	e.Labels = map[string]string{"team": "mail"}
+	if _, err := in.client.CreateEntry(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	pol := strings.Replace(tokenPolicy, `subjects: [spiffe://writ.local/agent/me, "user:*"]`, `subjects: ["label:team=mail"]`, 1)
+	if _, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "me.yaml", Content: pol}}}); err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{cfg: cfg, in: in, issuer: cfg.Server.PublicURL, http: &http.Client{Timeout: 10 * time.Second}}
+	tk := a.openTask(t, a.jwtSVID(t), client.OpenTask{Purpose: "by label", Audiences: []string{"mail-api"}})
+	if tk.State != store.TaskOpen || tk.Rule != "tasks" {
+		t.Errorf("task = %+v, want opened by the label policy", tk)
+	}
+}
