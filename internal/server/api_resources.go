@@ -33,7 +33,7 @@ type kind struct {
 func (s *Server) kinds() map[string]kind {
 	return map[string]kind{
 		resource.KindIdentity: {prepare: s.prepareIdentity},
-		resource.KindService:  {prepare: s.prepareStored(proxy.StoredSpec), changed: s.reloadServices},
+		resource.KindService:  {prepare: s.prepareStored(proxy.StoredSpec), checkSet: s.checkServiceSet, changed: s.reloadServices},
 		resource.KindAccessPolicy: {
 			prepare:  s.prepareStored(policy.StoredSpec),
 			checkSet: s.checkPolicySet,

@@ -111,7 +111,9 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 }
 
 // reloadServices compiles the stored Service documents into a new routing
-// table. A table that does not build keeps the previous one.
+// table. A stored Service that no longer compiles (its tls.ca_file went
+// away) is left out — unreachable, so failing closed — and logged; a table
+// that does not build keeps the previous one.
 func (s *Server) reloadServices(ctx context.Context) error {
 	s.px.reload.Lock()
 	defer s.px.reload.Unlock()
@@ -120,17 +122,13 @@ func (s *Server) reloadServices(ctx context.Context) error {
 		return fmt.Errorf("load services: %w", err)
 	}
 	var svcs []*proxy.Service
-	var errs []error
 	for _, r := range rs {
 		svc, err := proxy.CompileService(r)
 		if err != nil {
-			errs = append(errs, err)
+			s.log.ErrorContext(ctx, "service left out of the proxy", "service", r.Name, "error", err)
 			continue
 		}
 		svcs = append(svcs, svc)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("compile stored services: %w", errors.Join(errs...))
 	}
 	t, err := proxy.NewTable(svcs)
 	if err != nil {
@@ -139,6 +137,39 @@ func (s *Server) reloadServices(ctx context.Context) error {
 	s.px.proxy.SetServices(t)
 	s.log.InfoContext(ctx, "services loaded", "services", t.Len())
 	return nil
+}
+
+// checkServiceSet refuses an apply that would leave two Services claiming
+// the same host or path prefix, before anything is stored.
+func (s *Server) checkServiceSet(ctx context.Context, docs []resource.Document) error {
+	rs, err := s.db.ListResources(ctx, resource.KindService)
+	if err != nil {
+		return fmt.Errorf("load services: %w", err)
+	}
+	replaced := map[string]bool{}
+	var svcs []*proxy.Service
+	for _, d := range docs {
+		spec, err := proxy.StoredSpec(d)
+		if err != nil {
+			return err
+		}
+		svc, err := proxy.CompileService(store.Resource{Kind: d.Kind, Name: d.Name, Spec: spec})
+		if err != nil {
+			return err
+		}
+		replaced[d.Name] = true
+		svcs = append(svcs, svc)
+	}
+	for _, r := range rs {
+		if replaced[r.Name] {
+			continue
+		}
+		if svc, err := proxy.CompileService(r); err == nil {
+			svcs = append(svcs, svc)
+		}
+	}
+	_, err = proxy.NewTable(svcs)
+	return err
 }
 
 // startProxy serves the proxy listeners; the returned function shuts them

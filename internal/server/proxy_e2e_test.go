@@ -555,3 +555,23 @@ func TestProxyMTLS(t *testing.T) {
 		t.Errorf("event = %v", e)
 	}
 }
+
+// Two Services may not claim the same host: the apply is refused before
+// anything is stored, and the proxy keeps routing as before.
+func TestProxyServiceConflict(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	in := start(t, cfg)
+	svc := func(name, host string) string {
+		return fmt.Sprintf("apiVersion: writ.dev/v1\nkind: Service\nmetadata: {name: %s}\nspec:\n  upstream: http://127.0.0.1:1\n  match: {host: %s}\n", name, host)
+	}
+	apply(t, in.client, "a.yaml", svc("a", "api.example"))
+	_, err := in.client.Apply(context.Background(), httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "b.yaml", Content: svc("b", "api.example")}}})
+	if err == nil || !strings.Contains(err.Error(), "host api.example is also matched by Service/") {
+		t.Fatalf("conflicting apply: %v", err)
+	}
+	if _, err := in.client.GetResource(context.Background(), "Service", "b"); err == nil {
+		t.Error("the refused Service was stored")
+	}
+	// Changing the one Service in place is not a conflict with itself.
+	apply(t, in.client, "a.yaml", svc("a", "api2.example"))
+}
