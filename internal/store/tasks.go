@@ -64,6 +64,9 @@ type Tasks interface {
 	// It returns ErrPrecondition (with the current task) when the task is
 	// not open, has expired at now, or its budget is used up.
 	ChargeTask(ctx context.Context, id string, now time.Time) (Task, error)
+	// RecordTaskCalls raises the stored call count of task id to calls
+	// (never lowers it), for counts kept in memory.
+	RecordTaskCalls(ctx context.Context, id string, calls int64) error
 	// ExpiredTasks returns open or pending tasks whose expiry is not after
 	// now.
 	ExpiredTasks(ctx context.Context, now time.Time) ([]Task, error)

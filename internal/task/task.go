@@ -354,11 +354,20 @@ func (s *Service) finish(ctx context.Context, id string, from []string, to, reas
 		return t, err
 	}
 	s.mu.Lock()
+	var counted int64
 	if lt := s.live[id]; lt != nil && lt.Calls > t.Calls {
-		t.Calls = lt.Calls
+		counted = lt.Calls
 	}
 	delete(s.live, id)
 	s.mu.Unlock()
+	if counted > 0 {
+		// Calls of tasks without a budget are counted in memory; keep the
+		// final count with the closed task.
+		t.Calls = counted
+		if err := s.c.Store.RecordTaskCalls(ctx, id, counted); err != nil {
+			s.c.Log.WarnContext(ctx, "record task calls", "task", id, "error", err)
+		}
+	}
 	// Tokens carry the task id: revoking it kills every one at once.
 	exp := t.ExpiresAt.Add(time.Hour)
 	if _, _, err := s.c.Revoke.Revoke(ctx, store.Revocation{Kind: store.RevokeTask, Value: id, Actor: actor,

@@ -213,9 +213,17 @@ func TestCloseRevokes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i := 0; i < 2; i++ {
+		if _, err := f.svc.Charge(ctx, tk.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	closed, err := f.svc.Close(ctx, tk.ID, "admin:admin", "done")
-	if err != nil || closed.State != store.TaskClosed {
+	if err != nil || closed.State != store.TaskClosed || closed.Calls != 2 {
 		t.Fatalf("Close = %+v, %v", closed, err)
+	}
+	if stored, _ := f.svc.Get(ctx, tk.ID); stored.Calls != 2 {
+		t.Errorf("stored calls after close = %d, want the 2 counted in memory", stored.Calls)
 	}
 	if !f.rev.Revoked(store.RevokeTask, tk.ID) {
 		t.Error("closing did not revoke the task's credentials")

@@ -124,6 +124,20 @@ func (d *DB) ChargeTask(ctx context.Context, id string, now time.Time) (store.Ta
 	return d.afterConditional(ctx, res, id, "charge task %q")
 }
 
+// RecordTaskCalls implements store.Tasks.
+func (d *DB) RecordTaskCalls(ctx context.Context, id string, calls int64) error {
+	res, err := d.db.ExecContext(ctx, `UPDATE tasks SET calls = MAX(calls, ?) WHERE id = ?`, calls, id)
+	if err != nil {
+		return fmt.Errorf("record calls of task %q: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("record calls of task %q: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("record calls of task %q: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
 // afterConditional reads the task back after a conditional update and
 // reports ErrPrecondition when the update matched nothing.
 func (d *DB) afterConditional(ctx context.Context, res interface{ RowsAffected() (int64, error) }, id, what string) (store.Task, error) {

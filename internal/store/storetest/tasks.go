@@ -122,6 +122,17 @@ func testTaskBudget(t *testing.T, s store.Store) {
 	if _, err := s.ChargeTask(ctx, nb.ID, t0); err != nil {
 		t.Errorf("ChargeTask without budget: %v", err)
 	}
+	for _, n := range []int64{7, 3} { // never lowered
+		if err := s.RecordTaskCalls(ctx, nb.ID, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := s.GetTask(ctx, nb.ID); got.Calls != 7 {
+		t.Errorf("calls after RecordTaskCalls(7), (3) = %d, want 7", got.Calls)
+	}
+	if err := s.RecordTaskCalls(ctx, "nope", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RecordTaskCalls(missing): %v, want ErrNotFound", err)
+	}
 }
 
 func testRevocations(t *testing.T, s store.Store) {
