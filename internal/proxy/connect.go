@@ -52,6 +52,11 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, x *exchange
 		p.refuse(w, r, x, err)
 		return
 	}
+	x.effect = "allow"
+	if err := p.recordDecision(ctx, x); err != nil {
+		p.failClosed(w, ctx, x, err)
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, svc.Connect)
 	up, err := (&net.Dialer{}).DialContext(dctx, "tcp", hostport)
 	cancel()

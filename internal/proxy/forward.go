@@ -45,6 +45,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 		p.record(ctx, x)
 		return
 	}
+	if err := p.recordDecision(ctx, x); err != nil {
+		p.failClosed(w, ctx, x, err)
+		return
+	}
 	target := upstreamURL(svc, r, x.path)
 	cw := &countingWriter{ResponseWriter: w}
 	ctx = context.WithValue(ctx, outKey{}, &outbound{target: target, inject: inject})

@@ -40,6 +40,8 @@ type exchange struct {
 	in, out int64
 	source  string
 	latency time.Duration
+	// decided is set once the access.allowed event was recorded durably.
+	decided bool
 }
 
 // ServeHTTP implements http.Handler.
@@ -388,11 +390,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // requests wait (backpressure) rather than queue without limit.
 const maxRecording = 4096
 
-// record emits the request's audit event once the request is finished, so
-// that the event carries status, bytes and latency. The event is appended
-// in the background: the response is already complete, and a durable
-// append (a group commit) would otherwise add its fsync to every
-// request's latency. Shutdown waits for every event to be recorded.
+// recordDecision durably records that an allowed request is about to reach
+// its upstream, before any byte of it does: if the event cannot be
+// recorded, the access does not happen (fail closed). The outcome follows
+// in an access.completed event from record.
+func (p *Proxy) recordDecision(ctx context.Context, x *exchange) error {
+	x.decided = true
+	return p.c.Emitter.Emit(ctx, p.event(audit.AccessAllowed, x, false))
+}
+
+// failClosed answers an allowed request whose decision could not be
+// recorded: nothing was forwarded.
+func (p *Proxy) failClosed(w http.ResponseWriter, ctx context.Context, x *exchange, err error) {
+	p.c.Log.ErrorContext(ctx, "record access decision; request not forwarded", "request_id", x.id, "error", err)
+	writeJSON(w, http.StatusServiceUnavailable, errorBody{
+		Error:     "the audit log could not record this access, so it was not made (writ fails closed); try again",
+		Policy:    x.dec.Policy,
+		Rule:      x.dec.Rule,
+		RequestID: x.id,
+	})
+}
+
+// record emits the request's final audit event once the request is
+// finished, so that it carries status, bytes and latency: access.denied
+// for a refusal, access.completed after an allowed request (whose
+// access.allowed event was recorded durably before forwarding). It is
+// appended in the background, since the response is already complete;
+// shutdown waits for every event to be recorded.
 func (p *Proxy) record(ctx context.Context, x *exchange) {
 	x.latency = time.Since(x.start)
 	p.recording <- struct{}{}
@@ -404,19 +428,35 @@ func (p *Proxy) record(ctx context.Context, x *exchange) {
 }
 
 func (p *Proxy) recordNow(ctx context.Context, x *exchange) {
-	typ := audit.AccessAllowed
-	if x.effect != "allow" {
-		typ = audit.AccessDenied
+	typ := audit.AccessDenied
+	switch {
+	case x.decided:
+		typ = audit.AccessCompleted
+	case x.effect == "allow":
+		typ = audit.AccessAllowed
 	}
+	if err := p.c.Emitter.Emit(ctx, p.event(typ, x, true)); err != nil {
+		p.c.Log.ErrorContext(ctx, "record proxy request", "request_id", x.id, "error", err)
+	}
+}
+
+// event builds the audit event of x; done adds the outcome (status, bytes,
+// latency).
+func (p *Proxy) event(typ audit.Type, x *exchange, done bool) audit.Event {
 	e := audit.Event{
 		Type: typ, Decision: x.effect, Policy: x.dec.Policy, Rule: x.dec.Rule, Reason: x.reason,
 		Credential: x.cred, Source: x.source, Node: p.c.Node, RequestID: x.id, Task: x.task.ID, OnBehalfOf: x.task.OnBehalfOf,
-		LatencyUS: x.latency.Microseconds(),
-		Action:    x.method + " " + x.path,
-		Details: map[string]string{
-			"method": x.method, "path": x.path, "status": strconv.Itoa(x.status),
-			"bytes_in": strconv.FormatInt(x.in, 10), "bytes_out": strconv.FormatInt(x.out, 10),
-		},
+		Action:  x.method + " " + x.path,
+		Details: map[string]string{"method": x.method, "path": x.path},
+	}
+	if done {
+		e.LatencyUS = x.latency.Microseconds()
+		e.Details["status"] = strconv.Itoa(x.status)
+		e.Details["bytes_in"] = strconv.FormatInt(x.in, 10)
+		e.Details["bytes_out"] = strconv.FormatInt(x.out, 10)
+	}
+	if e.Decision == "" && typ == audit.AccessAllowed {
+		e.Decision = "allow"
 	}
 	if x.svc != nil {
 		e.Target = x.svc.Target()
@@ -438,9 +478,7 @@ func (p *Proxy) recordNow(ctx context.Context, x *exchange) {
 	if len(x.query) > 0 {
 		e.Details["query"] = p.queryForAudit(x.query)
 	}
-	if err := p.c.Emitter.Emit(ctx, e); err != nil {
-		p.c.Log.ErrorContext(ctx, "record proxy request", "request_id", x.id, "error", err)
-	}
+	return e
 }
 
 // queryForAudit returns the query's parameter names, or the whole query

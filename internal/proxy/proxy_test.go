@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -47,13 +48,31 @@ func (c testCreds) Get(_ context.Context, name string) (broker.Info, broker.Secr
 type eventSink struct {
 	mu sync.Mutex
 	ev []audit.Event
+	// fail, when set, makes Emit refuse events of that type.
+	fail audit.Type
 }
 
 func (s *eventSink) Emit(_ context.Context, e audit.Event) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != "" && e.Type == s.fail {
+		return errors.New("audit store unavailable")
+	}
 	s.ev = append(s.ev, e)
-	s.mu.Unlock()
 	return nil
+}
+
+// ofType returns the events of typ in order.
+func (s *eventSink) ofType(typ audit.Type) []audit.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []audit.Event
+	for _, e := range s.ev {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (s *eventSink) last() audit.Event {
@@ -186,9 +205,37 @@ func TestForwardStripsAndInjects(t *testing.T) {
 			t.Errorf("upstream got %s: %q", h, got.Get(h))
 		}
 	}
-	e := f.events.last()
-	if e.Type != audit.AccessAllowed || e.Credential != "key" || e.Details["query"] != "api_key&x" || e.Details["path"] != "/a/b/c" || strings.Contains(e.Details["query"], "the-secret") {
-		t.Errorf("event %+v", e)
+	// The decision is recorded before forwarding, the outcome after, under
+	// one request id.
+	allowed := f.events.ofType(audit.AccessAllowed)
+	if len(allowed) != 1 {
+		t.Fatalf("%d access.allowed events, want 1", len(allowed))
+	}
+	e := allowed[0]
+	if e.Credential != "key" || e.Details["query"] != "api_key&x" || e.Details["path"] != "/a/b/c" || strings.Contains(e.Details["query"], "the-secret") || e.Details["status"] != "" {
+		t.Errorf("access.allowed event %+v", e)
+	}
+	f.p.Flush()
+	done := f.events.last()
+	if done.Type != audit.AccessCompleted || done.RequestID != e.RequestID || done.Details["status"] != "200" || done.Details["bytes_out"] != "2" {
+		t.Errorf("access.completed event %+v", done)
+	}
+}
+
+// TestFailClosedWhenAuditUnavailable: an allowed request whose decision
+// cannot be recorded is not forwarded.
+func TestFailClosedWhenAuditUnavailable(t *testing.T) {
+	hits := 0
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
+	defer up.Close()
+	f := newFixture(t, up.URL, "", nil)
+	f.events.fail = audit.AccessAllowed
+	resp, body := f.get(t, "/svc/up/x")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "fails closed") {
+		t.Fatalf("%d %s, want 503 fail closed", resp.StatusCode, body)
+	}
+	if hits != 0 {
+		t.Fatalf("the upstream was reached %d times although the access was not recorded", hits)
 	}
 }
 

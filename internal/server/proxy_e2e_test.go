@@ -352,8 +352,13 @@ func TestProxyCurl(t *testing.T) {
 			t.Fatalf("no access.allowed event; events: %s", env.ev.all())
 		}
 		if e["spiffe_id"] != "spiffe://writ.local/agent/curl" || !strings.HasPrefix(e["instance"], "inst_") || e["credential"] != "upstream-key" ||
-			e["detail.status"] != "200" || e["detail.via"] != "process" || e["target"] != "Service/api" || e["policy"] != "agents@1" || e["rule"] != "read-allowed" {
+			e["detail.via"] != "process" || e["target"] != "Service/api" || e["policy"] != "agents@1" || e["rule"] != "read-allowed" {
 			t.Errorf("event = %v", e)
+		}
+		// The outcome follows the decision under the same request id.
+		done := env.ev.find("access.completed", "/allowed/one")
+		if done == nil || done["request_id"] != e["request_id"] || done["detail.status"] != "200" || done["instance"] != e["instance"] {
+			t.Errorf("access.completed = %v", done)
 		}
 		if e["detail.query"] != "page&q" {
 			t.Errorf("event query = %q, want parameter names only", e["detail.query"])
