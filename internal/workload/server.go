@@ -212,12 +212,6 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	return h(srv, ss)
 }
 
-// caller is an attested workload and the identities it holds.
-type caller struct {
-	res        attest.Result
-	identities []store.Identity
-}
-
 // attest identifies the caller of ctx. It does not require identities.
 func (s *Server) attest(ctx context.Context) (attest.Result, error) {
 	p, ok := attest.PeerFromContext(ctx)
