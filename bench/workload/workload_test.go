@@ -33,6 +33,7 @@ func startServer(b *testing.B) string {
 	dir := b.TempDir()
 	cfg := config.Config{DataDir: dir}
 	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Proxy.Listen = "off"
 	cfg.Defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})

@@ -23,6 +23,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		listen     string
 		socket     string
 		proxyAddr  string
+		tlsAddr    string
 		trustDom   string
 	)
 	cmd := &cobra.Command{
@@ -58,6 +59,9 @@ the file; unset values take their documented defaults.`,
 			}
 			if flags.Changed("proxy-listen") {
 				cfg.Proxy.Listen = proxyAddr
+			}
+			if flags.Changed("tls-listen") {
+				cfg.Server.TLSListen = tlsAddr
 			}
 			if flags.Changed("trust-domain") {
 				cfg.TrustDomain = trustDom
@@ -100,6 +104,7 @@ the file; unset values take their documented defaults.`,
 	f.StringArrayVar(&applyDirs, "apply", nil, "apply the YAML documents in this file or directory at start (repeatable)")
 	f.StringVar(&listen, "listen", "", "HTTP listen address (default 127.0.0.1:8080)")
 	f.StringVar(&socket, "socket", "", "Workload API socket path (default DATA_DIR/workload.sock)")
+	f.StringVar(&tlsAddr, "tls-listen", "", "HTTPS listen address for mTLS callers, or \"off\" (default: port 8443 on the --listen host)")
 	f.StringVar(&proxyAddr, "proxy-listen", "", "access proxy listen address, or \"off\" (default 127.0.0.1:8181)")
 	f.StringVar(&trustDom, "trust-domain", "", "SPIFFE trust domain (default writ.local)")
 	return cmd
