@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,15 +324,25 @@ func (l *Log) Emit(ctx context.Context, e Event) error {
 
 // Append adds e to the log and returns it as stored once it is durable.
 // It fills in an empty ID ("evt_" and a ULID) and a zero Time (now, UTC),
-// replaces invalid UTF-8 in text fields, and requires a Type. On error the
+// replaces invalid UTF-8 in text fields, and requires a Type. A Time more
+// than TimeSkew/2 away from now is moved to details["reported_time"] and
+// replaced by now. On error the
 // event must be treated as not recorded (if ctx ended first it may still
 // be written later).
 func (l *Log) Append(ctx context.Context, e Event) (Entry, error) {
 	if e.Type == "" {
 		return Entry{}, errors.New("append audit event: type is empty")
 	}
+	now := l.now()
 	if e.Time.IsZero() {
-		e.Time = l.now()
+		e.Time = now
+	} else if d := e.Time.Sub(now); d > TimeSkew/2 || d < -TimeSkew/2 {
+		// Searches by time rely on times following the log's order
+		// (see TimeSkew): stamp it now and keep the reported time.
+		d := make(map[string]string, len(e.Details)+1)
+		maps.Copy(d, e.Details)
+		d["reported_time"] = e.Time.UTC().Format(time.RFC3339Nano)
+		e.Details, e.Time = d, now
 	}
 	e.Time = e.Time.UTC().Round(0)
 	if e.ID == "" {

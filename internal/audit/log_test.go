@@ -351,4 +351,15 @@ func TestAppendNormalises(t *testing.T) {
 	if err != nil || back.Reason != en.Reason || !back.Time.Equal(now) {
 		t.Errorf("stored event %+v, %v; want %+v", back, err, en.Event)
 	}
+	// A time near now is kept; one far from it is recorded as reported
+	// and replaced by now, so that time searches stay exact.
+	near := now.Add(-time.Minute)
+	if en, _ := l.Append(ctx, audit.Event{Type: audit.TaskOpened, Time: near}); !en.Time.Equal(near) || en.Details != nil {
+		t.Errorf("time a minute ago became %v %v", en.Time, en.Details)
+	}
+	far := now.Add(-time.Hour)
+	en, _ = l.Append(ctx, audit.Event{Type: audit.TaskOpened, Time: far, Details: map[string]string{"a": "b"}})
+	if !en.Time.Equal(now) || en.Details["reported_time"] != far.UTC().Format(time.RFC3339Nano) || en.Details["a"] != "b" {
+		t.Errorf("time an hour ago became %v %v", en.Time, en.Details)
+	}
 }

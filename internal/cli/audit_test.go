@@ -39,17 +39,29 @@ func newAuditServer(t *testing.T) *auditServer {
 	kek := make([]byte, keys.KEKSize)
 	rand.Read(kek)
 	sealer, _ := keys.NewSealer(kek)
-	l, err := audit.Open(context.Background(), audit.Config{Backend: db.Audit(), Keys: db, Sealer: sealer})
+	// The log stamps events; its clock runs a minute per event.
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	var (
+		mu    sync.Mutex
+		clock = t0
+	)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	l, err := audit.Open(context.Background(), audit.Config{Backend: db.Audit(), Keys: db, Sealer: sealer, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close(context.Background()) })
 	s := &auditServer{dir: dir, db: db, log: l, srv: httptest.NewServer(audit.NewHandler(l))}
 	t.Cleanup(s.srv.Close)
-	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	for i := range 30 {
+		mu.Lock()
+		clock = t0.Add(time.Duration(i) * time.Minute)
+		mu.Unlock()
 		e := audit.Event{
-			Time:     t0.Add(time.Duration(i) * time.Minute),
 			Type:     audit.AccessAllowed,
 			SpiffeID: fmt.Sprintf("spiffe://writ.local/agent/a%d", i%2),
 			Instance: fmt.Sprintf("inst_%d", i%3),
