@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
@@ -36,9 +37,21 @@ func tamperLog(t *testing.T) *env {
 	return e
 }
 
+// raw opens the store file directly with the SQLite driver, as someone
+// with access to the data directory could, bypassing writ.
+func (e *env) raw(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 func (e *env) exec(t *testing.T, query string, args ...any) {
 	t.Helper()
-	if _, err := e.db.SQL().Exec(query, args...); err != nil {
+	if _, err := e.raw(t).Exec(query, args...); err != nil {
 		t.Fatalf("tamper: %s: %v", query, err)
 	}
 }
@@ -46,7 +59,7 @@ func (e *env) exec(t *testing.T, query string, args ...any) {
 // rows returns the data and hashes columns of every row, by index.
 func (e *env) rows(t *testing.T) (data []string, hashes [][]byte) {
 	t.Helper()
-	rows, err := e.db.SQL().Query(`SELECT data, hashes FROM audit_events ORDER BY idx`)
+	rows, err := e.raw(t).Query(`SELECT data, hashes FROM audit_events ORDER BY idx`)
 	if err != nil {
 		t.Fatal(err)
 	}
