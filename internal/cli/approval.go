@@ -26,11 +26,7 @@ func newApprovalListCmd(g *globals) *cobra.Command {
 		Short: "List approval requests (pending by default)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.Flag("output").Value.String()
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			c, err := g.client()
+			out, c, err := g.outputClient(cmd)
 			if err != nil {
 				return err
 			}
@@ -69,11 +65,7 @@ func newApprovalDecideCmd(g *globals, approve bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.Flag("output").Value.String()
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			c, err := g.client()
+			out, c, err := g.outputClient(cmd)
 			if err != nil {
 				return err
 			}

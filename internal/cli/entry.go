@@ -20,6 +20,17 @@ func (g *globals) client() (*client.Client, error) {
 	return client.New(g.addr, tok)
 }
 
+// outputClient validates cmd's --output flag and returns it with an admin
+// API client: the start of every command that prints server data.
+func (g *globals) outputClient(cmd *cobra.Command) (string, *client.Client, error) {
+	out := cmd.Flag("output").Value.String()
+	if err := checkOutput(out); err != nil {
+		return "", nil, err
+	}
+	c, err := g.client()
+	return out, c, err
+}
+
 func newEntryCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "entry",

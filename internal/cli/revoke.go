@@ -29,11 +29,7 @@ new ones refused. Open tasks of the target close. Revocations are
 permanent and audited; --list shows those in force.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.Flag("output").Value.String()
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			c, err := g.client()
+			out, c, err := g.outputClient(cmd)
 			if err != nil {
 				return err
 			}

@@ -201,11 +201,7 @@ func newTaskListCmd(g *globals) *cobra.Command {
 		Short: "List tasks, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.Flag("output").Value.String()
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			c, err := g.client()
+			out, c, err := g.outputClient(cmd)
 			if err != nil {
 				return err
 			}
@@ -239,11 +235,7 @@ func newTaskShowCmd(g *globals) *cobra.Command {
 		Short: "Show one task",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.Flag("output").Value.String()
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			c, err := g.client()
+			out, c, err := g.outputClient(cmd)
 			if err != nil {
 				return err
 			}
