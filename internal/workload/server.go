@@ -445,30 +445,29 @@ func (s *Server) sweepLocked(now time.Time) {
 
 // FetchX509Bundles implements the Workload API.
 func (s *Server) FetchX509Bundles(_ *workload.X509BundlesRequest, stream grpc.ServerStreamingServer[workload.X509BundlesResponse]) error {
-	ctx := stream.Context()
-	res, err := s.attest(ctx)
-	if err != nil {
-		return err
-	}
-	var last string
-	return s.watch(ctx, func(ctx context.Context) (time.Time, error) {
-		if _, err := s.identities(ctx, res); err != nil {
-			return time.Time{}, err
-		}
-		der := concatDER(s.c.Authority.Bundle().X509Authorities())
-		if string(der) == last {
-			return time.Time{}, nil
-		}
-		if err := stream.Send(&workload.X509BundlesResponse{Bundles: map[string][]byte{s.c.TrustDomain.Name(): der}}); err != nil {
-			return time.Time{}, err
-		}
-		last = string(der)
-		return time.Time{}, nil
+	return streamBundle(s, stream, func() ([]byte, error) {
+		return concatDER(s.c.Authority.Bundle().X509Authorities()), nil
+	}, func(b map[string][]byte) *workload.X509BundlesResponse {
+		return &workload.X509BundlesResponse{Bundles: b}
 	})
 }
 
 // FetchJWTBundles implements the Workload API.
 func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.ServerStreamingServer[workload.JWTBundlesResponse]) error {
+	return streamBundle(s, stream, func() ([]byte, error) {
+		jwks, err := s.c.Authority.Bundle().JWTBundle().Marshal()
+		if err != nil {
+			return nil, status.Error(codes.Internal, "encode JWT bundle")
+		}
+		return jwks, nil
+	}, func(b map[string][]byte) *workload.JWTBundlesResponse {
+		return &workload.JWTBundlesResponse{Bundles: b}
+	})
+}
+
+// streamBundle serves a bundle stream: the caller must hold an identity;
+// the bundle (from encode) is sent at once and again whenever it changes.
+func streamBundle[T any](s *Server, stream grpc.ServerStreamingServer[T], encode func() ([]byte, error), wrap func(map[string][]byte) *T) error {
 	ctx := stream.Context()
 	res, err := s.attest(ctx)
 	if err != nil {
@@ -479,17 +478,17 @@ func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.Serv
 		if _, err := s.identities(ctx, res); err != nil {
 			return time.Time{}, err
 		}
-		jwks, err := s.c.Authority.Bundle().JWTBundle().Marshal()
+		b, err := encode()
 		if err != nil {
-			return time.Time{}, status.Error(codes.Internal, "encode JWT bundle")
-		}
-		if string(jwks) == last {
-			return time.Time{}, nil
-		}
-		if err := stream.Send(&workload.JWTBundlesResponse{Bundles: map[string][]byte{s.c.TrustDomain.Name(): jwks}}); err != nil {
 			return time.Time{}, err
 		}
-		last = string(jwks)
+		if string(b) == last {
+			return time.Time{}, nil
+		}
+		if err := stream.Send(wrap(map[string][]byte{s.c.TrustDomain.Name(): b})); err != nil {
+			return time.Time{}, err
+		}
+		last = string(b)
 		return time.Time{}, nil
 	})
 }
