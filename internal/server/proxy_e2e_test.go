@@ -27,7 +27,6 @@ import (
 	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/httpapi"
-	"github.com/writ-dev/writ/internal/server"
 )
 
 // Environment of the helper mode: when set, the test binary does one GET
@@ -117,24 +116,7 @@ func (e *events) all() string {
 func startLogged(t *testing.T, cfg config.Config) (*instance, *events) {
 	t.Helper()
 	ev := &events{t: t}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(ev)})
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	tok, err := os.ReadFile(srv.AdminTokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New("http://"+srv.HTTPAddr(), strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{srv: srv, client: c, addr: "unix://" + srv.SocketPath(), cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- srv.Run(ctx) }()
-	t.Cleanup(in.stop)
-	return in, ev
+	return startWithLog(t, cfg, slog.New(ev)), ev
 }
 
 // seen is one request an upstream received.

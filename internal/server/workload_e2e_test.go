@@ -48,8 +48,13 @@ func testConfig(dir string) config.Config {
 
 func start(t *testing.T, cfg config.Config) *instance {
 	t.Helper()
+	return startWithLog(t, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// startWithLog runs a server logging to log until the test ends.
+func startWithLog(t *testing.T, cfg config.Config, log *slog.Logger) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := server.New(ctx, cfg, server.Options{Log: log})
 	if err != nil {
 		cancel()
