@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/policy"
 )
@@ -60,6 +61,22 @@ func TestApplyAccessPolicyVersionsAndDecides(t *testing.T) {
 	}
 	if d := in.srv.Policy().Decide(ctx, req); d.Policy != "email-drafter@2" {
 		t.Errorf("decision policy %q, want email-drafter@2", d.Policy)
+	}
+	// Each change is an audit event naming who changed what, and the version.
+	for typ, version := range map[audit.Type]string{audit.ResourceCreated: "email-drafter@1", audit.ResourceChanged: "email-drafter@2"} {
+		res, err := in.client.AuditSearch(ctx, audit.Query{Type: typ, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range res.Events {
+			if e.Target == "AccessPolicy/email-drafter" && e.Actor == "admin:admin" && e.Policy == version {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s event for AccessPolicy/email-drafter by admin:admin at %s: %+v", typ, version, res.Events)
+		}
 	}
 
 	// An invalid policy is refused with its position, and nothing changes.
