@@ -160,10 +160,7 @@ func newCredentialListCmd(g *globals) *cobra.Command {
 		Short: "List credentials (names, types and versions; never values)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(*out); err != nil {
-				return err
-			}
-			c, err := g.client()
+			_, c, err := g.outputClient(cmd)
 			if err != nil {
 				return err
 			}

@@ -111,10 +111,7 @@ func newEntryListCmd(g *globals) *cobra.Command {
 		Short: "List registration entries",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(*out); err != nil {
-				return err
-			}
-			c, err := g.client()
+			_, c, err := g.outputClient(cmd)
 			if err != nil {
 				return err
 			}
