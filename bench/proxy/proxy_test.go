@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -33,10 +32,8 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/broker"
-	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/httpapi"
-	"github.com/writ-dev/writ/internal/server"
+	"github.com/writ-dev/writ/internal/servertest"
 )
 
 const docs = `apiVersion: writ.dev/v1
@@ -80,21 +77,10 @@ func upstream(t testing.TB) (string, *atomic.Int64) {
 
 // startWrit runs a writ server with its proxy in front of up.
 func startWrit(t testing.TB, up string) string {
-	cfg := config.Config{DataDir: t.TempDir()}
-	cfg.Server.Listen = "127.0.0.1:0"
+	cfg := servertest.Config(t.TempDir())
 	cfg.Server.TLSListen = "off"
-	cfg.Proxy.Listen = "127.0.0.1:0"
-	cfg.Defaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	tok, _ := os.ReadFile(srv.AdminTokenFile)
-	c, _ := client.New("http://"+srv.HTTPAddr(), strings.TrimSpace(string(tok)))
+	in := servertest.Start(t, cfg, nil)
+	srv, c, ctx := in.Server, in.Client, context.Background()
 	// Every process of this user is the bench identity: the Go load
 	// generator (this process) and wrk alike.
 	if _, err := c.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",

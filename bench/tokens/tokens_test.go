@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,9 +26,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/server"
+	"github.com/writ-dev/writ/internal/servertest"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/token"
 )
@@ -62,22 +61,12 @@ type env struct {
 
 func setup(b *testing.B) *env {
 	b.Helper()
-	cfg := config.Config{DataDir: b.TempDir()}
-	cfg.Server.Listen = "127.0.0.1:0"
+	cfg := servertest.Config(b.TempDir())
 	cfg.Server.TLSListen = "off"
 	cfg.Proxy.Listen = "off"
-	cfg.Defaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	tok, _ := os.ReadFile(srv.AdminTokenFile)
-	e := &env{issuer: cfg.Server.PublicURL, srv: srv, base: "http://" + srv.HTTPAddr(), socket: "unix://" + srv.SocketPath()}
-	e.admin, _ = client.New(e.base, strings.TrimSpace(string(tok)))
+	in := servertest.Start(b, cfg, nil)
+	ctx := context.Background()
+	e := &env{issuer: cfg.Server.PublicURL, srv: in.Server, base: in.Addr, socket: in.WorkloadAddr, admin: in.Client}
 	if _, err := e.admin.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		b.Fatal(err)

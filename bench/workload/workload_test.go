@@ -10,7 +10,6 @@ package workload
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,34 +21,20 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/httpapi"
-	"github.com/writ-dev/writ/internal/server"
+	"github.com/writ-dev/writ/internal/servertest"
 )
 
 func startServer(b *testing.B) string {
 	b.Helper()
-	dir := b.TempDir()
-	cfg := config.Config{DataDir: dir}
-	cfg.Server.Listen = "127.0.0.1:0"
+	cfg := servertest.Config(b.TempDir())
 	cfg.Proxy.Listen = "off"
-	cfg.Defaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	tok, _ := os.ReadFile(srv.AdminTokenFile)
-	c, _ := client.New("http://"+srv.HTTPAddr(), strings.TrimSpace(string(tok)))
-	if _, err := c.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
+	in := servertest.Start(b, cfg, nil)
+	if _, err := in.Client.CreateEntry(context.Background(), httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		b.Fatal(err)
 	}
-	return "unix://" + srv.SocketPath()
+	return in.WorkloadAddr
 }
 
 // clients opens one go-spiffe client per parallel worker (each its own

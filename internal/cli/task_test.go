@@ -2,15 +2,12 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/writ-dev/writ/internal/config"
-	"github.com/writ-dev/writ/internal/server"
+	"github.com/writ-dev/writ/internal/servertest"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -37,19 +34,9 @@ spec:
 // against a real server, in process.
 func TestTaskCommands(t *testing.T) {
 	dir := t.TempDir()
-	cfg := config.Config{DataDir: dir}
-	cfg.Server.Listen = "127.0.0.1:0"
+	cfg := servertest.Config(dir)
 	cfg.Proxy.Listen = "off"
-	cfg.Defaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	srv := servertest.Start(t, cfg, nil).Server
 	pol := dir + "/p.yaml"
 	os.WriteFile(pol, []byte(taskPolicy), 0o600)
 	run := func(args ...string) (int, string, string) {

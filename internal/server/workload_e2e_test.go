@@ -23,6 +23,7 @@ import (
 	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/server"
+	"github.com/writ-dev/writ/internal/servertest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -34,17 +35,10 @@ type instance struct {
 	srv    *server.Server
 	client *client.Client
 	addr   string // workload API address for go-spiffe
-	cancel context.CancelFunc
-	done   chan error
+	stop   func()
 }
 
-func testConfig(dir string) config.Config {
-	cfg := config.Config{DataDir: dir}
-	cfg.Server.Listen = "127.0.0.1:0"
-	cfg.Proxy.Listen = "127.0.0.1:0"
-	cfg.Defaults()
-	return cfg
-}
+func testConfig(dir string) config.Config { return servertest.Config(dir) }
 
 func start(t *testing.T, cfg config.Config) *instance {
 	t.Helper()
@@ -54,30 +48,8 @@ func start(t *testing.T, cfg config.Config) *instance {
 // startWithLog runs a server logging to log until the test ends.
 func startWithLog(t *testing.T, cfg config.Config, log *slog.Logger) *instance {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: log})
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	tok, err := os.ReadFile(srv.AdminTokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New("http://"+srv.HTTPAddr(), strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := &instance{srv: srv, client: c, addr: "unix://" + srv.SocketPath(), cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- srv.Run(ctx) }()
-	t.Cleanup(in.stop)
-	return in
-}
-
-func (in *instance) stop() {
-	in.cancel()
-	<-in.done
-	in.done <- nil // make stop idempotent
+	in := servertest.Start(t, cfg, log)
+	return &instance{srv: in.Server, client: in.Client, addr: in.WorkloadAddr, stop: in.Stop}
 }
 
 type testWriter struct{ t *testing.T }
