@@ -126,6 +126,9 @@ func printBanner(g *globals, cfg config.Config, srv *server.Server) {
 	fmt.Fprintf(w, "writ is running (trust domain %s, data in %s)\n\n", cfg.TrustDomain, cfg.DataDir)
 	fmt.Fprintf(w, "  Admin API and bundle endpoint:  http://%s\n", srv.HTTPAddr())
 	fmt.Fprintf(w, "  Admin credential file:          %s\n", tokenFile)
+	if a := srv.TLSAddr(); a != "" {
+		fmt.Fprintf(w, "  HTTPS for mTLS agents:          https://%s  (tasks and /oauth2/token with an X.509-SVID)\n", a)
+	}
 	if a := srv.ProxyAddr(); a != "" {
 		fmt.Fprintf(w, "  Access proxy:                   http://%s  (HTTP_PROXY / HTTPS_PROXY, or /svc/NAME/)\n", a)
 	}
