@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
@@ -36,6 +37,9 @@ type DB struct {
 	path string
 	// Now returns the current time; it defaults to time.Now.
 	now func() time.Time
+
+	stmtMu      sync.Mutex
+	appendStmts map[int]*sql.Stmt // prepared audit appends by batch size
 }
 
 var _ store.Store = (*DB)(nil)
@@ -99,7 +103,15 @@ func (d *DB) SQL() *sql.DB { return d.db }
 func (d *DB) Path() string { return d.path }
 
 // Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	d.stmtMu.Lock()
+	for _, st := range d.appendStmts {
+		st.Close()
+	}
+	d.appendStmts = nil
+	d.stmtMu.Unlock()
+	return d.db.Close()
+}
 
 func (d *DB) migrate(ctx context.Context) error {
 	if _, err := d.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
