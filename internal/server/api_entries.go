@@ -163,16 +163,25 @@ func (s *Server) handleDeleteEntry(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleListInstances(w http.ResponseWriter, r *http.Request) {
 	list, err := s.db.ListInstances(r.Context())
-	if err != nil {
-		s.logInternal(r, "list instances", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	out := []httpapi.Instance{}
+	out := make([]httpapi.Instance, 0, len(list))
 	for _, i := range list {
 		out = append(out, httpapi.Instance{ID: i.ID, PID: i.PID, UID: i.UID, Exe: i.Exe, FirstSeen: i.FirstSeen, LastSeen: i.LastSeen})
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	writeList(s, w, r, "list instances", out, err)
+}
+
+// writeList answers a list request: err (logged unless it is the client's)
+// or the list as a JSON array, never null.
+func writeList[T any](s *Server, w http.ResponseWriter, r *http.Request, what string, list []T, err error) {
+	if err != nil {
+		s.logInternal(r, what, err)
+		httpapi.WriteError(w, err)
+		return
+	}
+	if list == nil {
+		list = []T{}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, list)
 }
 
 // logInternal logs err if it is not a client error.

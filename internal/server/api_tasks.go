@@ -140,15 +140,7 @@ func (s *Server) handleListTasks(w http.ResponseWriter, r *http.Request) {
 		f.SpiffeID = caller.agent.ID.String()
 	}
 	list, err := s.tok.tasks.List(r.Context(), f)
-	if err != nil {
-		s.logInternal(r, "list tasks", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	if list == nil {
-		list = []store.Task{}
-	}
-	httpapi.WriteJSON(w, http.StatusOK, list)
+	writeList(s, w, r, "list tasks", list, err)
 }
 
 // handleGetTask returns a task; with ?wait=DURATION (at most 5m) it first
@@ -275,15 +267,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleListRevocations(w http.ResponseWriter, r *http.Request) {
 	list, err := s.db.ListRevocations(r.Context(), s.now())
-	if err != nil {
-		s.logInternal(r, "list revocations", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	if list == nil {
-		list = []store.Revocation{}
-	}
-	httpapi.WriteJSON(w, http.StatusOK, list)
+	writeList(s, w, r, "list revocations", list, err)
 }
 
 func (s *Server) handleListApprovals(w http.ResponseWriter, r *http.Request) {
