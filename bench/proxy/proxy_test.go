@@ -57,11 +57,18 @@ spec:
 // upstream answers every request with a small JSON body, and checks that
 // writ's requests carry the injected credential.
 func upstream(t testing.TB) (string, *atomic.Int64) {
+	addr, bad, _ := countingUpstream(t)
+	return addr, bad
+}
+
+// countingUpstream is upstream that also counts the connections it
+// accepts.
+func countingUpstream(t testing.TB) (addr string, bad, conns *atomic.Int64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bad atomic.Int64
+	bad, conns = new(atomic.Int64), new(atomic.Int64)
 	body := []byte(`{"id":1,"name":"item","ok":true}`)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a := r.Header.Get("Authorization"); a != "" && a != "Bearer bench-secret" {
@@ -69,10 +76,14 @@ func upstream(t testing.TB) (string, *atomic.Int64) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
-	})}
+	}), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String(), &bad
+	return ln.Addr().String(), bad, conns
 }
 
 // startWrit runs a writ server with its proxy in front of up.
@@ -467,35 +478,52 @@ func TestProxyComparison(t *testing.T) {
 // BenchmarkRoundTrip is one sequential request through writ (process
 // attribution cached per connection, policy, injection, audit) and direct.
 func BenchmarkRoundTrip(b *testing.B) {
-	up, _ := upstream(b)
+	benchTargets(b, 1, func(b *testing.B, c *http.Client, url string) {
+		for b.Loop() {
+			if !do(c, url) {
+				b.Fatal("request failed")
+			}
+		}
+	})
+}
+
+// BenchmarkParallel is concurrent requests (16 clients on 2 cores) through
+// writ and direct, for throughput and profiling.
+func BenchmarkParallel(b *testing.B) {
+	benchTargets(b, 16, func(b *testing.B, c *http.Client, url string) {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if !do(c, url) {
+					b.Error("request failed")
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	})
+}
+
+// benchTargets runs fn as sub-benchmarks direct and writ against one
+// upstream, each with one client whose conns connections are opened (and
+// attributed) before measuring, so that the figures are steady state.
+// It reports allocations and upstream-dials/op, the connections the
+// upstream accepted per request (0 when they are reused).
+func benchTargets(b *testing.B, conns int, fn func(b *testing.B, c *http.Client, url string)) {
+	up, _, dials := countingUpstream(b)
 	writAddr := startWrit(b, up)
 	for _, tg := range []struct{ name, url string }{
 		{"direct", "http://" + up + "/items/1"},
 		{"writ", "http://" + writAddr + "/svc/bench/items/1"},
 	} {
+		c := newClient(conns)
+		warm(c, tg.url, conns)
 		b.Run(tg.name, func(b *testing.B) {
-			c := newClient(1)
-			for b.Loop() {
-				if !do(c, tg.url) {
-					b.Fatal("request failed")
-				}
-			}
+			b.ReportAllocs()
+			d0 := dials.Load()
+			fn(b, c, tg.url)
+			b.ReportMetric(float64(dials.Load()-d0)/float64(b.N), "upstream-dials/op")
 		})
+		c.CloseIdleConnections()
 	}
-}
-
-// BenchmarkParallel is concurrent requests through writ, for profiling.
-func BenchmarkParallel(b *testing.B) {
-	up, _ := upstream(b)
-	url := "http://" + startWrit(b, up) + "/svc/bench/items/1"
-	c := newClient(64)
-	b.SetParallelism(8)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if !do(c, url) {
-				b.Error("request failed")
-				return
-			}
-		}
-	})
 }
