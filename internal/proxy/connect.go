@@ -87,7 +87,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, x *exchange
 
 // splice copies both ways until either side is done, then closes both.
 // It returns the bytes sent upstream and back.
-func splice(client net.Conn, pending *bufio.Reader, up net.Conn) (in, out int64) {
+func splice(client net.Conn, pending *bufio.Reader, up io.ReadWriteCloser) (in, out int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

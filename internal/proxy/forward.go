@@ -6,37 +6,21 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/writ-dev/writ/internal/broker"
 )
-
-// stripped are request headers that carry writ credentials or caller
-// choices; they never reach an upstream (no token passthrough). Hop-by-hop
-// headers are removed by the reverse proxy itself.
-var stripped = []string{"Authorization", "Proxy-Authorization", "Dpop", HeaderIdentity, HeaderTask, "Proxy-Connection"}
-
-type outKey struct{}
-
-// outbound is what Rewrite needs for one request.
-type outbound struct {
-	target *url.URL
-	inject func(h http.Header, q url.Values) (queryChanged bool)
-}
 
 // forward sends an allowed request upstream with the service's credential
 // and streams the answer back.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	ctx := r.Context()
 	svc := x.svc
-	inject, cred, err := p.injector(ctx, svc, x)
+	inj, cred, err := p.injector(ctx, svc, x)
 	x.cred = cred
 	if err != nil {
 		p.c.Log.ErrorContext(ctx, "prepare upstream credential", "request_id", x.id, "service", svc.Name, "credential", cred, "error", err)
@@ -49,26 +33,49 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 		p.failClosed(w, ctx, x, err)
 		return
 	}
-	target := upstreamURL(svc, r, x.path)
-	cw := &countingWriter{ResponseWriter: w}
-	ctx = context.WithValue(ctx, outKey{}, &outbound{target: target, inject: inject})
-	out := r.WithContext(ctx)
-	if r.Body != nil && r.Body != http.NoBody {
-		var body io.ReadCloser = r.Body
-		if p.c.MaxRequestBody > 0 {
-			body = http.MaxBytesReader(w, body, p.c.MaxRequestBody)
-		}
-		out.Body = &countingBody{ReadCloser: body}
+	rl := &relay{p: p, w: w}
+	out, err := rl.outbound(r, upstreamURL(svc, r, x.path), inj, p.c.MaxRequestBody)
+	var broken error
+	if err == nil {
+		broken, err = rl.roundTrip(p.transport(svc), out)
 	}
-	p.upstream(svc).rp.ServeHTTP(cw, out)
-	x.effect, x.status, x.out = "allow", cw.status(), cw.n
+	if err != nil {
+		rl.status = upstreamFailed(w, r, svc, err)
+	}
+	x.effect, x.status, x.in, x.out = "allow", rl.status, rl.body.n.Load()+rl.in, rl.out
+	if broken != nil {
+		x.reason = "the answer broke off: " + errText(broken)
+	}
 	if x.reason == "" && len(x.dec.Reasons) > 0 {
 		x.reason = x.dec.Reasons[0]
 	}
-	if b, ok := out.Body.(*countingBody); ok {
-		x.in = b.n
-	}
 	p.record(ctx, x)
+	if broken != nil {
+		// The answer is incomplete: end the client connection so that the
+		// client does not take it for whole.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// upstreamFailed answers a request the upstream did not answer and returns
+// the status (499 when the client went away; nothing is written then).
+func upstreamFailed(w http.ResponseWriter, r *http.Request, svc *Service, err error) int {
+	status := http.StatusBadGateway
+	msg := fmt.Sprintf("Service/%s: the upstream could not be reached or failed: %v", svc.Name, errText(err))
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		status = http.StatusRequestEntityTooLarge
+		msg = fmt.Sprintf("the request body is over the proxy's %d-byte limit", mbe.Limit)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return 499 // client went away
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		status = http.StatusGatewayTimeout
+		msg = fmt.Sprintf("Service/%s: the upstream did not answer in time (timeouts.response %v)", svc.Name, svc.Response)
+	}
+	writeJSON(w, status, errorBody{Error: msg})
+	return status
 }
 
 // upstreamURL is the service's base URL joined with the request's path
@@ -94,9 +101,28 @@ func upstreamURL(svc *Service, r *http.Request, path string) *url.URL {
 	return &u
 }
 
-// injector returns the function that puts the service's credential on an
-// outbound request and the credential's name for the audit record.
-func (p *Proxy) injector(ctx context.Context, svc *Service, x *exchange) (func(http.Header, url.Values) bool, string, error) {
+// injection puts the service's credential on an outbound request: a
+// header value or a query parameter.
+type injection struct {
+	header string // header to set, or
+	query  string // query parameter to set
+	value  string
+}
+
+func (in injection) apply(h http.Header, u *url.URL) {
+	switch {
+	case in.header != "":
+		h.Set(in.header, in.value)
+	case in.query != "":
+		q := u.Query()
+		q.Set(in.query, in.value)
+		u.RawQuery = q.Encode()
+	}
+}
+
+// injector returns the injection of the service's credential (none if it
+// has none) and the credential's name for the audit record.
+func (p *Proxy) injector(ctx context.Context, svc *Service, x *exchange) (injection, string, error) {
 	if t := svc.Spec.Token; t != nil {
 		aud := t.Audience
 		if aud == "" {
@@ -108,23 +134,23 @@ func (p *Proxy) injector(ctx context.Context, svc *Service, x *exchange) (func(h
 		})
 		name := "minted:" + aud
 		if err != nil {
-			return nil, name, err
+			return injection{}, name, err
 		}
-		return func(h http.Header, _ url.Values) bool { h.Set("Authorization", "Bearer "+tok.Reveal()); return false }, name + ":" + jti, nil
+		return injection{header: "Authorization", value: "Bearer " + tok.Reveal()}, name + ":" + jti, nil
 	}
 	cs := svc.Spec.Credential
 	if cs == nil {
-		return nil, "", nil
+		return injection{}, "", nil
 	}
 	if p.c.Credentials == nil {
-		return nil, cs.Name, errors.New("no credential broker")
+		return injection{}, cs.Name, errors.New("no credential broker")
 	}
 	info, sec, err := p.c.Credentials.Get(ctx, cs.Name)
 	if err != nil {
 		if errors.Is(err, broker.ErrNotFound) {
-			return nil, cs.Name, fmt.Errorf("credential %s does not exist; add it with `writ credential put %s`", cs.Name, cs.Name)
+			return injection{}, cs.Name, fmt.Errorf("credential %s does not exist; add it with `writ credential put %s`", cs.Name, cs.Name)
 		}
-		return nil, cs.Name, errors.New("the broker could not open it")
+		return injection{}, cs.Name, errors.New("the broker could not open it")
 	}
 	mode := svc.Inject
 	if mode == "" {
@@ -133,10 +159,9 @@ func (p *Proxy) injector(ctx context.Context, svc *Service, x *exchange) (func(h
 	v := sec.Reveal()
 	switch mode {
 	case broker.Bearer:
-		return func(h http.Header, _ url.Values) bool { h.Set("Authorization", "Bearer "+v); return false }, cs.Name, nil
+		return injection{header: "Authorization", value: "Bearer " + v}, cs.Name, nil
 	case broker.Basic:
-		enc := "Basic " + base64.StdEncoding.EncodeToString([]byte(v))
-		return func(h http.Header, _ url.Values) bool { h.Set("Authorization", enc); return false }, cs.Name, nil
+		return injection{header: "Authorization", value: "Basic " + base64.StdEncoding.EncodeToString([]byte(v))}, cs.Name, nil
 	case broker.Header:
 		name := cs.Header
 		if name == "" {
@@ -146,22 +171,22 @@ func (p *Proxy) injector(ctx context.Context, svc *Service, x *exchange) (func(h
 		if cs.Template != "" {
 			val = strings.ReplaceAll(cs.Template, "{value}", v)
 		}
-		return func(h http.Header, _ url.Values) bool { h.Set(name, val); return false }, cs.Name, nil
+		return injection{header: name, value: val}, cs.Name, nil
 	case broker.Query:
 		if cs.Query == "" {
-			return nil, cs.Name, errors.New("query injection needs credential.query in the Service")
+			return injection{}, cs.Name, errors.New("query injection needs credential.query in the Service")
 		}
-		return func(_ http.Header, q url.Values) bool { q.Set(cs.Query, v); return true }, cs.Name, nil
+		return injection{query: cs.Query, value: v}, cs.Name, nil
 	}
-	return nil, cs.Name, fmt.Errorf("unknown injection %q", mode)
+	return injection{}, cs.Name, fmt.Errorf("unknown injection %q", mode)
 }
 
-// upstream returns the service's transport and reverse proxy.
-func (p *Proxy) upstream(svc *Service) *upstream {
+// transport returns the service's upstream transport, made on first use.
+func (p *Proxy) transport(svc *Service) http.RoundTripper {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if u, ok := p.transports[svc]; ok {
-		return u
+	if rt, ok := p.transports[svc]; ok {
+		return rt
 	}
 	var rt http.RoundTripper
 	if p.c.Transport != nil {
@@ -180,54 +205,8 @@ func (p *Proxy) upstream(svc *Service) *upstream {
 			TLSClientConfig:       &tls.Config{RootCAs: svc.RootCAs, ServerName: svc.Spec.TLS.ServerName, MinVersion: tls.VersionTLS12},
 		}
 	}
-	u := &upstream{rt: rt}
-	u.rp = &httputil.ReverseProxy{
-		Transport:  rt,
-		BufferPool: bufPool{},
-		ErrorLog:   nil,
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			o := pr.In.Context().Value(outKey{}).(*outbound)
-			pr.Out.URL = o.target
-			pr.Out.Host = ""
-			for _, h := range stripped {
-				pr.Out.Header.Del(h)
-			}
-			if o.inject != nil {
-				q := pr.Out.URL.Query()
-				if o.inject(pr.Out.Header, q) {
-					pr.Out.URL.RawQuery = q.Encode()
-				}
-			}
-			if _, ok := pr.Out.Header["User-Agent"]; !ok {
-				pr.Out.Header["User-Agent"] = nil
-			}
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			status := http.StatusBadGateway
-			msg := fmt.Sprintf("Service/%s: the upstream could not be reached or failed: %v", svc.Name, errText(err))
-			var mbe *http.MaxBytesError
-			var ne net.Error
-			switch {
-			case errors.As(err, &mbe):
-				status = http.StatusRequestEntityTooLarge
-				msg = fmt.Sprintf("the request body is over the proxy's %d-byte limit", mbe.Limit)
-			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-				status = 499 // client went away; nothing is written
-			case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-				status = http.StatusGatewayTimeout
-				msg = fmt.Sprintf("Service/%s: the upstream did not answer in time (timeouts.response %v)", svc.Name, svc.Response)
-			}
-			if cw, ok := w.(*countingWriter); ok {
-				cw.failed = status
-			}
-			if status == 499 {
-				return
-			}
-			writeJSON(w, status, errorBody{Error: msg})
-		},
-	}
-	p.transports[svc] = u
-	return u
+	p.transports[svc] = rt
+	return rt
 }
 
 // errText shortens transport errors: they are user-facing and must not
@@ -238,64 +217,4 @@ func errText(err error) string {
 		err = ue.Err
 	}
 	return err.Error()
-}
-
-type bufPool struct{}
-
-var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
-func (bufPool) Put(b []byte) { buffers.Put(&b) }
-
-// countingWriter records the status and body bytes of a response.
-type countingWriter struct {
-	http.ResponseWriter
-	code   int
-	failed int
-	n      int64
-}
-
-func (c *countingWriter) WriteHeader(code int) {
-	if c.code == 0 && code >= 200 {
-		c.code = code
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	if c.code == 0 {
-		c.code = http.StatusOK
-	}
-	n, err := c.ResponseWriter.Write(b)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingWriter) Flush() {
-	if f, ok := c.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
-func (c *countingWriter) status() int {
-	if c.failed != 0 {
-		return c.failed
-	}
-	if c.code == 0 {
-		return http.StatusOK
-	}
-	return c.code
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n += int64(n)
-	return n, err
 }

@@ -25,7 +25,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -152,7 +151,7 @@ type Proxy struct {
 	table atomic.Pointer[Table]
 
 	mu         sync.Mutex
-	transports map[*Service]*upstream
+	transports map[*Service]http.RoundTripper
 
 	tunnels   sync.WaitGroup
 	tunnelMu  sync.Mutex
@@ -162,12 +161,6 @@ type Proxy struct {
 
 	recording chan struct{} // semaphore of audit appends in flight
 	recorded  sync.WaitGroup
-}
-
-// upstream is a service's transport and reverse proxy.
-type upstream struct {
-	rt http.RoundTripper
-	rp *httputil.ReverseProxy
 }
 
 // New returns a Proxy with an empty service table.
@@ -187,7 +180,7 @@ func New(c Config) (*Proxy, error) {
 	if c.MaxRequestBody == 0 {
 		c.MaxRequestBody = 64 << 20
 	}
-	p := &Proxy{c: c, transports: map[*Service]*upstream{}, openConns: map[net.Conn]struct{}{}, inner: map[*http.Server]struct{}{},
+	p := &Proxy{c: c, transports: map[*Service]http.RoundTripper{}, openConns: map[net.Conn]struct{}{}, inner: map[*http.Server]struct{}{},
 		recording: make(chan struct{}, maxRecording)}
 	t, _ := NewTable(nil)
 	p.table.Store(t)
@@ -201,9 +194,9 @@ func (p *Proxy) SetServices(t *Table) {
 	old := p.table.Swap(t)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for s, u := range p.transports {
+	for s, rt := range p.transports {
 		if old != nil && t.Get(s.Name) != s {
-			if tr, ok := u.rt.(*http.Transport); ok {
+			if tr, ok := rt.(*http.Transport); ok {
 				tr.CloseIdleConnections()
 			}
 			delete(p.transports, s)

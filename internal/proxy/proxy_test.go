@@ -319,6 +319,10 @@ func TestUnidentifiedAndDenied(t *testing.T) {
 func TestCancelledRequestsDoNotLeak(t *testing.T) {
 	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			io.Copy(io.Discard, r.Body) // until the proxy gives up
+			return
+		}
 		w.WriteHeader(200)
 		w.(http.Flusher).Flush()
 		if r.URL.Path == "/warm" {
@@ -337,6 +341,14 @@ func TestCancelledRequestsDoNotLeak(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		req, _ := http.NewRequestWithContext(ctx, "GET", f.front.URL+"/svc/up/hang", nil)
+		// Every other request is an upload still being sent when it is
+		// cancelled, before any answer.
+		pr, pw := io.Pipe()
+		if i%2 == 1 {
+			req, _ = http.NewRequestWithContext(ctx, "POST", f.front.URL+"/svc/up/hang", pr)
+			go io.WriteString(pw, "part of a body")
+			time.AfterFunc(50*time.Millisecond, func() { cancel(); pw.CloseWithError(context.Canceled) })
+		}
 		req.Header.Set("Authorization", "Bearer test:spiffe://writ.local/agent/a")
 		resp, err := f.front.Client().Do(req)
 		if err == nil {
@@ -345,6 +357,7 @@ func TestCancelledRequestsDoNotLeak(t *testing.T) {
 		} else {
 			cancel()
 		}
+		pw.Close()
 	}
 	f.front.Client().CloseIdleConnections()
 	deadline := time.Now().Add(5 * time.Second)
