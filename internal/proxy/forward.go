@@ -33,7 +33,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 		p.failClosed(w, ctx, x, err)
 		return
 	}
-	rl := &relay{p: p, w: w}
+	rl := &x.relay
+	rl.p, rl.w = p, w
 	out, err := rl.outbound(r, upstreamURL(svc, r, x.path), inj, p.c.MaxRequestBody)
 	var broken error
 	if err == nil {

@@ -42,6 +42,10 @@ type exchange struct {
 	latency time.Duration
 	// decided is set once the access.allowed event was recorded durably.
 	decided bool
+
+	// Parts of the request's path kept here to save allocations.
+	preq  policy.Request // the policy question
+	relay relay          // the trip upstream
 }
 
 // ServeHTTP implements http.Handler.
@@ -52,13 +56,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	svc, path, forward, err := p.route(r)
-	x.svc, x.path, x.query = svc, path, r.URL.Query()
+	x.svc, x.path = svc, path
+	if r.URL.RawQuery != "" {
+		x.query = r.URL.Query()
+	}
 	ctx := r.Context()
 	caller, idErr := p.identify(ctx, r, svc, forward)
 	x.caller = caller
-	var d *denial
-	if err != nil && errors.As(err, &d) && (d.status == http.StatusNotFound || d.status == http.StatusBadRequest) {
-		p.refuse(w, r, x, err) // not a question of who is asking
+	if err != nil && notAboutCaller(err) {
+		p.refuse(w, r, x, err)
 		return
 	}
 	if idErr != nil {
@@ -127,6 +133,14 @@ func splitHostPort(hostport, scheme string) (string, string) {
 	return strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), ".")), port
 }
 
+// notAboutCaller reports a routing refusal that is not a question of who
+// is asking (no route, a malformed request): it is answered before any
+// identification failure.
+func notAboutCaller(err error) bool {
+	var d *denial
+	return errors.As(err, &d) && (d.status == http.StatusNotFound || d.status == http.StatusBadRequest)
+}
+
 // denial is a refusal with its status; reason is the policy's reason
 // (JSON "reason"), msg the human-readable error.
 type denial struct {
@@ -166,7 +180,8 @@ func (p *Proxy) enforce(ctx context.Context, r *http.Request, x *exchange) error
 		x.task = t
 		ptask = policy.Task{ID: t.ID, Purpose: t.Purpose, OnBehalfOf: t.OnBehalfOf, Calls: t.Calls}
 	}
-	req := &policy.Request{
+	req := &x.preq
+	*req = policy.Request{
 		Kind:     policy.KindHTTP,
 		Subject:  policy.Subject{SpiffeID: c.SpiffeID, Labels: c.Labels},
 		Instance: c.Instance,
@@ -297,10 +312,28 @@ func policyHeaders(h http.Header) map[string]string {
 		if slices.Contains(sensitive, k) {
 			continue
 		}
-		out[strings.ToLower(k)] = strings.Join(v, ", ")
+		name, ok := lowerNames[k]
+		if !ok {
+			name = strings.ToLower(k)
+		}
+		out[name] = strings.Join(v, ", ")
 	}
 	return out
 }
+
+// lowerNames maps common header names to the lower case policy sees, so
+// that policyHeaders need not make them for every request. Read only.
+var lowerNames = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Cache-Control",
+		"Connection", "Content-Encoding", "Content-Language", "Content-Length", "Content-Type", "Date", "Expect",
+		"Idempotency-Key", "If-Match", "If-Modified-Since", "If-None-Match", "Keep-Alive", "Origin", "Pragma",
+		"Range", "Referer", "Te", "Traceparent", "Tracestate", "Upgrade", "User-Agent", "Via", "X-Request-Id",
+		HeaderIdentity, HeaderTask} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
 
 func firstValues(q url.Values) map[string]string {
 	if len(q) == 0 {

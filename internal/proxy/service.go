@@ -115,10 +115,17 @@ type Service struct {
 	Response   time.Duration
 	Idle       time.Duration
 	RootCAs    *x509.CertPool // nil: system roots
+
+	target string // Target, made once by CompileService
 }
 
 // Target is how the service appears in policy and audit: "Service/NAME".
-func (s *Service) Target() string { return resource.KindService + "/" + s.Name }
+func (s *Service) Target() string {
+	if s.target != "" {
+		return s.target
+	}
+	return resource.KindService + "/" + s.Name
+}
 
 // StoredSpec validates a Service document and returns its spec as the JSON
 // the server stores. Errors name file, line and field.
@@ -189,6 +196,7 @@ func compile(name string, version int64, spec ServiceSpec, bad func(field, forma
 		}
 		s.Host, s.Port = strings.ToLower(host), port
 	}
+	s.target = resource.KindService + "/" + name
 	s.Prefix = spec.Match.PathPrefix
 	if s.Prefix == "" {
 		s.Prefix = "/svc/" + name + "/"
