@@ -203,7 +203,12 @@ func (p *Proxy) transport(svc *Service) http.RoundTripper {
 			MaxIdleConns:          1024,
 			MaxIdleConnsPerHost:   256,
 			ForceAttemptHTTP2:     true,
-			TLSClientConfig:       &tls.Config{RootCAs: svc.RootCAs, ServerName: svc.Spec.TLS.ServerName, MinVersion: tls.VersionTLS12},
+			// Pass Accept-Encoding on as the client sent it and the
+			// answer's encoding back untouched, rather than asking for
+			// gzip and decompressing here (CPU, and an answer of unknown
+			// length that is then flushed write by write).
+			DisableCompression: true,
+			TLSClientConfig:    &tls.Config{RootCAs: svc.RootCAs, ServerName: svc.Spec.TLS.ServerName, MinVersion: tls.VersionTLS12},
 		}
 	}
 	p.transports[svc] = rt

@@ -113,6 +113,36 @@ func TestRelay(t *testing.T) {
 		}
 	})
 
+	t.Run("encodings pass through", func(t *testing.T) {
+		var asked string
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			asked = r.Header.Get("Accept-Encoding")
+			if asked != "" {
+				w.Header().Set("Content-Encoding", asked)
+			}
+			io.WriteString(w, "body")
+		}))
+		defer up.Close()
+		f := newFixture(t, up.URL, "", nil)
+		c := &http.Client{Transport: &http.Transport{DisableCompression: true}} // sends what it is told
+		defer c.CloseIdleConnections()
+		for _, ae := range []string{"", "gzip"} {
+			req, _ := http.NewRequest("GET", f.front.URL+"/svc/up/x", nil)
+			req.Header.Set("Authorization", "Bearer test:spiffe://writ.local/agent/a")
+			if ae != "" {
+				req.Header.Set("Accept-Encoding", ae)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Content-Encoding"); got != ae || asked != ae {
+				t.Errorf("client sent Accept-Encoding %q; upstream got %q, answer encoded %q", ae, asked, got)
+			}
+		}
+	})
+
 	t.Run("streams the answer", func(t *testing.T) {
 		release := make(chan struct{})
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
