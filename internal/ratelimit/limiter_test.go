@@ -220,12 +220,16 @@ func TestConcurrentSlidingProperty(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 2000 {
-				now := clock.Add(int64(37 * time.Microsecond))
 				key := fmt.Sprintf("k%d", (g+i)%3)
 				mu.Lock()
 				// Hold mu across the call so the recorded order is the
 				// order the limiter saw; the limiter's own locking is
-				// still exercised by the other keys' shards.
+				// still exercised by the other keys' shards. The clock
+				// advances under mu too: a time read before the lock
+				// could reach the limiter after a later one, which it
+				// clamps to the later time, so the recorded time would
+				// not be the one it counted.
+				now := clock.Add(int64(37 * time.Microsecond))
 				r := l.Allow(t0.Add(time.Duration(now)), Claim{key, lim})
 				if r.Allowed {
 					admitted[key] = append(admitted[key], now)
