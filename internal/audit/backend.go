@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -20,6 +21,37 @@ type Record struct {
 	// the leaf hash, the rest are the subtrees the leaf completed. They
 	// live at stored-hash indexes tlog.StoredHashIndex(0, Index) onwards.
 	Hashes []tlog.Hash
+	// Keys are the event's searchable fields. [Log] fills them in from
+	// the event it appends, so backends can index them without decoding
+	// Data. A backend that stores them apart from Data returns them from
+	// ReadRecords, and [Verify] checks that they agree with Data (an
+	// edited key could hide an event from search); nil on read means the
+	// backend derives them from Data and there is nothing to check.
+	Keys *Keys
+}
+
+// Keys are the fields of an event that backends index for search.
+type Keys struct {
+	ID       string `json:"id"`
+	Type     Type   `json:"type"`
+	SpiffeID string `json:"spiffe_id"`
+	Instance string `json:"instance"`
+	Task     string `json:"task"`
+}
+
+// KeysOf returns e's searchable fields.
+func KeysOf(e *Event) *Keys {
+	return &Keys{ID: e.ID, Type: e.Type, SpiffeID: e.SpiffeID, Instance: e.Instance, Task: e.Task}
+}
+
+// DecodeKeys returns the searchable fields of an event's canonical
+// encoding, decoding only those.
+func DecodeKeys(data []byte) (Keys, error) {
+	var k Keys
+	if err := json.Unmarshal(data, &k); err != nil {
+		return k, fmt.Errorf("decode event: %w", err)
+	}
+	return k, nil
 }
 
 // Event decodes the record's event.

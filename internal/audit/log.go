@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ const (
 	DefaultOrigin             = "writ.local/audit"
 	DefaultCheckpointEvery    = 1000
 	DefaultCheckpointInterval = 10 * time.Second
-	DefaultMaxBatch           = 4096
+	DefaultMaxBatch           = 4000
 )
 
 // Config configures [Open]. Backend, Keys and Sealer are required; the
@@ -58,6 +59,46 @@ type Config struct {
 	MaxBatch int
 }
 
+// Durability is how far an append gets before it returns.
+type Durability uint8
+
+const (
+	// Synced returns once the event is on disk: the store's commit was
+	// fsynced, so the event survives a power loss. The default.
+	Synced Durability = iota
+	// Written returns once the event is committed to the store in its
+	// place in the log, while the fsync of its group commit may still be
+	// running: the event survives a crash of writ (the commit is in the
+	// operating system's hands) and reaches the disk with that fsync,
+	// typically within a millisecond; only a power loss or kernel crash
+	// in between can lose it. If that fsync fails the log refuses every
+	// later event, so enforcement fails closed from then on. For hot
+	// enforcement paths such as the access proxy's decisions; with a
+	// backend that is not a [Pipeliner] it is the same as Synced.
+	Written
+)
+
+// String returns "synced" or "written".
+func (d Durability) String() string {
+	if d == Written {
+		return "written"
+	}
+	return "synced"
+}
+
+// Pipeliner is implemented by backends that can commit a batch without
+// waiting for the disk, so that the log writes the next batch while the
+// previous one is synced.
+type Pipeliner interface {
+	// WriteRecords stores recs exactly as AppendRecords does (in order,
+	// atomically, continuing the log), but returns once they are
+	// committed, before they are durable: they survive a crash of this
+	// process but not a power loss until SyncRecords returns.
+	WriteRecords(ctx context.Context, recs []Record) error
+	// SyncRecords makes every record written so far durable.
+	SyncRecords(ctx context.Context) error
+}
+
 // Entry is an event with its index in the log; in JSON the index sits
 // next to the event's fields.
 type Entry struct {
@@ -84,6 +125,9 @@ type Log struct {
 	origin  string
 
 	reqs     chan *request
+	pipe     Pipeliner       // b, if it can write and sync separately
+	syncq    chan *syncBatch // written batches waiting for their sync
+	synced   chan struct{}   // closed when the syncer stops
 	cpReqs   chan chan cpResult
 	closing  chan struct{}
 	done     chan struct{}
@@ -98,6 +142,7 @@ type Log struct {
 	latest   StoredCheckpoint
 	latestCP Checkpoint
 	changed  chan struct{} // closed and replaced after every commit
+	failed   error         // set when a sync failed: every later append fails
 
 	// Owned by the writer goroutine.
 	tree  *frontier
@@ -107,10 +152,18 @@ type Log struct {
 var _ Emitter = (*Log)(nil)
 
 type request struct {
-	e    Event
-	data []byte // canonical encoding of e
-	leaf tlog.Hash
-	done chan result
+	e     Event
+	data  []byte // canonical encoding of e
+	leaf  tlog.Hash
+	level Durability
+	index int64 // set once written
+	done  chan result
+}
+
+// syncBatch is a written batch waiting for the sync that makes it durable.
+type syncBatch struct {
+	reqs []*request
+	size int64 // the log's size once the batch is durable
 }
 
 type result struct {
@@ -165,6 +218,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
+	if p, ok := cfg.Backend.(Pipeliner); ok {
+		l.pipe = p
+		l.syncq = make(chan *syncBatch, 8)
+		l.synced = make(chan struct{})
+	}
 	var err error
 	keyName := strings.NewReplacer(" ", "_", "+", "_").Replace(cfg.Origin)
 	l.signer, l.vkey, err = loadSigner(ctx, cfg.Keys, cfg.Sealer, keyName, cfg.Now().UTC())
@@ -185,6 +243,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			l.cancel()
 			return nil, err
 		}
+	}
+	if l.pipe != nil {
+		go l.syncLoop()
 	}
 	go l.run()
 	return l, nil
@@ -322,6 +383,12 @@ func (l *Log) Emit(ctx context.Context, e Event) error {
 	return err
 }
 
+// EmitWith implements [DurabilityEmitter].
+func (l *Log) EmitWith(ctx context.Context, e Event, d Durability) error {
+	_, err := l.AppendWith(ctx, e, d)
+	return err
+}
+
 // Append adds e to the log and returns it as stored once it is durable.
 // It fills in an empty ID ("evt_" and a ULID) and a zero Time (now, UTC),
 // replaces invalid UTF-8 in text fields, and requires a Type. A Time more
@@ -330,6 +397,12 @@ func (l *Log) Emit(ctx context.Context, e Event) error {
 // event must be treated as not recorded (if ctx ended first it may still
 // be written later).
 func (l *Log) Append(ctx context.Context, e Event) (Entry, error) {
+	return l.AppendWith(ctx, e, Synced)
+}
+
+// AppendWith is Append with the given durability: with Written it
+// returns before the event's group commit is synced (see [Written]).
+func (l *Log) AppendWith(ctx context.Context, e Event, d Durability) (Entry, error) {
 	if e.Type == "" {
 		return Entry{}, errors.New("append audit event: type is empty")
 	}
@@ -357,7 +430,7 @@ func (l *Log) Append(ctx context.Context, e Event) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("append audit event %s: %w", e.Type, err)
 	}
-	req := &request{e: e, data: data, leaf: tlog.RecordHash(data), done: make(chan result, 1)}
+	req := &request{e: e, data: data, leaf: tlog.RecordHash(data), level: d, done: make(chan result, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -470,6 +543,10 @@ func (l *Log) run() {
 				}
 				l.commit(batch)
 			}
+			if l.pipe != nil {
+				close(l.syncq)
+				<-l.synced
+			}
 			if _, _, err := l.checkpointIfNeeded(true); err != nil {
 				l.closeErr = err
 			}
@@ -506,18 +583,25 @@ func (l *Log) commit(batch []*request) {
 		}
 		return
 	}
-	if len(batch) > 1 {
+	if len(batch) > 1 && !errors.Is(err, errSyncFailed) {
 		l.log.Warn("audit group commit failed; writing events one by one", "events", len(batch), "error", err)
 		for _, r := range batch {
 			l.commit([]*request{r})
 		}
 		return
 	}
-	batch[0].done <- result{err: err}
+	for _, r := range batch {
+		r.done <- result{err: err}
+	}
 }
 
-// write stores batch and, on success, answers every request in it.
+// write stores batch and, on success, answers every request in it, or
+// (with a Pipeliner) the Written ones and hands the batch to the syncer,
+// which answers the rest.
 func (l *Log) write(batch []*request) error {
+	if err := l.failure(); err != nil {
+		return err
+	}
 	tree := l.tree.clone()
 	recs := make([]Record, len(batch))
 	for i, r := range batch {
@@ -525,9 +609,16 @@ func (l *Log) write(batch []*request) error {
 		if err != nil {
 			return err
 		}
-		recs[i] = Record{Index: tree.size - 1, Data: r.data, Hashes: hashes}
+		recs[i] = Record{Index: tree.size - 1, Data: r.data, Hashes: hashes, Keys: KeysOf(&r.e)}
+		r.index = recs[i].Index
 	}
-	if err := l.b.AppendRecords(l.ctx, recs); err != nil {
+	var err error
+	if l.pipe != nil {
+		err = l.pipe.WriteRecords(l.ctx, recs)
+	} else {
+		err = l.b.AppendRecords(l.ctx, recs)
+	}
+	if err != nil {
 		// The store may be in any state; re-read it before going on.
 		if rerr := l.reload(); rerr != nil {
 			l.log.Error("audit log state unreadable after a failed write", "error", rerr)
@@ -535,15 +626,86 @@ func (l *Log) write(batch []*request) error {
 		return err
 	}
 	l.tree = tree
+	if l.pipe == nil {
+		l.published(tree.size)
+		for i, r := range batch {
+			r.done <- result{index: recs[i].Index}
+		}
+		return nil
+	}
+	for i, r := range batch {
+		if r.level == Written {
+			r.done <- result{index: recs[i].Index}
+		}
+	}
+	l.syncq <- &syncBatch{reqs: slices.Clone(batch), size: tree.size}
+	return nil
+}
+
+// errSyncFailed marks the error every append returns after a failed sync.
+var errSyncFailed = errors.New("the audit store failed to sync")
+
+// syncLoop is the syncer goroutine (with a Pipeliner backend): it syncs
+// every written batch waiting, in one sync, and answers their Synced
+// requests. A failed sync fails the log: events written before it may
+// not be on disk, so no later event is accepted (fail closed) until writ
+// restarts and re-reads the store.
+func (l *Log) syncLoop() {
+	defer close(l.synced)
+	for b := range l.syncq {
+		batches := []*syncBatch{b}
+	more:
+		for {
+			select {
+			case b, ok := <-l.syncq:
+				if !ok {
+					break more
+				}
+				batches = append(batches, b)
+			default:
+				break more
+			}
+		}
+		err := l.failure()
+		if err == nil {
+			if serr := l.pipe.SyncRecords(l.ctx); serr != nil {
+				err = fmt.Errorf("%w: %v; no further events are accepted until writ restarts", errSyncFailed, serr)
+				l.log.Error("audit store sync failed; refusing further events", "error", serr)
+				l.stateMu.Lock()
+				l.failed = err
+				l.stateMu.Unlock()
+			}
+		}
+		if err == nil {
+			l.published(batches[len(batches)-1].size)
+		}
+		for _, b := range batches {
+			for _, r := range b.reqs {
+				if r.level != Written {
+					r.done <- result{index: r.index, err: err}
+				}
+			}
+		}
+	}
+}
+
+// failure returns the error that failed the log, if a sync failed.
+func (l *Log) failure() error {
 	l.stateMu.Lock()
-	l.size = tree.size
+	defer l.stateMu.Unlock()
+	return l.failed
+}
+
+// published records that the log's first size events are durable and
+// wakes the readers waiting for new events.
+func (l *Log) published(size int64) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	if size > l.size {
+		l.size = size
+	}
 	close(l.changed)
 	l.changed = make(chan struct{})
-	l.stateMu.Unlock()
-	for i, r := range batch {
-		r.done <- result{index: recs[i].Index}
-	}
-	return nil
 }
 
 // reload re-reads the tree edge from the backend.

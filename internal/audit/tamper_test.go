@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/store/sqlite"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -53,6 +54,21 @@ func (e *env) exec(t *testing.T, query string, args ...any) {
 	t.Helper()
 	if _, err := e.raw(t).Exec(query, args...); err != nil {
 		t.Fatalf("tamper: %s: %v", query, err)
+	}
+}
+
+// execIndex runs query on the audit search index file directly.
+func (e *env) execIndex(t *testing.T, query string, args ...any) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+sqlite.AuditIndexPath(e.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if res, err := db.Exec(query, args...); err != nil {
+		t.Fatalf("tamper: %s: %v", query, err)
+	} else if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("tamper: %s changed %d rows, want 1", query, n)
 	}
 }
 
@@ -122,12 +138,12 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			_, hashes := e.rows(t)
 			e.exec(t, `UPDATE audit_events SET idx = -idx - 1 WHERE idx >= 14`)
 			e.exec(t, `UPDATE audit_events SET idx = -idx WHERE idx < 0`)
-			e.exec(t, `INSERT INTO audit_events (idx, data, hashes) VALUES (14, ?, ?)`,
+			e.exec(t, `INSERT INTO audit_events (idx, data, hashes, id) VALUES (14, ?, ?, 'evt_forged')`,
 				forge(t, audit.Event{ID: "evt_forged", Type: audit.AccessAllowed, SpiffeID: "spiffe://writ.local/agent/x"}), hashes[14])
 		}, 14, "does not match its stored leaf hash"},
 		{"append an event", func(t *testing.T, e *env) {
 			_, hashes := e.rows(t)
-			e.exec(t, `INSERT INTO audit_events (idx, data, hashes) VALUES (?, ?, ?)`, len(hashes),
+			e.exec(t, `INSERT INTO audit_events (idx, data, hashes, id) VALUES (?, ?, ?, 'evt_forged')`, len(hashes),
 				forge(t, audit.Event{ID: "evt_forged", Type: audit.AccessAllowed}), hashes[len(hashes)-1])
 		}, 42, "does not match its stored leaf hash"},
 		{"edit an event and its leaf hash", func(t *testing.T, e *env) {
@@ -172,6 +188,18 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"edit a checkpoint", func(t *testing.T, e *env) {
 			e.exec(t, `UPDATE audit_checkpoints SET note = replace(note, CAST(size AS TEXT) || char(10), CAST(size - 1 AS TEXT) || char(10)) WHERE size = 21`)
 		}, -1, "invalid signature"},
+		{"hide an event from search by editing its id", func(t *testing.T, e *env) {
+			e.exec(t, `UPDATE audit_events SET id = 'evt_elsewhere' WHERE idx = 6`)
+		}, 6, "search column id"},
+		{"hide an event from search by editing its task in the search index", func(t *testing.T, e *env) {
+			e.execIndex(t, `UPDATE audit_keys SET task = 'task_elsewhere' WHERE idx = 11`)
+		}, 11, "search column task"},
+		{"hide an event from search by clearing its SPIFFE ID in the search index", func(t *testing.T, e *env) {
+			e.execIndex(t, `UPDATE audit_keys SET spiffe_id = NULL WHERE idx = 19`)
+		}, 19, "search column spiffe_id"},
+		{"hide an event from search by deleting its search index row", func(t *testing.T, e *env) {
+			e.execIndex(t, `DELETE FROM audit_keys WHERE idx = 23`)
+		}, 23, "search column type"},
 		{"overwrite a column with the wrong kind of value", func(t *testing.T, e *env) {
 			e.exec(t, `UPDATE audit_events SET hashes = x'0102' WHERE idx = 9`)
 		}, 9, "not a multiple of 32"},

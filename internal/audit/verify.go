@@ -141,13 +141,22 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 		if p.err == nil && len(p.recs) > 0 {
 			pending = fetch(p.recs[len(p.recs)-1].Index + 1)
 		}
+		// The search columns are checked on the other core while
+		// this one rebuilds the tree; the first bad index wins, and
+		// at the same index the tree's finding does.
+		keys := make(chan error, 1)
+		go func(recs []Record) { keys <- checkKeys(recs) }(p.recs)
+		var treeErr error
 		for _, r := range p.recs {
-			if err := checkRecord(tree, r); err != nil {
-				return nil, err
+			if treeErr = checkRecord(tree, r); treeErr != nil {
+				break
 			}
-			if err := check(); err != nil {
-				return nil, err
+			if treeErr = check(); treeErr != nil {
+				break
 			}
+		}
+		if err := firstProblem(treeErr, <-keys); err != nil {
+			return nil, err
 		}
 		if p.err != nil {
 			var re *RecordError
@@ -195,4 +204,49 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 		rep.Consistency = &p
 	}
 	return rep, nil
+}
+
+// checkKeys checks that the searchable fields a backend stores apart from
+// each record's data (Record.Keys) agree with the data. It returns a
+// *VerifyError for the first record whose keys disagree.
+func checkKeys(recs []Record) error {
+	for _, r := range recs {
+		if r.Keys == nil {
+			continue
+		}
+		k, err := DecodeKeys(r.Data)
+		if err != nil {
+			return &VerifyError{Index: r.Index, Problem: fmt.Sprintf("stored event is not valid JSON: %v", err)}
+		}
+		for _, f := range []struct{ name, stored, event string }{
+			{"id", r.Keys.ID, k.ID},
+			{"type", string(r.Keys.Type), string(k.Type)},
+			{"spiffe_id", r.Keys.SpiffeID, k.SpiffeID},
+			{"instance", r.Keys.Instance, k.Instance},
+			{"task", r.Keys.Task, k.Task},
+		} {
+			if f.stored != f.event {
+				return &VerifyError{Index: r.Index, Problem: fmt.Sprintf(
+					"search column %s holds %q but the event says %q: the search index was edited or lost the event, which hides it from searches",
+					f.name, f.stored, f.event)}
+			}
+		}
+	}
+	return nil
+}
+
+// firstProblem returns whichever of two verification errors concerns the
+// lower index (a, on a tie), or the error that is not a *VerifyError.
+func firstProblem(a, b error) error {
+	if a == nil {
+		return b
+	}
+	if b == nil {
+		return a
+	}
+	var va, vb *VerifyError
+	if errors.As(a, &va) && errors.As(b, &vb) && vb.Index < va.Index {
+		return b
+	}
+	return a
 }

@@ -16,78 +16,125 @@ import (
 // AuditStore keeps the audit log (package audit) in the audit_events and
 // audit_checkpoints tables of a [DB]. Each event is stored as its
 // canonical JSON (the exact leaf data of the Merkle tree) next to its
-// stored tree hashes; the searchable columns are generated from the JSON
-// and indexed, so they always agree with the hashed event.
+// stored tree hashes and its id; its other searchable fields go to the
+// audit search index, a second file written in parallel (see
+// audit_index.go). ReadRecords returns every event's keys as stored in
+// the id column and the index, so that audit.Verify can check them
+// against the JSON.
 type AuditStore struct {
 	db *DB
 }
 
-var _ audit.Backend = (*AuditStore)(nil)
+var (
+	_ audit.Backend   = (*AuditStore)(nil)
+	_ audit.Pipeliner = (*AuditStore)(nil)
+)
 
 // Audit returns the audit log storage of d.
 func (d *DB) Audit() *AuditStore { return &AuditStore{db: d} }
 
-const auditColumns = `idx, data, hashes`
+const auditColumns = `idx, data, hashes, id`
 
-// auditMaxRows is the most rows one INSERT statement carries (three
-// parameters each, within SQLite's limit of 32766).
-const auditMaxRows = 8192
+// auditMaxRows is the most rows one INSERT statement carries (four
+// parameters each, within SQLite's limit of 32766). It is at least
+// audit.DefaultMaxBatch.
+const auditMaxRows = 8000
 
-// AppendRecords implements audit.Records. A batch is one multi-row
-// INSERT in autocommit mode: one statement is its own transaction (one
-// commit, one fsync), and outside an explicit transaction SQLite needs no
-// statement journal for it. The statement inserts nothing unless the log
-// continues exactly at the first record's index.
+// AppendRecords implements audit.Records: WriteRecords, then
+// SyncRecords.
 func (a *AuditStore) AppendRecords(ctx context.Context, recs []audit.Record) error {
+	if err := a.WriteRecords(ctx, recs); err != nil {
+		return err
+	}
+	return a.SyncRecords(ctx)
+}
+
+// WriteRecords implements audit.Pipeliner. A batch is one transaction of
+// multi-row INSERTs with prepared statements (see batchInsert) on the
+// log's own connection (see auditWriter); a batch that one statement
+// carries runs in autocommit mode, where SQLite needs no statement
+// journal. Each statement inserts nothing unless the log continues
+// exactly at its first record's index. Once the batch is committed, its
+// keys are queued for the search index.
+func (a *AuditStore) WriteRecords(ctx context.Context, recs []audit.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
 	if len(recs) > auditMaxRows {
 		return fmt.Errorf("append audit events: %d records in one batch, over the limit of %d", len(recs), auditMaxRows)
 	}
-	args := make([]any, 0, 3*len(recs)+1)
+	ix, err := a.db.auditIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("append audit events: %w", err)
+	}
+	args := make([]any, 0, 4*len(recs))
+	rows := make([]indexRow, len(recs))
 	for i, r := range recs {
 		if r.Index != recs[0].Index+int64(i) {
 			return fmt.Errorf("append audit events: record %d has index %d, want %d (indexes must be consecutive)", i, r.Index, recs[0].Index+int64(i))
+		}
+		k := r.Keys
+		if k == nil {
+			dk, err := audit.DecodeKeys(r.Data)
+			if err != nil {
+				return fmt.Errorf("append audit events: record %d: %w", r.Index, err)
+			}
+			k = &dk
+		}
+		if k.ID == "" || k.Type == "" {
+			return fmt.Errorf("append audit events: record %d has no event id or type", r.Index)
 		}
 		hashes := make([]byte, 0, len(r.Hashes)*tlog.HashSize)
 		for _, h := range r.Hashes {
 			hashes = append(hashes, h[:]...)
 		}
-		args = append(args, r.Index, string(r.Data), hashes)
+		args = append(args, r.Index, string(r.Data), hashes, k.ID)
+		rows[i] = indexRow{r.Index, *k}
 	}
-	args = append(args, recs[0].Index)
-	var (
-		res sql.Result
-		err error
-	)
-	if st := a.db.appendStmt(ctx, len(recs)); st != nil {
-		res, err = st.ExecContext(ctx, args...)
-	} else {
-		res, err = a.db.db.ExecContext(ctx, appendQuery(len(recs)), args...)
+	w, err := a.db.auditWriter(ctx)
+	if err != nil {
+		return fmt.Errorf("append audit events: %w", err)
 	}
+	n, err := w.exec(ctx, recs[0].Index, len(recs), args)
 	if err != nil {
 		if isUnique(err) {
 			return fmt.Errorf("append audit events: %w: an event id is already in the log", store.ErrExists)
 		}
 		return fmt.Errorf("append audit events: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n != int64(len(recs)) {
+	if n != int64(len(recs)) {
 		size, _ := a.RecordCount(ctx)
 		return fmt.Errorf("append audit events: the log continues at %d, not at %d", size, recs[0].Index)
+	}
+	ix.add(rows)
+	return nil
+}
+
+// SyncRecords implements audit.Pipeliner: it fsyncs the store's
+// write-ahead log, which holds every committed write.
+func (a *AuditStore) SyncRecords(ctx context.Context) error {
+	w, err := a.db.auditWriter(ctx)
+	if err != nil {
+		return fmt.Errorf("sync audit events: %w", err)
+	}
+	if err := w.sync(); err != nil {
+		return fmt.Errorf("sync audit events: %w", err)
 	}
 	return nil
 }
 
-// scanRecord reads one row selected with auditColumns.
+// scanRecord reads one row selected with auditColumns. The record's Keys
+// hold only the id; withKeys adds the rest from the search index.
 func scanRecord(rows interface{ Scan(...any) error }) (audit.Record, error) {
 	var (
 		r      audit.Record
 		hashes []byte
+		k      audit.Keys
 	)
-	if err := rows.Scan(&r.Index, &r.Data, &hashes); err != nil {
+	if err := rows.Scan(&r.Index, &r.Data, &hashes, &k.ID); err != nil {
 		return r, err
 	}
+	r.Keys = &k
 	if len(hashes)%tlog.HashSize != 0 {
 		return r, &audit.RecordError{Index: r.Index, Err: fmt.Errorf("column hashes has %d bytes, not a multiple of %d", len(hashes), tlog.HashSize)}
 	}
@@ -107,8 +154,40 @@ func (a *AuditStore) RecordCount(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// ReadRecords implements audit.Records.
+// ReadRecords implements audit.Records. Each record's Keys are as stored:
+// the id column and, for events the search index has reached, the
+// index's row (empty fields if the row is missing); nil past the index's
+// end, where there is nothing stored to check.
 func (a *AuditStore) ReadRecords(ctx context.Context, from int64, limit int) ([]audit.Record, error) {
+	recs, err := a.readEvents(ctx, from, limit)
+	if len(recs) == 0 {
+		return recs, err
+	}
+	ix, ierr := a.db.auditIndex(ctx)
+	if ierr != nil {
+		return nil, fmt.Errorf("read audit events from %d: %w", from, ierr)
+	}
+	upTo := ix.upTo()
+	keys, ierr := ix.keys(ctx, recs[0].Index, min(recs[len(recs)-1].Index+1, upTo))
+	if ierr != nil {
+		return nil, fmt.Errorf("read audit events from %d: %w", from, ierr)
+	}
+	for i := range recs {
+		r := &recs[i]
+		if r.Index >= upTo {
+			r.Keys = nil
+			continue
+		}
+		k := keys[r.Index]
+		k.ID = r.Keys.ID
+		r.Keys = &k
+	}
+	return recs, err
+}
+
+// readEvents reads up to limit records with index >= from, without their
+// index keys.
+func (a *AuditStore) readEvents(ctx context.Context, from int64, limit int) ([]audit.Record, error) {
 	rows, err := a.db.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE idx >= ? ORDER BY idx LIMIT ?`, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit events from %d: %w", from, err)
@@ -145,30 +224,40 @@ func (a *AuditStore) RecordByID(ctx context.Context, id string) (audit.Record, e
 	return r, nil
 }
 
+// auditTimeMS is an event's time in Unix milliseconds, read from its JSON.
+const auditTimeMS = `CAST(round(unixepoch(data ->> '$.time', 'subsec') * 1000) AS INTEGER)`
+
 // auditBlockShift is the shift of the idx >> 12 that leads every search
-// index (see migrations/0002_audit.sql).
+// index (see audit_index.go).
 const auditBlockShift = 12
 
-// auditCond is one SQL condition on the generated columns of audit_events.
+// auditCond is one condition of a search, on the search index (index)
+// and on the event's JSON in the store (event).
 type auditCond struct {
-	sql     string
-	args    []any
-	indexed bool // the column has a search index
+	index string // "" if the index does not hold the field
+	event string
+	args  []any
 }
 
 // SearchRecords implements audit.Records.
 //
-// The candidates come from one search index, block by block (see the
-// migration), or from the primary key when the query names no indexed
-// field; every condition is also checked on the generated columns in SQL,
-// and audit.Query.Match has the final word. Time bounds are turned into
-// index bounds by binary search, relying on event times following the
-// index order to within audit.TimeSkew.
+// Events the search index has reached are found through it, block by
+// block, when the query names an indexed field (the most selective one
+// drives the scan); the rest (the events not yet indexed, and every event
+// when the query names no indexed field) are read from the store by
+// index, with the conditions checked on the JSON. audit.Query.Match has
+// the final word on every candidate. Time bounds are turned into index
+// bounds by binary search, relying on event times following the index
+// order to within audit.TimeSkew.
 func (a *AuditStore) SearchRecords(ctx context.Context, q audit.Query) ([]audit.Record, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
 	size, err := a.RecordCount(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("search audit events: %w", err)
+	}
+	ix, err := a.db.auditIndex(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("search audit events: %w", err)
 	}
@@ -186,50 +275,131 @@ func (a *AuditStore) SearchRecords(ctx context.Context, q audit.Query) ([]audit.
 			return nil, err
 		}
 	}
-	// Ordered by how selective the column usually is: the first indexed
+	// Ordered by how selective the field usually is: the first indexed
 	// one drives the scan.
 	var conds []auditCond
 	if q.Task != "" {
-		conds = append(conds, auditCond{`task = ?`, []any{q.Task}, true})
+		conds = append(conds, auditCond{`task = ?`, `(data ->> '$.task') = ?`, []any{q.Task}})
 	}
 	if q.Instance != "" {
-		conds = append(conds, auditCond{`instance = ?`, []any{q.Instance}, true})
+		conds = append(conds, auditCond{`instance = ?`, `(data ->> '$.instance') = ?`, []any{q.Instance}})
 	}
 	if q.SpiffeID != "" {
 		// A superset of "this ID or under it as a path"; Match decides.
-		conds = append(conds, auditCond{`spiffe_id >= ? AND spiffe_id < ?`,
-			[]any{q.SpiffeID, strings.TrimSuffix(q.SpiffeID, "/") + "0"}, true})
+		conds = append(conds, auditCond{`spiffe_id >= ? AND spiffe_id < ?`, `(data ->> '$.spiffe_id') >= ? AND (data ->> '$.spiffe_id') < ?`,
+			[]any{q.SpiffeID, strings.TrimSuffix(q.SpiffeID, "/") + "0"}})
 	}
 	if q.Type != "" {
-		conds = append(conds, auditCond{`type = ?`, []any{string(q.Type)}, true})
+		conds = append(conds, auditCond{`type = ?`, `(data ->> '$.type') = ?`, []any{string(q.Type)}})
 	}
 	if q.Decision != "" {
-		conds = append(conds, auditCond{`decision = ?`, []any{q.Decision}, false})
+		conds = append(conds, auditCond{"", `(data ->> '$.decision') = ?`, []any{q.Decision}})
 	}
 	if !q.Since.IsZero() {
-		conds = append(conds, auditCond{`time_ms >= ?`, []any{q.Since.UnixMilli() - 1}, false})
+		conds = append(conds, auditCond{"", auditTimeMS + ` >= ?`, []any{q.Since.UnixMilli() - 1}})
 	}
 	if !q.Until.IsZero() {
-		conds = append(conds, auditCond{`time_ms <= ?`, []any{q.Until.UnixMilli() + 1}, false})
+		conds = append(conds, auditCond{"", auditTimeMS + ` <= ?`, []any{q.Until.UnixMilli() + 1}})
 	}
-	sc := &auditScan{a: a, q: q, conds: conds}
-	if len(conds) > 0 && conds[0].indexed {
-		err = sc.blocks(ctx, lo, hi)
-	} else {
-		err = sc.scan(ctx, lo, hi, false)
+	sc := &auditScan{a: a, ix: ix, q: q, conds: conds}
+	if len(conds) == 0 || conds[0].index == "" {
+		err = sc.events(ctx, lo, hi)
+		return sc.out, err
 	}
-	return sc.out, err
+	// The indexed part [lo, mid) and the part not yet indexed [mid, hi),
+	// newest first unless ascending.
+	mid := min(max(ix.upTo(), lo), hi)
+	parts := []func() error{
+		func() error { return sc.events(ctx, mid, hi) },
+		func() error { return sc.blocks(ctx, lo, mid) },
+	}
+	if q.Ascending {
+		parts[0], parts[1] = parts[1], parts[0]
+	}
+	for _, part := range parts {
+		if err := part(); err != nil || sc.full() {
+			return sc.out, err
+		}
+	}
+	return sc.out, nil
 }
 
 // auditScan collects the records matching q, in q's order.
 type auditScan struct {
 	a     *AuditStore
+	ix    *auditIndex
 	q     audit.Query
 	conds []auditCond
 	out   []audit.Record
 }
 
+// auditPage is how many candidates one query reads.
+const auditPage = 256
+
 func (s *auditScan) full() bool { return len(s.out) >= s.q.Limit }
+
+// keep adds the candidates that match the query.
+func (s *auditScan) keep(recs []audit.Record) error {
+	for _, r := range recs {
+		e, err := r.Event()
+		if err != nil {
+			return err
+		}
+		if s.q.Match(r.Index, &e) && !s.full() {
+			s.out = append(s.out, r)
+		}
+	}
+	return nil
+}
+
+// events reads candidates in [lo, hi) from the store, page by page
+// through the primary key, with every condition checked on the JSON.
+func (s *auditScan) events(ctx context.Context, lo, hi int64) error {
+	for lo < hi && !s.full() {
+		var (
+			where []string
+			args  []any
+		)
+		for _, c := range s.conds {
+			where = append(where, c.event)
+			args = append(args, c.args...)
+		}
+		where = append(where, `idx >= ?`, `idx < ?`)
+		args = append(args, lo, hi, auditPage)
+		rows, err := s.a.db.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE `+
+			strings.Join(where, ` AND `)+` ORDER BY idx `+s.order()+` LIMIT ?`, args...)
+		if err != nil {
+			return fmt.Errorf("search audit events: %w", err)
+		}
+		recs, err := collectRecords(rows, "search audit events")
+		if err != nil {
+			return err
+		}
+		if err := s.keep(recs); err != nil {
+			return err
+		}
+		if len(recs) < auditPage {
+			return nil
+		}
+		lo, hi = s.advance(lo, hi, recs[len(recs)-1].Index)
+	}
+	return nil
+}
+
+func (s *auditScan) order() string {
+	if s.q.Ascending {
+		return `ASC`
+	}
+	return `DESC`
+}
+
+// advance narrows [lo, hi) past last, the final index of a full page.
+func (s *auditScan) advance(lo, hi, last int64) (int64, int64) {
+	if s.q.Ascending {
+		return last + 1, hi
+	}
+	return lo, last
+}
 
 // blocks scans [lo, hi) one block of the driving index at a time.
 func (s *auditScan) blocks(ctx context.Context, lo, hi int64) error {
@@ -243,7 +413,7 @@ func (s *auditScan) blocks(ctx context.Context, lo, hi int64) error {
 			b = first + i
 		}
 		blo, bhi := max(lo, b<<auditBlockShift), min(hi, (b+1)<<auditBlockShift)
-		if err := s.scan(ctx, blo, bhi, true); err != nil {
+		if err := s.block(ctx, b, blo, bhi); err != nil {
 			return err
 		}
 		if s.full() {
@@ -253,56 +423,57 @@ func (s *auditScan) blocks(ctx context.Context, lo, hi int64) error {
 	return nil
 }
 
-// scan reads candidates in [lo, hi) page by page, through the first
-// condition's search index if block is set (all of [lo, hi) must then lie
-// in one block), or else through the primary key.
-func (s *auditScan) scan(ctx context.Context, lo, hi int64, block bool) error {
-	const page = 256
+// block reads candidates in [lo, hi), all in block b, from the search
+// index (every indexed condition), then their events from the store.
+func (s *auditScan) block(ctx context.Context, b, lo, hi int64) error {
 	for lo < hi && !s.full() {
-		var (
-			where []string
-			args  []any
-		)
-		if block {
-			where = append(where, `(idx >> 12) = ?`)
-			args = append(args, lo>>auditBlockShift)
-		}
+		where := []string{`(idx >> 12) = ?`}
+		args := []any{b}
 		for _, c := range s.conds {
-			where = append(where, c.sql)
-			args = append(args, c.args...)
+			if c.index != "" {
+				where = append(where, c.index)
+				args = append(args, c.args...)
+			}
 		}
 		where = append(where, `idx >= ?`, `idx < ?`)
-		args = append(args, lo, hi, page)
-		order := `DESC`
-		if s.q.Ascending {
-			order = `ASC`
-		}
-		rows, err := s.a.db.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE `+
-			strings.Join(where, ` AND `)+` ORDER BY idx `+order+` LIMIT ?`, args...)
+		args = append(args, lo, hi, auditPage)
+		rows, err := s.ix.db.QueryContext(ctx, `SELECT idx FROM audit_keys WHERE `+
+			strings.Join(where, ` AND `)+` ORDER BY idx `+s.order()+` LIMIT ?`, args...)
 		if err != nil {
 			return fmt.Errorf("search audit events: %w", err)
 		}
-		recs, err := collectRecords(rows, "search audit events")
+		var idxs []any
+		for rows.Next() {
+			var x int64
+			if err := rows.Scan(&x); err != nil {
+				rows.Close()
+				return fmt.Errorf("search audit events: %w", err)
+			}
+			idxs = append(idxs, x)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("search audit events: %w", err)
+		}
+		if len(idxs) == 0 {
+			return nil
+		}
+		evs, err := s.a.db.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE idx IN (?`+
+			strings.Repeat(`,?`, len(idxs)-1)+`) ORDER BY idx `+s.order(), idxs...)
+		if err != nil {
+			return fmt.Errorf("search audit events: %w", err)
+		}
+		recs, err := collectRecords(evs, "search audit events")
 		if err != nil {
 			return err
 		}
-		for _, r := range recs {
-			e, err := r.Event()
-			if err != nil {
-				return err
-			}
-			if s.q.Match(r.Index, &e) && !s.full() {
-				s.out = append(s.out, r)
-			}
+		if err := s.keep(recs); err != nil {
+			return err
 		}
-		if len(recs) < page {
+		if len(idxs) < auditPage {
 			return nil
 		}
-		if s.q.Ascending {
-			lo = recs[len(recs)-1].Index + 1
-		} else {
-			hi = recs[len(recs)-1].Index
-		}
+		lo, hi = s.advance(lo, hi, idxs[len(idxs)-1].(int64))
 	}
 	return nil
 }
@@ -316,7 +487,7 @@ func (a *AuditStore) firstAtOrAfter(ctx context.Context, lo, hi int64, t time.Ti
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		var ms sql.NullInt64
-		err := a.db.db.QueryRowContext(ctx, `SELECT time_ms FROM audit_events WHERE idx = ?`, mid).Scan(&ms)
+		err := a.db.db.QueryRowContext(ctx, `SELECT `+auditTimeMS+` FROM audit_events WHERE idx = ?`, mid).Scan(&ms)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return 0, fmt.Errorf("search audit events by time: %w", err)
 		}
@@ -369,9 +540,16 @@ func (a *AuditStore) PutCheckpoint(ctx context.Context, c audit.StoredCheckpoint
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = a.db.now()
 	}
-	_, err := a.db.db.ExecContext(ctx, `INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)
+	// Through the log's writer connection, like the events it signs.
+	w, err := a.db.auditWriter(ctx)
+	if err == nil {
+		_, err = w.execQuery(ctx, `INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?)
 		ON CONFLICT(size) DO UPDATE SET note = excluded.note, created_at = excluded.created_at`,
-		c.Size, c.Note, unixNano(c.CreatedAt))
+			c.Size, c.Note, unixNano(c.CreatedAt))
+	}
+	if err == nil {
+		err = w.sync()
+	}
 	if err != nil {
 		return fmt.Errorf("store audit checkpoint at size %d: %w", c.Size, err)
 	}
@@ -423,43 +601,22 @@ func (a *AuditStore) ListCheckpoints(ctx context.Context) ([]audit.StoredCheckpo
 // first record.
 func appendQuery(n int) string {
 	var q strings.Builder
-	q.Grow(8*n + 256)
-	q.WriteString(`INSERT OR ROLLBACK INTO audit_events (idx, data, hashes) SELECT column1, column2, column3 FROM (VALUES `)
+	q.Grow(10*n + 256)
+	q.WriteString(`INSERT OR ROLLBACK INTO audit_events (` + auditColumns + `) SELECT column1, column2, column3, column4 FROM (VALUES `)
 	for i := range n {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString(`(?,?,?)`)
+		q.WriteString(`(?,?,?,?)`)
 	}
 	q.WriteString(`) WHERE (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_events) = ?`)
 	return q.String()
 }
 
-// maxCachedAppend is the largest batch whose append statement is kept
-// prepared. Small batches (one event at a time under light load) are the
-// common case, where preparing the statement anew cost about a quarter of
-// each commit; large batches amortise it.
-const maxCachedAppend = 32
-
-// appendStmt returns the prepared append statement for n records, or nil
-// for batches larger than maxCachedAppend (or if preparing fails, so the
-// caller falls back to an ad hoc statement that reports the error).
-func (d *DB) appendStmt(ctx context.Context, n int) *sql.Stmt {
-	if n > maxCachedAppend {
+// nullString stores an empty string as NULL.
+func nullString(s string) any {
+	if s == "" {
 		return nil
 	}
-	d.stmtMu.Lock()
-	defer d.stmtMu.Unlock()
-	if st := d.appendStmts[n]; st != nil {
-		return st
-	}
-	st, err := d.db.PrepareContext(ctx, appendQuery(n))
-	if err != nil {
-		return nil
-	}
-	if d.appendStmts == nil {
-		d.appendStmts = map[int]*sql.Stmt{}
-	}
-	d.appendStmts[n] = st
-	return st
+	return s
 }

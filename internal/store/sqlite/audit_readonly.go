@@ -25,7 +25,7 @@ func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
 	q.Set("mode", "ro")
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "query_only(1)")
-	sdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	sdb, err := sql.Open("sqlite", fileDSN(path, q))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -34,5 +34,5 @@ func OpenReadOnly(ctx context.Context, path string) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
-	return &DB{db: sdb, path: path, now: time.Now}, nil
+	return &DB{db: sdb, path: path, now: time.Now, readOnly: true}, nil
 }

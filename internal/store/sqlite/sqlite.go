@@ -38,8 +38,11 @@ type DB struct {
 	// Now returns the current time; it defaults to time.Now.
 	now func() time.Time
 
-	stmtMu      sync.Mutex
-	appendStmts map[int]*sql.Stmt // prepared audit appends by batch size
+	readOnly bool // opened by OpenReadOnly
+
+	auditMu sync.Mutex
+	auditW  *auditWriter // the audit log's writer connection, once used
+	auditIx *auditIndex  // the audit search index, once used
 }
 
 var _ store.Store = (*DB)(nil)
@@ -69,11 +72,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	// SQLite URI filenames decode %HH escapes; escape the characters that
-	// would otherwise end the path ('?', '#') and '%' itself.
-	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	dsn := "file:" + esc + "?" + q.Encode()
-	sdb, err := sql.Open("sqlite", dsn)
+	sdb, err := sql.Open("sqlite", fileDSN(path, q))
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -92,7 +91,20 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("restrict store file %s: %w", path, err)
 	}
+	// Open the audit search index now (catching it up in the
+	// background), not on the first append, which would wait for it.
+	if _, err := d.auditIndex(ctx); err != nil {
+		sdb.Close()
+		return nil, err
+	}
 	return d, nil
+}
+
+// fileDSN returns the SQLite URI filename of path with the query q.
+// SQLite URI filenames decode %HH escapes; the characters that would
+// otherwise end the path ('?', '#') and '%' itself are escaped.
+func fileDSN(path string, q url.Values) string {
+	return "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path) + "?" + q.Encode()
 }
 
 // SQL returns the underlying database handle for packages that keep their
@@ -104,16 +116,24 @@ func (d *DB) Path() string { return d.path }
 
 // Close closes the database.
 func (d *DB) Close() error {
-	d.stmtMu.Lock()
-	for _, st := range d.appendStmts {
-		st.Close()
+	d.auditMu.Lock()
+	if d.auditIx != nil {
+		d.auditIx.close() // first: it may read events to catch up
+		d.auditIx = nil
 	}
-	d.appendStmts = nil
-	d.stmtMu.Unlock()
+	if d.auditW != nil {
+		d.auditW.close()
+		d.auditW = nil
+	}
+	d.auditMu.Unlock()
 	return d.db.Close()
 }
 
-func (d *DB) migrate(ctx context.Context) error {
+func (d *DB) migrate(ctx context.Context) error { return d.migrateTo(ctx, -1) }
+
+// migrateTo applies the pending migrations numbered up to last (all of
+// them if last is negative).
+func (d *DB) migrateTo(ctx context.Context, last int) error {
 	if _, err := d.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create migrations table: %w", err)
@@ -132,6 +152,9 @@ func (d *DB) migrate(ctx context.Context) error {
 		version, err := strconv.Atoi(num)
 		if err != nil {
 			return fmt.Errorf("migration %s: bad number: %v", base, err)
+		}
+		if last >= 0 && version > last {
+			break
 		}
 		body, err := migrations.ReadFile(name)
 		if err != nil {

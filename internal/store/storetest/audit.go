@@ -59,7 +59,7 @@ func (l *auditLog) add(t *testing.T, e audit.Event) audit.Record {
 		t.Fatal(err)
 	}
 	l.hashes = append(l.hashes, h...)
-	r := audit.Record{Index: n, Data: data, Hashes: h}
+	r := audit.Record{Index: n, Data: data, Hashes: h, Keys: audit.KeysOf(&e)}
 	l.recs = append(l.recs, r)
 	l.events = append(l.events, e)
 	return r
@@ -119,6 +119,9 @@ func testAuditAppendRead(t *testing.T, b audit.Backend) {
 		want := l.recs[3+i]
 		if r.Index != want.Index || string(r.Data) != string(want.Data) || !slices.Equal(r.Hashes, want.Hashes) {
 			t.Errorf("ReadRecords[%d] = %+v, want %+v", i, r, want)
+		}
+		if r.Keys != nil && *r.Keys != *want.Keys {
+			t.Errorf("ReadRecords[%d].Keys = %+v, want %+v (the searchable fields of the appended event)", i, *r.Keys, *want.Keys)
 		}
 	}
 	if got, _ := b.ReadRecords(ctx, 14, 100); len(got) != 1 || got[0].Index != 14 {
