@@ -133,6 +133,22 @@ func (s SlogEmitter) Emit(ctx context.Context, e Event) error {
 	return nil
 }
 
+// DurabilityEmitter is an [Emitter] that can return before an event is
+// synced to disk (see [Durability]); [Log] and [Tee] are.
+type DurabilityEmitter interface {
+	Emitter
+	EmitWith(ctx context.Context, e Event, d Durability) error
+}
+
+// EmitWith emits e through em with durability d if em supports it, and
+// with em's own durability otherwise.
+func EmitWith(ctx context.Context, em Emitter, e Event, d Durability) error {
+	if de, ok := em.(DurabilityEmitter); ok {
+		return de.EmitWith(ctx, e, d)
+	}
+	return em.Emit(ctx, e)
+}
+
 // Tee records each event in Durable and, once that succeeded, in Also
 // (typically a SlogEmitter at debug level). An error from Durable is
 // returned and Also is skipped; Also's errors are ignored.
@@ -144,13 +160,18 @@ type Tee struct {
 // Emit implements Emitter. When Durable is a *Log, Also sees the event as
 // stored, with its id and time filled in.
 func (t Tee) Emit(ctx context.Context, e Event) error {
+	return t.EmitWith(ctx, e, Synced)
+}
+
+// EmitWith implements [DurabilityEmitter].
+func (t Tee) EmitWith(ctx context.Context, e Event, d Durability) error {
 	if l, ok := t.Durable.(*Log); ok {
-		en, err := l.Append(ctx, e)
+		en, err := l.AppendWith(ctx, e, d)
 		if err != nil {
 			return err
 		}
 		e = en.Event
-	} else if err := t.Durable.Emit(ctx, e); err != nil {
+	} else if err := EmitWith(ctx, t.Durable, e, d); err != nil {
 		return err
 	}
 	t.Also.Emit(ctx, e)

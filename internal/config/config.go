@@ -67,6 +67,12 @@ type Proxy struct {
 	// LogQueryValues records query values in audit events (default: only
 	// parameter names).
 	LogQueryValues bool `yaml:"log_query_values"`
+	// DecisionDurability is how far an allowed request's access.allowed
+	// audit event gets before the request is forwarded: "written"
+	// (default; committed to the store, which survives a crash of writ,
+	// and on disk within the group commit's fsync) or "synced" (on disk
+	// first, which adds an fsync to every request).
+	DecisionDurability string `yaml:"decision_durability"`
 }
 
 // Log configures process logging.
@@ -188,6 +194,7 @@ func (c *Config) Defaults() {
 	if c.Proxy.MaxBodyBytes == 0 {
 		c.Proxy.MaxBodyBytes = 64 << 20
 	}
+	set(&c.Proxy.DecisionDurability, "written")
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
 	}
@@ -253,6 +260,11 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("store.driver", "%q is not a driver; use sqlite or postgres", c.Store.Driver)
+	}
+	switch c.Proxy.DecisionDurability {
+	case "written", "synced":
+	default:
+		bad("proxy.decision_durability", "%q is not a durability; use written or synced", c.Proxy.DecisionDurability)
 	}
 	for key, addr := range map[string]string{"proxy.listen": c.Proxy.Listen, "proxy.tls_listen": c.Proxy.TLSListen} {
 		if addr == "" || addr == "off" && key == "proxy.listen" {

@@ -73,6 +73,7 @@ func TestValidate(t *testing.T) {
 		{"listen", func(c *Config) { c.Server.Listen = "8080" }, "server.listen:"},
 		{"upstream half", func(c *Config) { c.CA.UpstreamCert = "/x.pem" }, "ca.upstream_cert:"},
 		{"postgres without dsn", func(c *Config) { c.Store.Driver = "postgres"; c.Store.DSN = "" }, "store.dsn:"},
+		{"decision durability", func(c *Config) { c.Proxy.DecisionDurability = "fsync" }, `proxy.decision_durability: "fsync" is not a durability; use written or synced`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config

@@ -423,13 +423,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // requests wait (backpressure) rather than queue without limit.
 const maxRecording = 4096
 
-// recordDecision durably records that an allowed request is about to reach
-// its upstream, before any byte of it does: if the event cannot be
-// recorded, the access does not happen (fail closed). The outcome follows
-// in an access.completed event from record.
+// recordDecision records that an allowed request is about to reach its
+// upstream, before any byte of it does, as durably as
+// Config.DecisionDurability asks: if the event cannot be recorded, the
+// access does not happen (fail closed). The outcome follows in an
+// access.completed event from record.
 func (p *Proxy) recordDecision(ctx context.Context, x *exchange) error {
 	x.decided = true
-	return p.c.Emitter.Emit(ctx, p.event(audit.AccessAllowed, x, false))
+	return audit.EmitWith(ctx, p.c.Emitter, p.event(audit.AccessAllowed, x, false), p.c.DecisionDurability)
 }
 
 // failClosed answers an allowed request whose decision could not be

@@ -130,8 +130,14 @@ type Config struct {
 	CA     *CA
 	// Emitter receives one event per request. Required.
 	Emitter audit.Emitter
-	Log     *slog.Logger
-	Now     func() time.Time
+	// DecisionDurability is how far an allowed request's access.allowed
+	// event must get before the request is forwarded (if Emitter is an
+	// audit.DurabilityEmitter): audit.Synced (the zero value) waits for
+	// the fsync, audit.Written for the commit, which survives a crash of
+	// writ and reaches the disk with the group commit's fsync.
+	DecisionDurability audit.Durability
+	Log                *slog.Logger
+	Now                func() time.Time
 	// ApprovalWait bounds how long a request waits for a human decision
 	// (default 5m; also bounded by the rule's approval timeout).
 	ApprovalWait time.Duration

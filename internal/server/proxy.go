@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/httpapi"
@@ -76,6 +77,8 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		ApprovalWait:   cfg.ApprovalWait,
 		MaxRequestBody: cfg.MaxBodyBytes,
 		LogQueryValues: cfg.LogQueryValues,
+		// Validated by config: written or synced.
+		DecisionDurability: map[string]audit.Durability{"written": audit.Written, "synced": audit.Synced}[cfg.DecisionDurability],
 	})
 	if err != nil {
 		return err
