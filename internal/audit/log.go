@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,9 +124,9 @@ type Log struct {
 	origin  string
 
 	reqs     chan *request
-	pipe     Pipeliner       // b, if it can write and sync separately
-	syncq    chan *syncBatch // written batches waiting for their sync
-	synced   chan struct{}   // closed when the syncer stops
+	pipe     Pipeliner     // b, if it can write and sync separately
+	toSync   syncQueue     // written, not yet synced (with a Pipeliner)
+	synced   chan struct{} // closed when the syncer stops
 	cpReqs   chan chan cpResult
 	closing  chan struct{}
 	done     chan struct{}
@@ -160,10 +159,16 @@ type request struct {
 	done  chan result
 }
 
-// syncBatch is a written batch waiting for the sync that makes it durable.
-type syncBatch struct {
-	reqs []*request
-	size int64 // the log's size once the batch is durable
+// syncQueue is what the syncer has to make durable: the log up to size,
+// and the Synced requests waiting for that. The writer adds to it without
+// waiting, so that it never stalls behind an fsync; it holds no more than
+// the appends under way.
+type syncQueue struct {
+	mu      sync.Mutex
+	size    int64      // the log's size once everything written is synced
+	waiting []*request // Synced requests to answer after the sync
+	closed  bool       // the writer has stopped
+	wake    chan struct{}
 }
 
 type result struct {
@@ -220,7 +225,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	if p, ok := cfg.Backend.(Pipeliner); ok {
 		l.pipe = p
-		l.syncq = make(chan *syncBatch, 8)
+		l.toSync.wake = make(chan struct{}, 1)
 		l.synced = make(chan struct{})
 	}
 	var err error
@@ -544,7 +549,10 @@ func (l *Log) run() {
 				l.commit(batch)
 			}
 			if l.pipe != nil {
-				close(l.syncq)
+				l.toSync.mu.Lock()
+				l.toSync.closed = true
+				l.toSync.mu.Unlock()
+				l.toSync.signal()
 				<-l.synced
 			}
 			if _, _, err := l.checkpointIfNeeded(true); err != nil {
@@ -633,13 +641,26 @@ func (l *Log) write(batch []*request) error {
 		}
 		return nil
 	}
+	q := &l.toSync
+	q.mu.Lock()
+	q.size = tree.size
 	for i, r := range batch {
 		if r.level == Written {
 			r.done <- result{index: recs[i].Index}
+		} else {
+			q.waiting = append(q.waiting, r)
 		}
 	}
-	l.syncq <- &syncBatch{reqs: slices.Clone(batch), size: tree.size}
+	q.mu.Unlock()
+	q.signal()
 	return nil
+}
+
+func (q *syncQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 // errSyncFailed marks the error every append returns after a failed sync.
@@ -652,38 +673,38 @@ var errSyncFailed = errors.New("the audit store failed to sync")
 // restarts and re-reads the store.
 func (l *Log) syncLoop() {
 	defer close(l.synced)
-	for b := range l.syncq {
-		batches := []*syncBatch{b}
-	more:
+	q := &l.toSync
+	var synced int64
+	for {
+		<-q.wake
 		for {
-			select {
-			case b, ok := <-l.syncq:
-				if !ok {
-					break more
+			q.mu.Lock()
+			size, waiting, closed := q.size, q.waiting, q.closed
+			q.waiting = nil
+			q.mu.Unlock()
+			if size == synced && len(waiting) == 0 {
+				if closed {
+					return
 				}
-				batches = append(batches, b)
-			default:
-				break more
+				break
 			}
-		}
-		err := l.failure()
-		if err == nil {
-			if serr := l.pipe.SyncRecords(l.ctx); serr != nil {
-				err = fmt.Errorf("%w: %v; no further events are accepted until writ restarts", errSyncFailed, serr)
-				l.log.Error("audit store sync failed; refusing further events", "error", serr)
-				l.stateMu.Lock()
-				l.failed = err
-				l.stateMu.Unlock()
-			}
-		}
-		if err == nil {
-			l.published(batches[len(batches)-1].size)
-		}
-		for _, b := range batches {
-			for _, r := range b.reqs {
-				if r.level != Written {
-					r.done <- result{index: r.index, err: err}
+			err := l.failure()
+			if err == nil && size > synced {
+				if serr := l.pipe.SyncRecords(l.ctx); serr != nil {
+					err = fmt.Errorf("%w: %v; no further events are accepted until writ restarts", errSyncFailed, serr)
+					l.log.Error("audit store sync failed; refusing further events", "error", serr)
+					l.stateMu.Lock()
+					l.failed = err
+					l.stateMu.Unlock()
 				}
+			}
+			// Done with [synced, size): synced, or failed for good.
+			synced = size
+			if err == nil {
+				l.published(size)
+			}
+			for _, r := range waiting {
+				r.done <- result{index: r.index, err: err}
 			}
 		}
 	}
