@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
 )
@@ -247,9 +248,20 @@ func (ix *auditIndex) run() {
 			ix.catchUp(ctx)
 			return
 		}
+		// Let more events arrive, so that one commit indexes many:
+		// a commit's cost is mostly per commit under light load.
+		select {
+		case <-time.After(auditIndexDelay):
+		case <-ix.stop:
+		}
 		ix.catchUp(ctx)
 	}
 }
+
+// auditIndexDelay is how long the indexer lets events gather before it
+// indexes them. Searches read the events not yet indexed directly, so the
+// lag costs them little.
+const auditIndexDelay = 10 * time.Millisecond
 
 // catchUp indexes every event written so far. Errors are kept for the
 // next round: the index only lags, and searches read what it lacks from

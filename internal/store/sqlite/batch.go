@@ -8,10 +8,12 @@ import (
 )
 
 // batchInsert runs multi-row inserts of any number of rows on one
-// connection with prepared statements only: n rows are split into chunks
-// whose sizes are powers of two up to maxChunk, so that at most
-// log2(maxChunk)+1 statements are ever prepared, and a statement is parsed
-// once instead of once per batch. Several chunks run in one transaction.
+// connection with prepared statements only, so that a statement is parsed
+// once instead of once per batch: up to batchSmall rows (the common case
+// under light load) are one statement of their own size, which commits on
+// its own; more are split into chunks of batchSmall and powers of two up
+// to batchMaxChunk, run in one transaction. At most batchSmall+3
+// statements are ever prepared.
 // It is not safe for concurrent use; its owner serialises calls.
 type batchInsert struct {
 	conn *sql.Conn
@@ -30,13 +32,16 @@ type batchInsert struct {
 // stays within SQLite's limit of 32766 parameters.
 const batchMaxChunk = 256
 
+// batchSmall is the largest batch that is one statement of its own size.
+const batchSmall = 64
+
 // exec inserts n rows whose parameters are args (per of them for each
 // row) and returns how many rows were inserted.
 func (b *batchInsert) exec(ctx context.Context, n int, args []any) (int64, error) {
 	if len(args) != n*b.per {
 		return 0, fmt.Errorf("insert %d rows: %d parameters, want %d", n, len(args), n*b.per)
 	}
-	multi := n > batchMaxChunk || bits.OnesCount(uint(n)) > 1
+	multi := n > batchSmall && (n > batchMaxChunk || bits.OnesCount(uint(n)) > 1)
 	if multi {
 		if _, err := b.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 			return 0, err
@@ -44,7 +49,10 @@ func (b *batchInsert) exec(ctx context.Context, n int, args []any) (int64, error
 	}
 	var total int64
 	for first := 0; first < n; {
-		size := min(batchMaxChunk, 1<<(bits.Len(uint(n-first))-1))
+		size := n - first
+		if size > batchSmall {
+			size = min(batchMaxChunk, 1<<(bits.Len(uint(size))-1))
+		}
 		st, err := b.stmt(ctx, size)
 		if err == nil {
 			chunk := args[first*b.per : (first+size)*b.per]
