@@ -120,6 +120,7 @@ func (a *AuditStore) SyncRecords(ctx context.Context) error {
 	if err := w.sync(); err != nil {
 		return fmt.Errorf("sync audit events: %w", err)
 	}
+	w.checkpoint(ctx)
 	return nil
 }
 

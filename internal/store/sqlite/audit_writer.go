@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 )
 
 // auditWriter is the connection the audit log appends through. It
@@ -23,7 +24,25 @@ type auditWriter struct {
 	conn *sql.Conn
 	ins  batchInsert // appends, on conn
 	wal  *os.File    // the WAL, opened on the first sync
+
+	ckptMu   sync.Mutex // guards the fields below
+	ckpt     *sql.Conn  // for background checkpoints, opened on first use
+	lastCkpt time.Time
+	db       *sql.DB
 }
+
+// The writer connection leaves checkpoints (copying the WAL into the
+// database file and syncing it, several milliseconds) to the syncer, which
+// runs a PASSIVE checkpoint beside the writer at most every
+// auditCheckpointEvery after a sync (see checkpoint). The writer checkpoints
+// itself only when the WAL reaches auditWriterCheckpointPages (SQLite's
+// default is 1000), and then finds most of it copied already: a commit
+// that triggers a checkpoint waits for it, which was the proxy's slowest
+// decisions.
+const (
+	auditCheckpointEvery       = 100 * time.Millisecond
+	auditWriterCheckpointPages = 8192
+)
 
 // auditWriter returns the audit log's writer connection, opening it on
 // first use.
@@ -37,11 +56,13 @@ func (d *DB) auditWriter(ctx context.Context) (*auditWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the audit writer connection: %w", err)
 	}
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("set up the audit writer connection: %w", err)
+	for _, p := range []string{`PRAGMA synchronous = NORMAL`, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, auditWriterCheckpointPages)} {
+		if _, err := conn.ExecContext(ctx, p); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("set up the audit writer connection: %s: %w", p, err)
+		}
 	}
-	d.auditW = &auditWriter{walPath: d.path + "-wal", conn: conn,
+	d.auditW = &auditWriter{walPath: d.path + "-wal", conn: conn, db: d.db,
 		ins: batchInsert{conn: conn, query: appendQuery, per: 4}}
 	return d.auditW, nil
 }
@@ -106,7 +127,35 @@ func (w *auditWriter) sync() error {
 	return nil
 }
 
+// checkpoint runs a PASSIVE checkpoint, which copies what it can of the
+// WAL into the database file without blocking the writer or readers, if
+// auditCheckpointEvery has passed since the last. Errors are not fatal: the
+// writer's own checkpoints still bound the WAL.
+func (w *auditWriter) checkpoint(ctx context.Context) {
+	w.ckptMu.Lock()
+	defer w.ckptMu.Unlock()
+	if time.Since(w.lastCkpt) < auditCheckpointEvery || w.db == nil {
+		return
+	}
+	w.lastCkpt = time.Now()
+	if w.ckpt == nil {
+		c, err := w.db.Conn(ctx)
+		if err != nil {
+			return
+		}
+		w.ckpt = c
+	}
+	w.ckpt.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+}
+
 func (w *auditWriter) close() {
+	w.ckptMu.Lock()
+	if w.ckpt != nil {
+		w.ckpt.Close()
+		w.ckpt = nil
+	}
+	w.db = nil
+	w.ckptMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.ins.close()
