@@ -180,11 +180,13 @@ func millionLog(b *testing.B) (path string, n int) {
 		return path, n
 	}
 	start := time.Now()
-	e := openLog(b, path+".tmp", audit.Config{})
+	tmp := filepath.Join(dir, fmt.Sprintf("audit-%d-building.db", n))
+	e := openLog(b, tmp, audit.Config{})
 	appendAll(b, e.l, audit.Synced, 1024, 0, n)
-	e.close(b)
+	e.close(b) // also brings the search index up to date
 	for _, sfx := range []string{"", "-wal", "-shm"} {
-		os.Rename(path+".tmp"+sfx, path+sfx)
+		os.Rename(sqlite.AuditIndexPath(tmp)+sfx, sqlite.AuditIndexPath(path)+sfx)
+		os.Rename(tmp+sfx, path+sfx)
 	}
 	b.Logf("built a log of %d events in %v", n, time.Since(start).Round(time.Millisecond))
 	return path, n

@@ -160,28 +160,36 @@ func (a *AuditStore) RecordCount(ctx context.Context) (int64, error) {
 // index's row (empty fields if the row is missing); nil past the index's
 // end, where there is nothing stored to check.
 func (a *AuditStore) ReadRecords(ctx context.Context, from int64, limit int) ([]audit.Record, error) {
-	recs, err := a.readEvents(ctx, from, limit)
-	if len(recs) == 0 {
-		return recs, err
+	ix, err := a.db.auditIndex(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read audit events from %d: %w", from, err)
 	}
-	ix, ierr := a.db.auditIndex(ctx)
-	if ierr != nil {
-		return nil, fmt.Errorf("read audit events from %d: %w", from, ierr)
-	}
+	// Both files at once: the events cannot be more than [from,
+	// from+limit), and the index rows are read for that range.
 	upTo := ix.upTo()
-	keys, ierr := ix.keys(ctx, recs[0].Index, min(recs[len(recs)-1].Index+1, upTo))
-	if ierr != nil {
-		return nil, fmt.Errorf("read audit events from %d: %w", from, ierr)
+	type keysResult struct {
+		keys []audit.Keys
+		err  error
+	}
+	kc := make(chan keysResult, 1)
+	go func() {
+		keys, err := ix.keys(ctx, from, min(from+int64(limit), upTo))
+		kc <- keysResult{keys, err}
+	}()
+	recs, err := a.readEvents(ctx, from, limit)
+	kr := <-kc
+	if kr.err != nil {
+		return nil, fmt.Errorf("read audit events from %d: %w", from, kr.err)
 	}
 	for i := range recs {
 		r := &recs[i]
-		if r.Index >= upTo {
-			r.Keys = nil
+		if r.Index >= upTo || r.Index-from >= int64(len(kr.keys)) {
+			r.Keys = nil // not indexed yet: nothing stored to check
 			continue
 		}
-		k := keys[r.Index]
-		k.ID = r.Keys.ID
-		r.Keys = &k
+		id := r.Keys.ID
+		*r.Keys = kr.keys[r.Index-from]
+		r.Keys.ID = id
 	}
 	return recs, err
 }

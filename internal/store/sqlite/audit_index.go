@@ -358,12 +358,13 @@ func indexQuery(n int) string {
 	return q.String()
 }
 
-// keys returns the indexed keys of events [from, to), by index.
-func (ix *auditIndex) keys(ctx context.Context, from, to int64) (map[int64]audit.Keys, error) {
-	out := make(map[int64]audit.Keys, to-from)
+// keys returns the indexed keys of events [from, to): out[i] holds event
+// from+i's, the zero Keys if the index has no row for it.
+func (ix *auditIndex) keys(ctx context.Context, from, to int64) ([]audit.Keys, error) {
 	if ix.upTo() == 0 || from >= to {
-		return out, nil
+		return nil, nil
 	}
+	out := make([]audit.Keys, to-from)
 	rows, err := ix.db.QueryContext(ctx, `SELECT idx, type, spiffe_id, instance, task FROM audit_keys WHERE idx >= ? AND idx < ?`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read the audit search index: %w", err)
@@ -379,7 +380,9 @@ func (ix *auditIndex) keys(ctx context.Context, from, to int64) (map[int64]audit
 			return nil, fmt.Errorf("read the audit search index: %w", err)
 		}
 		k.SpiffeID, k.Instance, k.Task = spiffeID.String, instance.String, task.String
-		out[idx] = k
+		if idx >= from && idx < to {
+			out[idx-from] = k
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read the audit search index: %w", err)
