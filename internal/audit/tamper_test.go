@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -216,5 +217,36 @@ func TestVerifyDetectsTampering(t *testing.T) {
 				t.Errorf("Verify = %q (index %d), want index %d and %q", ve, ve.Index, c.wantIndex, c.wantText)
 			}
 		})
+	}
+}
+
+// TestVerifyWithoutSearchIndex: with the search index file gone (writ
+// rebuilds it at start), verify still checks every event and says how
+// many had index rows to check.
+func TestVerifyWithoutSearchIndex(t *testing.T) {
+	e := tamperLog(t)
+	e.db.Close() // brings the index up to date
+	verifyRO := func() (*audit.VerifyReport, error) {
+		ro, err := sqlite.OpenReadOnly(context.Background(), e.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		trusted, _, err := audit.StoredVerifiers(context.Background(), ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return audit.Verify(context.Background(), ro.Audit(), audit.VerifyOptions{Trusted: trusted})
+	}
+	rep, err := verifyRO()
+	if err != nil || rep.Indexed != rep.Size || rep.Size != 42 {
+		t.Fatalf("verify with the index = %+v, %v; want every one of 42 events' keys checked", rep, err)
+	}
+	for _, sfx := range []string{"", "-wal", "-shm"} {
+		os.Remove(sqlite.AuditIndexPath(e.path) + sfx)
+	}
+	rep, err = verifyRO()
+	if err != nil || rep.Indexed != 0 || rep.Size != 42 {
+		t.Fatalf("verify without the index = %+v, %v; want 42 events, none with index rows", rep, err)
 	}
 }

@@ -46,6 +46,10 @@ type VerifyReport struct {
 	Checkpoints int `json:"checkpoints"`
 	// Latest is the latest signed checkpoint, if any.
 	Latest *Checkpoint `json:"latest_checkpoint,omitempty"`
+	// Indexed is the number of events whose stored search keys (the id
+	// column and the search index row) were checked against the event;
+	// events a backend's search index has not reached yet are not.
+	Indexed int64 `json:"indexed"`
 	// Unsigned is the number of events after the latest checkpoint.
 	// They are checked against their stored hashes only; nothing signed
 	// covers them yet (the server signs them within its checkpoint
@@ -146,6 +150,11 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 		// at the same index the tree's finding does.
 		keys := make(chan error, 1)
 		go func(recs []Record) { keys <- checkKeys(recs) }(p.recs)
+		for _, r := range p.recs {
+			if r.Keys != nil {
+				rep.Indexed++
+			}
+		}
 		var treeErr error
 		for _, r := range p.recs {
 			if treeErr = checkRecord(tree, r); treeErr != nil {

@@ -416,6 +416,9 @@ saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency 
 			if rep.Latest != nil {
 				fmt.Fprintf(g.stdout, "latest checkpoint: %s size %d root %s\n", rep.Latest.Origin, rep.Latest.Size, rep.Latest.Hash)
 			}
+			if rep.Indexed < rep.Size {
+				fmt.Fprintf(g.stdout, "search index checked for %d of %d events (the rest are not indexed yet, or the index file is missing: writ rebuilds it at start)\n", rep.Indexed, rep.Size)
+			}
 			if rep.Unsigned > 0 {
 				fmt.Fprintf(g.stdout, "%d events after the latest checkpoint are not signed yet (the server signs them within its checkpoint interval)\n", rep.Unsigned)
 			}
