@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -27,6 +30,104 @@ import (
 // re-encode: it hashes the bytes it is given. [DecodeEvent] accepts only
 // the canonical form, so a decoded event re-encodes to the same bytes.
 
+// appendCanonical appends the canonical encoding of e to b. It writes what
+// encoding/json writes for the Event type (TestCanonicalMatchesJSON holds
+// it to that, byte for byte) without reflection, about five times faster,
+// and pins the format to this code rather than to a Go release.
+func (e *Event) appendCanonical(b []byte) ([]byte, error) {
+	t := e.Time.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("time %v is outside the years 0 to 9999", e.Time)
+	}
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, e.ID)
+	b = append(b, `,"time":"`...)
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","type":`...)
+	b = appendJSONString(b, string(e.Type))
+	for _, f := range [...]struct{ key, v string }{
+		{`,"spiffe_id":`, e.SpiffeID}, {`,"instance":`, e.Instance}, {`,"task":`, e.Task},
+		{`,"on_behalf_of":`, e.OnBehalfOf}, {`,"actor":`, e.Actor}, {`,"target":`, e.Target},
+		{`,"action":`, e.Action}, {`,"decision":`, e.Decision}, {`,"policy":`, e.Policy},
+		{`,"rule":`, e.Rule}, {`,"reason":`, e.Reason}, {`,"credential":`, e.Credential},
+		{`,"source":`, e.Source}, {`,"node":`, e.Node}, {`,"request_id":`, e.RequestID},
+	} {
+		if f.v != "" {
+			b = append(b, f.key...)
+			b = appendJSONString(b, f.v)
+		}
+	}
+	if e.LatencyUS != 0 {
+		b = append(b, `,"latency_us":`...)
+		b = strconv.AppendInt(b, e.LatencyUS, 10)
+	}
+	if len(e.Details) > 0 {
+		keys := make([]string, 0, len(e.Details))
+		for k := range e.Details {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, `,"details":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, e.Details[k])
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s (valid UTF-8) as a JSON string escaped as
+// encoding/json escapes it: ", \ and control characters, \b \f \n \r \t
+// by name, and <, >, &, U+2028 and U+2029 as \u escapes.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			start = i + size
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
 // MaxEventSize is the largest canonical encoding the log accepts.
 const MaxEventSize = 64 << 10
 
@@ -45,9 +146,7 @@ func (e *Event) MarshalCanonical() ([]byte, error) {
 			return nil, fmt.Errorf("encode event: details[%q] is not valid UTF-8", k)
 		}
 	}
-	c := *e
-	c.Time = c.Time.UTC()
-	b, err := json.Marshal(&c)
+	b, err := e.appendCanonical(make([]byte, 0, 1024))
 	if err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
