@@ -47,11 +47,14 @@ CREATE INDEX IF NOT EXISTS audit_keys_type ON audit_keys(idx >> 12, type);
 CREATE INDEX IF NOT EXISTS audit_keys_spiffe_id ON audit_keys(idx >> 12, spiffe_id) WHERE spiffe_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_keys_instance ON audit_keys(idx >> 12, instance) WHERE instance IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_keys_task ON audit_keys(idx >> 12, task) WHERE task IS NOT NULL;
+-- The id of the log's first event: an index made for another store (a file
+-- copied or restored beside the wrong writ.db) is detected and rebuilt.
+CREATE TABLE IF NOT EXISTS audit_index_meta (first_id TEXT NOT NULL);
 `
 
 // auditIndexVersion is the index file's user_version. A file with another
 // version is rebuilt.
-const auditIndexVersion = 1
+const auditIndexVersion = 2
 
 // auditIndexMaxPending bounds the keys kept in memory for the indexer;
 // beyond it they are dropped and the indexer reads them back from the
@@ -158,6 +161,13 @@ func (ix *auditIndex) open(ctx context.Context) error {
 	if _, err := ix.w.ExecContext(ctx, `DELETE FROM audit_keys WHERE idx >= ?`, size); err != nil {
 		return fail(err)
 	}
+	if same, err := ix.sameLog(ctx, ix.w); err != nil {
+		return fail(err)
+	} else if !same {
+		if _, err := ix.w.ExecContext(ctx, `DELETE FROM audit_keys; DELETE FROM audit_index_meta`); err != nil {
+			return fail(err)
+		}
+	}
 	var next int64
 	if err := ix.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_keys`).Scan(&next); err != nil {
 		return fail(err)
@@ -202,9 +212,35 @@ func (ix *auditIndex) openReadOnly(ctx context.Context) error {
 		db.Close()
 		return err
 	}
+	if same, err := ix.sameLog(ctx, db); err != nil || !same {
+		db.Close()
+		return err // another log's index: as if missing
+	}
 	ix.db = db
 	ix.indexed.Store(next)
 	return nil
+}
+
+// sameLog reports whether the index on q was made for this store's log:
+// its recorded first event id is the store's, or it holds no rows.
+func (ix *auditIndex) sameLog(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (bool, error) {
+	var rows int64
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM audit_keys LIMIT 1)`).Scan(&rows); err != nil {
+		return false, err
+	}
+	if rows == 0 {
+		return true, nil
+	}
+	var recorded, first string
+	if err := q.QueryRowContext(ctx, `SELECT first_id FROM audit_index_meta LIMIT 1`).Scan(&recorded); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, err
+	}
+	if err := ix.d.db.QueryRowContext(ctx, `SELECT id FROM audit_events WHERE idx = 0`).Scan(&first); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, err
+	}
+	return recorded != "" && recorded == first, nil
 }
 
 // upTo returns the number of indexed events: [0, upTo) are in the index.
@@ -335,8 +371,14 @@ func (ix *auditIndex) fromEvents(ctx context.Context, from, end int64) ([]indexR
 	return rows, nil
 }
 
-// insert stores rows in one transaction.
+// insert stores rows in one transaction. The first event's id is
+// recorded first (see sameLog).
 func (ix *auditIndex) insert(ctx context.Context, rows []indexRow) error {
+	if rows[0].idx == 0 {
+		if _, err := ix.w.ExecContext(ctx, `DELETE FROM audit_index_meta; INSERT INTO audit_index_meta (first_id) VALUES (?)`, rows[0].k.ID); err != nil {
+			return err
+		}
+	}
 	args := make([]any, 0, 5*len(rows))
 	for _, r := range rows {
 		args = append(args, r.idx, string(r.k.Type), nullString(r.k.SpiffeID), nullString(r.k.Instance), nullString(r.k.Task))

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -86,6 +88,72 @@ func (d *DB) waitAuditIndex(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// TestAuditIndexOfAnotherLog: a search index file copied beside another
+// store is detected at open and rebuilt from that store's events.
+func TestAuditIndexOfAnotherLog(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	mk := func(name, task string) string {
+		path := filepath.Join(dir, name)
+		db, err := Open(ctx, path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recs []audit.Record
+		for i := range 5 {
+			e := audit.Event{ID: fmt.Sprintf("evt_%s_%d", name, i), Time: time.Unix(int64(1000+i), 0).UTC(), Type: audit.AccessAllowed, Task: task}
+			data, err := e.MarshalCanonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf := tlog.RecordHash(data)
+			recs = append(recs, audit.Record{Index: int64(i), Data: data, Hashes: []tlog.Hash{leaf}, Keys: audit.KeysOf(&e)})
+		}
+		if err := db.Audit().WriteRecords(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil { // indexes what is queued
+			t.Fatal(err)
+		}
+		return path
+	}
+	a, b := mk("a.db", "task_a"), mk("b.db", "task_b")
+	for _, sfx := range []string{"", "-wal", "-shm"} {
+		os.Remove(AuditIndexPath(b) + sfx)
+		if data, err := os.ReadFile(AuditIndexPath(a) + sfx); err == nil {
+			os.WriteFile(AuditIndexPath(b)+sfx, data, 0o600)
+		}
+	}
+	// Read-only (offline verify): the foreign index counts as missing.
+	ro, err := OpenReadOnly(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ro.Audit().ReadRecords(ctx, 0, 10)
+	ro.Close()
+	if err != nil || len(recs) != 5 || recs[0].Keys != nil {
+		t.Fatalf("read-only with another log's index: %d records, keys %+v, %v; want 5 with no index keys", len(recs), recs[0].Keys, err)
+	}
+	// Writable: rebuilt from b's own events.
+	db, err := Open(ctx, b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.waitAuditIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err = db.Audit().ReadRecords(ctx, 0, 10)
+	if err != nil || len(recs) != 5 {
+		t.Fatalf("ReadRecords: %d, %v", len(recs), err)
+	}
+	for _, r := range recs {
+		if r.Keys == nil || r.Keys.Task != "task_b" {
+			t.Fatalf("after open, record %d keys = %+v, want b's own (task_b)", r.Index, r.Keys)
 		}
 	}
 }
