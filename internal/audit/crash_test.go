@@ -20,8 +20,8 @@ import (
 )
 
 // crashHelperEnv selects the helper mode of this test binary: append
-// under load and print "<index> <id>" for every acknowledged event, until
-// killed.
+// under load (Synced and Written) and print "<index> <id>" for every
+// acknowledged event, until killed.
 const crashHelperEnv = "WRIT_AUDIT_CRASH_HELPER"
 
 func TestCrashRecovery(t *testing.T) {
@@ -138,8 +138,15 @@ func crashHelper(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Half the writers acknowledge at the commit, before the
+			// fsync (Written): a kill of the process must not lose
+			// those either.
+			d := audit.Synced
+			if g%2 == 1 {
+				d = audit.Written
+			}
 			for i := 0; ; i++ {
-				en, err := l.Append(context.Background(), sampleEvent(g*1000000+i))
+				en, err := l.AppendWith(context.Background(), sampleEvent(g*1000000+i), d)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, "helper append:", err)
 					os.Exit(3)
