@@ -1,7 +1,10 @@
 // Package sqlite is writ's embedded store: SQLite through the pure-Go
 // modernc.org/sqlite driver (no cgo), in WAL mode with full synchronous
 // commits, so that a crash never leaves a half-written store and an
-// acknowledged write survives a kill.
+// acknowledged write survives a kill. The audit log writes through a
+// connection of its own that syncs the WAL itself, once per group of
+// commits (audit_writer.go), and keeps its search index in a second file
+// (audit_index.go).
 //
 // Schema changes are numbered SQL files in migrations/, embedded in the
 // binary and applied in order inside one transaction each when the store
