@@ -80,10 +80,16 @@ func TestWrittenReturnsBeforeSync(t *testing.T) {
 func TestFailedSyncFailsClosed(t *testing.T) {
 	_, g, l := newGated(t)
 	ctx := context.Background()
+	if err := l.Failed(); err != nil {
+		t.Fatalf("Failed() of a working log = %v", err)
+	}
 	g.fail <- errors.New("input/output error")
 	g.gate <- struct{}{}
 	if _, err := l.Append(ctx, sampleEvent(0)); err == nil || !strings.Contains(err.Error(), "input/output error") {
 		t.Fatalf("Synced append whose sync failed: %v, want the sync error", err)
+	}
+	if err := l.Failed(); err == nil || !strings.Contains(err.Error(), "input/output error") {
+		t.Errorf("Failed() after a failed sync = %v, want the sync error (readiness reports it)", err)
 	}
 	for _, d := range []audit.Durability{audit.Written, audit.Synced} {
 		g.gate <- struct{}{}

@@ -728,6 +728,10 @@ func (l *Log) syncLoop() {
 	}
 }
 
+// Failed returns the error that stopped the log from accepting events (a
+// failed sync), or nil while it works.
+func (l *Log) Failed() error { return l.failure() }
+
 // failure returns the error that failed the log, if a sync failed.
 func (l *Log) failure() error {
 	l.stateMu.Lock()

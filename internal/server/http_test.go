@@ -98,6 +98,14 @@ func TestHTTPSurface(t *testing.T) {
 	if !strings.Contains(body, `writ_svids_issued_total{type="x509"} 1`) {
 		t.Errorf("/metrics lacks the issued SVID: %s", grep(body, "writ_"))
 	}
+	for _, m := range []string{"writ_audit_events ", "writ_audit_index_lag_events ", "writ_audit_failed 0"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %q: %s", m, grep(body, "writ_audit"))
+		}
+	}
+	if strings.Contains(body, "writ_audit_events 0\n") {
+		t.Errorf("/metrics counts no audit events after an entry change and an SVID: %s", grep(body, "writ_audit"))
+	}
 }
 
 func grep(s, sub string) string {

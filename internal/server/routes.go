@@ -61,6 +61,11 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
 		return
 	}
+	if err := s.auditLog.Failed(); err != nil {
+		// Every enforcement path denies while the log refuses events.
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "audit log failed; restart writ", "error": err.Error()})
+		return
+	}
 	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 

@@ -140,6 +140,19 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 
 	s.metrics = prometheus.NewRegistry()
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_events", Help: "Events in the audit log that are on disk."},
+			func() float64 { return float64(s.auditLog.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_index_lag_events", Help: "Audit events not yet in the search index (searches read them from the log)."},
+			func() float64 { return float64(max(s.auditLog.Size()-s.db.AuditIndexed(), 0)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_failed", Help: "1 if the audit log refuses events after a failed sync (restart writ), else 0."},
+			func() float64 {
+				if s.auditLog.Failed() != nil {
+					return 1
+				}
+				return 0
+			}),
+	)
 
 	s.authority, err = ca.New(ctx, ca.Config{
 		TrustDomain:      td,

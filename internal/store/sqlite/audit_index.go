@@ -243,6 +243,15 @@ func (ix *auditIndex) sameLog(ctx context.Context, q interface {
 	return recorded != "" && recorded == first, nil
 }
 
+// AuditIndexed returns how many of the log's events the search index
+// holds (events [0, n)), for the index lag metric.
+func (d *DB) AuditIndexed() int64 {
+	d.auditMu.Lock()
+	ix := d.auditIx
+	d.auditMu.Unlock()
+	return ix.upTo()
+}
+
 // upTo returns the number of indexed events: [0, upTo) are in the index.
 func (ix *auditIndex) upTo() int64 {
 	if ix == nil || ix.db == nil {
