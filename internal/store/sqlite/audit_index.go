@@ -289,8 +289,7 @@ func (ix *auditIndex) run() {
 		select {
 		case <-ix.wake:
 		case <-ix.stop:
-			// Index what is queued before closing.
-			ix.catchUp(ctx)
+			ix.flush(ctx)
 			return
 		}
 		// Let more events arrive, so that one commit indexes many:
@@ -298,8 +297,27 @@ func (ix *auditIndex) run() {
 		select {
 		case <-time.After(auditIndexDelay):
 		case <-ix.stop:
+			ix.flush(ctx)
+			return
 		}
 		ix.catchUp(ctx)
+	}
+}
+
+// flush indexes the queued rows that continue the index, at close. It
+// reads nothing back from the events: a rebuild in progress would hold up
+// shutdown, and the next start catches up anyway.
+func (ix *auditIndex) flush(ctx context.Context) {
+	ix.mu.Lock()
+	rows := ix.pending
+	ix.pending = nil
+	ix.mu.Unlock()
+	next := ix.indexed.Load()
+	for len(rows) > 0 && rows[0].idx < next {
+		rows = rows[1:]
+	}
+	if len(rows) > 0 && rows[0].idx == next && ix.insert(ctx, rows) == nil {
+		ix.indexed.Store(rows[len(rows)-1].idx + 1)
 	}
 }
 
@@ -441,7 +459,8 @@ func (ix *auditIndex) keys(ctx context.Context, from, to int64) ([]audit.Keys, e
 	return out, nil
 }
 
-// close indexes what is queued, stops the indexer and closes the file.
+// close indexes what is queued (see flush), stops the indexer and closes
+// the file.
 func (ix *auditIndex) close() {
 	if ix.stop != nil {
 		close(ix.stop)
