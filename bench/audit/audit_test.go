@@ -183,7 +183,16 @@ func millionLog(b *testing.B) (path string, n int) {
 	tmp := filepath.Join(dir, fmt.Sprintf("audit-%d-building.db", n))
 	e := openLog(b, tmp, audit.Config{})
 	appendAll(b, e.l, audit.Synced, 1024, 0, n)
-	e.close(b) // also brings the search index up to date
+	e.close(b)
+	// Reopen to let the search index catch up with everything.
+	db, err := sqlite.Open(context.Background(), tmp, sqlite.Options{})
+	if err == nil {
+		err = db.WaitAuditIndex(context.Background())
+		db.Close()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, sfx := range []string{"", "-wal", "-shm"} {
 		os.Rename(sqlite.AuditIndexPath(tmp)+sfx, sqlite.AuditIndexPath(path)+sfx)
 		os.Rename(tmp+sfx, path+sfx)

@@ -243,6 +243,31 @@ func (ix *auditIndex) sameLog(ctx context.Context, q interface {
 	return recorded != "" && recorded == first, nil
 }
 
+// WaitAuditIndex waits until the search index holds every event of the
+// log as it is now, or ctx ends.
+func (d *DB) WaitAuditIndex(ctx context.Context) error {
+	ix, err := d.auditIndex(ctx)
+	if err != nil {
+		return err
+	}
+	size, err := d.Audit().RecordCount(ctx)
+	if err != nil {
+		return err
+	}
+	for ix.upTo() < size {
+		if ix.stop == nil {
+			return errors.New("the audit search index is read-only here and behind the log")
+		}
+		ix.signal()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // AuditIndexed returns how many of the log's events the search index
 // holds (events [0, n)), for the index lag metric.
 func (d *DB) AuditIndexed() int64 {

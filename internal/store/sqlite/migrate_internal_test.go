@@ -49,7 +49,7 @@ func TestAuditColumnsMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.waitAuditIndex(ctx); err != nil {
+	if err := db.WaitAuditIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := db.Audit().ReadRecords(ctx, 0, 10)
@@ -67,28 +67,6 @@ func TestAuditColumnsMigration(t *testing.T) {
 	}
 	if r, err := db.Audit().RecordByID(ctx, "evt_b"); err != nil || r.Index != 1 {
 		t.Errorf("RecordByID(evt_b) after migration = %v, %v", r.Index, err)
-	}
-}
-
-// waitAuditIndex waits until the search index has caught up with the log.
-func (d *DB) waitAuditIndex(ctx context.Context) error {
-	ix, err := d.auditIndex(ctx)
-	if err != nil {
-		return err
-	}
-	for {
-		size, err := d.Audit().RecordCount(ctx)
-		if err != nil {
-			return err
-		}
-		if ix.upTo() >= size {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
 	}
 }
 
@@ -144,7 +122,7 @@ func TestAuditIndexOfAnotherLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.waitAuditIndex(ctx); err != nil {
+	if err := db.WaitAuditIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	recs, err = db.Audit().ReadRecords(ctx, 0, 10)
