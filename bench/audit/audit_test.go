@@ -202,8 +202,9 @@ func millionLog(b *testing.B) (path string, n int) {
 }
 
 // BenchmarkVerify measures `writ audit verify` on a log of a million
-// events: read every event, recompute every stored hash and check the
-// checkpoints. One op is one full verification.
+// events: read every event, recompute every stored hash, check the
+// checkpoints and every event's search keys. One op is one full
+// verification.
 func BenchmarkVerify(b *testing.B) {
 	path, n := millionLog(b)
 	db, err := sqlite.OpenReadOnly(context.Background(), path)
@@ -223,6 +224,9 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		if rep.Size < int64(n) {
 			b.Fatalf("verified %d events, want at least %d", rep.Size, n)
+		}
+		if rep.Indexed != rep.Size {
+			b.Fatalf("checked the search keys of %d of %d events, want all", rep.Indexed, rep.Size)
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/verify")
