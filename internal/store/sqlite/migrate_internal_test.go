@@ -135,3 +135,39 @@ func TestAuditIndexOfAnotherLog(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditIndexDamaged: a search index file that is not a database (as a
+// power loss can leave it, since it is written without syncs) is replaced
+// by one rebuilt from the events when the store opens.
+func TestAuditIndexDamaged(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "writ.db")
+	db, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := audit.Event{ID: "evt_1", Time: time.Unix(1000, 0).UTC(), Type: audit.AccessDenied, Task: "task_x"}
+	data, _ := e.MarshalCanonical()
+	if err := db.Audit().AppendRecords(ctx, []audit.Record{{Index: 0, Data: data, Hashes: []tlog.Hash{tlog.RecordHash(data)}, Keys: audit.KeysOf(&e)}}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, sfx := range []string{"-wal", "-shm"} {
+		os.Remove(AuditIndexPath(path) + sfx)
+	}
+	if err := os.WriteFile(AuditIndexPath(path), []byte("this is not an SQLite database, it was cut short by a power loss"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("Open with a damaged search index: %v", err)
+	}
+	defer db.Close()
+	if err := db.WaitAuditIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Audit().SearchRecords(ctx, audit.Query{Task: "task_x"})
+	if err != nil || len(got) != 1 || db.AuditIndexed() != 1 {
+		t.Fatalf("search after the rebuild = %v, %v (indexed %d)", got, err, db.AuditIndexed())
+	}
+}
