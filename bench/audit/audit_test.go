@@ -128,32 +128,22 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // goroutines append concurrently, each Append returning once its event is
 // committed (one fsync per group commit). Reports events/s and the p50 and
 // p99 latency of one Append.
-func BenchmarkAppend(b *testing.B) {
-	for _, writers := range []int{1, 16, 256, 1024} {
-		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
-			e := openLog(b, filepath.Join(b.TempDir(), "writ.db"), audit.Config{})
-			defer e.close(b)
-			b.ResetTimer()
-			lat := appendAll(b, e.l, audit.Synced, writers, 0, b.N)
-			b.StopTimer()
-			slices.Sort(lat)
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds()), "p50-µs")
-			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
-		})
-	}
-}
+func BenchmarkAppend(b *testing.B) { benchAppend(b, audit.Synced, 1, 16, 256, 1024) }
 
 // BenchmarkAppendWritten measures appends that return once their event
 // is committed, before the group commit's fsync (audit.Written, the
 // access proxy's decisions): the latency an enforcement path waits.
-func BenchmarkAppendWritten(b *testing.B) {
-	for _, writers := range []int{1, 16} {
+func BenchmarkAppendWritten(b *testing.B) { benchAppend(b, audit.Written, 1, 16) }
+
+// benchAppend runs one sub-benchmark per number of concurrent writers,
+// appending with durability d.
+func benchAppend(b *testing.B, d audit.Durability, writerCounts ...int) {
+	for _, writers := range writerCounts {
 		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
 			e := openLog(b, filepath.Join(b.TempDir(), "writ.db"), audit.Config{})
 			defer e.close(b)
 			b.ResetTimer()
-			lat := appendAll(b, e.l, audit.Written, writers, 0, b.N)
+			lat := appendAll(b, e.l, d, writers, 0, b.N)
 			b.StopTimer()
 			slices.Sort(lat)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
