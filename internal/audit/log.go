@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -144,8 +142,6 @@ type Log struct {
 	latestCP Checkpoint
 	changed  chan struct{} // closed and replaced after every commit
 	failed   error         // set when a sync failed: every later append fails
-
-	pending atomic.Int64 // appends in AppendWith, queued or about to be
 
 	// Owned by the writer goroutine.
 	tree  *frontier
@@ -445,8 +441,6 @@ func (l *Log) AppendWith(ctx context.Context, e Event, d Durability) (Entry, err
 		l.mu.RUnlock()
 		return Entry{}, ErrClosed
 	}
-	l.pending.Add(1)
-	defer l.pending.Add(-1)
 	select {
 	case l.reqs <- req:
 		l.mu.RUnlock()
@@ -574,28 +568,16 @@ func (l *Log) run() {
 
 // collect adds every request waiting now to batch, up to MaxBatch.
 func (l *Log) collect(batch []*request) []*request {
-	for yields := 0; len(batch) < l.cfg.MaxBatch; {
+	for len(batch) < l.cfg.MaxBatch {
 		select {
 		case r := <-l.reqs:
 			batch = append(batch, r)
 		default:
-			// More appends are under way than have arrived: let
-			// their goroutines run to the queue, so that they share
-			// this commit instead of each paying for one of its own
-			// (a commit costs about as much as a hundred events).
-			if yields < maxYields && l.pending.Load() > int64(len(batch)) {
-				yields++
-				runtime.Gosched()
-				continue
-			}
 			return batch
 		}
 	}
 	return batch
 }
-
-// maxYields bounds how often collect yields for appends under way.
-const maxYields = 3
 
 // commit writes batch in one transaction. If that fails, it writes the
 // events one by one so that one bad event (say, a duplicate id) fails
