@@ -345,17 +345,24 @@ func (ix *auditIndex) run() {
 // reads nothing back from the events: a rebuild in progress would hold up
 // shutdown, and the next start catches up anyway.
 func (ix *auditIndex) flush(ctx context.Context) {
-	ix.mu.Lock()
-	rows := ix.pending
-	ix.pending = nil
-	ix.mu.Unlock()
-	next := ix.indexed.Load()
-	for len(rows) > 0 && rows[0].idx < next {
-		rows = rows[1:]
-	}
+	rows, next := ix.take()
 	if len(rows) > 0 && rows[0].idx == next && ix.insert(ctx, rows) == nil {
 		ix.indexed.Store(rows[len(rows)-1].idx + 1)
 	}
+}
+
+// take empties the queue and returns its rows that the index does not
+// hold yet, with the index of the first event it lacks.
+func (ix *auditIndex) take() (rows []indexRow, next int64) {
+	ix.mu.Lock()
+	rows = ix.pending
+	ix.pending = nil
+	ix.mu.Unlock()
+	next = ix.indexed.Load()
+	for len(rows) > 0 && rows[0].idx < next {
+		rows = rows[1:]
+	}
+	return rows, next
 }
 
 // auditIndexDelay is how long the indexer lets events gather before it
@@ -368,14 +375,7 @@ const auditIndexDelay = 10 * time.Millisecond
 // the events.
 func (ix *auditIndex) catchUp(ctx context.Context) {
 	for {
-		ix.mu.Lock()
-		rows := ix.pending
-		ix.pending = nil
-		ix.mu.Unlock()
-		next := ix.indexed.Load()
-		for len(rows) > 0 && rows[0].idx < next {
-			rows = rows[1:]
-		}
+		rows, next := ix.take()
 		if len(rows) == 0 || rows[0].idx > next {
 			// A gap (dropped or from before the store opened): read
 			// the events up to the queued ones from the store.
