@@ -66,7 +66,7 @@ func setup(b *testing.B) *env {
 	cfg.Proxy.Listen = "off"
 	in := servertest.Start(b, cfg, nil)
 	ctx := context.Background()
-	e := &env{issuer: cfg.Server.PublicURL, srv: in.Server, base: in.Addr, socket: in.WorkloadAddr, admin: in.Client}
+	e := &env{issuer: in.Server.PublicURL(), srv: in.Server, base: in.Addr, socket: in.WorkloadAddr, admin: in.Client}
 	if _, err := e.admin.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		b.Fatal(err)
@@ -74,9 +74,9 @@ func setup(b *testing.B) *env {
 	if _, err := e.admin.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "p.yaml", Content: policy}}}); err != nil {
 		b.Fatal(err)
 	}
-	// The issuer is server.public_url, which for port 0 is literally
-	// http://127.0.0.1:0; JWT-SVIDs carry it as their audience.
-	s, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: cfg.Server.PublicURL}, workloadapi.WithAddr(e.socket))
+	// The issuer is server.public_url (the bound address); JWT-SVIDs
+	// carry it as their audience.
+	s, err := workloadapi.FetchJWTSVID(ctx, jwtsvid.Params{Audience: e.issuer}, workloadapi.WithAddr(e.socket))
 	if err != nil {
 		b.Fatal(err)
 	}

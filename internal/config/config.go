@@ -88,6 +88,8 @@ type Server struct {
 	// Listen is the HTTP address. Default "127.0.0.1:8080".
 	Listen string `yaml:"listen"`
 	// PublicURL is the issuer URL in tokens and discovery documents.
+	// Default "http://" + Listen, or the bound address when Listen's
+	// port is 0.
 	// Default "http://" + Listen.
 	PublicURL string `yaml:"public_url"`
 	// TLSListen is the HTTPS address serving the same API to agents that
@@ -170,7 +172,11 @@ func (c *Config) Defaults() {
 	set(&c.Log.Level, "info")
 	set(&c.Log.Format, "text")
 	set(&c.Server.Listen, "127.0.0.1:8080")
-	set(&c.Server.PublicURL, "http://"+c.Server.Listen)
+	// With port 0 the address is known only once bound; the server
+	// then sets the public URL from it.
+	if _, port, err := net.SplitHostPort(c.Server.Listen); err != nil || port != "0" {
+		set(&c.Server.PublicURL, "http://"+c.Server.Listen)
+	}
 	set(&c.Server.TLSListen, defaultTLSListen(c.Server.Listen))
 	set(&c.Workload.Socket, filepath.Join(c.DataDir, "workload.sock"))
 	setD(&c.CA.TTL, 24*time.Hour)

@@ -83,7 +83,7 @@ spec:
   match: {host: internal.test.internal}
   token: {audience: internal-api, scopes: [read], ttl: 2m}
 `, us.URL, us.URL))
-	return &tokenProxyEnv{a: &agent{in: in, issuer: cfg.Server.PublicURL, http: &http.Client{Timeout: 10 * time.Second}}, ev: ev, up: up,
+	return &tokenProxyEnv{a: &agent{in: in, issuer: in.srv.PublicURL(), http: &http.Client{Timeout: 10 * time.Second}}, ev: ev, up: up,
 		proxy: "http://" + in.srv.ProxyAddr()}
 }
 

@@ -183,6 +183,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err := s.initPolicy(ctx); err != nil {
 		return nil, err
 	}
+	// Bound before the token service, whose issuer is the public URL:
+	// by default the bound address (see config.Server.PublicURL).
+	s.httpLn, err = net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another writ running? choose another address with server.listen)", cfg.Server.Listen, err)
+	}
+	closers = append(closers, func() { s.httpLn.Close() })
+	if s.cfg.Server.PublicURL == "" {
+		s.cfg.Server.PublicURL = "http://" + s.httpLn.Addr().String()
+	}
 	if err := s.initTokens(ctx, &closers); err != nil {
 		return nil, err
 	}
@@ -219,11 +229,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		return nil, err
 	}
 	closers = append(closers, func() { s.workloadLn.Close() })
-	s.httpLn, err = net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w (is another writ running? choose another address with server.listen)", cfg.Server.Listen, err)
-	}
-	closers = append(closers, func() { s.httpLn.Close() })
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -237,6 +242,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 
 // HTTPAddr is the address the HTTP listener is bound to.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// PublicURL returns the issuer URL of tokens and discovery documents
+// (server.public_url, or the bound admin address by default).
+func (s *Server) PublicURL() string { return s.cfg.Server.PublicURL }
 
 // SocketPath is the Workload API socket path.
 func (s *Server) SocketPath() string { return s.cfg.Workload.Socket }

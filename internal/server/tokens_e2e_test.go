@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -57,14 +56,8 @@ spec:
 // tokenConfig listens on a free port chosen up front, so that the issuer
 // URL (server.public_url) is the real address.
 func tokenConfig(t *testing.T) config.Config {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	cfg := config.Config{DataDir: t.TempDir()}
-	cfg.Server.Listen = addr
+	cfg.Server.Listen = "127.0.0.1:0" // the public URL follows the bound port
 	cfg.Server.TLSListen = "127.0.0.1:0"
 	cfg.Proxy.Listen = "127.0.0.1:0"
 	cfg.Defaults()
@@ -91,7 +84,7 @@ func setupAgent(t *testing.T) *agent {
 	if _, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "me.yaml", Content: tokenPolicy}}}); err != nil {
 		t.Fatal(err)
 	}
-	return &agent{cfg: cfg, in: in, issuer: cfg.Server.PublicURL, http: &http.Client{Timeout: 10 * time.Second}}
+	return &agent{cfg: cfg, in: in, issuer: in.srv.PublicURL(), http: &http.Client{Timeout: 10 * time.Second}}
 }
 
 func (a *agent) jwtSVID(t *testing.T) string {
@@ -590,6 +583,8 @@ func TestTokenStateSurvivesRestart(t *testing.T) {
 	if _, err := a.in.client.Revoke(ctx, store.RevokeInstance, "inst_someone_else", "test"); err != nil {
 		t.Fatal(err)
 	}
+	// The restarted server keeps its address, and so its issuer.
+	a.cfg.Server.Listen, a.cfg.Server.PublicURL = a.in.srv.HTTPAddr(), a.issuer
 	a.in.stop()
 
 	in := start(t, a.cfg)
@@ -621,7 +616,7 @@ func TestLabelSubjects(t *testing.T) {
 	if _, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "me.yaml", Content: pol}}}); err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{cfg: cfg, in: in, issuer: cfg.Server.PublicURL, http: &http.Client{Timeout: 10 * time.Second}}
+	a := &agent{cfg: cfg, in: in, issuer: in.srv.PublicURL(), http: &http.Client{Timeout: 10 * time.Second}}
 	tk := a.openTask(t, a.jwtSVID(t), client.OpenTask{Purpose: "by label", Audiences: []string{"mail-api"}})
 	if tk.State != store.TaskOpen || tk.Rule != "tasks" {
 		t.Errorf("task = %+v, want opened by the label policy", tk)
