@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/writ-dev/writ/internal/fsync"
 )
 
 // auditWriter is the connection the audit log appends through. It
@@ -122,33 +123,10 @@ func (w *auditWriter) sync() error {
 	// Outside the lock, so that the next batch is written meanwhile; a
 	// close waits for nothing but cannot pull the file away (os.File
 	// serialises Close against a running Sync).
-	if err := fdatasync(f); err != nil {
+	if err := fsync.Data(f); err != nil {
 		return fmt.Errorf("fdatasync %s: %w", w.walPath, err)
 	}
 	return nil
-}
-
-// fdatasync flushes f's data and the metadata needed to read it back
-// (its size), as SQLite does for its own syncs on Linux; unlike fsync it
-// does not wait for a journal commit of timestamps, which the WAL, written
-// in place once it has reached its size, rarely needs.
-func fdatasync(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			serr = syscall.Fdatasync(int(fd))
-			if serr != syscall.EINTR {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	return serr
 }
 
 // checkpoint runs a PASSIVE checkpoint, which copies what it can of the

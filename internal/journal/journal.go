@@ -1,0 +1,357 @@
+// Package journal is a write-ahead file of intents: records that must
+// survive a crash of the process between the moment something is decided
+// and the moment its full account reaches the audit log.
+//
+// The access proxy writes a request's decision here before forwarding it
+// ([Journal.Begin]) and, once the request's one audit event is durable in
+// the log, settles it ([Journal.Done]). A record that was begun but never
+// settled is an access the log may not hold; [Recover] returns those after
+// a crash so that the proxy can record them before it serves again.
+//
+// A record is one write(2) to a file in the page cache: it survives a crash
+// of writ. With Sync set, [Journal.Begin] also waits for an fdatasync that
+// covers it (one fsync serves every record written while the previous one
+// ran), so that it survives a power loss too. The file only ever holds the
+// records begun since it was last compacted: when it grows past MaxSize,
+// the records still unsettled (at most the requests in flight) are copied
+// into a new file that atomically replaces it.
+//
+// The format is a header line, "writ-journal 1\n", then records, each a
+// little-endian uint32 length, a little-endian uint32 CRC-32C of the
+// payload, and the payload. A torn last record (a power loss in the middle
+// of a write) is ignored.
+package journal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/writ-dev/writ/internal/fsync"
+)
+
+// header starts every journal file.
+const header = "writ-journal 1\n"
+
+// frameLen is the size of a record's length and checksum.
+const frameLen = 8
+
+// MaxRecord bounds a record's payload.
+const MaxRecord = 1 << 20
+
+// DefaultMaxSize is the file size past which a journal is compacted.
+const DefaultMaxSize = 4 << 20
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrClosed is returned by [Journal.Begin] after [Journal.Close].
+var ErrClosed = errors.New("journal is closed")
+
+// Config configures [Open].
+type Config struct {
+	// Path is the journal file. Its directory must exist.
+	Path string
+	// Sync makes Begin wait until the record is on disk (fdatasync).
+	Sync bool
+	// MaxSize is the file size past which settled records are dropped by
+	// compaction. Default DefaultMaxSize.
+	MaxSize int64
+	// sync replaces fdatasync (tests).
+	sync func(*os.File) error
+}
+
+// Ticket names a begun record until it is settled with [Journal.Done].
+type Ticket uint64
+
+// span is where an unsettled record's frame lies in the current file.
+type span struct {
+	off int64
+	n   int64
+}
+
+// Journal is an open journal file. It is safe for concurrent use.
+type Journal struct {
+	cfg Config
+
+	// syncMu is held while the file is fsynced (by Begin in Sync mode)
+	// or replaced (by compaction), so that one fsync runs at a time and
+	// followers find their records covered by the leader's.
+	syncMu sync.Mutex
+
+	mu     sync.Mutex // guards the fields below
+	f      *os.File
+	gen    uint64 // bumped each time the file is replaced
+	size   int64  // bytes written to f
+	synced int64  // bytes of f known to be on disk (Sync mode)
+	open   map[Ticket]span
+	next   Ticket
+	buf    []byte
+	failed error // a write, sync or compaction failed: no further records
+	closed bool
+}
+
+// Recover reads the records of the journal at path that were begun and
+// never settled, in the order they were written: the accesses a crash may
+// have kept from the log. A missing file holds none. Records after a
+// damaged one are not returned; damaged reports whether the file had one
+// (normally the torn tail of a write cut by a power loss).
+func Recover(path string) (recs [][]byte, damaged bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read journal: %w", err)
+	}
+	if !bytes.HasPrefix(b, []byte(header)) {
+		if len(b) < len(header) && bytes.HasPrefix([]byte(header), b) {
+			return nil, len(b) > 0, nil // cut while being created
+		}
+		return nil, false, fmt.Errorf("read journal %s: not a writ journal (it does not start with %q); move it away if it is not writ's", path, header[:len(header)-1])
+	}
+	b = b[len(header):]
+	for len(b) > 0 {
+		if len(b) < frameLen {
+			return recs, true, nil
+		}
+		n := binary.LittleEndian.Uint32(b)
+		sum := binary.LittleEndian.Uint32(b[4:])
+		if n > MaxRecord || int64(len(b)-frameLen) < int64(n) {
+			return recs, true, nil
+		}
+		p := b[frameLen : frameLen+int(n)]
+		if crc32.Checksum(p, crcTable) != sum {
+			return recs, true, nil
+		}
+		recs = append(recs, bytes.Clone(p))
+		b = b[frameLen+int(n):]
+	}
+	return recs, false, nil
+}
+
+// Open creates a new, empty journal at cfg.Path, replacing any file there:
+// call [Recover] first and record what it returns. The new file is on disk
+// when Open returns, so a crash after it does not bring back the old
+// records.
+func Open(cfg Config) (*Journal, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("open journal: no path")
+	}
+	if cfg.MaxSize <= 0 {
+		cfg.MaxSize = DefaultMaxSize
+	}
+	if cfg.sync == nil {
+		cfg.sync = fsync.Data
+	}
+	j := &Journal{cfg: cfg, open: map[Ticket]span{}}
+	f, err := j.create(nil, cfg.Sync)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	j.f, j.size, j.synced = f, int64(len(header)), int64(len(header))
+	return j, nil
+}
+
+// create writes a new journal file holding header and then frames and
+// renames it over cfg.Path; if durable, the file and the rename are synced
+// first. Without Sync the journal promises to survive a crash of writ, for
+// which the rename alone is enough (the kernel has the file).
+func (j *Journal) create(frames []byte, durable bool) (*os.File, error) {
+	tmp := j.cfg.Path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	if _, err := f.Write(append([]byte(header), frames...)); err != nil {
+		return fail(err)
+	}
+	if durable {
+		if err := j.cfg.sync(f); err != nil {
+			return fail(fmt.Errorf("fdatasync %s: %w", tmp, err))
+		}
+	}
+	if err := os.Rename(tmp, j.cfg.Path); err != nil {
+		return fail(err)
+	}
+	if durable {
+		if err := fsync.Dir(filepath.Dir(j.cfg.Path)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// Begin appends rec and returns its ticket once it is written (and, in
+// Sync mode, on disk). An error means the record may not be kept: the
+// caller must not act on it. After a failed write or sync, every later
+// Begin fails too (fail closed) until the journal is opened again.
+func (j *Journal) Begin(rec []byte) (Ticket, error) {
+	if len(rec) > MaxRecord {
+		return 0, fmt.Errorf("journal record of %d bytes is over the %d-byte limit", len(rec), MaxRecord)
+	}
+	j.mu.Lock()
+	if err := j.usable(); err != nil {
+		j.mu.Unlock()
+		return 0, err
+	}
+	b := binary.LittleEndian.AppendUint32(j.buf[:0], uint32(len(rec)))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(rec, crcTable))
+	b = append(b, rec...)
+	j.buf = b
+	off := j.size
+	if _, err := j.f.WriteAt(b, off); err != nil {
+		// A short write leaves a torn record that Recover would stop
+		// at; cut it off, or stop taking records.
+		if terr := j.f.Truncate(off); terr != nil {
+			j.failed = fmt.Errorf("journal %s unusable after a failed write (%v) and truncate: %v; restart writ", j.cfg.Path, err, terr)
+		}
+		j.mu.Unlock()
+		return 0, fmt.Errorf("write journal %s: %w", j.cfg.Path, err)
+	}
+	j.size += int64(len(b))
+	t := j.next
+	j.next++
+	j.open[t] = span{off, int64(len(b))}
+	gen, end := j.gen, j.size
+	j.mu.Unlock()
+	if j.cfg.Sync {
+		if err := j.waitSynced(gen, end); err != nil {
+			return 0, err
+		}
+	}
+	return t, nil
+}
+
+// usable returns why no record can be taken, if one cannot. j.mu is held.
+func (j *Journal) usable() error {
+	if j.closed {
+		return ErrClosed
+	}
+	return j.failed
+}
+
+// waitSynced returns once the file of generation gen is on disk up to end:
+// it syncs, unless a sync that started after end was written covered it.
+func (j *Journal) waitSynced(gen uint64, end int64) error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	j.mu.Lock()
+	if err := j.failed; err != nil {
+		j.mu.Unlock()
+		return err
+	}
+	if j.gen != gen || j.synced >= end {
+		// Covered: a compaction syncs the file it creates.
+		j.mu.Unlock()
+		return nil
+	}
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	f, size := j.f, j.size
+	j.mu.Unlock()
+	err := j.cfg.sync(f)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err != nil {
+		j.failed = fmt.Errorf("journal %s unusable after a failed fdatasync: %v; restart writ", j.cfg.Path, err)
+		return j.failed
+	}
+	j.synced = size
+	return nil
+}
+
+// Done settles t: its access is in the audit log, so the record is no
+// longer needed. Once the file has grown past MaxSize the unsettled records
+// are moved to a new file; if nothing is unsettled the file is emptied.
+func (j *Journal) Done(t Ticket) {
+	j.mu.Lock()
+	delete(j.open, t)
+	grown := j.size > j.cfg.MaxSize && !j.closed && j.failed == nil
+	j.mu.Unlock()
+	if grown {
+		j.compact()
+	}
+}
+
+// Pending returns the number of records begun and not settled.
+func (j *Journal) Pending() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.open)
+}
+
+// compact replaces the file with one holding only the unsettled records.
+// Until the rename, the old file holds them all; after it, the new one
+// does, and it was synced first. Records begun meanwhile wait (j.mu).
+func (j *Journal) compact() {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.size <= j.cfg.MaxSize || j.closed || j.failed != nil {
+		return // another Done did it
+	}
+	var frames []byte
+	moved := make(map[Ticket]span, len(j.open))
+	for _, t := range slices.Sorted(maps.Keys(j.open)) { // in the order begun
+		s := j.open[t]
+		off := int64(len(header)) + int64(len(frames))
+		frames = append(frames, make([]byte, s.n)...)
+		if _, err := j.f.ReadAt(frames[len(frames)-int(s.n):], s.off); err != nil {
+			j.failed = fmt.Errorf("compact journal %s: read record: %v; restart writ", j.cfg.Path, err)
+			return
+		}
+		moved[t] = span{off, s.n}
+	}
+	f, err := j.create(frames, j.cfg.Sync)
+	if err != nil {
+		j.failed = fmt.Errorf("compact journal %s: %v; restart writ", j.cfg.Path, err)
+		return
+	}
+	j.f.Close()
+	j.f, j.open, j.gen = f, moved, j.gen+1
+	j.size = int64(len(header) + len(frames))
+	j.synced = j.size
+}
+
+// Close closes the file. If no record is unsettled the file is removed, so
+// a clean stop leaves nothing to recover; otherwise it is kept for
+// [Recover].
+func (j *Journal) Close() error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	err := j.f.Close()
+	if len(j.open) == 0 && j.failed == nil {
+		if rerr := os.Remove(j.cfg.Path); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("close journal %s: %w", j.cfg.Path, err)
+	}
+	return nil
+}
+
+var _ io.Closer = (*Journal)(nil)
