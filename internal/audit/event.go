@@ -9,6 +9,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -37,12 +38,13 @@ const (
 	TokenUsed         Type = "token.used"
 	TaskOpened        Type = "task.opened"
 	TaskClosed        Type = "task.closed"
-	AccessAllowed     Type = "access.allowed"
-	AccessDenied      Type = "access.denied"
-	// AccessCompleted follows an access.allowed event with the outcome
-	// (status, bytes, latency) under the same request id. access.allowed
-	// is recorded durably before the access happens (fail closed).
-	AccessCompleted    Type = "access.completed"
+	// AccessAllowed is one request the access proxy let through, with
+	// its outcome (details status, bytes_in, bytes_out; latency). Its
+	// decision was journaled before the request was forwarded; after a
+	// crash it is recorded with details outcome "unknown".
+	AccessAllowed Type = "access.allowed"
+	// AccessDenied is one request the access proxy refused.
+	AccessDenied       Type = "access.denied"
 	ApprovalRequested  Type = "approval.requested"
 	ApprovalGranted    Type = "approval.granted"
 	ApprovalDenied     Type = "approval.denied"
@@ -149,6 +151,37 @@ func EmitWith(ctx context.Context, em Emitter, e Event, d Durability) error {
 	return em.Emit(ctx, e)
 }
 
+// BatchEmitter is an [Emitter] that can record several events at once, so
+// that they share one commit; [Log] and [Tee] are. An error means some of
+// the events may not be recorded.
+type BatchEmitter interface {
+	Emitter
+	EmitBatch(ctx context.Context, es []Event) error
+}
+
+// EmitBatch emits es through em, in one batch if em is a [BatchEmitter]
+// and one by one otherwise. It returns the errors of the events that
+// failed, joined.
+func EmitBatch(ctx context.Context, em Emitter, es []Event) error {
+	if be, ok := em.(BatchEmitter); ok {
+		return be.EmitBatch(ctx, es)
+	}
+	var errs []error
+	for _, e := range es {
+		if err := em.Emit(ctx, e); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EmitBatch implements [BatchEmitter]: each event is synced before it
+// returns.
+func (l *Log) EmitBatch(ctx context.Context, es []Event) error {
+	_, err := l.AppendBatch(ctx, es, Synced)
+	return err
+}
+
 // Tee records each event in Durable and, once that succeeded, in Also
 // (typically a SlogEmitter at debug level). An error from Durable is
 // returned and Also is skipped; Also's errors are ignored.
@@ -176,6 +209,27 @@ func (t Tee) EmitWith(ctx context.Context, e Event, d Durability) error {
 	}
 	t.Also.Emit(ctx, e)
 	return nil
+}
+
+// EmitBatch implements [BatchEmitter]. Also sees the events Durable
+// recorded.
+func (t Tee) EmitBatch(ctx context.Context, es []Event) error {
+	if l, ok := t.Durable.(*Log); ok {
+		entries, err := l.AppendBatch(ctx, es, Synced)
+		for _, en := range entries {
+			if en.ID != "" {
+				t.Also.Emit(ctx, en.Event)
+			}
+		}
+		return err
+	}
+	err := EmitBatch(ctx, t.Durable, es)
+	if err == nil {
+		for _, e := range es {
+			t.Also.Emit(ctx, e)
+		}
+	}
+	return err
 }
 
 // Discard drops every event. For tests only.

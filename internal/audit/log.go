@@ -148,7 +148,11 @@ type Log struct {
 	since int // events (other than checkpoint events) since the last checkpoint
 }
 
-var _ Emitter = (*Log)(nil)
+var (
+	_ DurabilityEmitter = (*Log)(nil)
+	_ BatchEmitter      = (*Log)(nil)
+	_ BatchEmitter      = Tee{}
+)
 
 type request struct {
 	e     Event
@@ -408,8 +412,59 @@ func (l *Log) Append(ctx context.Context, e Event) (Entry, error) {
 // AppendWith is Append with the given durability: with Written it
 // returns before the event's group commit is synced (see [Written]).
 func (l *Log) AppendWith(ctx context.Context, e Event, d Durability) (Entry, error) {
+	req, err := l.prepare(e, d)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := l.submit(ctx, req); err != nil {
+		return Entry{}, err
+	}
+	return req.wait(ctx)
+}
+
+// AppendBatch appends es in order, as Append does each, so that they can
+// share one group commit, and returns them as stored once every one is as
+// durable as d. An error means that some of them may not be recorded (a
+// failure of one event does not stop the others).
+func (l *Log) AppendBatch(ctx context.Context, es []Event, d Durability) ([]Entry, error) {
+	reqs := make([]*request, len(es))
+	for i, e := range es {
+		var err error
+		if reqs[i], err = l.prepare(e, d); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.submit(ctx, reqs...); err != nil {
+		return nil, err
+	}
+	entries := make([]Entry, len(reqs))
+	var errs []error
+	for i, r := range reqs {
+		en, err := r.wait(ctx)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		entries[i] = en
+	}
+	return entries, errors.Join(errs...)
+}
+
+// NewEventID returns a new event id for time t: "evt_" and a ULID, as
+// Append assigns to events without one. Callers that must know an event's
+// id before it is appended (to find it in the log after a crash) set it
+// themselves.
+func NewEventID(t time.Time) (string, error) {
+	id, err := ulid.New(ulid.Timestamp(t), rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("make event id: %w", err)
+	}
+	return "evt_" + id.String(), nil
+}
+
+// prepare stamps, checks and encodes e for appending (see Append).
+func (l *Log) prepare(e Event, d Durability) (*request, error) {
 	if e.Type == "" {
-		return Entry{}, errors.New("append audit event: type is empty")
+		return nil, errors.New("append audit event: type is empty")
 	}
 	now := l.now()
 	if e.Time.IsZero() {
@@ -424,38 +479,51 @@ func (l *Log) AppendWith(ctx context.Context, e Event, d Durability) (Entry, err
 	}
 	e.Time = e.Time.UTC().Round(0)
 	if e.ID == "" {
-		id, err := ulid.New(ulid.Timestamp(e.Time), rand.Reader)
+		id, err := NewEventID(e.Time)
 		if err != nil {
-			return Entry{}, fmt.Errorf("append audit event: make id: %w", err)
+			return nil, fmt.Errorf("append audit event: %w", err)
 		}
-		e.ID = "evt_" + id.String()
+		e.ID = id
 	}
 	sanitize(&e)
 	data, err := e.MarshalCanonical()
 	if err != nil {
-		return Entry{}, fmt.Errorf("append audit event %s: %w", e.Type, err)
+		return nil, fmt.Errorf("append audit event %s: %w", e.Type, err)
 	}
-	req := &request{e: e, data: data, leaf: tlog.RecordHash(data), level: d, done: make(chan result, 1)}
+	return &request{e: e, data: data, leaf: tlog.RecordHash(data), level: d, done: make(chan result, 1)}, nil
+}
+
+// submit hands reqs to the writer, in order. If ctx ends first, the
+// requests already handed over may still be written.
+func (l *Log) submit(ctx context.Context, reqs ...*request) error {
 	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if l.closed {
-		l.mu.RUnlock()
-		return Entry{}, ErrClosed
+		return ErrClosed
 	}
-	select {
-	case l.reqs <- req:
-		l.mu.RUnlock()
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return Entry{}, fmt.Errorf("append audit event %s: %w", e.Type, ctx.Err())
+	for i, r := range reqs {
+		select {
+		case l.reqs <- r:
+		case <-ctx.Done():
+			if len(reqs) > 1 {
+				return fmt.Errorf("append %d audit events: %w (%d of them may still be recorded)", len(reqs), ctx.Err(), i)
+			}
+			return fmt.Errorf("append audit event %s: %w", r.e.Type, ctx.Err())
+		}
 	}
+	return nil
+}
+
+// wait returns req's result once the writer (or syncer) answered.
+func (req *request) wait(ctx context.Context) (Entry, error) {
 	select {
 	case res := <-req.done:
 		if res.err != nil {
-			return Entry{}, fmt.Errorf("append audit event %s: %w", e.Type, res.err)
+			return Entry{}, fmt.Errorf("append audit event %s: %w", req.e.Type, res.err)
 		}
-		return Entry{Index: res.index, Event: e}, nil
+		return Entry{Index: res.index, Event: req.e}, nil
 	case <-ctx.Done():
-		return Entry{}, fmt.Errorf("append audit event %s: %w (it may still be recorded)", e.Type, ctx.Err())
+		return Entry{}, fmt.Errorf("append audit event %s: %w (it may still be recorded)", req.e.Type, ctx.Err())
 	}
 }
 

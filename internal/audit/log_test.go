@@ -363,3 +363,59 @@ func TestAppendNormalises(t *testing.T) {
 		t.Errorf("time an hour ago became %v %v", en.Time, en.Details)
 	}
 }
+
+// TestAppendBatch: a batch is appended in order with consecutive indexes;
+// a duplicate id in it fails alone, and the error says which.
+func TestAppendBatch(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t, e.config())
+	ctx := context.Background()
+	first := sampleEvent(0)
+	first.ID = "evt_first"
+	if _, err := l.Append(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	var es []audit.Event
+	for i := range 50 {
+		es = append(es, sampleEvent(i+1))
+	}
+	entries, err := l.AppendBatch(ctx, es, audit.Written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, en := range entries {
+		if en.Index != int64(i+1) || en.RequestID != es[i].RequestID || en.ID == "" {
+			t.Fatalf("entry %d = index %d, request %s, id %q", i, en.Index, en.RequestID, en.ID)
+		}
+	}
+	es[3] = first
+	entries, err = l.AppendBatch(ctx, es[:5], audit.Synced)
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("batch with a duplicate id: %v, want ErrExists", err)
+	}
+	if entries[3].ID != "" || entries[2].ID == "" || entries[4].ID == "" {
+		t.Fatalf("entries of a batch with one duplicate: %+v", entries)
+	}
+	// Once Synced returned, the events are in the log for readers.
+	if got, err := e.db.Audit().RecordByID(ctx, entries[4].ID); err != nil || got.Index != entries[4].Index {
+		t.Fatalf("RecordByID after AppendBatch = %d, %v", got.Index, err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := e.verify(t); err != nil || rep.Size != 55 {
+		t.Fatalf("Verify = %+v, %v; want 55 events", rep, err)
+	}
+}
+
+func TestNewEventID(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	a, err := audit.NewEventID(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := audit.NewEventID(now)
+	if a == b || !strings.HasPrefix(a, "evt_") || len(a) != 4+26 {
+		t.Fatalf("NewEventID = %q, %q", a, b)
+	}
+}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/approval"
-	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/journal"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/store"
 )
@@ -40,8 +40,11 @@ type exchange struct {
 	in, out int64
 	source  string
 	latency time.Duration
-	// decided is set once the access.allowed event was recorded durably.
+	// decided is set once the decision to allow is in the journal, under
+	// ticket; the final event carries eventID.
 	decided bool
+	ticket  journal.Ticket
+	eventID string
 
 	// Parts of the request's path kept here to save allocations.
 	preq  policy.Request // the policy question
@@ -417,124 +420,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
-}
-
-// maxRecording bounds the audit events being written at once; beyond it,
-// requests wait (backpressure) rather than queue without limit.
-const maxRecording = 4096
-
-// recordDecision records that an allowed request is about to reach its
-// upstream, before any byte of it does, as durably as
-// Config.DecisionDurability asks: if the event cannot be recorded, the
-// access does not happen (fail closed). The outcome follows in an
-// access.completed event from record.
-func (p *Proxy) recordDecision(ctx context.Context, x *exchange) error {
-	x.decided = true
-	return audit.EmitWith(ctx, p.c.Emitter, p.event(audit.AccessAllowed, x, false), p.c.DecisionDurability)
-}
-
-// failClosed answers an allowed request whose decision could not be
-// recorded: nothing was forwarded.
-func (p *Proxy) failClosed(w http.ResponseWriter, ctx context.Context, x *exchange, err error) {
-	p.c.Log.ErrorContext(ctx, "record access decision; request not forwarded", "request_id", x.id, "error", err)
-	writeJSON(w, http.StatusServiceUnavailable, errorBody{
-		Error:     "the audit log could not record this access, so it was not made (writ fails closed); try again",
-		Policy:    x.dec.Policy,
-		Rule:      x.dec.Rule,
-		RequestID: x.id,
-	})
-}
-
-// record emits the request's final audit event once the request is
-// finished, so that it carries status, bytes and latency: access.denied
-// for a refusal, access.completed after an allowed request (whose
-// access.allowed event was recorded durably before forwarding). It is
-// appended in the background, since the response is already complete;
-// shutdown waits for every event to be recorded.
-func (p *Proxy) record(ctx context.Context, x *exchange) {
-	x.latency = time.Since(x.start)
-	p.recording <- struct{}{}
-	p.recorded.Add(1)
-	go func() {
-		defer func() { <-p.recording; p.recorded.Done() }()
-		if x.decided {
-			// The decision is already durable; the outcome waits a
-			// moment so that it joins other outcomes in one group
-			// commit instead of delaying the next decision's commit.
-			time.Sleep(completionDelay)
-		}
-		p.recordNow(context.WithoutCancel(ctx), x)
-	}()
-}
-
-// completionDelay is how long an access.completed event waits before it is
-// appended (see record). Shutdown still waits for every one.
-const completionDelay = 5 * time.Millisecond
-
-func (p *Proxy) recordNow(ctx context.Context, x *exchange) {
-	typ := audit.AccessDenied
-	switch {
-	case x.decided:
-		typ = audit.AccessCompleted
-	case x.effect == "allow":
-		typ = audit.AccessAllowed
-	}
-	if err := p.c.Emitter.Emit(ctx, p.event(typ, x, true)); err != nil {
-		p.c.Log.ErrorContext(ctx, "record proxy request", "request_id", x.id, "error", err)
-	}
-}
-
-// event builds the audit event of x; done adds the outcome (status, bytes,
-// latency).
-func (p *Proxy) event(typ audit.Type, x *exchange, done bool) audit.Event {
-	e := audit.Event{
-		Type: typ, Decision: x.effect, Policy: x.dec.Policy, Rule: x.dec.Rule, Reason: x.reason,
-		Credential: x.cred, Source: x.source, Node: p.c.Node, RequestID: x.id, Task: x.task.ID, OnBehalfOf: x.task.OnBehalfOf,
-		Action:  x.method + " " + x.path,
-		Details: map[string]string{"method": x.method, "path": x.path},
-	}
-	if done {
-		e.LatencyUS = x.latency.Microseconds()
-		e.Details["status"] = strconv.Itoa(x.status)
-		e.Details["bytes_in"] = strconv.FormatInt(x.in, 10)
-		e.Details["bytes_out"] = strconv.FormatInt(x.out, 10)
-	}
-	if e.Decision == "" && typ == audit.AccessAllowed {
-		e.Decision = "allow"
-	}
-	if x.svc != nil {
-		e.Target = x.svc.Target()
-		e.Details["service"] = x.svc.Name
-	}
-	if c := x.caller; c != nil {
-		e.SpiffeID, e.Instance = c.SpiffeID, c.Instance
-		e.Details["via"] = c.Via
-		if c.PID > 0 {
-			e.Details["pid"] = strconv.Itoa(c.PID)
-		}
-		if e.Task == "" {
-			e.Task = c.Task
-		}
-	}
-	if x.appr != "" {
-		e.Details["approval"] = x.appr
-	}
-	if len(x.query) > 0 {
-		e.Details["query"] = p.queryForAudit(x.query)
-	}
-	return e
-}
-
-// queryForAudit returns the query's parameter names, or the whole query
-// when LogQueryValues is set.
-func (p *Proxy) queryForAudit(q url.Values) string {
-	if p.c.LogQueryValues {
-		return q.Encode()
-	}
-	names := make([]string, 0, len(q))
-	for k := range q {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	return strings.Join(names, "&")
 }

@@ -23,6 +23,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,6 +38,7 @@ import (
 	"github.com/writ-dev/writ/internal/attest"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/journal"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/store"
 )
@@ -128,16 +130,30 @@ type Config struct {
 	Signer broker.JWTSigner
 	Issuer string
 	CA     *CA
-	// Emitter receives one event per request. Required.
+	// Emitter receives one event per request once it is finished
+	// (access.allowed with its outcome, or access.denied), in batches if
+	// it is an audit.BatchEmitter. Required.
 	Emitter audit.Emitter
-	// DecisionDurability is how far an allowed request's access.allowed
-	// event must get before the request is forwarded (if Emitter is an
-	// audit.DurabilityEmitter): audit.Synced (the zero value) waits for
-	// the fsync, audit.Written for the commit, which survives a crash of
-	// writ and reaches the disk with the group commit's fsync.
+	// Journal is the file where an allowed request's decision is written
+	// before the request is forwarded, and kept until its event is in the
+	// audit log; at start, decisions a crash left there are recorded
+	// first (see package journal). Required.
+	Journal string
+	// DecisionDurability is how far a decision must get before its
+	// request is forwarded: audit.Synced (the zero value) waits for the
+	// journal's fdatasync, so the access is on record even after a power
+	// loss; audit.Written for the write, which survives a crash of writ.
 	DecisionDurability audit.Durability
-	Log                *slog.Logger
-	Now                func() time.Time
+	// Recorded reports whether the audit log holds the event with id; at
+	// start it keeps decisions whose outcome was recorded just before a
+	// crash from being recorded twice. Default: every decision left in
+	// the journal is recorded.
+	Recorded func(ctx context.Context, id string) (bool, error)
+	// AuditFailed returns why the audit log refuses events, or nil; while
+	// it does, no request is forwarded (fail closed). Optional.
+	AuditFailed func() error
+	Log         *slog.Logger
+	Now         func() time.Time
 	// ApprovalWait bounds how long a request waits for a human decision
 	// (default 5m; also bounded by the rule's approval timeout).
 	ApprovalWait time.Duration
@@ -167,14 +183,21 @@ type Proxy struct {
 	inner     map[*http.Server]struct{} // servers of intercepted tunnels
 	closing   bool
 
-	recording chan struct{} // semaphore of audit appends in flight
-	recorded  sync.WaitGroup
+	journal  *journal.Journal
+	rec      chan *exchange // finished requests for the recorder
+	recDone  chan struct{}  // closed when the recorder stops
+	recorded sync.WaitGroup // requests handed to the recorder, not yet recorded
+	recMu    sync.RWMutex   // guards stopped and the send on rec
+	stopped  bool
 }
 
-// New returns a Proxy with an empty service table.
-func New(c Config) (*Proxy, error) {
-	if c.Policy == nil || c.Emitter == nil {
-		return nil, errors.New("create access proxy: a policy decider and an audit emitter are required")
+// New returns a Proxy with an empty service table. It first records the
+// decisions a crash left in the journal, and fails if it cannot: requests
+// must not be served while accesses that happened are missing from the
+// audit log. Stop it with [Proxy.Close].
+func New(ctx context.Context, c Config) (*Proxy, error) {
+	if c.Policy == nil || c.Emitter == nil || c.Journal == "" {
+		return nil, errors.New("create access proxy: a policy decider, an audit emitter and a journal are required")
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -189,9 +212,18 @@ func New(c Config) (*Proxy, error) {
 		c.MaxRequestBody = 64 << 20
 	}
 	p := &Proxy{c: c, transports: map[*Service]http.RoundTripper{}, openConns: map[net.Conn]struct{}{}, inner: map[*http.Server]struct{}{},
-		recording: make(chan struct{}, maxRecording)}
+		rec: make(chan *exchange, maxRecording), recDone: make(chan struct{})}
+	if err := p.recover(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	p.journal, err = journal.Open(journal.Config{Path: c.Journal, Sync: c.DecisionDurability == audit.Synced})
+	if err != nil {
+		return nil, fmt.Errorf("create access proxy: %w", err)
+	}
 	t, _ := NewTable(nil)
 	p.table.Store(t)
+	go p.recordLoop()
 	return p, nil
 }
 
@@ -231,3 +263,20 @@ func newRequestID() string {
 
 // Flush waits until the audit events of finished requests are recorded.
 func (p *Proxy) Flush() { p.recorded.Wait() }
+
+// Close records the events of finished requests, stops the recorder and
+// closes the journal (removing it if every decision in it is recorded).
+// Call it after [Proxy.Shutdown]; requests that finish later are recorded
+// directly.
+func (p *Proxy) Close() error {
+	p.recMu.Lock()
+	if p.stopped {
+		p.recMu.Unlock()
+		return nil
+	}
+	p.stopped = true
+	close(p.rec)
+	p.recMu.Unlock()
+	<-p.recDone
+	return p.journal.Close()
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -150,10 +151,14 @@ func newFixtureServer(t testing.TB, upstream string, extra string, mutate func(*
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	p, err := New(cfg)
+	if cfg.Journal == "" {
+		cfg.Journal = filepath.Join(t.TempDir(), "proxy.journal")
+	}
+	p, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p.Close() })
 	tab, err := NewTable([]*Service{service(t, "up", upstream, extra)})
 	if err != nil {
 		t.Fatal(err)
@@ -205,37 +210,52 @@ func TestForwardStripsAndInjects(t *testing.T) {
 			t.Errorf("upstream got %s: %q", h, got.Get(h))
 		}
 	}
-	// The decision is recorded before forwarding, the outcome after, under
-	// one request id.
-	allowed := f.events.ofType(audit.AccessAllowed)
-	if len(allowed) != 1 {
-		t.Fatalf("%d access.allowed events, want 1", len(allowed))
+	// One event for the request, with the decision and the outcome; the
+	// journal record of the decision is settled.
+	if len(f.events.ev) != 1 {
+		t.Fatalf("%d events, want 1: %+v", len(f.events.ev), f.events.ev)
 	}
-	e := allowed[0]
-	if e.Credential != "key" || e.Details["query"] != "api_key&x" || e.Details["path"] != "/a/b/c" || strings.Contains(e.Details["query"], "the-secret") || e.Details["status"] != "" {
+	e := f.events.ev[0]
+	if e.Type != audit.AccessAllowed || e.Credential != "key" || e.Details["query"] != "api_key&x" || e.Details["path"] != "/a/b/c" || strings.Contains(e.Details["query"], "the-secret") ||
+		e.Details["status"] != "200" || e.Details["bytes_out"] != "2" || !strings.HasPrefix(e.ID, "evt_") || e.RequestID == "" {
 		t.Errorf("access.allowed event %+v", e)
 	}
-	f.p.Flush()
-	done := f.events.last()
-	if done.Type != audit.AccessCompleted || done.RequestID != e.RequestID || done.Details["status"] != "200" || done.Details["bytes_out"] != "2" {
-		t.Errorf("access.completed event %+v", done)
+	if n := f.p.journal.Pending(); n != 0 {
+		t.Errorf("%d decisions pending in the journal after the event was recorded", n)
 	}
 }
 
-// TestFailClosedWhenAuditUnavailable: an allowed request whose decision
-// cannot be recorded is not forwarded.
+// TestFailClosedWhenAuditUnavailable: while the audit log refuses events,
+// or the journal cannot take the decision, an allowed request is not
+// forwarded.
 func TestFailClosedWhenAuditUnavailable(t *testing.T) {
 	hits := 0
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits++ }))
 	defer up.Close()
-	f := newFixture(t, up.URL, "", nil)
-	f.events.fail = audit.AccessAllowed
-	resp, body := f.get(t, "/svc/up/x")
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "fails closed") {
-		t.Fatalf("%d %s, want 503 fail closed", resp.StatusCode, body)
-	}
-	if hits != 0 {
-		t.Fatalf("the upstream was reached %d times although the access was not recorded", hits)
+	for _, tc := range []struct {
+		name    string
+		breakIt func(*fixture)
+	}{
+		{"audit log failed", nil},
+		{"journal closed", func(f *fixture) { f.p.journal.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, up.URL, "", func(c *Config) {
+				if tc.breakIt == nil {
+					c.AuditFailed = func() error { return errors.New("the audit store failed to sync") }
+				}
+			})
+			if tc.breakIt != nil {
+				tc.breakIt(f)
+			}
+			resp, body := f.get(t, "/svc/up/x")
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "fails closed") {
+				t.Fatalf("%d %s, want 503 fail closed", resp.StatusCode, body)
+			}
+			if hits != 0 {
+				t.Fatalf("the upstream was reached %d times although the access was not recorded", hits)
+			}
+		})
 	}
 }
 

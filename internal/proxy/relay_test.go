@@ -242,8 +242,8 @@ func TestRelay(t *testing.T) {
 		if err == nil {
 			t.Error("the client read a broken answer as complete")
 		}
-		e := f.waitFor(audit.AccessCompleted)
-		if e.Type != audit.AccessCompleted || !strings.Contains(e.Reason, "broke off") || e.Details["bytes_out"] != "10" {
+		e := f.waitFor(audit.AccessAllowed)
+		if e.Type != audit.AccessAllowed || !strings.Contains(e.Reason, "broke off") || e.Details["bytes_out"] != "10" {
 			t.Errorf("event %+v", e)
 		}
 	})
@@ -280,7 +280,7 @@ func TestRelay(t *testing.T) {
 			t.Fatalf("echo %q %v", b, err)
 		}
 		c.Close()
-		if e := f.waitFor(audit.AccessCompleted); e.Type != audit.AccessCompleted || e.Details["status"] != "101" || e.Details["bytes_in"] != "5" {
+		if e := f.waitFor(audit.AccessAllowed); e.Type != audit.AccessAllowed || e.Details["status"] != "101" || e.Details["bytes_in"] != "5" {
 			t.Errorf("event %+v", e)
 		}
 	})

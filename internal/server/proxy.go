@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -58,7 +59,7 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		return err
 	}
 	cfg := s.cfg.Proxy
-	px.proxy, err = proxy.New(proxy.Config{
+	px.proxy, err = proxy.New(ctx, proxy.Config{
 		Attestor:       s.attestor,
 		Registry:       s.registry,
 		Policy:         s.policy,
@@ -79,10 +80,20 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		LogQueryValues: cfg.LogQueryValues,
 		// Validated by config: written or synced.
 		DecisionDurability: map[string]audit.Durability{"written": audit.Written, "synced": audit.Synced}[cfg.DecisionDurability],
+		Journal:            filepath.Join(s.cfg.DataDir, "proxy.journal"),
+		Recorded: func(ctx context.Context, id string) (bool, error) {
+			_, err := s.auditLog.Backend().RecordByID(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		},
+		AuditFailed: s.auditLog.Failed,
 	})
 	if err != nil {
 		return err
 	}
+	*closers = append(*closers, func() { px.proxy.Close() })
 	if err := s.reloadServices(ctx); err != nil {
 		return err
 	}
@@ -215,6 +226,9 @@ func (s *Server) startProxy(errc chan<- error) func(ctx context.Context) {
 			s.log.Warn("proxy tunnels shutdown", "error", err)
 		}
 		wg.Wait()
+		if err := px.proxy.Close(); err != nil {
+			s.log.Warn("proxy close", "error", err)
+		}
 	}
 }
 
@@ -225,6 +239,7 @@ func (s *Server) closeProxy() {
 			ln.Close()
 		}
 	}
+	s.px.proxy.Close()
 }
 
 // ProxyAddr is the proxy's plain listener address ("" when off).
