@@ -67,11 +67,11 @@ type Proxy struct {
 	// LogQueryValues records query values in audit events (default: only
 	// parameter names).
 	LogQueryValues bool `yaml:"log_query_values"`
-	// DecisionDurability is how far an allowed request's access.allowed
-	// audit event gets before the request is forwarded: "written"
-	// (default; committed to the store, which survives a crash of writ,
-	// and on disk within the group commit's fsync) or "synced" (on disk
-	// first, which adds an fsync to every request).
+	// DecisionDurability is how far an allowed request's decision gets
+	// in the proxy's decision journal before the request is forwarded:
+	// "written" (default; one write, which survives a crash of writ) or
+	// "synced" (fdatasync'd too, shared by concurrent decisions, which
+	// survives a power loss).
 	DecisionDurability string `yaml:"decision_durability"`
 }
 
