@@ -18,6 +18,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -407,12 +409,16 @@ func peakHeap(fn func()) (uint64, uint64) {
 
 func TestProxyComparison(t *testing.T) {
 	if os.Getenv("WRIT_PROXY_BENCH") == "" {
-		t.Skip("set WRIT_PROXY_BENCH=1 to run the proxy comparison (about a minute)")
+		t.Skip("set WRIT_PROXY_BENCH=1 to run the proxy comparison (about three minutes)")
 	}
-	d := 5 * time.Second
+	d := 3 * time.Second
 	if s := os.Getenv("WRIT_PROXY_BENCH_SECONDS"); s != "" {
 		n, _ := strconv.Atoi(s)
 		d = time.Duration(n) * time.Second
+	}
+	rounds := 3
+	if s := os.Getenv("WRIT_PROXY_BENCH_ROUNDS"); s != "" {
+		rounds, _ = strconv.Atoi(s)
 	}
 	up, bad := upstream(t)
 	writAddr := startWrit(t, up)
@@ -421,6 +427,7 @@ func TestProxyComparison(t *testing.T) {
 		{"direct", "http://" + up + "/items/1"},
 		{"writ", "http://" + writAddr + "/svc/bench/items/1"},
 		{"nginx", "http://" + nginxAddr + "/items/1"},
+		{"go-bare", "http://" + startBareProxy(t, up) + "/items/1"},
 	}
 	for _, tg := range targets {
 		if c := newClient(1); !do(c, tg.url) {
@@ -431,48 +438,117 @@ func TestProxyComparison(t *testing.T) {
 	for _, tg := range targets {
 		fmt.Printf("  %-7s %8s\n", tg.name, cold(tg.url, 20).Round(time.Microsecond))
 	}
-	fmt.Printf("\nfixed rate 1000 req/s for %v (Go open-loop client, latency from scheduled start)\n", d)
-	fixed := map[string]result{}
-	for _, tg := range targets {
-		r := fixedRate(tg.url, 1000, d)
-		fixed[tg.name] = r
-		fmt.Printf("  %-7s %s\n", tg.name, r)
-	}
-	fmt.Printf("\nsaturation, 32 connections for %v (Go closed-loop client)\n", d)
-	sat := map[string]result{}
-	for _, tg := range targets {
-		var r result
-		var heap, sys uint64
-		var nginxRSS int
-		if tg.name == "nginx" {
-			go func() { time.Sleep(d / 2); nginxRSS = rssKB(nginxPIDs()) }()
+	// Each measure runs rounds times, the targets one after the other in
+	// each round, so that a noisy moment hits one round of every target
+	// rather than all of one; the figures are medians over the rounds,
+	// and the comparisons are medians of each round's comparison.
+	type cell = map[string][]result
+	run := func(title string, fn func(name, url string) result) cell {
+		fmt.Printf("\n%s, %d rounds of %v\n", title, rounds, d)
+		c := cell{}
+		for range rounds {
+			for _, tg := range targets {
+				c[tg.name] = append(c[tg.name], fn(tg.name, tg.url))
+			}
 		}
-		heap, sys = peakHeap(func() { r = saturate(tg.url, 32, d) })
-		sat[tg.name] = r
-		mem := ""
-		switch tg.name {
-		case "writ":
-			mem = fmt.Sprintf("  (Go heap in use %d MiB, runtime total %d MiB, load generator and upstream included)", heap>>20, sys>>20)
-		case "nginx":
-			time.Sleep(10 * time.Millisecond)
-			mem = fmt.Sprintf("  (nginx RSS %d MiB)", nginxRSS>>10)
-		}
-		fmt.Printf("  %-7s %s%s\n", tg.name, r, mem)
-	}
-	if _, ok := wrk(t, targets[0].url, 32, time.Second); ok {
-		fmt.Printf("\nsaturation, wrk -t2 -c32 for %v\n", d)
 		for _, tg := range targets {
-			r, _ := wrk(t, tg.url, 32, d)
-			fmt.Printf("  %-7s %s\n", tg.name, r)
+			fmt.Printf("  %-7s %s\n", tg.name, median(c[tg.name]))
 		}
+		return c
 	}
-	added := fixed["writ"].p99 - fixed["direct"].p99
-	share := sat["writ"].rps / sat["direct"].rps
-	fmt.Printf("\nwrit adds %v at p99 at 1000 req/s (target ≤ 500µs); keeps %.0f%% of direct throughput at saturation (target ≥ 60%%)\n",
-		added.Round(time.Microsecond), share*100)
+	fixed := run("fixed rate 1000 req/s (Go open-loop client, latency from scheduled start)", func(_, url string) result {
+		return fixedRate(url, 1000, d)
+	})
+	var heap, sys uint64
+	var nginxRSS int
+	sat := run("saturation, 32 connections (Go closed-loop client)", func(name, url string) result {
+		var r result
+		switch name {
+		case "writ":
+			h, s := peakHeap(func() { r = saturate(url, 32, d) })
+			heap, sys = max(heap, h), max(sys, s)
+		case "nginx":
+			go func() { time.Sleep(d / 2); nginxRSS = max(nginxRSS, rssKB(nginxPIDs())) }()
+			r = saturate(url, 32, d)
+			time.Sleep(10 * time.Millisecond)
+		default:
+			r = saturate(url, 32, d)
+		}
+		return r
+	})
+	fmt.Printf("  memory: writ Go heap in use %d MiB, runtime total %d MiB (load generator and upstream included); nginx RSS %d MiB\n", heap>>20, sys>>20, nginxRSS>>10)
+	var wrkSat cell
+	if _, ok := wrk(t, targets[0].url, 32, time.Second); ok {
+		wrkSat = run("saturation, wrk -t2 -c32", func(_, url string) result {
+			r, _ := wrk(t, url, 32, d)
+			return r
+		})
+	}
+	added := func(name string) time.Duration {
+		var ds []time.Duration
+		for i := range rounds {
+			ds = append(ds, fixed[name][i].p99-fixed["direct"][i].p99)
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	share := func(c cell, name string) float64 {
+		var fs []float64
+		for i := range rounds {
+			fs = append(fs, c[name][i].rps/c["direct"][i].rps)
+		}
+		slices.Sort(fs)
+		return fs[len(fs)/2] * 100
+	}
+	fmt.Printf("\np99 added at 1000 req/s (median of rounds): writ %v, nginx %v, go-bare %v (target for writ ≤ 500µs)\n",
+		added("writ").Round(time.Microsecond), added("nginx").Round(time.Microsecond), added("go-bare").Round(time.Microsecond))
+	fmt.Printf("share of direct throughput at saturation, Go client (median of rounds): writ %.0f%%, nginx %.0f%%, go-bare %.0f%% (target for writ ≥ 60%%)\n",
+		share(sat, "writ"), share(sat, "nginx"), share(sat, "go-bare"))
+	if wrkSat != nil {
+		fmt.Printf("share of direct throughput at saturation, wrk: writ %.0f%%, nginx %.0f%%, go-bare %.0f%%\n",
+			share(wrkSat, "writ"), share(wrkSat, "nginx"), share(wrkSat, "go-bare"))
+	}
 	if n := bad.Load(); n != 0 {
 		t.Errorf("%d requests reached the upstream with a wrong credential", n)
 	}
+}
+
+// median returns the median of each figure of rs (taken separately).
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	m := result{
+		rps: pick(func(r result) float64 { return r.rps }),
+		p50: time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p99: time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+	}
+	for _, r := range rs {
+		m.errs += r.errs
+	}
+	return m
+}
+
+// startBareProxy runs the Go standard library's reverse proxy in front of
+// up, with nothing else: no identification, policy, injection or audit. It
+// is the floor of what a Go proxy costs on this machine.
+func startBareProxy(t testing.TB, up string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse("http://" + up)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	srv := &http.Server{Handler: rp}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
 
 // BenchmarkRoundTrip is one sequential request through writ (process
@@ -504,7 +580,8 @@ func BenchmarkParallel(b *testing.B) {
 	})
 }
 
-// benchTargets runs fn as sub-benchmarks direct and writ against one
+// benchTargets runs fn as sub-benchmarks direct, writ and go-bare (the
+// standard library reverse proxy alone, see startBareProxy) against one
 // upstream, each with one client whose conns connections are opened (and
 // attributed) before measuring, so that the figures are steady state.
 // It reports allocations and upstream-dials/op, the connections the
@@ -515,6 +592,7 @@ func benchTargets(b *testing.B, conns int, fn func(b *testing.B, c *http.Client,
 	for _, tg := range []struct{ name, url string }{
 		{"direct", "http://" + up + "/items/1"},
 		{"writ", "http://" + writAddr + "/svc/bench/items/1"},
+		{"go-bare", "http://" + startBareProxy(b, up) + "/items/1"},
 	} {
 		c := newClient(conns)
 		warm(c, tg.url, conns)
