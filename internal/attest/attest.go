@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -57,8 +58,13 @@ type Attestor struct {
 	now       func() time.Time
 	procRoot  string
 	bootID    string
-	refresh   time.Duration
-	recheck   time.Duration
+	// sockDiag is whether procRoot is a live procfs, so that the kernel's
+	// socket table, asked over netlink, is the one ProcRoot/net/tcp shows.
+	sockDiag bool
+	// sockDiagLogged is set once a sock_diag failure has been logged.
+	sockDiagLogged atomic.Bool
+	refresh        time.Duration
+	recheck        time.Duration
 
 	digests *digestCache
 	names   *nameCache
@@ -149,6 +155,8 @@ func New(c Config) (*Attestor, error) {
 	if self != strconv.Itoa(os.Getpid()) {
 		return nil, fmt.Errorf("create attestor: procfs at %s belongs to another pid namespace (it names writ %q, not %d); mount the procfs of writ's own pid namespace", a.procRoot, self, os.Getpid())
 	}
+	var fs unix.Statfs_t
+	a.sockDiag = unix.Statfs(a.procRoot, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC
 	bootPath := filepath.Join(a.procRoot, "sys/kernel/random/boot_id")
 	d, err := os.ReadFile(bootPath)
 	if err != nil {

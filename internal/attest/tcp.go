@@ -81,9 +81,11 @@ func (a *Attestor) fillIDs(p *Peer, inode *uint64) error {
 // FindTCPPeer returns the pid of the local process that holds the client
 // end of a loopback TCP connection, as seen by the server that accepted it:
 // local is the server's address and remote the client's. It finds the
-// client's socket in ProcRoot/net/tcp and tcp6 (the one whose local address
-// is remote and whose peer is local) and then the process whose open files
-// include that socket.
+// client's socket (the one whose local address is remote and whose peer is
+// local), asking the kernel for that one socket over NETLINK_SOCK_DIAG when
+// ProcRoot is a live procfs and reading ProcRoot/net/tcp and tcp6
+// otherwise or when netlink fails, and then scans the open files of every
+// process for that socket.
 //
 // It fails with [ErrNoTCPPeer] when no process holds the socket and with
 // [ErrSharedSocket] when several do. Only loopback connections are
@@ -146,6 +148,22 @@ func (a *Attestor) findTCPPeer(ctx context.Context, local, remote netip.AddrPort
 // tcpInode returns the inode of the socket whose local address is client
 // and whose peer is server.
 func (a *Attestor) tcpInode(server, client netip.AddrPort) (uint64, error) {
+	if a.sockDiag {
+		inode, err := sockDiagInode(server, client)
+		switch {
+		case err == nil && inode != 0:
+			return inode, nil
+		case err == nil:
+			return 0, ErrNoTCPPeer // TIME_WAIT: no process holds it
+		case !errors.Is(err, errSockDiagMiss) && a.sockDiagLogged.CompareAndSwap(false, true):
+			a.log.Debug("sock_diag lookup failed; finding TCP sockets in the procfs socket tables instead", "error", err)
+		}
+	}
+	return a.tcpInodeFromTables(server, client)
+}
+
+// tcpInodeFromTables is tcpInode from ProcRoot/net/tcp and tcp6.
+func (a *Attestor) tcpInodeFromTables(server, client netip.AddrPort) (uint64, error) {
 	files := []string{"tcp", "tcp6"}
 	if client.Addr().Is6() {
 		files = files[1:]
@@ -262,81 +280,142 @@ func socketLink(inode uint64) []byte {
 // writ may not read their open files. Running as root, only processes the
 // kernel hides even from root are skipped (non-dumpable processes of other
 // user namespaces, processes an LSM protects).
+//
+// The scan is complete on purpose: a socket open in two processes must be
+// refused, so every open file of every process is looked at. It costs a
+// few system calls per process and one per open file, and allocates little
+// besides the directory names.
 func (a *Attestor) socketHolders(ctx context.Context, inode uint64) (pids []int, skipped int, err error) {
-	dir, err := os.Open(a.procRoot)
+	procfd, err := openRetry(unix.AT_FDCWD, a.procRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list processes: %w", err)
+		return nil, 0, fmt.Errorf("list processes in %s: %w", a.procRoot, err)
 	}
-	defer dir.Close()
-	target := socketLink(inode)
-	for {
-		names, err := dir.Readdirnames(256)
-		for _, name := range names {
-			pid, perr := strconv.Atoi(name)
-			if perr != nil || pid <= 0 {
-				continue
-			}
-			holds, herr := holdsSocket(unix.AT_FDCWD, filepath.Join(a.procRoot, name), target)
-			if errors.Is(herr, ErrProcessGone) {
-				continue
-			}
-			if errors.Is(herr, unix.EACCES) || errors.Is(herr, unix.EPERM) {
-				skipped++
-				continue
-			}
-			if herr != nil {
-				return nil, 0, herr
-			}
-			if holds {
-				pids = append(pids, pid)
-			}
-		}
-		if err == io.EOF {
-			return pids, skipped, nil
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("list processes in %s: %w", a.procRoot, err)
+	defer unix.Close(procfd)
+	s := newFDScan(socketLink(inode))
+	procs := dirReader{buf: make([]byte, 8<<10)}
+	err = procs.each(procfd, func(name string) error {
+		pid, perr := strconv.Atoi(name)
+		if perr != nil || pid <= 0 {
+			return nil
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("list processes: %w", err)
+			return fmt.Errorf("list processes: %w", err)
 		}
+		holds, herr := s.holds(procfd, name+"/fd", a.procRoot+"/"+name+"/fd")
+		switch {
+		case errors.Is(herr, ErrProcessGone):
+		case errors.Is(herr, unix.EACCES) || errors.Is(herr, unix.EPERM):
+			skipped++
+		case herr != nil:
+			return herr
+		case holds:
+			pids = append(pids, pid)
+		}
+		return nil
+	})
+	var list *os.SyscallError
+	if errors.As(err, &list) {
+		return nil, 0, fmt.Errorf("list processes in %s: %w", a.procRoot, list.Err)
 	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return pids, skipped, nil
 }
 
 // holdsSocket reports whether the process directory dir (relative to dirfd)
 // has an open file whose link reads target.
 func holdsSocket(dirfd int, dir string, target []byte) (bool, error) {
-	fdDir := dir + "/fd"
 	rel := "fd"
 	if dirfd == unix.AT_FDCWD {
-		rel = fdDir
+		rel = dir + "/fd"
 	}
+	return newFDScan(target).holds(dirfd, rel, dir+"/fd")
+}
+
+// fdScan looks for a socket among the open files of processes, reusing
+// its buffers from one process to the next.
+type fdScan struct {
+	target []byte // the link text of the socket: "socket:[INODE]"
+	dir    dirReader
+	link   [64]byte
+}
+
+func newFDScan(target []byte) *fdScan {
+	return &fdScan{target: target, dir: dirReader{buf: make([]byte, 16<<10)}}
+}
+
+// errFound stops a directory scan early.
+var errFound = errors.New("found")
+
+// holds reports whether the fd directory rel (relative to dirfd; path
+// names it in errors) has a file whose link reads s.target.
+func (s *fdScan) holds(dirfd int, rel, path string) (bool, error) {
 	fd, err := openRetry(dirfd, rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
-		return false, fdErr(fdDir, err)
+		return false, fdErr(path, err)
 	}
-	f := os.NewFile(uintptr(fd), fdDir)
-	defer f.Close()
-	buf := make([]byte, 64)
+	defer unix.Close(fd)
+	err = s.dir.each(fd, func(name string) error {
+		n, err := readlinkRetry(fd, name, s.link[:])
+		if errors.Is(err, unix.ENOENT) {
+			return nil // closed meanwhile
+		}
+		if err != nil {
+			return fdErr(path+"/"+name, err)
+		}
+		if bytes.Equal(s.link[:n], s.target) {
+			return errFound
+		}
+		return nil
+	})
+	var list *os.SyscallError
+	switch {
+	case err == errFound:
+		return true, nil
+	case errors.As(err, &list):
+		return false, fdErr(path, list.Err)
+	}
+	return false, err
+}
+
+func readlinkRetry(dirfd int, name string, buf []byte) (int, error) {
 	for {
-		names, rerr := f.Readdirnames(256)
-		for _, name := range names {
-			n, err := unix.Readlinkat(fd, name, buf)
-			if err != nil {
-				if errors.Is(err, unix.ENOENT) {
-					continue // closed meanwhile
-				}
-				return false, fdErr(fdDir+"/"+name, err)
-			}
-			if bytes.Equal(buf[:n], target) {
-				return true, nil
-			}
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != unix.EINTR {
+			return n, err
 		}
-		if rerr == io.EOF {
-			return false, nil
+	}
+}
+
+// dirReader lists a directory with getdents(2) into its buffer, many
+// entries a call, where os.File would also set up the fd for the poller.
+type dirReader struct {
+	buf   []byte
+	names []string
+}
+
+// each calls fn with the name of every entry of the directory open at fd
+// but "." and "..", and stops at the first error fn returns, which it
+// returns as it is. It returns a failure to read the directory as an
+// *os.SyscallError.
+func (r *dirReader) each(fd int, fn func(name string) error) error {
+	for {
+		n, err := unix.Getdents(fd, r.buf)
+		if err == unix.EINTR {
+			continue
 		}
-		if rerr != nil {
-			return false, fdErr(fdDir, rerr)
+		if err != nil {
+			return os.NewSyscallError("getdents64", err)
+		}
+		if n <= 0 {
+			return nil
+		}
+		_, _, r.names = unix.ParseDirent(r.buf[:n], -1, r.names[:0])
+		for _, name := range r.names {
+			if err := fn(name); err != nil {
+				return err
+			}
 		}
 	}
 }

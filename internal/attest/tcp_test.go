@@ -306,14 +306,21 @@ func FuzzParseTCPLine(f *testing.F) {
 	})
 }
 
-func BenchmarkPeerFromTCP(b *testing.B) {
-	a, _ := newTestAttestor(b, Config{})
+// benchConn returns an attestor and a loopback connection held by this
+// process, as the server sees it.
+func benchConn(b *testing.B) (a *Attestor, local, remote netip.AddrPort) {
+	a, _ = newTestAttestor(b, Config{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ln.Close()
-	local, remote, _ := acceptAddrs(b, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	b.Cleanup(func() { ln.Close() })
+	local, remote, _ = acceptAddrs(b, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	return a, local, remote
+}
+
+func BenchmarkPeerFromTCP(b *testing.B) {
+	a, local, remote := benchConn(b)
 	ctx := context.Background()
 	for b.Loop() {
 		p, err := a.PeerFromTCP(ctx, local, remote)
@@ -321,5 +328,18 @@ func BenchmarkPeerFromTCP(b *testing.B) {
 			b.Fatal(err)
 		}
 		p.Close()
+	}
+}
+
+// BenchmarkFindTCPPeer is the work the access proxy does once per new
+// client connection: find the socket of the client end and scan every
+// process for it.
+func BenchmarkFindTCPPeer(b *testing.B) {
+	a, local, remote := benchConn(b)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := a.FindTCPPeer(ctx, local, remote); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
