@@ -1,9 +1,13 @@
-// Package proxy compares writ's access proxy with a direct call and with
-// nginx as a plain reverse proxy, side by side in one run against the same
-// upstream: requests per second and latency p50/p99 at a fixed rate and at
-// saturation, and memory under load.
+// Package proxy compares writ's access proxy with a direct call, with
+// nginx as a plain reverse proxy and with the Go standard library's reverse
+// proxy doing nothing else (go-bare), side by side in one run against the
+// same upstream: requests per second and latency p50/p99 at a fixed rate
+// and at saturation, and memory under load. writ, nginx and go-bare run as
+// processes of their own; WRIT_PROXY_BENCH_PIN=1 puts them on CPU 1 while
+// the test (load generator and upstream) runs on CPU 0.
 //
-//	WRIT_PROXY_BENCH=1 go test -run TestProxyComparison -v -timeout 10m ./bench/proxy/
+//	WRIT_PROXY_BENCH=1 go test -run TestProxyComparison -v -timeout 20m ./bench/proxy/
+//	WRIT_PROXY_BENCH=1 WRIT_PROXY_BENCH_PIN=1 taskset -c 0 go test -run TestProxyComparison -v -timeout 20m ./bench/proxy/
 //	go test -run '^$' -bench . ./bench/proxy/
 //
 // writ runs with everything on: the caller is attributed by its process
@@ -13,18 +17,14 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +33,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/writ-dev/writ/internal/broker"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/servertest"
 )
 
@@ -93,20 +91,8 @@ func startWrit(t testing.TB, up string) string {
 	cfg := servertest.Config(t.TempDir())
 	cfg.Server.TLSListen = "off"
 	in := servertest.Start(t, cfg, nil)
-	srv, c, ctx := in.Server, in.Client, context.Background()
-	// Every process of this user is the bench identity: the Go load
-	// generator (this process) and wrk alike.
-	if _, err := c.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
-		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.PutCredential(ctx, "bench-key", broker.Bearer, broker.NewSecret([]byte("bench-secret"))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "bench.yaml", Content: fmt.Sprintf(docs, up)}}}); err != nil {
-		t.Fatal(err)
-	}
-	return srv.ProxyAddr()
+	configureWrit(t, in.Client, up)
+	return in.Server.ProxyAddr()
 }
 
 // startNginx runs nginx as a plain reverse proxy to up, with upstream
@@ -150,6 +136,7 @@ http {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	pin(cmd)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -376,37 +363,6 @@ func rssKB(pids []int) int {
 	return total
 }
 
-// peakHeap samples this process's Go heap while fn runs.
-func peakHeap(fn func()) (uint64, uint64) {
-	var peak, peakSys atomic.Uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			if m.HeapInuse > peak.Load() {
-				peak.Store(m.HeapInuse)
-			}
-			if m.Sys > peakSys.Load() {
-				peakSys.Store(m.Sys)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	fn()
-	close(stop)
-	<-done
-	return peak.Load(), peakSys.Load()
-}
-
 func TestProxyComparison(t *testing.T) {
 	if os.Getenv("WRIT_PROXY_BENCH") == "" {
 		t.Skip("set WRIT_PROXY_BENCH=1 to run the proxy comparison (about three minutes)")
@@ -420,14 +376,24 @@ func TestProxyComparison(t *testing.T) {
 	if s := os.Getenv("WRIT_PROXY_BENCH_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
 	}
+	if cpu := os.Getenv("WRIT_PROXY_BENCH_PIN"); cpu != "" {
+		// The proxies run on CPU cpu; this process (load generator and
+		// upstream) must be kept off it with taskset.
+		status, _ := os.ReadFile("/proc/self/status")
+		allowed := regexp.MustCompile(`Cpus_allowed_list:\s*(\S+)`).FindSubmatch(status)
+		if allowed == nil || slices.Contains(strings.FieldsFunc(string(allowed[1]), func(r rune) bool { return r == ',' || r == '-' }), cpu) {
+			t.Fatalf("WRIT_PROXY_BENCH_PIN=%s: run the test on the other CPUs (taskset -c 0 go test ...); this process may run on %s", cpu, allowed[1])
+		}
+		fmt.Printf("proxies pinned to CPU %s; load generator and upstream on CPU %s\n", cpu, allowed[1])
+	}
 	up, bad := upstream(t)
-	writAddr := startWrit(t, up)
 	nginxAddr, nginxPIDs := startNginx(t, up)
+	writAddr, writPID := startWritProcess(t, up)
 	targets := []struct{ name, url string }{
 		{"direct", "http://" + up + "/items/1"},
 		{"writ", "http://" + writAddr + "/svc/bench/items/1"},
 		{"nginx", "http://" + nginxAddr + "/items/1"},
-		{"go-bare", "http://" + startBareProxy(t, up) + "/items/1"},
+		{"go-bare", "http://" + startBareProxyProcess(t, up) + "/items/1"},
 	}
 	for _, tg := range targets {
 		if c := newClient(1); !do(c, tg.url) {
@@ -459,24 +425,33 @@ func TestProxyComparison(t *testing.T) {
 	fixed := run("fixed rate 1000 req/s (Go open-loop client, latency from scheduled start)", func(_, url string) result {
 		return fixedRate(url, 1000, d)
 	})
-	var heap, sys uint64
-	var nginxRSS int
+	var writRSS, nginxRSS atomic.Int64
 	sat := run("saturation, 32 connections (Go closed-loop client)", func(name, url string) result {
-		var r result
-		switch name {
-		case "writ":
-			h, s := peakHeap(func() { r = saturate(url, 32, d) })
-			heap, sys = max(heap, h), max(sys, s)
-		case "nginx":
-			go func() { time.Sleep(d / 2); nginxRSS = max(nginxRSS, rssKB(nginxPIDs())) }()
-			r = saturate(url, 32, d)
-			time.Sleep(10 * time.Millisecond)
-		default:
-			r = saturate(url, 32, d)
+		// Resident memory halfway through the run, the largest of the
+		// rounds.
+		rss := map[string]func() int64{
+			"writ":  func() int64 { return max(writRSS.Load(), int64(rssKB([]int{writPID}))) },
+			"nginx": func() int64 { return max(nginxRSS.Load(), int64(rssKB(nginxPIDs()))) },
 		}
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-time.After(d / 2):
+			case <-done:
+				return
+			}
+			switch name {
+			case "writ":
+				writRSS.Store(rss[name]())
+			case "nginx":
+				nginxRSS.Store(rss[name]())
+			}
+		}()
+		r := saturate(url, 32, d)
+		close(done)
 		return r
 	})
-	fmt.Printf("  memory: writ Go heap in use %d MiB, runtime total %d MiB (load generator and upstream included); nginx RSS %d MiB\n", heap>>20, sys>>20, nginxRSS>>10)
+	fmt.Printf("  memory under load (resident): writ %d MiB, nginx %d MiB\n", writRSS.Load()>>10, nginxRSS.Load()>>10)
 	var wrkSat cell
 	if _, ok := wrk(t, targets[0].url, 32, time.Second); ok {
 		wrkSat = run("saturation, wrk -t2 -c32", func(_, url string) result {
@@ -532,23 +507,6 @@ func median(rs []result) result {
 		m.errs += r.errs
 	}
 	return m
-}
-
-// startBareProxy runs the Go standard library's reverse proxy in front of
-// up, with nothing else: no identification, policy, injection or audit. It
-// is the floor of what a Go proxy costs on this machine.
-func startBareProxy(t testing.TB, up string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, _ := url.Parse("http://" + up)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
-	srv := &http.Server{Handler: rp}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
 }
 
 // BenchmarkRoundTrip is one sequential request through writ (process

@@ -1,0 +1,169 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/client"
+	"github.com/writ-dev/writ/internal/httpapi"
+)
+
+// The comparison runs writ, nginx and the bare Go proxy each as a process
+// of its own, as they are deployed, so that the kernel schedules them
+// against the load generator and the upstream (which share this test
+// process, for direct as for the proxies). The benchmarks run writ in
+// this process instead, for profiling.
+
+// bareProxyEnv selects the helper mode of this test binary: serve the bare
+// Go reverse proxy in front of the upstream it names and print "listen
+// <addr>".
+const bareProxyEnv = "WRIT_BENCH_BARE_PROXY_UPSTREAM"
+
+func TestMain(m *testing.M) {
+	if up := os.Getenv(bareProxyEnv); up != "" {
+		addr, serve := bareProxy(up)
+		fmt.Printf("listen %s\n", addr)
+		serve()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// bareProxy is the Go standard library's reverse proxy in front of up,
+// with nothing else: no identification, policy, injection or audit. It
+// is the floor of what a Go proxy costs on this machine.
+func bareProxy(up string) (string, func() error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	target, _ := url.Parse("http://" + up)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	srv := &http.Server{Handler: rp}
+	return ln.Addr().String(), func() error { return srv.Serve(ln) }
+}
+
+// startBareProxy runs bareProxy in this process (for the benchmarks).
+func startBareProxy(t testing.TB, up string) string {
+	addr, serve := bareProxy(up)
+	go serve()
+	return addr
+}
+
+// startProcess starts cmd, reads its standard output until match returns
+// true for a line, and stops the process when the test ends.
+func startProcess(t testing.TB, cmd *exec.Cmd, match func(line string) bool) {
+	t.Helper()
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	done := false
+	for !done && sc.Scan() {
+		done = match(sc.Text())
+	}
+	if !done {
+		t.Fatalf("%s exited before it was ready", cmd.Path)
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+}
+
+// pin makes cmd run on the proxy's CPU when WRIT_PROXY_BENCH_PIN is set
+// (see TestProxyComparison).
+func pin(cmd *exec.Cmd) {
+	if cpu := os.Getenv("WRIT_PROXY_BENCH_PIN"); cpu != "" {
+		cmd.Args = append([]string{"taskset", "-c", cpu}, cmd.Args...)
+		cmd.Path, _ = exec.LookPath("taskset")
+	}
+}
+
+// startBareProxyProcess runs bareProxy in a process of its own.
+func startBareProxyProcess(t testing.TB, up string) string {
+	var addr string
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), bareProxyEnv+"="+up)
+	pin(cmd)
+	startProcess(t, cmd, func(line string) bool {
+		addr, _ = strings.CutPrefix(line, "listen ")
+		return addr != line
+	})
+	return addr
+}
+
+// startWritProcess builds writ and runs `writ serve` on a fresh data
+// directory with its proxy in front of up, configured as startWrit does.
+// It returns the proxy address and writ's pid.
+func startWritProcess(t testing.TB, up string, env ...string) (string, int) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "writ")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
+	_, here, _, _ := runtime.Caller(0)
+	build.Dir = filepath.Join(filepath.Dir(here), "..", "..") // the module root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build writ: %v\n%s", err, out)
+	}
+	data := filepath.Join(dir, "data")
+	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--tls-listen", "off")
+	pin(cmd)
+	cmd.Env = append(os.Environ(), env...)
+	var admin, proxy string
+	startProcess(t, cmd, func(line string) bool {
+		if _, a, ok := strings.Cut(line, "Admin API and bundle endpoint:"); ok {
+			admin = strings.TrimSpace(a)
+		}
+		if _, a, ok := strings.Cut(line, "Access proxy:"); ok {
+			proxy = strings.TrimPrefix(strings.Fields(a)[0], "http://")
+		}
+		return admin != "" && proxy != ""
+	})
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(admin, strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	configureWrit(t, c, up)
+	return proxy, cmd.Process.Pid
+}
+
+// configureWrit registers the bench identity (every process of this user),
+// the upstream credential and the Service and policy for up.
+func configureWrit(t testing.TB, c *client.Client, up string) {
+	ctx := context.Background()
+	if _, err := c.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
+		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutCredential(ctx, "bench-key", broker.Bearer, broker.NewSecret([]byte("bench-secret"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "bench.yaml", Content: fmt.Sprintf(docs, up)}}}); err != nil {
+		t.Fatal(err)
+	}
+}
