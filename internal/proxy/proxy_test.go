@@ -63,19 +63,6 @@ func (s *eventSink) Emit(_ context.Context, e audit.Event) error {
 	return nil
 }
 
-// ofType returns the events of typ in order.
-func (s *eventSink) ofType(typ audit.Type) []audit.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []audit.Event
-	for _, e := range s.ev {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 func (s *eventSink) last() audit.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
