@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func open(t *testing.T, cfg Config) *Journal {
@@ -217,6 +218,7 @@ func TestSyncMode(t *testing.T) {
 			return err
 		}
 		syncs.Add(1)
+		time.Sleep(2 * time.Millisecond) // a disk: Begins arrive while it syncs
 		mu.Lock()
 		syncedSize = max(syncedSize, fi.Size())
 		mu.Unlock()
@@ -231,6 +233,7 @@ func TestSyncMode(t *testing.T) {
 	}
 	mu.Unlock()
 	const n = 64
+	syncs.Store(0)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
@@ -248,8 +251,8 @@ func TestSyncMode(t *testing.T) {
 	if fi, _ := os.Stat(j.cfg.Path); syncedSize != fi.Size() {
 		t.Fatalf("after concurrent Begins %d bytes synced of %d", syncedSize, fi.Size())
 	}
-	if s := syncs.Load(); s > n {
-		t.Fatalf("%d syncs for %d records", s, n+1)
+	if s := syncs.Load(); s > n/2 {
+		t.Fatalf("%d syncs for %d concurrent records: they do not share syncs", s, n)
 	}
 }
 
