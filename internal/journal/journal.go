@@ -278,7 +278,7 @@ func (j *Journal) waitSynced(gen uint64, end int64) error {
 
 // Done settles t: its access is in the audit log, so the record is no
 // longer needed. Once the file has grown past MaxSize the unsettled records
-// are moved to a new file; if nothing is unsettled the file is emptied.
+// are moved to a new file (compaction).
 func (j *Journal) Done(t Ticket) {
 	j.mu.Lock()
 	delete(j.open, t)
