@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +55,32 @@ func TestScripts(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				ts.Fatalf("%s not ready after 10s", args[0])
+			},
+			// private DIR fails unless every file under DIR (sockets
+			// included) is its owner's alone: no group or other bits.
+			"private": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 || neg {
+					ts.Fatalf("usage: private DIR")
+				}
+				var open []string
+				err := filepath.WalkDir(ts.MkAbs(args[0]), func(path string, d fs.DirEntry, err error) error {
+					if err != nil {
+						return err
+					}
+					fi, err := d.Info()
+					if err != nil {
+						return err
+					}
+					ts.Logf("%v %s", fi.Mode(), path)
+					if !d.IsDir() && fi.Mode().Perm()&0o077 != 0 {
+						open = append(open, fmt.Sprintf("%s (%04o)", path, fi.Mode().Perm()))
+					}
+					return nil
+				})
+				ts.Check(err)
+				if len(open) > 0 {
+					ts.Fatalf("readable by other users: %s", strings.Join(open, ", "))
+				}
 			},
 		},
 	})

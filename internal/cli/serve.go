@@ -37,6 +37,10 @@ Configuration is read from --config (writ.yaml) if given; flags override
 the file; unset values take their documented defaults.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Everything writ creates is its user's alone (0600 files,
+			// 0700 directories), including files other code creates
+			// beside ours, such as SQLite's -wal and -shm.
+			syscall.Umask(0o077)
 			var cfg config.Config
 			if configPath != "" {
 				var err error

@@ -48,6 +48,7 @@ type Options struct {
 type Server struct {
 	cfg  config.Config
 	log  *slog.Logger
+	lock *dirLock // the data directory's, held until the store is closed
 	now  func() time.Time
 	db   *sqlite.DB
 	emit audit.Emitter
@@ -99,9 +100,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		}
 	}()
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	if err := prepareDataDir(cfg.DataDir, s.log); err != nil {
+		return nil, err
 	}
+	// Before the store opens: a second server on the same data directory
+	// would break the running one's audit log and socket.
+	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.lock.release)
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
 		return nil, fmt.Errorf("trust_domain %q: %w", cfg.TrustDomain, err)
@@ -257,7 +264,9 @@ func (s *Server) Close() error {
 	s.closeProxy()
 	s.closeTokens()
 	os.Remove(s.cfg.Workload.Socket)
-	return errors.Join(s.auditLog.Close(context.Background()), s.db.Close())
+	err := errors.Join(s.auditLog.Close(context.Background()), s.db.Close())
+	s.lock.release()
+	return err
 }
 
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
@@ -313,5 +322,6 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.db.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close store: %w", err))
 	}
+	s.lock.release()
 	return runErr
 }

@@ -131,6 +131,9 @@ func (ix *auditIndex) open(ctx context.Context) error {
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(OFF)", "busy_timeout(10000)"} {
 		q.Add("_pragma", p)
 	}
+	if err := privateFile(ix.path); err != nil {
+		return err
+	}
 	db, err := sql.Open("sqlite", fileDSN(ix.path, q))
 	if err != nil {
 		return err
@@ -158,9 +161,6 @@ func (ix *auditIndex) open(ctx context.Context) error {
 		}
 	}
 	if _, err := ix.w.ExecContext(ctx, auditIndexSchema+fmt.Sprintf(`PRAGMA user_version = %d;`, auditIndexVersion)); err != nil {
-		return fail(err)
-	}
-	if err := os.Chmod(ix.path, 0o600); err != nil {
 		return fail(err)
 	}
 	// The index never runs ahead of the events: rows past the end of

@@ -58,12 +58,16 @@ type Options struct {
 }
 
 // Open opens (creating if needed) the database file at path and applies any
-// pending migrations.
+// pending migrations. The database and the files SQLite keeps beside it
+// are readable by their owner only (mode 0600).
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create store directory %s: %w", dir, err)
 		}
+	}
+	if err := privateFile(path); err != nil {
+		return nil, err
 	}
 	q := url.Values{}
 	for _, p := range []string{
@@ -89,10 +93,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err := d.migrate(ctx); err != nil {
 		sdb.Close()
 		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		sdb.Close()
-		return nil, fmt.Errorf("restrict store file %s: %w", path, err)
 	}
 	// Open the audit search index now (catching it up in the
 	// background), not on the first append, which would wait for it.
