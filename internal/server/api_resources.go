@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/mcp"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/registry"
@@ -34,6 +35,9 @@ func (s *Server) kinds() map[string]kind {
 	return map[string]kind{
 		resource.KindIdentity: {prepare: s.prepareIdentity},
 		resource.KindService:  {prepare: s.prepareStored(proxy.StoredSpec), checkSet: s.checkServiceSet, changed: s.reloadServices},
+		// MCPServer documents are validated and stored; the gateway that
+		// serves them is internal/mcp.
+		resource.KindMCPServer: {prepare: s.prepareStored(mcp.StoredSpec)},
 		resource.KindAccessPolicy: {
 			prepare:  s.prepareStored(policy.StoredSpec),
 			checkSet: s.checkPolicySet,
