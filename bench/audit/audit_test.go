@@ -1,5 +1,5 @@
 // Package audit_test benchmarks writ's tamper-evident audit log
-// (internal/audit on the SQLite store): sustained append throughput and
+// (internal/auditlog on the SQLite store): sustained append throughput and
 // latency with concurrent writers sharing group commits, offline
 // verification of a log of a million events, and indexed searches on it.
 // See bench/README.md, section "Audit log", for results.
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"golang.org/x/mod/sumdb/tlog"
@@ -55,10 +56,10 @@ func event(i int) audit.Event {
 
 type logEnv struct {
 	db *sqlite.DB
-	l  *audit.Log
+	l  *auditlog.Log
 }
 
-func openLog(tb testing.TB, path string, cfg audit.Config) *logEnv {
+func openLog(tb testing.TB, path string, cfg auditlog.Config) *logEnv {
 	tb.Helper()
 	db, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
@@ -68,7 +69,7 @@ func openLog(tb testing.TB, path string, cfg audit.Config) *logEnv {
 	rand.Read(kek)
 	sealer, _ := keys.NewSealer(kek)
 	cfg.Backend, cfg.Keys, cfg.Sealer = db.Audit(), db, sealer
-	l, err := audit.Open(context.Background(), cfg)
+	l, err := auditlog.Open(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func (e *logEnv) close(tb testing.TB) {
 
 // appendAll appends events [from, to) with writers concurrent writers and
 // returns every append's latency.
-func appendAll(tb testing.TB, l *audit.Log, d audit.Durability, writers, from, to int) []time.Duration {
+func appendAll(tb testing.TB, l *auditlog.Log, d audit.Durability, writers, from, to int) []time.Duration {
 	var (
 		next = int64(from - 1)
 		mu   sync.Mutex
@@ -140,7 +141,7 @@ func BenchmarkAppendWritten(b *testing.B) { benchAppend(b, audit.Written, 1, 16)
 func benchAppend(b *testing.B, d audit.Durability, writerCounts ...int) {
 	for _, writers := range writerCounts {
 		b.Run("writers="+strconv.Itoa(writers), func(b *testing.B) {
-			e := openLog(b, filepath.Join(b.TempDir(), "writ.db"), audit.Config{})
+			e := openLog(b, filepath.Join(b.TempDir(), "writ.db"), auditlog.Config{})
 			defer e.close(b)
 			b.ResetTimer()
 			lat := appendAll(b, e.l, d, writers, 0, b.N)
@@ -171,7 +172,7 @@ func millionLog(b *testing.B) (path string, n int) {
 	}
 	start := time.Now()
 	tmp := filepath.Join(dir, fmt.Sprintf("audit-%d-building.db", n))
-	e := openLog(b, tmp, audit.Config{})
+	e := openLog(b, tmp, auditlog.Config{})
 	appendAll(b, e.l, audit.Synced, 1024, 0, n)
 	e.close(b)
 	// Reopen to let the search index catch up with everything.
@@ -202,13 +203,13 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	trusted, _, err := audit.StoredVerifiers(context.Background(), db)
+	trusted, _, err := auditlog.StoredVerifiers(context.Background(), db)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for range b.N {
-		rep, err := audit.Verify(context.Background(), db.Audit(), audit.VerifyOptions{Trusted: trusted})
+		rep, err := auditlog.Verify(context.Background(), db.Audit(), auditlog.VerifyOptions{Trusted: trusted})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -237,16 +238,16 @@ func BenchmarkSearch(b *testing.B) {
 	lastEvent, _ := last[0].Event()
 	for _, c := range []struct {
 		name string
-		q    audit.Query
+		q    auditlog.Query
 	}{
-		{"instance", audit.Query{Instance: "inst_7"}},
-		{"task", audit.Query{Task: "task_4321"}},
-		{"spiffe-id-prefix", audit.Query{SpiffeID: "spiffe://writ.local/agent/team3"}},
-		{"type-denied", audit.Query{Type: audit.AccessDenied}},
-		{"decision-deny", audit.Query{Decision: "deny"}},
-		{"task-and-denied", audit.Query{Task: "task_20", Type: audit.AccessDenied}},
-		{"last-minute", audit.Query{Since: lastEvent.Time.Add(-time.Minute)}},
-		{"rare-task-whole-log", audit.Query{Task: "task_none"}},
+		{"instance", auditlog.Query{Instance: "inst_7"}},
+		{"task", auditlog.Query{Task: "task_4321"}},
+		{"spiffe-id-prefix", auditlog.Query{SpiffeID: "spiffe://writ.local/agent/team3"}},
+		{"type-denied", auditlog.Query{Type: audit.AccessDenied}},
+		{"decision-deny", auditlog.Query{Decision: "deny"}},
+		{"task-and-denied", auditlog.Query{Task: "task_20", Type: audit.AccessDenied}},
+		{"last-minute", auditlog.Query{Since: lastEvent.Time.Add(-time.Minute)}},
+		{"rare-task-whole-log", auditlog.Query{Task: "task_none"}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			c.q.Limit = 100
@@ -283,7 +284,7 @@ func BenchmarkStoreAppend(b *testing.B) {
 	b.ResetTimer()
 	for from := 0; from < b.N; from += batch {
 		b.StopTimer()
-		recs := make([]audit.Record, min(batch, b.N-from))
+		recs := make([]auditlog.Record, min(batch, b.N-from))
 		for i := range recs {
 			n := from + i
 			e := event(n)
@@ -297,7 +298,7 @@ func BenchmarkStoreAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			stored = append(stored, h...)
-			recs[i] = audit.Record{Index: int64(n), Data: data, Hashes: h}
+			recs[i] = auditlog.Record{Index: int64(n), Data: data, Hashes: h}
 		}
 		b.StartTimer()
 		if err := a.AppendRecords(context.Background(), recs); err != nil {

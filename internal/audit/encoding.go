@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -193,4 +194,25 @@ func textFields(e *Event) [17]*string {
 	return [...]*string{&e.ID, (*string)(&e.Type), &e.SpiffeID, &e.Instance, &e.Task,
 		&e.OnBehalfOf, &e.Actor, &e.Target, &e.Action, &e.Decision, &e.Policy, &e.Rule,
 		&e.Reason, &e.Credential, &e.Source, &e.Node, &e.RequestID}
+}
+
+// Sanitize replaces invalid UTF-8 in e's text fields and details with
+// U+FFFD, so that every event can be encoded and round-trips through
+// JSON. It copies Details rather than change the caller's map.
+func (e *Event) Sanitize() {
+	for _, p := range textFields(e) {
+		if p != nil && !utf8.ValidString(*p) {
+			*p = strings.ToValidUTF8(*p, "\uFFFD")
+		}
+	}
+	for k, v := range e.Details {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			d := make(map[string]string, len(e.Details))
+			for k, v := range e.Details {
+				d[strings.ToValidUTF8(k, "\uFFFD")] = strings.ToValidUTF8(v, "\uFFFD")
+			}
+			e.Details = d
+			break
+		}
+	}
 }

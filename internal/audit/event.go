@@ -1,6 +1,12 @@
-// Package audit is writ's record of who did what: the [Event] model shared by
-// every component, the [Emitter] they send events to, and (see log.go) the
-// tamper-evident Merkle-tree log that stores them.
+// Package audit is the vocabulary of writ's record of who did what: the
+// [Event] model and its [Type]s shared by every component, the [Emitter]
+// interfaces they send events to, event ids ([NewEventID]) and the
+// canonical encoding ([Event.MarshalCanonical]) that is hashed into the log.
+//
+// The tamper-evident Merkle-tree log that stores events (group commit,
+// checkpoints, proofs, verification, search) is package auditlog, which
+// implements the emitters defined here. Packages that only emit events
+// import audit and never auditlog.
 //
 // Every event carries the identity it is attributed to (SPIFFE ID and
 // instance) when there is one. Events never carry secret values: credential
@@ -135,8 +141,36 @@ func (s SlogEmitter) Emit(ctx context.Context, e Event) error {
 	return nil
 }
 
+// Durability is how far an append gets before it returns.
+type Durability uint8
+
+const (
+	// Synced returns once the event is on disk: the store's commit was
+	// fsynced, so the event survives a power loss. The default.
+	Synced Durability = iota
+	// Written returns once the event is committed to the store in its
+	// place in the log, while the fsync of its group commit may still be
+	// running: the event survives a crash of writ (the commit is in the
+	// operating system's hands) and reaches the disk with that fsync,
+	// typically within a millisecond; only a power loss or kernel crash
+	// in between can lose it. If that fsync fails the log refuses every
+	// later event, so enforcement fails closed from then on. For hot
+	// enforcement paths such as the access proxy's decisions; with a
+	// log backend that cannot write and sync separately (see
+	// auditlog.Pipeliner) it is the same as Synced.
+	Written
+)
+
+// String returns "synced" or "written".
+func (d Durability) String() string {
+	if d == Written {
+		return "written"
+	}
+	return "synced"
+}
+
 // DurabilityEmitter is an [Emitter] that can return before an event is
-// synced to disk (see [Durability]); [Log] and [Tee] are.
+// synced to disk (see [Durability]); auditlog.Log and auditlog.Tee are.
 type DurabilityEmitter interface {
 	Emitter
 	EmitWith(ctx context.Context, e Event, d Durability) error
@@ -152,8 +186,8 @@ func EmitWith(ctx context.Context, em Emitter, e Event, d Durability) error {
 }
 
 // BatchEmitter is an [Emitter] that can record several events at once, so
-// that they share one commit; [Log] and [Tee] are. An error means some of
-// the events may not be recorded.
+// that they share one commit; auditlog.Log and auditlog.Tee are. An error
+// means some of the events may not be recorded.
 type BatchEmitter interface {
 	Emitter
 	EmitBatch(ctx context.Context, es []Event) error
@@ -173,63 +207,6 @@ func EmitBatch(ctx context.Context, em Emitter, es []Event) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// EmitBatch implements [BatchEmitter]: each event is synced before it
-// returns.
-func (l *Log) EmitBatch(ctx context.Context, es []Event) error {
-	_, err := l.AppendBatch(ctx, es, Synced)
-	return err
-}
-
-// Tee records each event in Durable and, once that succeeded, in Also
-// (typically a SlogEmitter at debug level). An error from Durable is
-// returned and Also is skipped; Also's errors are ignored.
-type Tee struct {
-	Durable Emitter
-	Also    Emitter
-}
-
-// Emit implements Emitter. When Durable is a *Log, Also sees the event as
-// stored, with its id and time filled in.
-func (t Tee) Emit(ctx context.Context, e Event) error {
-	return t.EmitWith(ctx, e, Synced)
-}
-
-// EmitWith implements [DurabilityEmitter].
-func (t Tee) EmitWith(ctx context.Context, e Event, d Durability) error {
-	if l, ok := t.Durable.(*Log); ok {
-		en, err := l.AppendWith(ctx, e, d)
-		if err != nil {
-			return err
-		}
-		e = en.Event
-	} else if err := EmitWith(ctx, t.Durable, e, d); err != nil {
-		return err
-	}
-	t.Also.Emit(ctx, e)
-	return nil
-}
-
-// EmitBatch implements [BatchEmitter]. Also sees the events Durable
-// recorded.
-func (t Tee) EmitBatch(ctx context.Context, es []Event) error {
-	if l, ok := t.Durable.(*Log); ok {
-		entries, err := l.AppendBatch(ctx, es, Synced)
-		for _, en := range entries {
-			if en.ID != "" {
-				t.Also.Emit(ctx, en.Event)
-			}
-		}
-		return err
-	}
-	err := EmitBatch(ctx, t.Durable, es)
-	if err == nil {
-		for _, e := range es {
-			t.Also.Emit(ctx, e)
-		}
-	}
-	return err
 }
 
 // Discard drops every event. For tests only.

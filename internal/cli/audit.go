@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -43,7 +43,7 @@ Merkle tree (RFC 6962) whose size and root the server signs in checkpoints.
 
 // auditFilters are the query flags shared by search, tail and export.
 type auditFilters struct {
-	q            audit.Query
+	q            auditlog.Query
 	since, until string
 }
 
@@ -61,7 +61,7 @@ func (f *auditFilters) register(cmd *cobra.Command, withTime bool) {
 }
 
 // query returns the filters as a query, resolving ages against now.
-func (f *auditFilters) query(now time.Time) (audit.Query, error) {
+func (f *auditFilters) query(now time.Time) (auditlog.Query, error) {
 	q := f.q
 	var err error
 	if q.Since, err = parseAuditTime("--since", f.since, now); err != nil {
@@ -142,14 +142,14 @@ fetch the next (older) page.`,
 		},
 	}
 	f.register(cmd, true)
-	cmd.Flags().IntVar(&f.q.Limit, "limit", 50, fmt.Sprintf("at most this many events (1 to %d)", audit.MaxSearchLimit))
+	cmd.Flags().IntVar(&f.q.Limit, "limit", 50, fmt.Sprintf("at most this many events (1 to %d)", auditlog.MaxSearchLimit))
 	cmd.Flags().Int64Var(&before, "before", 0, "only events with an index below this (for paging)")
 	out = outputFlag(cmd)
 	return cmd
 }
 
 // printAuditTable prints entries in a table, oldest at the bottom.
-func printAuditTable(w io.Writer, entries []audit.Entry) error {
+func printAuditTable(w io.Writer, entries []auditlog.Entry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tTIME\tTYPE\tDECISION\tSPIFFE ID\tINSTANCE\tTASK\tACTION\tTARGET\tID")
 	for _, e := range entries {
@@ -160,7 +160,7 @@ func printAuditTable(w io.Writer, entries []audit.Entry) error {
 }
 
 // auditLine formats one entry on one line, for tail.
-func auditLine(e audit.Entry) string {
+func auditLine(e auditlog.Entry) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s %s", e.Index, e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type)
 	for _, kv := range [][2]string{{"decision", e.Decision}, {"spiffe_id", e.SpiffeID}, {"instance", e.Instance},
@@ -204,7 +204,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			emit := func(e audit.Entry) error {
+			emit := func(e auditlog.Entry) error {
 				if *out == "json" {
 					b, _ := json.Marshal(e)
 					_, err := fmt.Fprintf(g.stdout, "%s\n", b)
@@ -217,7 +217,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 			// after what is printed, with no gap and no repeat.
 			newest := int64(-1)
 			if follow {
-				all, err := c.AuditSearch(ctx, audit.Query{Limit: 1})
+				all, err := c.AuditSearch(ctx, auditlog.Query{Limit: 1})
 				if err != nil {
 					return err
 				}
@@ -226,7 +226,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 				}
 			}
 			if n > 0 && (newest >= 0 || !follow) {
-				q.Limit = min(n, audit.MaxSearchLimit)
+				q.Limit = min(n, auditlog.MaxSearchLimit)
 				if newest >= 0 {
 					q.Before = newest + 1
 				}
@@ -342,7 +342,7 @@ func trustedAuditKeys(vals []string) (note.Verifiers, error) {
 		}
 		keys = append(keys, v)
 	}
-	return audit.ParseVerifierKeys(keys...)
+	return auditlog.ParseVerifierKeys(keys...)
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
@@ -385,23 +385,23 @@ saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency 
 				}
 			} else {
 				var vkeys []string
-				if trusted, vkeys, err = audit.StoredVerifiers(ctx, db); err != nil {
+				if trusted, vkeys, err = auditlog.StoredVerifiers(ctx, db); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.stderr, "note: trusting the log key stored in %s (%s); pin it with --key to detect a replaced key\n",
 					db.Path(), strings.Join(vkeys, ", "))
 			}
-			opts := audit.VerifyOptions{Trusted: trusted}
+			opts := auditlog.VerifyOptions{Trusted: trusted}
 			if saved != "" {
 				b, err := os.ReadFile(saved)
 				if err != nil {
 					return fmt.Errorf("--checkpoint: %w", err)
 				}
-				opts.Saved = audit.ReadSignedCheckpoint(b)
+				opts.Saved = auditlog.ReadSignedCheckpoint(b)
 			}
 			start := time.Now()
-			rep, err := audit.Verify(ctx, db.Audit(), opts)
-			var ve *audit.VerifyError
+			rep, err := auditlog.Verify(ctx, db.Audit(), opts)
+			var ve *auditlog.VerifyError
 			if errors.As(err, &ve) {
 				return exitCode(1, fmt.Errorf("audit log verification FAILED: %v", ve))
 			}
@@ -423,7 +423,7 @@ saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency 
 				fmt.Fprintf(g.stdout, "%d events after the latest checkpoint are not signed yet (the server signs them within its checkpoint interval)\n", rep.Unsigned)
 			}
 			if rep.Consistency != nil {
-				old, _ := audit.ParseCheckpointNote([]byte(rep.Consistency.Old))
+				old, _ := auditlog.ParseCheckpointNote([]byte(rep.Consistency.Old))
 				fmt.Fprintf(g.stdout, "the log extends the saved checkpoint of size %d (root %s): consistency proof of %d hashes checked\n",
 					old.Size, old.Hash, len(rep.Consistency.Proof))
 			}
@@ -483,7 +483,7 @@ Exit status 1 means the proof does not hold.`,
 			if err != nil {
 				return fmt.Errorf("read proof: %w", err)
 			}
-			p, err := audit.ParseInclusionProof(b)
+			p, err := auditlog.ParseInclusionProof(b)
 			if err != nil {
 				return exitCode(1, err)
 			}
@@ -521,7 +521,7 @@ instead of asking the server.`,
 					return err
 				}
 				defer db.Close()
-				_, vkeys, err := audit.StoredVerifiers(ctx, db)
+				_, vkeys, err := auditlog.StoredVerifiers(ctx, db)
 				if err != nil {
 					return err
 				}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
@@ -24,7 +25,7 @@ import (
 type auditServer struct {
 	dir string
 	db  *sqlite.DB
-	log *audit.Log
+	log *auditlog.Log
 	srv *httptest.Server
 }
 
@@ -50,12 +51,12 @@ func newAuditServer(t *testing.T) *auditServer {
 		defer mu.Unlock()
 		return clock
 	}
-	l, err := audit.Open(context.Background(), audit.Config{Backend: db.Audit(), Keys: db, Sealer: sealer, Now: now})
+	l, err := auditlog.Open(context.Background(), auditlog.Config{Backend: db.Audit(), Keys: db, Sealer: sealer, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close(context.Background()) })
-	s := &auditServer{dir: dir, db: db, log: l, srv: httptest.NewServer(audit.NewHandler(l))}
+	s := &auditServer{dir: dir, db: db, log: l, srv: httptest.NewServer(auditlog.NewHandler(l))}
 	t.Cleanup(s.srv.Close)
 	for i := range 30 {
 		mu.Lock()
@@ -107,7 +108,7 @@ func TestAuditQueryCommands(t *testing.T) {
 		t.Errorf("audit key --offline = %q, want %q", out, s.log.VerifierKey())
 	}
 
-	var res audit.SearchResult
+	var res auditlog.SearchResult
 	out := s.mustRun(t, "audit", "search", "--decision", "deny", "--spiffe-id", "spiffe://writ.local/agent", "-o", "json")
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
@@ -134,7 +135,7 @@ func TestAuditQueryCommands(t *testing.T) {
 	if len(lines) != 5 {
 		t.Fatalf("export --since 12:25 = %d lines, want 5:\n%s", len(lines), out)
 	}
-	var first audit.Entry
+	var first auditlog.Entry
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Index != 25 || first.Type != audit.AccessDenied {
 		t.Errorf("first exported line %q: %v", lines[0], err)
 	}
@@ -187,7 +188,7 @@ func TestAuditTailFollow(t *testing.T) {
 	waitFor(3)
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(text()), "\n") {
-		var e audit.Entry
+		var e auditlog.Entry
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("tail -o json line %q: %v", line, err)
 		}
@@ -219,7 +220,7 @@ func TestAuditProveAndVerify(t *testing.T) {
 	cpFile := filepath.Join(dir, "cp.txt")
 	os.WriteFile(cpFile, []byte(s.mustRun(t, "audit", "checkpoint")), 0o600)
 
-	var res audit.SearchResult
+	var res auditlog.SearchResult
 	json.Unmarshal([]byte(s.mustRun(t, "audit", "search", "--limit", "1", "--type", "access.denied", "-o", "json")), &res)
 	proofFile := filepath.Join(dir, "proof.json")
 	os.WriteFile(proofFile, []byte(s.mustRun(t, "audit", "prove", res.Events[0].ID)), 0o600)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/policy"
 )
@@ -64,7 +65,7 @@ func TestApplyAccessPolicyVersionsAndDecides(t *testing.T) {
 	}
 	// Each change is an audit event naming who changed what, and the version.
 	for typ, version := range map[audit.Type]string{audit.ResourceCreated: "email-drafter@1", audit.ResourceChanged: "email-drafter@2"} {
-		res, err := in.client.AuditSearch(ctx, audit.Query{Type: typ, Limit: 10})
+		res, err := in.client.AuditSearch(ctx, auditlog.Query{Type: typ, Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}

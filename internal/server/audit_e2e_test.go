@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
@@ -33,9 +34,9 @@ func TestFoundationEventsAreAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	find := func(typ audit.Type) audit.Entry {
+	find := func(typ audit.Type) auditlog.Entry {
 		t.Helper()
-		res, err := in.client.AuditSearch(ctx, audit.Query{Type: typ, Limit: 10})
+		res, err := in.client.AuditSearch(ctx, auditlog.Query{Type: typ, Limit: 10})
 		if err != nil {
 			t.Fatalf("search %s: %v", typ, err)
 		}
@@ -67,11 +68,11 @@ func TestFoundationEventsAreAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	trusted, err := audit.ParseVerifierKeys(key.VerifierKey)
+	trusted, err := auditlog.ParseVerifierKeys(key.VerifierKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := audit.Verify(ctx, db.Audit(), audit.VerifyOptions{Trusted: trusted})
+	rep, err := auditlog.Verify(ctx, db.Audit(), auditlog.VerifyOptions{Trusted: trusted})
 	if err != nil {
 		t.Fatalf("offline verify: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/servertest"
@@ -134,11 +135,11 @@ func TestProxyCrashKeepsAccesses(t *testing.T) {
 	cfg.Server.TLSListen = "off"
 	in := servertest.Start(t, cfg, nil)
 	ctx := context.Background()
-	res, err := in.Client.AuditSearch(ctx, audit.Query{Type: audit.AccessAllowed, Limit: 1000})
+	res, err := in.Client.AuditSearch(ctx, auditlog.Query{Type: audit.AccessAllowed, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	byPath := map[string][]audit.Entry{}
+	byPath := map[string][]auditlog.Entry{}
 	for _, e := range res.Events {
 		byPath[e.Details["path"]] = append(byPath[e.Details["path"]], e)
 	}
@@ -172,7 +173,7 @@ func TestProxyCrashKeepsAccesses(t *testing.T) {
 	in.Stop()
 	// Recovered once: a second restart adds nothing.
 	in2 := servertest.Start(t, cfg, nil)
-	res2, err := in2.Client.AuditSearch(ctx, audit.Query{Type: audit.AccessAllowed, Limit: 1000})
+	res2, err := in2.Client.AuditSearch(ctx, auditlog.Query{Type: audit.AccessAllowed, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}

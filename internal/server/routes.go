@@ -4,7 +4,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/httpapi"
 )
 
@@ -35,7 +35,7 @@ func (s *Server) routes() http.Handler {
 	admin("GET /v1/instances", s.handleListInstances)
 	s.proxyRoutes(admin)
 	s.tokenRoutes(mux, admin)
-	auditAPI := audit.NewHandler(s.auditLog)
+	auditAPI := auditlog.NewHandler(s.auditLog)
 	mux.Handle("GET /v1/audit/key", auditAPI) // a public key: anyone may verify
 	mux.Handle("/v1/audit/", s.admin.require(auditAPI))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

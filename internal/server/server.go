@@ -26,6 +26,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/attest"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/keys"
@@ -53,7 +54,7 @@ type Server struct {
 	db   *sqlite.DB
 	emit audit.Emitter
 	// auditLog is the durable, tamper-evident event log; emit is it.
-	auditLog *audit.Log
+	auditLog *auditlog.Log
 
 	authority *ca.Authority
 	attestor  *attest.Attestor
@@ -127,7 +128,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	}
 	closers = append(closers, func() { s.db.Close() })
 
-	s.auditLog, err = audit.Open(ctx, audit.Config{
+	s.auditLog, err = auditlog.Open(ctx, auditlog.Config{
 		Backend:            s.db.Audit(),
 		Keys:               s.db,
 		Sealer:             sealer,
@@ -143,7 +144,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	closers = append(closers, func() { s.auditLog.Close(context.Background()) })
 	// Events go to the durable log; with log.level debug they also appear
 	// in the process log.
-	s.emit = audit.Tee{Durable: s.auditLog, Also: audit.SlogEmitter{Log: s.log, Level: slog.LevelDebug}}
+	s.emit = auditlog.Tee{Durable: s.auditLog, Also: audit.SlogEmitter{Log: s.log, Level: slog.LevelDebug}}
 
 	s.metrics = prometheus.NewRegistry()
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

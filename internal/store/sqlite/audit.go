@@ -8,26 +8,26 @@ import (
 	"strings"
 	"time"
 
-	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// AuditStore keeps the audit log (package audit) in the audit_events and
+// AuditStore keeps the audit log (package auditlog) in the audit_events and
 // audit_checkpoints tables of a [DB]. Each event is stored as its
 // canonical JSON (the exact leaf data of the Merkle tree) next to its
 // stored tree hashes and its id; its other searchable fields go to the
 // audit search index, a second file written in parallel (see
 // audit_index.go). ReadRecords returns every event's keys as stored in
-// the id column and the index, so that audit.Verify can check them
+// the id column and the index, so that auditlog.Verify can check them
 // against the JSON.
 type AuditStore struct {
 	db *DB
 }
 
 var (
-	_ audit.Backend   = (*AuditStore)(nil)
-	_ audit.Pipeliner = (*AuditStore)(nil)
+	_ auditlog.Backend   = (*AuditStore)(nil)
+	_ auditlog.Pipeliner = (*AuditStore)(nil)
 )
 
 // Audit returns the audit log storage of d.
@@ -37,26 +37,26 @@ const auditColumns = `idx, data, hashes, id`
 
 // auditMaxRows is the most rows one INSERT statement carries (four
 // parameters each, within SQLite's limit of 32766). It is at least
-// audit.DefaultMaxBatch.
+// auditlog.DefaultMaxBatch.
 const auditMaxRows = 8000
 
-// AppendRecords implements audit.Records: WriteRecords, then
+// AppendRecords implements auditlog.Records: WriteRecords, then
 // SyncRecords.
-func (a *AuditStore) AppendRecords(ctx context.Context, recs []audit.Record) error {
+func (a *AuditStore) AppendRecords(ctx context.Context, recs []auditlog.Record) error {
 	if err := a.WriteRecords(ctx, recs); err != nil {
 		return err
 	}
 	return a.SyncRecords(ctx)
 }
 
-// WriteRecords implements audit.Pipeliner. A batch is one transaction of
+// WriteRecords implements auditlog.Pipeliner. A batch is one transaction of
 // multi-row INSERTs with prepared statements (see batchInsert) on the
 // log's own connection (see auditWriter); a batch that one statement
 // carries runs in autocommit mode, where SQLite needs no statement
 // journal. Each statement inserts nothing unless the log continues
 // exactly at its first record's index. Once the batch is committed, its
 // keys are queued for the search index.
-func (a *AuditStore) WriteRecords(ctx context.Context, recs []audit.Record) error {
+func (a *AuditStore) WriteRecords(ctx context.Context, recs []auditlog.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -75,7 +75,7 @@ func (a *AuditStore) WriteRecords(ctx context.Context, recs []audit.Record) erro
 		}
 		k := r.Keys
 		if k == nil {
-			dk, err := audit.DecodeKeys(r.Data)
+			dk, err := auditlog.DecodeKeys(r.Data)
 			if err != nil {
 				return fmt.Errorf("append audit events: record %d: %w", r.Index, err)
 			}
@@ -110,7 +110,7 @@ func (a *AuditStore) WriteRecords(ctx context.Context, recs []audit.Record) erro
 	return nil
 }
 
-// SyncRecords implements audit.Pipeliner: it fsyncs the store's
+// SyncRecords implements auditlog.Pipeliner: it fsyncs the store's
 // write-ahead log, which holds every committed write.
 func (a *AuditStore) SyncRecords(ctx context.Context) error {
 	w, err := a.db.auditWriter(ctx)
@@ -126,18 +126,18 @@ func (a *AuditStore) SyncRecords(ctx context.Context) error {
 
 // scanRecord reads one row selected with auditColumns. The record's Keys
 // hold only the id; withKeys adds the rest from the search index.
-func scanRecord(rows interface{ Scan(...any) error }) (audit.Record, error) {
+func scanRecord(rows interface{ Scan(...any) error }) (auditlog.Record, error) {
 	var (
-		r      audit.Record
+		r      auditlog.Record
 		hashes []byte
-		k      audit.Keys
+		k      auditlog.Keys
 	)
 	if err := rows.Scan(&r.Index, &r.Data, &hashes, &k.ID); err != nil {
 		return r, err
 	}
 	r.Keys = &k
 	if len(hashes)%tlog.HashSize != 0 {
-		return r, &audit.RecordError{Index: r.Index, Err: fmt.Errorf("column hashes has %d bytes, not a multiple of %d", len(hashes), tlog.HashSize)}
+		return r, &auditlog.RecordError{Index: r.Index, Err: fmt.Errorf("column hashes has %d bytes, not a multiple of %d", len(hashes), tlog.HashSize)}
 	}
 	r.Hashes = make([]tlog.Hash, len(hashes)/tlog.HashSize)
 	for i := range r.Hashes {
@@ -146,7 +146,7 @@ func scanRecord(rows interface{ Scan(...any) error }) (audit.Record, error) {
 	return r, nil
 }
 
-// RecordCount implements audit.Records.
+// RecordCount implements auditlog.Records.
 func (a *AuditStore) RecordCount(ctx context.Context) (int64, error) {
 	var n int64
 	if err := a.db.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(idx)+1, 0) FROM audit_events`).Scan(&n); err != nil {
@@ -155,11 +155,11 @@ func (a *AuditStore) RecordCount(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// ReadRecords implements audit.Records. Each record's Keys are as stored:
+// ReadRecords implements auditlog.Records. Each record's Keys are as stored:
 // the id column and, for events the search index has reached, the
 // index's row (empty fields if the row is missing); nil past the index's
 // end, where there is nothing stored to check.
-func (a *AuditStore) ReadRecords(ctx context.Context, from int64, limit int) ([]audit.Record, error) {
+func (a *AuditStore) ReadRecords(ctx context.Context, from int64, limit int) ([]auditlog.Record, error) {
 	ix, err := a.db.auditIndex(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read audit events from %d: %w", from, err)
@@ -168,7 +168,7 @@ func (a *AuditStore) ReadRecords(ctx context.Context, from int64, limit int) ([]
 	// from+limit), and the index rows are read for that range.
 	upTo := ix.upTo()
 	type keysResult struct {
-		keys []audit.Keys
+		keys []auditlog.Keys
 		err  error
 	}
 	kc := make(chan keysResult, 1)
@@ -196,7 +196,7 @@ func (a *AuditStore) ReadRecords(ctx context.Context, from int64, limit int) ([]
 
 // readEvents reads up to limit records with index >= from, without their
 // index keys.
-func (a *AuditStore) readEvents(ctx context.Context, from int64, limit int) ([]audit.Record, error) {
+func (a *AuditStore) readEvents(ctx context.Context, from int64, limit int) ([]auditlog.Record, error) {
 	rows, err := a.db.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE idx >= ? ORDER BY idx LIMIT ?`, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit events from %d: %w", from, err)
@@ -204,13 +204,13 @@ func (a *AuditStore) readEvents(ctx context.Context, from int64, limit int) ([]a
 	return collectRecords(rows, fmt.Sprintf("read audit events from %d", from))
 }
 
-func collectRecords(rows *sql.Rows, what string) ([]audit.Record, error) {
+func collectRecords(rows *sql.Rows, what string) ([]auditlog.Record, error) {
 	defer rows.Close()
-	var out []audit.Record
+	var out []auditlog.Record
 	for rows.Next() {
 		r, err := scanRecord(rows)
 		if err != nil {
-			var re *audit.RecordError
+			var re *auditlog.RecordError
 			if errors.As(err, &re) {
 				return out, err
 			}
@@ -224,8 +224,8 @@ func collectRecords(rows *sql.Rows, what string) ([]audit.Record, error) {
 	return out, nil
 }
 
-// RecordByID implements audit.Records.
-func (a *AuditStore) RecordByID(ctx context.Context, id string) (audit.Record, error) {
+// RecordByID implements auditlog.Records.
+func (a *AuditStore) RecordByID(ctx context.Context, id string) (auditlog.Record, error) {
 	r, err := scanRecord(a.db.db.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE id = ?`, id))
 	if err != nil {
 		return r, fmt.Errorf("read audit event %q: %w", id, notFound(err))
@@ -248,17 +248,17 @@ type auditCond struct {
 	args  []any
 }
 
-// SearchRecords implements audit.Records.
+// SearchRecords implements auditlog.Records.
 //
 // Events the search index has reached are found through it, block by
 // block, when the query names an indexed field (the most selective one
 // drives the scan); the rest (the events not yet indexed, and every event
 // when the query names no indexed field) are read from the store by
-// index, with the conditions checked on the JSON. audit.Query.Match has
+// index, with the conditions checked on the JSON. auditlog.Query.Match has
 // the final word on every candidate. Time bounds are turned into index
 // bounds by binary search, relying on event times following the index
-// order to within audit.TimeSkew.
-func (a *AuditStore) SearchRecords(ctx context.Context, q audit.Query) ([]audit.Record, error) {
+// order to within auditlog.TimeSkew.
+func (a *AuditStore) SearchRecords(ctx context.Context, q auditlog.Query) ([]auditlog.Record, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
@@ -275,12 +275,12 @@ func (a *AuditStore) SearchRecords(ctx context.Context, q audit.Query) ([]audit.
 		hi = min(hi, q.Before)
 	}
 	if !q.Since.IsZero() && lo < hi {
-		if lo, err = a.firstAtOrAfter(ctx, lo, hi, q.Since.Add(-audit.TimeSkew)); err != nil {
+		if lo, err = a.firstAtOrAfter(ctx, lo, hi, q.Since.Add(-auditlog.TimeSkew)); err != nil {
 			return nil, err
 		}
 	}
 	if !q.Until.IsZero() && lo < hi {
-		if hi, err = a.firstAtOrAfter(ctx, lo, hi, q.Until.Add(audit.TimeSkew)); err != nil {
+		if hi, err = a.firstAtOrAfter(ctx, lo, hi, q.Until.Add(auditlog.TimeSkew)); err != nil {
 			return nil, err
 		}
 	}
@@ -337,9 +337,9 @@ func (a *AuditStore) SearchRecords(ctx context.Context, q audit.Query) ([]audit.
 type auditScan struct {
 	a     *AuditStore
 	ix    *auditIndex
-	q     audit.Query
+	q     auditlog.Query
 	conds []auditCond
-	out   []audit.Record
+	out   []auditlog.Record
 }
 
 // auditPage is how many candidates one query reads.
@@ -348,7 +348,7 @@ const auditPage = 256
 func (s *auditScan) full() bool { return len(s.out) >= s.q.Limit }
 
 // keep adds the candidates that match the query.
-func (s *auditScan) keep(recs []audit.Record) error {
+func (s *auditScan) keep(recs []auditlog.Record) error {
 	for _, r := range recs {
 		e, err := r.Event()
 		if err != nil {
@@ -489,8 +489,8 @@ func (s *auditScan) block(ctx context.Context, b, lo, hi int64) error {
 
 // firstAtOrAfter returns the first index in [lo, hi] whose event time is
 // at or after t, by binary search over the index order. Because event
-// times follow the index order to within audit.TimeSkew, every event
-// before the returned index is earlier than t + audit.TimeSkew.
+// times follow the index order to within auditlog.TimeSkew, every event
+// before the returned index is earlier than t + auditlog.TimeSkew.
 func (a *AuditStore) firstAtOrAfter(ctx context.Context, lo, hi int64, t time.Time) (int64, error) {
 	want := t.UnixMilli()
 	for lo < hi {
@@ -509,7 +509,7 @@ func (a *AuditStore) firstAtOrAfter(ctx context.Context, lo, hi int64, t time.Ti
 	return lo, nil
 }
 
-// ReadHashes implements audit.Records. Each stored-hash index names a
+// ReadHashes implements auditlog.Records. Each stored-hash index names a
 // record and a position in that record's hashes column.
 func (a *AuditStore) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
@@ -544,8 +544,8 @@ func (a *AuditStore) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Ha
 	return out, nil
 }
 
-// PutCheckpoint implements audit.Checkpoints.
-func (a *AuditStore) PutCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
+// PutCheckpoint implements auditlog.Checkpoints.
+func (a *AuditStore) PutCheckpoint(ctx context.Context, c auditlog.StoredCheckpoint) error {
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = a.db.now()
 	}
@@ -565,10 +565,10 @@ func (a *AuditStore) PutCheckpoint(ctx context.Context, c audit.StoredCheckpoint
 	return nil
 }
 
-// LatestCheckpoint implements audit.Checkpoints.
-func (a *AuditStore) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint, error) {
+// LatestCheckpoint implements auditlog.Checkpoints.
+func (a *AuditStore) LatestCheckpoint(ctx context.Context) (auditlog.StoredCheckpoint, error) {
 	var (
-		c  audit.StoredCheckpoint
+		c  auditlog.StoredCheckpoint
 		at int64
 	)
 	err := a.db.db.QueryRowContext(ctx, `SELECT size, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1`).
@@ -580,17 +580,17 @@ func (a *AuditStore) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoi
 	return c, nil
 }
 
-// ListCheckpoints implements audit.Checkpoints.
-func (a *AuditStore) ListCheckpoints(ctx context.Context) ([]audit.StoredCheckpoint, error) {
+// ListCheckpoints implements auditlog.Checkpoints.
+func (a *AuditStore) ListCheckpoints(ctx context.Context) ([]auditlog.StoredCheckpoint, error) {
 	rows, err := a.db.db.QueryContext(ctx, `SELECT size, note, created_at FROM audit_checkpoints ORDER BY size`)
 	if err != nil {
 		return nil, fmt.Errorf("list audit checkpoints: %w", err)
 	}
 	defer rows.Close()
-	var out []audit.StoredCheckpoint
+	var out []auditlog.StoredCheckpoint
 	for rows.Next() {
 		var (
-			c  audit.StoredCheckpoint
+			c  auditlog.StoredCheckpoint
 			at int64
 		)
 		if err := rows.Scan(&c.Size, &c.Note, &at); err != nil {

@@ -13,12 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 )
 
 // The audit search index is a second SQLite file beside the store
 // (AuditIndexPath) holding the searchable fields of every event
-// (audit.Keys but the id, which stays with the event). It is written by
+// (auditlog.Keys but the id, which stays with the event). It is written by
 // its own goroutine, on its own connection, behind the log's writer.
 //
 // Why a file of its own: SQLite lets one connection write a database at a
@@ -70,7 +70,7 @@ func AuditIndexPath(path string) string {
 // indexRow is one event's searchable fields.
 type indexRow struct {
 	idx int64
-	k   audit.Keys
+	k   auditlog.Keys
 }
 
 // auditIndex is an open audit search index.
@@ -426,9 +426,9 @@ func (ix *auditIndex) fromEvents(ctx context.Context, from, end int64) ([]indexR
 		if r.Index != from+int64(len(rows)) {
 			break // a hole in the log: verify reports it; index up to it
 		}
-		k, err := audit.DecodeKeys(r.Data)
+		k, err := auditlog.DecodeKeys(r.Data)
 		if err != nil {
-			k = audit.Keys{Type: "?"} // unreadable: verify reports it
+			k = auditlog.Keys{Type: "?"} // unreadable: verify reports it
 		}
 		rows = append(rows, indexRow{r.Index, k})
 	}
@@ -466,11 +466,11 @@ func indexQuery(n int) string {
 
 // keys returns the indexed keys of events [from, to): out[i] holds event
 // from+i's, the zero Keys if the index has no row for it.
-func (ix *auditIndex) keys(ctx context.Context, from, to int64) ([]audit.Keys, error) {
+func (ix *auditIndex) keys(ctx context.Context, from, to int64) ([]auditlog.Keys, error) {
 	if ix.upTo() == 0 || from >= to {
 		return nil, nil
 	}
-	out := make([]audit.Keys, to-from)
+	out := make([]auditlog.Keys, to-from)
 	rows, err := ix.db.QueryContext(ctx, `SELECT idx, type, spiffe_id, instance, task FROM audit_keys WHERE idx >= ? AND idx < ?`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read the audit search index: %w", err)
@@ -479,7 +479,7 @@ func (ix *auditIndex) keys(ctx context.Context, from, to int64) ([]audit.Keys, e
 	for rows.Next() {
 		var (
 			idx                      int64
-			k                        audit.Keys
+			k                        auditlog.Keys
 			spiffeID, instance, task sql.NullString
 		)
 		if err := rows.Scan(&idx, &k.Type, &spiffeID, &instance, &task); err != nil {

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"github.com/writ-dev/writ/internal/store/storetest"
 )
 
 func TestAuditConformance(t *testing.T) {
-	storetest.RunAudit(t, func(t *testing.T) audit.Backend {
+	storetest.RunAudit(t, func(t *testing.T) auditlog.Backend {
 		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -35,7 +35,7 @@ func TestAuditQueryPlans(t *testing.T) {
 	}
 	defer db.Close()
 	// A search opens (creates) the search index.
-	if _, err := db.Audit().SearchRecords(ctx, audit.Query{Task: "x"}); err != nil {
+	if _, err := db.Audit().SearchRecords(ctx, auditlog.Query{Task: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	ix, err := sql.Open("sqlite", "file:"+sqlite.AuditIndexPath(path)+"?mode=ro")
@@ -83,7 +83,7 @@ func TestOpenReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Audit().PutCheckpoint(ctx, audit.StoredCheckpoint{Size: 1, Note: []byte("n")}); err != nil {
+	if err := db.Audit().PutCheckpoint(ctx, auditlog.StoredCheckpoint{Size: 1, Note: []byte("n")}); err != nil {
 		t.Fatal(err)
 	}
 	// While the writer has it open, and after it closed (no -wal, -shm).
@@ -98,7 +98,7 @@ func TestOpenReadOnly(t *testing.T) {
 		if c, err := ro.Audit().LatestCheckpoint(ctx); err != nil || c.Size != 1 {
 			t.Errorf("%s: read through a read-only store = %+v, %v", when, c, err)
 		}
-		if err := ro.Audit().PutCheckpoint(ctx, audit.StoredCheckpoint{Size: 2, Note: []byte("x")}); err == nil {
+		if err := ro.Audit().PutCheckpoint(ctx, auditlog.StoredCheckpoint{Size: 2, Note: []byte("x")}); err == nil {
 			t.Errorf("%s: a read-only store accepted a write", when)
 		}
 		ro.Close()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -57,11 +58,11 @@ func TestAuditColumnsMigration(t *testing.T) {
 		t.Fatalf("ReadRecords after migration = %d records, %v; want 2", len(recs), err)
 	}
 	for i, r := range recs {
-		if r.Keys == nil || *r.Keys != *audit.KeysOf(&events[i]) {
-			t.Errorf("record %d keys after migration = %+v, want %+v", i, r.Keys, audit.KeysOf(&events[i]))
+		if r.Keys == nil || *r.Keys != *auditlog.KeysOf(&events[i]) {
+			t.Errorf("record %d keys after migration = %+v, want %+v", i, r.Keys, auditlog.KeysOf(&events[i]))
 		}
 	}
-	got, err := db.Audit().SearchRecords(ctx, audit.Query{Task: "task_1", Decision: "allow", Since: time.Unix(999, 0)})
+	got, err := db.Audit().SearchRecords(ctx, auditlog.Query{Task: "task_1", Decision: "allow", Since: time.Unix(999, 0)})
 	if err != nil || len(got) != 1 || got[0].Index != 0 {
 		t.Errorf("search by task, decision and time after migration = %v, %v; want event 0", got, err)
 	}
@@ -81,7 +82,7 @@ func TestAuditIndexOfAnotherLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var recs []audit.Record
+		var recs []auditlog.Record
 		for i := range 5 {
 			e := audit.Event{ID: fmt.Sprintf("evt_%s_%d", name, i), Time: time.Unix(int64(1000+i), 0).UTC(), Type: audit.AccessAllowed, Task: task}
 			data, err := e.MarshalCanonical()
@@ -89,7 +90,7 @@ func TestAuditIndexOfAnotherLog(t *testing.T) {
 				t.Fatal(err)
 			}
 			leaf := tlog.RecordHash(data)
-			recs = append(recs, audit.Record{Index: int64(i), Data: data, Hashes: []tlog.Hash{leaf}, Keys: audit.KeysOf(&e)})
+			recs = append(recs, auditlog.Record{Index: int64(i), Data: data, Hashes: []tlog.Hash{leaf}, Keys: auditlog.KeysOf(&e)})
 		}
 		if err := db.Audit().WriteRecords(ctx, recs); err != nil {
 			t.Fatal(err)
@@ -148,7 +149,7 @@ func TestAuditIndexDamaged(t *testing.T) {
 	}
 	e := audit.Event{ID: "evt_1", Time: time.Unix(1000, 0).UTC(), Type: audit.AccessDenied, Task: "task_x"}
 	data, _ := e.MarshalCanonical()
-	if err := db.Audit().AppendRecords(ctx, []audit.Record{{Index: 0, Data: data, Hashes: []tlog.Hash{tlog.RecordHash(data)}, Keys: audit.KeysOf(&e)}}); err != nil {
+	if err := db.Audit().AppendRecords(ctx, []auditlog.Record{{Index: 0, Data: data, Hashes: []tlog.Hash{tlog.RecordHash(data)}, Keys: auditlog.KeysOf(&e)}}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -166,7 +167,7 @@ func TestAuditIndexDamaged(t *testing.T) {
 	if err := db.WaitAuditIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := db.Audit().SearchRecords(ctx, audit.Query{Task: "task_x"})
+	got, err := db.Audit().SearchRecords(ctx, auditlog.Query{Task: "task_x"})
 	if err != nil || len(got) != 1 || db.AuditIndexed() != 1 {
 		t.Fatalf("search after the rebuild = %v, %v (indexed %d)", got, err, db.AuditIndexed())
 	}

@@ -9,16 +9,17 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
 // AuditOpener returns a fresh, empty audit log backend. It registers its
 // own cleanup.
-type AuditOpener func(t *testing.T) audit.Backend
+type AuditOpener func(t *testing.T) auditlog.Backend
 
 // RunAudit runs the conformance suite of the audit log storage
-// (audit.Backend) against backends opened by open.
+// (auditlog.Backend) against backends opened by open.
 func RunAudit(t *testing.T, open AuditOpener) {
 	t.Run("AppendRead", func(t *testing.T) { testAuditAppendRead(t, open(t)) })
 	t.Run("AppendIsAtomic", func(t *testing.T) { testAuditAppendAtomic(t, open(t)) })
@@ -31,7 +32,7 @@ func RunAudit(t *testing.T, open AuditOpener) {
 // auditLog builds records with correct tlog hashes, as the audit log does.
 type auditLog struct {
 	hashes []tlog.Hash // every stored hash, by stored-hash index
-	recs   []audit.Record
+	recs   []auditlog.Record
 	events []audit.Event
 }
 
@@ -47,7 +48,7 @@ func (l *auditLog) ReadHashes(idx []int64) ([]tlog.Hash, error) {
 }
 
 // add builds the next record for e.
-func (l *auditLog) add(t *testing.T, e audit.Event) audit.Record {
+func (l *auditLog) add(t *testing.T, e audit.Event) auditlog.Record {
 	t.Helper()
 	data, err := e.MarshalCanonical()
 	if err != nil {
@@ -59,7 +60,7 @@ func (l *auditLog) add(t *testing.T, e audit.Event) audit.Record {
 		t.Fatal(err)
 	}
 	l.hashes = append(l.hashes, h...)
-	r := audit.Record{Index: n, Data: data, Hashes: h, Keys: audit.KeysOf(&e)}
+	r := auditlog.Record{Index: n, Data: data, Hashes: h, Keys: auditlog.KeysOf(&e)}
 	l.recs = append(l.recs, r)
 	l.events = append(l.events, e)
 	return r
@@ -86,9 +87,9 @@ func auditEvent(i int) audit.Event {
 	}
 }
 
-func appendAudit(t *testing.T, b audit.Backend, l *auditLog, from, n int) {
+func appendAudit(t *testing.T, b auditlog.Backend, l *auditLog, from, n int) {
 	t.Helper()
-	var recs []audit.Record
+	var recs []auditlog.Record
 	for i := from; i < from+n; i++ {
 		recs = append(recs, l.add(t, auditEvent(i)))
 	}
@@ -97,7 +98,7 @@ func appendAudit(t *testing.T, b audit.Backend, l *auditLog, from, n int) {
 	}
 }
 
-func testAuditAppendRead(t *testing.T, b audit.Backend) {
+func testAuditAppendRead(t *testing.T, b auditlog.Backend) {
 	ctx := context.Background()
 	if n, err := b.RecordCount(ctx); err != nil || n != 0 {
 		t.Fatalf("RecordCount of empty log = %d, %v; want 0", n, err)
@@ -143,7 +144,7 @@ func testAuditAppendRead(t *testing.T, b audit.Backend) {
 	}
 }
 
-func testAuditAppendAtomic(t *testing.T, b audit.Backend) {
+func testAuditAppendAtomic(t *testing.T, b auditlog.Backend) {
 	ctx := context.Background()
 	l := &auditLog{}
 	appendAudit(t, b, l, 0, 3)
@@ -157,7 +158,7 @@ func testAuditAppendAtomic(t *testing.T, b audit.Backend) {
 		t.Fatal("AppendRecords with index 4 onto a log of 3 succeeded")
 	}
 	// A duplicate id in the middle of a batch fails the whole batch.
-	batch := []audit.Record{l.add(t, auditEvent(3)), l.add(t, auditEvent(1))}
+	batch := []auditlog.Record{l.add(t, auditEvent(3)), l.add(t, auditEvent(1))}
 	if err := b.AppendRecords(ctx, batch); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("AppendRecords with a repeated id: %v, want ErrExists", err)
 	}
@@ -169,7 +170,7 @@ func testAuditAppendAtomic(t *testing.T, b audit.Backend) {
 	}
 }
 
-func testAuditHashes(t *testing.T, b audit.Backend) {
+func testAuditHashes(t *testing.T, b auditlog.Backend) {
 	ctx := context.Background()
 	l := &auditLog{}
 	appendAudit(t, b, l, 0, 37)
@@ -207,14 +208,14 @@ func testAuditHashes(t *testing.T, b audit.Backend) {
 
 type hashReader struct {
 	ctx context.Context
-	b   audit.Backend
+	b   auditlog.Backend
 }
 
 func (h hashReader) ReadHashes(idx []int64) ([]tlog.Hash, error) { return h.b.ReadHashes(h.ctx, idx) }
 
-// expect runs q against both the backend and audit.Query.Match over every
+// expect runs q against both the backend and auditlog.Query.Match over every
 // event, and compares.
-func expectSearch(t *testing.T, b audit.Backend, l *auditLog, name string, q audit.Query) []audit.Record {
+func expectSearch(t *testing.T, b auditlog.Backend, l *auditLog, name string, q auditlog.Query) []auditlog.Record {
 	t.Helper()
 	got, err := b.SearchRecords(context.Background(), q)
 	if err != nil {
@@ -244,38 +245,38 @@ func expectSearch(t *testing.T, b audit.Backend, l *auditLog, name string, q aud
 	return got
 }
 
-func testAuditSearch(t *testing.T, b audit.Backend) {
+func testAuditSearch(t *testing.T, b auditlog.Backend) {
 	l := &auditLog{}
 	appendAudit(t, b, l, 0, 120)
 	for _, c := range []struct {
 		name string
-		q    audit.Query
+		q    auditlog.Query
 	}{
-		{"all", audit.Query{}},
-		{"limit", audit.Query{Limit: 7}},
-		{"ascending", audit.Query{Ascending: true, Limit: 9}},
-		{"spiffe id exact", audit.Query{SpiffeID: "spiffe://writ.local/agent/mail/drafts"}},
-		{"spiffe id path prefix", audit.Query{SpiffeID: "spiffe://writ.local/agent/mail"}},
-		{"spiffe id prefix with slash", audit.Query{SpiffeID: "spiffe://writ.local/agent/"}},
-		{"spiffe id none", audit.Query{SpiffeID: "spiffe://writ.local/agent/mai"}},
-		{"instance", audit.Query{Instance: "inst_3"}},
-		{"task", audit.Query{Task: "task_6", Limit: 5}},
-		{"type", audit.Query{Type: audit.AccessDenied}},
-		{"decision", audit.Query{Decision: "deny"}},
-		{"combined", audit.Query{Instance: "inst_1", Type: audit.AccessAllowed, Decision: "allow"}},
-		{"since", audit.Query{Since: auditT0().Add(100 * time.Second)}},
-		{"since exact ns", audit.Query{Since: auditT0().Add(100*time.Second + time.Nanosecond)}},
-		{"until", audit.Query{Until: auditT0().Add(10 * time.Second), Ascending: true}},
-		{"window", audit.Query{Since: auditT0().Add(30 * time.Second), Until: auditT0().Add(60 * time.Second), Task: "task_2"}},
-		{"before", audit.Query{Before: 50, Limit: 10}},
-		{"after", audit.Query{After: 110, Ascending: true}},
-		{"after and type", audit.Query{After: 60, Type: audit.TokenMinted, Ascending: true, Limit: 4}},
-		{"nothing", audit.Query{Task: "task_404"}},
+		{"all", auditlog.Query{}},
+		{"limit", auditlog.Query{Limit: 7}},
+		{"ascending", auditlog.Query{Ascending: true, Limit: 9}},
+		{"spiffe id exact", auditlog.Query{SpiffeID: "spiffe://writ.local/agent/mail/drafts"}},
+		{"spiffe id path prefix", auditlog.Query{SpiffeID: "spiffe://writ.local/agent/mail"}},
+		{"spiffe id prefix with slash", auditlog.Query{SpiffeID: "spiffe://writ.local/agent/"}},
+		{"spiffe id none", auditlog.Query{SpiffeID: "spiffe://writ.local/agent/mai"}},
+		{"instance", auditlog.Query{Instance: "inst_3"}},
+		{"task", auditlog.Query{Task: "task_6", Limit: 5}},
+		{"type", auditlog.Query{Type: audit.AccessDenied}},
+		{"decision", auditlog.Query{Decision: "deny"}},
+		{"combined", auditlog.Query{Instance: "inst_1", Type: audit.AccessAllowed, Decision: "allow"}},
+		{"since", auditlog.Query{Since: auditT0().Add(100 * time.Second)}},
+		{"since exact ns", auditlog.Query{Since: auditT0().Add(100*time.Second + time.Nanosecond)}},
+		{"until", auditlog.Query{Until: auditT0().Add(10 * time.Second), Ascending: true}},
+		{"window", auditlog.Query{Since: auditT0().Add(30 * time.Second), Until: auditT0().Add(60 * time.Second), Task: "task_2"}},
+		{"before", auditlog.Query{Before: 50, Limit: 10}},
+		{"after", auditlog.Query{After: 110, Ascending: true}},
+		{"after and type", auditlog.Query{After: 60, Type: audit.TokenMinted, Ascending: true, Limit: 4}},
+		{"nothing", auditlog.Query{Task: "task_404"}},
 	} {
 		expectSearch(t, b, l, c.name, c.q)
 	}
 	// Paging back with Before gives every match once.
-	q := audit.Query{Instance: "inst_2", Limit: 6}
+	q := auditlog.Query{Instance: "inst_2", Limit: 6}
 	var seen int
 	for {
 		page := expectSearch(t, b, l, "page", q)
@@ -292,7 +293,7 @@ func testAuditSearch(t *testing.T, b audit.Backend) {
 
 // testAuditSearchBlocks searches a log long enough to span several blocks
 // of a backend's index layout, with a sparse match.
-func testAuditSearchBlocks(t *testing.T, b audit.Backend) {
+func testAuditSearchBlocks(t *testing.T, b auditlog.Backend) {
 	if testing.Short() {
 		t.Skip("appends 10000 events")
 	}
@@ -300,17 +301,17 @@ func testAuditSearchBlocks(t *testing.T, b audit.Backend) {
 	for from := 0; from < 10000; from += 2500 {
 		appendAudit(t, b, l, from, 2500)
 	}
-	expectSearch(t, b, l, "sparse task", audit.Query{Task: "task_3", Instance: "inst_4", Limit: 1000})
-	expectSearch(t, b, l, "sparse ascending", audit.Query{Task: "task_3", Instance: "inst_4", Ascending: true, Limit: 50})
-	expectSearch(t, b, l, "window", audit.Query{Since: auditT0().Add(4090 * time.Second), Until: auditT0().Add(8200 * time.Second), Type: audit.AccessDenied, Limit: 2000})
+	expectSearch(t, b, l, "sparse task", auditlog.Query{Task: "task_3", Instance: "inst_4", Limit: 1000})
+	expectSearch(t, b, l, "sparse ascending", auditlog.Query{Task: "task_3", Instance: "inst_4", Ascending: true, Limit: 50})
+	expectSearch(t, b, l, "window", auditlog.Query{Since: auditT0().Add(4090 * time.Second), Until: auditT0().Add(8200 * time.Second), Type: audit.AccessDenied, Limit: 2000})
 }
 
-func testAuditCheckpoints(t *testing.T, b audit.Backend) {
+func testAuditCheckpoints(t *testing.T, b auditlog.Backend) {
 	ctx := context.Background()
 	if _, err := b.LatestCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("LatestCheckpoint of empty log: %v, want ErrNotFound", err)
 	}
-	for _, c := range []audit.StoredCheckpoint{
+	for _, c := range []auditlog.StoredCheckpoint{
 		{Size: 10, Note: []byte("ten"), CreatedAt: auditT0()},
 		{Size: 3, Note: []byte("three"), CreatedAt: auditT0()},
 		{Size: 20, Note: []byte("twenty"), CreatedAt: auditT0().Add(time.Minute)},

@@ -1,4 +1,4 @@
-package audit
+package auditlog
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/writ-dev/writ/internal/audit"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -14,7 +15,7 @@ import (
 type Record struct {
 	// Index is the event's position in the Merkle tree, counting from 0.
 	Index int64
-	// Data is the event's canonical encoding (see [Event.MarshalCanonical]),
+	// Data is the event's canonical encoding (see [audit.Event.MarshalCanonical]),
 	// the leaf data of the tree.
 	Data []byte
 	// Hashes are the stored hashes that appending the event produced,
@@ -33,15 +34,15 @@ type Record struct {
 
 // Keys are the fields of an event that backends index for search.
 type Keys struct {
-	ID       string `json:"id"`
-	Type     Type   `json:"type"`
-	SpiffeID string `json:"spiffe_id"`
-	Instance string `json:"instance"`
-	Task     string `json:"task"`
+	ID       string     `json:"id"`
+	Type     audit.Type `json:"type"`
+	SpiffeID string     `json:"spiffe_id"`
+	Instance string     `json:"instance"`
+	Task     string     `json:"task"`
 }
 
 // KeysOf returns e's searchable fields.
-func KeysOf(e *Event) *Keys {
+func KeysOf(e *audit.Event) *Keys {
 	return &Keys{ID: e.ID, Type: e.Type, SpiffeID: e.SpiffeID, Instance: e.Instance, Task: e.Task}
 }
 
@@ -125,8 +126,8 @@ func frontString(p []byte) (s string, rest []byte, ok bool) {
 }
 
 // Event decodes the record's event.
-func (r Record) Event() (Event, error) {
-	e, err := DecodeEvent(r.Data)
+func (r Record) Event() (audit.Event, error) {
+	e, err := audit.DecodeEvent(r.Data)
 	if err != nil {
 		return e, &RecordError{Index: r.Index, Err: err}
 	}
@@ -142,7 +143,7 @@ type Query struct {
 	SpiffeID string
 	Instance string
 	Task     string
-	Type     Type
+	Type     audit.Type
 	Decision string
 	// Since and Until bound the event time: Since <= time < Until.
 	Since, Until time.Time

@@ -1,9 +1,11 @@
-package audit
+package auditlog
 
 import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
 )
 
 // TestFrontKeys checks the fast path of DecodeKeys against a JSON decoder
@@ -11,7 +13,7 @@ import (
 func TestFrontKeys(t *testing.T) {
 	awkward := []string{"", `a"b`, `back\slash`, "tab\tnew\nline", "<&>", "\u2028", "é日本", `\"`, `\\`, "\x01", `","task":"x`}
 	for i := range 400 {
-		e := Event{ID: "evt_" + awkward[i%len(awkward)] + "1", Time: time.Unix(int64(i), 5).UTC(), Type: Type("t" + awkward[(i/3)%len(awkward)])}
+		e := audit.Event{ID: "evt_" + awkward[i%len(awkward)] + "1", Time: time.Unix(int64(i), 5).UTC(), Type: audit.Type("t" + awkward[(i/3)%len(awkward)])}
 		e.SpiffeID = awkward[(i/2)%len(awkward)]
 		if i%5 != 0 {
 			e.Instance = awkward[(i/7)%len(awkward)]

@@ -1,4 +1,4 @@
-package audit
+package auditlog
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/writ-dev/writ/internal/audit"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -18,7 +19,7 @@ import (
 type InclusionProof struct {
 	Index int64 `json:"index"`
 	// Event is the event, for reading; it must equal Leaf decoded.
-	Event Event `json:"event"`
+	Event audit.Event `json:"event"`
 	// Leaf is the event's canonical encoding, the exact bytes hashed
 	// into the tree (a JSON string holding the event's JSON).
 	Leaf string `json:"leaf"`
@@ -81,7 +82,7 @@ func (p *InclusionProof) Verify(trusted note.Verifiers) (Checkpoint, error) {
 	if p.Index < 0 || p.Index >= cp.Size {
 		return cp, fmt.Errorf("check inclusion proof: index %d is outside the checkpoint's %d events", p.Index, cp.Size)
 	}
-	leafEvent, err := DecodeEvent([]byte(p.Leaf))
+	leafEvent, err := audit.DecodeEvent([]byte(p.Leaf))
 	if err != nil {
 		return cp, fmt.Errorf("check inclusion proof: leaf: %w", err)
 	}
@@ -99,7 +100,7 @@ func (p *InclusionProof) Verify(trusted note.Verifiers) (Checkpoint, error) {
 // ParseInclusionProof decodes a proof as printed by `writ audit prove`.
 func ParseInclusionProof(b []byte) (InclusionProof, error) {
 	var p InclusionProof
-	if len(b) > 4*MaxEventSize+4*maxCheckpointSize {
+	if len(b) > 4*audit.MaxEventSize+4*maxCheckpointSize {
 		return p, fmt.Errorf("parse inclusion proof: %d bytes is too large", len(b))
 	}
 	if err := strictUnmarshal(b, &p); err != nil {

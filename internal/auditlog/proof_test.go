@@ -1,4 +1,4 @@
-package audit_test
+package auditlog_test
 
 import (
 	"context"
@@ -7,15 +7,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"golang.org/x/mod/sumdb/note"
 )
 
 // pinned returns verifiers for the log's public key alone, as a third
 // party holding only `writ audit key` output would have.
-func pinned(t *testing.T, l *audit.Log) note.Verifiers {
+func pinned(t *testing.T, l *auditlog.Log) note.Verifiers {
 	t.Helper()
-	v, err := audit.ParseVerifierKeys(l.VerifierKey())
+	v, err := auditlog.ParseVerifierKeys(l.VerifierKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +37,13 @@ func TestInclusionProofs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := audit.ProveInclusion(ctx, e.db.Audit(), rec, stored.Note, l.Trusted())
+		p, err := auditlog.ProveInclusion(ctx, e.db.Audit(), rec, stored.Note, l.Trusted())
 		if err != nil {
 			t.Fatalf("ProveInclusion(%d): %v", en.Index, err)
 		}
 		// Round trip through JSON, as `writ audit prove` prints it.
 		b, _ := json.MarshalIndent(p, "", "  ")
-		back, err := audit.ParseInclusionProof(b)
+		back, err := auditlog.ParseInclusionProof(b)
 		if err != nil {
 			t.Fatalf("ParseInclusionProof: %v", err)
 		}
@@ -54,28 +54,28 @@ func TestInclusionProofs(t *testing.T) {
 	}
 
 	rec, _ := e.db.Audit().RecordByID(ctx, entries[5].ID)
-	good, _ := audit.ProveInclusion(ctx, e.db.Audit(), rec, stored.Note, l.Trusted())
+	good, _ := auditlog.ProveInclusion(ctx, e.db.Audit(), rec, stored.Note, l.Trusted())
 	other := newEnv(t)
 	otherLog := other.open(t, other.config())
 	for _, c := range []struct {
 		name   string
-		change func(p *audit.InclusionProof)
+		change func(p *auditlog.InclusionProof)
 		key    note.Verifiers
 		want   string
 	}{
-		{"event edited", func(p *audit.InclusionProof) { p.Event.Decision = "deny" }, key, "not the event in the leaf"},
-		{"leaf edited", func(p *audit.InclusionProof) {
+		{"event edited", func(p *auditlog.InclusionProof) { p.Event.Decision = "deny" }, key, "not the event in the leaf"},
+		{"leaf edited", func(p *auditlog.InclusionProof) {
 			p.Leaf = strings.Replace(p.Leaf, `"allow"`, `"deny"`, 1)
 			p.Event.Decision = "deny"
 		}, key, "does not lead"},
-		{"wrong index", func(p *audit.InclusionProof) { p.Index = 6 }, key, "does not lead"},
-		{"index past the checkpoint", func(p *audit.InclusionProof) { p.Index = 37 }, key, "outside"},
-		{"path edited", func(p *audit.InclusionProof) { p.Proof[1][0] ^= 1 }, key, "does not lead"},
-		{"path shortened", func(p *audit.InclusionProof) { p.Proof = p.Proof[:2] }, key, "does not lead"},
-		{"checkpoint edited", func(p *audit.InclusionProof) {
+		{"wrong index", func(p *auditlog.InclusionProof) { p.Index = 6 }, key, "does not lead"},
+		{"index past the checkpoint", func(p *auditlog.InclusionProof) { p.Index = 37 }, key, "outside"},
+		{"path edited", func(p *auditlog.InclusionProof) { p.Proof[1][0] ^= 1 }, key, "does not lead"},
+		{"path shortened", func(p *auditlog.InclusionProof) { p.Proof = p.Proof[:2] }, key, "does not lead"},
+		{"checkpoint edited", func(p *auditlog.InclusionProof) {
 			p.Checkpoint = strings.Replace(p.Checkpoint, "\n37\n", "\n38\n", 1)
 		}, key, "invalid signature"},
-		{"another log's key", func(*audit.InclusionProof) {}, pinned(t, otherLog), "not signed by a trusted log key"},
+		{"another log's key", func(*auditlog.InclusionProof) {}, pinned(t, otherLog), "not signed by a trusted log key"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := good
@@ -103,19 +103,19 @@ func TestConsistencyProofs(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := pinned(t, l)
-	p, err := audit.ProveConsistency(ctx, e.db.Audit(), old.Note, cur.Note)
+	p, err := auditlog.ProveConsistency(ctx, e.db.Audit(), old.Note, cur.Note)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(p)
-	var back audit.ConsistencyProof
+	var back auditlog.ConsistencyProof
 	json.Unmarshal(b, &back)
 	o, n, err := back.Verify(key)
 	if err != nil || o.Size != 13 || n.Size != curCP.Size {
 		t.Fatalf("consistency %d -> %d: %v", o.Size, n.Size, err)
 	}
 	// The server-side form: the client brings its own old checkpoint.
-	p2, err := audit.ProveTreeConsistency(ctx, e.db.Audit(), 13, cur.Note)
+	p2, err := auditlog.ProveTreeConsistency(ctx, e.db.Audit(), 13, cur.Note)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,12 +149,12 @@ func TestConsistencyProofs(t *testing.T) {
 	}
 
 	// Verify with the saved checkpoint proves the same offline.
-	rep, err := audit.Verify(ctx, e.db.Audit(), audit.VerifyOptions{Trusted: key, Saved: old.Note})
+	rep, err := auditlog.Verify(ctx, e.db.Audit(), auditlog.VerifyOptions{Trusted: key, Saved: old.Note})
 	if err != nil || rep.Consistency == nil {
 		t.Fatalf("Verify with saved checkpoint = %+v, %v", rep, err)
 	}
-	_, err = audit.Verify(ctx, e.db.Audit(), audit.VerifyOptions{Trusted: key, Saved: forkOld.Note})
-	var ve *audit.VerifyError
+	_, err = auditlog.Verify(ctx, e.db.Audit(), auditlog.VerifyOptions{Trusted: key, Saved: forkOld.Note})
+	var ve *auditlog.VerifyError
 	if !errors.As(err, &ve) || ve.Index != 0 || !strings.Contains(ve.Problem, "rewritten since it was saved") {
 		t.Fatalf("Verify against the fork's checkpoint = %v, want a rewrite at index 0", err)
 	}

@@ -1,4 +1,4 @@
-package audit
+package auditlog
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
 )
 
 // This file holds the wire types of the /v1/audit API, shared by
@@ -91,7 +93,7 @@ func ParseQuery(v url.Values, allow ...string) (Query, error) {
 		case "task":
 			q.Task = s
 		case "type":
-			q.Type = Type(s)
+			q.Type = audit.Type(s)
 		case "decision":
 			q.Decision = s
 		case "since":

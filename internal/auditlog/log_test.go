@@ -1,4 +1,4 @@
-package audit_test
+package auditlog_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
@@ -53,13 +54,13 @@ func (e *env) reopenDB(t testing.TB) {
 	}
 }
 
-func (e *env) config() audit.Config {
-	return audit.Config{Backend: e.db.Audit(), Keys: e.db, Sealer: e.sealer, CheckpointEvery: 1 << 30, CheckpointInterval: time.Hour}
+func (e *env) config() auditlog.Config {
+	return auditlog.Config{Backend: e.db.Audit(), Keys: e.db, Sealer: e.sealer, CheckpointEvery: 1 << 30, CheckpointInterval: time.Hour}
 }
 
-func (e *env) open(t testing.TB, cfg audit.Config) *audit.Log {
+func (e *env) open(t testing.TB, cfg auditlog.Config) *auditlog.Log {
 	t.Helper()
-	l, err := audit.Open(context.Background(), cfg)
+	l, err := auditlog.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -67,13 +68,13 @@ func (e *env) open(t testing.TB, cfg audit.Config) *audit.Log {
 	return l
 }
 
-func (e *env) verify(t testing.TB) (*audit.VerifyReport, error) {
+func (e *env) verify(t testing.TB) (*auditlog.VerifyReport, error) {
 	t.Helper()
-	trusted, _, err := audit.StoredVerifiers(context.Background(), e.db)
+	trusted, _, err := auditlog.StoredVerifiers(context.Background(), e.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return audit.Verify(context.Background(), e.db.Audit(), audit.VerifyOptions{Trusted: trusted})
+	return auditlog.Verify(context.Background(), e.db.Audit(), auditlog.VerifyOptions{Trusted: trusted})
 }
 
 func sampleEvent(i int) audit.Event {
@@ -93,9 +94,9 @@ func sampleEvent(i int) audit.Event {
 	}
 }
 
-func appendN(t testing.TB, l *audit.Log, n int) []audit.Entry {
+func appendN(t testing.TB, l *auditlog.Log, n int) []auditlog.Entry {
 	t.Helper()
-	out := make([]audit.Entry, n)
+	out := make([]auditlog.Entry, n)
 	for i := range n {
 		en, err := l.Append(context.Background(), sampleEvent(i))
 		if err != nil {
@@ -151,7 +152,7 @@ func TestAppendConcurrentThenVerify(t *testing.T) {
 	if rep.Size != writers*each || rep.Latest == nil || rep.Latest.Size != rep.Size || rep.Unsigned != 0 {
 		t.Errorf("report = %+v, want %d events all covered by the final checkpoint", rep, writers*each)
 	}
-	if _, err := l.Append(context.Background(), sampleEvent(0)); !errors.Is(err, audit.ErrClosed) {
+	if _, err := l.Append(context.Background(), sampleEvent(0)); !errors.Is(err, auditlog.ErrClosed) {
 		t.Errorf("Append after Close: %v, want ErrClosed", err)
 	}
 }
@@ -181,7 +182,7 @@ func TestCheckpointEveryN(t *testing.T) {
 		t.Fatalf("checkpoints at %v, want %v", got, want)
 	}
 	ctx := context.Background()
-	recs, err := e.db.Audit().SearchRecords(ctx, audit.Query{Type: audit.AuditCheckpoint, Ascending: true})
+	recs, err := e.db.Audit().SearchRecords(ctx, auditlog.Query{Type: audit.AuditCheckpoint, Ascending: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestCheckpointEveryN(t *testing.T) {
 		t.Fatalf("checkpoint events at %v, want indexes 10, 21, 32", recs)
 	}
 	ev, _ := recs[1].Event()
-	cp, err := audit.OpenCheckpoint([]byte(ev.Details["checkpoint"]), l.Trusted())
+	cp, err := auditlog.OpenCheckpoint([]byte(ev.Details["checkpoint"]), l.Trusted())
 	if err != nil || cp.Size != 21 || ev.Details["size"] != "21" || ev.Details["root"] != cp.Hash.String() {
 		t.Errorf("checkpoint event %+v does not carry the signed checkpoint of size 21: %v", ev, err)
 	}
@@ -252,7 +253,7 @@ func TestOpenChecksStoredLog(t *testing.T) {
 			l2.Close(ctx)
 			e.exec(t, `DELETE FROM audit_checkpoints WHERE size > 20`)
 			e.exec(t, c.tamper)
-			_, err := audit.Open(ctx, e.config())
+			_, err := auditlog.Open(ctx, e.config())
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Open of a tampered log: %v, want an error containing %q", err, c.want)
 			}
@@ -267,7 +268,7 @@ func TestOpenWrongKEK(t *testing.T) {
 	cfg := e.config()
 	other := make([]byte, keys.KEKSize)
 	cfg.Sealer, _ = keys.NewSealer(other)
-	if _, err := audit.Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
+	if _, err := auditlog.Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "key-encryption key") {
 		t.Fatalf("Open with another KEK: %v, want an unseal error", err)
 	}
 }

@@ -1,8 +1,7 @@
-package audit
+package auditlog
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,9 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
-	"github.com/oklog/ulid/v2"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store"
 	"golang.org/x/mod/sumdb/note"
@@ -58,33 +56,6 @@ type Config struct {
 	MaxBatch int
 }
 
-// Durability is how far an append gets before it returns.
-type Durability uint8
-
-const (
-	// Synced returns once the event is on disk: the store's commit was
-	// fsynced, so the event survives a power loss. The default.
-	Synced Durability = iota
-	// Written returns once the event is committed to the store in its
-	// place in the log, while the fsync of its group commit may still be
-	// running: the event survives a crash of writ (the commit is in the
-	// operating system's hands) and reaches the disk with that fsync,
-	// typically within a millisecond; only a power loss or kernel crash
-	// in between can lose it. If that fsync fails the log refuses every
-	// later event, so enforcement fails closed from then on. For hot
-	// enforcement paths such as the access proxy's decisions; with a
-	// backend that is not a [Pipeliner] it is the same as Synced.
-	Written
-)
-
-// String returns "synced" or "written".
-func (d Durability) String() string {
-	if d == Written {
-		return "written"
-	}
-	return "synced"
-}
-
 // Pipeliner is implemented by backends that can commit a batch without
 // waiting for the disk, so that the log writes the next batch while the
 // previous one is synced.
@@ -102,7 +73,7 @@ type Pipeliner interface {
 // next to the event's fields.
 type Entry struct {
 	Index int64 `json:"index"`
-	Event
+	audit.Event
 }
 
 // Log is the tamper-evident audit log: an append-only sequence of events
@@ -112,7 +83,7 @@ type Entry struct {
 // Appends are group-committed: one goroutine writes every event waiting at
 // that moment in one transaction, so that many concurrent emitters share
 // one durable commit. [Log.Emit] returns only once its event is durable.
-// Log implements [Emitter].
+// Log implements [audit.Emitter].
 type Log struct {
 	cfg     Config
 	b       Backend
@@ -149,42 +120,9 @@ type Log struct {
 }
 
 var (
-	_ DurabilityEmitter = (*Log)(nil)
-	_ BatchEmitter      = (*Log)(nil)
-	_ BatchEmitter      = Tee{}
+	_ audit.DurabilityEmitter = (*Log)(nil)
+	_ audit.BatchEmitter      = (*Log)(nil)
 )
-
-type request struct {
-	e     Event
-	data  []byte // canonical encoding of e
-	leaf  tlog.Hash
-	level Durability
-	index int64 // set once written
-	done  chan result
-}
-
-// syncQueue is what the syncer has to make durable: the log up to size,
-// and the Synced requests waiting for that. The writer adds to it without
-// waiting, so that it never stalls behind an fsync; it holds no more than
-// the appends under way.
-type syncQueue struct {
-	mu      sync.Mutex
-	size    int64      // the log's size once everything written is synced
-	waiting []*request // Synced requests to answer after the sync
-	closed  bool       // the writer has stopped
-	wake    chan struct{}
-}
-
-type result struct {
-	index int64
-	err   error
-}
-
-type cpResult struct {
-	stored StoredCheckpoint
-	cp     Checkpoint
-	err    error
-}
 
 // Open loads the log from cfg.Backend, checks that the stored tree agrees
 // with the latest signed checkpoint, and starts the writer. It signs a
@@ -386,15 +324,73 @@ func (l *Log) LatestCheckpoint() (StoredCheckpoint, Checkpoint) {
 	return l.latest, l.latestCP
 }
 
-// Emit implements [Emitter]: it appends e and returns once e is durable.
-func (l *Log) Emit(ctx context.Context, e Event) error {
+// Close stops accepting events, writes those already accepted, signs a
+// final checkpoint and stops the writer. If ctx ends first, pending
+// storage calls are cancelled.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	already := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if !already {
+		close(l.closing)
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		l.cancel()
+		<-l.done
+	}
+	l.cancel()
+	return l.closeErr
+}
+
+// backendHashes adapts Records to tlog.HashReader.
+type backendHashes struct {
+	ctx context.Context
+	r   Records
+}
+
+func (b backendHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	return b.r.ReadHashes(b.ctx, indexes)
+}
+
+type request struct {
+	e     audit.Event
+	data  []byte // canonical encoding of e
+	leaf  tlog.Hash
+	level audit.Durability
+	index int64 // set once written
+	done  chan result
+}
+
+type result struct {
+	index int64
+	err   error
+}
+
+type cpResult struct {
+	stored StoredCheckpoint
+	cp     Checkpoint
+	err    error
+}
+
+// Emit implements [audit.Emitter]: it appends e and returns once e is durable.
+func (l *Log) Emit(ctx context.Context, e audit.Event) error {
 	_, err := l.Append(ctx, e)
 	return err
 }
 
-// EmitWith implements [DurabilityEmitter].
-func (l *Log) EmitWith(ctx context.Context, e Event, d Durability) error {
+// EmitWith implements [audit.DurabilityEmitter].
+func (l *Log) EmitWith(ctx context.Context, e audit.Event, d audit.Durability) error {
 	_, err := l.AppendWith(ctx, e, d)
+	return err
+}
+
+// EmitBatch implements [audit.BatchEmitter]: each event is synced before it
+// returns.
+func (l *Log) EmitBatch(ctx context.Context, es []audit.Event) error {
+	_, err := l.AppendBatch(ctx, es, audit.Synced)
 	return err
 }
 
@@ -405,13 +401,13 @@ func (l *Log) EmitWith(ctx context.Context, e Event, d Durability) error {
 // replaced by now. On error the
 // event must be treated as not recorded (if ctx ended first it may still
 // be written later).
-func (l *Log) Append(ctx context.Context, e Event) (Entry, error) {
-	return l.AppendWith(ctx, e, Synced)
+func (l *Log) Append(ctx context.Context, e audit.Event) (Entry, error) {
+	return l.AppendWith(ctx, e, audit.Synced)
 }
 
 // AppendWith is Append with the given durability: with Written it
-// returns before the event's group commit is synced (see [Written]).
-func (l *Log) AppendWith(ctx context.Context, e Event, d Durability) (Entry, error) {
+// returns before the event's group commit is synced (see [audit.Written]).
+func (l *Log) AppendWith(ctx context.Context, e audit.Event, d audit.Durability) (Entry, error) {
 	req, err := l.prepare(e, d)
 	if err != nil {
 		return Entry{}, err
@@ -426,7 +422,7 @@ func (l *Log) AppendWith(ctx context.Context, e Event, d Durability) (Entry, err
 // share one group commit, and returns them as stored once every one is as
 // durable as d. An error means that some of them may not be recorded (a
 // failure of one event does not stop the others).
-func (l *Log) AppendBatch(ctx context.Context, es []Event, d Durability) ([]Entry, error) {
+func (l *Log) AppendBatch(ctx context.Context, es []audit.Event, d audit.Durability) ([]Entry, error) {
 	reqs := make([]*request, len(es))
 	for i, e := range es {
 		var err error
@@ -449,20 +445,8 @@ func (l *Log) AppendBatch(ctx context.Context, es []Event, d Durability) ([]Entr
 	return entries, errors.Join(errs...)
 }
 
-// NewEventID returns a new event id for time t: "evt_" and a ULID, as
-// Append assigns to events without one. Callers that must know an event's
-// id before it is appended (to find it in the log after a crash) set it
-// themselves.
-func NewEventID(t time.Time) (string, error) {
-	id, err := ulid.New(ulid.Timestamp(t), rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("make event id: %w", err)
-	}
-	return "evt_" + id.String(), nil
-}
-
 // prepare stamps, checks and encodes e for appending (see Append).
-func (l *Log) prepare(e Event, d Durability) (*request, error) {
+func (l *Log) prepare(e audit.Event, d audit.Durability) (*request, error) {
 	if e.Type == "" {
 		return nil, errors.New("append audit event: type is empty")
 	}
@@ -479,13 +463,13 @@ func (l *Log) prepare(e Event, d Durability) (*request, error) {
 	}
 	e.Time = e.Time.UTC().Round(0)
 	if e.ID == "" {
-		id, err := NewEventID(e.Time)
+		id, err := audit.NewEventID(e.Time)
 		if err != nil {
 			return nil, fmt.Errorf("append audit event: %w", err)
 		}
 		e.ID = id
 	}
-	sanitize(&e)
+	e.Sanitize()
 	data, err := e.MarshalCanonical()
 	if err != nil {
 		return nil, fmt.Errorf("append audit event %s: %w", e.Type, err)
@@ -527,67 +511,16 @@ func (req *request) wait(ctx context.Context) (Entry, error) {
 	}
 }
 
-// sanitize replaces invalid UTF-8 so that every event can be encoded and
-// round-trips through JSON.
-func sanitize(e *Event) {
-	for _, p := range textFields(e) {
-		if p != nil && !utf8.ValidString(*p) {
-			*p = strings.ToValidUTF8(*p, "\uFFFD")
-		}
-	}
-	for k, v := range e.Details {
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			if e.Details == nil {
-				break
-			}
-			d := make(map[string]string, len(e.Details))
-			for k, v := range e.Details {
-				d[strings.ToValidUTF8(k, "\uFFFD")] = strings.ToValidUTF8(v, "\uFFFD")
-			}
-			e.Details = d
-			break
-		}
-	}
-}
-
-// Checkpoint signs a checkpoint of the log as it is now, unless the latest
-// checkpoint already covers every event, and returns the latest checkpoint.
-func (l *Log) Checkpoint(ctx context.Context) (StoredCheckpoint, Checkpoint, error) {
-	ch := make(chan cpResult, 1)
-	select {
-	case l.cpReqs <- ch:
-	case <-l.done:
-		return StoredCheckpoint{}, Checkpoint{}, ErrClosed
-	case <-ctx.Done():
-		return StoredCheckpoint{}, Checkpoint{}, ctx.Err()
-	}
-	select {
-	case r := <-ch:
-		return r.stored, r.cp, r.err
-	case <-ctx.Done():
-		return StoredCheckpoint{}, Checkpoint{}, ctx.Err()
-	}
-}
-
-// Close stops accepting events, writes those already accepted, signs a
-// final checkpoint and stops the writer. If ctx ends first, pending
-// storage calls are cancelled.
-func (l *Log) Close(ctx context.Context) error {
-	l.mu.Lock()
-	already := l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if !already {
-		close(l.closing)
-	}
-	select {
-	case <-l.done:
-	case <-ctx.Done():
-		l.cancel()
-		<-l.done
-	}
-	l.cancel()
-	return l.closeErr
+// syncQueue is what the syncer has to make durable: the log up to size,
+// and the Synced requests waiting for that. The writer adds to it without
+// waiting, so that it never stalls behind an fsync; it holds no more than
+// the appends under way.
+type syncQueue struct {
+	mu      sync.Mutex
+	size    int64      // the log's size once everything written is synced
+	waiting []*request // Synced requests to answer after the sync
+	closed  bool       // the writer has stopped
+	wake    chan struct{}
 }
 
 // run is the writer goroutine.
@@ -713,7 +646,7 @@ func (l *Log) write(batch []*request) error {
 	q.mu.Lock()
 	q.size = tree.size
 	for i, r := range batch {
-		if r.level == Written {
+		if r.level == audit.Written {
 			r.done <- result{index: recs[i].Index}
 		} else {
 			q.waiting = append(q.waiting, r)
@@ -821,6 +754,25 @@ func (l *Log) reload() error {
 	return nil
 }
 
+// Checkpoint signs a checkpoint of the log as it is now, unless the latest
+// checkpoint already covers every event, and returns the latest checkpoint.
+func (l *Log) Checkpoint(ctx context.Context) (StoredCheckpoint, Checkpoint, error) {
+	ch := make(chan cpResult, 1)
+	select {
+	case l.cpReqs <- ch:
+	case <-l.done:
+		return StoredCheckpoint{}, Checkpoint{}, ErrClosed
+	case <-ctx.Done():
+		return StoredCheckpoint{}, Checkpoint{}, ctx.Err()
+	}
+	select {
+	case r := <-ch:
+		return r.stored, r.cp, r.err
+	case <-ctx.Done():
+		return StoredCheckpoint{}, Checkpoint{}, ctx.Err()
+	}
+}
+
 // checkpointIfNeeded signs a checkpoint unless the latest one covers
 // every event, and returns the latest checkpoint. Unless final, the new
 // checkpoint is also recorded in the log as an audit.checkpoint event.
@@ -858,9 +810,9 @@ func (l *Log) checkpoint(ctx context.Context, record bool) (StoredCheckpoint, Ch
 	l.since = 0
 	l.log.Debug("audit checkpoint signed", "size", cp.Size, "root", cp.Hash.String())
 	if record {
-		e := Event{
+		e := audit.Event{
 			Time:   stored.CreatedAt,
-			Type:   AuditCheckpoint,
+			Type:   audit.AuditCheckpoint,
 			Actor:  "writ",
 			Target: l.origin,
 			Details: map[string]string{
@@ -880,25 +832,15 @@ func (l *Log) checkpoint(ctx context.Context, record bool) (StoredCheckpoint, Ch
 
 // writeInternal appends an event produced by the log itself, from the
 // writer goroutine.
-func (l *Log) writeInternal(e Event) error {
-	id, err := ulid.New(ulid.Timestamp(e.Time), rand.Reader)
+func (l *Log) writeInternal(e audit.Event) error {
+	id, err := audit.NewEventID(e.Time)
 	if err != nil {
 		return err
 	}
-	e.ID = "evt_" + id.String()
+	e.ID = id
 	data, err := e.MarshalCanonical()
 	if err != nil {
 		return err
 	}
 	return l.write([]*request{{e: e, data: data, leaf: tlog.RecordHash(data), done: make(chan result, 1)}})
-}
-
-// backendHashes adapts Records to tlog.HashReader.
-type backendHashes struct {
-	ctx context.Context
-	r   Records
-}
-
-func (b backendHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	return b.r.ReadHashes(b.ctx, indexes)
 }

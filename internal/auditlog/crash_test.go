@@ -1,4 +1,4 @@
-package audit_test
+package auditlog_test
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
@@ -125,7 +126,7 @@ func crashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := audit.Open(context.Background(), audit.Config{
+	l, err := auditlog.Open(context.Background(), auditlog.Config{
 		Backend: db.Audit(), Keys: db, Sealer: sealer, CheckpointEvery: 500, CheckpointInterval: 20 * time.Millisecond,
 	})
 	if err != nil {

@@ -1,8 +1,10 @@
-package audit
+package auditlog
 
 import (
 	"strings"
 	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
 )
 
 // TimeSkew is how far out of index order event times may be for searches
@@ -14,7 +16,7 @@ const TimeSkew = 5 * time.Minute
 // Match reports whether the event e at index idx is selected by q. It is
 // the definition of a query's meaning: backends use indexes to find
 // candidates and Match to decide.
-func (q *Query) Match(idx int64, e *Event) bool {
+func (q *Query) Match(idx int64, e *audit.Event) bool {
 	switch {
 	case q.Before > 0 && idx >= q.Before,
 		idx < q.After,

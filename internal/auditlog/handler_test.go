@@ -1,4 +1,4 @@
-package audit_test
+package auditlog_test
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/httpapi"
 )
@@ -20,7 +21,7 @@ import (
 // apiEnv is a log served by NewHandler and a client of it.
 type apiEnv struct {
 	*env
-	l   *audit.Log
+	l   *auditlog.Log
 	srv *httptest.Server
 	c   *client.Client
 }
@@ -29,7 +30,7 @@ func newAPI(t *testing.T) *apiEnv {
 	t.Helper()
 	e := newEnv(t)
 	a := &apiEnv{env: e, l: e.open(t, e.config())}
-	a.srv = httptest.NewServer(audit.NewHandler(a.l))
+	a.srv = httptest.NewServer(auditlog.NewHandler(a.l))
 	t.Cleanup(a.srv.Close)
 	var err error
 	if a.c, err = client.New(a.srv.URL, "t"); err != nil {
@@ -42,7 +43,7 @@ func TestAPIKeyAndCheckpoint(t *testing.T) {
 	a := newAPI(t)
 	ctx := context.Background()
 	k, err := a.c.AuditKey(ctx)
-	if err != nil || k.VerifierKey != a.l.VerifierKey() || k.Origin != audit.DefaultOrigin {
+	if err != nil || k.VerifierKey != a.l.VerifierKey() || k.Origin != auditlog.DefaultOrigin {
 		t.Fatalf("AuditKey = %+v, %v", k, err)
 	}
 	appendN(t, a.l, 4)
@@ -50,8 +51,8 @@ func TestAPIKeyAndCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusted, _ := audit.ParseVerifierKeys(k.VerifierKey)
-	got, err := audit.OpenCheckpoint([]byte(cp.Note), trusted)
+	trusted, _ := auditlog.ParseVerifierKeys(k.VerifierKey)
+	got, err := auditlog.OpenCheckpoint([]byte(cp.Note), trusted)
 	if err != nil || got != cp.Checkpoint || got.Size != 4 {
 		t.Fatalf("checkpoint %+v does not verify with the served key: %v", cp, err)
 	}
@@ -68,7 +69,7 @@ func TestAPISearchAndEvent(t *testing.T) {
 	a := newAPI(t)
 	ctx := context.Background()
 	entries := appendN(t, a.l, 60)
-	res, err := a.c.AuditSearch(ctx, audit.Query{Instance: "inst_3", Limit: 4})
+	res, err := a.c.AuditSearch(ctx, auditlog.Query{Instance: "inst_3", Limit: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestAPISearchAndEvent(t *testing.T) {
 	// Page on.
 	total := len(res.Events)
 	for res.NextBefore != 0 {
-		if res, err = a.c.AuditSearch(ctx, audit.Query{Instance: "inst_3", Limit: 4, Before: res.NextBefore}); err != nil {
+		if res, err = a.c.AuditSearch(ctx, auditlog.Query{Instance: "inst_3", Limit: 4, Before: res.NextBefore}); err != nil {
 			t.Fatal(err)
 		}
 		total += len(res.Events)
@@ -111,7 +112,7 @@ func TestAPIProofs(t *testing.T) {
 	ctx := context.Background()
 	entries := appendN(t, a.l, 10)
 	k, _ := a.c.AuditKey(ctx)
-	key, _ := audit.ParseVerifierKeys(k.VerifierKey)
+	key, _ := auditlog.ParseVerifierKeys(k.VerifierKey)
 	// No checkpoint covers event 9 yet: the server signs one.
 	p, err := a.c.AuditProve(ctx, entries[9].ID)
 	if err != nil {
@@ -141,10 +142,10 @@ func TestAPITail(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	appendN(t, a.l, 5)
-	got := make(chan audit.Entry, 100)
+	got := make(chan auditlog.Entry, 100)
 	done := make(chan error, 1)
 	go func() {
-		done <- a.c.AuditTail(ctx, audit.Query{Type: audit.AccessDenied}, 2, func(e audit.Entry) error {
+		done <- a.c.AuditTail(ctx, auditlog.Query{Type: audit.AccessDenied}, 2, func(e auditlog.Entry) error {
 			got <- e
 			return nil
 		})
@@ -227,7 +228,7 @@ func TestAPIExport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	body, err := a.c.AuditExport(ctx, audit.Query{Since: now.Add(1000 * time.Millisecond)})
+	body, err := a.c.AuditExport(ctx, auditlog.Query{Since: now.Add(1000 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestAPIExport(t *testing.T) {
 		t.Fatalf("export since 1000s: %d lines, want 1500", len(lines))
 	}
 	for i, line := range lines {
-		var e audit.Entry
+		var e auditlog.Entry
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("line %d: %v", i+1, err)
 		}

@@ -1,4 +1,4 @@
-package audit_test
+package auditlog_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -210,7 +211,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			e := tamperLog(t)
 			c.tamper(t, e)
 			_, err := e.verify(t)
-			var ve *audit.VerifyError
+			var ve *auditlog.VerifyError
 			if !errors.As(err, &ve) {
 				t.Fatalf("Verify after tampering = %v, want a *VerifyError", err)
 			}
@@ -227,17 +228,17 @@ func TestVerifyDetectsTampering(t *testing.T) {
 func TestVerifyWithoutSearchIndex(t *testing.T) {
 	e := tamperLog(t)
 	e.db.Close() // brings the index up to date
-	verifyRO := func() (*audit.VerifyReport, error) {
+	verifyRO := func() (*auditlog.VerifyReport, error) {
 		ro, err := sqlite.OpenReadOnly(context.Background(), e.path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ro.Close()
-		trusted, _, err := audit.StoredVerifiers(context.Background(), ro)
+		trusted, _, err := auditlog.StoredVerifiers(context.Background(), ro)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return audit.Verify(context.Background(), ro.Audit(), audit.VerifyOptions{Trusted: trusted})
+		return auditlog.Verify(context.Background(), ro.Audit(), auditlog.VerifyOptions{Trusted: trusted})
 	}
 	rep, err := verifyRO()
 	if err != nil || rep.Indexed != rep.Size || rep.Size != 42 {

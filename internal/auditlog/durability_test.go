@@ -1,4 +1,4 @@
-package audit_test
+package auditlog_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
@@ -29,7 +30,7 @@ func (g *gatedSync) SyncRecords(ctx context.Context) error {
 	return g.AuditStore.SyncRecords(ctx)
 }
 
-func newGated(t *testing.T) (*env, *gatedSync, *audit.Log) {
+func newGated(t *testing.T) (*env, *gatedSync, *auditlog.Log) {
 	e := newEnv(t)
 	g := &gatedSync{AuditStore: e.db.Audit(), gate: make(chan struct{}, 100), fail: make(chan error, 1)}
 	cfg := e.config()
