@@ -1,0 +1,253 @@
+package auditlog
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
+)
+
+// syncQueue is what the syncer has to make durable: the log up to size,
+// and the Synced requests waiting for that. The writer adds to it without
+// waiting, so that it never stalls behind an fsync; it holds no more than
+// the appends under way.
+type syncQueue struct {
+	mu      sync.Mutex
+	size    int64      // the log's size once everything written is synced
+	waiting []*request // Synced requests to answer after the sync
+	closed  bool       // the writer has stopped
+	wake    chan struct{}
+}
+
+// run is the writer goroutine.
+func (l *Log) run() {
+	defer close(l.done)
+	ticker := time.NewTicker(l.cfg.CheckpointInterval)
+	defer ticker.Stop()
+	batch := make([]*request, 0, l.cfg.MaxBatch)
+	for {
+		select {
+		case r := <-l.reqs:
+			batch = l.collect(append(batch[:0], r))
+			l.commit(batch)
+		case ch := <-l.cpReqs:
+			stored, cp, err := l.checkpointIfNeeded(false)
+			ch <- cpResult{stored, cp, err}
+		case <-ticker.C:
+			if l.since > 0 {
+				l.checkpointIfNeeded(false)
+			}
+		case <-l.closing:
+			for {
+				batch = l.collect(batch[:0])
+				if len(batch) == 0 {
+					break
+				}
+				l.commit(batch)
+			}
+			if l.pipe != nil {
+				l.toSync.mu.Lock()
+				l.toSync.closed = true
+				l.toSync.mu.Unlock()
+				l.toSync.signal()
+				<-l.synced
+			}
+			if _, _, err := l.checkpointIfNeeded(true); err != nil {
+				l.closeErr = err
+			}
+			l.stateMu.Lock()
+			close(l.changed)
+			l.stateMu.Unlock()
+			return
+		}
+	}
+}
+
+// collect adds every request waiting now to batch, up to MaxBatch.
+func (l *Log) collect(batch []*request) []*request {
+	for len(batch) < l.cfg.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit writes batch in one transaction. If that fails, it writes the
+// events one by one so that one bad event (say, a duplicate id) fails
+// alone.
+func (l *Log) commit(batch []*request) {
+	err := l.write(batch)
+	if err == nil {
+		l.since += len(batch)
+		if l.since >= l.cfg.CheckpointEvery {
+			l.checkpointIfNeeded(false)
+		}
+		return
+	}
+	if len(batch) > 1 && !errors.Is(err, errSyncFailed) {
+		l.log.Warn("audit group commit failed; writing events one by one", "events", len(batch), "error", err)
+		for _, r := range batch {
+			l.commit([]*request{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- result{err: err}
+	}
+}
+
+// write stores batch and, on success, answers every request in it, or
+// (with a Pipeliner) the Written ones and hands the batch to the syncer,
+// which answers the rest.
+func (l *Log) write(batch []*request) error {
+	if err := l.failure(); err != nil {
+		return err
+	}
+	tree := l.tree.clone()
+	recs := make([]Record, len(batch))
+	for i, r := range batch {
+		hashes, err := tree.append(r.leaf)
+		if err != nil {
+			return err
+		}
+		recs[i] = Record{Index: tree.size - 1, Data: r.data, Hashes: hashes, Keys: KeysOf(&r.e)}
+		r.index = recs[i].Index
+	}
+	var err error
+	if l.pipe != nil {
+		err = l.pipe.WriteRecords(l.ctx, recs)
+	} else {
+		err = l.b.AppendRecords(l.ctx, recs)
+	}
+	if err != nil {
+		// The store may be in any state; re-read it before going on.
+		if rerr := l.reload(); rerr != nil {
+			l.log.Error("audit log state unreadable after a failed write", "error", rerr)
+		}
+		return err
+	}
+	l.tree = tree
+	if l.pipe == nil {
+		l.published(tree.size)
+		for i, r := range batch {
+			r.done <- result{index: recs[i].Index}
+		}
+		return nil
+	}
+	q := &l.toSync
+	q.mu.Lock()
+	q.size = tree.size
+	for i, r := range batch {
+		if r.level == audit.Written {
+			r.done <- result{index: recs[i].Index}
+		} else {
+			q.waiting = append(q.waiting, r)
+		}
+	}
+	q.mu.Unlock()
+	q.signal()
+	return nil
+}
+
+func (q *syncQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// errSyncFailed marks the error every append returns after a failed sync.
+var errSyncFailed = errors.New("the audit store failed to sync")
+
+// syncLoop is the syncer goroutine (with a Pipeliner backend): it syncs
+// every written batch waiting, in one sync, and answers their Synced
+// requests. A failed sync fails the log: events written before it may
+// not be on disk, so no later event is accepted (fail closed) until writ
+// restarts and re-reads the store.
+func (l *Log) syncLoop() {
+	defer close(l.synced)
+	q := &l.toSync
+	var synced int64
+	for {
+		<-q.wake
+		for {
+			q.mu.Lock()
+			size, waiting, closed := q.size, q.waiting, q.closed
+			q.waiting = nil
+			q.mu.Unlock()
+			if size == synced && len(waiting) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			err := l.failure()
+			if err == nil && size > synced {
+				if serr := l.pipe.SyncRecords(l.ctx); serr != nil {
+					err = fmt.Errorf("%w: %v; no further events are accepted until writ restarts", errSyncFailed, serr)
+					l.log.Error("audit store sync failed; refusing further events", "error", serr)
+					l.stateMu.Lock()
+					l.failed = err
+					l.stateMu.Unlock()
+				}
+			}
+			// Done with [synced, size): synced, or failed for good.
+			synced = size
+			if err == nil {
+				l.published(size)
+			}
+			for _, r := range waiting {
+				r.done <- result{index: r.index, err: err}
+			}
+		}
+	}
+}
+
+// Failed returns the error that stopped the log from accepting events (a
+// failed sync), or nil while it works.
+func (l *Log) Failed() error { return l.failure() }
+
+// failure returns the error that failed the log, if a sync failed.
+func (l *Log) failure() error {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.failed
+}
+
+// published records that the log's first size events are durable and
+// wakes the readers waiting for new events.
+func (l *Log) published(size int64) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	if size > l.size {
+		l.size = size
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// reload re-reads the tree edge from the backend.
+func (l *Log) reload() error {
+	size, err := l.b.RecordCount(l.ctx)
+	if err != nil {
+		return err
+	}
+	if size == l.tree.size {
+		return nil
+	}
+	tree, err := loadFrontier(size, backendHashes{l.ctx, l.b})
+	if err != nil {
+		return err
+	}
+	l.tree = tree
+	l.stateMu.Lock()
+	l.size = size
+	l.stateMu.Unlock()
+	return nil
+}
