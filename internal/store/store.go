@@ -1,7 +1,7 @@
 // Package store defines writ's persistent state as one small interface per
 // aggregate: identities (registration entries), signing keys, attested
-// instances, admin credentials and declarative resources. Consumers depend on
-// the narrowest interface they need; backends (store/sqlite today,
+// instances, admin credentials, declarative resources, MCP tool pins, ...
+// Consumers depend on the narrowest interface they need; backends (store/sqlite today,
 // store/postgres later) implement all of them and must pass the shared
 // conformance suite in store/storetest.
 //
@@ -173,5 +173,6 @@ type Store interface {
 	Tasks
 	Revocations
 	Approvals
+	Pins
 	Close() error
 }

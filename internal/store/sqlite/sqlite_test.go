@@ -13,6 +13,8 @@ import (
 
 func TestCredentials(t *testing.T) { storetest.RunCredentials(t, openTemp) }
 
+func TestPins(t *testing.T) { storetest.RunPins(t, openTemp) }
+
 func openTemp(t *testing.T) store.Store {
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
 	if err != nil {
