@@ -17,9 +17,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/httpapi"
 )
 
 // The comparison runs writ, nginx and the bare Go proxy each as a process
@@ -156,14 +155,14 @@ func startWritProcess(t testing.TB, up string, env ...string) (string, int) {
 // the upstream credential and the Service and policy for up.
 func configureWrit(t testing.TB, c *client.Client, up string) {
 	ctx := context.Background()
-	if _, err := c.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
+	if _, err := c.CreateEntry(ctx, apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.PutCredential(ctx, "bench-key", broker.Bearer, broker.NewSecret([]byte("bench-secret"))); err != nil {
+	if _, err := c.PutCredential(ctx, "bench-key", "bearer", "bench-secret"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "bench.yaml", Content: fmt.Sprintf(docs, up)}}}); err != nil {
+	if _, err := c.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bench.yaml", Content: fmt.Sprintf(docs, up)}}}); err != nil {
 		t.Fatal(err)
 	}
 }

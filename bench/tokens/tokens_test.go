@@ -25,8 +25,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/server"
 	"github.com/writ-dev/writ/internal/servertest"
 	"github.com/writ-dev/writ/internal/store"
@@ -67,11 +67,11 @@ func setup(b *testing.B) *env {
 	in := servertest.Start(b, cfg, nil)
 	ctx := context.Background()
 	e := &env{issuer: in.Server.PublicURL(), srv: in.Server, base: in.Addr, socket: in.WorkloadAddr, admin: in.Client}
-	if _, err := e.admin.CreateEntry(ctx, httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
+	if _, err := e.admin.CreateEntry(ctx, apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.admin.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "p.yaml", Content: policy}}}); err != nil {
+	if _, err := e.admin.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "p.yaml", Content: policy}}}); err != nil {
 		b.Fatal(err)
 	}
 	// The issuer is server.public_url (the bound address); JWT-SVIDs
@@ -82,7 +82,7 @@ func setup(b *testing.B) *env {
 	}
 	e.svid = s.Marshal()
 	agent, _ := client.New(e.base, e.svid)
-	t, err := agent.OpenTask(ctx, client.OpenTask{Purpose: "bench", Audiences: []string{"mail-api"},
+	t, err := agent.OpenTask(ctx, apitypes.OpenTaskRequest{Purpose: "bench", Audiences: []string{"mail-api"},
 		Scopes: []string{"mail.read", "mail.draft"}, MaxDuration: "1h"})
 	if err != nil {
 		b.Fatal(err)
@@ -208,7 +208,7 @@ func BenchmarkRevocationToEnforcement(b *testing.B) {
 	var api, commit []time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		t, err := agent.OpenTask(ctx, client.OpenTask{Purpose: "r", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+		t, err := agent.OpenTask(ctx, apitypes.OpenTaskRequest{Purpose: "r", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/servertest"
 )
 
@@ -30,7 +30,7 @@ func startServer(b *testing.B) string {
 	cfg := servertest.Config(b.TempDir())
 	cfg.Proxy.Listen = "off"
 	in := servertest.Start(b, cfg, nil)
-	if _, err := in.Client.CreateEntry(context.Background(), httpapi.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
+	if _, err := in.Client.CreateEntry(context.Background(), apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		b.Fatal(err)
 	}

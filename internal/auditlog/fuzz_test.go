@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
-	"net/url"
 	"testing"
 	"time"
 
@@ -78,30 +77,5 @@ func FuzzInclusionProof(f *testing.F) {
 			return
 		}
 		p.Verify(trusted)
-	})
-}
-
-// FuzzParseQuery checks that API query parameters never panic the parser
-// and that accepted queries round-trip.
-func FuzzParseQuery(f *testing.F) {
-	f.Add("spiffe_id=spiffe%3A%2F%2Fwrit.local%2Fa&limit=5&order=asc&since=2026-01-01T00%3A00%3A00Z")
-	f.Add("before=10&after=2&type=access.denied&decision=deny&task=t&instance=i")
-	f.Add("limit=0&since=yesterday")
-	f.Fuzz(func(t *testing.T, raw string) {
-		v, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
-		q, err := auditlog.ParseQuery(v)
-		if err != nil {
-			return
-		}
-		back, err := auditlog.ParseQuery(q.Values())
-		if err != nil {
-			t.Fatalf("ParseQuery(%q) = %+v, whose Values %q do not parse: %v", raw, q, q.Values().Encode(), err)
-		}
-		if back.Values().Encode() != q.Values().Encode() {
-			t.Fatalf("query %q does not round-trip: %q", q.Values().Encode(), back.Values().Encode())
-		}
 	})
 }

@@ -67,12 +67,12 @@ var (
 
 // Info is everything about a credential except its value.
 type Info struct {
-	Name      string    `json:"name"`
-	Type      Type      `json:"type"`
-	Version   int64     `json:"version"`
-	Actor     string    `json:"actor,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Name      string
+	Type      Type
+	Version   int64
+	Actor     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Config configures a [Broker]. Store and Sealer are required.

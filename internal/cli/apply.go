@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/resource"
 )
 
@@ -34,7 +34,7 @@ and field. A directory means its *.yaml and *.yml files. "-" reads stdin.`,
 			if len(files) == 0 {
 				return fmt.Errorf("-f FILE is required (a YAML file, a directory of them, or - for stdin)")
 			}
-			req := httpapi.ApplyRequest{DryRun: dryRun}
+			req := apitypes.ApplyRequest{DryRun: dryRun}
 			for _, f := range files {
 				fs, err := readApplyFiles(g, f)
 				if err != nil {
@@ -69,13 +69,13 @@ and field. A directory means its *.yaml and *.yml files. "-" reads stdin.`,
 	return cmd
 }
 
-func readApplyFiles(g *globals, p string) ([]httpapi.ApplyFile, error) {
+func readApplyFiles(g *globals, p string) ([]apitypes.ApplyFile, error) {
 	if p == "-" {
 		b, err := io.ReadAll(io.LimitReader(g.stdin, resource.MaxFileSize+1))
 		if err != nil {
 			return nil, fmt.Errorf("read stdin: %w", err)
 		}
-		return []httpapi.ApplyFile{{Name: "<stdin>", Content: string(b)}}, nil
+		return []apitypes.ApplyFile{{Name: "<stdin>", Content: string(b)}}, nil
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -97,7 +97,7 @@ func readApplyFiles(g *globals, p string) ([]httpapi.ApplyFile, error) {
 			return nil, fmt.Errorf("read directory %s: no .yaml or .yml files in it", p)
 		}
 	}
-	var out []httpapi.ApplyFile
+	var out []apitypes.ApplyFile
 	for _, path := range paths {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -106,7 +106,7 @@ func readApplyFiles(g *globals, p string) ([]httpapi.ApplyFile, error) {
 		if len(b) > resource.MaxFileSize {
 			return nil, fmt.Errorf("read %s: %d bytes, more than the %d allowed", path, len(b), resource.MaxFileSize)
 		}
-		out = append(out, httpapi.ApplyFile{Name: path, Content: string(b)})
+		out = append(out, apitypes.ApplyFile{Name: path, Content: string(b)})
 	}
 	return out, nil
 }
@@ -142,13 +142,13 @@ func newGetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var list []httpapi.Resource
+			var list []apitypes.Resource
 			if len(args) == 2 {
 				r, err := c.GetResource(cmd.Context(), kind, args[1])
 				if err != nil {
 					return err
 				}
-				list = []httpapi.Resource{r}
+				list = []apitypes.Resource{r}
 			} else if list, err = c.ListResources(cmd.Context(), kind); err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ func newGetCmd(g *globals) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KIND\tNAME\tVERSION\tUPDATED\tBY")
-			slices.SortFunc(list, func(a, b httpapi.Resource) int { return strings.Compare(a.Name, b.Name) })
+			slices.SortFunc(list, func(a, b apitypes.Resource) int { return strings.Compare(a.Name, b.Name) })
 			for _, r := range list {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Kind, r.Name, r.Version, r.UpdatedAt.Format("2006-01-02 15:04:05"), orDash(r.Actor))
 			}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/apitypes"
 )
 
 func newApprovalCmd(g *globals) *cobra.Command {
@@ -49,7 +49,7 @@ func newApprovalListCmd(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", store.ApprovalPending, "pending, approved, denied, expired or all")
+	cmd.Flags().StringVar(&state, "state", apitypes.ApprovalPending, "pending, approved, denied, expired or all")
 	outputFlag(cmd)
 	return cmd
 }

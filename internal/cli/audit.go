@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/writ-dev/writ/internal/auditlog"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -43,7 +44,7 @@ Merkle tree (RFC 6962) whose size and root the server signs in checkpoints.
 
 // auditFilters are the query flags shared by search, tail and export.
 type auditFilters struct {
-	q            auditlog.Query
+	q            apitypes.AuditQuery
 	since, until string
 }
 
@@ -52,7 +53,7 @@ func (f *auditFilters) register(cmd *cobra.Command, withTime bool) {
 	fl.StringVar(&f.q.SpiffeID, "spiffe-id", "", "only events of this SPIFFE ID or those under it (spiffe://writ.local/agent matches .../agent/mail)")
 	fl.StringVar(&f.q.Instance, "instance", "", "only events of this instance ID")
 	fl.StringVar(&f.q.Task, "task", "", "only events of this task ID")
-	fl.StringVar((*string)(&f.q.Type), "type", "", "only events of this type, e.g. access.denied")
+	fl.StringVar(&f.q.Type, "type", "", "only events of this type, e.g. access.denied")
 	fl.StringVar(&f.q.Decision, "decision", "", "only events with this decision, e.g. deny")
 	if withTime {
 		fl.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339, a date (2026-05-01) or an age (90m, 24h, 7d)")
@@ -61,7 +62,7 @@ func (f *auditFilters) register(cmd *cobra.Command, withTime bool) {
 }
 
 // query returns the filters as a query, resolving ages against now.
-func (f *auditFilters) query(now time.Time) (auditlog.Query, error) {
+func (f *auditFilters) query(now time.Time) (apitypes.AuditQuery, error) {
 	q := f.q
 	var err error
 	if q.Since, err = parseAuditTime("--since", f.since, now); err != nil {
@@ -142,14 +143,14 @@ fetch the next (older) page.`,
 		},
 	}
 	f.register(cmd, true)
-	cmd.Flags().IntVar(&f.q.Limit, "limit", 50, fmt.Sprintf("at most this many events (1 to %d)", auditlog.MaxSearchLimit))
+	cmd.Flags().IntVar(&f.q.Limit, "limit", 50, fmt.Sprintf("at most this many events (1 to %d)", apitypes.MaxAuditLimit))
 	cmd.Flags().Int64Var(&before, "before", 0, "only events with an index below this (for paging)")
 	out = outputFlag(cmd)
 	return cmd
 }
 
 // printAuditTable prints entries in a table, oldest at the bottom.
-func printAuditTable(w io.Writer, entries []auditlog.Entry) error {
+func printAuditTable(w io.Writer, entries []apitypes.AuditEntry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tTIME\tTYPE\tDECISION\tSPIFFE ID\tINSTANCE\tTASK\tACTION\tTARGET\tID")
 	for _, e := range entries {
@@ -160,7 +161,7 @@ func printAuditTable(w io.Writer, entries []auditlog.Entry) error {
 }
 
 // auditLine formats one entry on one line, for tail.
-func auditLine(e auditlog.Entry) string {
+func auditLine(e apitypes.AuditEntry) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s %s", e.Index, e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type)
 	for _, kv := range [][2]string{{"decision", e.Decision}, {"spiffe_id", e.SpiffeID}, {"instance", e.Instance},
@@ -204,7 +205,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			emit := func(e auditlog.Entry) error {
+			emit := func(e apitypes.AuditEntry) error {
 				if *out == "json" {
 					b, _ := json.Marshal(e)
 					_, err := fmt.Fprintf(g.stdout, "%s\n", b)
@@ -217,7 +218,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 			// after what is printed, with no gap and no repeat.
 			newest := int64(-1)
 			if follow {
-				all, err := c.AuditSearch(ctx, auditlog.Query{Limit: 1})
+				all, err := c.AuditSearch(ctx, apitypes.AuditQuery{Limit: 1})
 				if err != nil {
 					return err
 				}
@@ -226,7 +227,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 				}
 			}
 			if n > 0 && (newest >= 0 || !follow) {
-				q.Limit = min(n, auditlog.MaxSearchLimit)
+				q.Limit = min(n, apitypes.MaxAuditLimit)
 				if newest >= 0 {
 					q.Before = newest + 1
 				}

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/internal/api"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
@@ -56,7 +58,7 @@ func newAuditServer(t *testing.T) *auditServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close(context.Background()) })
-	s := &auditServer{dir: dir, db: db, log: l, srv: httptest.NewServer(auditlog.NewHandler(l))}
+	s := &auditServer{dir: dir, db: db, log: l, srv: httptest.NewServer(api.NewAuditHandler(l, nil))}
 	t.Cleanup(s.srv.Close)
 	for i := range 30 {
 		mu.Lock()
@@ -108,7 +110,7 @@ func TestAuditQueryCommands(t *testing.T) {
 		t.Errorf("audit key --offline = %q, want %q", out, s.log.VerifierKey())
 	}
 
-	var res auditlog.SearchResult
+	var res apitypes.AuditSearchResult
 	out := s.mustRun(t, "audit", "search", "--decision", "deny", "--spiffe-id", "spiffe://writ.local/agent", "-o", "json")
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatal(err)
@@ -135,8 +137,8 @@ func TestAuditQueryCommands(t *testing.T) {
 	if len(lines) != 5 {
 		t.Fatalf("export --since 12:25 = %d lines, want 5:\n%s", len(lines), out)
 	}
-	var first auditlog.Entry
-	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Index != 25 || first.Type != audit.AccessDenied {
+	var first apitypes.AuditEntry
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Index != 25 || first.Type != string(audit.AccessDenied) {
 		t.Errorf("first exported line %q: %v", lines[0], err)
 	}
 	if code, _, errs := s.run(t, "audit", "export", "--format", "csv"); code == 0 || !strings.Contains(errs, "jsonl") {
@@ -188,7 +190,7 @@ func TestAuditTailFollow(t *testing.T) {
 	waitFor(3)
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(text()), "\n") {
-		var e auditlog.Entry
+		var e apitypes.AuditEntry
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("tail -o json line %q: %v", line, err)
 		}
@@ -220,7 +222,7 @@ func TestAuditProveAndVerify(t *testing.T) {
 	cpFile := filepath.Join(dir, "cp.txt")
 	os.WriteFile(cpFile, []byte(s.mustRun(t, "audit", "checkpoint")), 0o600)
 
-	var res auditlog.SearchResult
+	var res apitypes.AuditSearchResult
 	json.Unmarshal([]byte(s.mustRun(t, "audit", "search", "--limit", "1", "--type", "access.denied", "-o", "json")), &res)
 	proofFile := filepath.Join(dir, "proof.json")
 	os.WriteFile(proofFile, []byte(s.mustRun(t, "audit", "prove", res.Events[0].ID)), 0o600)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/broker"
 )
 
@@ -120,11 +121,11 @@ Example:
 			if err != nil {
 				return err
 			}
-			var info broker.Info
+			var info apitypes.Credential
 			if rotate {
-				info, err = c.RotateCredential(cmd.Context(), args[0], t, v)
+				info, err = c.RotateCredential(cmd.Context(), args[0], string(t), v.Reveal())
 			} else {
-				info, err = c.PutCredential(cmd.Context(), args[0], t, v)
+				info, err = c.PutCredential(cmd.Context(), args[0], string(t), v.Reveal())
 			}
 			if err != nil {
 				return err
@@ -170,7 +171,7 @@ func newCredentialListCmd(g *globals) *cobra.Command {
 			}
 			if *out == "json" {
 				if list == nil {
-					list = []broker.Info{}
+					list = []apitypes.Credential{}
 				}
 				return printJSON(g.stdout, list)
 			}

@@ -7,8 +7,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/httpapi"
 )
 
 // client returns an admin API client from the shared flags.
@@ -42,7 +42,7 @@ func newEntryCmd(g *globals) *cobra.Command {
 
 func newEntryCreateCmd(g *globals) *cobra.Command {
 	var (
-		e      httpapi.Entry
+		e      apitypes.Entry
 		labels []string
 	)
 	out := new(string)
@@ -89,7 +89,7 @@ Example:
 			if *out == "json" {
 				return printJSON(g.stdout, got)
 			}
-			printEntries(g, []httpapi.Entry{got})
+			printEntries(g, []apitypes.Entry{got})
 			return nil
 		},
 	}
@@ -150,7 +150,7 @@ func newEntryDeleteCmd(g *globals) *cobra.Command {
 	}
 }
 
-func printEntries(g *globals, list []httpapi.Entry) {
+func printEntries(g *globals, list []apitypes.Entry) {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSPIFFE ID\tSELECTORS\tX509 TTL\tJWT TTL\tLABELS")
 	for _, e := range list {

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // clientNoAuth is a client that sends no credential (the identity travels
@@ -50,8 +50,8 @@ permanent and audited; --list shows those in force.`,
 			}
 			var kind, value string
 			n := 0
-			for _, x := range []struct{ k, v string }{{store.RevokeSpiffeID, spiffeID}, {store.RevokeInstance, instance},
-				{store.RevokeTask, task}, {store.RevokeToken, tok}} {
+			for _, x := range []struct{ k, v string }{{apitypes.RevokeSpiffeID, spiffeID}, {apitypes.RevokeInstance, instance},
+				{apitypes.RevokeTask, task}, {apitypes.RevokeToken, tok}} {
 				if x.v != "" {
 					kind, value = x.k, x.v
 					n++

@@ -9,8 +9,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/config"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/server"
 )
@@ -87,8 +87,8 @@ the file; unset values take their documented defaults.`,
 			for _, dir := range applyDirs {
 				files, err := readApplyFiles(g, dir)
 				if err == nil {
-					var resp httpapi.ApplyResponse
-					resp, err = srv.Apply(ctx, "serve --apply", httpapi.ApplyRequest{Files: files})
+					var resp apitypes.ApplyResponse
+					resp, err = srv.Apply(ctx, "serve --apply", apitypes.ApplyRequest{Files: files})
 					for _, r := range resp.Results {
 						fmt.Fprintf(g.stderr, "applied %s/%s: %s\n", r.Kind, r.Name, r.Action)
 					}

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // agentFlags choose how a command authenticates as an agent: a JWT-SVID
@@ -85,7 +85,7 @@ func newTaskCmd(g *globals) *cobra.Command {
 
 func newTaskOpenCmd(g *globals) *cobra.Command {
 	var (
-		req   client.OpenTask
+		req   apitypes.OpenTaskRequest
 		as    agentFlags
 		wait  string
 		asID  string
@@ -130,7 +130,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			if t.State == store.TaskPending && wait != "" {
+			if t.State == apitypes.TaskPending && wait != "" {
 				if t, err = c.GetTask(cmd.Context(), t.ID, wait); err != nil {
 					return err
 				}
@@ -195,7 +195,7 @@ func clientFor(ctx context.Context, g *globals, as *agentFlags) (*client.Client,
 }
 
 func newTaskListCmd(g *globals) *cobra.Command {
-	var f store.TaskFilter
+	var f apitypes.TaskFilter
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List tasks, newest first",
@@ -251,7 +251,7 @@ func newTaskShowCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printTask(g *globals, out string, t store.Task) error {
+func printTask(g *globals, out string, t apitypes.Task) error {
 	if out == "json" {
 		return printJSON(g.stdout, t)
 	}

@@ -12,46 +12,46 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/writ-dev/writ/internal/auditlog"
+	"github.com/writ-dev/writ/internal/apitypes"
 )
 
 // AuditKey returns the audit log's public verifier key.
-func (c *Client) AuditKey(ctx context.Context) (auditlog.KeyInfo, error) {
-	var k auditlog.KeyInfo
+func (c *Client) AuditKey(ctx context.Context) (apitypes.AuditKey, error) {
+	var k apitypes.AuditKey
 	err := c.Do(ctx, http.MethodGet, "/v1/audit/key", nil, &k)
 	return k, err
 }
 
 // AuditCheckpoint returns the latest signed checkpoint; fresh asks the
 // server to sign one covering every event first.
-func (c *Client) AuditCheckpoint(ctx context.Context, fresh bool) (auditlog.SignedCheckpoint, error) {
+func (c *Client) AuditCheckpoint(ctx context.Context, fresh bool) (apitypes.SignedCheckpoint, error) {
 	path := "/v1/audit/checkpoint"
 	if fresh {
 		path += "?fresh=1"
 	}
-	var cp auditlog.SignedCheckpoint
+	var cp apitypes.SignedCheckpoint
 	err := c.Do(ctx, http.MethodGet, path, nil, &cp)
 	return cp, err
 }
 
 // AuditSearch returns the events matching q, newest first unless
 // q.Ascending.
-func (c *Client) AuditSearch(ctx context.Context, q auditlog.Query) (auditlog.SearchResult, error) {
-	var res auditlog.SearchResult
+func (c *Client) AuditSearch(ctx context.Context, q apitypes.AuditQuery) (apitypes.AuditSearchResult, error) {
+	var res apitypes.AuditSearchResult
 	err := c.Do(ctx, http.MethodGet, auditURL("/v1/audit/events", q.Values()), nil, &res)
 	return res, err
 }
 
 // AuditEvent returns one event by id.
-func (c *Client) AuditEvent(ctx context.Context, id string) (auditlog.Entry, error) {
-	var e auditlog.Entry
+func (c *Client) AuditEvent(ctx context.Context, id string) (apitypes.AuditEntry, error) {
+	var e apitypes.AuditEntry
 	err := c.Do(ctx, http.MethodGet, "/v1/audit/events/"+url.PathEscape(id), nil, &e)
 	return e, err
 }
 
 // AuditProve returns the inclusion proof of the event with id.
-func (c *Client) AuditProve(ctx context.Context, id string) (auditlog.InclusionProof, error) {
-	var p auditlog.InclusionProof
+func (c *Client) AuditProve(ctx context.Context, id string) (apitypes.InclusionProof, error) {
+	var p apitypes.InclusionProof
 	err := c.Do(ctx, http.MethodGet, "/v1/audit/events/"+url.PathEscape(id)+"/proof", nil, &p)
 	return p, err
 }
@@ -59,8 +59,8 @@ func (c *Client) AuditProve(ctx context.Context, id string) (auditlog.InclusionP
 // AuditConsistency returns the proof that the latest checkpoint extends
 // the log of size from. The proof's Old is empty: fill in the caller's
 // own checkpoint of that size before verifying it.
-func (c *Client) AuditConsistency(ctx context.Context, from int64) (auditlog.ConsistencyProof, error) {
-	var p auditlog.ConsistencyProof
+func (c *Client) AuditConsistency(ctx context.Context, from int64) (apitypes.ConsistencyProof, error) {
+	var p apitypes.ConsistencyProof
 	err := c.Do(ctx, http.MethodGet, "/v1/audit/consistency?from="+strconv.FormatInt(from, 10), nil, &p)
 	return p, err
 }
@@ -79,7 +79,7 @@ func (c *Client) streaming() *Client {
 // for each, until ctx ends, fn returns an error, or the server closes the
 // stream. It starts after index after, or with the next event appended if
 // after is negative.
-func (c *Client) AuditTail(ctx context.Context, q auditlog.Query, after int64, fn func(auditlog.Entry) error) error {
+func (c *Client) AuditTail(ctx context.Context, q apitypes.AuditQuery, after int64, fn func(apitypes.AuditEntry) error) error {
 	q.After, q.Before, q.Limit, q.Ascending = 0, 0, 0, false
 	v := q.Values()
 	if after >= 0 {
@@ -93,7 +93,7 @@ func (c *Client) AuditTail(ctx context.Context, q auditlog.Query, after int64, f
 	err = readSSE(resp.Body, func(event string, data []byte) error {
 		switch event {
 		case "audit":
-			var e auditlog.Entry
+			var e apitypes.AuditEntry
 			if err := json.Unmarshal(data, &e); err != nil {
 				return fmt.Errorf("tail audit log: decode event: %w", err)
 			}
@@ -160,7 +160,7 @@ func readSSE(r io.Reader, fn func(event string, data []byte) error) error {
 // The caller closes the body. A failure on the server part-way cuts the
 // stream after an incomplete line, so a body that does not end in a
 // newline is incomplete.
-func (c *Client) AuditExport(ctx context.Context, q auditlog.Query) (io.ReadCloser, error) {
+func (c *Client) AuditExport(ctx context.Context, q apitypes.AuditQuery) (io.ReadCloser, error) {
 	v := q.Values()
 	v.Set("format", "jsonl")
 	resp, err := c.streaming().Raw(ctx, http.MethodGet, auditURL("/v1/audit/export", v), nil)

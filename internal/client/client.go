@@ -1,7 +1,12 @@
 // Package client is the Go client of writ's admin API, used by the CLI. It
 // speaks JSON over HTTP to a running server and authenticates with the
-// admin credential as a bearer token. Each area of the API has its own file
-// (entries.go, audit.go, ...) with typed methods.
+// admin credential (or an agent's SVID) as a bearer token. Each area of the
+// API has its own file (entries.go, audit.go, ...) with typed methods; the
+// bodies are the wire types of internal/apitypes and nothing else.
+//
+// A non-2xx answer is an [*Error] holding the server's message, which
+// matches [ErrNotFound], [ErrConflict], [ErrUnauthorized], [ErrForbidden],
+// [ErrInvalid], ... with errors.Is.
 package client
 
 import (
@@ -14,8 +19,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/writ-dev/writ/internal/httpapi"
 )
 
 // Client calls one writ server.
@@ -37,7 +40,7 @@ func New(addr, token string) (*Client, error) {
 
 // Do sends method path with body encoded as JSON (nil for none) and decodes
 // a 2xx JSON answer into out (nil to discard). A non-2xx answer is returned
-// as *httpapi.Error.
+// as *Error.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	resp, err := c.Raw(ctx, method, path, body)
 	if err != nil {
@@ -55,7 +58,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 }
 
 // Raw sends the request and returns the 2xx response for the caller to read
-// (for streams and exports). A non-2xx answer is returned as *httpapi.Error.
+// (for streams and exports). A non-2xx answer is returned as *Error.
 func (c *Client) Raw(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
@@ -82,7 +85,7 @@ func (c *Client) Raw(ctx context.Context, method, path string, body any) (*http.
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		return nil, httpapi.ReadError(resp)
+		return nil, readError(resp)
 	}
 	return resp, nil
 }

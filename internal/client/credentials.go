@@ -7,35 +7,29 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/apitypes"
 )
-
-// credentialBody is the write-only body of put and rotate.
-type credentialBody struct {
-	Name  string `json:"name,omitempty"`
-	Type  string `json:"type,omitempty"`
-	Value string `json:"value"`
-}
 
 // PutCredential stores a new upstream credential. The value travels to the
 // server once and is never returned.
-func (c *Client) PutCredential(ctx context.Context, name string, typ broker.Type, v broker.Secret) (broker.Info, error) {
-	var out broker.Info
-	err := c.Do(ctx, http.MethodPost, "/v1/credentials", credentialBody{Name: name, Type: string(typ), Value: v.Reveal()}, &out)
+// typ is bearer (the default when empty), basic, header or query.
+func (c *Client) PutCredential(ctx context.Context, name, typ, value string) (apitypes.Credential, error) {
+	var out apitypes.Credential
+	err := c.Do(ctx, http.MethodPost, "/v1/credentials", apitypes.CredentialRequest{Name: name, Type: typ, Value: value}, &out)
 	return out, err
 }
 
 // RotateCredential replaces the value (and, if typ is set, the type) of a
 // credential.
-func (c *Client) RotateCredential(ctx context.Context, name string, typ broker.Type, v broker.Secret) (broker.Info, error) {
-	var out broker.Info
-	err := c.Do(ctx, http.MethodPut, "/v1/credentials/"+url.PathEscape(name), credentialBody{Type: string(typ), Value: v.Reveal()}, &out)
+func (c *Client) RotateCredential(ctx context.Context, name, typ, value string) (apitypes.Credential, error) {
+	var out apitypes.Credential
+	err := c.Do(ctx, http.MethodPut, "/v1/credentials/"+url.PathEscape(name), apitypes.CredentialRequest{Type: typ, Value: value}, &out)
 	return out, err
 }
 
 // ListCredentials lists credentials without their values.
-func (c *Client) ListCredentials(ctx context.Context) ([]broker.Info, error) {
-	var out []broker.Info
+func (c *Client) ListCredentials(ctx context.Context) ([]apitypes.Credential, error) {
+	var out []apitypes.Credential
 	err := c.Do(ctx, http.MethodGet, "/v1/credentials", nil, &out)
 	return out, err
 }

@@ -9,32 +9,19 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/apitypes"
 )
 
-// OpenTask is the body of POST /v1/tasks. An operator names the agent
-// with SpiffeID (and optionally Instance).
-type OpenTask struct {
-	SpiffeID    string   `json:"spiffe_id,omitempty"`
-	Instance    string   `json:"instance,omitempty"`
-	Purpose     string   `json:"purpose"`
-	OnBehalfOf  string   `json:"on_behalf_of,omitempty"`
-	Groups      []string `json:"groups,omitempty"`
-	Audiences   []string `json:"audiences"`
-	Scopes      []string `json:"scopes,omitempty"`
-	MaxDuration string   `json:"max_duration,omitempty"`
-	Budget      int64    `json:"budget,omitempty"`
-}
-
 // OpenTask opens a task. A task that needs approval comes back pending.
-func (c *Client) OpenTask(ctx context.Context, req OpenTask) (store.Task, error) {
-	var t store.Task
+// An operator names the agent with SpiffeID (and optionally Instance).
+func (c *Client) OpenTask(ctx context.Context, req apitypes.OpenTaskRequest) (apitypes.Task, error) {
+	var t apitypes.Task
 	err := c.Do(ctx, http.MethodPost, "/v1/tasks", req, &t)
 	return t, err
 }
 
 // ListTasks lists tasks, newest first; empty filter fields match all.
-func (c *Client) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
+func (c *Client) ListTasks(ctx context.Context, f apitypes.TaskFilter) ([]apitypes.Task, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"spiffe_id": f.SpiffeID, "instance": f.Instance, "state": f.State} {
 		if v != "" {
@@ -45,63 +32,63 @@ func (c *Client) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Tas
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var out []store.Task
+	var out []apitypes.Task
 	err := c.Do(ctx, http.MethodGet, path, nil, &out)
 	return out, err
 }
 
 // GetTask returns one task; wait (e.g. "60s", empty for none) first waits
 // for a pending task's approval.
-func (c *Client) GetTask(ctx context.Context, id, wait string) (store.Task, error) {
+func (c *Client) GetTask(ctx context.Context, id, wait string) (apitypes.Task, error) {
 	path := "/v1/tasks/" + url.PathEscape(id)
 	if wait != "" {
 		path += "?wait=" + url.QueryEscape(wait)
 	}
-	var t store.Task
+	var t apitypes.Task
 	err := c.Do(ctx, http.MethodGet, path, nil, &t)
 	return t, err
 }
 
 // CloseTask closes a task and revokes every token minted under it.
-func (c *Client) CloseTask(ctx context.Context, id, reason string) (store.Task, error) {
-	var t store.Task
-	err := c.Do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/close", map[string]string{"reason": reason}, &t)
+func (c *Client) CloseTask(ctx context.Context, id, reason string) (apitypes.Task, error) {
+	var t apitypes.Task
+	err := c.Do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(id)+"/close", apitypes.CloseTaskRequest{Reason: reason}, &t)
 	return t, err
 }
 
 // Revoke pulls the kill switch: kind is spiffe_id, instance, task or token.
-func (c *Client) Revoke(ctx context.Context, kind, value, reason string) (store.Revocation, error) {
-	var r store.Revocation
-	err := c.Do(ctx, http.MethodPost, "/v1/revoke", map[string]string{"kind": kind, "value": value, "reason": reason}, &r)
+func (c *Client) Revoke(ctx context.Context, kind, value, reason string) (apitypes.Revocation, error) {
+	var r apitypes.Revocation
+	err := c.Do(ctx, http.MethodPost, "/v1/revoke", apitypes.RevokeRequest{Kind: kind, Value: value, Reason: reason}, &r)
 	return r, err
 }
 
 // ListRevocations lists the revocations in force.
-func (c *Client) ListRevocations(ctx context.Context) ([]store.Revocation, error) {
-	var out []store.Revocation
+func (c *Client) ListRevocations(ctx context.Context) ([]apitypes.Revocation, error) {
+	var out []apitypes.Revocation
 	err := c.Do(ctx, http.MethodGet, "/v1/revocations", nil, &out)
 	return out, err
 }
 
 // ListApprovals lists approval requests in state (all when empty).
-func (c *Client) ListApprovals(ctx context.Context, state string) ([]store.Approval, error) {
+func (c *Client) ListApprovals(ctx context.Context, state string) ([]apitypes.Approval, error) {
 	path := "/v1/approvals"
 	if state != "" {
 		path += "?state=" + url.QueryEscape(state)
 	}
-	var out []store.Approval
+	var out []apitypes.Approval
 	err := c.Do(ctx, http.MethodGet, path, nil, &out)
 	return out, err
 }
 
 // DecideApproval approves or denies a pending request.
-func (c *Client) DecideApproval(ctx context.Context, id string, approve bool, comment string) (store.Approval, error) {
+func (c *Client) DecideApproval(ctx context.Context, id string, approve bool, comment string) (apitypes.Approval, error) {
 	verb := "/deny"
 	if approve {
 		verb = "/approve"
 	}
-	var a store.Approval
-	err := c.Do(ctx, http.MethodPost, "/v1/approvals/"+url.PathEscape(id)+verb, map[string]string{"comment": comment}, &a)
+	var a apitypes.Approval
+	err := c.Do(ctx, http.MethodPost, "/v1/approvals/"+url.PathEscape(id)+verb, apitypes.DecideRequest{Comment: comment}, &a)
 	return a, err
 }
 

@@ -261,3 +261,9 @@ func (l *List) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// List returns every revocation in force (not expired), oldest first,
+// from the store.
+func (l *List) List(ctx context.Context) ([]store.Revocation, error) {
+	return l.c.Store.ListRevocations(ctx, l.c.Now())
+}

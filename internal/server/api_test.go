@@ -3,14 +3,14 @@ package server_test
 import (
 	"context"
 	"errors"
+	"github.com/writ-dev/writ/internal/client"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/auditlog"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/policy"
 )
 
@@ -39,7 +39,7 @@ func TestApplyAccessPolicyVersionsAndDecides(t *testing.T) {
 		t.Fatalf("before any policy: %s, want default deny", d.Effect)
 	}
 
-	resp, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "email-drafter.yaml", Content: src}}})
+	resp, err := in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "email-drafter.yaml", Content: src}}})
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
@@ -56,7 +56,7 @@ func TestApplyAccessPolicyVersionsAndDecides(t *testing.T) {
 	if changed == src {
 		t.Fatal("example changed; update the test's edit")
 	}
-	resp, err = in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "email-drafter.yaml", Content: changed}}})
+	resp, err = in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "email-drafter.yaml", Content: changed}}})
 	if err != nil || resp.Results[0].Action != "changed" || resp.Results[0].Version != 2 {
 		t.Fatalf("second apply = %+v, %v", resp.Results, err)
 	}
@@ -65,7 +65,7 @@ func TestApplyAccessPolicyVersionsAndDecides(t *testing.T) {
 	}
 	// Each change is an audit event naming who changed what, and the version.
 	for typ, version := range map[audit.Type]string{audit.ResourceCreated: "email-drafter@1", audit.ResourceChanged: "email-drafter@2"} {
-		res, err := in.client.AuditSearch(ctx, auditlog.Query{Type: typ, Limit: 10})
+		res, err := in.client.AuditSearch(ctx, apitypes.AuditQuery{Type: string(typ), Limit: 10})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,8 +82,8 @@ func TestApplyAccessPolicyVersionsAndDecides(t *testing.T) {
 
 	// An invalid policy is refused with its position, and nothing changes.
 	bad := strings.Replace(changed, "effect: allow", "effect: permit", 1)
-	_, err = in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "bad.yaml", Content: bad}}})
-	var he *httpapi.Error
+	_, err = in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bad.yaml", Content: bad}}})
+	var he *client.Error
 	if !errors.As(err, &he) || he.Status != 400 || !strings.Contains(he.Msg, "bad.yaml:") {
 		t.Fatalf("bad apply error = %v, want a 400 naming bad.yaml:line", err)
 	}
@@ -105,7 +105,7 @@ func TestApplyIsAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	good := "apiVersion: writ.dev/v1\nkind: Identity\nmetadata: {name: ok}\nspec: {spiffe_id: spiffe://writ.local/ok, selectors: [unix:uid:1]}\n"
 	bad := "apiVersion: writ.dev/v1\nkind: Identity\nmetadata: {name: nope}\nspec: {spiffe_id: spiffe://writ.local/x, selectors: [unix:uid:-1]}\n"
-	_, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "a.yaml", Content: good}, {Name: "b.yaml", Content: bad}}})
+	_, err := in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "a.yaml", Content: good}, {Name: "b.yaml", Content: bad}}})
 	if err == nil || !strings.Contains(err.Error(), "b.yaml:4:") {
 		t.Fatalf("apply = %v, want an error at b.yaml:4", err)
 	}
@@ -113,7 +113,7 @@ func TestApplyIsAllOrNothing(t *testing.T) {
 		t.Errorf("a failed apply stored %d entries", len(list))
 	}
 	// Unsupported kinds are refused by name.
-	_, err = in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "t.yaml",
+	_, err = in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "t.yaml",
 		Content: "apiVersion: writ.dev/v1\nkind: PolicyTest\nmetadata: {name: t}\nspec: {}\n"}}})
 	if err == nil || !strings.Contains(err.Error(), "writ policy test") {
 		t.Errorf("PolicyTest apply = %v", err)

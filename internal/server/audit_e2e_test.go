@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"context"
+	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -9,7 +11,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
@@ -34,9 +35,9 @@ func TestFoundationEventsAreAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	find := func(typ audit.Type) auditlog.Entry {
+	find := func(typ audit.Type) apitypes.AuditEntry {
 		t.Helper()
-		res, err := in.client.AuditSearch(ctx, auditlog.Query{Type: typ, Limit: 10})
+		res, err := in.client.AuditSearch(ctx, apitypes.AuditQuery{Type: string(typ), Limit: 10})
 		if err != nil {
 			t.Fatalf("search %s: %v", typ, err)
 		}
@@ -46,14 +47,14 @@ func TestFoundationEventsAreAudited(t *testing.T) {
 		return res.Events[0]
 	}
 	if e := find(audit.EntryCreated); e.Actor != "admin:admin" || e.SpiffeID != "spiffe://writ.local/agent/me" {
-		t.Errorf("entry.created = %+v", e.Event)
+		t.Errorf("entry.created = %+v", e.AuditEvent)
 	}
 	if e := find(audit.AttestationOK); e.Instance != instance {
 		t.Errorf("attestation.ok instance %q, want %q", e.Instance, instance)
 	}
 	for _, typ := range []audit.Type{audit.SVIDIssued, audit.JWTSVIDIssued} {
 		if e := find(typ); e.Instance != instance || e.SpiffeID != "spiffe://writ.local/agent/me" {
-			t.Errorf("%s = %+v", typ, e.Event)
+			t.Errorf("%s = %+v", typ, e.AuditEvent)
 		}
 	}
 	find(audit.KeyActivated)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/writ-dev/writ/internal/httpapi"
+	"github.com/writ-dev/writ/internal/apitypes"
 )
 
 // MCPServer documents are validated with file:line:field errors and stored
@@ -25,7 +25,7 @@ spec:
   tools:
     read_file: {labels: [untrusted_content]}
 `
-	resp, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "files.yaml", Content: doc}}})
+	resp, err := in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "files.yaml", Content: doc}}})
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
@@ -45,7 +45,7 @@ spec:
 	}
 
 	bad := strings.Replace(doc, "env: FS_TOKEN", "header: X-Key", 1)
-	_, err = in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "bad.yaml", Content: bad}}})
+	_, err = in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bad.yaml", Content: bad}}})
 	if err == nil || !strings.Contains(err.Error(), "bad.yaml:7:") || !strings.Contains(err.Error(), "spec.credential") {
 		t.Fatalf("bad apply = %v, want an error at bad.yaml:7 naming spec.credential", err)
 	}

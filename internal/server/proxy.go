@@ -15,7 +15,6 @@ import (
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/ca"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/resource"
@@ -260,114 +259,6 @@ func (s *Server) ProxyTLSAddr() string {
 
 // Broker returns the credential broker.
 func (s *Server) Broker() *broker.Broker { return s.px.broker }
-
-// proxyRoutes registers the credential and proxy admin API.
-func (s *Server) proxyRoutes(admin func(string, http.HandlerFunc)) {
-	admin("GET /v1/credentials", s.handleListCredentials)
-	admin("POST /v1/credentials", s.handlePutCredential)
-	admin("PUT /v1/credentials/{name}", s.handleRotateCredential)
-	admin("DELETE /v1/credentials/{name}", s.handleDeleteCredential)
-	admin("GET /v1/proxy/ca", s.handleProxyCA)
-}
-
-// credentialRequest is the body of put and rotate. Value is write-only:
-// no response ever carries it.
-type credentialRequest struct {
-	Name  string        `json:"name,omitempty"`
-	Type  string        `json:"type,omitempty"`
-	Value broker.Secret `json:"-"`
-	Raw   string        `json:"value"`
-}
-
-func (s *Server) decodeCredential(r *http.Request) (credentialRequest, error) {
-	var req credentialRequest
-	if err := httpapi.DecodeJSON(r, &req); err != nil {
-		return req, err
-	}
-	req.Value = broker.NewSecret([]byte(req.Raw))
-	req.Raw = ""
-	return req, nil
-}
-
-func credentialError(name string, err error) error {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "credential %s: not found; add it with `writ credential put %s`", name, name)
-	case errors.Is(err, store.ErrExists):
-		return httpapi.Errorf(http.StatusConflict, httpapi.CodeConflict, "credential %s: already exists; replace its value with `writ credential rotate %s`", name, name)
-	case strings.HasPrefix(err.Error(), "credential"):
-		return httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "%v", err)
-	}
-	return err
-}
-
-func (s *Server) handleListCredentials(w http.ResponseWriter, r *http.Request) {
-	list, err := s.px.broker.List(r.Context())
-	if err != nil {
-		s.logInternal(r, "list credentials", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, list)
-}
-
-func (s *Server) handlePutCredential(w http.ResponseWriter, r *http.Request) {
-	req, err := s.decodeCredential(r)
-	if err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	typ := broker.Type(req.Type)
-	if typ == "" {
-		typ = broker.Bearer
-	}
-	info, err := s.px.broker.Put(r.Context(), actor(r.Context()), req.Name, typ, req.Value)
-	if err != nil {
-		err = credentialError(req.Name, err)
-		s.logInternal(r, "put credential", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusCreated, info)
-}
-
-func (s *Server) handleRotateCredential(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	req, err := s.decodeCredential(r)
-	if err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	if req.Name != "" && req.Name != name {
-		httpapi.WriteError(w, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "the body names credential %s but the path %s", req.Name, name))
-		return
-	}
-	info, err := s.px.broker.Rotate(r.Context(), actor(r.Context()), name, broker.Type(req.Type), req.Value)
-	if err != nil {
-		err = credentialError(name, err)
-		s.logInternal(r, "rotate credential", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, info)
-}
-
-func (s *Server) handleDeleteCredential(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if err := s.px.broker.Delete(r.Context(), actor(r.Context()), name); err != nil {
-		err = credentialError(name, err)
-		s.logInternal(r, "delete credential", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"deleted": "credential/" + name})
-}
-
-func (s *Server) handleProxyCA(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/x-pem-file")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(s.px.ca.PEM())
-}
 
 // tokenVerifier verifies the writ access token of a proxied request for a
 // Service's audience, with its DPoP proof or mTLS binding. A credential

@@ -16,10 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/auditlog"
-	"github.com/writ-dev/writ/internal/broker"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/servertest"
 )
 
@@ -135,11 +133,11 @@ func TestProxyCrashKeepsAccesses(t *testing.T) {
 	cfg.Server.TLSListen = "off"
 	in := servertest.Start(t, cfg, nil)
 	ctx := context.Background()
-	res, err := in.Client.AuditSearch(ctx, auditlog.Query{Type: audit.AccessAllowed, Limit: 1000})
+	res, err := in.Client.AuditSearch(ctx, apitypes.AuditQuery{Type: string(audit.AccessAllowed), Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	byPath := map[string][]auditlog.Entry{}
+	byPath := map[string][]apitypes.AuditEntry{}
 	for _, e := range res.Events {
 		byPath[e.Details["path"]] = append(byPath[e.Details["path"]], e)
 	}
@@ -173,7 +171,7 @@ func TestProxyCrashKeepsAccesses(t *testing.T) {
 	in.Stop()
 	// Recovered once: a second restart adds nothing.
 	in2 := servertest.Start(t, cfg, nil)
-	res2, err := in2.Client.AuditSearch(ctx, auditlog.Query{Type: audit.AccessAllowed, Limit: 1000})
+	res2, err := in2.Client.AuditSearch(ctx, apitypes.AuditQuery{Type: string(audit.AccessAllowed), Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,14 +189,14 @@ func proxyCrashHelper(t *testing.T, dir, up string) {
 	cfg.Server.TLSListen = "off"
 	in := servertest.Start(t, cfg, nil)
 	c, ctx := in.Client, context.Background()
-	if _, err := c.CreateEntry(ctx, httpapi.Entry{Name: "crash", SpiffeID: "spiffe://writ.local/crash",
+	if _, err := c.CreateEntry(ctx, apitypes.Entry{Name: "crash", SpiffeID: "spiffe://writ.local/crash",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.PutCredential(ctx, "crash-key", broker.Bearer, broker.NewSecret([]byte("crash-secret"))); err != nil {
+	if _, err := c.PutCredential(ctx, "crash-key", "bearer", "crash-secret"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "crash.yaml", Content: fmt.Sprintf(crashDocs, up)}}}); err != nil {
+	if _, err := c.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "crash.yaml", Content: fmt.Sprintf(crashDocs, up)}}}); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Printf("proxy %s\n", in.Server.ProxyAddr())

@@ -23,10 +23,9 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/config"
-	"github.com/writ-dev/writ/internal/httpapi"
 )
 
 // Environment of the helper mode: when set, the test binary does one GET
@@ -209,7 +208,7 @@ type proxyEnv struct {
 
 func apply(t *testing.T, c *client.Client, name, doc string) {
 	t.Helper()
-	if _, err := c.Apply(context.Background(), httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: name, Content: doc}}}); err != nil {
+	if _, err := c.Apply(context.Background(), apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: name, Content: doc}}}); err != nil {
 		t.Fatalf("apply %s: %v", name, err)
 	}
 }
@@ -239,7 +238,7 @@ func setupProxy(t *testing.T, extraPolicy string) *proxyEnv {
 	env.caFile = filepath.Join(t.TempDir(), "proxy-ca.pem")
 	os.WriteFile(env.caFile, ca, 0o644)
 
-	if _, err := in.client.PutCredential(ctx, "upstream-key", broker.Bearer, broker.NewSecret([]byte(upstreamSecret))); err != nil {
+	if _, err := in.client.PutCredential(ctx, "upstream-key", "bearer", upstreamSecret); err != nil {
 		t.Fatal(err)
 	}
 	self, err := os.Executable()
@@ -247,7 +246,7 @@ func setupProxy(t *testing.T, extraPolicy string) *proxyEnv {
 		t.Fatal(err)
 	}
 	uid := strconv.Itoa(os.Getuid())
-	for _, e := range []httpapi.Entry{
+	for _, e := range []apitypes.Entry{
 		{Name: "curl", SpiffeID: "spiffe://writ.local/agent/curl", Selectors: []string{"unix:uid:" + uid, "unix:sha256:" + sha256File(t, curlPath)}},
 		{Name: "helper", SpiffeID: "spiffe://writ.local/agent/helper", Selectors: []string{"unix:uid:" + uid, "unix:sha256:" + sha256File(t, self)}},
 	} {
@@ -551,7 +550,7 @@ func TestProxyServiceConflict(t *testing.T) {
 		return fmt.Sprintf("apiVersion: writ.dev/v1\nkind: Service\nmetadata: {name: %s}\nspec:\n  upstream: http://127.0.0.1:1\n  match: {host: %s}\n", name, host)
 	}
 	apply(t, in.client, "a.yaml", svc("a", "api.example"))
-	_, err := in.client.Apply(context.Background(), httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "b.yaml", Content: svc("b", "api.example")}}})
+	_, err := in.client.Apply(context.Background(), apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "b.yaml", Content: svc("b", "api.example")}}})
 	if err == nil || !strings.Contains(err.Error(), "host api.example is also matched by Service/") {
 		t.Fatalf("conflicting apply: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/writ-dev/writ/internal/broker"
-	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/token"
 )
@@ -64,7 +63,7 @@ func setupTokenProxy(t *testing.T) *tokenProxyEnv {
 	up := &upstreamLog{}
 	us := httptest.NewServer(http.HandlerFunc(up.handler))
 	t.Cleanup(us.Close)
-	if _, err := in.client.PutCredential(ctx, "upstream-key", broker.Bearer, broker.NewSecret([]byte(upstreamSecret))); err != nil {
+	if _, err := in.client.PutCredential(ctx, "upstream-key", "bearer", upstreamSecret); err != nil {
 		t.Fatal(err)
 	}
 	apply(t, in.client, "all.yaml", proxyTokenPolicy+"---\n"+fmt.Sprintf(`apiVersion: writ.dev/v1
@@ -94,7 +93,7 @@ func TestProxyDPoPToken(t *testing.T) {
 	env := setupTokenProxy(t)
 	a := env.a
 	svid := a.jwtSVID(t)
-	tk := a.openTask(t, svid, client.OpenTask{Purpose: "read things", Audiences: []string{"api"}, Budget: 3})
+	tk := a.openTask(t, svid, apitypes.OpenTaskRequest{Purpose: "read things", Audiences: []string{"api"}, Budget: 3})
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	dp := a.exchange(t, a.http, a.issuer, svidForm(svid, tk.ID, "api", ""), dpopProof(t, key, "POST", a.issuer+"/oauth2/token", ""))
 	if dp.status != 200 || dp.TokenType != "DPoP" {

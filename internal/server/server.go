@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/api"
 	"github.com/writ-dev/writ/internal/attest"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/auditlog"
@@ -62,7 +63,8 @@ type Server struct {
 	policy    *policy.Engine
 	workload  *workload.Server
 	metrics   *prometheus.Registry
-	admin     *adminAuth
+	admin     *api.AdminAuth
+	api       *api.API
 	px        proxyPart
 	tok       tokenPart
 
@@ -222,12 +224,30 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err != nil {
 		return nil, err
 	}
-	s.admin, err = newAdminAuth(ctx, s.db, s.emit, s.log)
+	s.admin, err = api.NewAdminAuth(ctx, s.db, s.emit, s.log)
 	if err != nil {
 		return nil, err
 	}
 	s.AdminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
-	s.NewAdminToken, err = s.admin.ensure(ctx, s.AdminTokenFile)
+	s.NewAdminToken, err = s.admin.Ensure(ctx, s.AdminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	s.api, err = api.New(api.Config{
+		Log:         s.log.With("component", "api"),
+		Now:         s.now,
+		Admin:       s.admin,
+		Agents:      agentAuth{s},
+		Entries:     s.registry,
+		Resources:   resources{s},
+		Instances:   s.db,
+		Tasks:       s.tok.tasks,
+		Approvals:   s.tok.approvals,
+		Revocations: s.tok.revoke,
+		Credentials: s.px.broker,
+		ProxyCA:     s.px.ca.PEM,
+		Audit:       s.auditLog,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -255,14 +255,11 @@ func (c *serverCert) get() (*tls.Certificate, error) {
 	return tc, nil
 }
 
-// adminActor reports whether r carries the admin credential.
-func (s *Server) adminActor(r *http.Request) (string, bool) {
-	id, err := s.admin.check(r)
-	if err != nil {
-		return "", false
-	}
-	return "admin:" + id, true
-}
+// agentAuth authenticates agents on the tasks API.
+type agentAuth struct{ s *Server }
+
+func (a agentAuth) Request(r *http.Request) (token.Caller, error) { return a.s.tok.auth.Request(r) }
+func (a agentAuth) Labels(spiffeID string) map[string]string      { return a.s.identityLabels(spiffeID) }
 
 // closeTokens releases the TLS listener of a server that will not Run.
 func (s *Server) closeTokens() {

@@ -24,9 +24,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/config"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/token"
 	"google.golang.org/grpc/codes"
@@ -81,7 +81,7 @@ func setupAgent(t *testing.T) *agent {
 	if _, err := in.client.CreateEntry(ctx, selfEntry("me", agentID)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "me.yaml", Content: tokenPolicy}}}); err != nil {
+	if _, err := in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "me.yaml", Content: tokenPolicy}}}); err != nil {
 		t.Fatal(err)
 	}
 	return &agent{cfg: cfg, in: in, issuer: in.srv.PublicURL(), http: &http.Client{Timeout: 10 * time.Second}}
@@ -99,7 +99,7 @@ func (a *agent) jwtSVID(t *testing.T) string {
 }
 
 // openTask opens a task as the agent, authenticated by its JWT-SVID.
-func (a *agent) openTask(t *testing.T, svid string, body client.OpenTask) store.Task {
+func (a *agent) openTask(t *testing.T, svid string, body apitypes.OpenTaskRequest) apitypes.Task {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, a.issuer+"/v1/tasks", strings.NewReader(string(b)))
@@ -114,7 +114,7 @@ func (a *agent) openTask(t *testing.T, svid string, body client.OpenTask) store.
 		raw, _ := io.ReadAll(resp.Body)
 		t.Fatalf("open task: %s %s", resp.Status, raw)
 	}
-	var tk store.Task
+	var tk apitypes.Task
 	if err := json.NewDecoder(resp.Body).Decode(&tk); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestTokenExchangeEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	svid := a.jwtSVID(t)
-	tk := a.openTask(t, svid, client.OpenTask{Purpose: "reply to customers", OnBehalfOf: "alice",
+	tk := a.openTask(t, svid, apitypes.OpenTaskRequest{Purpose: "reply to customers", OnBehalfOf: "alice",
 		Audiences: []string{"mail-api"}, Scopes: []string{"mail.read", "mail.draft"}, MaxDuration: "10m"})
 	if tk.State != store.TaskOpen || tk.SpiffeID != agentID || !strings.HasPrefix(tk.Instance, "inst_") {
 		t.Fatalf("task = %+v", tk)
@@ -292,7 +292,7 @@ func TestSingleUseAndDPoP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	svid := a.jwtSVID(t)
-	tk := a.openTask(t, svid, client.OpenTask{Purpose: "drafts", Audiences: []string{"mail-api"}, Scopes: []string{"mail.draft"}})
+	tk := a.openTask(t, svid, apitypes.OpenTaskRequest{Purpose: "drafts", Audiences: []string{"mail-api"}, Scopes: []string{"mail.draft"}})
 	v := a.in.srv.TokenVerifier()
 
 	// Single use: the second presentation is a replay.
@@ -387,12 +387,12 @@ func TestMTLSAndRevocation(t *testing.T) {
 	base := "https://" + a.in.srv.TLSAddr()
 
 	// Open a task over mTLS (no bearer), then exchange with no subject token.
-	b, _ := json.Marshal(client.OpenTask{Purpose: "triage", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+	b, _ := json.Marshal(apitypes.OpenTaskRequest{Purpose: "triage", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
 	resp, err := mtls.Post(base+"/v1/tasks", "application/json", strings.NewReader(string(b)))
 	if err != nil {
 		t.Fatalf("open task over mTLS: %v", err)
 	}
-	var tk store.Task
+	var tk apitypes.Task
 	json.NewDecoder(resp.Body).Decode(&tk)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated || tk.Instance != svid.Certificates[0].Subject.SerialNumber {
@@ -465,17 +465,17 @@ func TestTasksDefaultDenyAndApproval(t *testing.T) {
 	in := start(t, tokenConfig(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := in.client.OpenTask(ctx, client.OpenTask{SpiffeID: agentID, Purpose: "pay", Audiences: []string{"bank"}})
-	var he *httpapi.Error
+	_, err := in.client.OpenTask(ctx, apitypes.OpenTaskRequest{SpiffeID: agentID, Purpose: "pay", Audiences: []string{"bank"}})
+	var he *client.Error
 	if !errors.As(err, &he) || he.Status != http.StatusForbidden || !strings.Contains(he.Msg, "default deny") {
 		t.Fatalf("open without policy: %v, want 403 naming the default deny", err)
 	}
 	pol := strings.Replace(tokenPolicy, "        - task: {}\n", "        - task: {}\n      approval: {approvers: [group:finance], timeout: 5m}\n", 1)
 	pol = strings.Replace(pol, "audiences: [mail-api]", "audiences: [mail-api, bank]", 1)
-	if _, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "me.yaml", Content: pol}}}); err != nil {
+	if _, err := in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "me.yaml", Content: pol}}}); err != nil {
 		t.Fatal(err)
 	}
-	tk, err := in.client.OpenTask(ctx, client.OpenTask{SpiffeID: agentID, Purpose: "pay", Audiences: []string{"bank"}})
+	tk, err := in.client.OpenTask(ctx, apitypes.OpenTaskRequest{SpiffeID: agentID, Purpose: "pay", Audiences: []string{"bank"}})
 	if err != nil || tk.State != store.TaskPending || tk.Approval == "" {
 		t.Fatalf("open needing approval: %+v, %v", tk, err)
 	}
@@ -483,7 +483,7 @@ func TestTasksDefaultDenyAndApproval(t *testing.T) {
 	if err != nil || len(pending) != 1 || pending[0].Task != tk.ID || pending[0].Approvers[0] != "group:finance" {
 		t.Fatalf("pending approvals = %+v, %v", pending, err)
 	}
-	waited := make(chan store.Task, 1)
+	waited := make(chan apitypes.Task, 1)
 	go func() {
 		got, err := in.client.GetTask(ctx, tk.ID, "20s")
 		if err != nil {
@@ -524,7 +524,7 @@ func TestDelegation(t *testing.T) {
 		t.Fatalf("FetchJWTSVID for the orchestrator: %v", err)
 	}
 	svid := a.jwtSVID(t)
-	tk := a.openTask(t, svid, client.OpenTask{Purpose: "delegated", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+	tk := a.openTask(t, svid, apitypes.OpenTaskRequest{Purpose: "delegated", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
 
 	f := svidForm(svid, tk.ID, "mail-api", "")
 	f.Set("actor_token", orch.Marshal())
@@ -571,8 +571,8 @@ func TestTokenStateSurvivesRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	svid := a.jwtSVID(t)
-	open := a.openTask(t, svid, client.OpenTask{Purpose: "stays open", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
-	closing := a.openTask(t, svid, client.OpenTask{Purpose: "closes", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+	open := a.openTask(t, svid, apitypes.OpenTaskRequest{Purpose: "stays open", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
+	closing := a.openTask(t, svid, apitypes.OpenTaskRequest{Purpose: "closes", Audiences: []string{"mail-api"}, Scopes: []string{"mail.read"}})
 	dead := a.exchange(t, a.http, a.issuer, svidForm(svid, closing.ID, "mail-api", ""), "")
 	if dead.status != 200 {
 		t.Fatalf("exchange: %+v", dead)
@@ -613,11 +613,11 @@ func TestLabelSubjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol := strings.Replace(tokenPolicy, `subjects: [spiffe://writ.local/agent/me, "user:*"]`, `subjects: ["label:team=mail"]`, 1)
-	if _, err := in.client.Apply(ctx, httpapi.ApplyRequest{Files: []httpapi.ApplyFile{{Name: "me.yaml", Content: pol}}}); err != nil {
+	if _, err := in.client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "me.yaml", Content: pol}}}); err != nil {
 		t.Fatal(err)
 	}
 	a := &agent{cfg: cfg, in: in, issuer: in.srv.PublicURL(), http: &http.Client{Timeout: 10 * time.Second}}
-	tk := a.openTask(t, a.jwtSVID(t), client.OpenTask{Purpose: "by label", Audiences: []string{"mail-api"}})
+	tk := a.openTask(t, a.jwtSVID(t), apitypes.OpenTaskRequest{Purpose: "by label", Audiences: []string{"mail-api"}})
 	if tk.State != store.TaskOpen || tk.Rule != "tasks" {
 		t.Errorf("task = %+v, want opened by the label policy", tk)
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/config"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/server"
 	"github.com/writ-dev/writ/internal/servertest"
 	"google.golang.org/grpc"
@@ -60,8 +60,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func selfEntry(name, id string, extra ...string) httpapi.Entry {
-	return httpapi.Entry{Name: name, SpiffeID: id, Selectors: append([]string{"unix:uid:" + strconv.Itoa(os.Getuid())}, extra...)}
+func selfEntry(name, id string, extra ...string) apitypes.Entry {
+	return apitypes.Entry{Name: name, SpiffeID: id, Selectors: append([]string{"unix:uid:" + strconv.Itoa(os.Getuid())}, extra...)}
 }
 
 func sha256File(t *testing.T, path string) string {
@@ -156,7 +156,7 @@ func TestWorkloadAPINoIdentity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// Nothing registered for this uid.
-	if _, err := in.client.CreateEntry(ctx, httpapi.Entry{Name: "other-uid", SpiffeID: "spiffe://writ.local/other",
+	if _, err := in.client.CreateEntry(ctx, apitypes.Entry{Name: "other-uid", SpiffeID: "spiffe://writ.local/other",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid()+4242)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestWorkloadAPIRotationAndWithdrawal(t *testing.T) {
 	in := start(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, e := range []httpapi.Entry{selfEntry("a", "spiffe://writ.local/a"), selfEntry("b", "spiffe://writ.local/b")} {
+	for _, e := range []apitypes.Entry{selfEntry("a", "spiffe://writ.local/a"), selfEntry("b", "spiffe://writ.local/b")} {
 		if _, err := in.client.CreateEntry(ctx, e); err != nil {
 			t.Fatal(err)
 		}

@@ -22,23 +22,23 @@ const (
 // Task is one unit of agent work that credentials are minted under. The
 // granted audiences and scopes bound every token minted for the task.
 type Task struct {
-	ID         string    `json:"id"`
-	SpiffeID   string    `json:"spiffe_id"`
-	Instance   string    `json:"instance,omitempty"`
-	Purpose    string    `json:"purpose"`
-	OnBehalfOf string    `json:"on_behalf_of,omitempty"`
-	Audiences  []string  `json:"audiences"`
-	Scopes     []string  `json:"scopes,omitempty"`
-	State      string    `json:"state"`
-	Budget     int64     `json:"budget,omitempty"` // 0: no call budget
-	Calls      int64     `json:"calls"`
-	Policy     string    `json:"policy,omitempty"` // name@version that allowed it
-	Rule       string    `json:"rule,omitempty"`
-	Approval   string    `json:"approval,omitempty"` // approval request id, when one was needed
-	Reason     string    `json:"reason,omitempty"`   // why it was denied or closed
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	ClosedAt   time.Time `json:"closed_at,omitzero"`
+	ID         string
+	SpiffeID   string
+	Instance   string
+	Purpose    string
+	OnBehalfOf string
+	Audiences  []string
+	Scopes     []string
+	State      string
+	Budget     int64 // 0: no call budget
+	Calls      int64
+	Policy     string // name@version that allowed it
+	Rule       string
+	Approval   string // approval request id, when one was needed
+	Reason     string // why it was denied or closed
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	ClosedAt   time.Time
 }
 
 // TaskFilter narrows ListTasks; empty fields match everything.
@@ -84,12 +84,12 @@ const (
 // the revocation stops mattering (everything it names has expired) and
 // may be pruned; zero means never.
 type Revocation struct {
-	Kind      string    `json:"kind"`
-	Value     string    `json:"value"`
-	Reason    string    `json:"reason,omitempty"`
-	Actor     string    `json:"actor,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Kind      string
+	Value     string
+	Reason    string
+	Actor     string
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // Revocations stores revocations, keyed by kind and value.
@@ -116,23 +116,23 @@ const (
 // Approval is a request for a human decision (opening a task, a call the
 // proxy escalated).
 type Approval struct {
-	ID         string    `json:"id"`
-	Kind       string    `json:"kind"` // what is asked: "task", "http", "mcp", ...
-	SpiffeID   string    `json:"spiffe_id"`
-	Instance   string    `json:"instance,omitempty"`
-	Task       string    `json:"task,omitempty"`
-	OnBehalfOf string    `json:"on_behalf_of,omitempty"`
-	Target     string    `json:"target"`
-	Reason     string    `json:"reason,omitempty"`
-	Policy     string    `json:"policy,omitempty"`
-	Rule       string    `json:"rule,omitempty"`
-	Approvers  []string  `json:"approvers,omitempty"`
-	State      string    `json:"state"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	DecidedAt  time.Time `json:"decided_at,omitzero"`
-	DecidedBy  string    `json:"decided_by,omitempty"`
-	Comment    string    `json:"comment,omitempty"`
+	ID         string
+	Kind       string // what is asked: "task", "http", "mcp", ...
+	SpiffeID   string
+	Instance   string
+	Task       string
+	OnBehalfOf string
+	Target     string
+	Reason     string
+	Policy     string
+	Rule       string
+	Approvers  []string
+	State      string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	DecidedAt  time.Time
+	DecidedBy  string
+	Comment    string
 }
 
 // Approvals stores approval requests, keyed by ID.

@@ -1,22 +1,9 @@
-package httpapi
+package apitypes
 
 import (
 	"encoding/json"
 	"time"
 )
-
-// Entry is a registration entry on the wire.
-type Entry struct {
-	Name      string            `json:"name"`
-	SpiffeID  string            `json:"spiffe_id"`
-	Selectors []string          `json:"selectors"`
-	X509TTL   string            `json:"x509_ttl,omitempty"` // Go duration, e.g. "30m"
-	JWTTTL    string            `json:"jwt_ttl,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Revision  int64             `json:"revision,omitempty"`
-	CreatedAt *time.Time        `json:"created_at,omitempty"`
-	UpdatedAt *time.Time        `json:"updated_at,omitempty"`
-}
 
 // ApplyFile is one YAML file sent to POST /v1/apply. Name is used in error
 // messages (file:line:column).
@@ -32,11 +19,19 @@ type ApplyRequest struct {
 	DryRun bool `json:"dry_run,omitempty"`
 }
 
+// Apply actions.
+const (
+	ActionCreated   = "created"
+	ActionChanged   = "changed"
+	ActionUnchanged = "unchanged"
+	ActionValid     = "valid" // dry run
+)
+
 // ApplyResult reports what happened to one document.
 type ApplyResult struct {
 	Kind    string `json:"kind"`
 	Name    string `json:"name"`
-	Action  string `json:"action"` // created, changed, unchanged, valid (dry run)
+	Action  string `json:"action"` // one of the Action constants
 	Version int64  `json:"version,omitempty"`
 }
 
@@ -45,7 +40,8 @@ type ApplyResponse struct {
 	Results []ApplyResult `json:"results"`
 }
 
-// Resource is a stored declarative document on the wire.
+// Resource is a stored declarative document: GET /v1/resources/{kind} and
+// GET /v1/resources/{kind}/{name}. Spec is the document's spec as JSON.
 type Resource struct {
 	Kind      string            `json:"kind"`
 	Name      string            `json:"name"`
@@ -54,14 +50,4 @@ type Resource struct {
 	Spec      json.RawMessage   `json:"spec"`
 	Actor     string            `json:"actor,omitempty"`
 	UpdatedAt time.Time         `json:"updated_at"`
-}
-
-// Instance is an attested process instance on the wire.
-type Instance struct {
-	ID        string    `json:"id"`
-	PID       int       `json:"pid"`
-	UID       int       `json:"uid"`
-	Exe       string    `json:"exe"`
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
 }

@@ -1,11 +1,10 @@
-package server
+package api
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,19 +12,19 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/store"
 )
 
-// adminTokenPrefix marks writ admin credentials so secret scanners can find
-// a leaked one.
-const adminTokenPrefix = "writ_admin_"
+// AdminTokenPrefix marks writ admin credentials so secret scanners can
+// find a leaked one.
+const AdminTokenPrefix = "writ_admin_"
 
-// adminAuth checks admin credentials against the stored hashes. Tokens are
+// AdminAuth checks admin credentials against the stored hashes. Tokens are
 // 128+ bits of randomness, so a plain SHA-256 is the right hash: nothing
 // to brute-force, and checking stays cheap.
-type adminAuth struct {
+type AdminAuth struct {
 	db   store.AdminTokens
 	emit audit.Emitter
 	log  *slog.Logger
@@ -34,8 +33,13 @@ type adminAuth struct {
 	hashes []store.AdminToken
 }
 
-func newAdminAuth(ctx context.Context, db store.AdminTokens, emit audit.Emitter, log *slog.Logger) (*adminAuth, error) {
-	a := &adminAuth{db: db, emit: emit, log: log}
+// NewAdminAuth loads the stored admin credential hashes. Failed attempts
+// with a wrong credential are logged and recorded through emit.
+func NewAdminAuth(ctx context.Context, db store.AdminTokens, emit audit.Emitter, log *slog.Logger) (*AdminAuth, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &AdminAuth{db: db, emit: emit, log: log}
 	hs, err := db.ListAdminTokens(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load admin credentials: %w", err)
@@ -44,15 +48,15 @@ func newAdminAuth(ctx context.Context, db store.AdminTokens, emit audit.Emitter,
 	return a, nil
 }
 
-// ensure creates the admin credential on first start and writes it to
+// Ensure creates the admin credential on first start and writes it to
 // file with mode 0600. It reports whether a new credential was made.
-func (a *adminAuth) ensure(ctx context.Context, file string) (bool, error) {
+func (a *AdminAuth) Ensure(ctx context.Context, file string) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.hashes) > 0 {
 		return false, nil
 	}
-	tok := adminTokenPrefix + rand.Text()
+	tok := AdminTokenPrefix + rand.Text()
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("write admin credential: %w", err)
@@ -77,13 +81,17 @@ func (a *adminAuth) ensure(ctx context.Context, file string) (bool, error) {
 	return true, nil
 }
 
-// check returns the id of the admin credential in r, or an error for the
+// errWrongCredential is the answer to a credential that matches no admin.
+var errWrongCredential = apitypes.Errorf(http.StatusUnauthorized, apitypes.CodeUnauthorized,
+	"admin credential is wrong: use the token in the data directory's admin.token file printed by `writ serve`")
+
+// Check returns the id of the admin credential in r, or an error for the
 // client.
-func (a *adminAuth) check(r *http.Request) (string, error) {
+func (a *AdminAuth) Check(r *http.Request) (string, error) {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		return "", httpapi.Errorf(http.StatusUnauthorized, httpapi.CodeUnauthorized,
+		return "", apitypes.Errorf(http.StatusUnauthorized, apitypes.CodeUnauthorized,
 			"admin credential missing: send Authorization: Bearer TOKEN (the CLI reads WRIT_TOKEN or DATA_DIR/admin.token)")
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
@@ -96,27 +104,28 @@ func (a *adminAuth) check(r *http.Request) (string, error) {
 		}
 	}
 	if match == "" {
-		return "", httpapi.Errorf(http.StatusUnauthorized, httpapi.CodeUnauthorized,
-			"admin credential is wrong: use the token in the data directory's admin.token file printed by `writ serve`")
+		return "", errWrongCredential
 	}
 	return match, nil
 }
 
-type actorKey struct{}
-
-// actor returns who made the request, for audit events.
-func actor(ctx context.Context) string {
-	a, _ := ctx.Value(actorKey{}).(string)
-	return a
+// ActorOf reports whether r carries the admin credential, and the actor
+// ("admin:ID") it names.
+func (a *AdminAuth) ActorOf(r *http.Request) (string, bool) {
+	id, err := a.Check(r)
+	if err != nil {
+		return "", false
+	}
+	return "admin:" + id, true
 }
 
-// require wraps h so that only authenticated admins reach it.
-func (a *adminAuth) require(h http.Handler) http.Handler {
+// Require wraps h so that only authenticated admins reach it; [Actor]
+// of the request's context names the admin.
+func (a *AdminAuth) Require(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := a.check(r)
+		id, err := a.Check(r)
 		if err != nil {
-			var he *httpapi.Error
-			if errors.As(err, &he) && strings.Contains(he.Msg, "wrong") {
+			if err == errWrongCredential {
 				a.log.WarnContext(r.Context(), "admin authentication failed", "source", r.RemoteAddr, "path", r.URL.Path)
 				if emitErr := a.emit.Emit(r.Context(), audit.Event{Type: audit.AdminAuthFailed, Source: r.RemoteAddr,
 					Action: r.Method, Target: r.URL.Path}); emitErr != nil {
@@ -124,7 +133,7 @@ func (a *adminAuth) require(h http.Handler) http.Handler {
 				}
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
-			httpapi.WriteError(w, err)
+			WriteError(w, err)
 			return
 		}
 		ctx := context.WithValue(r.Context(), actorKey{}, "admin:"+id)

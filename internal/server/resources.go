@@ -9,8 +9,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/writ-dev/writ/internal/api"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/httpapi"
 	"github.com/writ-dev/writ/internal/mcp"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/proxy"
@@ -22,7 +23,7 @@ import (
 // kind is how the server validates and stores one kind of document.
 type kind struct {
 	// prepare validates d and returns the function that stores it.
-	prepare func(ctx context.Context, d resource.Document) (func(ctx context.Context, actor string) (httpapi.ApplyResult, error), error)
+	prepare func(ctx context.Context, d resource.Document) (func(ctx context.Context, actor string) (apitypes.ApplyResult, error), error)
 	// checkSet validates the documents of this kind being applied together
 	// with the stored ones they join, before anything is stored.
 	checkSet func(ctx context.Context, docs []resource.Document) error
@@ -46,33 +47,33 @@ func (s *Server) kinds() map[string]kind {
 	}
 }
 
-func (s *Server) prepareIdentity(_ context.Context, d resource.Document) (func(context.Context, string) (httpapi.ApplyResult, error), error) {
+func (s *Server) prepareIdentity(_ context.Context, d resource.Document) (func(context.Context, string) (apitypes.ApplyResult, error), error) {
 	id, err := s.registry.FromDocument(d)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, actor string) (httpapi.ApplyResult, error) {
+	return func(ctx context.Context, actor string) (apitypes.ApplyResult, error) {
 		out, created, changed, err := s.registry.Upsert(ctx, actor, id)
 		if err != nil {
-			return httpapi.ApplyResult{}, err
+			return apitypes.ApplyResult{}, err
 		}
-		return httpapi.ApplyResult{Kind: d.Kind, Name: d.Name, Action: action(created, changed), Version: out.Revision}, nil
+		return apitypes.ApplyResult{Kind: d.Kind, Name: d.Name, Action: action(created, changed), Version: out.Revision}, nil
 	}, nil
 }
 
 // prepareStored returns a prepare function for kinds kept in the generic
 // resource store: decode validates the document and returns its spec as
 // JSON.
-func (s *Server) prepareStored(decode func(resource.Document) ([]byte, error)) func(context.Context, resource.Document) (func(context.Context, string) (httpapi.ApplyResult, error), error) {
-	return func(_ context.Context, d resource.Document) (func(context.Context, string) (httpapi.ApplyResult, error), error) {
+func (s *Server) prepareStored(decode func(resource.Document) ([]byte, error)) func(context.Context, resource.Document) (func(context.Context, string) (apitypes.ApplyResult, error), error) {
+	return func(_ context.Context, d resource.Document) (func(context.Context, string) (apitypes.ApplyResult, error), error) {
 		spec, err := decode(d)
 		if err != nil {
 			return nil, err
 		}
-		return func(ctx context.Context, actor string) (httpapi.ApplyResult, error) {
+		return func(ctx context.Context, actor string) (apitypes.ApplyResult, error) {
 			out, changed, err := s.db.PutResource(ctx, store.Resource{Kind: d.Kind, Name: d.Name, Spec: spec, Actor: actor})
 			if err != nil {
-				return httpapi.ApplyResult{}, err
+				return apitypes.ApplyResult{}, err
 			}
 			created := changed && out.Version == 1
 			if changed {
@@ -82,10 +83,10 @@ func (s *Server) prepareStored(decode func(resource.Document) ([]byte, error)) f
 				}
 				if err := s.emit.Emit(ctx, audit.Event{Type: typ, Actor: actor, Target: d.Kind + "/" + d.Name,
 					Policy: fmt.Sprintf("%s@%d", d.Name, out.Version)}); err != nil {
-					return httpapi.ApplyResult{}, err
+					return apitypes.ApplyResult{}, err
 				}
 			}
-			return httpapi.ApplyResult{Kind: d.Kind, Name: d.Name, Action: action(created, changed), Version: out.Version}, nil
+			return apitypes.ApplyResult{Kind: d.Kind, Name: d.Name, Action: action(created, changed), Version: out.Version}, nil
 		}, nil
 	}
 }
@@ -100,31 +101,16 @@ func action(created, changed bool) string {
 	return "unchanged"
 }
 
-func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
-	var req httpapi.ApplyRequest
-	if err := httpapi.DecodeJSON(r, &req); err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	resp, err := s.Apply(r.Context(), actor(r.Context()), req)
-	if err != nil {
-		s.logInternal(r, "apply", err)
-		httpapi.WriteError(w, err)
-		return
-	}
-	httpapi.WriteJSON(w, http.StatusOK, resp)
-}
-
 // Apply validates every document of req and, only if all are valid, stores
 // them in order. actor is recorded in each change's audit event.
-func (s *Server) Apply(ctx context.Context, actor string, req httpapi.ApplyRequest) (httpapi.ApplyResponse, error) {
+func (s *Server) Apply(ctx context.Context, actor string, req apitypes.ApplyRequest) (apitypes.ApplyResponse, error) {
 	if len(req.Files) == 0 {
-		return httpapi.ApplyResponse{}, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "no files to apply")
+		return apitypes.ApplyResponse{}, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest, "no files to apply")
 	}
 	kinds := s.kinds()
 	type step struct {
 		doc   resource.Document
-		apply func(context.Context, string) (httpapi.ApplyResult, error)
+		apply func(context.Context, string) (apitypes.ApplyResult, error)
 	}
 	var (
 		steps []step
@@ -170,12 +156,12 @@ func (s *Server) Apply(ctx context.Context, actor string, req httpapi.ApplyReque
 		}
 	}
 	if len(errs) > 0 {
-		return httpapi.ApplyResponse{}, httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, "%s", strings.Join(errs, "\n"))
+		return apitypes.ApplyResponse{}, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest, "%s", strings.Join(errs, "\n"))
 	}
-	resp := httpapi.ApplyResponse{Results: []httpapi.ApplyResult{}}
+	resp := apitypes.ApplyResponse{Results: []apitypes.ApplyResult{}}
 	if req.DryRun {
 		for _, st := range steps {
-			resp.Results = append(resp.Results, httpapi.ApplyResult{Kind: st.doc.Kind, Name: st.doc.Name, Action: "valid"})
+			resp.Results = append(resp.Results, apitypes.ApplyResult{Kind: st.doc.Kind, Name: st.doc.Name, Action: "valid"})
 		}
 		return resp, nil
 	}
@@ -183,7 +169,7 @@ func (s *Server) Apply(ctx context.Context, actor string, req httpapi.ApplyReque
 	for _, st := range steps {
 		res, err := st.apply(ctx, actor)
 		if err != nil {
-			return resp, storeError(st.doc.Ref(), err)
+			return resp, applyError(st.doc.Ref(), err)
 		}
 		if res.Action != "unchanged" {
 			touched[st.doc.Kind] = true
@@ -210,96 +196,94 @@ func unsupportedKind(d resource.Document) error {
 	return d.Errorf(d.Find("kind"), "kind", "%s documents are not supported by this server yet", d.Kind)
 }
 
-func (s *Server) checkKind(k string) error {
+// applyError maps a store or validation error of one document.
+func applyError(ref string, err error) error {
+	var fe *registry.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest, "%s: %v", ref, err)
+	case errors.Is(err, store.ErrNotFound):
+		return apitypes.Errorf(http.StatusNotFound, apitypes.CodeNotFound, "%s: not found", ref)
+	case errors.Is(err, store.ErrExists):
+		return apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict, "%s: already exists; delete it first or use `writ apply` to change it", ref)
+	}
+	return err
+}
+
+// resources is the declarative resource service the admin API serves:
+// Identity documents live in the registry, every other kind in the
+// generic resource store.
+type resources struct{ s *Server }
+
+var _ api.Resources = resources{}
+
+func (rs resources) Apply(ctx context.Context, actor string, req apitypes.ApplyRequest) (apitypes.ApplyResponse, error) {
+	return rs.s.Apply(ctx, actor, req)
+}
+
+func (resources) CheckKind(k string) error {
 	if !slices.Contains(resource.Kinds, k) {
-		return httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "kind %q: not a kind writ knows; one of %s", k, strings.Join(resource.Kinds, ", "))
+		return apitypes.Errorf(http.StatusNotFound, apitypes.CodeNotFound, "kind %q: not a kind writ knows; one of %s", k, strings.Join(resource.Kinds, ", "))
 	}
 	return nil
 }
 
-func (s *Server) identityResource(id store.Identity) httpapi.Resource {
+func identityResource(id store.Identity) apitypes.Resource {
 	spec := registry.IdentitySpec{SpiffeID: id.SpiffeID, X509TTL: id.X509TTL, JWTTTL: id.JWTTTL}
 	for _, sel := range id.Selectors {
 		spec.Selectors = append(spec.Selectors, sel.String())
 	}
 	b, _ := json.Marshal(spec)
-	return httpapi.Resource{Kind: resource.KindIdentity, Name: id.Name, Version: id.Revision, Labels: id.Labels, Spec: b, UpdatedAt: id.UpdatedAt}
+	return apitypes.Resource{Kind: resource.KindIdentity, Name: id.Name, Version: id.Revision, Labels: id.Labels, Spec: b, UpdatedAt: id.UpdatedAt}
 }
 
-func resourceToAPI(r store.Resource) httpapi.Resource {
-	return httpapi.Resource{Kind: r.Kind, Name: r.Name, Version: r.Version, Spec: r.Spec, Actor: r.Actor, UpdatedAt: r.UpdatedAt}
+func resourceToAPI(r store.Resource) apitypes.Resource {
+	return apitypes.Resource{Kind: r.Kind, Name: r.Name, Version: r.Version, Spec: r.Spec, Actor: r.Actor, UpdatedAt: r.UpdatedAt}
 }
 
-func (s *Server) handleListResources(w http.ResponseWriter, r *http.Request) {
-	k := r.PathValue("kind")
-	if err := s.checkKind(k); err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	out := []httpapi.Resource{}
+func (rs resources) ListResources(ctx context.Context, k string) ([]apitypes.Resource, error) {
+	out := []apitypes.Resource{}
 	if k == resource.KindIdentity {
-		for _, id := range s.registry.List() {
-			out = append(out, s.identityResource(id))
+		for _, id := range rs.s.registry.List() {
+			out = append(out, identityResource(id))
 		}
-		httpapi.WriteJSON(w, http.StatusOK, out)
-		return
+		return out, nil
 	}
-	list, err := s.db.ListResources(r.Context(), k)
+	list, err := rs.s.db.ListResources(ctx, k)
 	if err != nil {
-		s.logInternal(r, "list resources", err)
-		httpapi.WriteError(w, err)
-		return
+		return nil, err
 	}
 	for _, res := range list {
 		out = append(out, resourceToAPI(res))
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
-	k, name := r.PathValue("kind"), r.PathValue("name")
-	if err := s.checkKind(k); err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
+func (rs resources) GetResource(ctx context.Context, k, name string) (apitypes.Resource, error) {
 	if k == resource.KindIdentity {
-		id, ok := s.registry.Get(name)
+		id, ok := rs.s.registry.Get(name)
 		if !ok {
-			httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "Identity/%s: not found", name))
-			return
+			return apitypes.Resource{}, store.ErrNotFound
 		}
-		httpapi.WriteJSON(w, http.StatusOK, s.identityResource(id))
-		return
+		return identityResource(id), nil
 	}
-	res, err := s.db.GetResource(r.Context(), k, name)
+	res, err := rs.s.db.GetResource(ctx, k, name)
 	if err != nil {
-		s.logInternal(r, "get resource", err)
-		httpapi.WriteError(w, storeError(k+"/"+name, err))
-		return
+		return apitypes.Resource{}, err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, resourceToAPI(res))
+	return resourceToAPI(res), nil
 }
 
-func (s *Server) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
-	k, name := r.PathValue("kind"), r.PathValue("name")
-	if err := s.checkKind(k); err != nil {
-		httpapi.WriteError(w, err)
-		return
-	}
-	ctx := r.Context()
-	var err error
+func (rs resources) DeleteResource(ctx context.Context, actor, k, name string) error {
+	s := rs.s
 	if k == resource.KindIdentity {
-		err = s.registry.Delete(ctx, actor(ctx), name)
-	} else if err = s.db.DeleteResource(ctx, k, name); err == nil {
-		err = s.emit.Emit(ctx, audit.Event{Type: audit.ResourceDeleted, Actor: actor(ctx), Target: k + "/" + name})
-		if err == nil {
-			err = s.kindsChanged(ctx, s.kinds(), map[string]bool{k: true})
-		}
+		return s.registry.Delete(ctx, actor, name)
 	}
-	if err != nil {
-		s.logInternal(r, "delete resource", err)
-		httpapi.WriteError(w, storeError(k+"/"+name, err))
-		return
+	if err := s.db.DeleteResource(ctx, k, name); err != nil {
+		return err
 	}
-	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"deleted": k + "/" + name})
+	if err := s.emit.Emit(ctx, audit.Event{Type: audit.ResourceDeleted, Actor: actor, Target: k + "/" + name}); err != nil {
+		return err
+	}
+	return s.kindsChanged(ctx, s.kinds(), map[string]bool{k: true})
 }

@@ -1,4 +1,4 @@
-package auditlog
+package apitypes
 
 import (
 	"fmt"
@@ -6,42 +6,36 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"github.com/writ-dev/writ/internal/audit"
 )
 
-// This file holds the wire types of the /v1/audit API, shared by
-// [NewHandler] and internal/client.
+// MaxAuditLimit caps AuditQuery.Limit on the API.
+const MaxAuditLimit = 1000
 
-// KeyInfo is the answer of GET /v1/audit/key.
-type KeyInfo struct {
-	// Origin is the log's name, the first line of its checkpoints.
-	Origin string `json:"origin"`
-	// VerifierKey is the signed-note verifier key
-	// ("<name>+<hash>+<key>") that checks the log's checkpoints.
-	VerifierKey string `json:"verifier_key"`
+// AuditQuery filters audit events: the query parameters of
+// GET /v1/audit/events, /tail and /export. Empty fields match everything.
+type AuditQuery struct {
+	// SpiffeID selects events whose SPIFFE ID is this one or lies under it
+	// as a path.
+	SpiffeID string
+	Instance string
+	Task     string
+	Type     string
+	Decision string
+	// Since and Until bound the event time: Since <= time < Until.
+	Since, Until time.Time
+	// Before selects events with an index lower than Before; 0: no bound.
+	Before int64
+	// After selects events with an index of at least After; 0: no bound.
+	After int64
+	// Ascending returns the oldest events first (order=asc).
+	Ascending bool
+	// Limit caps the number of results; 0 means the server's default.
+	Limit int
 }
 
-// SignedCheckpoint is the answer of GET /v1/audit/checkpoint: a checkpoint
-// and its signed note.
-type SignedCheckpoint struct {
-	Checkpoint
-	Note string `json:"note"`
-}
-
-// SearchResult is the answer of GET /v1/audit/events.
-type SearchResult struct {
-	Events []Entry `json:"events"`
-	// NextBefore, when set, is the Before value that fetches the next
-	// (older) page.
-	NextBefore int64 `json:"next_before,omitempty"`
-}
-
-// MaxSearchLimit caps Query.Limit on the API.
-const MaxSearchLimit = 1000
-
-// Values encodes q as URL query parameters (the inverse of ParseQuery).
-func (q Query) Values() url.Values {
+// Values encodes q as URL query parameters (the inverse of
+// ParseAuditQuery).
+func (q AuditQuery) Values() url.Values {
 	v := url.Values{}
 	set := func(k, s string) {
 		if s != "" {
@@ -51,7 +45,7 @@ func (q Query) Values() url.Values {
 	set("spiffe_id", q.SpiffeID)
 	set("instance", q.Instance)
 	set("task", q.Task)
-	set("type", string(q.Type))
+	set("type", q.Type)
 	set("decision", q.Decision)
 	if !q.Since.IsZero() {
 		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
@@ -74,11 +68,11 @@ func (q Query) Values() url.Values {
 	return v
 }
 
-// ParseQuery decodes URL query parameters into a Query. Unknown
-// parameters other than those in allow are errors, so that a misspelt
-// filter is not silently ignored.
-func ParseQuery(v url.Values, allow ...string) (Query, error) {
-	var q Query
+// ParseAuditQuery decodes URL query parameters into an AuditQuery.
+// Unknown parameters other than those in allow are errors, so that a
+// misspelt filter is not silently ignored.
+func ParseAuditQuery(v url.Values, allow ...string) (AuditQuery, error) {
+	var q AuditQuery
 	for k, vals := range v {
 		if len(vals) != 1 {
 			return q, fmt.Errorf("query parameter %s is given %d times; give it once", k, len(vals))
@@ -93,7 +87,7 @@ func ParseQuery(v url.Values, allow ...string) (Query, error) {
 		case "task":
 			q.Task = s
 		case "type":
-			q.Type = audit.Type(s)
+			q.Type = s
 		case "decision":
 			q.Decision = s
 		case "since":
@@ -101,13 +95,13 @@ func ParseQuery(v url.Values, allow ...string) (Query, error) {
 		case "until":
 			q.Until, err = time.Parse(time.RFC3339Nano, s)
 		case "before":
-			q.Before, err = parseIndex(s)
+			q.Before, err = ParseIndex(s)
 		case "after":
-			q.After, err = parseIndex(s)
+			q.After, err = ParseIndex(s)
 		case "limit":
 			q.Limit, err = strconv.Atoi(s)
-			if err == nil && (q.Limit < 1 || q.Limit > MaxSearchLimit) {
-				err = fmt.Errorf("want 1 to %d", MaxSearchLimit)
+			if err == nil && (q.Limit < 1 || q.Limit > MaxAuditLimit) {
+				err = fmt.Errorf("want 1 to %d", MaxAuditLimit)
 			}
 		case "order":
 			switch s {
@@ -129,7 +123,8 @@ func ParseQuery(v url.Values, allow ...string) (Query, error) {
 	return q, nil
 }
 
-func parseIndex(s string) (int64, error) {
+// ParseIndex parses an audit event index: a non-negative integer.
+func ParseIndex(s string) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("want a non-negative event index")

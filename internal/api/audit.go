@@ -1,4 +1,4 @@
-package auditlog
+package api
 
 import (
 	"bufio"
@@ -6,15 +6,66 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"net/http"
 	"time"
 
-	"github.com/writ-dev/writ/internal/httpapi"
+	"log/slog"
+
+	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/store"
+	"golang.org/x/mod/sumdb/note"
 )
 
-// NewHandler returns the /v1/audit API of l. It does no authentication:
-// the server mounts it behind the admin credential check.
+// AuditLog is the tamper-evident audit log the /v1/audit endpoints read.
+type AuditLog interface {
+	Origin() string
+	VerifierKey() string
+	Trusted() note.Verifiers
+	Backend() auditlog.Backend
+	Size() int64
+	// Changed returns a channel closed at the next append (or close).
+	Changed() <-chan struct{}
+	Closed() bool
+	LatestCheckpoint() (auditlog.StoredCheckpoint, auditlog.Checkpoint)
+	// Checkpoint signs a checkpoint of the log as it is now.
+	Checkpoint(ctx context.Context) (auditlog.StoredCheckpoint, auditlog.Checkpoint, error)
+}
+
+// AuditEventToAPI maps an event to its wire form.
+func AuditEventToAPI(e audit.Event) apitypes.AuditEvent {
+	return apitypes.AuditEvent{ID: e.ID, Time: e.Time, Type: string(e.Type), SpiffeID: e.SpiffeID, Instance: e.Instance,
+		Task: e.Task, OnBehalfOf: e.OnBehalfOf, Actor: e.Actor, Target: e.Target, Action: e.Action, Decision: e.Decision,
+		Policy: e.Policy, Rule: e.Rule, Reason: e.Reason, Credential: e.Credential, Source: e.Source, Node: e.Node,
+		RequestID: e.RequestID, LatencyUS: e.LatencyUS, Details: e.Details}
+}
+
+func auditEntry(index int64, e audit.Event) apitypes.AuditEntry {
+	return apitypes.AuditEntry{Index: index, AuditEvent: AuditEventToAPI(e)}
+}
+
+func checkpointToAPI(c auditlog.Checkpoint) apitypes.Checkpoint {
+	return apitypes.Checkpoint{Origin: c.Origin, Size: c.Size, Hash: c.Hash}
+}
+
+// auditQuery maps the wire query to the log's.
+func auditQuery(q apitypes.AuditQuery) auditlog.Query {
+	return auditlog.Query{SpiffeID: q.SpiffeID, Instance: q.Instance, Task: q.Task, Type: audit.Type(q.Type), Decision: q.Decision,
+		Since: q.Since, Until: q.Until, Before: q.Before, After: q.After, Ascending: q.Ascending, Limit: q.Limit}
+}
+
+func parseAuditQuery(r *http.Request, allow ...string) (auditlog.Query, error) {
+	q, err := apitypes.ParseAuditQuery(r.URL.Query(), allow...)
+	if err != nil {
+		return auditlog.Query{}, badRequest("%v", err)
+	}
+	return auditQuery(q), nil
+}
+
+// NewAuditHandler returns the /v1/audit API of l. It does no
+// authentication: [API.Register] mounts it behind the admin credential
+// check (but GET /v1/audit/key); tests and tools may serve it alone.
 //
 //	GET /v1/audit/key                  KeyInfo: the public verifier key
 //	GET /v1/audit/checkpoint           SignedCheckpoint: the latest (?fresh=1 signs one now)
@@ -24,8 +75,13 @@ import (
 //	GET /v1/audit/consistency?from=N   ConsistencyProof from tree size N to the log now
 //	GET /v1/audit/tail                 server-sent events, one "audit" event per entry
 //	GET /v1/audit/export?format=jsonl  every matching entry as JSON lines, oldest first
-func NewHandler(l *Log) http.Handler {
-	h := &handler{l: l, heartbeat: 15 * time.Second}
+func NewAuditHandler(l AuditLog, log *slog.Logger) http.Handler { return newAuditHandler(l, log) }
+
+func newAuditHandler(l AuditLog, log *slog.Logger) *auditHandler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &auditHandler{l: l, b: l.Backend(), log: log, heartbeat: 15 * time.Second}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/audit/key", h.key)
 	mux.HandleFunc("GET /v1/audit/checkpoint", h.checkpoint)
@@ -36,35 +92,37 @@ func NewHandler(l *Log) http.Handler {
 	mux.HandleFunc("GET /v1/audit/tail", h.tail)
 	mux.HandleFunc("GET /v1/audit/export", h.export)
 	mux.HandleFunc("/v1/audit/", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteError(w, httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "no audit API endpoint %s %s", r.Method, r.URL.Path))
+		WriteError(w, notFound("no audit API endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	h.mux = mux
+	return h
 }
 
-type handler struct {
-	l         *Log
+type auditHandler struct {
+	l         AuditLog
+	b         auditlog.Backend
+	log       *slog.Logger
 	heartbeat time.Duration
+	mux       *http.ServeMux
 }
 
-// fail writes err; an error that is not an *httpapi.Error is logged and
+func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// fail writes err; an error that is not an *apitypes.Error is logged and
 // answered with a generic 500.
-func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var he *httpapi.Error
+func (h *auditHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *apitypes.Error
 	if !errors.As(err, &he) {
-		h.l.log.ErrorContext(r.Context(), "audit API", "method", r.Method, "path", r.URL.Path, "error", err)
+		h.log.ErrorContext(r.Context(), "audit API", "method", r.Method, "path", r.URL.Path, "error", err)
 	}
-	httpapi.WriteError(w, err)
+	WriteError(w, err)
 }
 
-func badRequest(format string, args ...any) error {
-	return httpapi.Errorf(http.StatusBadRequest, httpapi.CodeBadRequest, format, args...)
+func (h *auditHandler) key(w http.ResponseWriter, r *http.Request) {
+	WriteJSON(w, http.StatusOK, apitypes.AuditKey{Origin: h.l.Origin(), VerifierKey: h.l.VerifierKey()})
 }
 
-func (h *handler) key(w http.ResponseWriter, r *http.Request) {
-	httpapi.WriteJSON(w, http.StatusOK, KeyInfo{Origin: h.l.origin, VerifierKey: h.l.vkey})
-}
-
-func (h *handler) checkpoint(w http.ResponseWriter, r *http.Request) {
+func (h *auditHandler) checkpoint(w http.ResponseWriter, r *http.Request) {
 	stored, cp := h.l.LatestCheckpoint()
 	if r.URL.Query().Get("fresh") != "" || stored.Note == nil {
 		var err error
@@ -73,47 +131,47 @@ func (h *handler) checkpoint(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	httpapi.WriteJSON(w, http.StatusOK, SignedCheckpoint{Checkpoint: cp, Note: string(stored.Note)})
+	WriteJSON(w, http.StatusOK, apitypes.SignedCheckpoint{Checkpoint: checkpointToAPI(cp), Note: string(stored.Note)})
 }
 
-func (h *handler) search(w http.ResponseWriter, r *http.Request) {
-	q, err := ParseQuery(r.URL.Query())
+func (h *auditHandler) search(w http.ResponseWriter, r *http.Request) {
+	q, err := parseAuditQuery(r)
 	if err != nil {
-		h.fail(w, r, badRequest("%v", err))
+		h.fail(w, r, err)
 		return
 	}
 	if q.Limit == 0 {
 		q.Limit = 100
 	}
-	recs, err := h.l.b.SearchRecords(r.Context(), q)
+	recs, err := h.b.SearchRecords(r.Context(), q)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	res := SearchResult{Events: make([]Entry, 0, len(recs))}
+	res := apitypes.AuditSearchResult{Events: make([]apitypes.AuditEntry, 0, len(recs))}
 	for _, rec := range recs {
 		e, err := rec.Event()
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		res.Events = append(res.Events, Entry{Index: rec.Index, Event: e})
+		res.Events = append(res.Events, auditEntry(rec.Index, e))
 	}
 	if len(recs) == q.Limit && !q.Ascending {
 		res.NextBefore = recs[len(recs)-1].Index
 	}
-	httpapi.WriteJSON(w, http.StatusOK, res)
+	WriteJSON(w, http.StatusOK, res)
 }
 
-func (h *handler) record(ctx context.Context, id string) (Record, error) {
-	rec, err := h.l.b.RecordByID(ctx, id)
+func (h *auditHandler) record(ctx context.Context, id string) (auditlog.Record, error) {
+	rec, err := h.b.RecordByID(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return rec, httpapi.Errorf(http.StatusNotFound, httpapi.CodeNotFound, "no audit event with id %q (find ids with `writ audit search`)", id)
+		return rec, notFound("no audit event with id %q (find ids with `writ audit search`)", id)
 	}
 	return rec, err
 }
 
-func (h *handler) event(w http.ResponseWriter, r *http.Request) {
+func (h *auditHandler) event(w http.ResponseWriter, r *http.Request) {
 	rec, err := h.record(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
@@ -124,10 +182,10 @@ func (h *handler) event(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, Entry{Index: rec.Index, Event: e})
+	WriteJSON(w, http.StatusOK, auditEntry(rec.Index, e))
 }
 
-func (h *handler) proof(w http.ResponseWriter, r *http.Request) {
+func (h *auditHandler) proof(w http.ResponseWriter, r *http.Request) {
 	rec, err := h.record(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
@@ -141,16 +199,17 @@ func (h *handler) proof(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p, err := ProveInclusion(r.Context(), h.l.b, rec, stored.Note, h.l.trusted)
+	p, err := auditlog.ProveInclusion(r.Context(), h.b, rec, stored.Note, h.l.Trusted())
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, p)
+	WriteJSON(w, http.StatusOK, apitypes.InclusionProof{Index: p.Index, Event: AuditEventToAPI(p.Event), Leaf: p.Leaf,
+		Checkpoint: p.Checkpoint, Proof: p.Proof})
 }
 
-func (h *handler) consistency(w http.ResponseWriter, r *http.Request) {
-	from, err := parseIndex(r.URL.Query().Get("from"))
+func (h *auditHandler) consistency(w http.ResponseWriter, r *http.Request) {
+	from, err := apitypes.ParseIndex(r.URL.Query().Get("from"))
 	if err != nil {
 		h.fail(w, r, badRequest("query parameter from=%q: %v (the size of your saved checkpoint)", r.URL.Query().Get("from"), err))
 		return
@@ -162,26 +221,25 @@ func (h *handler) consistency(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cp.Size < from {
-		h.fail(w, r, httpapi.Errorf(http.StatusConflict, httpapi.CodeConflict,
-			"the log holds %d events, fewer than the %d of the checkpoint you have: it was truncated or is another log", cp.Size, from))
+		h.fail(w, r, conflict("the log holds %d events, fewer than the %d of the checkpoint you have: it was truncated or is another log", cp.Size, from))
 		return
 	}
-	p, err := ProveTreeConsistency(r.Context(), h.l.b, from, stored.Note)
+	p, err := auditlog.ProveTreeConsistency(r.Context(), h.b, from, stored.Note)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	httpapi.WriteJSON(w, http.StatusOK, p)
+	WriteJSON(w, http.StatusOK, apitypes.ConsistencyProof{Old: p.Old, New: p.New, Proof: p.Proof})
 }
 
 // tail streams entries as server-sent events: "id: <index>", "event:
 // audit", "data: <Entry JSON>". It starts after the Last-Event-ID the
 // client sends, else at ?after=N, else with the next event appended, and
 // follows the log until the client goes away or the log closes.
-func (h *handler) tail(w http.ResponseWriter, r *http.Request) {
-	q, err := ParseQuery(r.URL.Query())
+func (h *auditHandler) tail(w http.ResponseWriter, r *http.Request) {
+	q, err := parseAuditQuery(r)
 	if err != nil {
-		h.fail(w, r, badRequest("%v", err))
+		h.fail(w, r, err)
 		return
 	}
 	next := q.After
@@ -189,7 +247,7 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request) {
 		next = h.l.Size()
 	}
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		n, err := parseIndex(id)
+		n, err := apitypes.ParseIndex(id)
 		if err != nil {
 			h.fail(w, r, badRequest("Last-Event-ID %q: %v", id, err))
 			return
@@ -212,10 +270,10 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	for {
 		changed := h.l.Changed()
-		recs, err := h.l.b.ReadRecords(ctx, next, 500)
+		recs, err := h.b.ReadRecords(ctx, next, 500)
 		if err != nil {
 			if ctx.Err() == nil {
-				h.l.log.ErrorContext(ctx, "audit tail", "error", err)
+				h.log.ErrorContext(ctx, "audit tail", "error", err)
 				fmt.Fprintf(bw, "event: error\ndata: %s\n\n", jsonString("reading the log failed; see the server log"))
 				bw.Flush()
 			}
@@ -224,7 +282,7 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request) {
 		for _, rec := range recs {
 			e, err := rec.Event()
 			if err != nil {
-				h.l.log.ErrorContext(ctx, "audit tail", "error", err)
+				h.log.ErrorContext(ctx, "audit tail", "error", err)
 				fmt.Fprintf(bw, "event: error\ndata: %s\n\n", jsonString(err.Error()))
 				bw.Flush()
 				return
@@ -233,7 +291,7 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request) {
 			if !q.Match(rec.Index, &e) {
 				continue
 			}
-			b, _ := json.Marshal(Entry{Index: rec.Index, Event: e})
+			b, _ := json.Marshal(auditEntry(rec.Index, e))
 			fmt.Fprintf(bw, "id: %d\nevent: audit\ndata: %s\n\n", rec.Index, b)
 		}
 		if err := bw.Flush(); err != nil {
@@ -266,10 +324,10 @@ func jsonString(s string) []byte {
 
 // export streams every entry matching the query as JSON lines, oldest
 // first, for SIEMs.
-func (h *handler) export(w http.ResponseWriter, r *http.Request) {
-	q, err := ParseQuery(r.URL.Query(), "format")
+func (h *auditHandler) export(w http.ResponseWriter, r *http.Request) {
+	q, err := parseAuditQuery(r, "format")
 	if err != nil {
-		h.fail(w, r, badRequest("%v", err))
+		h.fail(w, r, err)
 		return
 	}
 	if f := r.URL.Query().Get("format"); f != "" && f != "jsonl" {
@@ -288,14 +346,14 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request) {
 		if total > 0 {
 			q.Limit = min(q.Limit, total-sent)
 		}
-		recs, err := h.l.b.SearchRecords(r.Context(), q)
+		recs, err := h.b.SearchRecords(r.Context(), q)
 		if err != nil {
 			if sent == 0 {
 				h.fail(w, r, err)
 			} else {
 				// Headers are gone; cut the stream short so the
 				// client sees an incomplete last line.
-				h.l.log.ErrorContext(r.Context(), "audit export", "error", err)
+				h.log.ErrorContext(r.Context(), "audit export", "error", err)
 				bw.WriteString(`{"error":"export failed; see the server log"`)
 				bw.Flush()
 			}
@@ -304,12 +362,12 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request) {
 		for _, rec := range recs {
 			e, err := rec.Event()
 			if err != nil {
-				h.l.log.ErrorContext(r.Context(), "audit export", "error", err)
+				h.log.ErrorContext(r.Context(), "audit export", "error", err)
 				bw.WriteString(`{"error":` + string(jsonString(err.Error())))
 				bw.Flush()
 				return
 			}
-			if err := enc.Encode(Entry{Index: rec.Index, Event: e}); err != nil {
+			if err := enc.Encode(auditEntry(rec.Index, e)); err != nil {
 				return
 			}
 			sent++
