@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/writ-dev/writ/internal/access"
 )
 
 // serveConnect handles a CONNECT tunnel (HTTPS_PROXY). The target must be
@@ -21,68 +23,69 @@ import (
 // is enforced and injected like any other.
 func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, x *exchange) {
 	ctx := r.Context()
-	x.path = "/"
+	x.req.Path, x.forward = "/", true
 	hostport := r.Host
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		p.refuse(w, r, x, &denial{status: http.StatusBadRequest, msg: fmt.Sprintf("CONNECT target %q is not host:port", hostport)})
+		p.refuse(w, r, x, access.Refused(&access.Refusal{Class: access.Invalid, Message: fmt.Sprintf("CONNECT target %q is not host:port", hostport)}))
 		return
 	}
 	svc := p.table.Load().ByHost(host, port)
-	x.svc = svc
-	caller, idErr := p.identify(ctx, r, svc, true)
-	x.caller = caller
+	x.svc, x.req.Target = svc, svc.accessTarget()
+	caller, idErr := p.identify(ctx, r, svc)
+	x.req.Caller = caller
 	if idErr != nil {
-		p.refuse(w, r, x, idErr)
+		p.refuse(w, r, x, access.Refused(idErr))
 		return
 	}
 	if svc == nil {
-		p.refuse(w, r, x, &denial{status: http.StatusForbidden, reason: fmt.Sprintf("no Service matches %s; the proxy only opens tunnels to hosts a Service names", hostport)})
+		p.refuse(w, r, x, access.Refused(&access.Refusal{Class: access.Forbidden, Reason: fmt.Sprintf("no Service matches %s; the proxy only opens tunnels to hosts a Service names", hostport)}))
 		return
 	}
 	if svc.Spec.Intercept && p.c.CA != nil {
-		if err := p.checkRevoked(caller); err != nil {
-			p.refuse(w, r, x, err)
+		if err := p.c.Enforcer.Revoked(caller); err != nil {
+			p.refuse(w, r, x, access.Refused(err))
 			return
 		}
 		p.intercept(w, r, x, hostport, host)
 		return
 	}
-	if err := p.enforce(ctx, r, x); err != nil {
-		p.refuse(w, r, x, err)
+	// A spliced tunnel: policy decides on host and port, and nothing can
+	// be injected.
+	x.req.Opaque = true
+	out, err := p.c.Enforcer.Enforce(ctx, &x.req)
+	if err != nil {
+		p.c.Log.ErrorContext(ctx, "proxy request failed", "request_id", x.req.ID, "error", err)
+	}
+	if out.Effect != access.Allow || out.Class != access.OK {
+		p.refuse(w, r, x, out)
 		return
 	}
-	x.effect = "allow"
-	if err := p.recordDecision(ctx, x); err != nil {
-		p.failClosed(w, ctx, x, err)
-		return
-	}
+	x.out = out
 	dctx, cancel := context.WithTimeout(ctx, svc.Connect)
 	up, err := (&net.Dialer{}).DialContext(dctx, "tcp", hostport)
 	cancel()
 	if err != nil {
-		x.effect, x.status, x.reason = "allow", http.StatusBadGateway, "dial upstream failed"
-		writeJSON(w, http.StatusBadGateway, errorBody{Error: fmt.Sprintf("Service/%s: connect to %s: %v", svc.Name, hostport, errText(err)), RequestID: x.id})
-		p.record(ctx, x)
+		writeJSON(w, http.StatusBadGateway, errorBody{Error: fmt.Sprintf("Service/%s: connect to %s: %v", svc.Name, hostport, errText(err)), RequestID: x.req.ID})
+		p.c.Enforcer.Record(ctx, &x.req, &x.out, access.Result{Status: http.StatusBadGateway, Reason: "dial upstream failed"})
 		return
 	}
 	client, buf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		up.Close()
-		x.effect, x.status = "allow", http.StatusInternalServerError
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "this connection cannot carry a tunnel", RequestID: x.id})
-		p.record(ctx, x)
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "this connection cannot carry a tunnel", RequestID: x.req.ID})
+		p.c.Enforcer.Record(ctx, &x.req, &x.out, access.Result{Status: http.StatusInternalServerError})
 		return
 	}
-	x.effect, x.status = "allow", http.StatusOK
 	if !p.track(client, up) {
 		return
 	}
 	defer p.untrack(client, up)
 	client.SetDeadline(time.Time{})
 	io.WriteString(client, "HTTP/1.1 200 Connection Established\r\n\r\n")
-	x.in, x.out = splice(client, buf.Reader, up)
-	p.record(ctx, x)
+	res := access.Result{Status: http.StatusOK}
+	res.In, res.Out = splice(client, buf.Reader, up)
+	p.c.Enforcer.Record(ctx, &x.req, &x.out, res)
 }
 
 // splice copies both ways until either side is done, then closes both.
@@ -116,7 +119,7 @@ func splice(client net.Conn, pending *bufio.Reader, up io.ReadWriteCloser) (in, 
 func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, x *exchange, hostport, host string) {
 	client, buf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "this connection cannot carry a tunnel", RequestID: x.id})
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "this connection cannot carry a tunnel", RequestID: x.req.ID})
 		return
 	}
 	if !p.track(client) {
@@ -150,12 +153,12 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, x *exchange, h
 	err = tconn.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
-		p.c.Log.Debug("intercepted TLS handshake failed", "request_id", x.id, "service", x.svc.Name, "error", err)
+		p.c.Log.Debug("intercepted TLS handshake failed", "request_id", x.req.ID, "service", x.svc.Name, "error", err)
 		tconn.Close()
 		return
 	}
 	outer := connFrom(r.Context())
-	ti := &tunnelInfo{caller: x.caller, service: x.svc, host: hostport}
+	ti := &tunnelInfo{caller: x.req.Caller, service: x.svc, host: hostport}
 	ln := newOneConnListener(tconn)
 	srv := &http.Server{
 		Handler:           p,
@@ -164,7 +167,7 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, x *exchange, h
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(p.c.Log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, &connInfo{local: outer.local, remote: outer.remote, tunnel: ti})
+			return context.WithValue(ctx, connKey{}, &connInfo{Conn: access.Conn{Local: outer.Local, Remote: outer.Remote}, tunnel: ti})
 		},
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateClosed || st == http.StateHijacked {
@@ -276,7 +279,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		s.Shutdown(ctx)
 	}
 	done := make(chan struct{})
-	go func() { p.tunnels.Wait(); p.recorded.Wait(); close(done) }()
+	go func() { p.tunnels.Wait(); p.c.Enforcer.Flush(); close(done) }()
 	select {
 	case <-done:
 		return nil

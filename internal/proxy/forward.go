@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -12,30 +11,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/access"
 )
 
-// forward sends an allowed request upstream with the service's credential
-// and streams the answer back.
+// forward sends an allowed request upstream with the credential the
+// outcome carries and streams the answer back.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	ctx := r.Context()
 	svc := x.svc
-	inj, cred, err := p.injector(ctx, svc, x)
-	x.cred = cred
-	if err != nil {
-		p.c.Log.ErrorContext(ctx, "prepare upstream credential", "request_id", x.id, "service", svc.Name, "credential", cred, "error", err)
-		x.effect, x.reason, x.status = "allow", "upstream credential unavailable", http.StatusBadGateway
-		writeJSON(w, http.StatusBadGateway, errorBody{Error: fmt.Sprintf("the upstream credential of Service/%s is unavailable: %v", svc.Name, err), RequestID: x.id})
-		p.record(ctx, x)
-		return
-	}
-	if err := p.recordDecision(ctx, x); err != nil {
-		p.failClosed(w, ctx, x, err)
-		return
-	}
 	rl := &x.relay
 	rl.p, rl.w = p, w
-	out, err := rl.outbound(r, upstreamURL(svc, r, x.path), inj, p.c.MaxRequestBody)
+	out, err := rl.outbound(r, upstreamURL(svc, r, x.req.Path), x.out.Credential, p.c.MaxRequestBody)
 	var broken error
 	if err == nil {
 		broken, err = rl.roundTrip(p.transport(svc), out)
@@ -43,14 +29,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, x *exchange) {
 	if err != nil {
 		rl.status = upstreamFailed(w, r, svc, err)
 	}
-	x.effect, x.status, x.in, x.out = "allow", rl.status, rl.body.n.Load()+rl.in, rl.out
+	res := access.Result{Status: rl.status, In: rl.body.n.Load() + rl.in, Out: rl.out}
 	if broken != nil {
-		x.reason = "the answer broke off: " + errText(broken)
+		res.Reason = "the answer broke off: " + errText(broken)
+	} else if len(x.out.Reasons) > 0 {
+		res.Reason = x.out.Reasons[0]
 	}
-	if x.reason == "" && len(x.dec.Reasons) > 0 {
-		x.reason = x.dec.Reasons[0]
-	}
-	p.record(ctx, x)
+	p.c.Enforcer.Record(ctx, &x.req, &x.out, res)
 	if broken != nil {
 		// The answer is incomplete: end the client connection so that the
 		// client does not take it for whole.
@@ -102,84 +87,17 @@ func upstreamURL(svc *Service, r *http.Request, path string) *url.URL {
 	return &u
 }
 
-// injection puts the service's credential on an outbound request: a
-// header value or a query parameter.
-type injection struct {
-	header string // header to set, or
-	query  string // query parameter to set
-	value  string
-}
-
-func (in injection) apply(h http.Header, u *url.URL) {
+// inject puts the credential on an outbound request: a header value or
+// a query parameter.
+func inject(c access.Credential, h http.Header, u *url.URL) {
 	switch {
-	case in.header != "":
-		h.Set(in.header, in.value)
-	case in.query != "":
+	case c.Header != "":
+		h.Set(c.Header, c.Reveal())
+	case c.Query != "":
 		q := u.Query()
-		q.Set(in.query, in.value)
+		q.Set(c.Query, c.Reveal())
 		u.RawQuery = q.Encode()
 	}
-}
-
-// injector returns the injection of the service's credential (none if it
-// has none) and the credential's name for the audit record.
-func (p *Proxy) injector(ctx context.Context, svc *Service, x *exchange) (injection, string, error) {
-	if t := svc.Spec.Token; t != nil {
-		aud := t.Audience
-		if aud == "" {
-			aud = svc.Name
-		}
-		tok, jti, err := broker.Mint(ctx, p.c.Signer, broker.MintParams{
-			Issuer: p.c.Issuer, Subject: x.caller.SpiffeID, Instance: x.caller.Instance, Task: x.task.ID,
-			Audience: aud, Scopes: t.Scopes, TTL: svc.TokenTTL, Now: p.c.Now(),
-		})
-		name := "minted:" + aud
-		if err != nil {
-			return injection{}, name, err
-		}
-		return injection{header: "Authorization", value: "Bearer " + tok.Reveal()}, name + ":" + jti, nil
-	}
-	cs := svc.Spec.Credential
-	if cs == nil {
-		return injection{}, "", nil
-	}
-	if p.c.Credentials == nil {
-		return injection{}, cs.Name, errors.New("no credential broker")
-	}
-	info, sec, err := p.c.Credentials.Get(ctx, cs.Name)
-	if err != nil {
-		if errors.Is(err, broker.ErrNotFound) {
-			return injection{}, cs.Name, fmt.Errorf("credential %s does not exist; add it with `writ credential put %s`", cs.Name, cs.Name)
-		}
-		return injection{}, cs.Name, errors.New("the broker could not open it")
-	}
-	mode := svc.Inject
-	if mode == "" {
-		mode = info.Type
-	}
-	v := sec.Reveal()
-	switch mode {
-	case broker.Bearer:
-		return injection{header: "Authorization", value: "Bearer " + v}, cs.Name, nil
-	case broker.Basic:
-		return injection{header: "Authorization", value: "Basic " + base64.StdEncoding.EncodeToString([]byte(v))}, cs.Name, nil
-	case broker.Header:
-		name := cs.Header
-		if name == "" {
-			name = "Authorization"
-		}
-		val := v
-		if cs.Template != "" {
-			val = strings.ReplaceAll(cs.Template, "{value}", v)
-		}
-		return injection{header: name, value: val}, cs.Name, nil
-	case broker.Query:
-		if cs.Query == "" {
-			return injection{}, cs.Name, errors.New("query injection needs credential.query in the Service")
-		}
-		return injection{query: cs.Query, value: v}, cs.Name, nil
-	}
-	return injection{}, cs.Name, fmt.Errorf("unknown injection %q", mode)
 }
 
 // transport returns the service's upstream transport, made on first use.

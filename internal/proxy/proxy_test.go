@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/policy"
@@ -28,12 +29,12 @@ import (
 // service so these tests can focus on forwarding.
 type testTokens struct{}
 
-func (testTokens) VerifyRequest(_ context.Context, r *http.Request, _ string) (TokenClaims, error) {
-	id, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer test:")
+func (testTokens) VerifyToken(_ context.Context, p access.TokenProof, _ string) (access.TokenClaims, error) {
+	id, ok := strings.CutPrefix(p.Authorization, "Bearer test:")
 	if !ok {
-		return TokenClaims{}, ErrNotWritToken
+		return access.TokenClaims{}, access.ErrNotWritToken
 	}
-	return TokenClaims{SpiffeID: id, Instance: "inst_test", ID: "tok_1"}, nil
+	return access.TokenClaims{SpiffeID: id, Instance: "inst_test", ID: "tok_1"}, nil
 }
 
 type testCreds map[string]string
@@ -116,36 +117,48 @@ func service(t testing.TB, name, upstream, extra string) *Service {
 
 type fixture struct {
 	p      *Proxy
+	enf    *access.Enforcer
 	events *eventSink
 	front  *httptest.Server
 	srv    *http.Server
 }
 
-func newFixture(t testing.TB, upstream string, extra string, mutate func(*Config)) *fixture {
+// fixtureConfig configures a fixture's enforcer and, in Proxy, its proxy.
+type fixtureConfig struct {
+	access.Config
+	Proxy Config
+}
+
+func newFixture(t testing.TB, upstream string, extra string, mutate func(*fixtureConfig)) *fixture {
 	t.Helper()
 	return newFixtureServer(t, upstream, extra, mutate, ServerConfig{})
 }
 
-func newFixtureServer(t testing.TB, upstream string, extra string, mutate func(*Config), sc ServerConfig) *fixture {
+func newFixtureServer(t testing.TB, upstream string, extra string, mutate func(*fixtureConfig), sc ServerConfig) *fixture {
 	t.Helper()
 	ev := &eventSink{}
-	cfg := Config{
+	cfg := fixtureConfig{Config: access.Config{
 		Policy:      policy.NewEngine(policy.Config{}, compilePolicy(t, allowAll)),
 		Emitter:     ev,
 		Tokens:      testTokens{},
 		Credentials: testCreds{"key": "the-secret"},
-	}
+	}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	if cfg.Journal == "" {
 		cfg.Journal = filepath.Join(t.TempDir(), "proxy.journal")
 	}
-	p, err := New(context.Background(), cfg)
+	enf, err := access.New(context.Background(), cfg.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close() })
+	t.Cleanup(func() { enf.Close() })
+	cfg.Proxy.Enforcer = enf
+	p, err := New(cfg.Proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tab, err := NewTable([]*Service{service(t, "up", upstream, extra)})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +169,7 @@ func newFixtureServer(t testing.TB, upstream string, extra string, mutate func(*
 	front.Config = srv
 	front.Start()
 	t.Cleanup(front.Close)
-	return &fixture{p: p, events: ev, front: front, srv: srv}
+	return &fixture{p: p, enf: enf, events: ev, front: front, srv: srv}
 }
 
 func (f *fixture) get(t testing.TB, path string, h ...string) (*http.Response, string) {
@@ -207,7 +220,7 @@ func TestForwardStripsAndInjects(t *testing.T) {
 		e.Details["status"] != "200" || e.Details["bytes_out"] != "2" || !strings.HasPrefix(e.ID, "evt_") || e.RequestID == "" {
 		t.Errorf("access.allowed event %+v", e)
 	}
-	if n := f.p.journal.Pending(); n != 0 {
+	if n := f.enf.Pending(); n != 0 {
 		t.Errorf("%d decisions pending in the journal after the event was recorded", n)
 	}
 }
@@ -224,10 +237,10 @@ func TestFailClosedWhenAuditUnavailable(t *testing.T) {
 		breakIt func(*fixture)
 	}{
 		{"audit log failed", nil},
-		{"journal closed", func(f *fixture) { f.p.journal.Close() }},
+		{"journal closed", func(f *fixture) { f.enf.Close() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFixture(t, up.URL, "", func(c *Config) {
+			f := newFixture(t, up.URL, "", func(c *fixtureConfig) {
 				if tc.breakIt == nil {
 					c.AuditFailed = func() error { return errors.New("the audit store failed to sync") }
 				}
@@ -282,7 +295,7 @@ func TestUpstreamFailures(t *testing.T) {
 func TestBodyLimit(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
 	defer up.Close()
-	f := newFixture(t, up.URL, "", func(c *Config) { c.MaxRequestBody = 1000 })
+	f := newFixture(t, up.URL, "", func(c *fixtureConfig) { c.Proxy.MaxRequestBody = 1000 })
 	req, _ := http.NewRequest("POST", f.front.URL+"/svc/up/x", strings.NewReader(strings.Repeat("a", 5000)))
 	req.Header.Set("Authorization", "Bearer test:spiffe://writ.local/agent/a")
 	resp, err := f.front.Client().Do(req)

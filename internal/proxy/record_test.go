@@ -11,8 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/journal"
+	"github.com/writ-dev/writ/internal/policy"
 )
 
 // journaled returns the decisions in the journal file as events.
@@ -44,7 +46,7 @@ func TestDecisionJournaledBeforeForwarding(t *testing.T) {
 		w.Write([]byte("ok"))
 	}))
 	defer up.Close()
-	f := newFixture(t, up.URL, "", func(c *Config) { c.Journal = path })
+	f := newFixture(t, up.URL, "", func(c *fixtureConfig) { c.Journal = path })
 	if resp, body := f.get(t, "/svc/up/x/y?secret=1"); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
@@ -59,12 +61,12 @@ func TestDecisionJournaledBeforeForwarding(t *testing.T) {
 	if e.ID != d.ID || e.RequestID != d.RequestID || e.Details["status"] != "200" {
 		t.Errorf("event %+v does not continue the journaled decision %s/%s", e, d.ID, d.RequestID)
 	}
-	if f.p.journal.Pending() != 0 {
+	if f.enf.Pending() != 0 {
 		t.Error("decision still pending after its event was recorded")
 	}
 	// A clean stop leaves no journal behind.
 	f.front.Close()
-	if err := f.p.Close(); err != nil {
+	if err := f.enf.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
@@ -87,7 +89,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 	}))
 	defer up.Close()
 	defer close(release)
-	f := newFixture(t, up.URL, "", func(c *Config) { c.Journal = path })
+	f := newFixture(t, up.URL, "", func(c *fixtureConfig) { c.Journal = path })
 	if resp, _ := f.get(t, "/svc/up/done"); resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
 	}
@@ -101,7 +103,8 @@ func TestRecoverAfterCrash(t *testing.T) {
 	first := f.events.last()
 	sink := &eventSink{}
 	recorded := func(_ context.Context, id string) (bool, error) { return id == first.ID, nil }
-	p2, err := New(context.Background(), Config{Policy: f.p.c.Policy, Emitter: sink, Journal: path, Recorded: recorded})
+	pol := policy.NewEngine(policy.Config{}, compilePolicy(t, allowAll))
+	p2, err := access.New(context.Background(), access.Config{Policy: pol, Emitter: sink, Journal: path, Recorded: recorded})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,40 +121,12 @@ func TestRecoverAfterCrash(t *testing.T) {
 	}
 	// A third start finds nothing to recover.
 	sink3 := &eventSink{}
-	p3, err := New(context.Background(), Config{Policy: f.p.c.Policy, Emitter: sink3, Journal: path + "x"})
+	p3, err := access.New(context.Background(), access.Config{Policy: pol, Emitter: sink3, Journal: path + "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p3.Close()
 	if len(sink3.ev) != 0 {
 		t.Errorf("a fresh journal recovered %d events", len(sink3.ev))
-	}
-}
-
-// TestRecoveryFailureStopsStart: if the recovered decisions cannot be
-// recorded, or the journal is not one, the proxy does not start.
-func TestRecoveryFailureStopsStart(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "proxy.journal")
-	j, err := journal.Open(journal.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := (&audit.Event{ID: "evt_1", Type: audit.AccessAllowed, Details: map[string]string{"path": "/x"}}).MarshalCanonical()
-	if _, err := j.Begin(data); err != nil {
-		t.Fatal(err)
-	}
-	pol := newFixture(t, "http://127.0.0.1:1", "", nil).p.c.Policy
-	sink := &eventSink{fail: audit.AccessAllowed}
-	if _, err := New(context.Background(), Config{Policy: pol, Emitter: sink, Journal: path}); err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("New with an unrecordable recovered decision: %v", err)
-	}
-	if n := len(journaled(t, path)); n != 1 {
-		t.Fatalf("the journal lost its decision after a failed recovery: %d left", n)
-	}
-	foreign := filepath.Join(dir, "foreign")
-	os.WriteFile(foreign, []byte("not a journal"), 0o600)
-	if _, err := New(context.Background(), Config{Policy: pol, Emitter: &eventSink{}, Journal: foreign}); err == nil || !strings.Contains(err.Error(), "not a writ journal") {
-		t.Fatalf("New with a foreign journal file: %v", err)
 	}
 }

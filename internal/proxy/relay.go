@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/writ-dev/writ/internal/access"
 )
 
 // A relay carries one allowed request to its upstream and the answer back,
@@ -42,13 +44,13 @@ type relay struct {
 // the header of [outboundHeader], the service credential injected and r's
 // body (nil if it has none, so that the transport may retry on a fresh
 // connection), bounded by limit when limit > 0.
-func (rl *relay) outbound(r *http.Request, target *url.URL, inj injection, limit int64) (*http.Request, error) {
+func (rl *relay) outbound(r *http.Request, target *url.URL, cred access.Credential, limit int64) (*http.Request, error) {
 	h, up := outboundHeader(r.Header)
 	if !isPrint(up) {
 		return nil, fmt.Errorf("client tried to switch to invalid protocol %q", up)
 	}
 	rl.upgrade = up
-	inj.apply(h, target)
+	inject(cred, h, target)
 	rl.trace.Got1xxResponse = rl.got1xx
 	out := r.WithContext(httptrace.WithClientTrace(r.Context(), &rl.trace))
 	out.URL, out.Host, out.Header, out.RequestURI, out.Close = target, "", h, "", false

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
 )
@@ -116,7 +118,16 @@ type Service struct {
 	Idle       time.Duration
 	RootCAs    *x509.CertPool // nil: system roots
 
-	target string // Target, made once by CompileService
+	target string        // Target, made once by CompileService
+	access access.Target // the service as enforcement sees it
+}
+
+// accessTarget is the service as enforcement sees it; nil for no service.
+func (s *Service) accessTarget() *access.Target {
+	if s == nil {
+		return nil
+	}
+	return &s.access
 }
 
 // Target is how the service appears in policy and audit: "Service/NAME".
@@ -280,6 +291,17 @@ func compile(name string, version int64, spec ServiceSpec, bad func(field, forma
 		if l == "" || strings.ContainsAny(l, " ,") {
 			return nil, bad(fmt.Sprintf("labels.%d", i), "%q is not a label", l)
 		}
+	}
+	s.access = access.Target{Kind: policy.KindHTTP, Name: name, Ref: s.target, Labels: spec.Labels, Audience: s.Audience}
+	if c := spec.Credential; c != nil {
+		s.access.Credential = &access.CredentialSpec{Name: c.Name, Inject: s.Inject, Header: c.Header, Template: c.Template, Query: c.Query}
+	}
+	if t := spec.Token; t != nil {
+		aud := t.Audience
+		if aud == "" {
+			aud = name
+		}
+		s.access.Mint = &access.MintSpec{Audience: aud, Scopes: t.Scopes, TTL: s.TokenTTL}
 	}
 	return s, nil
 }

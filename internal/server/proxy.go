@@ -12,6 +12,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/ca"
@@ -27,12 +28,15 @@ import (
 type proxyPart struct {
 	broker *broker.Broker
 	ca     *proxy.CA
-	proxy  *proxy.Proxy
-	ln     net.Listener
-	tlsLn  net.Listener
-	srv    *http.Server
-	tlsSrv *http.Server
-	reload sync.Mutex
+	// enforcer decides and records every access; proxy is its HTTP front
+	// end.
+	enforcer *access.Enforcer
+	proxy    *proxy.Proxy
+	ln       net.Listener
+	tlsLn    net.Listener
+	srv      *http.Server
+	tlsSrv   *http.Server
+	reload   sync.Mutex
 }
 
 // bundleSource serves the authority's current X.509 bundle, which changes
@@ -58,7 +62,7 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		return err
 	}
 	cfg := s.cfg.Proxy
-	px.proxy, err = proxy.New(ctx, proxy.Config{
+	px.enforcer, err = access.New(ctx, access.Config{
 		Attestor:       s.attestor,
 		Registry:       s.registry,
 		Policy:         s.policy,
@@ -70,12 +74,10 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		Bundle:         bundleSource{s.authority},
 		Signer:         s.authority,
 		Issuer:         s.cfg.Server.PublicURL,
-		CA:             px.ca,
 		Emitter:        s.emit,
 		Log:            s.log.With("component", "proxy"),
 		Now:            s.now,
 		ApprovalWait:   cfg.ApprovalWait,
-		MaxRequestBody: cfg.MaxBodyBytes,
 		LogQueryValues: cfg.LogQueryValues,
 		// Validated by config: written or synced.
 		DecisionDurability: map[string]audit.Durability{"written": audit.Written, "synced": audit.Synced}[cfg.DecisionDurability],
@@ -92,7 +94,16 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 	if err != nil {
 		return err
 	}
-	*closers = append(*closers, func() { px.proxy.Close() })
+	*closers = append(*closers, func() { px.enforcer.Close() })
+	px.proxy, err = proxy.New(proxy.Config{
+		Enforcer:       px.enforcer,
+		CA:             px.ca,
+		Log:            s.log.With("component", "proxy"),
+		MaxRequestBody: cfg.MaxBodyBytes,
+	})
+	if err != nil {
+		return err
+	}
 	if err := s.reloadServices(ctx); err != nil {
 		return err
 	}
@@ -225,7 +236,7 @@ func (s *Server) startProxy(errc chan<- error) func(ctx context.Context) {
 			s.log.Warn("proxy tunnels shutdown", "error", err)
 		}
 		wg.Wait()
-		if err := px.proxy.Close(); err != nil {
+		if err := px.enforcer.Close(); err != nil {
 			s.log.Warn("proxy close", "error", err)
 		}
 	}
@@ -238,7 +249,7 @@ func (s *Server) closeProxy() {
 			ln.Close()
 		}
 	}
-	s.px.proxy.Close()
+	s.px.enforcer.Close()
 }
 
 // ProxyAddr is the proxy's plain listener address ("" when off).
@@ -267,37 +278,21 @@ func (s *Server) Broker() *broker.Broker { return s.px.broker }
 // identifies the caller another way; it never grants anything.
 type tokenVerifier struct{ v *token.Verifier }
 
-func (t tokenVerifier) VerifyRequest(ctx context.Context, r *http.Request, audience string) (proxy.TokenClaims, error) {
-	auth := r.Header.Get("Authorization")
-	raw, ok := strings.CutPrefix(auth, "DPoP ")
+func (t tokenVerifier) VerifyToken(ctx context.Context, p access.TokenProof, audience string) (access.TokenClaims, error) {
+	raw, ok := strings.CutPrefix(p.Authorization, "DPoP ")
 	if !ok {
-		raw, ok = strings.CutPrefix(auth, "Bearer ")
+		raw, ok = strings.CutPrefix(p.Authorization, "Bearer ")
 	}
 	if !ok || strings.Count(raw, ".") != 2 {
-		return proxy.TokenClaims{}, proxy.ErrNotWritToken
+		return access.TokenClaims{}, access.ErrNotWritToken
 	}
-	o := token.VerifyOptions{Audience: audience, HTTPMethod: r.Method, HTTPURL: requestURL(r), DPoPProof: r.Header.Get("DPoP")}
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		o.PeerCert = r.TLS.PeerCertificates[0]
-	}
+	o := token.VerifyOptions{Audience: audience, HTTPMethod: p.Method, HTTPURL: p.URL, DPoPProof: p.DPoP, PeerCert: p.PeerCert}
 	c, err := t.v.Verify(ctx, raw, o)
 	switch {
 	case errors.Is(err, token.ErrMalformed), errors.Is(err, token.ErrType), errors.Is(err, token.ErrSignature), errors.Is(err, token.ErrIssuer):
-		return proxy.TokenClaims{}, fmt.Errorf("%w: %v", proxy.ErrNotWritToken, err)
+		return access.TokenClaims{}, fmt.Errorf("%w: %v", access.ErrNotWritToken, err)
 	case err != nil:
-		return proxy.TokenClaims{}, err
+		return access.TokenClaims{}, err
 	}
-	return proxy.TokenClaims{ID: c.ID, SpiffeID: c.Subject, Instance: c.Instance, Task: c.Task, Scopes: c.Scopes()}, nil
-}
-
-// requestURL is the URL the client addressed, as a DPoP proof names it.
-func requestURL(r *http.Request) string {
-	if r.URL.IsAbs() {
-		return r.URL.String()
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + r.URL.RequestURI()
+	return access.TokenClaims{ID: c.ID, SpiffeID: c.Subject, Instance: c.Instance, Task: c.Task, Scopes: c.Scopes()}, nil
 }

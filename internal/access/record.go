@@ -1,0 +1,259 @@
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/journal"
+)
+
+// How an access gets into the audit log: an allowed access's decision is
+// written to the journal before Enforce returns, so before any byte of it
+// reaches the upstream (one pwrite, and an fdatasync shared with
+// concurrent accesses when decisions are synced); once the access is
+// finished, its one audit event, carrying the decision and the outcome
+// (status, bytes, latency), is handed to the recorder, which appends the
+// events of recordDelay at a time as one batch so that they share a
+// commit, and then settles their journal records. A crash in between
+// leaves the decision in the journal, and the next start records it (see
+// recover). A refused access has nothing to journal: its access.denied
+// event goes the same way after the answer.
+
+// maxRecording bounds the finished accesses waiting for the recorder;
+// beyond it, Record waits (backpressure) rather than queue without limit.
+const maxRecording = 4096
+
+// recordDelay is how long the recorder lets finished accesses gather
+// before appending their events in one batch.
+const recordDelay = 5 * time.Millisecond
+
+// maxRecordBatch caps one batch.
+const maxRecordBatch = 512
+
+// finished is an access handed to the recorder.
+type finished struct {
+	req     *Request
+	out     *Outcome
+	res     Result
+	latency time.Duration
+}
+
+// journalDecision writes the decision to allow req to the journal, as
+// durably as Config.DecisionDurability asks: if it cannot be written, or
+// the audit log refuses events, the access must not happen (fail closed).
+// The record is the access's audit event as it would be recorded if writ
+// stopped before the outcome, with the event id its final event will
+// carry.
+func (e *Enforcer) journalDecision(req *Request, out *Outcome) error {
+	if e.c.AuditFailed != nil {
+		if err := e.c.AuditFailed(); err != nil {
+			return err
+		}
+	}
+	id, err := audit.NewEventID(req.Start)
+	if err != nil {
+		return err
+	}
+	out.EventID = id
+	ev := e.event(audit.AccessAllowed, req, out, nil, 0)
+	ev.ID, ev.Time = id, req.Start.UTC().Round(0)
+	data, err := ev.MarshalCanonical()
+	if err != nil {
+		return err
+	}
+	if out.ticket, err = e.journal.Begin(data); err != nil {
+		return err
+	}
+	out.decided = true
+	return nil
+}
+
+// Record hands a finished access to the recorder for its one audit event:
+// access.allowed with the result when out allowed it (or it was
+// journaled), access.denied otherwise. An Unavailable outcome is not
+// recorded: the audit log is what failed. req and out must not change
+// afterwards. [Enforcer.Flush] and [Enforcer.Close] wait for the event.
+func (e *Enforcer) Record(ctx context.Context, req *Request, out *Outcome, res Result) {
+	if out.Class == Unavailable {
+		return
+	}
+	f := finished{req: req, out: out, res: res, latency: time.Since(req.Start)}
+	e.recorded.Add(1)
+	e.recMu.RLock()
+	if !e.stopped {
+		e.rec <- f
+		e.recMu.RUnlock()
+		return
+	}
+	e.recMu.RUnlock()
+	e.recordBatch(context.WithoutCancel(ctx), []finished{f})
+}
+
+// recordLoop is the recorder goroutine. It stops when Close closes rec.
+func (e *Enforcer) recordLoop() {
+	defer close(e.recDone)
+	batch := make([]finished, 0, maxRecordBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for f := range e.rec {
+		batch = append(batch[:0], f)
+		timer.Reset(recordDelay)
+	gather:
+		for len(batch) < maxRecordBatch {
+			select {
+			case f, ok := <-e.rec:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, f)
+			case <-timer.C:
+				break gather
+			}
+		}
+		timer.Stop()
+		e.recordBatch(context.Background(), batch)
+		clear(batch)
+	}
+}
+
+// recordBatch appends the events of batch and settles the journal records
+// of those that had one. If the append fails the records stay in the
+// journal, and the next start records those the log does not hold.
+func (e *Enforcer) recordBatch(ctx context.Context, batch []finished) {
+	defer e.recorded.Add(-len(batch))
+	events := make([]audit.Event, len(batch))
+	for i, f := range batch {
+		typ := audit.AccessDenied
+		if f.out.Effect == Allow || f.out.decided {
+			typ = audit.AccessAllowed
+		}
+		events[i] = e.event(typ, f.req, f.out, &f.res, f.latency)
+		events[i].ID = f.out.EventID
+	}
+	if err := audit.EmitBatch(ctx, e.c.Emitter, events); err != nil {
+		e.c.Log.ErrorContext(ctx, "record accesses; allowed ones stay in the decision journal until a restart records them",
+			"requests", len(batch), "first_request_id", batch[0].req.ID, "error", err)
+		return
+	}
+	for _, f := range batch {
+		if f.out.decided {
+			e.journal.Done(f.out.ticket)
+		}
+	}
+}
+
+// recover records the decisions a crash left in the journal whose event
+// the audit log does not hold, as access.allowed events whose outcome is
+// unknown.
+func (e *Enforcer) recover(ctx context.Context) error {
+	path := e.c.Journal
+	recs, damaged, err := journal.Recover(path)
+	if err != nil {
+		return fmt.Errorf("create access enforcer: %w", err)
+	}
+	if damaged {
+		e.c.Log.Warn("the decision journal ends in a torn record (a power loss during a write); the decisions before it are recovered", "journal", path)
+	}
+	var lost []audit.Event
+	for i, rec := range recs {
+		var ev audit.Event
+		if err := json.Unmarshal(rec, &ev); err != nil || ev.ID == "" || ev.Type == "" {
+			return fmt.Errorf("create access enforcer: decision %d in journal %s is not an audit event (%v); move the file away to start without it", i+1, path, err)
+		}
+		if e.c.Recorded != nil {
+			ok, err := e.c.Recorded(ctx, ev.ID)
+			if err != nil {
+				return fmt.Errorf("create access enforcer: look up recovered decision %s: %w", ev.ID, err)
+			}
+			if ok {
+				continue
+			}
+		}
+		if ev.Details == nil {
+			ev.Details = map[string]string{}
+		}
+		ev.Details["outcome"] = "unknown"
+		ev.Reason = "writ stopped before this request's outcome was recorded; recovered from the proxy's decision journal"
+		lost = append(lost, ev)
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	for b := range slices.Chunk(lost, maxRecordBatch) {
+		if err := audit.EmitBatch(ctx, e.c.Emitter, b); err != nil {
+			return fmt.Errorf("create access enforcer: record %d decisions recovered from journal %s: %w", len(lost), path, err)
+		}
+	}
+	e.c.Log.Warn("recorded accesses whose outcome a crash kept from the audit log", "events", len(lost), "journal", path)
+	return nil
+}
+
+// event is the audit event of an access; res is nil for the decision
+// journaled before the outcome is known.
+func (e *Enforcer) event(typ audit.Type, req *Request, out *Outcome, res *Result, latency time.Duration) audit.Event {
+	ev := audit.Event{
+		Type: typ, Policy: out.Policy, Rule: out.Rule,
+		Credential: out.Credential.Name, Source: req.Source, Node: e.c.Node, RequestID: req.ID, Task: out.Task.ID, OnBehalfOf: out.Task.OnBehalfOf,
+		Action:  req.Method + " " + req.Path,
+		Details: map[string]string{"method": req.Method, "path": req.Path},
+	}
+	if res != nil {
+		ev.Decision = out.Effect.String()
+		ev.Reason = res.Reason
+		if ev.Reason == "" {
+			ev.Reason = out.Reason
+		}
+		if ev.Reason == "" && out.Effect == Deny {
+			ev.Reason = out.Message
+		}
+		ev.LatencyUS = latency.Microseconds()
+		ev.Details["status"] = strconv.Itoa(res.Status)
+		ev.Details["bytes_in"] = strconv.FormatInt(res.In, 10)
+		ev.Details["bytes_out"] = strconv.FormatInt(res.Out, 10)
+	}
+	if ev.Decision == "" && typ == audit.AccessAllowed {
+		ev.Decision = "allow"
+	}
+	if t := req.Target; t != nil {
+		ev.Target = t.Ref
+		ev.Details["service"] = t.Name
+	}
+	if c := req.Caller; c != nil {
+		ev.SpiffeID, ev.Instance = c.SpiffeID, c.Instance
+		ev.Details["via"] = c.Via
+		if c.PID > 0 {
+			ev.Details["pid"] = strconv.Itoa(c.PID)
+		}
+		if ev.Task == "" {
+			ev.Task = c.Task
+		}
+	}
+	if out.Approval != "" {
+		ev.Details["approval"] = out.Approval
+	}
+	if len(req.Query) > 0 {
+		ev.Details["query"] = e.queryForAudit(req.Query)
+	}
+	return ev
+}
+
+// queryForAudit returns the query's parameter names, or the whole query
+// when LogQueryValues is set.
+func (e *Enforcer) queryForAudit(q url.Values) string {
+	if e.c.LogQueryValues {
+		return q.Encode()
+	}
+	names := make([]string, 0, len(q))
+	for k := range q {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return strings.Join(names, "&")
+}
