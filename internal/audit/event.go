@@ -62,6 +62,16 @@ const (
 	AdminAuthFailed    Type = "admin.auth_failed"
 )
 
+// MCP gateway events. MCPToolPinned is a tool descriptor the gateway
+// trusted (on first sighting, or by a signed manifest); MCPToolQuarantined
+// is a tool it hides and refuses because its descriptor changed, it was
+// renamed, or it does not match the signed manifest (details say which).
+const (
+	// MCPToolApproved is a quarantined tool a human approved (writ mcp
+	// approve); its current descriptor is trusted from then on.
+	MCPToolApproved Type = "mcp.tool_approved"
+)
+
 // Event is one audited fact. Empty fields are omitted from every encoding.
 type Event struct {
 	ID         string    `json:"id"`
