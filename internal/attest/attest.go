@@ -176,8 +176,17 @@ func New(c Config) (*Attestor, error) {
 //
 // UID and GID come from p (what the kernel reported at connect); the
 // supplementary groups, executable and start time from /proc.
+//
+// For a peer of a unix connection ([PeerFromUnixConn], [PeerFromContext])
+// it also requires that the process, and no other, holds the client end of
+// the connection, and fails with [ErrSocketHandedOver] otherwise: a process
+// that connected, handed the socket to another process and exec'd a
+// registered executable must not give that executable's identity away.
 func (a *Attestor) Attest(ctx context.Context, p Peer) (Result, error) {
 	r, err := a.attest(ctx, p)
+	if err == nil {
+		err = a.checkSoleHolder(ctx, p)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("attest pid %d: %w", p.PID, err)
 	}

@@ -38,6 +38,10 @@ type Peer struct {
 	GID int
 
 	pidfd *pidFD // nil when the process is not pinned
+	// sock is the inode of writ's end of the unix connection the peer
+	// came from, 0 for a peer learnt otherwise. [Attestor.Attest] then
+	// requires the process to be the sole holder of the client end.
+	sock uint64
 }
 
 // Pinned reports whether the peer holds a pidfd for its process.
@@ -126,6 +130,8 @@ func (h *pidFD) alive() error {
 
 // PeerFromUnixConn returns the process at the other end of a unix socket
 // connection, pinned by a pidfd. The caller must Close the peer.
+// [Attestor.Attest] of the peer checks that the process is still the only
+// holder of the connection's client end.
 func PeerFromUnixConn(c *net.UnixConn) (Peer, error) {
 	return peerFromConn(c)
 }
@@ -154,6 +160,12 @@ func peerFromConn(c syscall.Conn) (Peer, error) {
 		return Peer{}, fmt.Errorf("read peer credentials (SO_PEERCRED): %w", credErr)
 	}
 	p := Peer{PID: int(cred.Pid), UID: int(cred.Uid), GID: int(cred.Gid)}
+	if p.sock, err = sockInode(c); err != nil {
+		if pidfdErr == nil {
+			unix.Close(pidfd)
+		}
+		return Peer{}, fmt.Errorf("read peer credentials: %w", err)
+	}
 	if p.PID <= 0 {
 		if pidfdErr == nil {
 			unix.Close(pidfd)

@@ -226,6 +226,9 @@ func (s *Server) attest(ctx context.Context) (attest.Result, error) {
 			Details: map[string]string{"pid": fmt.Sprint(p.PID), "uid": fmt.Sprint(p.UID)}}); emitErr != nil {
 			s.c.Log.ErrorContext(ctx, "record attestation failure", "error", emitErr)
 		}
+		if errors.Is(err, attest.ErrSocketHandedOver) {
+			return attest.Result{}, status.Error(codes.PermissionDenied, "no identity issued: the socket is held by a process other than the one that connected; connect from the process that makes the call")
+		}
 		return attest.Result{}, status.Error(codes.PermissionDenied, "no identity issued: attestation failed")
 	}
 	return res, nil
