@@ -30,8 +30,8 @@ type Attestor interface {
 
 // Registry maps attested selectors to identities (registry.Registry).
 type Registry interface {
-	Match(attested []store.Selector) []store.Identity
-	List() []store.Identity
+	Match(attested []store.Selector) []store.Entry
+	List() []store.Entry
 }
 
 // Decider answers policy questions (policy.Engine).

@@ -486,7 +486,7 @@ func TestIdentifyProcess(t *testing.T) {
 	ctx := context.Background()
 	en := newEnv(t, nil)
 	uid := store.Selector{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}
-	if _, err := en.registry.Create(ctx, "test", store.Identity{Name: "me", SpiffeID: agent, Selectors: []store.Selector{uid}}); err != nil {
+	if _, err := en.registry.Create(ctx, "test", store.Entry{Name: "me", SpiffeID: agent, Selectors: []store.Selector{uid}}); err != nil {
 		t.Fatal(err)
 	}
 	conn := func() *Conn {
@@ -514,7 +514,7 @@ func TestIdentifyProcess(t *testing.T) {
 	}
 	// A second identity for the same process: the cached caller stays on
 	// the first connection; a new connection must pick.
-	if _, err := en.registry.Create(ctx, "test", store.Identity{Name: "me2", SpiffeID: agent + "2", Selectors: []store.Selector{uid}}); err != nil {
+	if _, err := en.registry.Create(ctx, "test", store.Entry{Name: "me2", SpiffeID: agent + "2", Selectors: []store.Selector{uid}}); err != nil {
 		t.Fatal(err)
 	}
 	if again, err := en.e.Identify(ctx, c1, &Presented{}, upTarget); err != nil || again != caller {

@@ -176,7 +176,7 @@ func (e *Enforcer) processCaller(ctx context.Context, conn *Conn) (*Caller, erro
 type ambiguous struct {
 	inst string
 	pid  int
-	ids  []store.Identity
+	ids  []store.Entry
 }
 
 func (a *ambiguous) Error() string {

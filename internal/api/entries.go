@@ -13,9 +13,9 @@ import (
 
 // Entries is the registry of identities (registration entries).
 type Entries interface {
-	List() []store.Identity
-	Get(name string) (store.Identity, bool)
-	Create(ctx context.Context, actor string, id store.Identity) (store.Identity, error)
+	List() []store.Entry
+	Get(name string) (store.Entry, bool)
+	Create(ctx context.Context, actor string, id store.Entry) (store.Entry, error)
 	Delete(ctx context.Context, actor, name string) error
 }
 
@@ -25,7 +25,7 @@ type Instances interface {
 }
 
 // EntryToAPI maps a stored identity to its wire form.
-func EntryToAPI(id store.Identity) apitypes.Entry {
+func EntryToAPI(id store.Entry) apitypes.Entry {
 	e := apitypes.Entry{Name: id.Name, SpiffeID: id.SpiffeID, Labels: id.Labels, Revision: id.Revision}
 	for _, s := range id.Selectors {
 		e.Selectors = append(e.Selectors, s.String())
@@ -44,8 +44,8 @@ func EntryToAPI(id store.Identity) apitypes.Entry {
 }
 
 // entryFromAPI converts a request; errors name the field.
-func entryFromAPI(e apitypes.Entry) (store.Identity, error) {
-	id := store.Identity{Name: e.Name, SpiffeID: e.SpiffeID, Labels: e.Labels}
+func entryFromAPI(e apitypes.Entry) (store.Entry, error) {
+	id := store.Entry{Name: e.Name, SpiffeID: e.SpiffeID, Labels: e.Labels}
 	for i, s := range e.Selectors {
 		typ, val, ok := strings.Cut(s, ":")
 		if !ok {
@@ -89,11 +89,11 @@ func (a *API) getEntry(w http.ResponseWriter, r *http.Request) {
 
 // findEntry looks an entry up by name, or by SPIFFE ID when exactly one
 // entry has it.
-func (a *API) findEntry(key string) (store.Identity, bool) {
+func (a *API) findEntry(key string) (store.Entry, bool) {
 	if id, ok := a.c.Entries.Get(key); ok {
 		return id, true
 	}
-	var found []store.Identity
+	var found []store.Entry
 	for _, id := range a.c.Entries.List() {
 		if id.SpiffeID == key {
 			found = append(found, id)
@@ -102,7 +102,7 @@ func (a *API) findEntry(key string) (store.Identity, bool) {
 	if len(found) == 1 {
 		return found[0], true
 	}
-	return store.Identity{}, false
+	return store.Entry{}, false
 }
 
 func (a *API) createEntry(w http.ResponseWriter, r *http.Request) {

@@ -39,7 +39,7 @@ var (
 		Task: "tsk_1", OnBehalfOf: "alice", Actor: "admin:admin", Target: "https://api.example.com/x", Action: "GET", Decision: "deny",
 		Policy: "p@1", Rule: "r", Reason: "no rule allows it", Credential: "github", Source: "127.0.0.1:5000", Node: "n1",
 		RequestID: "req_1", LatencyUS: 12, Details: map[string]string{"path": "/x"}}
-	fixIdentity = store.Identity{Name: "agent.a", SpiffeID: "spiffe://writ.local/agent/a", Selectors: []store.Selector{{Type: "unix", Value: "uid:1000"}},
+	fixIdentity = store.Entry{Name: "agent.a", SpiffeID: "spiffe://writ.local/agent/a", Selectors: []store.Selector{{Type: "unix", Value: "uid:1000"}},
 		X509TTL: 30 * time.Minute, JWTTTL: 5 * time.Minute, Labels: map[string]string{"team": "mail"}, Revision: 3, CreatedAt: t0, UpdatedAt: t1}
 	fixHash = tlog.Hash{1, 2, 3}
 )

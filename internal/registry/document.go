@@ -31,19 +31,19 @@ type IdentitySpec struct {
 
 // FromDocument decodes and validates an Identity document. Errors name the
 // file, line, column and field.
-func (r *Registry) FromDocument(d resource.Document) (store.Identity, error) {
+func (r *Registry) FromDocument(d resource.Document) (store.Entry, error) {
 	if d.Kind != resource.KindIdentity {
-		return store.Identity{}, d.Errorf(d.Find("kind"), "kind", "want Identity, got %s", d.Kind)
+		return store.Entry{}, d.Errorf(d.Find("kind"), "kind", "want Identity, got %s", d.Kind)
 	}
 	var spec IdentitySpec
 	if err := d.DecodeSpec(&spec); err != nil {
-		return store.Identity{}, err
+		return store.Entry{}, err
 	}
-	id := store.Identity{Name: d.Name, SpiffeID: spec.SpiffeID, X509TTL: spec.X509TTL, JWTTTL: spec.JWTTTL, Labels: d.Labels}
+	id := store.Entry{Name: d.Name, SpiffeID: spec.SpiffeID, X509TTL: spec.X509TTL, JWTTTL: spec.JWTTTL, Labels: d.Labels}
 	for i, s := range spec.Selectors {
 		typ, val, ok := strings.Cut(s, ":")
 		if !ok {
-			return store.Identity{}, d.Errorf(d.Find("spec", "selectors", fmt.Sprint(i)), fmt.Sprintf("spec.selectors[%d]", i),
+			return store.Entry{}, d.Errorf(d.Find("spec", "selectors", fmt.Sprint(i)), fmt.Sprintf("spec.selectors[%d]", i),
 				"%q is not a selector; write type:key:value, e.g. unix:uid:1000", s)
 		}
 		id.Selectors = append(id.Selectors, store.Selector{Type: typ, Value: val})
@@ -51,7 +51,7 @@ func (r *Registry) FromDocument(d resource.Document) (store.Identity, error) {
 	if err := r.Validate(&id); err != nil {
 		var fe *FieldError
 		if !errors.As(err, &fe) {
-			return store.Identity{}, err
+			return store.Entry{}, err
 		}
 		path := []string{"spec", fe.Field}
 		field := "spec." + fe.Field
@@ -64,7 +64,7 @@ func (r *Registry) FromDocument(d resource.Document) (store.Identity, error) {
 			base, _, _ := strings.Cut(fe.Field, "[")
 			path = []string{"spec", base, fmt.Sprint(fe.Index)}
 		}
-		return store.Identity{}, d.Errorf(d.Find(path...), field, "%s", fe.Msg)
+		return store.Entry{}, d.Errorf(d.Find(path...), field, "%s", fe.Msg)
 	}
 	return id, nil
 }

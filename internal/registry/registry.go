@@ -33,7 +33,7 @@ const MaxSelectors = 32
 // Config configures a Registry.
 type Config struct {
 	TrustDomain spiffeid.TrustDomain
-	Store       store.Identities
+	Store       store.Entries
 	Emitter     audit.Emitter
 	Log         *slog.Logger
 }
@@ -48,7 +48,7 @@ type Registry struct {
 }
 
 type snapshot struct {
-	all        []store.Identity
+	all        []store.Entry
 	bySelector map[string][]int // first selector -> indexes into all
 }
 
@@ -68,7 +68,7 @@ func New(ctx context.Context, c Config) (*Registry, error) {
 }
 
 func (r *Registry) reload(ctx context.Context) error {
-	all, err := r.c.Store.ListIdentities(ctx)
+	all, err := r.c.Store.ListEntries(ctx)
 	if err != nil {
 		return fmt.Errorf("load identities: %w", err)
 	}
@@ -104,7 +104,7 @@ func fieldErr(field string, index int, format string, args ...any) error {
 
 // Validate checks id and normalises it (sorted, de-duplicated selectors).
 // Errors name the field and say what to write instead.
-func (r *Registry) Validate(id *store.Identity) error {
+func (r *Registry) Validate(id *store.Entry) error {
 	if !resource.ValidName(id.Name) {
 		return fieldErr("name", -1, "%q: use 1-128 lower-case letters, digits, '.', '_' or '-', starting and ending with a letter or digit", id.Name)
 	}
@@ -148,28 +148,28 @@ func (r *Registry) Validate(id *store.Identity) error {
 }
 
 // Create validates and stores a new entry. actor names who asked.
-func (r *Registry) Create(ctx context.Context, actor string, id store.Identity) (store.Identity, error) {
+func (r *Registry) Create(ctx context.Context, actor string, id store.Entry) (store.Entry, error) {
 	if err := r.Validate(&id); err != nil {
-		return store.Identity{}, err
+		return store.Entry{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out, err := r.c.Store.CreateIdentity(ctx, id)
+	out, err := r.c.Store.CreateEntry(ctx, id)
 	if err != nil {
-		return store.Identity{}, err
+		return store.Entry{}, err
 	}
 	return out, r.changed(ctx, audit.EntryCreated, actor, out)
 }
 
 // Upsert validates and creates or replaces an entry; changed is false when
 // the stored entry was already identical.
-func (r *Registry) Upsert(ctx context.Context, actor string, id store.Identity) (out store.Identity, created, changed bool, err error) {
+func (r *Registry) Upsert(ctx context.Context, actor string, id store.Entry) (out store.Entry, created, changed bool, err error) {
 	if err := r.Validate(&id); err != nil {
-		return store.Identity{}, false, false, err
+		return store.Entry{}, false, false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out, changed, err = r.c.Store.UpsertIdentity(ctx, id)
+	out, changed, err = r.c.Store.UpsertEntry(ctx, id)
 	if err != nil || !changed {
 		return out, false, false, err
 	}
@@ -184,11 +184,11 @@ func (r *Registry) Upsert(ctx context.Context, actor string, id store.Identity) 
 func (r *Registry) Delete(ctx context.Context, actor, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old, err := r.c.Store.GetIdentity(ctx, name)
+	old, err := r.c.Store.GetEntry(ctx, name)
 	if err != nil {
 		return err
 	}
-	if err := r.c.Store.DeleteIdentity(ctx, name); err != nil {
+	if err := r.c.Store.DeleteEntry(ctx, name); err != nil {
 		return err
 	}
 	return r.changed(ctx, audit.EntryDeleted, actor, old)
@@ -196,7 +196,7 @@ func (r *Registry) Delete(ctx context.Context, actor, name string) error {
 
 // changed refreshes the snapshot, notifies watchers and records the event.
 // r.mu is held.
-func (r *Registry) changed(ctx context.Context, typ audit.Type, actor string, id store.Identity) error {
+func (r *Registry) changed(ctx context.Context, typ audit.Type, actor string, id store.Entry) error {
 	reloadErr := r.reload(ctx)
 	for ch := range r.watchers {
 		select {
@@ -219,23 +219,23 @@ func (r *Registry) changed(ctx context.Context, typ audit.Type, actor string, id
 }
 
 // Get returns one entry from the snapshot.
-func (r *Registry) Get(name string) (store.Identity, bool) {
+func (r *Registry) Get(name string) (store.Entry, bool) {
 	for _, id := range r.snap.Load().all {
 		if id.Name == name {
 			return id, true
 		}
 	}
-	return store.Identity{}, false
+	return store.Entry{}, false
 }
 
 // List returns every entry, ordered by name.
-func (r *Registry) List() []store.Identity {
+func (r *Registry) List() []store.Entry {
 	return slices.Clone(r.snap.Load().all)
 }
 
 // Match returns the entries whose selectors are all among attested, ordered
 // by name.
-func (r *Registry) Match(attested []store.Selector) []store.Identity {
+func (r *Registry) Match(attested []store.Selector) []store.Entry {
 	s := r.snap.Load()
 	have := make(map[string]struct{}, len(attested))
 	for _, a := range attested {
@@ -246,7 +246,7 @@ func (r *Registry) Match(attested []store.Selector) []store.Identity {
 		idx = append(idx, s.bySelector[k]...)
 	}
 	slices.Sort(idx)
-	var out []store.Identity
+	var out []store.Entry
 	for _, i := range idx {
 		id := s.all[i]
 		ok := true

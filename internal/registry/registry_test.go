@@ -47,24 +47,24 @@ func sel(ss ...string) []store.Selector {
 
 func TestValidate(t *testing.T) {
 	r, _, _ := newRegistry(t)
-	ok := store.Identity{Name: "a", SpiffeID: "spiffe://writ.local/agent/a", Selectors: sel("unix:uid:1000")}
+	ok := store.Entry{Name: "a", SpiffeID: "spiffe://writ.local/agent/a", Selectors: sel("unix:uid:1000")}
 	for _, tc := range []struct {
 		name string
-		mod  func(*store.Identity)
+		mod  func(*store.Entry)
 		want string // empty: valid
 	}{
-		{"valid", func(*store.Identity) {}, ""},
-		{"bad name", func(i *store.Identity) { i.Name = "A B" }, `name: "A B"`},
-		{"not a spiffe id", func(i *store.Identity) { i.SpiffeID = "https://x/y" }, "spiffe_id:"},
-		{"other trust domain", func(i *store.Identity) { i.SpiffeID = "spiffe://evil.org/a" }, `trust domain "evil.org" is not this server's`},
-		{"empty path", func(i *store.Identity) { i.SpiffeID = "spiffe://writ.local" }, "path is empty"},
-		{"no selectors", func(i *store.Identity) { i.Selectors = nil }, "selectors: at least one"},
-		{"unknown selector type", func(i *store.Identity) { i.Selectors = sel("k8s:ns:default") }, "selectors[0]:"},
-		{"bad uid", func(i *store.Identity) { i.Selectors = sel("unix:uid:root") }, "selectors[0]:"},
-		{"bad digest", func(i *store.Identity) { i.Selectors = sel("unix:uid:1", "unix:sha256:xyz") }, "selectors[1]:"},
-		{"short ttl", func(i *store.Identity) { i.X509TTL = time.Second }, "x509_ttl"},
-		{"negative jwt ttl", func(i *store.Identity) { i.JWTTTL = -time.Minute }, "jwt_ttl"},
-		{"bad label", func(i *store.Identity) { i.Labels = map[string]string{"a b": "c"} }, "labels:"},
+		{"valid", func(*store.Entry) {}, ""},
+		{"bad name", func(i *store.Entry) { i.Name = "A B" }, `name: "A B"`},
+		{"not a spiffe id", func(i *store.Entry) { i.SpiffeID = "https://x/y" }, "spiffe_id:"},
+		{"other trust domain", func(i *store.Entry) { i.SpiffeID = "spiffe://evil.org/a" }, `trust domain "evil.org" is not this server's`},
+		{"empty path", func(i *store.Entry) { i.SpiffeID = "spiffe://writ.local" }, "path is empty"},
+		{"no selectors", func(i *store.Entry) { i.Selectors = nil }, "selectors: at least one"},
+		{"unknown selector type", func(i *store.Entry) { i.Selectors = sel("k8s:ns:default") }, "selectors[0]:"},
+		{"bad uid", func(i *store.Entry) { i.Selectors = sel("unix:uid:root") }, "selectors[0]:"},
+		{"bad digest", func(i *store.Entry) { i.Selectors = sel("unix:uid:1", "unix:sha256:xyz") }, "selectors[1]:"},
+		{"short ttl", func(i *store.Entry) { i.X509TTL = time.Second }, "x509_ttl"},
+		{"negative jwt ttl", func(i *store.Entry) { i.JWTTTL = -time.Minute }, "jwt_ttl"},
+		{"bad label", func(i *store.Entry) { i.Labels = map[string]string{"a b": "c"} }, "labels:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := ok
@@ -86,7 +86,7 @@ func TestValidate(t *testing.T) {
 
 func TestValidateNormalises(t *testing.T) {
 	r, _, _ := newRegistry(t)
-	id := store.Identity{Name: "a", SpiffeID: "spiffe://writ.local/a", Selectors: sel("unix:uid:1", "unix:gid:2", "unix:uid:1")}
+	id := store.Entry{Name: "a", SpiffeID: "spiffe://writ.local/a", Selectors: sel("unix:uid:1", "unix:gid:2", "unix:uid:1")}
 	if err := r.Validate(&id); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestValidateNormalises(t *testing.T) {
 func TestMatch(t *testing.T) {
 	r, ev, _ := newRegistry(t)
 	ctx := context.Background()
-	for _, id := range []store.Identity{
+	for _, id := range []store.Entry{
 		{Name: "uid", SpiffeID: "spiffe://writ.local/uid", Selectors: sel("unix:uid:1000")},
 		{Name: "uid-and-exe", SpiffeID: "spiffe://writ.local/exe", Selectors: sel("unix:uid:1000", "unix:path:/usr/bin/python3")},
 		{Name: "other", SpiffeID: "spiffe://writ.local/other", Selectors: sel("unix:uid:2000")},
@@ -107,7 +107,7 @@ func TestMatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	names := func(ids []store.Identity) string {
+	names := func(ids []store.Entry) string {
 		var n []string
 		for _, i := range ids {
 			n = append(n, i.Name)
@@ -138,7 +138,7 @@ func TestWatchAndUpsert(t *testing.T) {
 	ctx := context.Background()
 	ch, stop := r.Watch()
 	defer stop()
-	id := store.Identity{Name: "w", SpiffeID: "spiffe://writ.local/w", Selectors: sel("unix:uid:1")}
+	id := store.Entry{Name: "w", SpiffeID: "spiffe://writ.local/w", Selectors: sel("unix:uid:1")}
 	if _, created, changed, err := r.Upsert(ctx, "a", id); err != nil || !created || !changed {
 		t.Fatalf("Upsert = %v %v %v", created, changed, err)
 	}
@@ -162,7 +162,7 @@ func TestWatchAndUpsert(t *testing.T) {
 	if len(r.Match(sel("unix:uid:1"))) != 0 {
 		t.Error("deleted entry still matches")
 	}
-	if _, err := db.GetIdentity(ctx, "w"); err == nil {
+	if _, err := db.GetEntry(ctx, "w"); err == nil {
 		t.Error("deleted entry still in the store")
 	}
 	if last := ev.got[len(ev.got)-1]; last.Type != audit.EntryDeleted || last.SpiffeID != "spiffe://writ.local/w" {
@@ -219,7 +219,7 @@ func FuzzValidate(f *testing.F) {
 	r := &Registry{c: Config{TrustDomain: td}}
 	f.Fuzz(func(t *testing.T, id, s string) {
 		typ, val, _ := strings.Cut(s, ":")
-		ident := store.Identity{Name: "x", SpiffeID: id, Selectors: []store.Selector{{Type: typ, Value: val}}}
+		ident := store.Entry{Name: "x", SpiffeID: id, Selectors: []store.Selector{{Type: typ, Value: val}}}
 		if err := r.Validate(&ident); err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error")

@@ -228,7 +228,7 @@ func (resources) CheckKind(k string) error {
 	return nil
 }
 
-func identityResource(id store.Identity) apitypes.Resource {
+func identityResource(id store.Entry) apitypes.Resource {
 	spec := registry.IdentitySpec{SpiffeID: id.SpiffeID, X509TTL: id.X509TTL, JWTTTL: id.JWTTTL}
 	for _, sel := range id.Selectors {
 		spec.Selectors = append(spec.Selectors, sel.String())

@@ -32,9 +32,10 @@ type Selector struct {
 // String returns the selector as "type:value".
 func (s Selector) String() string { return s.Type + ":" + s.Value }
 
-// Identity is a registration entry: the workloads whose attested selectors
-// include all of Selectors receive SpiffeID.
-type Identity struct {
+// Entry is a registration entry: the workloads whose attested selectors
+// include all of Selectors receive SpiffeID. Its declarative form is a
+// document of kind Identity (see docs/identity.md, "Which name is which").
+type Entry struct {
 	Name      string            `json:"name"`
 	SpiffeID  string            `json:"spiffe_id"`
 	Selectors []Selector        `json:"selectors"`
@@ -46,16 +47,16 @@ type Identity struct {
 	UpdatedAt time.Time         `json:"updated_at"`
 }
 
-// Identities stores registration entries, keyed by Name.
-type Identities interface {
-	// CreateIdentity stores a new entry; ErrExists if the name is taken.
-	CreateIdentity(ctx context.Context, id Identity) (Identity, error)
-	// UpsertIdentity creates or replaces the entry with id.Name, bumping
+// Entries stores registration entries, keyed by Name.
+type Entries interface {
+	// CreateEntry stores a new entry; ErrExists if the name is taken.
+	CreateEntry(ctx context.Context, e Entry) (Entry, error)
+	// UpsertEntry creates or replaces the entry with e.Name, bumping
 	// its revision. It reports whether anything changed.
-	UpsertIdentity(ctx context.Context, id Identity) (Identity, bool, error)
-	GetIdentity(ctx context.Context, name string) (Identity, error)
-	ListIdentities(ctx context.Context) ([]Identity, error)
-	DeleteIdentity(ctx context.Context, name string) error
+	UpsertEntry(ctx context.Context, e Entry) (Entry, bool, error)
+	GetEntry(ctx context.Context, name string) (Entry, error)
+	ListEntries(ctx context.Context) ([]Entry, error)
+	DeleteEntry(ctx context.Context, name string) error
 }
 
 // Key kinds.
@@ -164,7 +165,7 @@ type Resources interface {
 
 // Store is every aggregate of one backend.
 type Store interface {
-	Identities
+	Entries
 	Keys
 	Instances
 	AdminTokens

@@ -60,7 +60,7 @@ type Authority interface {
 
 // Registry maps attested selectors to identities and reports changes.
 type Registry interface {
-	Match(attested []store.Selector) []store.Identity
+	Match(attested []store.Selector) []store.Entry
 	Watch() (<-chan struct{}, func())
 }
 
@@ -236,9 +236,9 @@ func (s *Server) attest(ctx context.Context) (attest.Result, error) {
 
 // identities matches res to entries, dropping revoked ones. It records the
 // first successful attestation of each instance.
-func (s *Server) identities(ctx context.Context, res attest.Result) ([]store.Identity, error) {
+func (s *Server) identities(ctx context.Context, res attest.Result) ([]store.Entry, error) {
 	ids := s.c.Registry.Match(res.Selectors)
-	ids = slices.DeleteFunc(ids, func(id store.Identity) bool { return s.c.Revoked(res.Instance.ID, id.SpiffeID) })
+	ids = slices.DeleteFunc(ids, func(id store.Entry) bool { return s.c.Revoked(res.Instance.ID, id.SpiffeID) })
 	s.mu.Lock()
 	_, seen := s.seen[res.Instance.ID]
 	if !seen {
@@ -349,7 +349,7 @@ func x509State(r *workload.X509SVIDResponse) string {
 
 // x509Response builds the full X.509 state for an attested caller and
 // returns the time of the earliest renewal.
-func (s *Server) x509Response(ctx context.Context, res attest.Result, ids []store.Identity) (*workload.X509SVIDResponse, time.Time, error) {
+func (s *Server) x509Response(ctx context.Context, res attest.Result, ids []store.Entry) (*workload.X509SVIDResponse, time.Time, error) {
 	bundle := s.c.Authority.Bundle()
 	bundleDER := concatDER(bundle.X509Authorities())
 	resp := &workload.X509SVIDResponse{}
@@ -373,7 +373,7 @@ func (s *Server) x509Response(ctx context.Context, res attest.Result, ids []stor
 	return resp, next, nil
 }
 
-func (s *Server) x509SVID(ctx context.Context, res attest.Result, id store.Identity) (*x509Entry, error) {
+func (s *Server) x509SVID(ctx context.Context, res attest.Result, id store.Entry) (*x509Entry, error) {
 	now := s.c.Now()
 	key := fmt.Sprintf("%s|%s|%d", res.Instance.ID, id.Name, id.Revision)
 	s.mu.Lock()
@@ -518,7 +518,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 		if _, err := spiffeid.FromString(req.SpiffeId); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "spiffe_id %q is not a SPIFFE ID: %v", req.SpiffeId, err)
 		}
-		ids = slices.DeleteFunc(ids, func(id store.Identity) bool { return id.SpiffeID != req.SpiffeId })
+		ids = slices.DeleteFunc(ids, func(id store.Entry) bool { return id.SpiffeID != req.SpiffeId })
 		if len(ids) == 0 {
 			return nil, status.Errorf(codes.PermissionDenied, "no identity issued for %s", req.SpiffeId)
 		}
@@ -539,7 +539,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 	return resp, nil
 }
 
-func (s *Server) jwtSVID(ctx context.Context, res attest.Result, id store.Identity, aud []string) (string, error) {
+func (s *Server) jwtSVID(ctx context.Context, res attest.Result, id store.Entry, aud []string) (string, error) {
 	now := s.c.Now()
 	sorted := slices.Clone(aud)
 	slices.Sort(sorted)

@@ -30,7 +30,7 @@ func TestFilesArePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.CreateIdentity(ctx, store.Identity{Name: "a", SpiffeID: "spiffe://writ.local/a",
+	if _, err := db.CreateEntry(ctx, store.Entry{Name: "a", SpiffeID: "spiffe://writ.local/a",
 		Selectors: []store.Selector{{Type: "unix", Value: "uid:1"}}}); err != nil {
 		t.Fatal(err)
 	}

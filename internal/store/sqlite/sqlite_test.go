@@ -42,7 +42,7 @@ func TestSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateIdentity(ctx, store.Identity{Name: "a", SpiffeID: "spiffe://writ.local/a"}); err != nil {
+	if _, err := db.CreateEntry(ctx, store.Entry{Name: "a", SpiffeID: "spiffe://writ.local/a"}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -51,7 +51,7 @@ func TestSurvivesReopen(t *testing.T) {
 		t.Fatalf("reopen (migrations must be idempotent): %v", err)
 	}
 	defer db.Close()
-	if _, err := db.GetIdentity(ctx, "a"); err != nil {
+	if _, err := db.GetEntry(ctx, "a"); err != nil {
 		t.Fatalf("identity lost across reopen: %v", err)
 	}
 }
@@ -75,7 +75,7 @@ func TestOddPath(t *testing.T) {
 		t.Fatalf("open %q: %v", path, err)
 	}
 	defer db.Close()
-	if _, err := db.CreateIdentity(ctx, store.Identity{Name: "a", SpiffeID: "spiffe://writ.local/a"}); err != nil {
+	if _, err := db.CreateEntry(ctx, store.Entry{Name: "a", SpiffeID: "spiffe://writ.local/a"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); err != nil {

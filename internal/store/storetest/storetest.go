@@ -29,8 +29,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Resources", func(t *testing.T) { testResources(t, open(t)) })
 }
 
-func sampleIdentity(name string) store.Identity {
-	return store.Identity{
+func sampleIdentity(name string) store.Entry {
+	return store.Entry{
 		Name:      name,
 		SpiffeID:  "spiffe://writ.local/agent/" + name,
 		Selectors: []store.Selector{{Type: "unix", Value: "uid:1000"}, {Type: "unix", Value: "path:/usr/bin/python3"}},
@@ -43,44 +43,44 @@ func sampleIdentity(name string) store.Identity {
 func testIdentities(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	in := sampleIdentity("drafter")
-	got, err := s.CreateIdentity(ctx, in)
+	got, err := s.CreateEntry(ctx, in)
 	if err != nil {
-		t.Fatalf("CreateIdentity: %v", err)
+		t.Fatalf("CreateEntry: %v", err)
 	}
 	if got.Revision != 1 || got.CreatedAt.IsZero() {
 		t.Errorf("created identity: revision %d created %v, want 1 and a time", got.Revision, got.CreatedAt)
 	}
-	if _, err := s.CreateIdentity(ctx, in); !errors.Is(err, store.ErrExists) {
-		t.Errorf("second CreateIdentity: err %v, want ErrExists", err)
+	if _, err := s.CreateEntry(ctx, in); !errors.Is(err, store.ErrExists) {
+		t.Errorf("second CreateEntry: err %v, want ErrExists", err)
 	}
-	back, err := s.GetIdentity(ctx, "drafter")
+	back, err := s.GetEntry(ctx, "drafter")
 	if err != nil {
-		t.Fatalf("GetIdentity: %v", err)
+		t.Fatalf("GetEntry: %v", err)
 	}
 	if back.SpiffeID != in.SpiffeID || len(back.Selectors) != 2 || back.Selectors[1] != in.Selectors[1] ||
 		back.X509TTL != in.X509TTL || back.JWTTTL != in.JWTTTL || back.Labels["team"] != "mail" {
-		t.Errorf("GetIdentity = %+v, want fields of %+v", back, in)
+		t.Errorf("GetEntry = %+v, want fields of %+v", back, in)
 	}
-	if _, err := s.GetIdentity(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetIdentity(missing): err %v, want ErrNotFound", err)
+	if _, err := s.GetEntry(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetEntry(missing): err %v, want ErrNotFound", err)
 	}
-	if _, err := s.CreateIdentity(ctx, sampleIdentity("alpha")); err != nil {
+	if _, err := s.CreateEntry(ctx, sampleIdentity("alpha")); err != nil {
 		t.Fatal(err)
 	}
-	list, err := s.ListIdentities(ctx)
+	list, err := s.ListEntries(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 2 || list[0].Name != "alpha" || list[1].Name != "drafter" {
-		t.Errorf("ListIdentities = %v, want alpha, drafter in order", names(list))
+		t.Errorf("ListEntries = %v, want alpha, drafter in order", names(list))
 	}
-	if err := s.DeleteIdentity(ctx, "drafter"); err != nil {
-		t.Fatalf("DeleteIdentity: %v", err)
+	if err := s.DeleteEntry(ctx, "drafter"); err != nil {
+		t.Fatalf("DeleteEntry: %v", err)
 	}
-	if err := s.DeleteIdentity(ctx, "drafter"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("second DeleteIdentity: err %v, want ErrNotFound", err)
+	if err := s.DeleteEntry(ctx, "drafter"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second DeleteEntry: err %v, want ErrNotFound", err)
 	}
-	if list, _ := s.ListIdentities(ctx); len(list) != 1 {
+	if list, _ := s.ListEntries(ctx); len(list) != 1 {
 		t.Errorf("after delete, %d identities, want 1", len(list))
 	}
 }
@@ -88,20 +88,20 @@ func testIdentities(t *testing.T, s store.Store) {
 func testIdentityUpsert(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	in := sampleIdentity("u")
-	got, changed, err := s.UpsertIdentity(ctx, in)
+	got, changed, err := s.UpsertEntry(ctx, in)
 	if err != nil || !changed || got.Revision != 1 {
 		t.Fatalf("first upsert = rev %d changed %v err %v, want 1 true nil", got.Revision, changed, err)
 	}
-	got, changed, err = s.UpsertIdentity(ctx, in)
+	got, changed, err = s.UpsertEntry(ctx, in)
 	if err != nil || changed || got.Revision != 1 {
 		t.Fatalf("same upsert = rev %d changed %v err %v, want 1 false nil", got.Revision, changed, err)
 	}
 	in.Selectors = in.Selectors[:1]
-	got, changed, err = s.UpsertIdentity(ctx, in)
+	got, changed, err = s.UpsertEntry(ctx, in)
 	if err != nil || !changed || got.Revision != 2 {
 		t.Fatalf("changed upsert = rev %d changed %v err %v, want 2 true nil", got.Revision, changed, err)
 	}
-	back, _ := s.GetIdentity(ctx, "u")
+	back, _ := s.GetEntry(ctx, "u")
 	if len(back.Selectors) != 1 || back.Revision != 2 {
 		t.Errorf("after upsert: %+v", back)
 	}
@@ -270,7 +270,7 @@ func testResources(t *testing.T, s store.Store) {
 	}
 }
 
-func names(ids []store.Identity) []string {
+func names(ids []store.Entry) []string {
 	var out []string
 	for _, id := range ids {
 		out = append(out, id.Name)
