@@ -162,20 +162,31 @@ func Empty() *Snapshot {
 // name; a missing name means unversioned (offline use). The error joins
 // every problem found, each naming file, line, column and field.
 func Compile(docs []resource.Document, versions map[string]int64) (*Snapshot, error) {
+	srcs := make([]Input, 0, len(docs))
+	for _, d := range docs {
+		if d.Kind == resource.KindAccessPolicy {
+			srcs = append(srcs, FromDocument(d, versions[d.Name]))
+		}
+	}
+	return CompileAll(srcs)
+}
+
+// CompileAll compiles policies from files and from the store together
+// into one snapshot, each exactly once. Policy names must be unique. The
+// error joins every problem found: a file's name FILE:LINE:COLUMN and the
+// field, a stored spec's name@version and the field.
+func CompileAll(srcs []Input) (*Snapshot, error) {
 	s := &Snapshot{}
 	var errs []error
-	seen := map[string]resource.Document{}
-	for _, d := range docs {
-		if d.Kind != resource.KindAccessPolicy {
+	seen := map[string]Input{}
+	for _, src := range srcs {
+		name := src.Name()
+		if prev, dup := seen[name]; dup {
+			errs = append(errs, src.duplicate(prev))
 			continue
 		}
-		if prev, dup := seen[d.Name]; dup {
-			errs = append(errs, d.Errorf(d.Find("metadata", "name"), "metadata.name",
-				"policy %q is also defined at %s:%d; policy names must be unique", d.Name, prev.File, prev.Line))
-			continue
-		}
-		seen[d.Name] = d
-		p, warns, err := compileDocument(d, versions[d.Name])
+		seen[name] = src
+		p, warns, err := src.compile()
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -202,8 +213,8 @@ func Compile(docs []resource.Document, versions map[string]int64) (*Snapshot, er
 }
 
 // ValidateDocument checks one AccessPolicy document completely (schema,
-// patterns, CEL conditions, labels) as `writ apply` must before storing
-// it. Warnings are not errors; see [CheckDocument].
+// patterns, CEL conditions, labels). Warnings are not errors; see
+// [CheckDocument].
 func ValidateDocument(d resource.Document) error {
 	_, err := CheckDocument(d)
 	return err
@@ -214,7 +225,7 @@ func CheckDocument(d resource.Document) ([]Warning, error) {
 	if d.Kind != resource.KindAccessPolicy {
 		return nil, d.Errorf(d.Find("kind"), "kind", "%q is not an AccessPolicy", d.Kind)
 	}
-	_, warns, err := compileDocument(d, 0)
+	_, warns, err := FromDocument(d, 0).compile()
 	return warns, err
 }
 
@@ -228,9 +239,13 @@ func DecodeSpec(d resource.Document) (*Spec, error) {
 	return &spec, nil
 }
 
-// compiler holds the state of compiling one document.
+// compiler holds the state of compiling one policy.
 type compiler struct {
-	d       resource.Document
+	// doc is the document compiled, for positions; nil for a stored spec.
+	doc *resource.Document
+	// file begins every message: the file name of a document, name@version
+	// of a stored spec.
+	file    string
 	errs    []error
 	warns   []Warning
 	labels  map[string]bool
@@ -243,13 +258,14 @@ type bucketDef struct {
 	per   string
 }
 
-func compileDocument(d resource.Document, version int64) (*cpolicy, []Warning, error) {
-	spec, err := DecodeSpec(d)
-	if err != nil {
-		return nil, nil, err
-	}
-	c := &compiler{d: d, labels: map[string]bool{}, buckets: map[string]bucketDef{}}
-	p := c.policy(spec, version)
+func docCompiler(d *resource.Document) *compiler {
+	return &compiler{doc: d, file: d.File, labels: map[string]bool{}, buckets: map[string]bucketDef{}}
+}
+
+// compileSpec compiles the spec of policy name (at line of file, for a
+// document) under version.
+func (c *compiler) compileSpec(spec *Spec, name string, version int64, line int) (*cpolicy, []Warning, error) {
+	p := c.policy(spec, name, version, line)
 	if len(c.errs) > 0 {
 		return nil, nil, errors.Join(c.errs...)
 	}
@@ -258,25 +274,36 @@ func compileDocument(d resource.Document, version int64) (*cpolicy, []Warning, e
 }
 
 // at returns the YAML node at path (strings and ints below the document
-// root), or the nearest ancestor that exists, and the dotted field name.
+// root), or the nearest ancestor that exists (nil for a stored spec), and
+// the dotted field name.
 func (c *compiler) at(path []any) (*yaml.Node, string) {
-	keys := make([]string, len(path))
+	var keys []string
+	if c.doc != nil {
+		keys = make([]string, len(path))
+	}
 	var field strings.Builder
 	for i, p := range path {
 		switch v := p.(type) {
 		case int:
-			keys[i] = strconv.Itoa(v)
+			if keys != nil {
+				keys[i] = strconv.Itoa(v)
+			}
 			fmt.Fprintf(&field, "[%d]", v)
 		case string:
-			keys[i] = v
+			if keys != nil {
+				keys[i] = v
+			}
 			if i > 0 {
 				field.WriteByte('.')
 			}
 			field.WriteString(v)
 		}
 	}
+	if c.doc == nil {
+		return nil, field.String()
+	}
 	for n := len(keys); n >= 0; n-- {
-		if node := c.d.Find(keys[:n]...); node != nil {
+		if node := c.doc.Find(keys[:n]...); node != nil {
 			return node, field.String()
 		}
 	}
@@ -288,12 +315,12 @@ func (c *compiler) errorf(path []any, format string, args ...any) {
 		return
 	}
 	node, field := c.at(path)
-	c.errs = append(c.errs, c.d.Errorf(node, field, format, args...))
+	c.errs = append(c.errs, strictyaml.At(c.file, node, field, format, args...))
 }
 
 func (c *compiler) warnf(path []any, format string, args ...any) {
 	node, field := c.at(path)
-	w := Warning{File: c.d.File, Field: field, Msg: fmt.Sprintf(format, args...)}
+	w := Warning{File: c.file, Field: field, Msg: fmt.Sprintf(format, args...)}
 	if node != nil {
 		w.Line, w.Column = node.Line, node.Column
 	}
@@ -302,11 +329,8 @@ func (c *compiler) warnf(path []any, format string, args ...any) {
 
 func p(parts ...any) []any { return parts }
 
-func (c *compiler) policy(spec *Spec, version int64) *cpolicy {
-	pol := &cpolicy{name: c.d.Name, version: version, ref: c.d.Name, file: c.d.File, line: c.d.Line}
-	if version > 0 {
-		pol.ref = c.d.Name + "@" + strconv.FormatInt(version, 10)
-	}
+func (c *compiler) policy(spec *Spec, name string, version int64, line int) *cpolicy {
+	pol := &cpolicy{name: name, version: version, ref: policyRef(name, version), file: c.file, line: line}
 	for _, l := range BuiltinLabels {
 		c.labels[l] = true
 	}
@@ -696,7 +720,7 @@ func (c *compiler) celError(path []any, src string, err error) {
 		}
 	}
 	if len(c.errs) < maxErrors {
-		c.errs = append(c.errs, &strictyaml.Error{File: c.d.File, Line: line, Column: col, Field: field,
+		c.errs = append(c.errs, &strictyaml.Error{File: c.file, Line: line, Column: col, Field: field,
 			Msg: "condition does not compile: " + msg})
 	}
 }

@@ -65,7 +65,10 @@ func (s *Snapshot) explain(req *Request, now time.Time) *Explanation {
 	}
 	var agentCands, userCands []*crule
 	for _, p := range s.policies {
-		pt := PolicyTrace{Policy: p.ref, Source: fmt.Sprintf("%s:%d", p.file, p.line), AppliesTo: []string{}}
+		pt := PolicyTrace{Policy: p.ref, Source: p.file, AppliesTo: []string{}}
+		if p.line > 0 {
+			pt.Source = fmt.Sprintf("%s:%d", p.file, p.line)
+		}
 		var agentVia, userVia string
 		for _, sp := range p.subjects {
 			switch {

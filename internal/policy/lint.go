@@ -33,7 +33,11 @@ func (c *compiler) lint(pol *cpolicy) {
 				continue
 			}
 			if coveredBy(r, d) {
-				c.warnf(ruleAt(r), "rule %q can never apply: deny rule %q (line %d) matches every call it covers, and deny wins", r.name, d.name, d.line)
+				at := fmt.Sprintf("spec.rules[%d]", idx[d])
+				if d.line > 0 {
+					at = fmt.Sprintf("line %d", d.line)
+				}
+				c.warnf(ruleAt(r), "rule %q can never apply: deny rule %q (%s) matches every call it covers, and deny wins", r.name, d.name, at)
 				break
 			}
 		}

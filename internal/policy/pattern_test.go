@@ -214,12 +214,12 @@ func FuzzCompile(f *testing.F) {
 				continue
 			}
 			// What validates must round-trip through the stored form.
-			b, err := StoredSpec(d)
+			b, err := EncodeSpec(d)
 			if err != nil {
-				t.Fatalf("StoredSpec after ValidateDocument: %v", err)
+				t.Fatalf("EncodeSpec after ValidateDocument: %v", err)
 			}
-			if _, err := StoredDocument(d.Name, 1, b); err != nil {
-				t.Fatalf("stored spec does not load: %v\n%s", err, b)
+			if _, err := CompileStored([]Stored{{Name: d.Name, Version: 1, Spec: b}}); err != nil {
+				t.Fatalf("stored spec does not compile: %v\n%s", err, b)
 			}
 		}
 		snap, err := Compile(docs, nil)

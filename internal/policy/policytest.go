@@ -84,7 +84,7 @@ func decodeTest(d resource.Document) (*testDoc, error) {
 	if err := d.DecodeSpec(&spec); err != nil {
 		return nil, err
 	}
-	c := &compiler{d: d}
+	c := docCompiler(&d)
 	if len(spec.Cases) == 0 {
 		c.errorf(p("spec", "cases"), "missing; a PolicyTest needs at least one case")
 	}
@@ -174,7 +174,7 @@ func RunTests(docs []resource.Document, now time.Time) ([]TestResult, error) {
 			for i, name := range td.spec.Policies {
 				pd, ok := policies[name]
 				if !ok {
-					c := &compiler{d: td.d}
+					c := docCompiler(&td.d)
 					c.errorf(p("spec", "policies", i), "no AccessPolicy named %q was loaded; pass its file too", name)
 					return nil, c.errs[0]
 				}

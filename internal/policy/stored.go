@@ -5,17 +5,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/writ-dev/writ/internal/resource"
-	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/strictyaml"
 )
 
-// StoredSpec validates an AccessPolicy document completely and returns its
-// spec as the JSON the server stores in [store.Resource.Spec].
-func StoredSpec(d resource.Document) ([]byte, error) {
-	if err := ValidateDocument(d); err != nil {
-		return nil, err
+// Stored is an AccessPolicy as a server keeps it: its name, the version
+// the store gave it, and its spec as the JSON [EncodeSpec] returned.
+type Stored struct {
+	Name    string
+	Version int64
+	Spec    []byte
+}
+
+// EncodeSpec decodes an AccessPolicy document's spec strictly (unknown
+// fields and wrong types are errors at FILE:LINE:COLUMN) and returns it as
+// the JSON a server stores. It does not check what the spec means: that is
+// [CompileAll]' job, which the server runs once over the whole set a
+// change would produce.
+func EncodeSpec(d resource.Document) ([]byte, error) {
+	if d.Kind != resource.KindAccessPolicy {
+		return nil, d.Errorf(d.Find("kind"), "kind", "%q is not an AccessPolicy", d.Kind)
 	}
 	spec, err := DecodeSpec(d)
 	if err != nil {
@@ -28,50 +40,101 @@ func StoredSpec(d resource.Document) ([]byte, error) {
 	return b, nil
 }
 
-// StoredDocument rebuilds an AccessPolicy document from a stored spec, so
-// that it compiles exactly like the file it came from. Error positions then
-// refer to line 4 of a synthetic document named "AccessPolicy/NAME@VERSION".
-func StoredDocument(name string, version int64, spec []byte) (resource.Document, error) {
-	if !resource.ValidName(name) {
-		return resource.Document{}, fmt.Errorf("load stored policy %q: not a valid resource name", name)
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, spec); err != nil {
-		return resource.Document{}, fmt.Errorf("load stored policy %s: spec is not JSON: %w", name, err)
-	}
-	src := "apiVersion: " + resource.APIVersion + "\nkind: " + resource.KindAccessPolicy +
-		"\nmetadata: {name: " + name + "}\nspec: " + compact.String() + "\n"
-	file := resource.KindAccessPolicy + "/" + name + "@" + strconv.FormatInt(version, 10)
-	docs, err := resource.Parse(file, []byte(src))
-	if err != nil {
-		return resource.Document{}, err
-	}
-	if len(docs) != 1 {
-		return resource.Document{}, fmt.Errorf("load stored policy %s: got %d documents", name, len(docs))
-	}
-	return docs[0], nil
+// An Input is one AccessPolicy to compile: a document from a file
+// ([FromDocument]) or a stored spec ([FromStored]).
+type Input struct {
+	doc     *resource.Document
+	stored  *Stored
+	version int64
 }
 
-// CompileStored compiles the stored AccessPolicy resources (other kinds
-// are skipped), each under its stored version.
-func CompileStored(rs []store.Resource) (*Snapshot, error) {
-	var docs []resource.Document
-	versions := map[string]int64{}
-	var errs []error
-	for _, r := range rs {
-		if r.Kind != resource.KindAccessPolicy {
-			continue
-		}
-		d, err := StoredDocument(r.Name, r.Version, r.Spec)
+// FromDocument is the policy in d, compiled under version (0: unversioned,
+// as offline). Its errors name FILE:LINE:COLUMN and the field.
+func FromDocument(d resource.Document, version int64) Input {
+	return Input{doc: &d, version: version}
+}
+
+// FromStored is a stored policy. Its errors name name@version and the
+// field, such as "email-drafter@3: spec.rules[2].when: ...".
+func FromStored(s Stored) Input {
+	return Input{stored: &s, version: s.Version}
+}
+
+// Name returns the policy's name.
+func (s Input) Name() string {
+	if s.doc != nil {
+		return s.doc.Name
+	}
+	return s.stored.Name
+}
+
+// Version returns the version the policy compiles under.
+func (s Input) Version() int64 { return s.version }
+
+// where says where the policy comes from, for messages.
+func (s Input) where() string {
+	if s.doc != nil {
+		return fmt.Sprintf("%s:%d", s.doc.File, s.doc.Line)
+	}
+	return "the store as " + policyRef(s.stored.Name, s.stored.Version)
+}
+
+func (s Input) duplicate(prev Input) error {
+	msg := fmt.Sprintf("policy %q is also defined at %s; policy names must be unique", s.Name(), prev.where())
+	if s.doc != nil {
+		return s.doc.Errorf(s.doc.Find("metadata", "name"), "metadata.name", "%s", msg)
+	}
+	return &strictyaml.Error{File: policyRef(s.stored.Name, s.stored.Version), Field: "metadata.name", Msg: msg}
+}
+
+func (s Input) compile() (*cpolicy, []Warning, error) {
+	if s.doc != nil {
+		spec, err := DecodeSpec(*s.doc)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return nil, nil, err
 		}
-		docs = append(docs, d)
-		versions[r.Name] = r.Version
+		return docCompiler(s.doc).compileSpec(spec, s.doc.Name, s.version, s.doc.Line)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	ref := policyRef(s.stored.Name, s.stored.Version)
+	if !resource.ValidName(s.stored.Name) {
+		return nil, nil, &strictyaml.Error{File: ref, Field: "metadata.name", Msg: "not a valid resource name"}
 	}
-	return Compile(docs, versions)
+	spec, err := decodeStoredSpec(s.stored.Spec)
+	if err != nil {
+		return nil, nil, &strictyaml.Error{File: ref, Field: "spec", Msg: "stored spec does not decode: " + err.Error()}
+	}
+	c := &compiler{file: ref, labels: map[string]bool{}, buckets: map[string]bucketDef{}}
+	return c.compileSpec(spec, s.stored.Name, s.stored.Version, 0)
+}
+
+// decodeStoredSpec decodes a stored spec as strictly as a document's:
+// unknown fields are errors, and so is anything after the object.
+func decodeStoredSpec(b []byte) (*Spec, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var spec Spec
+	if err := dec.Decode(&spec); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one JSON value")
+	}
+	return &spec, nil
+}
+
+// CompileStored compiles stored policies, each under its stored version.
+func CompileStored(ps []Stored) (*Snapshot, error) {
+	srcs := make([]Input, len(ps))
+	for i, p := range ps {
+		srcs[i] = FromStored(p)
+	}
+	return CompileAll(srcs)
+}
+
+// policyRef is "name@version", or name when unversioned.
+func policyRef(name string, version int64) string {
+	if version <= 0 {
+		return name
+	}
+	return name + "@" + strconv.FormatInt(version, 10)
 }

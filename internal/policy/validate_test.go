@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/resource"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // TestValidationErrors checks that every mistake is reported at its file,
@@ -206,7 +205,7 @@ func TestSpecJSONRoundTripAndStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stored []store.Resource
+	var stored []Stored
 	for i, d := range docs {
 		if d.Kind != resource.KindAccessPolicy {
 			continue
@@ -215,7 +214,7 @@ func TestSpecJSONRoundTripAndStored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := StoredSpec(d)
+		b, err := EncodeSpec(d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +225,7 @@ func TestSpecJSONRoundTripAndStored(t *testing.T) {
 		if !reflect.DeepEqual(*spec, back) {
 			t.Fatalf("%s does not round-trip through JSON:\n%+v\n%+v", d.Ref(), *spec, back)
 		}
-		stored = append(stored, store.Resource{Kind: d.Kind, Name: d.Name, Version: int64(i + 3), Spec: b})
+		stored = append(stored, Stored{Name: d.Name, Version: int64(i + 3), Spec: b})
 	}
 	fromFiles, err := Compile(docs, nil)
 	if err != nil {
@@ -261,13 +260,58 @@ func TestSpecJSONRoundTripAndStored(t *testing.T) {
 		_ = results[i]
 	}
 
-	// A stored spec that no longer compiles reports a position in it.
-	bad := []store.Resource{{Kind: resource.KindAccessPolicy, Name: "bad", Version: 7, Spec: []byte(`{"subjects":["user:a"],"rules":[{"name":"r","effect":"allow","targets":[{"task":{}}],"when":"nope"}]}`)}}
-	if _, err := CompileStored(bad); err == nil || !strings.Contains(err.Error(), "AccessPolicy/bad@7:4:") || !strings.Contains(err.Error(), "spec.rules[0].when") {
-		t.Fatalf("stored error = %v", err)
+	// A stored spec that no longer compiles names the policy, its version
+	// and the field; nothing points into a document nobody wrote.
+	for _, tc := range []struct {
+		name, spec, want string
+	}{
+		{"when", `{"subjects":["user:a"],"rules":[{"name":"r","effect":"allow","targets":[{"task":{}}],"when":"nope"}]}`,
+			"bad@7: spec.rules[0].when: condition does not compile: "},
+		{"effect", `{"subjects":["user:a"],"rules":[{"name":"r","effect":"allow","targets":[{"task":{}}]},{"name":"s","effect":"maybe","targets":[{"task":{}}]}]}`,
+			`bad@7: spec.rules[1].effect: "maybe" is not an effect`},
+		{"broken JSON", `{`, "bad@7: spec: stored spec does not decode: "},
+		{"unknown field", `{"subjects":["user:a"],"rulez":[]}`, `bad@7: spec: stored spec does not decode: json: unknown field "rulez"`},
+		{"trailing value", `{"subjects":["user:a"]} {}`, "bad@7: spec: stored spec does not decode: more than one JSON value"},
+		{"wrong type", `{"subjects":["user:a"],"rules":[{"name":"r","budget":"lots"}]}`, "bad@7: spec: stored spec does not decode: json: cannot unmarshal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := CompileStored([]Stored{{Name: "bad", Version: 7, Spec: []byte(tc.spec)}})
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("error = %v\nwant prefix %q", err, tc.want)
+			}
+		})
 	}
-	if _, err := CompileStored([]store.Resource{{Kind: resource.KindAccessPolicy, Name: "x", Spec: []byte("{")}}); err == nil {
-		t.Fatal("broken JSON accepted")
+	if _, err := CompileStored([]Stored{{Name: "Not valid", Spec: []byte(`{}`)}}); err == nil {
+		t.Fatal("invalid stored name accepted")
+	}
+	two := []Stored{{Name: "a", Version: 1, Spec: []byte(`{"subjects":["user:a"]}`)}, {Name: "a", Version: 2, Spec: []byte(`{"subjects":["user:a"]}`)}}
+	if _, err := CompileStored(two); err == nil || !strings.Contains(err.Error(), "a@2: metadata.name: policy \"a\" is also defined at the store as a@1") {
+		t.Fatalf("duplicate stored names: %v", err)
+	}
+}
+
+// TestCompileAllMixesSources checks that documents and stored specs compile
+// together: each error keeps its own kind of position, and a document and a
+// stored spec may not share a name.
+func TestCompileAllMixesSources(t *testing.T) {
+	docs, err := resource.Parse("new.yaml", []byte(policyDoc("p", "subjects: [user:a]\nrules:\n  - {name: r, effect: allow, targets: [{task: {}}], when: 'nope'}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := Stored{Name: "q", Version: 3, Spec: []byte(`{"subjects":["user:a"],"rules":[{"name":"r","effect":"nah","targets":[{"task":{}}]}]}`)}
+	_, err = CompileAll([]Input{FromDocument(docs[0], 2), FromStored(old)})
+	if err == nil {
+		t.Fatal("compiled")
+	}
+	for _, want := range []string{"new.yaml:7:", "spec.rules[0].when: condition does not compile", "q@3: spec.rules[0].effect: \"nah\""} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	same := Stored{Name: "p", Version: 1, Spec: []byte(`{"subjects":["user:a"]}`)}
+	_, err = CompileAll([]Input{FromStored(same), FromDocument(docs[0], 2)})
+	if err == nil || !strings.Contains(err.Error(), `new.yaml:3:`) || !strings.Contains(err.Error(), "also defined at the store as p@1") {
+		t.Fatalf("duplicate across sources: %v", err)
 	}
 }
 

@@ -27,6 +27,10 @@ type kind struct {
 	// checkSet validates the documents of this kind being applied together
 	// with the stored ones they join, before anything is stored.
 	checkSet func(ctx context.Context, docs []resource.Document) error
+	// stage is checkSet for kinds that compile the set they check: it
+	// returns the function that installs exactly what it compiled once the
+	// documents are stored (run instead of changed).
+	stage func(ctx context.Context, docs []resource.Document) (install func(ctx context.Context) error, err error)
 	// changed runs after documents of this kind were stored or deleted.
 	changed func(ctx context.Context) error
 }
@@ -40,9 +44,9 @@ func (s *Server) kinds() map[string]kind {
 		// serves them is internal/mcp.
 		resource.KindMCPServer: {prepare: s.prepareStored(mcp.StoredSpec)},
 		resource.KindAccessPolicy: {
-			prepare:  s.prepareStored(policy.StoredSpec),
-			checkSet: s.checkPolicySet,
-			changed:  s.reloadPolicy,
+			prepare: s.prepareStored(policy.EncodeSpec),
+			stage:   s.stagePolicySet,
+			changed: s.reloadPolicy,
 		},
 	}
 }
@@ -113,9 +117,10 @@ func (s *Server) Apply(ctx context.Context, actor string, req apitypes.ApplyRequ
 		apply func(context.Context, string) (apitypes.ApplyResult, error)
 	}
 	var (
-		steps []step
-		errs  []string
-		seen  = map[string]string{}
+		steps  []step
+		errs   []string
+		seen   = map[string]string{}
+		failed = map[string]bool{} // kinds with a document that did not prepare
 	)
 	for _, f := range req.Files {
 		docs, err := resource.Parse(f.Name, []byte(f.Content))
@@ -137,22 +142,34 @@ func (s *Server) Apply(ctx context.Context, actor string, req apitypes.ApplyRequ
 			fn, err := k.prepare(ctx, d)
 			if err != nil {
 				errs = append(errs, err.Error())
+				failed[d.Kind] = true
 				continue
 			}
 			steps = append(steps, step{doc: d, apply: fn})
 		}
 	}
-	if len(errs) == 0 {
-		byKind := map[string][]resource.Document{}
-		for _, st := range steps {
-			byKind[st.doc.Kind] = append(byKind[st.doc.Kind], st.doc)
+	// The set checks run for every kind whose documents all prepared, so
+	// that one apply reports the problems of every kind at once.
+	installs := map[string]func(context.Context) error{}
+	byKind := map[string][]resource.Document{}
+	for _, st := range steps {
+		byKind[st.doc.Kind] = append(byKind[st.doc.Kind], st.doc)
+	}
+	for k, docs := range byKind {
+		if failed[k] {
+			continue
 		}
-		for k, docs := range byKind {
-			if fn := kinds[k].checkSet; fn != nil {
-				if err := fn(ctx, docs); err != nil {
-					errs = append(errs, err.Error())
-				}
+		if fn := kinds[k].checkSet; fn != nil {
+			if err := fn(ctx, docs); err != nil {
+				errs = append(errs, err.Error())
 			}
+		}
+		if fn := kinds[k].stage; fn != nil {
+			install, err := fn(ctx, docs)
+			if err != nil {
+				errs = append(errs, err.Error())
+			}
+			installs[k] = install
 		}
 	}
 	if len(errs) > 0 {
@@ -176,13 +193,17 @@ func (s *Server) Apply(ctx context.Context, actor string, req apitypes.ApplyRequ
 		}
 		resp.Results = append(resp.Results, res)
 	}
-	return resp, s.kindsChanged(ctx, kinds, touched)
+	return resp, s.kindsChanged(ctx, kinds, touched, installs)
 }
 
-func (s *Server) kindsChanged(ctx context.Context, kinds map[string]kind, touched map[string]bool) error {
+// kindsChanged runs, for each touched kind, what its stage returned to
+// install, or else its changed function.
+func (s *Server) kindsChanged(ctx context.Context, kinds map[string]kind, touched map[string]bool, installs map[string]func(context.Context) error) error {
 	var errs []error
 	for k := range touched {
-		if fn := kinds[k].changed; fn != nil {
+		if fn := installs[k]; fn != nil {
+			errs = append(errs, fn(ctx))
+		} else if fn := kinds[k].changed; fn != nil {
 			errs = append(errs, fn(ctx))
 		}
 	}
@@ -285,5 +306,5 @@ func (rs resources) DeleteResource(ctx context.Context, actor, k, name string) e
 	if err := s.emit.Emit(ctx, audit.Event{Type: audit.ResourceDeleted, Actor: actor, Target: k + "/" + name}); err != nil {
 		return err
 	}
-	return s.kindsChanged(ctx, s.kinds(), map[string]bool{k: true})
+	return s.kindsChanged(ctx, s.kinds(), map[string]bool{k: true}, nil)
 }

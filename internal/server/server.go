@@ -61,6 +61,7 @@ type Server struct {
 	attestor  *attest.Attestor
 	registry  *registry.Registry
 	policy    *policy.Engine
+	policyMu  sync.Mutex // serialises installing policy snapshots
 	workload  *workload.Server
 	metrics   *prometheus.Registry
 	admin     *api.AdminAuth
