@@ -5,7 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/auditlog"
@@ -40,39 +40,44 @@ func newGated(t *testing.T) (*env, *gatedSync, *auditlog.Log) {
 
 // TestWrittenReturnsBeforeSync: a Written append returns once its event
 // is committed, while the fsync is still held back; a Synced append waits
-// for the fsync.
+// for the fsync. It runs in a synctest bubble so that "the Synced append
+// is still waiting" is checked once every goroutine has gone as far as it
+// can, not after a guessed delay.
 func TestWrittenReturnsBeforeSync(t *testing.T) {
-	e, g, l := newGated(t)
-	ctx := context.Background()
-	en, err := l.AppendWith(ctx, sampleEvent(0), audit.Written)
-	if err != nil {
-		t.Fatalf("Written append with the sync held back: %v", err)
-	}
-	if r, err := e.db.Audit().RecordByID(ctx, en.ID); err != nil || r.Index != en.Index {
-		t.Fatalf("a Written append returned but its event is not committed: %v", err)
-	}
-	synced := make(chan error, 1)
-	go func() {
-		_, err := l.Append(ctx, sampleEvent(1))
-		synced <- err
-	}()
-	select {
-	case err := <-synced:
-		t.Fatalf("a Synced append returned (%v) before the sync ran", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	for range 10 {
-		g.gate <- struct{}{}
-	}
-	if err := <-synced; err != nil {
-		t.Fatalf("Synced append after the sync: %v", err)
-	}
-	if err := l.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.verify(t); err != nil {
-		t.Fatal(err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		e, g, l := newGated(t)
+		ctx := context.Background()
+		en, err := l.AppendWith(ctx, sampleEvent(0), audit.Written)
+		if err != nil {
+			t.Fatalf("Written append with the sync held back: %v", err)
+		}
+		if r, err := e.db.Audit().RecordByID(ctx, en.ID); err != nil || r.Index != en.Index {
+			t.Fatalf("a Written append returned but its event is not committed: %v", err)
+		}
+		synced := make(chan error, 1)
+		go func() {
+			_, err := l.Append(ctx, sampleEvent(1))
+			synced <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-synced:
+			t.Fatalf("a Synced append returned (%v) before the sync ran", err)
+		default:
+		}
+		for range 10 {
+			g.gate <- struct{}{}
+		}
+		if err := <-synced; err != nil {
+			t.Fatalf("Synced append after the sync: %v", err)
+		}
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.verify(t); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestFailedSyncFailsClosed: when the fsync fails, the appends waiting

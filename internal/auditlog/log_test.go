@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
@@ -203,30 +204,37 @@ func TestCheckpointEveryN(t *testing.T) {
 }
 
 func TestCheckpointInterval(t *testing.T) {
-	e := newEnv(t)
-	cfg := e.config()
-	cfg.CheckpointInterval = 20 * time.Millisecond
-	l := e.open(t, cfg)
-	appendN(t, l, 3)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	// In a synctest bubble the clock moves only when every goroutine
+	// of the test (the writer, the syncer, the store's indexer) waits,
+	// so the interval's ticker cannot fire in the middle of the appends
+	// however slow the machine is.
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		cfg := e.config()
+		cfg.CheckpointInterval = 20 * time.Millisecond
+		l := e.open(t, cfg)
+		appendN(t, l, 3)
+		synctest.Wait()
 		if stored, cp := l.LatestCheckpoint(); stored.Note != nil {
-			if cp.Size != 3 {
-				t.Fatalf("interval checkpoint has size %d, want 3", cp.Size)
-			}
-			break
+			t.Fatalf("checkpoint of size %d signed before the interval passed", cp.Size)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint within 5s with a 20ms interval")
+		time.Sleep(cfg.CheckpointInterval)
+		synctest.Wait()
+		stored, cp := l.LatestCheckpoint()
+		if stored.Note == nil {
+			t.Fatal("no checkpoint once the interval passed")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	// Idle: only the checkpoint's own event is new, which does not call
-	// for another checkpoint.
-	time.Sleep(100 * time.Millisecond)
-	if got := checkpointSizes(t, e); len(got) != 1 {
-		t.Errorf("idle log signed checkpoints %v, want just [3]", got)
-	}
+		if cp.Size != 3 {
+			t.Fatalf("interval checkpoint has size %d, want 3", cp.Size)
+		}
+		// Idle for several intervals: only the checkpoint's own event
+		// is new, which does not call for another checkpoint.
+		time.Sleep(5 * cfg.CheckpointInterval)
+		synctest.Wait()
+		if got := checkpointSizes(t, e); len(got) != 1 {
+			t.Errorf("idle log signed checkpoints %v, want just [3]", got)
+		}
+	})
 }
 
 func TestOpenChecksStoredLog(t *testing.T) {
