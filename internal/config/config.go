@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -102,8 +103,35 @@ type Server struct {
 
 // Workload configures the SPIFFE Workload API.
 type Workload struct {
-	// Socket is the unix socket path. Default DATA_DIR/workload.sock.
+	// Socket is the unix socket path. Default DATA_DIR/workload.sock,
+	// which only writ's user can reach (the data directory is 0700); to
+	// serve workloads of other users, put it in a directory they can
+	// enter, such as /run/writ/workload.sock.
 	Socket string `yaml:"socket"`
+	// SocketMode is the socket file's mode, in octal. Default "0600" for
+	// a socket in the data directory and "0666" for one elsewhere: the
+	// Workload API decides what a caller gets by attestation, not by who
+	// may connect.
+	SocketMode string `yaml:"socket_mode"`
+}
+
+// SocketFileMode returns Workload.SocketMode as a file mode. It is valid
+// after Validate.
+func (w Workload) SocketFileMode() os.FileMode {
+	m, _ := strconv.ParseUint(w.SocketMode, 8, 32)
+	return os.FileMode(m) & os.ModePerm
+}
+
+// SocketInDataDir reports whether the Workload API socket is directly in
+// the data directory.
+func (c *Config) SocketInDataDir() bool {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return filepath.Clean(p)
+	}
+	return filepath.Dir(abs(c.Workload.Socket)) == abs(c.DataDir)
 }
 
 // CA configures the signing authorities.
@@ -179,6 +207,11 @@ func (c *Config) Defaults() {
 	}
 	set(&c.Server.TLSListen, defaultTLSListen(c.Server.Listen))
 	set(&c.Workload.Socket, filepath.Join(c.DataDir, "workload.sock"))
+	if c.SocketInDataDir() {
+		set(&c.Workload.SocketMode, "0600")
+	} else {
+		set(&c.Workload.SocketMode, "0666")
+	}
 	setD(&c.CA.TTL, 24*time.Hour)
 	setD(&c.CA.X509SVIDTTL, time.Hour)
 	setD(&c.CA.JWTSVIDTTL, 5*time.Minute)
@@ -286,6 +319,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Proxy.MaxHeaderBytes < 1024 || c.Proxy.MaxBodyBytes < 0 {
 		bad("proxy.max_header_bytes", "must be at least 1024 (and proxy.max_body_bytes not negative)")
+	}
+	if m, err := strconv.ParseUint(c.Workload.SocketMode, 8, 32); err != nil || m > 0o777 {
+		bad("workload.socket_mode", "%q is not a file mode; write it in octal, e.g. \"0666\"", c.Workload.SocketMode)
 	}
 	if len(c.Workload.Socket) > 100 {
 		bad("workload.socket", "path is %d bytes; unix socket paths must be under 108 bytes, choose a shorter --socket", len(c.Workload.Socket))

@@ -61,6 +61,35 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// The socket's mode: 0600 in the (0700) data directory, 0666 elsewhere,
+// or what the file says, quoted or not.
+func TestSocketMode(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       os.FileMode
+	}{
+		{"data dir", "data_dir: /var/lib/writ\n", 0o600},
+		{"data dir, relative", "data_dir: d\nworkload: {socket: d/workload.sock}\n", 0o600},
+		{"elsewhere", "data_dir: /var/lib/writ\nworkload: {socket: /run/writ/workload.sock}\n", 0o666},
+		{"explicit", "workload: {socket: /run/writ/workload.sock, socket_mode: \"0660\"}\n", 0o660},
+		{"explicit, unquoted", "workload: {socket_mode: 0660}\n", 0o660},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(write(t, tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Defaults()
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Workload.SocketFileMode(); got != tc.want {
+				t.Fatalf("socket mode %04o (%q), want %04o", got, c.Workload.SocketMode, tc.want)
+			}
+		})
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -74,6 +103,8 @@ func TestValidate(t *testing.T) {
 		{"upstream half", func(c *Config) { c.CA.UpstreamCert = "/x.pem" }, "ca.upstream_cert:"},
 		{"postgres without dsn", func(c *Config) { c.Store.Driver = "postgres"; c.Store.DSN = "" }, "store.dsn:"},
 		{"decision durability", func(c *Config) { c.Proxy.DecisionDurability = "fsync" }, `proxy.decision_durability: "fsync" is not a durability; use written or synced`},
+		{"socket mode", func(c *Config) { c.Workload.SocketMode = "rw-rw-rw-" }, `workload.socket_mode: "rw-rw-rw-" is not a file mode; write it in octal`},
+		{"socket mode too large", func(c *Config) { c.Workload.SocketMode = "1777" }, `workload.socket_mode: "1777"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config

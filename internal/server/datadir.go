@@ -100,3 +100,20 @@ func (l *dirLock) release() {
 	l.f.Close()
 	l.f = nil
 }
+
+// warnUnreachableSocket warns when workload.socket_mode lets other users
+// connect but the socket's directory does not let them reach it (the
+// default socket is in the 0700 data directory).
+func (s *Server) warnUnreachableSocket() {
+	mode := s.cfg.Workload.SocketFileMode()
+	if mode&0o002 == 0 {
+		return
+	}
+	dir := filepath.Dir(s.cfg.Workload.Socket)
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm()&0o001 != 0 {
+		return
+	}
+	s.log.Warn("workload.socket_mode lets other users connect, but they cannot enter the socket's directory; put the socket in a directory they can reach, such as /run/writ/workload.sock",
+		"socket", s.cfg.Workload.Socket, "socket_mode", fmt.Sprintf("%04o", mode), "directory_mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+}

@@ -253,10 +253,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		return nil, err
 	}
 
-	s.workloadLn, err = workload.Listen(cfg.Workload.Socket)
+	s.workloadLn, err = workload.Listen(cfg.Workload.Socket, cfg.Workload.SocketFileMode())
 	if err != nil {
 		return nil, err
 	}
+	s.warnUnreachableSocket()
 	closers = append(closers, func() { s.workloadLn.Close() })
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),

@@ -142,12 +142,14 @@ func New(c Config) (*Server, error) {
 	return s, nil
 }
 
-// Listen creates the unix socket at path (replacing a stale one) with mode
-// 0777 so that workloads of any user can reach it; attestation, not file
-// permissions, decides what they get.
-func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create socket directory: %w", err)
+// Listen creates the unix socket at path (replacing a stale one) with the
+// given mode. A missing parent directory is created 0755, whatever the
+// umask, so that workloads of other users can reach a socket given a mode
+// that lets them; attestation, not file permissions, decides what a caller
+// gets.
+func Listen(path string, mode os.FileMode) (net.Listener, error) {
+	if err := mkdirReachable(filepath.Dir(path)); err != nil {
+		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
@@ -163,11 +165,38 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o777); err != nil {
+	if err := os.Chmod(path, mode&os.ModePerm); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("set socket permissions: %w", err)
 	}
 	return ln, nil
+}
+
+// mkdirReachable creates dir and its missing parents with mode 0755,
+// whatever the umask. Existing directories are left as they are.
+func mkdirReachable(dir string) error {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create socket directory %s: %w", dir, err)
+	}
+	for _, d := range missing {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return fmt.Errorf("create socket directory %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // Serve accepts connections on ln until Stop.
