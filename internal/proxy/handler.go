@@ -36,6 +36,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	svc, path, forward, err := p.route(r)
+	if err == nil {
+		err = checkPath(r.URL.Path, r.URL.EscapedPath())
+	}
 	x.svc, x.req.Target, x.req.Path, x.forward = svc, svc.accessTarget(), path, forward
 	if r.URL.RawQuery != "" {
 		x.req.Query = r.URL.Query()
