@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/strictyaml"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Config is the whole process configuration. Every field has a documented
@@ -157,6 +159,32 @@ type Audit struct {
 	// CheckpointInterval signs a checkpoint at least this often when there
 	// are new events. Default 10s.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Witnesses receive every checkpoint the log signs, so that a
+	// rollback of the log shows outside the data directory (see
+	// docs/audit.md). Default: none.
+	Witnesses []Witness `yaml:"witnesses"`
+}
+
+// Witness is an external party that keeps the audit log's signed
+// checkpoints. Exactly one of File, URL and Command is set.
+type Witness struct {
+	// Name names the witness in logs and metrics. Default "witness-N",
+	// N counting from 1 in the order of the list.
+	Name string `yaml:"name"`
+	// File is a file each signed checkpoint is appended to.
+	File string `yaml:"file"`
+	// URL receives each signed checkpoint as the body of an HTTP POST.
+	URL string `yaml:"url"`
+	// Command is a program and its arguments, run with each signed
+	// checkpoint on its standard input.
+	Command []string `yaml:"command"`
+	// Key is the witness's signed-note verifier key (NAME+HASH+KEY).
+	// When set, a URL or command witness may answer with the checkpoint
+	// cosigned by this key; the cosignature is checked and stored with
+	// the checkpoint.
+	Key string `yaml:"key"`
+	// Timeout bounds one delivery. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Store configures persistence.
@@ -220,6 +248,11 @@ func (c *Config) Defaults() {
 		c.Audit.CheckpointEvery = 1000
 	}
 	setD(&c.Audit.CheckpointInterval, 10*time.Second)
+	for i := range c.Audit.Witnesses {
+		w := &c.Audit.Witnesses[i]
+		set(&w.Name, fmt.Sprintf("witness-%d", i+1))
+		setD(&w.Timeout, 10*time.Second)
+	}
 	set(&c.Store.Driver, "sqlite")
 	set(&c.Proxy.Listen, "127.0.0.1:8181")
 	setD(&c.Proxy.ReadHeaderTimeout, 10*time.Second)
@@ -290,6 +323,40 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.CheckpointEvery < 1 {
 		bad("audit.checkpoint_every", "must be at least 1, got %d", c.Audit.CheckpointEvery)
+	}
+	names := map[string]bool{}
+	for i, w := range c.Audit.Witnesses {
+		key := fmt.Sprintf("audit.witnesses[%d]", i)
+		n := 0
+		for _, set := range []bool{w.File != "", w.URL != "", len(w.Command) > 0} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			bad(key, "set exactly one of file, url and command (%d are set)", n)
+		}
+		if w.URL != "" {
+			if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(key+".url", "%q is not an http:// or https:// URL", w.URL)
+			}
+		}
+		if len(w.Command) > 0 && w.Command[0] == "" {
+			bad(key+".command", "the program name is empty")
+		}
+		if w.Key != "" {
+			if _, err := note.NewVerifier(w.Key); err != nil {
+				bad(key+".key", "%q is not a signed-note verifier key (NAME+HASH+KEY): %v", w.Key, err)
+			}
+		}
+		if w.Key != "" && w.File != "" {
+			bad(key+".key", "a file witness cannot cosign; remove key or use url or command")
+		}
+		positive(key+".timeout", w.Timeout)
+		if names[w.Name] {
+			bad(key+".name", "%q is the name of another witness", w.Name)
+		}
+		names[w.Name] = true
 	}
 	switch c.Store.Driver {
 	case "sqlite":

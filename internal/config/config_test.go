@@ -105,6 +105,14 @@ func TestValidate(t *testing.T) {
 		{"decision durability", func(c *Config) { c.Proxy.DecisionDurability = "fsync" }, `proxy.decision_durability: "fsync" is not a durability; use written or synced`},
 		{"socket mode", func(c *Config) { c.Workload.SocketMode = "rw-rw-rw-" }, `workload.socket_mode: "rw-rw-rw-" is not a file mode; write it in octal`},
 		{"socket mode too large", func(c *Config) { c.Workload.SocketMode = "1777" }, `workload.socket_mode: "1777"`},
+		{"witness with no target", func(c *Config) { c.Audit.Witnesses = []Witness{{Name: "w"}} }, `audit.witnesses[0]: set exactly one of file, url and command (0 are set)`},
+		{"witness with two targets", func(c *Config) { c.Audit.Witnesses = []Witness{{File: "/x", URL: "https://w.example/"}} }, `audit.witnesses[0]: set exactly one of file, url and command (2 are set)`},
+		{"witness url", func(c *Config) { c.Audit.Witnesses = []Witness{{URL: "ftp://w.example/"}} }, `audit.witnesses[0].url: "ftp://w.example/" is not an http:// or https:// URL`},
+		{"witness key", func(c *Config) { c.Audit.Witnesses = []Witness{{URL: "https://w.example/", Key: "nope"}} }, `audit.witnesses[0].key: "nope" is not a signed-note verifier key`},
+		{"file witness key", func(c *Config) {
+			c.Audit.Witnesses = []Witness{{File: "/x", Key: "w+560e002c+AQUns7bbbuapqBaMhmcr7C2zs6n8NldrWwgYvAncBHVG"}}
+		}, `audit.witnesses[0].key: a file witness cannot cosign`},
+		{"witness names", func(c *Config) { c.Audit.Witnesses = []Witness{{Name: "a", File: "/x"}, {Name: "a", File: "/y"}} }, `audit.witnesses[1].name: "a" is the name of another witness`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
@@ -115,6 +123,34 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("Validate = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestWitnesses(t *testing.T) {
+	p := write(t, `audit:
+  witnesses:
+    - file: /var/lib/writ-witness/checkpoints
+    - name: offsite
+      url: https://witness.example/add-checkpoint
+      key: offsite+46821300+AcJ3K8wDgFCvPSs5be26ye+BDCxGw8acZCwktgfg4ZRS
+      timeout: 3s
+    - command: [/usr/local/bin/witness, --log, /srv/cp]
+`)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := c.Audit.Witnesses
+	if len(w) != 3 || w[0].Name != "witness-1" || w[0].Timeout != 10*time.Second || w[1].Name != "offsite" ||
+		w[1].Timeout != 3*time.Second || w[1].Key == "" || len(w[2].Command) != 3 || w[2].Name != "witness-3" {
+		t.Errorf("witnesses after defaults: %+v", w)
+	}
+	if _, err := Load(write(t, "audit:\n  witnesses:\n    - fil: /x\n")); err == nil || !strings.Contains(err.Error(), "audit.witnesses[0].fil: unknown field") {
+		t.Errorf("misspelt witness key: %v", err)
 	}
 }
 
