@@ -230,7 +230,7 @@ func BenchmarkRevocationToEnforcement(b *testing.B) {
 		}()
 		b.StartTimer()
 		start := time.Now()
-		if _, err := e.admin.Revoke(ctx, store.RevokeTask, t.ID, "bench"); err != nil {
+		if _, err := e.admin.Revoke(ctx, apitypes.RevokeRequest{Kind: store.RevokeTask, Value: t.ID, Reason: "bench"}); err != nil {
 			b.Fatal(err)
 		}
 		for {

@@ -41,6 +41,8 @@ type Config struct {
 	Tasks       Tasks
 	Approvals   Approvals
 	Revocations Revocations
+	// Targets resolves and checks what a revocation names.
+	Targets     RevokeTargets
 	Credentials Credentials
 	// ProxyCA returns the access proxy's interception CA certificate
 	// (PEM).
@@ -66,7 +68,7 @@ func New(c Config) (*API, error) {
 	case c.Admin == nil:
 		return nil, errors.New("api: Admin is required")
 	case c.Agents == nil, c.Entries == nil, c.Resources == nil, c.Instances == nil, c.Tasks == nil,
-		c.Approvals == nil, c.Revocations == nil, c.Credentials == nil, c.ProxyCA == nil, c.Audit == nil:
+		c.Approvals == nil, c.Revocations == nil, c.Targets == nil, c.Credentials == nil, c.ProxyCA == nil, c.Audit == nil:
 		return nil, errors.New("api: every service is required")
 	}
 	return &API{c: c, audit: newAuditHandler(c.Audit, c.Log)}, nil
@@ -101,6 +103,7 @@ func (a *API) Register(mux *http.ServeMux) {
 
 	admin("POST /v1/revoke", a.revoke)
 	admin("GET /v1/revocations", a.listRevocations)
+	admin("POST /v1/revocations/lift", a.liftRevocation)
 	admin("GET /v1/approvals", a.listApprovals)
 	admin("GET /v1/approvals/{id}", a.getApproval)
 	admin("POST /v1/approvals/{id}/approve", func(w http.ResponseWriter, r *http.Request) { a.decide(w, r, true) })

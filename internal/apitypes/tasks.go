@@ -67,9 +67,24 @@ const (
 	RevokeToken    = "token" // an access token's jti
 )
 
-// RevokeRequest is the body of POST /v1/revoke.
+// RevokeRequest is the body of POST /v1/revoke. For kind token, Value is
+// the token's jti or the access token itself (the server checks that it
+// issued it and revokes its jti). A value that names nothing the server
+// knows (no such task, instance, entry or recently minted token) is
+// refused with 404 unless Force is set, for a pre-emptive revocation.
 type RevokeRequest struct {
 	Kind   string `json:"kind"` // one of the Revoke constants
+	Value  string `json:"value"`
+	Reason string `json:"reason,omitempty"`
+	Force  bool   `json:"force,omitempty"`
+}
+
+// LiftRequest is the body of POST /v1/revocations/lift: take back the
+// revocation of Kind and Value (for kind token, a jti or the token). The
+// answer is the lifted Revocation; 404 if nothing of that kind and value
+// is revoked.
+type LiftRequest struct {
+	Kind   string `json:"kind"`
 	Value  string `json:"value"`
 	Reason string `json:"reason,omitempty"`
 }

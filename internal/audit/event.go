@@ -50,12 +50,14 @@ const (
 	// crash it is recorded with details outcome "unknown".
 	AccessAllowed Type = "access.allowed"
 	// AccessDenied is one request the access proxy refused.
-	AccessDenied       Type = "access.denied"
-	ApprovalRequested  Type = "approval.requested"
-	ApprovalGranted    Type = "approval.granted"
-	ApprovalDenied     Type = "approval.denied"
-	ApprovalExpired    Type = "approval.expired"
-	Revocation         Type = "revocation"
+	AccessDenied      Type = "access.denied"
+	ApprovalRequested Type = "approval.requested"
+	ApprovalGranted   Type = "approval.granted"
+	ApprovalDenied    Type = "approval.denied"
+	ApprovalExpired   Type = "approval.expired"
+	Revocation        Type = "revocation"
+	// RevocationLifted is a revocation taken back by an operator.
+	RevocationLifted   Type = "revocation.lifted"
 	MCPToolPinned      Type = "mcp.tool_pinned"
 	MCPToolQuarantined Type = "mcp.tool_quarantined"
 	AuditCheckpoint    Type = "audit.checkpoint"

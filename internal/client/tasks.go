@@ -56,10 +56,20 @@ func (c *Client) CloseTask(ctx context.Context, id, reason string) (apitypes.Tas
 	return t, err
 }
 
-// Revoke pulls the kill switch: kind is spiffe_id, instance, task or token.
-func (c *Client) Revoke(ctx context.Context, kind, value, reason string) (apitypes.Revocation, error) {
+// Revoke pulls the kill switch: req.Kind is spiffe_id, instance, task or
+// token. A value that names nothing known is refused with ErrNotFound
+// unless req.Force.
+func (c *Client) Revoke(ctx context.Context, req apitypes.RevokeRequest) (apitypes.Revocation, error) {
 	var r apitypes.Revocation
-	err := c.Do(ctx, http.MethodPost, "/v1/revoke", apitypes.RevokeRequest{Kind: kind, Value: value, Reason: reason}, &r)
+	err := c.Do(ctx, http.MethodPost, "/v1/revoke", req, &r)
+	return r, err
+}
+
+// LiftRevocation takes a revocation back and returns it; ErrNotFound if
+// nothing of that kind and value is revoked.
+func (c *Client) LiftRevocation(ctx context.Context, req apitypes.LiftRequest) (apitypes.Revocation, error) {
+	var r apitypes.Revocation
+	err := c.Do(ctx, http.MethodPost, "/v1/revocations/lift", req, &r)
 	return r, err
 }
 

@@ -135,18 +135,7 @@ func (l *List) Revoke(ctx context.Context, r store.Revocation) (store.Revocation
 		l.notifyLocked()
 	}
 	if created {
-		e := audit.Event{Type: audit.Revocation, Actor: r.Actor, Reason: r.Reason, Target: r.Kind + ":" + r.Value,
-			Action: "revoke", Details: map[string]string{"kind": r.Kind}}
-		switch r.Kind {
-		case store.RevokeSpiffeID:
-			e.SpiffeID = r.Value
-		case store.RevokeInstance:
-			e.Instance = r.Value
-		case store.RevokeTask:
-			e.Task = r.Value
-		case store.RevokeToken:
-			e.Credential = r.Value
-		}
+		e := revocationEvent(audit.Revocation, r)
 		if err := l.c.Emitter.Emit(ctx, e); err != nil {
 			// The revocation is in force; only its record is missing.
 			l.c.Log.ErrorContext(ctx, "audit revocation", "kind", r.Kind, "error", err)
@@ -260,6 +249,54 @@ func (l *List) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// Lift takes back the revocation of kind and value: it is deleted from
+// the store, stops counting at once for every check ([List.Check],
+// [List.Revoked], the token verifier, the proxy), and is audited as
+// revocation.lifted. What the revocation already did stays done (closed
+// tasks stay closed). It returns store.ErrNotFound if nothing of kind
+// and value is revoked.
+func (l *List) Lift(ctx context.Context, kind, value, actor, reason string) (store.Revocation, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	got, err := l.c.Store.DeleteRevocation(ctx, kind, value)
+	if err != nil {
+		return store.Revocation{}, err
+	}
+	cur := *l.set.Load()
+	next := make(map[key]store.Revocation, len(cur))
+	for k, v := range cur {
+		if k != (key{kind, value}) {
+			next[k] = v
+		}
+	}
+	l.set.Store(&next)
+	l.notifyLocked()
+	e := revocationEvent(audit.RevocationLifted, store.Revocation{Kind: kind, Value: value, Actor: actor, Reason: reason})
+	e.Action = "lift"
+	if err := l.c.Emitter.Emit(ctx, e); err != nil {
+		l.c.Log.ErrorContext(ctx, "audit lifted revocation", "kind", kind, "error", err)
+		return got, fmt.Errorf("lift revocation of %s %q: %w: %v", kind, value, ErrNotAudited, err)
+	}
+	return got, nil
+}
+
+// revocationEvent is the audit event of r, attributed to what it names.
+func revocationEvent(t audit.Type, r store.Revocation) audit.Event {
+	e := audit.Event{Type: t, Actor: r.Actor, Reason: r.Reason, Target: r.Kind + ":" + r.Value,
+		Action: "revoke", Details: map[string]string{"kind": r.Kind}}
+	switch r.Kind {
+	case store.RevokeSpiffeID:
+		e.SpiffeID = r.Value
+	case store.RevokeInstance:
+		e.Instance = r.Value
+	case store.RevokeTask:
+		e.Task = r.Value
+	case store.RevokeToken:
+		e.Credential = r.Value
+	}
+	return e
 }
 
 // List returns every revocation in force (not expired), oldest first,

@@ -2,6 +2,7 @@ package revoke_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -170,4 +171,44 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestLift(t *testing.T) {
+	ctx := context.Background()
+	db, l, rec := open(t, nil)
+	if _, _, err := l.Revoke(ctx, store.Revocation{Kind: store.RevokeTask, Value: "task_1", Reason: "injected"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, cancel := l.Watch()
+	defer cancel()
+	got, err := l.Lift(ctx, store.RevokeTask, "task_1", "admin:admin", "false alarm")
+	if err != nil || got.Reason != "injected" {
+		t.Fatalf("Lift = %+v, %v", got, err)
+	}
+	if _, dead := l.Check(revoke.Target{Task: "task_1"}); dead {
+		t.Error("a lifted revocation still kills its task's credentials")
+	}
+	select {
+	case <-ch:
+	default:
+		t.Error("watchers were not told of the lift")
+	}
+	if list, _ := db.ListRevocations(ctx, time.Time{}); len(list) != 0 {
+		t.Errorf("the store still holds %+v", list)
+	}
+	last := rec.evs[len(rec.evs)-1]
+	if last.Type != audit.RevocationLifted || last.Task != "task_1" || last.Actor != "admin:admin" || last.Reason != "false alarm" || last.Action != "lift" {
+		t.Errorf("event = %+v", last)
+	}
+	if _, err := l.Lift(ctx, store.RevokeTask, "task_1", "admin:admin", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second Lift: %v, want ErrNotFound", err)
+	}
+	// A reloaded list does not bring it back.
+	l2, err := revoke.New(ctx, revoke.Config{Store: db, Emitter: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Revoked(store.RevokeTask, "task_1") {
+		t.Error("the lifted revocation came back after a reload")
+	}
 }

@@ -219,7 +219,7 @@ func TestProxyRevocation(t *testing.T) {
 	if e == nil || !strings.HasPrefix(e["instance"], "inst_") {
 		t.Fatalf("event = %v", e)
 	}
-	if _, err := env.a.in.client.Revoke(context.Background(), store.RevokeInstance, e["instance"], "test"); err != nil {
+	if _, err := env.a.in.client.Revoke(context.Background(), apitypes.RevokeRequest{Kind: store.RevokeInstance, Value: e["instance"], Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	revoked := time.Now()

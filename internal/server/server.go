@@ -245,6 +245,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Tasks:       s.tok.tasks,
 		Approvals:   s.tok.approvals,
 		Revocations: s.tok.revoke,
+		Targets:     revokeTargets{s},
 		Credentials: s.px.broker,
 		ProxyCA:     s.px.ca.PEM,
 		Audit:       s.auditLog,

@@ -414,7 +414,7 @@ func TestMTLSAndRevocation(t *testing.T) {
 	rec := watch(t, a.in.addr)
 	rec.waitFor(t, "first SVID", 10*time.Second, func(u []*workloadapi.X509Context) bool { return len(u) > 0 })
 	start := time.Now()
-	if _, err := a.in.client.Revoke(ctx, store.RevokeInstance, tk.Instance, "compromised"); err != nil {
+	if _, err := a.in.client.Revoke(ctx, apitypes.RevokeRequest{Kind: store.RevokeInstance, Value: tk.Instance, Reason: "compromised"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Verify(ctx, ans.AccessToken, token.VerifyOptions{Audience: "mail-api", PeerCert: svid.Certificates[0]}); !errors.Is(err, token.ErrRevoked) {
@@ -580,7 +580,7 @@ func TestTokenStateSurvivesRestart(t *testing.T) {
 	if _, err := a.in.client.CloseTask(ctx, closing.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.in.client.Revoke(ctx, store.RevokeInstance, "inst_someone_else", "test"); err != nil {
+	if _, err := a.in.client.Revoke(ctx, apitypes.RevokeRequest{Kind: store.RevokeInstance, Value: "inst_someone_else", Reason: "test", Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	// The restarted server keeps its address, and so its issuer.

@@ -100,6 +100,9 @@ type Revocations interface {
 	// ListRevocations returns every revocation that has not expired at now
 	// (all of them when now is zero), oldest first.
 	ListRevocations(ctx context.Context, now time.Time) ([]Revocation, error)
+	// DeleteRevocation lifts the revocation of kind and value and returns
+	// it; ErrNotFound if there is none.
+	DeleteRevocation(ctx context.Context, kind, value string) (Revocation, error)
 	// PruneRevocations deletes revocations that expired before now and
 	// returns how many.
 	PruneRevocations(ctx context.Context, now time.Time) (int, error)

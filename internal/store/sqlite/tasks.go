@@ -214,6 +214,19 @@ func (d *DB) PutRevocation(ctx context.Context, r store.Revocation) (store.Revoc
 	return cur, false, nil
 }
 
+// DeleteRevocation implements store.Revocations.
+func (d *DB) DeleteRevocation(ctx context.Context, kind, value string) (store.Revocation, error) {
+	var r store.Revocation
+	var created, exp int64
+	err := d.db.QueryRowContext(ctx, `DELETE FROM revocations WHERE kind = ? AND value = ?
+		RETURNING kind, value, reason, actor, created_at, expires_at`, kind, value).Scan(&r.Kind, &r.Value, &r.Reason, &r.Actor, &created, &exp)
+	if err != nil {
+		return store.Revocation{}, fmt.Errorf("lift revocation of %s %q: %w", kind, value, notFound(err))
+	}
+	r.CreatedAt, r.ExpiresAt = fromNano(created), fromNano(exp)
+	return r, nil
+}
+
 // ListRevocations implements store.Revocations.
 func (d *DB) ListRevocations(ctx context.Context, now time.Time) ([]store.Revocation, error) {
 	rows, err := d.db.QueryContext(ctx, `SELECT kind, value, reason, actor, created_at, expires_at FROM revocations

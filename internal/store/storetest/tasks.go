@@ -170,6 +170,23 @@ func testRevocations(t *testing.T, s store.Store) {
 	if len(list) != 1 || list[0].Kind != store.RevokeInstance {
 		t.Errorf("after prune: %+v, want the permanent instance revocation only", list)
 	}
+	// Lifting deletes the record and returns it; lifting again is not found.
+	lifted, err := s.DeleteRevocation(ctx, store.RevokeInstance, "inst_1")
+	if err != nil || lifted.Reason != "compromised" || lifted.Actor != "admin:admin" {
+		t.Errorf("DeleteRevocation = %+v, %v; want the stored record", lifted, err)
+	}
+	if _, err := s.DeleteRevocation(ctx, store.RevokeInstance, "inst_1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second DeleteRevocation: %v, want ErrNotFound", err)
+	}
+	list, err = s.ListRevocations(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range list {
+		if r.Kind == store.RevokeInstance && r.Value == "inst_1" {
+			t.Error("a lifted revocation is still listed")
+		}
+	}
 }
 
 func testApprovals(t *testing.T, s store.Store) {
