@@ -36,11 +36,15 @@ type globals struct {
 	addr           string
 	token          string
 	dataDir        string
+	// getenv reads the environment at run time (os.Getenv; tests replace
+	// it). Secrets from the environment are read through it when a
+	// command runs, never put in a flag's default, which --help prints.
+	getenv func(string) string
 }
 
 // Main runs the CLI with args and returns the process exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -66,7 +70,8 @@ func newRoot(g *globals) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", envOr("WRIT_ADDR", "http://127.0.0.1:8080"), "writ server URL (env WRIT_ADDR)")
-	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("WRIT_TOKEN"), "admin credential (env WRIT_TOKEN; default: read DATA_DIR/admin.token)")
+	// No default from WRIT_TOKEN here: cobra prints defaults in --help.
+	root.PersistentFlags().StringVar(&g.token, "token", "", "admin credential (default: env WRIT_TOKEN, else DATA_DIR/admin.token)")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", envOr("WRIT_DATA_DIR", "./writ-data"), "data directory (env WRIT_DATA_DIR)")
 	// One line per command group; each lives in its own file.
 	root.AddCommand(newServeCmd(g), newEntryCmd(g), newApplyCmd(g), newGetCmd(g), newDeleteCmd(g))
@@ -84,11 +89,14 @@ func envOr(key, def string) string {
 	return def
 }
 
-// adminToken returns the admin credential: --token / WRIT_TOKEN, else the
-// token file that `writ serve` wrote in the data directory.
+// adminToken returns the admin credential: --token, else WRIT_TOKEN, else
+// the token file that `writ serve` wrote in the data directory.
 func (g *globals) adminToken() (string, error) {
 	if g.token != "" {
 		return g.token, nil
+	}
+	if t := g.getenv("WRIT_TOKEN"); t != "" {
+		return t, nil
 	}
 	path := filepath.Join(g.dataDir, "admin.token")
 	b, err := os.ReadFile(path)
