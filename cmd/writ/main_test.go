@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,6 +56,19 @@ func TestScripts(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				ts.Fatalf("%s not ready after 10s", args[0])
+			},
+			// startsleep runs sleep(1) until the script ends and sets
+			// SLEEPPID to its pid and SLEEP to its executable.
+			"startsleep": func(ts *testscript.TestScript, neg bool, args []string) {
+				path, err := exec.LookPath("sleep")
+				ts.Check(err)
+				path, err = filepath.EvalSymlinks(path)
+				ts.Check(err)
+				cmd := exec.Command(path, "600")
+				ts.Check(cmd.Start())
+				ts.Defer(func() { cmd.Process.Kill(); cmd.Wait() })
+				ts.Setenv("SLEEPPID", strconv.Itoa(cmd.Process.Pid))
+				ts.Setenv("SLEEP", path)
 			},
 			// private DIR fails unless every file under DIR (sockets
 			// included) is its owner's alone: no group or other bits.

@@ -528,4 +528,27 @@ func TestIdentifyProcess(t *testing.T) {
 	if picked, err := en.e.Identify(ctx, c2, &Presented{Identity: agent + "2"}, upTarget); err != nil || picked.SpiffeID != agent+"2" {
 		t.Errorf("picked identity: %+v, %v", picked, err)
 	}
+	// An entry whose selectors include the others' and more is the most
+	// specific: it wins without a header; the others can still be named.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := en.registry.Create(ctx, "test", store.Entry{Name: "me3", SpiffeID: agent + "3",
+		Selectors: []store.Selector{uid, {Type: "unix", Value: "path:" + exe}}}); err != nil {
+		t.Fatal(err)
+	}
+	c3 := conn()
+	if got, err := en.e.Identify(ctx, c3, &Presented{}, upTarget); err != nil || got.SpiffeID != agent+"3" {
+		t.Errorf("most specific entry: %+v, %v; want %s", got, err, agent+"3")
+	}
+	if got, err := en.e.Identify(ctx, c3, &Presented{Identity: agent}, upTarget); err != nil || got.SpiffeID != agent {
+		t.Errorf("named less specific identity: %+v, %v", got, err)
+	}
+	if _, err := en.e.Identify(ctx, c3, &Presented{Identity: "spiffe://writ.local/not-mine"}, upTarget); Refused(err).Class != Forbidden {
+		t.Errorf("named identity the process does not hold: %v", err)
+	}
 }

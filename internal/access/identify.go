@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/writ-dev/writ/internal/attest"
+	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -102,6 +103,13 @@ func (e *Enforcer) Identify(ctx context.Context, conn *Conn, p *Presented, t *Ta
 			}
 			var a *ambiguous
 			if errors.As(err, &a) {
+				if a.chosen != nil && p.Identity == "" {
+					return a.chosen, nil // the most specific entry
+				}
+				if a.chosen != nil {
+					return nil, &Refusal{Class: Forbidden, Message: "caller not identified",
+						Reason: fmt.Sprintf("the calling process (pid %d) holds no identity %q (Writ-Identity); see `writ entry explain --pid %d`", a.pid, p.Identity, a.pid)}
+				}
 				return nil, &Refusal{Class: Forbidden, Message: "caller not identified", Reason: err.Error()}
 			}
 			return nil, unidentified(err.Error() + ". " + howToIdentify)
@@ -161,14 +169,19 @@ func (e *Enforcer) processCaller(ctx context.Context, conn *Conn) (*Caller, erro
 		return nil, fmt.Errorf("attest the calling process: %v", err)
 	}
 	ids := e.c.Registry.Match(res.Selectors)
-	switch len(ids) {
-	case 0:
+	if len(ids) == 0 {
 		return nil, fmt.Errorf("no identity is registered for the calling process (pid %d, %s)", res.PID, res.Exe)
-	case 1:
-		id := ids[0]
-		return &Caller{SpiffeID: id.SpiffeID, Instance: res.Instance.ID, Labels: id.Labels, Via: "process", PID: res.PID}, nil
 	}
-	// Several identities: the request must pick one; keep them all.
+	// The most specific entry wins (registry.Choose); the process may
+	// still name another of its identities with Writ-Identity.
+	if id, _, ok := registry.Choose(ids); ok {
+		c := &Caller{SpiffeID: id.SpiffeID, Instance: res.Instance.ID, Labels: id.Labels, Via: "process", PID: res.PID}
+		if len(ids) == 1 {
+			return c, nil
+		}
+		return nil, &ambiguous{inst: res.Instance.ID, pid: res.PID, ids: ids, chosen: c}
+	}
+	// No entry is the most specific: the request must pick one.
 	return nil, &ambiguous{inst: res.Instance.ID, pid: res.PID, ids: ids}
 }
 
@@ -177,6 +190,9 @@ type ambiguous struct {
 	inst string
 	pid  int
 	ids  []store.Entry
+	// chosen is the most specific entry's caller, used when the request
+	// names no identity; nil when no entry is the most specific.
+	chosen *Caller
 }
 
 func (a *ambiguous) Error() string {
@@ -184,7 +200,7 @@ func (a *ambiguous) Error() string {
 	for _, id := range a.ids {
 		s = append(s, id.SpiffeID)
 	}
-	return fmt.Sprintf("the calling process (pid %d) matches several identities (%s); send the Writ-Identity header naming one", a.pid, strings.Join(s, ", "))
+	return fmt.Sprintf("the calling process (pid %d) matches several identities (%s) and none is the most specific; send the Writ-Identity header naming one (see `writ entry explain --pid %d`)", a.pid, strings.Join(s, ", "), a.pid)
 }
 
 // pick resolves an ambiguous process caller with the identity it names.

@@ -48,6 +48,9 @@ type Config struct {
 	// (PEM).
 	ProxyCA func() []byte
 	Audit   AuditLog
+	// Processes explains how local processes are identified (`writ
+	// entry explain`). Optional: without it the endpoint answers 404.
+	Processes Processes
 }
 
 // API is the admin API.
@@ -89,6 +92,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("GET /v1/resources/{kind}/{name}", a.getResource)
 	admin("DELETE /v1/resources/{kind}/{name}", a.deleteResource)
 	admin("GET /v1/instances", a.listInstances)
+	admin("GET /v1/processes/{pid}", a.explainProcess)
 
 	admin("GET /v1/credentials", a.listCredentials)
 	admin("POST /v1/credentials", a.putCredential)

@@ -36,7 +36,7 @@ func newEntryCmd(g *globals) *cobra.Command {
 		Use:   "entry",
 		Short: "Manage registration entries (Identity resources), SPIRE-style",
 	}
-	cmd.AddCommand(newEntryCreateCmd(g), newEntryListCmd(g), newEntryDeleteCmd(g))
+	cmd.AddCommand(newEntryCreateCmd(g), newEntryListCmd(g), newEntryDeleteCmd(g), newEntryExplainCmd(g))
 	return cmd
 }
 

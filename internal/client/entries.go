@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/writ-dev/writ/internal/apitypes"
 )
@@ -60,5 +61,13 @@ func (c *Client) DeleteResource(ctx context.Context, kind, name string) error {
 func (c *Client) ListInstances(ctx context.Context) ([]apitypes.Instance, error) {
 	var out []apitypes.Instance
 	err := c.Do(ctx, http.MethodGet, "/v1/instances", nil, &out)
+	return out, err
+}
+
+// ExplainProcess attests the local process pid on the server's host and
+// says which entries it matches and which identity it gets.
+func (c *Client) ExplainProcess(ctx context.Context, pid int) (apitypes.ProcessExplanation, error) {
+	var out apitypes.ProcessExplanation
+	err := c.Do(ctx, http.MethodGet, "/v1/processes/"+strconv.Itoa(pid), nil, &out)
 	return out, err
 }

@@ -233,8 +233,8 @@ func (r *Registry) List() []store.Entry {
 	return slices.Clone(r.snap.Load().all)
 }
 
-// Match returns the entries whose selectors are all among attested, ordered
-// by name.
+// Match returns the entries whose selectors are all among attested, most
+// specific first (see [Choose]): by number of selectors, then by name.
 func (r *Registry) Match(attested []store.Selector) []store.Entry {
 	s := r.snap.Load()
 	have := make(map[string]struct{}, len(attested))
@@ -260,6 +260,7 @@ func (r *Registry) Match(attested []store.Selector) []store.Entry {
 			out = append(out, id)
 		}
 	}
+	sortSpecificFirst(out)
 	return out
 }
 

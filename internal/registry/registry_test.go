@@ -119,8 +119,8 @@ func TestMatch(t *testing.T) {
 		want     string
 	}{
 		{[]string{"unix:uid:1000"}, "uid"},
-		{[]string{"unix:uid:1000", "unix:gid:5", "unix:path:/usr/bin/python3"}, "uid,uid-and-exe"},
-		{[]string{"unix:path:/usr/bin/python3"}, ""}, // a subset of an entry's selectors is not enough
+		{[]string{"unix:uid:1000", "unix:gid:5", "unix:path:/usr/bin/python3"}, "uid-and-exe,uid"}, // most specific first
+		{[]string{"unix:path:/usr/bin/python3"}, ""},                                               // a subset of an entry's selectors is not enough
 		{[]string{"unix:uid:3000"}, ""},
 		{nil, ""},
 	} {

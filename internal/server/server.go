@@ -249,6 +249,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Credentials: s.px.broker,
 		ProxyCA:     s.px.ca.PEM,
 		Audit:       s.auditLog,
+		Processes:   processes{s},
 	})
 	if err != nil {
 		return nil, err
