@@ -336,7 +336,9 @@ func (d *Detector) allowed(r *rule, secret, match, line []byte) bool {
 	return false
 }
 
-// findings merges overlapping candidates and turns them into findings.
+// findings merges overlapping candidates and turns them into findings: one
+// per cluster of overlapping spans, named after its most specific rule, with
+// the highest severity of its rules.
 func (d *Detector) findings(data []byte, cands []candidate) []Finding {
 	if len(cands) == 0 {
 		return nil
@@ -351,11 +353,15 @@ func (d *Detector) findings(data []byte, cands []candidate) []Finding {
 	line, lineStart, pos := 1, 0, 0
 	for i := 0; i < len(cands); {
 		best, start, end := cands[i], cands[i].start, cands[i].end
+		sev := d.rules[best.rule].Severity
 		j := i + 1
 		for ; j < len(cands) && cands[j].start < end; j++ {
 			end = max(end, cands[j].end)
 			if d.better(cands[j], best) {
 				best = cands[j]
+			}
+			if d.rules[cands[j].rule].Severity == SeverityHigh {
+				sev = SeverityHigh
 			}
 		}
 		i = j
@@ -369,7 +375,7 @@ func (d *Detector) findings(data []byte, cands []candidate) []Finding {
 		out = append(out, Finding{
 			RuleID:      r.ID,
 			Description: r.Description,
-			Severity:    r.Severity,
+			Severity:    sev,
 			Start:       start,
 			End:         end,
 			Line:        line,
