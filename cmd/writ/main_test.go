@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -39,6 +40,29 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// waitmetric URL NAME VALUE waits until the Prometheus metrics
+			// at URL/metrics show NAME with VALUE (10s at most).
+			"waitmetric": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 3 {
+					ts.Fatalf("usage: waitmetric URL NAME VALUE")
+				}
+				want := args[1] + " " + args[2]
+				deadline := time.Now().Add(10 * time.Second)
+				for time.Now().Before(deadline) {
+					resp, err := http.Get(args[0] + "/metrics")
+					if err == nil {
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						for _, line := range strings.Split(string(b), "\n") {
+							if line == want {
+								return
+							}
+						}
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				ts.Fatalf("%s/metrics never showed %q", args[0], want)
+			},
 			// waitready URL waits until GET URL answers 200 (10s at most).
 			"waitready": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 1 {

@@ -55,8 +55,9 @@ type Config struct {
 
 // API is the admin API.
 type API struct {
-	c     Config
-	audit *auditHandler
+	c       Config
+	audit   *auditHandler
+	streams *streams
 }
 
 // New returns the API over c's services.
@@ -74,7 +75,10 @@ func New(c Config) (*API, error) {
 		c.Approvals == nil, c.Revocations == nil, c.Targets == nil, c.Credentials == nil, c.ProxyCA == nil, c.Audit == nil:
 		return nil, errors.New("api: every service is required")
 	}
-	return &API{c: c, audit: newAuditHandler(c.Audit, c.Log)}, nil
+	st := newStreams()
+	h := newAuditHandler(c.Audit, c.Log)
+	h.streams = st
+	return &API{c: c, audit: h, streams: st}, nil
 }
 
 // Register adds every /v1 route to mux. Admin routes require the admin

@@ -81,7 +81,7 @@ func newAuditHandler(l AuditLog, log *slog.Logger) *auditHandler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &auditHandler{l: l, b: l.Backend(), log: log, heartbeat: 15 * time.Second}
+	h := &auditHandler{l: l, b: l.Backend(), log: log, heartbeat: 15 * time.Second, streams: newStreams()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/audit/key", h.key)
 	mux.HandleFunc("GET /v1/audit/checkpoint", h.checkpoint)
@@ -104,6 +104,7 @@ type auditHandler struct {
 	log       *slog.Logger
 	heartbeat time.Duration
 	mux       *http.ServeMux
+	streams   *streams
 }
 
 func (h *auditHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
@@ -267,7 +268,8 @@ func (h *auditHandler) tail(w http.ResponseWriter, r *http.Request) {
 	bw := bufio.NewWriter(w)
 	heartbeat := time.NewTicker(h.heartbeat)
 	defer heartbeat.Stop()
-	ctx := r.Context()
+	ctx, end := h.streams.begin(r)
+	defer end()
 	for {
 		changed := h.l.Changed()
 		recs, err := h.b.ReadRecords(ctx, next, 500)

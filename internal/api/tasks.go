@@ -145,10 +145,14 @@ func (a *API) getTask(w http.ResponseWriter, r *http.Request) {
 			WriteError(w, badRequest("wait %q must be a duration up to 5m", ws))
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), d)
+		sctx, end := a.streams.begin(r)
+		ctx, cancel := context.WithTimeout(sctx, d)
 		_, err = a.c.Approvals.Wait(ctx, t.Approval)
 		cancel()
-		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		shutdown := sctx.Err() != nil && r.Context().Err() == nil
+		end()
+		// At shutdown, answer with the task as it is now.
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || shutdown {
 			if t, ok = a.getOwnedTask(w, r, caller); !ok {
 				return
 			}

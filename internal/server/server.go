@@ -156,6 +156,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 			func() float64 { return float64(s.auditLog.Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_index_lag_events", Help: "Audit events not yet in the search index (searches read them from the log)."},
 			func() float64 { return float64(max(s.auditLog.Size()-s.db.AuditIndexed(), 0)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_api_streams", Help: "Long-lived admin API answers in progress (audit tails, waits for an approval)."},
+			func() float64 {
+				if s.api == nil {
+					return 0
+				}
+				return float64(s.api.OpenStreams())
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_failed", Help: "1 if the audit log refuses events after a failed sync (restart writ), else 0."},
 			func() float64 {
 				if s.auditLog.Failed() != nil {
@@ -330,6 +337,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Error("stopping after failure", "error", runErr)
 	}
 	cancel()
+	// Streams (audit tails, waits for an approval) would hold the drain
+	// below for its whole timeout: end them first.
+	s.api.EndStreams()
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	if err := s.httpSrv.Shutdown(shutdownCtx); err != nil {
@@ -340,8 +350,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
 	os.Remove(s.cfg.Workload.Socket)
-	// Last: every component has stopped emitting; sign the final checkpoint.
-	if err := s.auditLog.Close(shutdownCtx); err != nil {
+	// Last: every component has stopped emitting; sign the final
+	// checkpoint, with time of its own whatever the drain used.
+	closeCtx, stopClose := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stopClose()
+	if err := s.auditLog.Close(closeCtx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close audit log: %w", err))
 	}
 	if err := s.db.Close(); err != nil {
