@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
@@ -550,5 +551,74 @@ func TestIdentifyProcess(t *testing.T) {
 	}
 	if _, err := en.e.Identify(ctx, c3, &Presented{Identity: "spiffe://writ.local/not-mine"}, upTarget); Refused(err).Class != Forbidden {
 		t.Errorf("named identity the process does not hold: %v", err)
+	}
+}
+
+// writToken is a compact JWT that looks like a writ access token of
+// issuer iss (the signature is not checked by HoldsWritToken).
+func writToken(typ, iss string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"ES256","typ":"`+typ+`","kid":"k1"}`)) + "." +
+		enc([]byte(`{"iss":"`+iss+`","sub":"spiffe://writ.local/agent/a","aud":"up","jti":"at_1"}`)) + ".c2lnbmF0dXJl"
+}
+
+func TestHoldsWritToken(t *testing.T) {
+	en := newEnv(t, func(c *Config) { c.Issuer = "https://writ.test" })
+	tok := writToken("at+jwt", "https://writ.test")
+	for _, tc := range []struct {
+		name string
+		v    string
+		want bool
+	}{
+		{"alone", tok, true},
+		{"bearer", "Bearer " + tok, true},
+		{"cookie", "session=1; writ=" + tok + "; theme=dark", true},
+		{"quoted", `{"token":"` + tok + `"}`, true},
+		{"after a false start", "eyJxx eyJ." + tok, true},
+		{"other issuer", writToken("at+jwt", "https://idp.example"), false},
+		{"a JWT-SVID", writToken("JWT", "https://writ.test"), false},
+		{"not base64", "eyJ!!!.eyJ.x", false},
+		{"no token", "session=1", false},
+		{"empty", "", false},
+	} {
+		if got := en.e.HoldsWritToken(tc.v); got != tc.want {
+			t.Errorf("%s: HoldsWritToken(%q) = %v, want %v", tc.name, tc.v, got, tc.want)
+		}
+	}
+	noIssuer := newEnv(t, nil)
+	if noIssuer.e.HoldsWritToken(tok) {
+		t.Error("an enforcer without an issuer recognised a token")
+	}
+}
+
+// FuzzHoldsWritToken: a writ token is found whatever surrounds it, and
+// no input makes the scan fail.
+func FuzzHoldsWritToken(f *testing.F) {
+	e := &Enforcer{c: Config{Issuer: "https://writ.test"}}
+	tok := writToken("at+jwt", "https://writ.test")
+	f.Add("session=1; writ=", "; x=2")
+	f.Add("eyJ", "")
+	f.Add("Bearer eyJhbGciOi.", ".")
+	f.Fuzz(func(t *testing.T, prefix, suffix string) {
+		e.HoldsWritToken(prefix + suffix)
+		if !e.HoldsWritToken(prefix + tok + suffix) {
+			t.Fatalf("token not found in %q + token + %q", prefix, suffix)
+		}
+	})
+}
+
+// BenchmarkHoldsWritToken is the scan of an ordinary header value and of
+// a hostile one (64 KiB of "eyJ", the most candidates a header can hold).
+func BenchmarkHoldsWritToken(b *testing.B) {
+	e := &Enforcer{c: Config{Issuer: "https://writ.test"}}
+	for _, v := range []struct{ name, s string }{
+		{"ordinary", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"},
+		{"hostile", strings.Repeat("eyJ", 64<<10/3)},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			for b.Loop() {
+				e.HoldsWritToken(v.s)
+			}
+		})
 	}
 }

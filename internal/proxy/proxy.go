@@ -59,6 +59,9 @@ type Proxy struct {
 	openConns map[net.Conn]struct{}
 	inner     map[*http.Server]struct{} // servers of intercepted tunnels
 	closing   bool
+
+	// isWritToken is c.Enforcer.HoldsWritToken, made once.
+	isWritToken func(string) bool
 }
 
 // New returns a Proxy with an empty service table.
@@ -72,7 +75,8 @@ func New(c Config) (*Proxy, error) {
 	if c.MaxRequestBody == 0 {
 		c.MaxRequestBody = 64 << 20
 	}
-	p := &Proxy{c: c, transports: map[*Service]http.RoundTripper{}, openConns: map[net.Conn]struct{}{}, inner: map[*http.Server]struct{}{}}
+	p := &Proxy{c: c, transports: map[*Service]http.RoundTripper{}, openConns: map[net.Conn]struct{}{}, inner: map[*http.Server]struct{}{},
+		isWritToken: c.Enforcer.HoldsWritToken}
 	t, _ := NewTable(nil)
 	p.table.Store(t)
 	return p, nil

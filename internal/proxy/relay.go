@@ -8,6 +8,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +46,7 @@ type relay struct {
 // body (nil if it has none, so that the transport may retry on a fresh
 // connection), bounded by limit when limit > 0.
 func (rl *relay) outbound(r *http.Request, target *url.URL, cred access.Credential, limit int64) (*http.Request, error) {
-	h, up := outboundHeader(r.Header)
+	h, up := outboundHeader(r.Header, rl.p.isWritToken)
 	if !isPrint(up) {
 		return nil, fmt.Errorf("client tried to switch to invalid protocol %q", up)
 	}
@@ -203,16 +204,25 @@ func (b *relayBody) Close() error {
 
 // outboundHeader is the header sent upstream for an inbound header in: in
 // without hop-by-hop fields (RFC 9110 §7.6.1: those the Connection field
-// names and the classic list), writ credentials and caller choices, and
-// forwarding fields a client could forge. A protocol upgrade the client
+// names and the classic list), writ credentials and caller choices,
+// forwarding fields a client could forge, and any value, in any field, for
+// which isWritToken reports a writ access token (a Cookie or custom header
+// carrying the caller's token). A protocol upgrade the client
 // asks for (Connection: Upgrade) is kept, and returned. The values are
 // shared with in, which must not change afterwards; Set replaces a value,
 // so neither side sees the other's changes.
-func outboundHeader(in http.Header) (out http.Header, upgrade string) {
+func outboundHeader(in http.Header, isWritToken func(string) bool) (out http.Header, upgrade string) {
 	out = make(http.Header, len(in))
 	for k, v := range in {
 		if !hopByHop(k) && !neverForwarded(k) {
 			out[k] = v
+			if isWritToken != nil && slices.ContainsFunc(v, isWritToken) {
+				if v = slices.DeleteFunc(slices.Clone(v), isWritToken); len(v) > 0 {
+					out[k] = v
+				} else {
+					delete(out, k)
+				}
+			}
 		}
 	}
 	for _, f := range in["Connection"] {

@@ -49,7 +49,7 @@ func TestOutboundHeader(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, up := outboundHeader(tc.in)
+			got, up := outboundHeader(tc.in, nil)
 			if !equalHeaders(got, tc.want) || up != tc.wantUpgrade {
 				t.Errorf("outboundHeader(%v) = %v, %q; want %v, %q", tc.in, got, up, tc.want, tc.wantUpgrade)
 			}

@@ -264,3 +264,49 @@ func TestProxyMintedToken(t *testing.T) {
 		t.Errorf("event = %v", e)
 	}
 }
+
+// TestProxyWritTokenInOtherHeaders (#12 item 9): the caller's writ access
+// token never reaches the upstream, whatever header it is put in; other
+// credentials in those headers do.
+func TestProxyWritTokenInOtherHeaders(t *testing.T) {
+	env := setupTokenProxy(t)
+	a := env.a
+	svid := a.jwtSVID(t)
+	tk := a.openTask(t, svid, apitypes.OpenTaskRequest{Purpose: "read things", Audiences: []string{"api"}})
+	at := a.exchange(t, a.http, a.issuer, svidForm(svid, tk.ID, "api", ""), "")
+	if at.status != 200 || at.AccessToken == "" {
+		t.Fatalf("exchange: %+v", at)
+	}
+	for _, withAuth := range []bool{true, false} {
+		req, _ := http.NewRequest("GET", env.proxy+"/svc/api/allowed/elsewhere", nil)
+		if withAuth {
+			req.Header.Set("Authorization", "Bearer "+at.AccessToken)
+		}
+		req.Header.Set("Cookie", "session=1; writ="+at.AccessToken)
+		req.Header.Set("X-Api-Token", at.AccessToken)
+		req.Header.Set("X-Forward-Auth", "Bearer "+at.AccessToken)
+		req.Header.Add("X-Kept", "other-credential")
+		req.Header.Add("X-Kept", "token="+at.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("withAuth=%v: %d", withAuth, resp.StatusCode)
+		}
+		s := env.up.last(t)
+		checkInjected(t, s)
+		for k, vs := range s.Header {
+			for _, v := range vs {
+				if strings.Contains(v, at.AccessToken) || strings.Contains(v, at.AccessToken[:40]) {
+					t.Errorf("withAuth=%v: the writ token reached the upstream in %s", withAuth, k)
+				}
+			}
+		}
+		if got := s.Header.Values("X-Kept"); len(got) != 1 || got[0] != "other-credential" {
+			t.Errorf("withAuth=%v: X-Kept = %q, want the value without the token kept", withAuth, got)
+		}
+	}
+}
