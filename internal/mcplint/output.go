@@ -228,7 +228,7 @@ func (r Report) WriteSARIF(w io.Writer, uri string) error {
 			Message:   sarifMessage{fmt.Sprintf("tool %q, %s: %s", f.Tool, f.Field, f.Message)},
 			Locations: []sarifLocation{loc},
 			PartialFingerprints: map[string]string{
-				"toolField/v1": f.Tool + "\x00" + f.Field + "\x00" + f.RuleID,
+				"toolField/v1": f.Tool + "|" + f.Field + "|" + f.RuleID,
 			},
 		})
 	}

@@ -361,3 +361,36 @@ func TestHostileInput(t *testing.T) {
 		t.Errorf("RedactJSON(deep) = %v", err)
 	}
 }
+
+// TestConcurrentFind runs Find from several goroutines on different inputs
+// (the detector's scratch space is pooled) and checks each result against
+// a sequential run; with -race it also checks for data races.
+func TestConcurrentFind(t *testing.T) {
+	d := testDetector(t)
+	cases := positives()
+	want := make([][]Finding, len(cases))
+	for i, tc := range cases {
+		want[i] = d.Find([]byte(tc.text))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, len(cases)*4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := 0; k < 20; k++ {
+				i := (g*7 + k) % len(cases)
+				got := d.Find([]byte(cases[i].text))
+				if len(got) != len(want[i]) || len(got) > 0 && got[0] != want[i][0] {
+					errs <- cases[i].name
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for name := range errs {
+		t.Errorf("%s: concurrent Find differs from sequential", name)
+	}
+}
