@@ -1,0 +1,93 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+)
+
+// Caller is who makes a request to the gateway, as an [Identifier] found
+// out from the HTTP request.
+type Caller struct {
+	// Key identifies the caller stably (SPIFFE ID and instance, say). A
+	// session belongs to the caller that opened it: a request on it from
+	// another caller is refused.
+	Key string
+	// Identity is the identity as the Identifier knows it; the gateway
+	// only hands it back to the [Authorizer].
+	Identity any
+}
+
+// Identifier works out who makes an HTTP request. It returns
+// [ErrUnauthenticated] (possibly wrapped) when the request carries no
+// usable identity; the gateway then answers 401 with a WWW-Authenticate
+// header naming its protected-resource metadata (RFC 9728).
+type Identifier interface {
+	Identify(r *http.Request) (Caller, error)
+}
+
+// ErrUnauthenticated reports a request whose caller cannot be identified.
+var ErrUnauthenticated = errors.New("the caller is not authenticated")
+
+// Request is one question to the [Authorizer]: may the caller do this?
+type Request struct {
+	// Server is the MCPServer's name.
+	Server string
+	// Method is tools/call, resources/read or prompts/get; tools/list and
+	// prompts/list ask whether the caller may see the named tool or prompt
+	// at all (no arguments).
+	Method string
+	// Name is the upstream's name of the tool or prompt, or the URI of
+	// the resource.
+	Name string
+	// Arguments are the call's arguments as the agent sent them (a JSON
+	// object), nil for visibility questions.
+	Arguments json.RawMessage
+	// Labels are the target's flow labels.
+	Labels []string
+	// RequestID is the JSON-RPC id; Session the MCP session id ("" when
+	// stateless).
+	RequestID string
+	Session   string
+}
+
+// Decision is the Authorizer's answer.
+type Decision struct {
+	Allow bool
+	// Reason says why, in words fit for the agent (no secrets).
+	Reason string
+	// Rule and Policy (name@version) name what decided.
+	Rule, Policy string
+}
+
+// Authorizer decides the requests of a caller.
+type Authorizer interface {
+	Authorize(ctx context.Context, caller Caller, r Request) (Decision, error)
+}
+
+// AuthorizerFunc adapts a function to [Authorizer].
+type AuthorizerFunc func(ctx context.Context, caller Caller, r Request) (Decision, error)
+
+// Authorize calls f.
+func (f AuthorizerFunc) Authorize(ctx context.Context, caller Caller, r Request) (Decision, error) {
+	return f(ctx, caller, r)
+}
+
+// IdentifierFunc adapts a function to [Identifier].
+type IdentifierFunc func(r *http.Request) (Caller, error)
+
+// Identify calls f.
+func (f IdentifierFunc) Identify(r *http.Request) (Caller, error) { return f(r) }
+
+// JSON-RPC error codes of the gateway's refusals (in the range JSON-RPC
+// leaves to implementations).
+const (
+	// CodeDenied is a request policy refused; data holds reason, rule and
+	// policy.
+	CodeDenied = -32050
+	// CodeQuarantined is a call to a quarantined tool.
+	CodeQuarantined = -32051
+	// CodeUnavailable is a request the upstream could not take.
+	CodeUnavailable = -32052
+)

@@ -1,0 +1,233 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// Config configures a [Gateway]. Pins, Emitter, Identifier and Authorizer
+// are required.
+type Config struct {
+	Pins    PinStore
+	Emitter audit.Emitter
+	// Credentials gives the upstream credentials MCPServers name.
+	Credentials Credentials
+	Identifier  Identifier
+	Authorizer  Authorizer
+	// ResourceMetadata returns the URL of the RFC 9728 protected-resource
+	// metadata for the endpoint a request addressed, named in the
+	// WWW-Authenticate header of a 401; nil names none.
+	ResourceMetadata func(r *http.Request) string
+	// Log defaults to discarding.
+	Log *slog.Logger
+	// Now and After default to the time package's.
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
+	// SessionTimeout closes agent sessions idle this long (default 1h).
+	SessionTimeout time.Duration
+}
+
+// Gateway serves MCP to agents at /mcp/NAME (one server) and /mcp (every
+// server, tools named NAME__tool), relaying to the upstream MCPServers
+// over one client session each. It is an http.Handler.
+type Gateway struct {
+	cfg    Config
+	pinner *Pinner
+
+	mu       sync.Mutex
+	backends map[string]*backend
+	agg      *sdk.Server
+	aggH     http.Handler
+}
+
+// Separator joins server and tool names on the aggregate endpoint.
+const Separator = "__"
+
+// New returns a gateway with no servers; see [Gateway.SetServers].
+func New(cfg Config) *Gateway {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = time.Hour
+	}
+	g := &Gateway{cfg: cfg, backends: map[string]*backend{},
+		pinner: &Pinner{Store: cfg.Pins, Emitter: cfg.Emitter, Log: cfg.Log}}
+	g.agg = g.newFront("writ", g.resolveAggregate)
+	g.aggH = g.newHandler(g.agg)
+	return g
+}
+
+// Pinner returns the gateway's pinner (for approvals).
+func (g *Gateway) Pinner() *Pinner { return g.pinner }
+
+func (g *Gateway) newFront(name string, resolve resolver) *sdk.Server {
+	s := sdk.NewServer(&sdk.Implementation{Name: name, Title: "writ MCP gateway", Version: "1"}, &sdk.ServerOptions{
+		Logger: g.cfg.Log,
+		Capabilities: &sdk.ServerCapabilities{
+			Tools:     &sdk.ToolCapabilities{ListChanged: true},
+			Prompts:   &sdk.PromptCapabilities{},
+			Resources: &sdk.ResourceCapabilities{},
+		},
+	})
+	s.AddReceivingMiddleware(g.middleware(resolve))
+	return s
+}
+
+// newHandler serves s over streamable HTTP for every protocol revision:
+// requests of revision 2026-07-28 and later are stateless (no session;
+// the revision is in the Mcp-Protocol-Version header of each), earlier
+// ones go through sessions opened by initialize.
+func (g *Gateway) newHandler(s *sdk.Server) http.Handler {
+	get := func(*http.Request) *sdk.Server { return s }
+	stateful := sdk.NewStreamableHTTPHandler(get, &sdk.StreamableHTTPOptions{Logger: g.cfg.Log, SessionTimeout: g.cfg.SessionTimeout})
+	stateless := sdk.NewStreamableHTTPHandler(get, &sdk.StreamableHTTPOptions{Logger: g.cfg.Log, Stateless: true, PropagateRequestCancellation: true})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Get("Mcp-Protocol-Version"); v >= statelessRevision && r.Header.Get("Mcp-Session-Id") == "" {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		stateful.ServeHTTP(w, r)
+	})
+}
+
+// statelessRevision is the first MCP revision without sessions.
+const statelessRevision = "2026-07-28"
+
+// SetServers makes the gateway serve exactly servers: new ones are
+// started, removed ones stopped (their agent sessions closed), changed
+// ones (another version) restarted.
+func (g *Gateway) SetServers(servers []*Server) {
+	g.mu.Lock()
+	want := map[string]*Server{}
+	for _, s := range servers {
+		want[s.Name] = s
+	}
+	var stop []*backend
+	var start []*backend
+	for name, b := range g.backends {
+		if s, ok := want[name]; !ok || s.Version != b.srv.Version || s.Version == 0 {
+			stop = append(stop, b)
+			delete(g.backends, name)
+		}
+	}
+	for name, s := range want {
+		if _, ok := g.backends[name]; ok {
+			continue
+		}
+		b := g.newBackend(s)
+		g.backends[name] = b
+		start = append(start, b)
+	}
+	g.mu.Unlock()
+	for _, b := range stop {
+		b.close(g)
+	}
+	for _, b := range start {
+		b.up.start()
+	}
+}
+
+// Close stops every upstream.
+func (g *Gateway) Close() error {
+	g.SetServers(nil)
+	return nil
+}
+
+func (g *Gateway) backend(name string) *backend {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.backends[name]
+}
+
+// ServeHTTP serves /mcp and /mcp/NAME.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/mcp")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	var h http.Handler
+	switch {
+	case rest == "" || rest == "/":
+		h = g.aggH
+	case strings.HasPrefix(rest, "/") && !strings.Contains(rest[1:], "/"):
+		b := g.backend(rest[1:])
+		if b == nil {
+			http.Error(w, fmt.Sprintf("no MCP server %q: see `writ get MCPServer`", rest[1:]), http.StatusNotFound)
+			return
+		}
+		h = b.handler
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	caller, err := g.cfg.Identifier.Identify(r)
+	if err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			v := `Bearer error="invalid_token"`
+			if g.cfg.ResourceMetadata != nil {
+				v += fmt.Sprintf(`, resource_metadata=%q`, g.cfg.ResourceMetadata(r))
+			}
+			w.Header().Set("WWW-Authenticate", v)
+			http.Error(w, "unauthenticated: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		g.cfg.Log.ErrorContext(r.Context(), "identify MCP caller", "error", err)
+		http.Error(w, "cannot identify the caller", http.StatusInternalServerError)
+		return
+	}
+	// The SDK binds sessions to TokenInfo.UserID and passes TokenInfo to
+	// every request's handler: carry the caller there. The agent's own
+	// credential has been used and goes no further.
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer writ-caller")
+	bearer := auth.RequireBearerToken(func(context.Context, string, *http.Request) (*auth.TokenInfo, error) {
+		return &auth.TokenInfo{UserID: caller.Key, Extra: map[string]any{callerKey: caller}}, nil
+	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
+	bearer(h).ServeHTTP(w, r)
+}
+
+const callerKey = "writ.caller"
+
+func callerOf(req sdk.Request) (Caller, bool) {
+	ex := req.GetExtra()
+	if ex == nil || ex.TokenInfo == nil {
+		return Caller{}, false
+	}
+	c, ok := ex.TokenInfo.Extra[callerKey].(Caller)
+	return c, ok
+}
+
+// Approve trusts the descriptor a quarantined tool of server announced
+// last (see [Pinner.Approve]) and, if the server is served, re-checks its
+// tools so the approved tool appears at once.
+func (g *Gateway) Approve(ctx context.Context, server, tool, actor string) (store.Pin, error) {
+	pin, err := g.pinner.Approve(ctx, server, tool, actor)
+	if err != nil {
+		return pin, err
+	}
+	if b := g.backend(server); b != nil {
+		if cs, err := b.up.session(ctx); err == nil {
+			g.refresh(ctx, b, cs)
+		}
+	}
+	return pin, nil
+}
