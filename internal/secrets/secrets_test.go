@@ -343,7 +343,7 @@ func TestHostileInput(t *testing.T) {
 	}{
 		{"nul bytes", bytes.Repeat([]byte{0}, 4096)},
 		{"invalid utf-8", []byte("password=\xff\xfe\xfd\xfc\xfb\xfa token=\xc3\x28abcdefghijkl")},
-		{"long line of keywords", []byte(strings.Repeat("key=token secret password bearer ", 20000))},
+		{"long line of keywords", []byte(strings.Repeat("key=token secret password bearer ", 5000))},
 		{"unterminated pem", []byte("-----BEGIN PRIVATE KEY-----" + strings.Repeat("A", 100000))},
 		{"many uris", []byte(strings.Repeat("postgres://a:b@", 10000))},
 	} {
