@@ -128,11 +128,16 @@ func newGetCmd(g *globals) *cobra.Command {
 	var out *string
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "Show stored resources",
-		Args:  cobra.RangeArgs(1, 2),
+		Short: "Show stored resources (-o yaml prints documents that writ apply takes back unchanged)",
+		Example: `  writ get accesspolicies
+  writ get AccessPolicy email-drafter -o yaml > email-drafter.yaml
+  writ get Identity drafter -o yaml | writ apply -f -   # unchanged`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(*out); err != nil {
-				return err
+			if *out != "yaml" {
+				if err := checkOutput(*out); err != nil {
+					return fmt.Errorf("--output %q: use table, json or yaml", *out)
+				}
 			}
 			kind, err := kindArg(args[0])
 			if err != nil {
@@ -158,9 +163,12 @@ func newGetCmd(g *globals) *cobra.Command {
 				}
 				return printJSON(g.stdout, list)
 			}
+			slices.SortFunc(list, func(a, b apitypes.Resource) int { return strings.Compare(a.Name, b.Name) })
+			if *out == "yaml" {
+				return writeYAML(g.stdout, list)
+			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KIND\tNAME\tVERSION\tUPDATED\tBY")
-			slices.SortFunc(list, func(a, b apitypes.Resource) int { return strings.Compare(a.Name, b.Name) })
 			for _, r := range list {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Kind, r.Name, r.Version, r.UpdatedAt.Format("2006-01-02 15:04:05"), orDash(r.Actor))
 			}
@@ -168,6 +176,7 @@ func newGetCmd(g *globals) *cobra.Command {
 		},
 	}
 	out = outputFlag(cmd)
+	cmd.Flag("output").Usage = "output format: table, json or yaml (documents for writ apply)"
 	return cmd
 }
 

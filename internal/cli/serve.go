@@ -104,7 +104,7 @@ the file; unset values take their documented defaults.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "writ.yaml configuration file")
-	f.StringVar(&role, "role", "all", "all (control plane and node), server or node")
+	f.StringVar(&role, "role", "all", "all: control plane and node in one process (the only role in this release)")
 	f.StringArrayVar(&applyDirs, "apply", nil, "apply the YAML documents in this file or directory at start (repeatable)")
 	f.StringVar(&listen, "listen", "", "HTTP listen address (default 127.0.0.1:8080)")
 	f.StringVar(&socket, "socket", "", "Workload API socket path (default DATA_DIR/workload.sock)")

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -31,6 +32,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Role is "all" (default), "server" or "node".
 	Role string `yaml:"role"`
+	// NodeName names this node in policy requests (source.node) and in
+	// audit events (node). Default "" (no node); set it to match the
+	// source.node conditions of your policies.
+	NodeName string `yaml:"node_name"`
 	// KEKFile is the key-encryption key file. Default DATA_DIR/kek.
 	// The WRIT_KEK environment variable overrides it.
 	KEKFile string `yaml:"kek_file"`
@@ -285,6 +290,9 @@ func (c *Config) Validate() error {
 	case "all", "server", "node":
 	default:
 		bad("role", "%q is not a role; use all, server or node", c.Role)
+	}
+	if len(c.NodeName) > 253 || strings.ContainsFunc(c.NodeName, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		bad("node_name", "%q: use at most 253 printable characters without spaces, e.g. the host name", c.NodeName)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

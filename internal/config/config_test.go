@@ -98,6 +98,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"trust domain", func(c *Config) { c.TrustDomain = "Bad Domain" }, "trust_domain:"},
 		{"role", func(c *Config) { c.Role = "agent" }, `role: "agent" is not a role`},
+		{"node name", func(c *Config) { c.NodeName = "node one" }, `node_name: "node one": use at most 253 printable characters`},
 		{"svid longer than CA", func(c *Config) { c.CA.X509SVIDTTL = 48 * time.Hour }, "ca.x509_svid_ttl:"},
 		{"listen", func(c *Config) { c.Server.Listen = "8080" }, "server.listen:"},
 		{"upstream half", func(c *Config) { c.CA.UpstreamCert = "/x.pem" }, "ca.upstream_cert:"},

@@ -74,6 +74,7 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		Bundle:         bundleSource{s.authority},
 		Signer:         s.authority,
 		Issuer:         s.cfg.Server.PublicURL,
+		Node:           s.cfg.NodeName,
 		Emitter:        s.emit,
 		Log:            s.log.With("component", "proxy"),
 		Now:            s.now,
