@@ -26,6 +26,9 @@ import (
 type Attestor interface {
 	PeerFromTCP(ctx context.Context, local, remote netip.AddrPort) (attest.Peer, error)
 	Attest(ctx context.Context, p attest.Peer) (attest.Result, error)
+	// WatchImage binds res, the attestation of p, to the executable p
+	// runs, so that an exec is seen with one system call per request.
+	WatchImage(p attest.Peer, res attest.Result) (*attest.ImageWatch, error)
 }
 
 // Registry maps attested selectors to identities (registry.Registry).

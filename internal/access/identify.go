@@ -30,10 +30,12 @@ type Caller struct {
 }
 
 // Conn is what enforcement knows about one client connection. The caller
-// found by process attestation or mTLS is cached for the life of the
-// connection (its holder cannot change); revocation is still checked per
-// request. A front end keeps one per connection, with Local and Remote set
-// before its first use; it must not be copied after that.
+// found by mTLS is cached for the life of the connection; the caller found
+// by process attestation for as long as the process runs the executable it
+// was attested with (an exec, or the process's end, makes the next request
+// identify it again); revocation is checked per request. A front end keeps
+// one per connection, with Local and Remote set before its first use, and
+// closes it when the connection ends; it must not be copied.
 type Conn struct {
 	// Local is the address the connection was accepted on, Remote the
 	// client's.
@@ -43,6 +45,42 @@ type Conn struct {
 	done   bool
 	caller *Caller // from the connection (mtls or process), nil if none
 	err    error
+	// image is the process image a cached process caller (or ambiguous
+	// outcome) was attested from.
+	image *attest.ImageWatch
+}
+
+// Close releases what the Conn holds (the watch on the calling process).
+func (c *Conn) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forget()
+}
+
+// forget drops the cached caller; c.mu is held.
+func (c *Conn) forget() {
+	if c.image != nil {
+		c.image.Close()
+		c.image = nil
+	}
+	c.done, c.caller, c.err = false, nil, nil
+}
+
+// Recheck refuses a request on conn when the process it was attributed to
+// no longer runs the executable it was attested with. Front ends call it
+// where they keep using a caller found earlier on the connection (the
+// requests inside an intercepted tunnel); [Enforcer.Identify] does it
+// itself.
+func (e *Enforcer) Recheck(conn *Conn) error {
+	conn.mu.Lock()
+	defer conn.mu.Unlock()
+	if conn.image == nil {
+		return nil
+	}
+	if err := conn.image.Check(); err != nil {
+		return unidentified("the process behind this connection is not the one it was attributed to any more (" + err.Error() + "); open a new connection")
+	}
+	return nil
 }
 
 // Presented is what a request shows of its caller.
@@ -127,12 +165,24 @@ func (e *Enforcer) Identify(ctx context.Context, conn *Conn, p *Presented, t *Ta
 func (e *Enforcer) fromConn(conn *Conn, find func() (*Caller, error)) (*Caller, error) {
 	conn.mu.Lock()
 	defer conn.mu.Unlock()
+	if conn.done && conn.image != nil {
+		if err := conn.image.Check(); err != nil {
+			// The process exec'd (or exited, leaving the socket to another
+			// process): who calls now is a new question.
+			e.c.Log.Debug("the process behind a connection changed; identifying it again", "local", conn.Local, "remote", conn.Remote, "error", err)
+			conn.forget()
+		}
+	}
 	if !conn.done {
 		conn.caller, conn.err = find()
 		// Do not cache failures that a retry on the same connection could
 		// cure (a new entry registered meanwhile).
 		var a *ambiguous
 		conn.done = conn.err == nil || errors.As(conn.err, &a)
+		if !conn.done && conn.image != nil {
+			conn.image.Close()
+			conn.image = nil
+		}
 	}
 	return conn.caller, conn.err
 }
@@ -168,6 +218,13 @@ func (e *Enforcer) processCaller(ctx context.Context, conn *Conn) (*Caller, erro
 	if err != nil {
 		return nil, fmt.Errorf("attest the calling process: %v", err)
 	}
+	// The outcome is cached for the connection, bound to the executable
+	// attested: an exec after this is seen by the next request.
+	w, err := e.c.Attestor.WatchImage(peer, res)
+	if err != nil {
+		return nil, fmt.Errorf("attest the calling process: %v", err)
+	}
+	conn.image = w
 	ids := e.c.Registry.Match(res.Selectors)
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("no identity is registered for the calling process (pid %d, %s)", res.PID, res.Exe)

@@ -103,6 +103,8 @@ type Result struct {
 	Selectors []store.Selector
 	// Instance is the process's instance, stable for its lifetime.
 	Instance store.Instance
+
+	exe fileKey // the executable attested, for WatchImage
 }
 
 // New returns an Attestor. It reads the kernel boot id once, from
@@ -289,6 +291,7 @@ func (a *Attestor) attest(ctx context.Context, p Peer) (Result, error) {
 		StartTicks: st.startTicks,
 		Selectors:  a.selectors(p, status.groups, exe, exeKey, sum),
 		Instance:   inst,
+		exe:        exeKey,
 	}
 	if p.pidfd != nil && a.recheck > 0 {
 		p.pidfd.last.Store(&attestation{res: res, exe: exeKey, at: a.now()})

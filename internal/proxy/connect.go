@@ -71,6 +71,9 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request, x *exchange
 		return
 	}
 	client, buf, err := http.NewResponseController(w).Hijack()
+	if err == nil {
+		defer connFrom(ctx).Close()
+	}
 	if err != nil {
 		up.Close()
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "this connection cannot carry a tunnel", RequestID: x.req.ID})
@@ -122,6 +125,8 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, x *exchange, h
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "this connection cannot carry a tunnel", RequestID: x.req.ID})
 		return
 	}
+	outer := connFrom(r.Context())
+	defer outer.Close()
 	if !p.track(client) {
 		return
 	}
@@ -157,8 +162,7 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, x *exchange, h
 		tconn.Close()
 		return
 	}
-	outer := connFrom(r.Context())
-	ti := &tunnelInfo{caller: x.req.Caller, service: x.svc, host: hostport}
+	ti := &tunnelInfo{outer: outer, caller: x.req.Caller, service: x.svc, host: hostport}
 	ln := newOneConnListener(tconn)
 	srv := &http.Server{
 		Handler:           p,

@@ -29,6 +29,7 @@ type connInfo struct {
 }
 
 type tunnelInfo struct {
+	outer   *connInfo // the connection the tunnel runs in
 	caller  *access.Caller
 	service *Service
 	host    string // host:port the client asked for
@@ -46,7 +47,22 @@ func (p *Proxy) ConnContext(ctx context.Context, c net.Conn) context.Context {
 	if a, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		ci.Remote = a
 	}
+	p.conns.Store(c, ci)
 	return context.WithValue(ctx, connKey{}, ci)
+}
+
+// ConnState is the http.Server ConnState hook: when a client connection
+// closes, what enforcement holds for it is released. A hijacked
+// connection is released by the code that took it over.
+func (p *Proxy) ConnState(c net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateClosed:
+		if ci, ok := p.conns.LoadAndDelete(c); ok {
+			ci.(*connInfo).Close()
+		}
+	case http.StateHijacked:
+		p.conns.Delete(c)
+	}
 }
 
 func connFrom(ctx context.Context) *connInfo {
@@ -64,6 +80,11 @@ func connFrom(ctx context.Context) *connInfo {
 func (p *Proxy) identify(ctx context.Context, r *http.Request, svc *Service) (*access.Caller, error) {
 	ci := connFrom(ctx)
 	if ci.tunnel != nil && ci.tunnel.caller != nil {
+		// The caller of the CONNECT, as long as its process runs what it
+		// ran then.
+		if err := p.c.Enforcer.Recheck(&ci.tunnel.outer.Conn); err != nil {
+			return nil, err
+		}
 		return ci.tunnel.caller, nil
 	}
 	pr := access.Presented{Identity: r.Header.Get(HeaderIdentity)}

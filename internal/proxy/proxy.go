@@ -62,6 +62,11 @@ type Proxy struct {
 
 	// isWritToken is c.Enforcer.HoldsWritToken, made once.
 	isWritToken func(string) bool
+
+	// conns are the client connections of the proxy's listeners (net.Conn
+	// -> *connInfo), so that what enforcement holds for one is released
+	// when it closes.
+	conns sync.Map
 }
 
 // New returns a Proxy with an empty service table.

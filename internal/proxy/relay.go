@@ -343,6 +343,7 @@ func (rl *relay) switchProtocols(res *http.Response) (err error) {
 		back.Close()
 		return fmt.Errorf("switch protocols: %v", err)
 	}
+	defer connFrom(res.Request.Context()).Close()
 	rl.status = res.StatusCode
 	if !rl.p.track(client) {
 		back.Close()

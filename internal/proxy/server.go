@@ -43,6 +43,7 @@ func (p *Proxy) NewServer(cfg ServerConfig) *http.Server {
 	return &http.Server{
 		Handler:           p,
 		ConnContext:       p.ConnContext,
+		ConnState:         p.ConnState,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
