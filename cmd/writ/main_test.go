@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -93,6 +95,46 @@ func TestScripts(t *testing.T) {
 				ts.Defer(func() { cmd.Process.Kill(); cmd.Wait() })
 				ts.Setenv("SLEEPPID", strconv.Itoa(cmd.Process.Pid))
 				ts.Setenv("SLEEP", path)
+			},
+			// jsonenv VAR FIELD sets VAR to the string FIELD of the JSON
+			// object the last command printed.
+			"jsonenv": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 || neg {
+					ts.Fatalf("usage: jsonenv VAR FIELD")
+				}
+				var m map[string]any
+				ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &m))
+				v, ok := m[args[1]].(string)
+				if !ok || v == "" {
+					ts.Fatalf("no string field %q in the last output", args[1])
+				}
+				ts.Setenv(args[0], v)
+			},
+			// jwtclaim VAR CLAIM sets VAR to a string claim of the JWT the
+			// last command printed (its payload is not verified).
+			"jwtclaim": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 || neg {
+					ts.Fatalf("usage: jwtclaim VAR CLAIM")
+				}
+				parts := strings.Split(strings.TrimSpace(ts.ReadFile("stdout")), ".")
+				if len(parts) != 3 {
+					ts.Fatalf("the last output is not a JWT")
+				}
+				payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+				ts.Check(err)
+				var m map[string]any
+				ts.Check(json.Unmarshal(payload, &m))
+				v, _ := m[args[1]].(string)
+				ts.Setenv(args[0], v)
+			},
+			// envis VAR VALUE succeeds if $VAR is VALUE.
+			"envis": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: envis VAR VALUE")
+				}
+				if got := ts.Getenv(args[0]); (got == args[1]) == neg {
+					ts.Fatalf("$%s is %q (want it %sto be %q)", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
+				}
 			},
 			// private DIR fails unless every file under DIR (sockets
 			// included) is its owner's alone: no group or other bits.

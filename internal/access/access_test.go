@@ -255,7 +255,7 @@ func TestRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	other, err := en.tasks.Open(ctx, task.Subject{SpiffeID: agent, Instance: "inst_2"},
-		task.OpenRequest{Purpose: "test", Audiences: []string{"up"}, Duration: time.Hour}, "")
+		task.OpenRequest{Purpose: "test", Audiences: []string{"up"}, Duration: time.Hour, BindInstance: true}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,11 +291,11 @@ func TestRefusals(t *testing.T) {
 			r.Caller.Task, r.Task = "task_a", "task_b"
 			return r
 		}, Invalid, ""},
-		{"task of another instance", func() *Request {
+		{"task bound to another instance", func() *Request {
 			r := request("GET", "/items/1")
 			r.Task = other.ID
 			return r
-		}, Forbidden, "belongs to another workload instance"},
+		}, Forbidden, "is bound to instance inst_2 of " + agent + " (opened with --bind-instance), and the caller is instance inst_1"},
 		{"task budget used up", func() *Request {
 			r := request("GET", "/items/1")
 			r.Task = spent

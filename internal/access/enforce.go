@@ -11,6 +11,7 @@ import (
 	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/task"
 )
 
 // Enforce decides req, whose Caller and Target are set: it checks the
@@ -158,9 +159,10 @@ func (e *Enforcer) openTask(ctx context.Context, c *Caller, id string, now time.
 	if err != nil {
 		return store.Task{}, fmt.Errorf("get task %s: %w", id, err)
 	}
+	if err := task.Usable(t, c.SpiffeID, c.Instance); err != nil {
+		return store.Task{}, deny(Forbidden, "%v", err)
+	}
 	switch {
-	case t.SpiffeID != c.SpiffeID || (t.Instance != "" && c.Instance != "" && t.Instance != c.Instance):
-		return store.Task{}, deny(Forbidden, "task %s belongs to another workload instance", id)
 	case t.State != store.TaskOpen:
 		return store.Task{}, deny(Forbidden, "task %s is %s, not open", id, t.State)
 	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):

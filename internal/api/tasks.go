@@ -30,7 +30,7 @@ type AgentAuthenticator interface {
 
 // TaskToAPI maps a stored task to its wire form.
 func TaskToAPI(t store.Task) apitypes.Task {
-	return apitypes.Task{ID: t.ID, SpiffeID: t.SpiffeID, Instance: t.Instance, Purpose: t.Purpose, OnBehalfOf: t.OnBehalfOf,
+	return apitypes.Task{ID: t.ID, SpiffeID: t.SpiffeID, Instance: t.Instance, BindInstance: t.BindInstance, Purpose: t.Purpose, OnBehalfOf: t.OnBehalfOf,
 		Audiences: t.Audiences, Scopes: t.Scopes, State: t.State, Budget: t.Budget, Calls: t.Calls, Policy: t.Policy,
 		Rule: t.Rule, Approval: t.Approval, Reason: t.Reason, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, ClosedAt: t.ClosedAt}
 }
@@ -50,7 +50,7 @@ func (w who) actor() string {
 
 // owns reports whether the caller may see and close t.
 func (w who) owns(t store.Task) bool {
-	return w.admin != "" || (t.SpiffeID == w.agent.ID.String() && (t.Instance == "" || t.Instance == w.agent.Instance))
+	return w.admin != "" || task.Usable(t, w.agent.ID.String(), w.agent.Instance) == nil
 }
 
 func (a *API) taskCaller(w http.ResponseWriter, r *http.Request) (who, bool) {
@@ -98,7 +98,7 @@ func (a *API) openTask(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	t, err := a.c.Tasks.Open(r.Context(), sub, task.OpenRequest{Purpose: req.Purpose, OnBehalfOf: req.OnBehalfOf, Groups: req.Groups,
-		Audiences: req.Audiences, Scopes: req.Scopes, Duration: dur, Budget: req.Budget}, r.RemoteAddr)
+		Audiences: req.Audiences, Scopes: req.Scopes, Duration: dur, Budget: req.Budget, BindInstance: req.BindInstance}, r.RemoteAddr)
 	var de *task.DeniedError
 	switch {
 	case errors.As(err, &de):

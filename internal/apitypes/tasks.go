@@ -15,6 +15,9 @@ type OpenTaskRequest struct {
 	Scopes      []string `json:"scopes,omitempty"`
 	MaxDuration string   `json:"max_duration,omitempty"` // e.g. "30m"; default 1h, at most 24h
 	Budget      int64    `json:"budget,omitempty"`
+	// BindInstance makes the task usable by the opening instance only;
+	// by default every instance of the SPIFFE ID may use it.
+	BindInstance bool `json:"bind_instance,omitempty"`
 }
 
 // CloseTaskRequest is the optional body of POST /v1/tasks/{id}/close.
@@ -33,23 +36,26 @@ const (
 // Task is the answer of the /v1/tasks endpoints: one unit of agent work
 // that credentials are minted under.
 type Task struct {
-	ID         string    `json:"id"`
-	SpiffeID   string    `json:"spiffe_id"`
-	Instance   string    `json:"instance,omitempty"`
-	Purpose    string    `json:"purpose"`
-	OnBehalfOf string    `json:"on_behalf_of,omitempty"`
-	Audiences  []string  `json:"audiences"`
-	Scopes     []string  `json:"scopes,omitempty"`
-	State      string    `json:"state"` // one of the Task state constants
-	Budget     int64     `json:"budget,omitempty"`
-	Calls      int64     `json:"calls"`
-	Policy     string    `json:"policy,omitempty"` // name@version that allowed it
-	Rule       string    `json:"rule,omitempty"`
-	Approval   string    `json:"approval,omitempty"` // approval request id, when one was needed
-	Reason     string    `json:"reason,omitempty"`   // why it was denied or closed
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	ClosedAt   time.Time `json:"closed_at,omitzero"`
+	ID       string `json:"id"`
+	SpiffeID string `json:"spiffe_id"`
+	Instance string `json:"instance,omitempty"` // the opening instance
+	// BindInstance: only Instance may use the task (else any instance of
+	// SpiffeID).
+	BindInstance bool      `json:"bind_instance,omitempty"`
+	Purpose      string    `json:"purpose"`
+	OnBehalfOf   string    `json:"on_behalf_of,omitempty"`
+	Audiences    []string  `json:"audiences"`
+	Scopes       []string  `json:"scopes,omitempty"`
+	State        string    `json:"state"` // one of the Task state constants
+	Budget       int64     `json:"budget,omitempty"`
+	Calls        int64     `json:"calls"`
+	Policy       string    `json:"policy,omitempty"` // name@version that allowed it
+	Rule         string    `json:"rule,omitempty"`
+	Approval     string    `json:"approval,omitempty"` // approval request id, when one was needed
+	Reason       string    `json:"reason,omitempty"`   // why it was denied or closed
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	ClosedAt     time.Time `json:"closed_at,omitzero"`
 }
 
 // TaskFilter is the query of GET /v1/tasks; empty fields match all.

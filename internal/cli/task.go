@@ -148,6 +148,7 @@ Example:
 	f.StringArrayVar(&req.Scopes, "scope", nil, "scope the task needs (repeatable)")
 	f.StringVar(&req.MaxDuration, "max-duration", "", "task lifetime, e.g. 30m (default 1h, at most 24h)")
 	f.Int64Var(&req.Budget, "budget", 0, "most tokens the task may mint (0: only policy's budget)")
+	f.BoolVar(&req.BindInstance, "bind-instance", false, "only the opening instance (process) may use the task; by default every process of the agent's SPIFFE ID may")
 	f.StringVar(&wait, "wait", "", "when approval is needed, wait this long for it (e.g. 5m)")
 	as.add(cmd)
 	outputFlag(cmd)
@@ -265,6 +266,11 @@ func printTask(g *globals, out string, t apitypes.Task) error {
 	row("state", t.State)
 	row("spiffe id", t.SpiffeID)
 	row("instance", t.Instance)
+	if t.BindInstance {
+		row("bound to", "instance "+t.Instance)
+	} else {
+		row("bound to", "spiffe id "+t.SpiffeID+" (any instance)")
+	}
 	row("purpose", t.Purpose)
 	row("on behalf of", t.OnBehalfOf)
 	row("audiences", strings.Join(t.Audiences, " "))

@@ -22,23 +22,28 @@ const (
 // Task is one unit of agent work that credentials are minted under. The
 // granted audiences and scopes bound every token minted for the task.
 type Task struct {
-	ID         string
-	SpiffeID   string
-	Instance   string
-	Purpose    string
-	OnBehalfOf string
-	Audiences  []string
-	Scopes     []string
-	State      string
-	Budget     int64 // 0: no call budget
-	Calls      int64
-	Policy     string // name@version that allowed it
-	Rule       string
-	Approval   string // approval request id, when one was needed
-	Reason     string // why it was denied or closed
-	CreatedAt  time.Time
-	ExpiresAt  time.Time
-	ClosedAt   time.Time
+	ID       string
+	SpiffeID string
+	// Instance is the instance that opened the task ("" when an operator
+	// opened it without naming one).
+	Instance string
+	// BindInstance restricts the task to Instance; otherwise every
+	// instance of SpiffeID may use it.
+	BindInstance bool
+	Purpose      string
+	OnBehalfOf   string
+	Audiences    []string
+	Scopes       []string
+	State        string
+	Budget       int64 // 0: no call budget
+	Calls        int64
+	Policy       string // name@version that allowed it
+	Rule         string
+	Approval     string // approval request id, when one was needed
+	Reason       string // why it was denied or closed
+	CreatedAt    time.Time
+	ExpiresAt    time.Time
+	ClosedAt     time.Time
 }
 
 // TaskFilter narrows ListTasks; empty fields match everything.

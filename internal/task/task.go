@@ -73,6 +73,10 @@ type OpenRequest struct {
 	Scopes     []string      `json:"scopes,omitempty"`
 	Duration   time.Duration `json:"-"`
 	Budget     int64         `json:"budget,omitempty"`
+	// BindInstance restricts the task to the opening instance (the
+	// subject's Instance). By default a task is bound to the SPIFFE ID:
+	// every instance of the identity may use it (see [Usable]).
+	BindInstance bool `json:"bind_instance,omitempty"`
 }
 
 // DeniedError reports that policy (or an approver) refused a task.
@@ -164,11 +168,14 @@ func (s *Service) Open(ctx context.Context, sub Subject, req OpenRequest, source
 	if err := req.validate(); err != nil {
 		return store.Task{}, err
 	}
+	if req.BindInstance && sub.Instance == "" {
+		return store.Task{}, fmt.Errorf("%w: bind_instance needs an instance to bind to: open the task as the agent process, or name the instance", ErrInvalid)
+	}
 	if _, dead := s.c.Revoke.Check(revoke.Target{SpiffeID: sub.SpiffeID, Instance: sub.Instance}); dead {
 		return store.Task{}, &DeniedError{Reason: "the agent's identity or instance is revoked"}
 	}
 	now := s.c.Now()
-	t := store.Task{ID: "task_" + rand.Text(), SpiffeID: sub.SpiffeID, Instance: sub.Instance, Purpose: req.Purpose,
+	t := store.Task{ID: "task_" + rand.Text(), SpiffeID: sub.SpiffeID, Instance: sub.Instance, BindInstance: req.BindInstance, Purpose: req.Purpose,
 		OnBehalfOf: req.OnBehalfOf, Audiences: req.Audiences, Scopes: req.Scopes, Budget: req.Budget,
 		CreatedAt: now, ExpiresAt: now.Add(req.Duration)}
 	d := s.decide(ctx, sub, req, t, now)
@@ -220,7 +227,7 @@ func (s *Service) Open(ctx context.Context, sub Subject, req OpenRequest, source
 	ev := audit.Event{Type: audit.TaskOpened, SpiffeID: t.SpiffeID, Instance: t.Instance, Task: t.ID, OnBehalfOf: t.OnBehalfOf,
 		Target: strings.Join(t.Audiences, " "), Action: "open_task", Decision: string(d.Effect), Policy: d.Policy, Rule: d.Rule,
 		Reason: t.Reason, Source: source, Details: map[string]string{"purpose": t.Purpose, "scope": strings.Join(t.Scopes, " "),
-			"expires": t.ExpiresAt.Format(time.RFC3339), "state": t.State}}
+			"expires": t.ExpiresAt.Format(time.RFC3339), "state": t.State, "bound_to": boundTo(t)}}
 	if t.Approval != "" {
 		ev.Details["approval"] = t.Approval
 	}

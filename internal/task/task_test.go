@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,6 +160,16 @@ func TestBadRequests(t *testing.T) {
 			t.Errorf("Open(%+v) = %v, want ErrInvalid", r, err)
 		}
 	}
+	// Bound to an instance, but the opener has none (an operator naming
+	// no instance).
+	noInstance := task.Subject{SpiffeID: drafter.SpiffeID}
+	r := task.OpenRequest{Purpose: "reply", Audiences: []string{"mail-api"}, BindInstance: true}
+	if _, err := f.svc.Open(context.Background(), noInstance, r, ""); !errors.Is(err, task.ErrInvalid) {
+		t.Errorf("Open bound without an instance = %v, want ErrInvalid", err)
+	}
+	if tk, err := f.svc.Open(context.Background(), drafter, r, ""); err != nil || !tk.BindInstance || tk.Instance != "inst_1" {
+		t.Errorf("Open bound = %+v, %v; want bound to inst_1", tk, err)
+	}
 }
 
 func TestBudgetFromPolicy(t *testing.T) {
@@ -265,4 +276,41 @@ func TestRunClosesRevokedAndExpired(t *testing.T) {
 	ga, _ := f.svc.Get(ctx, a.ID)
 	gs, _ := f.svc.Get(ctx, short.ID)
 	t.Errorf("revoked task %s (%s), expired task %s (%s); want both closed", ga.State, ga.Reason, gs.State, gs.Reason)
+}
+
+// A task belongs to its SPIFFE ID: every instance may use it, unless it
+// was opened bound to its instance; the errors say which rule refused.
+func TestUsable(t *testing.T) {
+	shared := store.Task{ID: "task_s", SpiffeID: "spiffe://writ.local/a", Instance: "inst_1"}
+	bound := shared
+	bound.ID, bound.BindInstance = "task_b", true
+	for _, tc := range []struct {
+		name     string
+		t        store.Task
+		id, inst string
+		want     error
+	}{
+		{"opener", shared, "spiffe://writ.local/a", "inst_1", nil},
+		{"another instance", shared, "spiffe://writ.local/a", "inst_2", nil},
+		{"no instance", shared, "spiffe://writ.local/a", "", nil},
+		{"another identity", shared, "spiffe://writ.local/b", "inst_1", task.ErrOtherIdentity},
+		{"bound, opener", bound, "spiffe://writ.local/a", "inst_1", nil},
+		{"bound, another instance", bound, "spiffe://writ.local/a", "inst_2", task.ErrOtherInstance},
+		{"bound, another identity", bound, "spiffe://writ.local/b", "inst_1", task.ErrOtherIdentity},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := task.Usable(tc.t, tc.id, tc.inst)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("Usable = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	err := task.Usable(bound, "spiffe://writ.local/a", "inst_2")
+	if !strings.Contains(err.Error(), "bound to instance inst_1") || !strings.Contains(err.Error(), "caller is instance inst_2") {
+		t.Errorf("message %q does not say which instance", err)
+	}
+	err = task.Usable(shared, "spiffe://writ.local/b", "inst_1")
+	if !strings.Contains(err.Error(), "belongs to spiffe://writ.local/a, not to the caller spiffe://writ.local/b") {
+		t.Errorf("message %q does not name the identities", err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/revoke"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/task"
 )
 
 // Signer signs access tokens. *ca.Authority implements it.
@@ -151,8 +152,8 @@ func (i *Issuer) exchange(ctx context.Context, caller Caller, req *ExchangeReque
 	if err != nil {
 		return nil, none, err
 	}
-	if t.SpiffeID != caller.ID.String() || (t.Instance != "" && t.Instance != caller.Instance) {
-		return nil, none, oauthErr(400, CodeInvalidGrant, "task %s belongs to another agent", t.ID)
+	if err := task.Usable(t, caller.ID.String(), caller.Instance); err != nil {
+		return nil, none, oauthErr(400, CodeInvalidGrant, "%v", err)
 	}
 	if t.State != store.TaskOpen {
 		return nil, none, oauthErr(400, CodeInvalidGrant, "task %s is %s, not open", t.ID, t.State)

@@ -11,7 +11,7 @@ import (
 )
 
 const taskColumns = `id, spiffe_id, instance, purpose, on_behalf_of, audiences, scopes, state, budget, calls,
-	policy, rule, approval, reason, created_at, expires_at, closed_at`
+	policy, rule, approval, reason, created_at, expires_at, closed_at, bind_instance`
 
 // CreateTask implements store.Tasks.
 func (d *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) {
@@ -27,9 +27,9 @@ func (d *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) {
 	if err != nil {
 		return store.Task{}, fmt.Errorf("create task %q: %w", t.ID, err)
 	}
-	_, err = d.db.ExecContext(ctx, `INSERT INTO tasks (`+taskColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err = d.db.ExecContext(ctx, `INSERT INTO tasks (`+taskColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		t.ID, t.SpiffeID, t.Instance, t.Purpose, t.OnBehalfOf, string(auds), string(scopes), t.State, t.Budget, t.Calls,
-		t.Policy, t.Rule, t.Approval, t.Reason, unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.ClosedAt))
+		t.Policy, t.Rule, t.Approval, t.Reason, unixNano(t.CreatedAt), unixNano(t.ExpiresAt), unixNano(t.ClosedAt), t.BindInstance)
 	if isUnique(err) {
 		return store.Task{}, fmt.Errorf("create task %q: %w", t.ID, store.ErrExists)
 	}
@@ -162,7 +162,7 @@ func scanTask(s scanner) (store.Task, error) {
 		created, exp, close int64
 	)
 	err := s.Scan(&t.ID, &t.SpiffeID, &t.Instance, &t.Purpose, &t.OnBehalfOf, &auds, &scopes, &t.State, &t.Budget, &t.Calls,
-		&t.Policy, &t.Rule, &t.Approval, &t.Reason, &created, &exp, &close)
+		&t.Policy, &t.Rule, &t.Approval, &t.Reason, &created, &exp, &close, &t.BindInstance)
 	if err != nil {
 		return store.Task{}, notFound(err)
 	}

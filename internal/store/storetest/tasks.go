@@ -14,6 +14,7 @@ import (
 func RunTasks(t *testing.T, open Opener) {
 	t.Run("Tasks", func(t *testing.T) { testTasks(t, open(t)) })
 	t.Run("TaskBudget", func(t *testing.T) { testTaskBudget(t, open(t)) })
+	t.Run("TaskBinding", func(t *testing.T) { testTaskBinding(t, open(t)) })
 	t.Run("Revocations", func(t *testing.T) { testRevocations(t, open(t)) })
 	t.Run("Approvals", func(t *testing.T) { testApprovals(t, open(t)) })
 }
@@ -47,6 +48,9 @@ func testTasks(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetTask(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetTask(missing): err %v, want ErrNotFound", err)
+	}
+	if got.Instance != "inst_1" || got.BindInstance {
+		t.Errorf("GetTask: instance %q bind %v, want inst_1 recorded, not bound", got.Instance, got.BindInstance)
 	}
 	other := sampleTask("task_b")
 	other.SpiffeID, other.CreatedAt, other.ExpiresAt = "spiffe://writ.local/agent/other", t0.Add(time.Minute), t0.Add(2*time.Minute)
@@ -226,5 +230,18 @@ func testApprovals(t *testing.T, s store.Store) {
 	all, err := s.ListApprovals(ctx, "")
 	if err != nil || len(all) != 2 || all[0].ID != "apr_2" {
 		t.Errorf("ListApprovals(all) = %d, %v; want 2 newest first", len(all), err)
+	}
+}
+
+// testTaskBinding: whether a task is bound to its opening instance is kept.
+func testTaskBinding(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	bound := sampleTask("task_bound")
+	bound.BindInstance = true
+	if _, err := s.CreateTask(ctx, bound); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetTask(ctx, "task_bound"); err != nil || !got.BindInstance || got.Instance != "inst_1" {
+		t.Errorf("GetTask(bound) = %+v, %v; want BindInstance to inst_1", got, err)
 	}
 }
