@@ -65,7 +65,7 @@ func loadSigner(ctx context.Context, ks store.Keys, sealer *keys.Sealer, name st
 	if err != nil {
 		return nil, "", fmt.Errorf("encode audit log public key: %w", err)
 	}
-	id := keyID(vkey)
+	id := KeyID(vkey)
 	k := store.Key{
 		ID:        id,
 		Kind:      store.KeyAudit,
@@ -85,9 +85,10 @@ func loadSigner(ctx context.Context, ks store.Keys, sealer *keys.Sealer, name st
 	return s, vkey, nil
 }
 
-// keyID returns the "<name>+<hash>" prefix of a verifier key.
+// KeyID returns the "<name>+<hash>" prefix of a verifier key, which names
+// the key without giving it.
 // The key data is base64 and may itself contain '+'.
-func keyID(vkey string) string {
+func KeyID(vkey string) string {
 	parts := strings.SplitN(vkey, "+", 3)
 	if len(parts) < 2 {
 		return vkey
@@ -127,8 +128,8 @@ func VerifierKey(k store.Key) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("audit log key %s: %v", k.ID, err)
 	}
-	if keyID(vkey) != k.ID {
-		return "", fmt.Errorf("audit log key %s: id does not match its public key (expected %s)", k.ID, keyID(vkey))
+	if KeyID(vkey) != k.ID {
+		return "", fmt.Errorf("audit log key %s: id does not match its public key (expected %s)", k.ID, KeyID(vkey))
 	}
 	return vkey, nil
 }

@@ -52,6 +52,17 @@ type Config struct {
 	// MaxBatch caps how many events one group commit writes. Default
 	// and maximum DefaultMaxBatch.
 	MaxBatch int
+	// Published, if set, keeps the latest checkpoint the log signed
+	// outside the backend (writ serve: DATA_DIR/audit.checkpoint). Open
+	// refuses a log older than that checkpoint or inconsistent with it
+	// ([ErrRolledBack]), and every checkpoint signed replaces it.
+	Published *CheckpointFile
+	// Witnesses receive every checkpoint the log signs, in the
+	// background (see [Witness]). Default: none.
+	Witnesses []Witness
+	// WitnessDone, if set, is called after every delivery to a witness
+	// with its outcome, for metrics.
+	WitnessDone func(witness string, err error)
 }
 
 // Pipeliner is implemented by backends that can commit a batch without
@@ -111,6 +122,8 @@ type Log struct {
 	latestCP Checkpoint
 	changed  chan struct{} // closed and replaced after every commit
 	failed   error         // set when a sync failed: every later append fails
+
+	witnesses *witnesses // nil without witnesses
 
 	// Owned by the writer goroutine.
 	tree  *frontier
@@ -180,7 +193,16 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
+	if f := cfg.Published; f != nil {
+		if err := l.checkPublished(ctx, f); err != nil {
+			return nil, err
+		}
+		if l.latest.Note != nil && l.tree.size == l.latestCP.Size {
+			l.publish(l.latest.Note)
+		}
+	}
 	l.ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	l.witnesses = startWitnesses(l.ctx, l, cfg.Witnesses)
 	if l.tree.size > l.latestCP.Size {
 		// Events were acknowledged after the last checkpoint and
 		// before a crash; they were checked by load.
@@ -339,6 +361,9 @@ func (l *Log) Close(ctx context.Context) error {
 		l.cancel()
 		<-l.done
 	}
+	// The final checkpoint goes to the witnesses too, as long as ctx
+	// allows.
+	l.witnesses.close(ctx)
 	l.cancel()
 	return l.closeErr
 }

@@ -63,6 +63,8 @@ func (l *Log) checkpoint(ctx context.Context, record bool) (StoredCheckpoint, Ch
 	l.stateMu.Unlock()
 	l.since = 0
 	l.log.Debug("audit checkpoint signed", "size", cp.Size, "root", cp.Hash.String())
+	l.publish(msg)
+	l.witnesses.send(stored)
 	if record {
 		e := audit.Event{
 			Time:   stored.CreatedAt,

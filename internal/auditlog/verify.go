@@ -32,6 +32,14 @@ type VerifyOptions struct {
 	// Saved is a signed checkpoint the user kept from earlier; if set,
 	// Verify proves that the log extends it.
 	Saved []byte
+	// Remembered is the latest checkpoint a verifier checked of this log
+	// on an earlier run, kept outside the store (see [CheckpointFile]);
+	// if set, Verify proves that the log extends it, so that a log whose
+	// newest events were removed together with their checkpoints is
+	// reported as rolled back.
+	Remembered []byte
+	// RememberedFrom says where Remembered was kept, for messages.
+	RememberedFrom string
 	// BatchSize is how many records are read at a time; default 10000.
 	BatchSize int
 }
@@ -58,6 +66,20 @@ type VerifyReport struct {
 	// Consistency proves that the latest checkpoint extends the saved
 	// one, when VerifyOptions.Saved was given.
 	Consistency *ConsistencyProof `json:"consistency,omitempty"`
+	// RememberedConsistency proves that the latest checkpoint extends
+	// the remembered one, when VerifyOptions.Remembered was given.
+	RememberedConsistency *ConsistencyProof `json:"remembered_consistency,omitempty"`
+	// LatestNote is the latest stored checkpoint's signed note, with
+	// any witness cosignatures.
+	LatestNote []byte `json:"-"`
+}
+
+// known is a checkpoint from outside the store that the log must extend.
+type known struct {
+	what  string // for messages: "saved checkpoint", ...
+	since string // "saved", "verified"
+	note  []byte
+	cp    Checkpoint
 }
 
 // Verify recomputes the Merkle tree from every stored event, in index
@@ -88,13 +110,22 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 		}
 		cps[i] = cp
 	}
-	var saved *Checkpoint
+	var outside []known
 	if opts.Saved != nil {
-		cp, err := OpenCheckpoint(opts.Saved, opts.Trusted)
-		if err != nil {
-			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf("saved checkpoint: %v", err)}
+		outside = append(outside, known{what: "saved checkpoint", since: "saved", note: opts.Saved})
+	}
+	if opts.Remembered != nil {
+		from := "last verified checkpoint"
+		if opts.RememberedFrom != "" {
+			from += " (remembered in " + opts.RememberedFrom + ")"
 		}
-		saved = &cp
+		outside = append(outside, known{what: from, since: "verified", note: opts.Remembered})
+	}
+	for i := range outside {
+		k := &outside[i]
+		if k.cp, err = OpenCheckpoint(k.note, opts.Trusted); err != nil {
+			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf("%s: %v", k.what, err)}
+		}
 	}
 
 	rep := &VerifyReport{Checkpoints: len(cps)}
@@ -112,11 +143,14 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 			prevGood = tree.size
 			next++
 		}
-		if saved != nil && saved.Size == tree.size {
-			if got := tree.root(); got != saved.Hash {
+		for _, k := range outside {
+			if k.cp.Size != tree.size {
+				continue
+			}
+			if got := tree.root(); got != k.cp.Hash {
 				return &VerifyError{Index: 0, Problem: fmt.Sprintf(
-					"the log's first %d events do not match the saved checkpoint (root %s, recomputed %s): the log was rewritten since it was saved",
-					saved.Size, saved.Hash, got)}
+					"the log's first %d events do not match the %s (root %s, recomputed %s): the log was rewritten since it was %s",
+					k.cp.Size, k.what, k.cp.Hash, got, k.since)}
 			}
 		}
 		return nil
@@ -184,33 +218,43 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 			"events from index %d on are missing: the signed checkpoint for size %d covers more events than the log holds (%d)",
 			tree.size, cps[len(cps)-1].Size, tree.size)}
 	}
-	if saved != nil && saved.Size > tree.size {
-		return nil, &VerifyError{Index: tree.size, Problem: fmt.Sprintf(
-			"events from index %d on are missing: the saved checkpoint covers %d events but the log holds %d",
-			tree.size, saved.Size, tree.size)}
-	}
+	latestSize := int64(0)
 	if len(cps) > 0 {
 		rep.Latest = &cps[len(cps)-1]
 		rep.Unsigned = tree.size - rep.Latest.Size
+		rep.LatestNote = stored[len(stored)-1].Note
+		latestSize = rep.Latest.Size
 	} else {
 		rep.Unsigned = tree.size
 	}
-	if saved != nil {
-		// The stored hashes now agree with the events, so they can
-		// serve a consistency proof from the saved checkpoint to the
-		// latest one, which a third party can check with only the key.
-		if rep.Latest == nil || rep.Latest.Size < saved.Size {
-			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf(
-				"the saved checkpoint (size %d) is newer than every checkpoint in the store: checkpoints were removed", saved.Size)}
+	for _, k := range outside {
+		if k.cp.Size > tree.size {
+			return nil, &VerifyError{Index: tree.size, Problem: fmt.Sprintf(
+				"the log was rolled back: the %s covers %d events, but the log now holds %d (its latest signed checkpoint covers %d): events from index %d on were removed together with their checkpoints, or an older copy of the store was restored",
+				k.what, k.cp.Size, tree.size, latestSize, tree.size)}
 		}
-		p, err := ProveConsistency(ctx, b, opts.Saved, stored[len(stored)-1].Note)
+		if k.cp.Size > latestSize {
+			return nil, &VerifyError{Index: -1, Problem: fmt.Sprintf(
+				"the %s (size %d) is newer than every checkpoint in the store (latest: size %d): checkpoints were removed", k.what, k.cp.Size, latestSize)}
+		}
+	}
+	for i, k := range outside {
+		// The stored hashes now agree with the events, so they can
+		// serve a consistency proof from the outside checkpoint to
+		// the latest one, which a third party can check with only
+		// the key.
+		p, err := ProveConsistency(ctx, b, k.note, rep.LatestNote)
 		if err != nil {
 			return nil, fmt.Errorf("verify audit log: %w", err)
 		}
 		if _, _, err := p.Verify(opts.Trusted); err != nil {
 			return nil, &VerifyError{Index: -1, Problem: err.Error()}
 		}
-		rep.Consistency = &p
+		if opts.Saved != nil && i == 0 {
+			rep.Consistency = &p
+		} else {
+			rep.RememberedConsistency = &p
+		}
 	}
 	return rep, nil
 }

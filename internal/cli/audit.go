@@ -327,30 +327,19 @@ func (g *globals) auditDB(ctx context.Context, dbPath string) (*sqlite.DB, error
 // trustedAuditKeys parses --key values: a verifier key, or @FILE holding
 // one key per line.
 func trustedAuditKeys(vals []string) (note.Verifiers, error) {
-	var keys []string
-	for _, v := range vals {
-		if path, ok := strings.CutPrefix(v, "@"); ok {
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, fmt.Errorf("--key %s: %w", v, err)
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-					keys = append(keys, line)
-				}
-			}
-			continue
-		}
-		keys = append(keys, v)
+	keys, err := auditKeyLines(vals)
+	if err != nil {
+		return nil, err
 	}
 	return auditlog.ParseVerifierKeys(keys...)
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var (
-		dbPath, saved string
-		keyFlags      []string
-		out           *string
+		dbPath, saved, stateDir string
+		keyFlags, witnessKeys   []string
+		noRemember              bool
+		out                     *string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify [--data-dir D] [--key KEY|@FILE] [--checkpoint OLD.txt]",
@@ -367,7 +356,16 @@ stored next to the log is trusted, which catches damage but not someone
 who could rewrite the store and its key together.
 
 --checkpoint OLD.txt checks that today's log extends a signed checkpoint
-saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency proof.`,
+saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency proof.
+
+verify remembers the latest checkpoint it verified of each log (one file
+per log key in --state-dir, default ~/.config/writ/audit) and on the next
+run checks that the log still extends it: a log whose newest events were
+removed together with their checkpoints fails as rolled back. Pass
+--no-remember to verify an older copy of a log on purpose.
+
+Signatures of witnesses on the latest checkpoint are listed; --witness-key
+checks them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(*out); err != nil {
@@ -379,13 +377,18 @@ saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency 
 				return err
 			}
 			defer db.Close()
-			var trusted note.Verifiers
+			var (
+				trusted note.Verifiers
+				vkeys   []string
+			)
 			if len(keyFlags) > 0 {
-				if trusted, err = trustedAuditKeys(keyFlags); err != nil {
+				if vkeys, err = auditKeyLines(keyFlags); err != nil {
+					return err
+				}
+				if trusted, err = auditlog.ParseVerifierKeys(vkeys...); err != nil {
 					return err
 				}
 			} else {
-				var vkeys []string
 				if trusted, vkeys, err = auditlog.StoredVerifiers(ctx, db); err != nil {
 					return err
 				}
@@ -400,14 +403,36 @@ saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency 
 				}
 				opts.Saved = auditlog.ReadSignedCheckpoint(b)
 			}
+			if !noRemember && stateDir == "" {
+				if stateDir, err = defaultAuditStateDir(); err != nil {
+					fmt.Fprintf(g.stderr, "note: not remembering checkpoints (%v); give a directory with --state-dir\n", err)
+					noRemember = true
+				}
+			}
+			if !noRemember {
+				mem, err := loadRemembered(stateDir, vkeys)
+				if err != nil {
+					return err
+				}
+				opts.Remembered, opts.RememberedFrom = mem.note, mem.file.Path
+			}
 			start := time.Now()
 			rep, err := auditlog.Verify(ctx, db.Audit(), opts)
 			var ve *auditlog.VerifyError
 			if errors.As(err, &ve) {
+				if opts.Remembered != nil && strings.Contains(ve.Problem, opts.RememberedFrom) {
+					return exitCode(1, fmt.Errorf("audit log verification FAILED: %v (to verify an older copy of the log on purpose, pass --no-remember)", ve))
+				}
 				return exitCode(1, fmt.Errorf("audit log verification FAILED: %v", ve))
 			}
 			if err != nil {
 				return err
+			}
+			var kept string
+			if !noRemember && rep.LatestNote != nil {
+				if kept, err = rememberLatest(stateDir, vkeys, rep.LatestNote); err != nil {
+					fmt.Fprintf(g.stderr, "note: cannot remember the latest checkpoint in %s: %v; a rollback after this run will not be detected by the next verify\n", stateDir, err)
+				}
 			}
 			if *out == "json" {
 				return printJSON(g.stdout, rep)
@@ -428,12 +453,25 @@ saved earlier (` + "`writ audit checkpoint > OLD.txt`" + `), with a consistency 
 				fmt.Fprintf(g.stdout, "the log extends the saved checkpoint of size %d (root %s): consistency proof of %d hashes checked\n",
 					old.Size, old.Hash, len(rep.Consistency.Proof))
 			}
+			if rep.RememberedConsistency != nil {
+				old, _ := auditlog.ParseCheckpointNote([]byte(rep.RememberedConsistency.Old))
+				fmt.Fprintf(g.stdout, "the log extends the checkpoint of size %d verified last time (%s)\n", old.Size, opts.RememberedFrom)
+			}
+			if kept != "" {
+				fmt.Fprintf(g.stdout, "remembered the latest checkpoint in %s: the next verify checks that the log still extends it\n", kept)
+			}
+			if rep.LatestNote != nil {
+				return printCosignatures(g, rep.LatestNote, trusted, witnessKeys)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dbPath, "db", "", "store file (default DATA_DIR/writ.db)")
 	cmd.Flags().StringArrayVar(&keyFlags, "key", nil, "trusted log key NAME+HASH+KEY, or @FILE (repeatable)")
 	cmd.Flags().StringVar(&saved, "checkpoint", "", "a signed checkpoint saved earlier, which the log must extend")
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "where the latest verified checkpoint of each log is remembered (default ~/.config/writ/audit)")
+	cmd.Flags().BoolVar(&noRemember, "no-remember", false, "neither check against nor update the remembered checkpoint (to verify an older copy on purpose)")
+	cmd.Flags().StringArrayVar(&witnessKeys, "witness-key", nil, "a witness's verifier key NAME+HASH+KEY, to check its cosignature on the latest checkpoint (repeatable)")
 	out = outputFlag(cmd)
 	return cmd
 }

@@ -34,6 +34,8 @@ type auditServer struct {
 func newAuditServer(t *testing.T) *auditServer {
 	t.Helper()
 	dir := t.TempDir()
+	// audit verify remembers checkpoints in the user's config directory.
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "writ.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -269,5 +271,45 @@ func TestAuditProveAndVerify(t *testing.T) {
 	}
 	if code, _, errs := s.run(t, "audit", "verify", "--data-dir", t.TempDir()); code == 0 || !strings.Contains(errs, "no such file") {
 		t.Errorf("verify of an empty data dir: exit %d %s", code, errs)
+	}
+}
+
+// TestAuditVerifyRemembers: verify remembers the latest checkpoint it
+// checked, so that deleting the newest events together with every
+// checkpoint that covers them (which leaves a log whole in itself) fails
+// the next verify, naming both sizes.
+func TestAuditVerifyRemembers(t *testing.T) {
+	s := newAuditServer(t)
+	s.log.Close(context.Background()) // the final checkpoint covers the 30 events
+	state := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "writ", "audit")
+	code, out, errs := s.run(t, "audit", "verify")
+	if code != 0 || !strings.Contains(out, "remembered the latest checkpoint in "+state) {
+		t.Fatalf("first verify: exit %d\n%s%s", code, out, errs)
+	}
+	ents, err := os.ReadDir(state)
+	if err != nil || len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), "writ.local%2Faudit+") {
+		t.Fatalf("remembered files in %s: %v, %v; want one named after the log key", state, ents, err)
+	}
+	if code, out, errs := s.run(t, "audit", "verify"); code != 0 || !strings.Contains(out, "the log extends the checkpoint of size 30 verified last time") {
+		t.Fatalf("second verify: exit %d\n%s%s", code, out, errs)
+	}
+
+	for _, q := range []string{`DELETE FROM audit_events WHERE idx >= 12`, `DELETE FROM audit_checkpoints`} {
+		if _, err := s.db.SQL().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, errs = s.run(t, "audit", "verify")
+	if code != 1 || !strings.Contains(errs, "rolled back: the last verified checkpoint (remembered in "+filepath.Join(state, ents[0].Name())+") covers 30 events, but the log now holds 12") ||
+		!strings.Contains(errs, "--no-remember") {
+		t.Errorf("verify of the truncated log: exit %d %s", code, errs)
+	}
+	// Verifying an older copy on purpose.
+	if code, out, errs := s.run(t, "audit", "verify", "--no-remember"); code != 0 || !strings.Contains(out, "audit log OK: 12 events") {
+		t.Errorf("verify --no-remember: exit %d\n%s%s", code, out, errs)
+	}
+	// The failed and the --no-remember runs left the remembered checkpoint as it was.
+	if code, _, _ := s.run(t, "audit", "verify"); code != 1 {
+		t.Errorf("verify after --no-remember: exit %d, want the rollback still reported", code)
 	}
 }

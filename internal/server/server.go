@@ -131,6 +131,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	}
 	closers = append(closers, func() { s.db.Close() })
 
+	witnesses, err := auditWitnesses(cfg.Audit.Witnesses)
+	if err != nil {
+		return nil, err
+	}
+	deliveries := witnessDeliveries()
 	s.auditLog, err = auditlog.Open(ctx, auditlog.Config{
 		Backend:            s.db.Audit(),
 		Keys:               s.db,
@@ -140,6 +145,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Log:                s.log.With("component", "audit"),
 		CheckpointEvery:    cfg.Audit.CheckpointEvery,
 		CheckpointInterval: cfg.Audit.CheckpointInterval,
+		Published:          publishedCheckpointFile(cfg.DataDir),
+		Witnesses:          witnesses,
+		WitnessDone: func(name string, err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			deliveries.WithLabelValues(name, result).Inc()
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
@@ -152,6 +166,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	s.metrics = prometheus.NewRegistry()
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics.MustRegister(
+		deliveries,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_events", Help: "Events in the audit log that are on disk."},
 			func() float64 { return float64(s.auditLog.Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_index_lag_events", Help: "Audit events not yet in the search index (searches read them from the log)."},
