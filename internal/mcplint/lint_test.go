@@ -225,7 +225,7 @@ func TestRun(t *testing.T) {
 	if err != nil || !high {
 		t.Fatalf("Run = %v, %v; want high", high, err)
 	}
-	if !strings.Contains(out.String(), "hidden-instructions/tag-block") || !strings.Contains(out.String(), "2 tools, 1 flagged") {
+	if !strings.Contains(out.String(), "hidden-instructions/tag-block") || !strings.Contains(out.String(), "tools: 2, flagged: 1") {
 		t.Errorf("text output:\n%s", out.String())
 	}
 	out.Reset()

@@ -66,7 +66,7 @@ func (r Report) WriteText(w io.Writer) error {
 	for _, f := range r.Findings {
 		fmt.Fprintf(&b, "%-6s %s  tool %q  %s [%d:%d]  %s\n", strings.ToUpper(string(f.Severity)), f.RuleID, f.Tool, f.Field, f.Start, f.End, f.Evidence)
 	}
-	fmt.Fprintf(&b, "%d tools, %d flagged; findings: %d high, %d medium, %d low\n",
+	fmt.Fprintf(&b, "tools: %d, flagged: %d; findings: %d high, %d medium, %d low\n",
 		r.Tools, len(r.Flagged()), r.Count(High), r.Count(Medium), r.Count(Low))
 	_, err := io.WriteString(w, b.String())
 	return err

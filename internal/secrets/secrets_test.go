@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -392,5 +393,15 @@ func TestConcurrentFind(t *testing.T) {
 	close(errs)
 	for name := range errs {
 		t.Errorf("%s: concurrent Find differs from sequential", name)
+	}
+}
+
+// TestGitleaksRulesPinned checks that the embedded rule file is gitleaks
+// v8.30.1's config/gitleaks.toml, byte for byte: an update is a deliberate
+// change of GitleaksVersion and of this digest.
+func TestGitleaksRulesPinned(t *testing.T) {
+	const want = "e163e53b9e7e8a8511e77271e2b323ed057759542a6d988258afe3a1fa329caf"
+	if got := fmt.Sprintf("%x", sha256.Sum256(gitleaksRules)); got != want || GitleaksVersion != "v8.30.1" {
+		t.Errorf("rules/gitleaks.toml has SHA-256 %s (version %s), want %s (v8.30.1)", got, GitleaksVersion, want)
 	}
 }
