@@ -128,6 +128,13 @@ func newGateway(t testing.TB, servers ...*Server) *gwFixture {
 	return &gwFixture{gw: gw, http: hs, events: ev}
 }
 
+// newHTTPTest serves gw on a test server and returns its URL.
+func newHTTPTest(t testing.TB, gw *Gateway) string {
+	hs := httptest.NewServer(gw)
+	t.Cleanup(func() { hs.Close(); gw.Close() })
+	return hs.URL
+}
+
 func httpServer(t testing.TB, name, endpoint string) *Server {
 	t.Helper()
 	u, _ := url.Parse(endpoint)
