@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 )
 
@@ -94,26 +93,44 @@ func ParseBytes(data []byte) ([]Tool, error) {
 }
 
 // locate sets each tool's line: where "name": "<its name>" first occurs
-// after the previous tool's.
+// after the previous tool's. A nested "name" (a schema property called
+// name) before it is skipped because its value differs; when it does not
+// differ, the line is still the tool's or close to it.
 func locate(data []byte, tools []Tool) {
-	from := 0
+	from, line := 0, 1
+	key := []byte(`"name"`)
 	for i := range tools {
-		q, err := json.Marshal(tools[i].Name)
-		if err != nil {
-			continue
+		for {
+			j := bytes.Index(data[from:], key)
+			if j < 0 {
+				return
+			}
+			at := from + j
+			line += bytes.Count(data[from:at], []byte{'\n'})
+			from = at + len(key)
+			k := from
+			for k < len(data) && (data[k] == ' ' || data[k] == '\t' || data[k] == '\n' || data[k] == '\r' || data[k] == ':') {
+				k++
+			}
+			if k >= len(data) || data[k] != '"' {
+				continue
+			}
+			end := k + 1
+			for end < len(data) && data[end] != '"' {
+				if data[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if end >= len(data) {
+				return
+			}
+			var name string
+			if json.Unmarshal(data[k:end+1], &name) == nil && name == tools[i].Name {
+				tools[i].line = line
+				break
+			}
 		}
-		re, err := regexp.Compile(`"name"\s*:\s*` + regexp.QuoteMeta(string(q)))
-		if err != nil {
-			continue
-		}
-		loc := re.FindIndex(data[from:])
-		if loc == nil {
-			// Names may be written with other escapes; leave it unknown.
-			continue
-		}
-		at := from + loc[0]
-		tools[i].line = 1 + bytes.Count(data[:at], []byte{'\n'})
-		from = at + 1
 	}
 }
 
