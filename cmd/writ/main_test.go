@@ -138,6 +138,19 @@ func TestScripts(t *testing.T) {
 					ts.Fatalf("$%s is %q (want it %sto be %q)", args[0], got, map[bool]string{true: "not ", false: ""}[neg], args[1])
 				}
 			},
+			// mode FILE OCTAL fails unless FILE's permission bits are OCTAL.
+			"mode": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 || neg {
+					ts.Fatalf("usage: mode FILE OCTAL")
+				}
+				want, err := strconv.ParseUint(args[1], 8, 32)
+				ts.Check(err)
+				fi, err := os.Stat(ts.MkAbs(args[0]))
+				ts.Check(err)
+				if got := fi.Mode().Perm(); got != fs.FileMode(want) {
+					ts.Fatalf("%s has mode %04o, want %04o", args[0], got, want)
+				}
+			},
 			// private DIR fails unless every file under DIR (sockets
 			// included) is its owner's alone: no group or other bits.
 			"private": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -79,7 +79,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newCredentialCmd(g), newProxyCmd(g))
 	root.AddCommand(newTaskCmd(g), newTokenCmd(g), newRevokeCmd(g), newApprovalCmd(g))
 	root.AddCommand(newAuditCmd(g))
-	root.AddCommand(newInstanceCmd(g), newVersionCmd(g))
+	root.AddCommand(newInstanceCmd(g), newSVIDCmd(g), newVersionCmd(g))
 	return root
 }
 
