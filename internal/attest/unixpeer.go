@@ -235,3 +235,31 @@ func parseUnixDiagReply(b []byte, ino uint32) (uint64, error) {
 	}
 	return 0, errors.New("parse sock_diag answer: no answer for the request")
 }
+
+// ProbeUnixDiag checks that the kernel answers the sock_diag requests the
+// Workload API's holder check needs, on a socket pair of its own. Without
+// them every Workload API call is refused; servers call it at start to say
+// so at once.
+func ProbeUnixDiag() error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("probe unix sock_diag: %w", err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	var a, b unix.Stat_t
+	if err := unix.Fstat(fds[0], &a); err != nil {
+		return fmt.Errorf("probe unix sock_diag: %w", err)
+	}
+	if err := unix.Fstat(fds[1], &b); err != nil {
+		return fmt.Errorf("probe unix sock_diag: %w", err)
+	}
+	peer, err := unixPeerInode(a.Ino)
+	if err != nil {
+		return fmt.Errorf("probe unix sock_diag: %w", err)
+	}
+	if peer != b.Ino {
+		return fmt.Errorf("probe unix sock_diag: the kernel names inode %d as the peer of %d, not %d", peer, a.Ino, b.Ino)
+	}
+	return nil
+}

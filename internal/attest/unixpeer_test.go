@@ -143,3 +143,12 @@ func FuzzParseUnixDiagReply(f *testing.F) {
 		}
 	})
 }
+
+func TestProbeUnixDiag(t *testing.T) {
+	if err := ProbeUnixDiag(); err != nil {
+		if errors.Is(err, ErrUnixDiagUnavailable) {
+			t.Skipf("no unix sock_diag in this kernel: %v", err)
+		}
+		t.Fatal(err)
+	}
+}

@@ -209,6 +209,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("start attestor: %w", err)
 	}
+	if err := attest.ProbeUnixDiag(); err != nil {
+		// Fail closed, loudly: the check that a Workload API socket was
+		// not handed to another process cannot be made.
+		s.log.Error("the Workload API will refuse every call: it cannot check who holds a connection's socket", "error", err)
+	}
 	s.registry, err = registry.New(ctx, registry.Config{TrustDomain: td, Store: s.db, Emitter: s.emit, Log: s.log})
 	if err != nil {
 		return nil, err
