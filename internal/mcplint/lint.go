@@ -58,8 +58,8 @@ func New(opts Options) (*Linter, error) {
 			p := len(l.patterns)
 			l.patterns = append(l.patterns, pattern{rule: i, re: regexp.MustCompile(alt.src)})
 			kws := r.keywords
-			if alt.literal != "" {
-				kws = []string{alt.literal}
+			if alt.literals != nil {
+				kws = alt.literals
 			}
 			for _, k := range kws {
 				j, ok := index[k]
@@ -365,55 +365,123 @@ func cut(s string) string {
 }
 
 // alternative is one top-level alternative of a regular expression, with
-// the longest literal (lower case, ASCII, at least 3 bytes) that every
-// match of it holds, if any.
+// literals (lower case, ASCII) one of which every match of it holds, if
+// they are selective enough to gate it.
 type alternative struct {
-	src     string
-	literal string
+	src      string
+	literals []string
 }
 
 // alternatives splits a regular expression at its top-level alternation,
-// so that each part can be gated by its own literal.
+// so that each part can be gated by its own literals.
 func alternatives(src string) []alternative {
 	re, err := syntax.Parse(src, syntax.Perl)
-	if err != nil || re.Op != syntax.OpAlternate {
+	if err != nil {
 		return []alternative{{src: src}}
 	}
+	subs := []*syntax.Regexp{re}
+	if re.Op == syntax.OpAlternate {
+		subs = re.Sub
+	}
 	var out []alternative
-	for _, sub := range re.Sub {
-		out = append(out, alternative{src: sub.String(), literal: requiredLiteral(sub)})
+	for _, sub := range subs {
+		a := alternative{src: sub.String()}
+		if lits, ok := literalSet(sub); ok && selective(lits) {
+			a.literals = lits
+		}
+		if len(subs) == 1 {
+			a.src = src
+		}
+		out = append(out, a)
 	}
 	return out
 }
 
-func requiredLiteral(re *syntax.Regexp) string {
-	lit := func(r *syntax.Regexp) string {
-		if r.Op != syntax.OpLiteral {
-			return ""
-		}
-		s := strings.ToLower(string(r.Rune))
+// literalSet returns lower-case literals one of which every match of re
+// holds.
+func literalSet(re *syntax.Regexp) ([]string, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		s := strings.ToLower(string(re.Rune))
 		for i := 0; i < len(s); i++ {
 			if s[i] >= utf8.RuneSelf {
-				return ""
+				return nil, false
 			}
 		}
-		return s
-	}
-	best := lit(re)
-	if re.Op == syntax.OpConcat {
+		return []string{s}, true
+	case syntax.OpCapture:
+		return literalSet(re.Sub[0])
+	case syntax.OpRepeat, syntax.OpPlus:
+		if re.Op == syntax.OpRepeat && re.Min < 1 {
+			return nil, false
+		}
+		return literalSet(re.Sub[0])
+	case syntax.OpAlternate:
+		var all []string
 		for _, sub := range re.Sub {
-			if s := lit(sub); len(s) > len(best) {
-				best = s
+			lits, ok := literalSet(sub)
+			if !ok {
+				return nil, false
+			}
+			all = append(all, lits...)
+		}
+		return all, true
+	case syntax.OpConcat:
+		// Every child's match is part of the concatenation's: take the
+		// child whose literals gate best.
+		var best []string
+		for _, sub := range re.Sub {
+			if lits, ok := literalSet(sub); ok && better(lits, best) {
+				best = lits
+			}
+		}
+		return best, best != nil
+	}
+	return nil, false
+}
+
+// selective reports whether literals are worth gating on: none shorter
+// than 3 bytes or too common.
+func selective(lits []string) bool {
+	if len(lits) == 0 {
+		return false
+	}
+	for _, l := range lits {
+		switch t := strings.TrimSpace(l); t {
+		case "the", "this", "that", "your", "you", "and", "for", "with", "any", "all", "not", "are":
+			return false
+		default:
+			if len(t) < 3 {
+				return false
 			}
 		}
 	}
-	switch strings.TrimSpace(best) {
-	case "the", "this", "that", "your", "you", "and", "for", "with", "any", "all", "not":
-		// Too common to gate on: the rule's keywords do better.
-		return ""
+	return true
+}
+
+// better reports whether literal set a gates better than b: selective,
+// then a longer shortest literal, then fewer literals.
+func better(a, b []string) bool {
+	if b == nil {
+		return true
 	}
-	if len(strings.TrimSpace(best)) < 3 {
-		return ""
+	sa, sb := selective(a), selective(b)
+	if sa != sb {
+		return sa
 	}
-	return best
+	ma, mb := minLen(a), minLen(b)
+	if ma != mb {
+		return ma > mb
+	}
+	return len(a) < len(b)
+}
+
+func minLen(lits []string) int {
+	m := -1
+	for _, l := range lits {
+		if n := len(strings.TrimSpace(l)); m < 0 || n < m {
+			m = n
+		}
+	}
+	return m
 }
