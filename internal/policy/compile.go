@@ -586,7 +586,16 @@ func (c *compiler) knownLabels() []string {
 	return out
 }
 
-func (c *compiler) globs(in []string, at []any, what string, mustSlash bool) globList {
+// What a list of globs matches, for the canonical form of its patterns.
+type globKind uint8
+
+const (
+	globName globKind = iota // tool, prompt, audience, purpose: as written
+	globPath                 // HTTP paths: see CanonicalPath
+	globURI                  // MCP resource URIs: see CanonicalURI
+)
+
+func (c *compiler) globs(in []string, at []any, what string, kind globKind) globList {
 	if in == nil {
 		return nil
 	}
@@ -596,9 +605,17 @@ func (c *compiler) globs(in []string, at []any, what string, mustSlash bool) glo
 	}
 	out := make(globList, 0, len(in))
 	for i, s := range in {
-		if mustSlash && !strings.HasPrefix(s, "/") && s != "**" {
+		if kind == globPath && !strings.HasPrefix(s, "/") && s != "**" {
 			c.errorf(append(slices.Clone(at), i), "%q: paths start with /; use /** for every path", s)
 			continue
+		}
+		if kind != globName && s != "**" {
+			canon, err := canonicalPattern(s, kind == globURI)
+			if err != nil {
+				c.errorf(append(slices.Clone(at), i), "bad %s pattern: %v", what, err)
+				continue
+			}
+			s = canon
 		}
 		g, err := ParseGlob(s)
 		if err != nil {
@@ -663,18 +680,18 @@ func (c *compiler) target(r *crule, ts *TargetSpec, at []any) *ctarget {
 				}
 			}
 		}
-		t.paths = c.globs(h.Paths, sub("http", "paths"), "path", true)
+		t.paths = c.globs(h.Paths, sub("http", "paths"), "path", globPath)
 	case ts.MCP != nil:
 		m := ts.MCP
 		t.kind = KindMCP
 		t.name = c.name(m.Server, sub("mcp", "server"), "MCP server")
-		t.tools = c.globs(m.Tools, sub("mcp", "tools"), "tool", false)
-		t.resources = c.globs(m.Resources, sub("mcp", "resources"), "resource", false)
-		t.prompt = c.globs(m.Prompts, sub("mcp", "prompts"), "prompt", false)
+		t.tools = c.globs(m.Tools, sub("mcp", "tools"), "tool", globName)
+		t.resources = c.globs(m.Resources, sub("mcp", "resources"), "resource", globURI)
+		t.prompt = c.globs(m.Prompts, sub("mcp", "prompts"), "prompt", globName)
 		t.mcpAll = m.Tools == nil && m.Resources == nil && m.Prompts == nil
 	case ts.Token != nil:
 		t.kind = KindToken
-		t.audiences = c.globs(ts.Token.Audiences, sub("token", "audiences"), "audience", false)
+		t.audiences = c.globs(ts.Token.Audiences, sub("token", "audiences"), "audience", globName)
 		if ts.Token.Scopes != nil && len(ts.Token.Scopes) == 0 {
 			c.errorf(sub("token", "scopes"), "empty list; omit it to mean any scopes, or name at least one")
 		}
@@ -687,7 +704,7 @@ func (c *compiler) target(r *crule, ts *TargetSpec, at []any) *ctarget {
 		}
 	case ts.Task != nil:
 		t.kind = KindTask
-		t.purposes = c.globs(ts.Task.Purposes, sub("task", "purposes"), "purpose", false)
+		t.purposes = c.globs(ts.Task.Purposes, sub("task", "purposes"), "purpose", globName)
 	}
 	return t
 }

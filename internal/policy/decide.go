@@ -10,6 +10,7 @@ import (
 // scratch is the per-decision working memory, pooled per snapshot so that
 // a decision allocates little.
 type scratch struct {
+	req    Request // the request in canonical form, when it was not
 	act    activation
 	pols   []int32
 	cands  []*crule
@@ -40,6 +41,7 @@ func (s *Snapshot) getScratch() *scratch {
 }
 
 func (s *Snapshot) putScratch(sc *scratch) {
+	sc.req = Request{}
 	sc.act = activation{}
 	clear(sc.cands[:cap(sc.cands)])
 	clear(sc.allows[:cap(sc.allows)])
@@ -59,20 +61,20 @@ func (s *Snapshot) decide(req *Request, now time.Time) Decision {
 	if !ok {
 		return denied(fmt.Sprintf("subject %q is not a SPIFFE ID; the caller is not identified", req.Subject.SpiffeID))
 	}
+	sc := s.getScratch()
+	defer s.putScratch(sc)
+	req, bad := canonicalRequest(req, &sc.req)
+	if bad != "" {
+		return denied(bad)
+	}
 	exact, pattern, ok := requestKey(req)
 	if !ok {
 		return denied(fmt.Sprintf("the request is incomplete (kind %q); see the request schema in docs/policy.md", req.Kind))
 	}
-	cleanPath := ""
-	if req.Kind == KindHTTP {
-		cleanPath = cleanHTTPPath(req.HTTP.Path)
-	}
-	sc := s.getScratch()
-	defer s.putScratch(sc)
 	sc.act = activation{req: req, now: now, td: td, path: path}
 
 	sc.pols = s.subjects.agent(td, path, req.Subject.Labels, sc.pols[:0])
-	sc.cands = s.candidates(sc.pols, req, cleanPath, exact, pattern, sc.cands[:0])
+	sc.cands = s.candidates(sc.pols, req, exact, pattern, sc.cands[:0])
 	sc.agent.reset(sc.allows)
 	evalRules(sc.cands, &sc.act, &sc.agent)
 	sc.allows = sc.agent.allows
@@ -80,7 +82,7 @@ func (s *Snapshot) decide(req *Request, now time.Time) Decision {
 	var user *sideResult
 	if req.Task.OnBehalfOf != "" {
 		sc.pols = s.subjects.user(req.Task.OnBehalfOf, req.Task.Groups, sc.pols[:0])
-		sc.cands = s.candidates(sc.pols, req, cleanPath, exact, pattern, sc.cands[:0])
+		sc.cands = s.candidates(sc.pols, req, exact, pattern, sc.cands[:0])
 		sc.user.reset(sc.allows[len(sc.allows):])
 		evalRules(sc.cands, &sc.act, &sc.user)
 		user = &sc.user
@@ -88,9 +90,9 @@ func (s *Snapshot) decide(req *Request, now time.Time) Decision {
 	return combine(req, &sc.agent, user)
 }
 
-func (s *Snapshot) candidates(pols []int32, req *Request, cleanPath string, exact, pattern tkey, out []*crule) []*crule {
+func (s *Snapshot) candidates(pols []int32, req *Request, exact, pattern tkey, out []*crule) []*crule {
 	for _, i := range pols {
-		out = s.policies[i].idx.lookup(req, cleanPath, exact, pattern, out)
+		out = s.policies[i].idx.lookup(req, exact, pattern, out)
 	}
 	if len(out) < 2 {
 		return out

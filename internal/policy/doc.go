@@ -19,6 +19,12 @@
 //     private data and untrusted content) and deny or escalate calls to
 //     targets with other labels (a public sink).
 //
+// Requests are decided in canonical form: HTTP paths with duplicate
+// slashes, dot segments and a trailing slash resolved, methods in upper
+// case, MCP resource URIs normalised after RFC 3986 ([CanonicalPath],
+// [CanonicalMethod], [CanonicalURI]); path and resource patterns are
+// compiled in the same form, so a rule holds for every spelling of a name.
+//
 // [Compile] checks everything a user can get wrong — unknown fields, bad
 // patterns, CEL type errors, unknown label names — and reports each with
 // file, line, column and field; it also returns [Warning] values for rules

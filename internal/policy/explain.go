@@ -56,13 +56,15 @@ func (s *Snapshot) Explain(req *Request) *Explanation {
 
 func (s *Snapshot) explain(req *Request, now time.Time) *Explanation {
 	ex := &Explanation{Request: describeFull(req)}
+	canon, bad := canonicalRequest(req, new(Request))
+	if bad == "" && canon != req {
+		ex.Request += "; decided in canonical form: " + describe(canon)
+		req = canon
+	}
 	td, path, idOK := splitID(req.Subject.SpiffeID)
 	_, _, keyOK := requestKey(req)
+	keyOK = keyOK && bad == ""
 	act := &activation{req: req, now: now, td: td, path: path}
-	cleanPath := ""
-	if req.Kind == KindHTTP {
-		cleanPath = cleanHTTPPath(req.HTTP.Path)
-	}
 	var agentCands, userCands []*crule
 	for _, p := range s.policies {
 		pt := PolicyTrace{Policy: p.ref, Source: p.file, AppliesTo: []string{}}
@@ -92,7 +94,7 @@ func (s *Snapshot) explain(req *Request, now time.Time) *Explanation {
 						why = append(why, "the request is incomplete")
 						break
 					}
-					ok, reason := t.check(req, cleanPath, false, true)
+					ok, reason := t.check(req, false, true)
 					if ok {
 						matched = true
 						break
@@ -139,6 +141,8 @@ func (s *Snapshot) explain(req *Request, now time.Time) *Explanation {
 	switch {
 	case !idOK:
 		ex.Decision = denied(fmt.Sprintf("subject %q is not a SPIFFE ID; the caller is not identified", req.Subject.SpiffeID))
+	case bad != "":
+		ex.Decision = denied(bad)
 	case !keyOK:
 		ex.Decision = denied(fmt.Sprintf("the request is incomplete (kind %q); see the request schema in docs/policy.md", req.Kind))
 	default:

@@ -276,28 +276,28 @@ func requestKey(r *Request) (exact, pattern tkey, ok bool) {
 }
 
 // lookup appends to out the rules of this policy with a target matching r.
-func (x *targetIndex) lookup(r *Request, cleanPath string, exact, pattern tkey, out []*crule) []*crule {
+func (x *targetIndex) lookup(r *Request, exact, pattern tkey, out []*crule) []*crule {
 	for _, e := range x.byKey[exact] {
-		if e.t.match(r, cleanPath, e.exact) {
+		if e.t.match(r, e.exact) {
 			out = append(out, e.t.rule)
 		}
 	}
 	if pattern.kind != 0 {
 		for _, e := range x.byKey[pattern] {
-			if e.t.match(r, cleanPath, false) {
+			if e.t.match(r, false) {
 				out = append(out, e.t.rule)
 			}
 		}
 	}
 	for _, t := range x.scan {
-		if t.match(r, cleanPath, false) {
+		if t.match(r, false) {
 			out = append(out, t.rule)
 		}
 	}
 	if len(x.byLabel) > 0 {
 		for _, l := range r.TargetLabels {
 			for _, t := range x.byLabel[l] {
-				if t.match(r, cleanPath, false) {
+				if t.match(r, false) {
 					out = append(out, t.rule)
 				}
 			}

@@ -67,7 +67,8 @@ type Task struct {
 
 // HTTPRequest is an HTTP call. Path is the decoded URL path; header names
 // are lower case and repeated values are joined with ", "; repeated query
-// parameters keep their first value.
+// parameters keep their first value. The engine matches Method and Path in
+// canonical form ([CanonicalMethod], [CanonicalPath]).
 type HTTPRequest struct {
 	Service string            `yaml:"service,omitempty" json:"service,omitempty"`
 	Method  string            `yaml:"method,omitempty" json:"method,omitempty"`
@@ -77,6 +78,7 @@ type HTTPRequest struct {
 }
 
 // MCPRequest is an MCP call: exactly one of Tool, Resource and Prompt.
+// The engine matches Resource in canonical form ([CanonicalURI]).
 type MCPRequest struct {
 	Server   string         `yaml:"server,omitempty" json:"server,omitempty"`
 	Tool     string         `yaml:"tool,omitempty" json:"tool,omitempty"`
@@ -114,6 +116,9 @@ func (r *Request) Validate() error {
 		}
 		if !strings.HasPrefix(r.HTTP.Path, "/") {
 			return fmt.Errorf("request.path: %q must start with /", r.HTTP.Path)
+		}
+		if _, ok := CanonicalMethod(r.HTTP.Method); !ok {
+			return fmt.Errorf("request.method: %q is not an HTTP method token (such as GET or DELETE)", r.HTTP.Method)
 		}
 	case KindMCP:
 		n := 0

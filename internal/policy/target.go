@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"path"
 	"slices"
 	"strings"
 )
@@ -30,10 +29,11 @@ type ctarget struct {
 // httpMethods are the methods a rule may name.
 var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
 
-// match reports whether t covers the call in r. exactSub is true when the
-// index already matched the MCP tool, resource or prompt name exactly.
-func (t *ctarget) match(r *Request, cleanPath string, exactSub bool) bool {
-	ok, _ := t.check(r, cleanPath, exactSub, false)
+// match reports whether t covers the call in r, which is in canonical
+// form. exactSub is true when the index already matched the MCP tool,
+// resource or prompt name exactly.
+func (t *ctarget) match(r *Request, exactSub bool) bool {
+	ok, _ := t.check(r, exactSub, false)
 	return ok
 }
 
@@ -47,7 +47,7 @@ func no(explain bool, why func() string) (bool, string) {
 }
 
 // check is match that, when explain is set, says why t does not match.
-func (t *ctarget) check(r *Request, cleanPath string, exactSub, explain bool) (bool, string) {
+func (t *ctarget) check(r *Request, exactSub, explain bool) (bool, string) {
 	if t.kind != "" && t.kind != r.Kind {
 		return no(explain, func() string { return "it covers " + string(t.kind) + " calls" })
 	}
@@ -62,8 +62,8 @@ func (t *ctarget) check(r *Request, cleanPath string, exactSub, explain bool) (b
 		if t.methods != nil && !slices.Contains(t.methods, r.HTTP.Method) && !slices.Contains(t.methods, "*") {
 			return no(explain, func() string { return "method " + r.HTTP.Method + " is not in [" + strings.Join(t.methods, ", ") + "]" })
 		}
-		if t.paths != nil && !t.paths.match(cleanPath) {
-			return no(explain, func() string { return "path " + cleanPath + " matches none of " + t.paths.String() })
+		if t.paths != nil && !t.paths.match(r.HTTP.Path) {
+			return no(explain, func() string { return "path " + r.HTTP.Path + " matches none of " + t.paths.String() })
 		}
 	case KindMCP:
 		if !t.name.Match(r.MCP.Server) {
@@ -145,23 +145,6 @@ func (t *ctarget) covers(u *ctarget) bool {
 		return t.purposes == nil || (u.purposes != nil && t.purposes.coversAll(u.purposes))
 	}
 	return false
-}
-
-// cleanHTTPPath returns p with "//", "/./" and "/../" resolved, so that a
-// rule on /finance/** cannot be bypassed with /public/../finance/x. It
-// allocates only when p is not clean already.
-func cleanHTTPPath(p string) string {
-	if p == "" {
-		return "/"
-	}
-	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
-		return p
-	}
-	c := path.Clean("/" + p)
-	if strings.HasSuffix(p, "/") && c != "/" {
-		c += "/"
-	}
-	return c
 }
 
 func anyIn(want, have []string) bool {

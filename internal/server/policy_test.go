@@ -162,3 +162,15 @@ func TestApplyPolicyErrorsArePositioned(t *testing.T) {
 		t.Fatalf("apply = %v, want a.yaml:8:COL: spec.rules[0].when: ...", err)
 	}
 }
+
+// TestApplyWrongTypeIsPositioned checks that a wrong-typed field in an
+// applied policy names its file position and field path.
+func TestApplyWrongTypeIsPositioned(t *testing.T) {
+	in := start(t, testConfig(t.TempDir()))
+	wrong := simplePolicy("a", "x")
+	wrong.Content = strings.Replace(wrong.Content, "targets: [{task: {}}]", "targets: [{task: {}}], budget: lots", 1)
+	_, err := in.client.Apply(context.Background(), apitypes.ApplyRequest{Files: []apitypes.ApplyFile{wrong}})
+	if err == nil || !strings.Contains(err.Error(), `a.yaml:8:66: spec.rules[0].budget: want an integer (int), got "lots"`) {
+		t.Fatalf("apply = %v, want a.yaml:8:66: spec.rules[0].budget: ...", err)
+	}
+}

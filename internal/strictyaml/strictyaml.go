@@ -178,8 +178,32 @@ func check(file string, node *yaml.Node, path string, t reflect.Type) error {
 		if node.Kind != yaml.ScalarNode {
 			return At(file, node, path, "want a single value (%s), got %s", t.Kind(), kindName(node))
 		}
+		if t.Kind() == reflect.String || node.Tag == "!!null" {
+			return nil
+		}
+		// Decode the scalar alone, so that a wrong type is reported here,
+		// with its column and field, rather than by the whole decode.
+		// An integer field takes only an integer: the library would
+		// truncate 1.5 to 1.
+		isInt := t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64
+		if err := node.Decode(reflect.New(t).Interface()); err != nil || (isInt && node.ShortTag() != "!!int") {
+			return At(file, node, path, "want %s, got %q", scalarWant(t), node.Value)
+		}
 	}
 	return nil
+}
+
+// scalarWant names what a scalar of type t must be, for messages.
+func scalarWant(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return fmt.Sprintf("an integer (%s)", t.Kind())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("a non-negative integer (%s)", t.Kind())
+	}
+	return "a number"
 }
 
 type field struct{ Type reflect.Type }
