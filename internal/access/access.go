@@ -260,8 +260,9 @@ type Outcome struct {
 	// decision is journaled.
 	EventID string
 
-	decided bool // the decision is in the journal, under ticket
-	ticket  journal.Ticket
+	decided   bool // the decision to allow is in the journal, under ticket
+	journaled bool // a refusal's event is in the journal, under ticket
+	ticket    journal.Ticket
 }
 
 // Refusal is an access refused before or outside policy (no caller, a

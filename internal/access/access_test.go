@@ -622,3 +622,60 @@ func BenchmarkHoldsWritToken(b *testing.B) {
 		})
 	}
 }
+
+// TestRecoverRefusal: a refused access's event left in the journal by a
+// crash is recorded at the next start as it was journaled (its outcome is
+// known); an allowed access's decision as one whose outcome is unknown.
+func TestRecoverRefusal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "proxy.journal")
+	j, err := journal.Open(journal.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []audit.Event{
+		{ID: "evt_denied", Type: audit.AccessDenied, Decision: "deny", Reason: "no rule", Details: map[string]string{"path": "/x", "status": "403"}},
+		{ID: "evt_allowed", Type: audit.AccessAllowed, Decision: "allow", Details: map[string]string{"path": "/y"}},
+	} {
+		data, _ := e.MarshalCanonical()
+		if _, err := j.Begin(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := &events{}
+	e, err := New(context.Background(), Config{Policy: policy.NewEngine(policy.Config{}, nil), Emitter: sink, Journal: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	den, al := sink.ofType(audit.AccessDenied), sink.ofType(audit.AccessAllowed)
+	if len(den) != 1 || den[0].ID != "evt_denied" || den[0].Reason != "no rule" || den[0].Details["outcome"] != "" || den[0].Details["status"] != "403" {
+		t.Errorf("recovered refusal %+v", den)
+	}
+	if len(al) != 1 || al[0].Details["outcome"] != "unknown" {
+		t.Errorf("recovered decision %+v", al)
+	}
+}
+
+// TestRefusalJournaledUntilRecorded: Record writes a refusal's event to
+// the journal at once, under the id it is recorded with, and settles it
+// when it is in the log.
+func TestRefusalJournaledUntilRecorded(t *testing.T) {
+	en := newEnv(t, nil)
+	req := request("DELETE", "/items/1")
+	out, _ := en.e.Enforce(context.Background(), req)
+	en.e.Record(context.Background(), req, &out, Result{Status: 403})
+	if d := journaled(t, en.journal); len(d) == 0 || d[len(d)-1].Type != audit.AccessDenied || d[len(d)-1].ID != out.EventID {
+		// The recorder may already have settled it; then the log has it.
+		en.e.Flush()
+		if got := en.ev.ofType(audit.AccessDenied); len(got) != 1 || got[0].ID != out.EventID {
+			t.Fatalf("refusal neither in the journal nor recorded: journal %+v, events %+v", d, got)
+		}
+	}
+	en.e.Flush()
+	if got := en.ev.ofType(audit.AccessDenied); len(got) != 1 || got[0].ID != out.EventID || out.EventID == "" {
+		t.Errorf("recorded refusal %+v (journaled id %s)", got, out.EventID)
+	}
+	if n := en.e.Pending(); n != 0 {
+		t.Errorf("%d records pending after the refusal was recorded", n)
+	}
+}

@@ -23,8 +23,9 @@ import (
 // events of recordDelay at a time as one batch so that they share a
 // commit, and then settles their journal records. A crash in between
 // leaves the decision in the journal, and the next start records it (see
-// recover). A refused access has nothing to journal: its access.denied
-// event goes the same way after the answer.
+// recover). A refused access's access.denied event, complete, is written to
+// the journal (without waiting for a sync) before the refusal is answered,
+// and goes the same way.
 
 // maxRecording bounds the finished accesses waiting for the recorder;
 // beyond it, Record waits (backpressure) rather than queue without limit.
@@ -77,14 +78,20 @@ func (e *Enforcer) journalDecision(req *Request, out *Outcome) error {
 
 // Record hands a finished access to the recorder for its one audit event:
 // access.allowed with the result when out allowed it (or it was
-// journaled), access.denied otherwise. An Unavailable outcome is not
-// recorded: the audit log is what failed. req and out must not change
-// afterwards. [Enforcer.Flush] and [Enforcer.Close] wait for the event.
+// journaled), access.denied otherwise. A refusal's event is first written
+// to the journal (one write, no sync), so that a crash before the recorder
+// appends it does not lose it: call Record before answering a refusal. An
+// Unavailable outcome is not recorded: the audit log is what failed. req
+// and out must not change afterwards. [Enforcer.Flush] and
+// [Enforcer.Close] wait for the event.
 func (e *Enforcer) Record(ctx context.Context, req *Request, out *Outcome, res Result) {
 	if out.Class == Unavailable {
 		return
 	}
 	f := finished{req: req, out: out, res: res, latency: time.Since(req.Start)}
+	if out.Effect == Deny && !out.decided {
+		e.journalRefusal(ctx, &f)
+	}
 	e.recorded.Add(1)
 	e.recMu.RLock()
 	if !e.stopped {
@@ -94,6 +101,29 @@ func (e *Enforcer) Record(ctx context.Context, req *Request, out *Outcome, res R
 	}
 	e.recMu.RUnlock()
 	e.recordBatch(context.WithoutCancel(ctx), []finished{f})
+}
+
+// journalRefusal writes the event of a refused access to the journal
+// under the id it is recorded with. If it cannot be written the event
+// still goes to the recorder: the refusal happens either way.
+func (e *Enforcer) journalRefusal(ctx context.Context, f *finished) {
+	id, err := audit.NewEventID(f.req.Start)
+	if err != nil {
+		e.c.Log.ErrorContext(ctx, "journal a refused access", "request_id", f.req.ID, "error", err)
+		return
+	}
+	f.out.EventID = id
+	ev := e.event(audit.AccessDenied, f.req, f.out, &f.res, f.latency)
+	ev.ID, ev.Time = id, e.c.Now().UTC().Round(0)
+	data, err := ev.MarshalCanonical()
+	if err == nil {
+		f.out.ticket, err = e.journal.BeginWritten(data)
+	}
+	if err != nil {
+		e.c.Log.ErrorContext(ctx, "journal a refused access; its event is lost if writ stops before it is recorded", "request_id", f.req.ID, "error", err)
+		return
+	}
+	f.out.journaled = true
 }
 
 // recordLoop is the recorder goroutine. It stops when Close closes rec.
@@ -143,15 +173,15 @@ func (e *Enforcer) recordBatch(ctx context.Context, batch []finished) {
 		return
 	}
 	for _, f := range batch {
-		if f.out.decided {
+		if f.out.decided || f.out.journaled {
 			e.journal.Done(f.out.ticket)
 		}
 	}
 }
 
 // recover records the decisions a crash left in the journal whose event
-// the audit log does not hold, as access.allowed events whose outcome is
-// unknown.
+// the audit log does not hold: access.allowed events whose outcome is
+// unknown, and refusals' access.denied events as they were journaled.
 func (e *Enforcer) recover(ctx context.Context) error {
 	path := e.c.Journal
 	recs, damaged, err := journal.Recover(path)
@@ -175,6 +205,10 @@ func (e *Enforcer) recover(ctx context.Context) error {
 			if ok {
 				continue
 			}
+		}
+		if ev.Type == audit.AccessDenied {
+			lost = append(lost, ev) // a refusal: its event is complete
+			continue
 		}
 		if ev.Details == nil {
 			ev.Details = map[string]string{}

@@ -2,9 +2,10 @@
 // survive a crash of the process between the moment something is decided
 // and the moment its full account reaches the audit log.
 //
-// The access proxy writes a request's decision here before forwarding it
-// ([Journal.Begin]) and, once the request's one audit event is durable in
-// the log, settles it ([Journal.Done]). A record that was begun but never
+// The access enforcer writes an access's decision here before it is
+// carried out ([Journal.Begin]), and a refused access's event before the
+// refusal is answered ([Journal.BeginWritten]); once the access's one
+// audit event is durable in the log, it settles the record ([Journal.Done]). A record that was begun but never
 // settled is an access the log may not hold; [Recover] returns those after
 // a crash so that the proxy can record them before it serves again.
 //
@@ -200,6 +201,17 @@ func (j *Journal) create(frames []byte, durable bool) (*os.File, error) {
 // caller must not act on it. After a failed write or sync, every later
 // Begin fails too (fail closed) until the journal is opened again.
 func (j *Journal) Begin(rec []byte) (Ticket, error) {
+	return j.begin(rec, j.cfg.Sync)
+}
+
+// BeginWritten is Begin without waiting for the record's sync in Sync mode:
+// it returns once the record is written (it survives a crash of writ, not
+// a power loss), for records whose action has already happened.
+func (j *Journal) BeginWritten(rec []byte) (Ticket, error) {
+	return j.begin(rec, false)
+}
+
+func (j *Journal) begin(rec []byte, sync bool) (Ticket, error) {
 	if len(rec) > MaxRecord {
 		return 0, fmt.Errorf("journal record of %d bytes is over the %d-byte limit", len(rec), MaxRecord)
 	}
@@ -228,7 +240,7 @@ func (j *Journal) Begin(rec []byte) (Ticket, error) {
 	j.open[t] = span{off, int64(len(b))}
 	gen, end := j.gen, j.size
 	j.mu.Unlock()
-	if j.cfg.Sync {
+	if sync {
 		if err := j.waitSynced(gen, end); err != nil {
 			return 0, err
 		}

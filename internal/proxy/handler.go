@@ -172,52 +172,52 @@ type errorBody struct {
 	RequestID string `json:"request_id"`
 }
 
-// refuse answers a request that will not be forwarded with its outcome
-// and records it.
+// refuse answers a request that will not be forwarded with its outcome,
+// recorded first (a refusal's event is journaled before it is answered).
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, x *exchange, out access.Outcome) {
 	x.out = out
-	status := p.answer(w, x, &x.out)
+	status, body := refusal(x, &x.out)
 	p.c.Enforcer.Record(r.Context(), &x.req, &x.out, access.Result{Status: status})
-}
-
-// answer writes the JSON error of an outcome that is not forwarded and
-// returns its status.
-func (p *Proxy) answer(w http.ResponseWriter, x *exchange, out *access.Outcome) int {
-	body := errorBody{RequestID: x.req.ID, Error: out.Message, Reason: out.Reason, Policy: out.Policy, Rule: out.Rule, Approval: out.Approval}
-	status := http.StatusInternalServerError
-	switch out.Class {
-	case access.Unidentified:
-		status = http.StatusUnauthorized
-		if x.forward {
-			status = http.StatusProxyAuthRequired
-			w.Header().Set("Proxy-Authenticate", `Bearer realm="writ"`)
-		} else {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
-		}
-	case access.TokenRefused:
-		status = http.StatusUnauthorized
-		w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
-	case access.Forbidden:
-		status = http.StatusForbidden
-	case access.RateLimited:
-		status = http.StatusTooManyRequests
-	case access.Invalid:
-		status = http.StatusBadRequest
-	case access.NoRoute:
-		status = http.StatusNotFound
-	case access.NoCredential:
-		// The caller learns which credential is missing, not the policy.
-		status = http.StatusBadGateway
-		body = errorBody{Error: out.Message, RequestID: x.req.ID}
-	case access.Unavailable:
-		status = http.StatusServiceUnavailable
-		body = errorBody{Error: out.Message, Policy: out.Policy, Rule: out.Rule, RequestID: x.req.ID}
+	h := w.Header()
+	switch status {
+	case http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", `Bearer realm="writ"`)
+	case http.StatusProxyAuthRequired:
+		h.Set("Proxy-Authenticate", `Bearer realm="writ"`)
 	}
-	if out.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(out.RetryAfter.Seconds()))))
+	if x.out.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(x.out.RetryAfter.Seconds()))))
 	}
 	writeJSON(w, status, body)
-	return status
+}
+
+// refusal is the status and JSON error of an outcome that is not
+// forwarded.
+func refusal(x *exchange, out *access.Outcome) (int, errorBody) {
+	body := errorBody{RequestID: x.req.ID, Error: out.Message, Reason: out.Reason, Policy: out.Policy, Rule: out.Rule, Approval: out.Approval}
+	switch out.Class {
+	case access.Unidentified:
+		if x.forward {
+			return http.StatusProxyAuthRequired, body
+		}
+		return http.StatusUnauthorized, body
+	case access.TokenRefused:
+		return http.StatusUnauthorized, body
+	case access.Forbidden:
+		return http.StatusForbidden, body
+	case access.RateLimited:
+		return http.StatusTooManyRequests, body
+	case access.Invalid:
+		return http.StatusBadRequest, body
+	case access.NoRoute:
+		return http.StatusNotFound, body
+	case access.NoCredential:
+		// The caller learns which credential is missing, not the policy.
+		return http.StatusBadGateway, errorBody{Error: out.Message, RequestID: x.req.ID}
+	case access.Unavailable:
+		return http.StatusServiceUnavailable, errorBody{Error: out.Message, Policy: out.Policy, Rule: out.Rule, RequestID: x.req.ID}
+	}
+	return http.StatusInternalServerError, body
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

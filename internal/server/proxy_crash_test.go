@@ -123,6 +123,19 @@ func TestProxyCrashKeepsAccesses(t *testing.T) {
 			t.Fatalf("only %d of %d requests reached the upstream", hanging.Load(), cut)
 		}
 	}
+	// Refused requests (policy allows only GET), answered just before the
+	// kill: their events are at most a few milliseconds old.
+	const refused = 20
+	for i := range refused {
+		resp, err := client.Post("http://"+proxyAddr+"/svc/crash/refused/"+strconv.Itoa(i), "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("POST: %d, want 403", resp.StatusCode)
+		}
+	}
 	// Kill at once: some finished requests' events may not be in the log.
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -168,6 +181,20 @@ func TestProxyCrashKeepsAccesses(t *testing.T) {
 	if len(byPath) != n {
 		t.Errorf("the log has access.allowed events for %d paths, the upstream saw %d", len(byPath), n)
 	}
+	// Every refused request answered before the kill is in the log, once.
+	den, err := in.Client.AuditSearch(ctx, apitypes.AuditQuery{Type: string(audit.AccessDenied), Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusals := map[string]int{}
+	for _, e := range den.Events {
+		refusals[e.Details["path"]]++
+	}
+	for i := range refused {
+		if p := "/refused/" + strconv.Itoa(i); refusals[p] != 1 {
+			t.Errorf("POST %s was refused before the kill; the log has %d access.denied events for it, want 1", p, refusals[p])
+		}
+	}
 	in.Stop()
 	// Recovered once: a second restart adds nothing.
 	in2 := servertest.Start(t, cfg, nil)
@@ -177,6 +204,9 @@ func TestProxyCrashKeepsAccesses(t *testing.T) {
 	}
 	if len(res2.Events) != len(res.Events) {
 		t.Errorf("a second restart recorded %d more access.allowed events", len(res2.Events)-len(res.Events))
+	}
+	if den2, err := in2.Client.AuditSearch(ctx, apitypes.AuditQuery{Type: string(audit.AccessDenied), Limit: 1000}); err != nil || len(den2.Events) != len(den.Events) {
+		t.Errorf("a second restart changed the access.denied events: %d, want %d (%v)", len(den2.Events), len(den.Events), err)
 	}
 	in2.Stop()
 	if _, err := os.Stat(dir + "/proxy.journal"); !os.IsNotExist(err) {
