@@ -143,5 +143,5 @@ func printBanner(g *globals, cfg config.Config, srv *server.Server) {
 	fmt.Fprintf(w, "  export WRIT_ADDR=http://%s\n", srv.HTTPAddr())
 	fmt.Fprintf(w, "  export WRIT_TOKEN=$(cat %s)\n", tokenFile)
 	fmt.Fprintf(w, "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n", srv.SocketPath())
-	fmt.Fprintf(w, "  go run ./cmd/writ entry create --spiffe-id spiffe://%s/agent/me --selector unix:uid:%d\n\n", cfg.TrustDomain, os.Getuid())
+	fmt.Fprintf(w, "  writ entry create --spiffe-id spiffe://%s/agent/me --selector unix:uid:%d\n\n", cfg.TrustDomain, os.Getuid())
 }
