@@ -215,6 +215,8 @@ func findTCPInode(r io.Reader, server, client netip.AddrPort) (uint64, error) {
 type tcpEntry struct {
 	local, remote netip.AddrPort // unmapped
 	inode         uint64         // 0 for sockets without one (TIME_WAIT)
+	state         uint8          // TCP state, as in include/net/tcp_states.h
+	uid           uint32
 }
 
 // parseTCPLine parses one line of a /proc/net/tcp or tcp6 table:
@@ -238,7 +240,15 @@ func parseTCPLine(line []byte) (tcpEntry, error) {
 	if err != nil {
 		return tcpEntry{}, fmt.Errorf("socket line %q: bad inode %q", line, f[9])
 	}
-	return tcpEntry{local: local, remote: remote, inode: inode}, nil
+	state, err := strconv.ParseUint(string(f[3]), 16, 8)
+	if err != nil {
+		return tcpEntry{}, fmt.Errorf("socket line %q: bad state %q", line, f[3])
+	}
+	uid, err := strconv.ParseUint(string(f[7]), 10, 32)
+	if err != nil {
+		return tcpEntry{}, fmt.Errorf("socket line %q: bad uid %q", line, f[7])
+	}
+	return tcpEntry{local: local, remote: remote, inode: inode, state: uint8(state), uid: uint32(uid)}, nil
 }
 
 // parseHexAddrPort parses "0100007F:1F90": the address as 32-bit words in
