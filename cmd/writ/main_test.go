@@ -37,6 +37,11 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			env.Setenv("PORT", strconv.Itoa(port))
+			proxyPort, err := freePort()
+			if err != nil {
+				return err
+			}
+			env.Setenv("PROXYPORT", strconv.Itoa(proxyPort))
 			env.Setenv("WRIT_ADDR", fmt.Sprintf("http://127.0.0.1:%d", port))
 			env.Setenv("UID", strconv.Itoa(os.Getuid()))
 			return nil
@@ -128,6 +133,15 @@ func TestScripts(t *testing.T) {
 				ts.Check(json.Unmarshal(payload, &m))
 				v, _ := m[args[1]].(string)
 				ts.Setenv(args[0], v)
+			},
+			// expandenv FILE replaces $VAR and ${VAR} in FILE with the
+			// script's environment.
+			"expandenv": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 || neg {
+					ts.Fatalf("usage: expandenv FILE")
+				}
+				path := ts.MkAbs(args[0])
+				ts.Check(os.WriteFile(path, []byte(os.Expand(ts.ReadFile(args[0]), ts.Getenv)), 0o600))
 			},
 			// envis VAR VALUE succeeds if $VAR is VALUE.
 			"envis": func(ts *testscript.TestScript, neg bool, args []string) {

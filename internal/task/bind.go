@@ -29,18 +29,28 @@ var (
 // [ErrOtherInstance] that says which, and what to do.
 func Usable(t store.Task, spiffeID, instance string) error {
 	if t.SpiffeID != spiffeID {
-		return fmt.Errorf("task %s belongs to %s, not to the caller %s: %w", t.ID, t.SpiffeID, spiffeID, ErrOtherIdentity)
+		return &useError{kind: ErrOtherIdentity, msg: fmt.Sprintf("task %s belongs to %s, not to the caller %s", t.ID, t.SpiffeID, spiffeID)}
 	}
 	if t.BindInstance && t.Instance != instance {
 		caller := instance
 		if caller == "" {
 			caller = "unknown"
 		}
-		return fmt.Errorf("task %s is bound to instance %s of %s (opened with --bind-instance), and the caller is instance %s; open a task from this process, or open one without --bind-instance to share it among the identity's processes: %w",
-			t.ID, t.Instance, t.SpiffeID, caller, ErrOtherInstance)
+		return &useError{kind: ErrOtherInstance, msg: fmt.Sprintf("task %s is bound to instance %s of %s (opened with --bind-instance), and the caller is instance %s; open a task from this process, or open one without --bind-instance to share it among the identity's processes",
+			t.ID, t.Instance, t.SpiffeID, caller)}
 	}
 	return nil
 }
+
+// useError is a refusal by Usable: its message says what to do, and it
+// matches its kind with errors.Is.
+type useError struct {
+	kind error
+	msg  string
+}
+
+func (e *useError) Error() string { return e.msg }
+func (e *useError) Unwrap() error { return e.kind }
 
 // boundTo names what a task is bound to, for its audit events.
 func boundTo(t store.Task) string {
