@@ -4,42 +4,24 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
-type recorder struct {
-	mu  sync.Mutex
-	evs []audit.Type
-}
-
-func (r *recorder) Emit(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, e.Type)
-	return nil
-}
-
-func (r *recorder) types() []audit.Type {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]audit.Type(nil), r.evs...)
-}
-
-func newService(t *testing.T) (*approval.Service, *recorder, *sqlite.DB) {
+func newService(t *testing.T) (*approval.Service, *audittest.Recorder, *sqlite.DB) {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	rec := &recorder{}
+	rec := &audittest.Recorder{}
 	s, err := approval.New(context.Background(), approval.Config{Store: db, Emitter: rec})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +77,7 @@ func TestDecideWakesWaiter(t *testing.T) {
 			if len(hooked) != 1 || hooked[0] != tc.want {
 				t.Errorf("hooks saw %v, want [%s]", hooked, tc.want)
 			}
-			if evs := rec.types(); len(evs) != 2 || evs[0] != audit.ApprovalRequested || evs[1] != tc.event {
+			if evs := rec.Types(); len(evs) != 2 || evs[0] != audit.ApprovalRequested || evs[1] != tc.event {
 				t.Errorf("events %v, want requested then %s", evs, tc.event)
 			}
 		})
@@ -120,7 +102,7 @@ func TestExpiry(t *testing.T) {
 	if _, err := s.Decide(ctx, a.ID, true, "admin:late", ""); !errors.Is(err, store.ErrPrecondition) {
 		t.Errorf("approving after expiry: %v, want ErrPrecondition", err)
 	}
-	if evs := rec.types(); evs[len(evs)-1] != audit.ApprovalExpired {
+	if evs := rec.Types(); evs[len(evs)-1] != audit.ApprovalExpired {
 		t.Errorf("events %v, want approval.expired last", evs)
 	}
 	pending, _ := s.List(ctx, store.ApprovalPending)

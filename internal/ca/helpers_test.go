@@ -14,6 +14,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
@@ -45,28 +46,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
-}
-
-// recorder is an audit.Emitter that keeps every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Emit(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-	return nil
-}
-
-// take returns the events recorded since the last call.
-func (r *recorder) take() []audit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ev := r.events
-	r.events = nil
-	return ev
 }
 
 // count returns how many events of typ and kind are in ev.
@@ -108,7 +87,7 @@ type env struct {
 	a     *Authority
 	db    *sqlite.DB
 	clock *clock
-	rec   *recorder
+	rec   *audittest.Recorder
 	cfg   Config
 }
 
@@ -116,7 +95,7 @@ type env struct {
 // the config before New.
 func newEnv(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
-	e := &env{db: newStore(t), clock: newClock(time.Now().Truncate(time.Second)), rec: &recorder{}}
+	e := &env{db: newStore(t), clock: newClock(time.Now().Truncate(time.Second)), rec: &audittest.Recorder{}}
 	e.cfg = Config{
 		TrustDomain: testTD,
 		Keys:        e.db,

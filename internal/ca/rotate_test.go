@@ -47,7 +47,7 @@ func TestRotationTimeline(t *testing.T) {
 	}
 
 	// Start: one active key of each kind, published.
-	ev := e.rec.take()
+	ev := e.rec.Take()
 	if count(ev, audit.KeyActivated, store.KeyX509CA) != 1 || count(ev, audit.KeyActivated, store.KeyJWT) != 1 {
 		t.Fatalf("start events %+v, want one key.activated per kind", ev)
 	}
@@ -68,7 +68,7 @@ func TestRotationTimeline(t *testing.T) {
 
 	// Just before half-life nothing changes.
 	at(12*time.Hour - time.Minute)
-	if ev := e.rec.take(); len(ev) != 0 {
+	if ev := e.rec.Take(); len(ev) != 0 {
 		t.Fatalf("events before half-life: %+v", ev)
 	}
 
@@ -76,7 +76,7 @@ func TestRotationTimeline(t *testing.T) {
 	sub, cancel := e.a.Subscribe()
 	defer cancel()
 	at(12*time.Hour + time.Minute)
-	ev = e.rec.take()
+	ev = e.rec.Take()
 	if count(ev, audit.KeyPrepared, store.KeyX509CA) != 1 || count(ev, audit.KeyPrepared, store.KeyJWT) != 1 || len(ev) != 2 {
 		t.Fatalf("half-life events %+v, want one key.prepared per kind", ev)
 	}
@@ -105,7 +105,7 @@ func TestRotationTimeline(t *testing.T) {
 
 	// An SVID signed by the old key late in its active life.
 	at(20*time.Hour - time.Minute)
-	if ev := e.rec.take(); len(ev) != 0 {
+	if ev := e.rec.Take(); len(ev) != 0 {
 		t.Fatalf("events between prepare and activate: %+v", ev)
 	}
 	old := e.svid(t)
@@ -113,7 +113,7 @@ func TestRotationTimeline(t *testing.T) {
 	// 5/6: the prepared keys take over; the old ones are retired but
 	// still published.
 	at(20*time.Hour + time.Minute)
-	ev = e.rec.take()
+	ev = e.rec.Take()
 	for _, kind := range kinds {
 		if count(ev, audit.KeyRetired, kind) != 1 || count(ev, audit.KeyActivated, kind) != 1 {
 			t.Fatalf("activation events %+v, want one key.retired and one key.activated per kind", ev)
@@ -149,7 +149,7 @@ func TestRotationTimeline(t *testing.T) {
 		t.Fatal("retired keys left the bundle before their NotAfter")
 	}
 	at(24 * time.Hour)
-	ev = e.rec.take()
+	ev = e.rec.Take()
 	if count(ev, audit.KeyRemoved, store.KeyX509CA) != 1 || count(ev, audit.KeyRemoved, store.KeyJWT) != 1 || len(ev) != 2 {
 		t.Fatalf("removal events %+v, want one key.removed per kind", ev)
 	}
@@ -197,13 +197,13 @@ func TestRotate(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			e := newEnv(t, nil)
-			e.rec.take()
+			e.rec.Take()
 			sub, cancel := e.a.Subscribe()
 			old := e.keyIDs(t, kind, store.KeyActive)[0]
 			if err := e.a.Rotate(context.Background(), kind); err != nil {
 				t.Fatal(err)
 			}
-			ev := e.rec.take()
+			ev := e.rec.Take()
 			if count(ev, audit.KeyPrepared, kind) != 1 || count(ev, audit.KeyRetired, kind) != 1 || count(ev, audit.KeyActivated, kind) != 1 || len(ev) != 3 {
 				t.Errorf("events %+v, want prepared, retired and activated for %s only", ev, kind)
 			}

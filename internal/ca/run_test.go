@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"path/filepath"
 	"testing"
 	"testing/synctest"
@@ -23,7 +24,7 @@ func TestRunFollowsTimeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		rec := &recorder{}
+		rec := &audittest.Recorder{}
 		a, err := New(ctx, Config{
 			TrustDomain: testTD, Keys: db, Resources: db, Sealer: newSealer(t, 1), Emitter: rec,
 			CATTL: 6 * time.Hour, JWTKeyTTL: 6 * time.Hour, X509SVIDTTL: 30 * time.Minute,
@@ -31,7 +32,7 @@ func TestRunFollowsTimeline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec.take()
+		rec.Take()
 		sub, cancelSub := a.Subscribe()
 		defer cancelSub()
 		runCtx, stop := context.WithCancel(ctx)
@@ -76,7 +77,7 @@ func TestRunFollowsTimeline(t *testing.T) {
 		if a.Bundle().HasJWTAuthority(j1) {
 			t.Fatal("old key still published after its NotAfter")
 		}
-		ev := rec.take()
+		ev := rec.Take()
 		for _, kind := range kinds {
 			// The successor's own half-life coincides with the old key's
 			// end, so a second key has been prepared by now.

@@ -9,26 +9,20 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
-type events struct{ got []audit.Event }
-
-func (e *events) Emit(_ context.Context, ev audit.Event) error {
-	e.got = append(e.got, ev)
-	return nil
-}
-
-func newRegistry(t *testing.T) (*Registry, *events, *sqlite.DB) {
+func newRegistry(t *testing.T) (*Registry, *audittest.Recorder, *sqlite.DB) {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	ev := &events{}
+	ev := &audittest.Recorder{}
 	r, err := New(context.Background(), Config{TrustDomain: spiffeid.RequireTrustDomainFromString("writ.local"), Store: db, Emitter: ev})
 	if err != nil {
 		t.Fatal(err)
@@ -128,8 +122,8 @@ func TestMatch(t *testing.T) {
 			t.Errorf("Match(%v) = %q, want %q", tc.attested, got, tc.want)
 		}
 	}
-	if len(ev.got) != 3 || ev.got[0].Type != audit.EntryCreated || ev.got[0].Actor != "admin:test" {
-		t.Errorf("events = %+v", ev.got)
+	if got := ev.Events(); len(got) != 3 || got[0].Type != audit.EntryCreated || got[0].Actor != "admin:test" {
+		t.Errorf("events = %+v", got)
 	}
 }
 
@@ -165,7 +159,7 @@ func TestWatchAndUpsert(t *testing.T) {
 	if _, err := db.GetEntry(ctx, "w"); err == nil {
 		t.Error("deleted entry still in the store")
 	}
-	if last := ev.got[len(ev.got)-1]; last.Type != audit.EntryDeleted || last.SpiffeID != "spiffe://writ.local/w" {
+	if last, _ := ev.Last(audit.EntryDeleted); last.Type != audit.EntryDeleted || last.SpiffeID != "spiffe://writ.local/w" {
 		t.Errorf("last event = %+v", last)
 	}
 	// A second registry over the same store sees the same entries.

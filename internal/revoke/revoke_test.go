@@ -4,36 +4,24 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/revoke"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
-type recorder struct {
-	mu  sync.Mutex
-	evs []audit.Event
-}
-
-func (r *recorder) Emit(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, e)
-	return nil
-}
-
-func open(t *testing.T, now func() time.Time) (*sqlite.DB, *revoke.List, *recorder) {
+func open(t *testing.T, now func() time.Time) (*sqlite.DB, *revoke.List, *audittest.Recorder) {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	rec := &recorder{}
+	rec := &audittest.Recorder{}
 	l, err := revoke.New(context.Background(), revoke.Config{Store: db, Emitter: rec, Now: now})
 	if err != nil {
 		t.Fatal(err)
@@ -82,8 +70,8 @@ func TestCheck(t *testing.T) {
 	if _, created, err := l.Revoke(ctx, store.Revocation{Kind: store.RevokeTask, Value: "task_bad"}); err != nil || created {
 		t.Errorf("revoking twice: created %v err %v; want no-op", created, err)
 	}
-	if len(rec.evs) != 4 || rec.evs[0].Type != audit.Revocation || rec.evs[0].Instance != "inst_bad" || rec.evs[1].Task != "task_bad" {
-		t.Errorf("audit events = %+v; want 4 revocation events with the target field set", rec.evs)
+	if evs := rec.Events(); len(evs) != 4 || evs[0].Type != audit.Revocation || evs[0].Instance != "inst_bad" || evs[1].Task != "task_bad" {
+		t.Errorf("audit events = %+v; want 4 revocation events with the target field set", evs)
 	}
 }
 
@@ -194,7 +182,7 @@ func TestLift(t *testing.T) {
 	if list, _ := db.ListRevocations(ctx, time.Time{}); len(list) != 0 {
 		t.Errorf("the store still holds %+v", list)
 	}
-	last := rec.evs[len(rec.evs)-1]
+	last, _ := rec.Last(audit.RevocationLifted)
 	if last.Type != audit.RevocationLifted || last.Task != "task_1" || last.Actor != "admin:admin" || last.Reason != "false alarm" || last.Action != "lift" {
 		t.Errorf("event = %+v", last)
 	}

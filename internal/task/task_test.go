@@ -5,12 +5,12 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/revoke"
@@ -43,35 +43,11 @@ spec:
       budget: 3
 `
 
-type recorder struct {
-	mu  sync.Mutex
-	evs []audit.Event
-}
-
-func (r *recorder) Emit(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, e)
-	return nil
-}
-
-func (r *recorder) count(t audit.Type) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.evs {
-		if e.Type == t {
-			n++
-		}
-	}
-	return n
-}
-
 type fixture struct {
 	svc *task.Service
 	apr *approval.Service
 	rev *revoke.List
-	rec *recorder
+	rec *audittest.Recorder
 }
 
 func newFixture(t *testing.T, withPolicy bool) *fixture {
@@ -92,7 +68,7 @@ func newFixture(t *testing.T, withPolicy bool) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{rec: &recorder{}}
+	f := &fixture{rec: &audittest.Recorder{}}
 	f.rev, err = revoke.New(ctx, revoke.Config{Store: db, Emitter: f.rec})
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +115,7 @@ func TestOpenDecisions(t *testing.T) {
 			if tc.wantErr && de.Reason == "" {
 				t.Error("denial without a reason")
 			}
-			if f.rec.count(audit.TaskOpened) != 1 {
+			if f.rec.Count(audit.TaskOpened) != 1 {
 				t.Errorf("want one task.opened event")
 			}
 		})
@@ -242,7 +218,7 @@ func TestCloseRevokes(t *testing.T) {
 	if _, err := f.svc.Close(ctx, tk.ID, "admin:admin", "again"); !errors.Is(err, store.ErrPrecondition) {
 		t.Errorf("closing twice: %v, want ErrPrecondition", err)
 	}
-	if f.rec.count(audit.TaskClosed) != 1 || f.rec.count(audit.Revocation) != 1 {
+	if f.rec.Count(audit.TaskClosed) != 1 || f.rec.Count(audit.Revocation) != 1 {
 		t.Error("want one task.closed and one revocation event")
 	}
 }

@@ -11,13 +11,13 @@ import (
 	"encoding/json"
 	"math/big"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/revoke"
@@ -28,37 +28,13 @@ const testIssuer = "http://127.0.0.1:8080"
 
 var testTD = spiffeid.RequireTrustDomainFromString("writ.test")
 
-type recorder struct {
-	mu  sync.Mutex
-	evs []audit.Event
-}
-
-func (r *recorder) Emit(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, e)
-	return nil
-}
-
-func (r *recorder) ofType(t audit.Type) []audit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []audit.Event
-	for _, e := range r.evs {
-		if e.Type == t {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // env is a real CA over a real store, a revocation list and a verifier.
 type env struct {
 	db     *sqlite.DB
 	ca     *ca.Authority
 	bundle *Bundle
 	rev    *revoke.List
-	rec    *recorder
+	rec    *audittest.Recorder
 	ver    *Verifier
 	now    time.Time
 }
@@ -77,7 +53,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{db: db, rec: &recorder{}, now: time.Now()}
+	e := &env{db: db, rec: &audittest.Recorder{}, now: time.Now()}
 	e.ca, err = ca.New(ctx, ca.Config{TrustDomain: testTD, Keys: db, Resources: db, Sealer: sealer, Emitter: audit.Discard})
 	if err != nil {
 		t.Fatal(err)

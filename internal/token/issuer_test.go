@@ -9,13 +9,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/policy"
@@ -45,34 +45,11 @@ spec:
       when: task.calls >= 1
 `
 
-type events struct {
-	mu  sync.Mutex
-	evs []audit.Event
-}
-
-func (r *events) Emit(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.evs = append(r.evs, e)
-	return nil
-}
-
-func (r *events) last(t audit.Type) (audit.Event, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := len(r.evs) - 1; i >= 0; i-- {
-		if r.evs[i].Type == t {
-			return r.evs[i], true
-		}
-	}
-	return audit.Event{}, false
-}
-
 type issuerEnv struct {
 	srv   *httptest.Server
 	ca    *ca.Authority
 	tasks *task.Service
-	rec   *events
+	rec   *audittest.Recorder
 	iss   string
 }
 
@@ -101,7 +78,7 @@ func newIssuerEnv(t *testing.T) *issuerEnv {
 		t.Fatal(err)
 	}
 	engine := policy.NewEngine(policy.Config{}, snap)
-	rec := &events{}
+	rec := &audittest.Recorder{}
 	rev, _ := revoke.New(ctx, revoke.Config{Store: db, Emitter: rec})
 	apr, _ := approval.New(ctx, approval.Config{Store: db, Emitter: rec})
 	tasks, err := task.New(ctx, task.Config{Store: db, Policy: engine, Approvals: apr, Revoke: rev, Emitter: rec})
@@ -183,7 +160,7 @@ func TestTokenEndpointAudit(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("mint: %d %v", status, body)
 	}
-	minted, ok := e.rec.last(audit.TokenMinted)
+	minted, ok := e.rec.Last(audit.TokenMinted)
 	if !ok || minted.Task != tk.ID || minted.Credential == "" || minted.Rule != "mail" || minted.Instance != "inst_a" {
 		t.Errorf("token.minted = %+v", minted)
 	}
@@ -207,20 +184,18 @@ func TestTokenEndpointAudit(t *testing.T) {
 			if strings.Contains(strings.ToLower(body["error_description"].(string)), "goroutine") {
 				t.Errorf("description leaks internals: %v", body["error_description"])
 			}
-			denied, ok := e.rec.last(audit.TokenDenied)
+			denied, ok := e.rec.Last(audit.TokenDenied)
 			if !ok || !strings.HasPrefix(denied.Reason, tc.code) {
 				t.Errorf("token.denied = %+v, want reason starting %s", denied, tc.code)
 			}
 		})
 	}
-	e.rec.mu.Lock()
 	var policyDenial audit.Event
-	for _, ev := range e.rec.evs {
-		if ev.Type == audit.TokenDenied && ev.Rule == "no-draft-tokens" {
+	for _, ev := range e.rec.OfType(audit.TokenDenied) {
+		if ev.Rule == "no-draft-tokens" {
 			policyDenial = ev
 		}
 	}
-	e.rec.mu.Unlock()
 	if policyDenial.Task != tk.ID || policyDenial.Policy == "" {
 		t.Errorf("policy denial event = %+v, want the task and the deciding policy", policyDenial)
 	}

@@ -216,7 +216,7 @@ func TestVerifySingleUse(t *testing.T) {
 	if _, err := e.ver.Verify(ctx, tok, VerifyOptions{Audience: "mail-api"}); !errors.Is(err, ErrReplayed) {
 		t.Errorf("second use: %v, want ErrReplayed", err)
 	}
-	if used := e.rec.ofType(audit.TokenUsed); len(used) != 1 || used[0].Task != "task_1" {
+	if used := e.rec.OfType(audit.TokenUsed); len(used) != 1 || used[0].Task != "task_1" {
 		t.Errorf("token.used events = %+v, want one with the task", used)
 	}
 }
