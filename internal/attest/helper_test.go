@@ -5,16 +5,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
@@ -31,8 +35,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runHelper connects as mode says ("unix:PATH", "tcp:ADDR" or "hold" for
-// nothing), writes "ready" and the connection's local address to stdout,
+// runHelper connects as mode says ("unix:PATH", "tcp:ADDR", "hold" for
+// nothing, or "threadhold" to keep the inherited fd 3 open in one thread's
+// own file table only), writes "ready" and the connection's local address to stdout,
 // and then lives until stdin closes.
 func runHelper(mode string) int {
 	var c net.Conn
@@ -41,6 +46,27 @@ func runHelper(mode string) int {
 	case "unix", "tcp":
 		c, err = net.Dial(kind, addr)
 	case "hold":
+	case "threadhold":
+		// Keep the inherited fd 3 only in the file table of one thread:
+		// that thread unshares the table (a copy, fd 3 included), then fd 3
+		// is closed in the table every other thread shares.
+		// The thread must not be the thread group leader, whose table
+		// /proc/PID/fd shows: a goroutine that lands on it keeps it busy.
+		unshared := make(chan error)
+		for err = errLeader; err == errLeader; err = <-unshared {
+			go func() {
+				runtime.LockOSThread() // never unlocked: the thread keeps its table
+				if unix.Gettid() == unix.Getpid() {
+					unshared <- errLeader
+				} else {
+					unshared <- unix.Unshare(unix.CLONE_FILES)
+				}
+				select {}
+			}()
+		}
+		if err == nil {
+			err = unix.Close(3)
+		}
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
 	}
@@ -56,6 +82,8 @@ func runHelper(mode string) int {
 	io.Copy(io.Discard, os.Stdin)
 	return 0
 }
+
+var errLeader = errors.New("on the thread group leader")
 
 // helper is a running child process.
 type helper struct {

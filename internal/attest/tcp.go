@@ -292,7 +292,8 @@ func socketLink(inode uint64) []byte {
 // user namespaces, processes an LSM protects).
 //
 // The scan is complete on purpose: a socket open in two processes must be
-// refused, so every open file of every process is looked at. It costs a
+// refused, so every open file of every process is looked at, in the file
+// tables of threads that have their own too (see threadsHold). It costs a
 // few system calls per process and one per open file, and allocates little
 // besides the directory names.
 func (a *Attestor) socketHolders(ctx context.Context, inode uint64) (pids []int, skipped int, err error) {
@@ -312,6 +313,9 @@ func (a *Attestor) socketHolders(ctx context.Context, inode uint64) (pids []int,
 			return fmt.Errorf("list processes: %w", err)
 		}
 		holds, herr := s.holds(procfd, name+"/fd", a.procRoot+"/"+name+"/fd")
+		if herr == nil && !holds {
+			holds, herr = s.threadsHold(procfd, pid, name, a.procRoot+"/"+name+"/task")
+		}
 		switch {
 		case errors.Is(herr, ErrProcessGone):
 		case errors.Is(herr, unix.EACCES) || errors.Is(herr, unix.EPERM):
@@ -333,6 +337,80 @@ func (a *Attestor) socketHolders(ctx context.Context, inode uint64) (pids []int,
 	return pids, skipped, nil
 }
 
+// threadsHold reports whether a thread of process pid that has a file
+// table of its own (it called unshare(CLONE_FILES), or was cloned without
+// CLONE_FILES) holds the socket: /proc/PID/fd lists only the table of the
+// thread group leader. A thread whose table is the leader's is recognised
+// with one kcmp(2) and not scanned again; without kcmp every other
+// thread's table is scanned. name is the pid's directory under procfd,
+// path names the task directory in errors.
+func (s *fdScan) threadsHold(procfd, pid int, name, path string) (bool, error) {
+	// A task directory's link count is 2 and one per thread: one stat
+	// passes over the many single-threaded processes.
+	var st unix.Stat_t
+	if err := unix.Fstatat(procfd, name+"/task", &st, 0); err == nil && st.Nlink <= 3 {
+		return false, nil
+	}
+	fd, err := openRetry(procfd, name+"/task", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return false, fdErr(path, err)
+	}
+	defer unix.Close(fd)
+	found := false
+	err = s.tasks.each(fd, func(tname string) error {
+		tid, err := strconv.Atoi(tname)
+		if err != nil || tid == pid || tid <= 0 {
+			return nil
+		}
+		if !s.noKcmp {
+			same, err := sameFiles(pid, tid)
+			switch {
+			case err == nil && same:
+				return nil
+			case errors.Is(err, unix.ESRCH):
+				return nil // the thread ended
+			case errors.Is(err, unix.ENOSYS):
+				s.noKcmp = true
+			}
+		}
+		holds, err := s.holds(fd, tname+"/fd", path+"/"+tname+"/fd")
+		switch {
+		case errors.Is(err, ErrProcessGone):
+			return nil
+		case err != nil:
+			return err
+		case holds:
+			found = true
+			return errFound
+		}
+		return nil
+	})
+	var list *os.SyscallError
+	switch {
+	case err == errFound:
+		return true, nil
+	case errors.As(err, &list):
+		return false, fdErr(path, list.Err)
+	}
+	return found, err
+}
+
+// sameFiles reports whether threads a and b share one file table
+// (kcmp(2) KCMP_FILES).
+func sameFiles(a, b int) (bool, error) {
+	const kcmpFiles = 2 // KCMP_FILES in linux/kcmp.h
+	for {
+		r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpFiles, 0, 0, 0)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno != 0:
+			return false, errno
+		}
+		return r == 0, nil
+	}
+}
+
 // holdsSocket reports whether the process directory dir (relative to dirfd)
 // has an open file whose link reads target.
 func holdsSocket(dirfd int, dir string, target []byte) (bool, error) {
@@ -348,11 +426,13 @@ func holdsSocket(dirfd int, dir string, target []byte) (bool, error) {
 type fdScan struct {
 	target []byte // the link text of the socket: "socket:[INODE]"
 	dir    dirReader
+	tasks  dirReader // a process's threads, listed while dir lists their files
 	link   [64]byte
+	noKcmp bool // kcmp(2) is not available: scan every thread's table
 }
 
 func newFDScan(target []byte) *fdScan {
-	return &fdScan{target: target, dir: dirReader{buf: make([]byte, 16<<10)}}
+	return &fdScan{target: target, dir: dirReader{buf: make([]byte, 16<<10)}, tasks: dirReader{buf: make([]byte, 4<<10)}}
 }
 
 // errFound stops a directory scan early.

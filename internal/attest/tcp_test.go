@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // acceptAddrs accepts one connection on ln, made by dial, and returns the
@@ -159,6 +162,49 @@ func TestFindTCPPeerSharedSocket(t *testing.T) {
 	if !strings.Contains(err.Error(), fmt.Sprint(h.pid())) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
 		t.Errorf("error %q does not name both pids", err)
 	}
+}
+
+// TestFindTCPPeerThreadFileTable: a socket that another process keeps
+// open only in the file table of one of its threads (unshare(CLONE_FILES),
+// then closed in the table the process's other threads share) still
+// counts as held by that process, so the connection is refused as shared.
+func TestFindTCPPeerThreadFileTable(t *testing.T) {
+	a, _ := newTestAttestor(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	local, remote, client := acceptAddrs(t, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	f, err := client.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHelper(t, selfExe(t), "threadhold", f)
+	f.Close()
+	if holds, err := holdsSocket(unix.AT_FDCWD, "/proc/"+strconv.Itoa(h.pid()), socketLink(sockInodeOf(t, client))); err != nil || holds {
+		t.Fatalf("the helper's main file table holds the socket (%v, %v); the test would not test threads", holds, err)
+	}
+	_, err = a.FindTCPPeer(context.Background(), local, remote)
+	if !errors.Is(err, ErrSharedSocket) || !strings.Contains(err.Error(), fmt.Sprint(h.pid())) {
+		t.Fatalf("FindTCPPeer of a socket also held in a thread's own file table = %v, want ErrSharedSocket naming pid %d", err, h.pid())
+	}
+}
+
+// sockInodeOf returns the inode of a TCP connection's socket.
+func sockInodeOf(t *testing.T, c net.Conn) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return st.Ino
 }
 
 func TestFindTCPPeerRefusals(t *testing.T) {
