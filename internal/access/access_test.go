@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/attest"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/journal"
 	"github.com/writ-dev/writ/internal/keys"
@@ -31,36 +31,6 @@ import (
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"github.com/writ-dev/writ/internal/task"
 )
-
-// events records audit events in memory; fail makes it refuse every
-// event of that type.
-type events struct {
-	mu   sync.Mutex
-	ev   []audit.Event
-	fail audit.Type
-}
-
-func (s *events) Emit(_ context.Context, e audit.Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != "" && e.Type == s.fail {
-		return errors.New("audit store unavailable")
-	}
-	s.ev = append(s.ev, e)
-	return nil
-}
-
-func (s *events) ofType(t audit.Type) []audit.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []audit.Event
-	for _, e := range s.ev {
-		if e.Type == t {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 const agent = "spiffe://writ.local/agent/a"
 
@@ -92,7 +62,7 @@ spec:
 // approvals, tasks, the sealed credential broker and the registry.
 type env struct {
 	e         *Enforcer
-	ev        *events
+	ev        *audittest.Recorder
 	db        *sqlite.DB
 	revoke    *revoke.List
 	tasks     *task.Service
@@ -111,7 +81,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	ev := &events{}
+	ev := &audittest.Recorder{}
 	docs, err := resource.Parse("policy.yaml", []byte(policies))
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +189,7 @@ func TestAllowJournalsThenRecords(t *testing.T) {
 	}
 	en.e.Record(context.Background(), req, &out, Result{Status: 200, In: 3, Out: 5})
 	en.e.Flush()
-	got := en.ev.ofType(audit.AccessAllowed)
+	got := en.ev.OfType(audit.AccessAllowed)
 	if len(got) != 1 {
 		t.Fatalf("%d access.allowed events, want 1", len(got))
 	}
@@ -350,7 +320,7 @@ func TestRefusalRecorded(t *testing.T) {
 	internal := Refused(errors.New("disk on fire"))
 	en.e.Record(context.Background(), unid, &internal, Result{Status: 500})
 	en.e.Flush()
-	got := en.ev.ofType(audit.AccessDenied)
+	got := en.ev.OfType(audit.AccessDenied)
 	if len(got) != 3 {
 		t.Fatalf("%d access.denied events, want 3", len(got))
 	}
@@ -412,7 +382,7 @@ func TestFailClosed(t *testing.T) {
 	}
 	en.e.Record(ctx, req, &out, Result{Status: 503})
 	en.e.Flush()
-	if n := len(en.ev.ofType(audit.AccessAllowed)) + len(en.ev.ofType(audit.AccessDenied)); n != 0 {
+	if n := len(en.ev.OfType(audit.AccessAllowed)) + len(en.ev.OfType(audit.AccessDenied)); n != 0 {
 		t.Errorf("%d access events for an access that did not happen", n)
 	}
 
@@ -436,7 +406,7 @@ func TestCredentialUnavailable(t *testing.T) {
 	}
 	en.e.Record(ctx, req, &out, Result{Status: 502})
 	en.e.Flush()
-	if got := en.ev.ofType(audit.AccessAllowed); len(got) != 1 || got[0].Reason != "upstream credential unavailable" || got[0].Credential != "nope" {
+	if got := en.ev.OfType(audit.AccessAllowed); len(got) != 1 || got[0].Reason != "upstream credential unavailable" || got[0].Credential != "nope" {
 		t.Errorf("events %+v", got)
 	}
 }
@@ -466,7 +436,8 @@ func TestRecoveryFailureStopsStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	pol := policy.NewEngine(policy.Config{}, nil)
-	sink := &events{fail: audit.AccessAllowed}
+	sink := &audittest.Recorder{}
+	sink.FailOn(audit.AccessAllowed, errors.New("audit store unavailable"))
 	if _, err := New(context.Background(), Config{Policy: pol, Emitter: sink, Journal: path}); err == nil || !strings.Contains(err.Error(), path) {
 		t.Fatalf("New with an unrecordable recovered decision: %v", err)
 	}
@@ -475,7 +446,7 @@ func TestRecoveryFailureStopsStart(t *testing.T) {
 	}
 	foreign := filepath.Join(dir, "foreign")
 	os.WriteFile(foreign, []byte("not a journal"), 0o600)
-	if _, err := New(context.Background(), Config{Policy: pol, Emitter: &events{}, Journal: foreign}); err == nil || !strings.Contains(err.Error(), "not a writ journal") {
+	if _, err := New(context.Background(), Config{Policy: pol, Emitter: &audittest.Recorder{}, Journal: foreign}); err == nil || !strings.Contains(err.Error(), "not a writ journal") {
 		t.Fatalf("New with a foreign journal file: %v", err)
 	}
 }
@@ -641,13 +612,13 @@ func TestRecoverRefusal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sink := &events{}
+	sink := &audittest.Recorder{}
 	e, err := New(context.Background(), Config{Policy: policy.NewEngine(policy.Config{}, nil), Emitter: sink, Journal: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	den, al := sink.ofType(audit.AccessDenied), sink.ofType(audit.AccessAllowed)
+	den, al := sink.OfType(audit.AccessDenied), sink.OfType(audit.AccessAllowed)
 	if len(den) != 1 || den[0].ID != "evt_denied" || den[0].Reason != "no rule" || den[0].Details["outcome"] != "" || den[0].Details["status"] != "403" {
 		t.Errorf("recovered refusal %+v", den)
 	}
@@ -667,12 +638,12 @@ func TestRefusalJournaledUntilRecorded(t *testing.T) {
 	if d := journaled(t, en.journal); len(d) == 0 || d[len(d)-1].Type != audit.AccessDenied || d[len(d)-1].ID != out.EventID {
 		// The recorder may already have settled it; then the log has it.
 		en.e.Flush()
-		if got := en.ev.ofType(audit.AccessDenied); len(got) != 1 || got[0].ID != out.EventID {
+		if got := en.ev.OfType(audit.AccessDenied); len(got) != 1 || got[0].ID != out.EventID {
 			t.Fatalf("refusal neither in the journal nor recorded: journal %+v, events %+v", d, got)
 		}
 	}
 	en.e.Flush()
-	if got := en.ev.ofType(audit.AccessDenied); len(got) != 1 || got[0].ID != out.EventID || out.EventID == "" {
+	if got := en.ev.OfType(audit.AccessDenied); len(got) != 1 || got[0].ID != out.EventID || out.EventID == "" {
 		t.Errorf("recorded refusal %+v (journaled id %s)", got, out.EventID)
 	}
 	if n := en.e.Pending(); n != 0 {

@@ -10,40 +10,23 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
-// events records audit events for tests.
-type events struct {
-	mu   sync.Mutex
-	list []audit.Event
-	fail error
-}
-
-func (e *events) Emit(_ context.Context, ev audit.Event) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.fail != nil {
-		return e.fail
-	}
-	e.list = append(e.list, ev)
-	return nil
-}
+// events is the shared test recorder, with this package's view of it.
+type events struct{ audittest.Recorder }
 
 // take returns the events recorded since the last take, as "type tool".
 func (e *events) take() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	var out []string
-	for _, ev := range e.list {
+	for _, ev := range e.Take() {
 		out = append(out, string(ev.Type)+" "+ev.Details["tool"])
 	}
-	e.list = nil
 	return out
 }
 
@@ -166,7 +149,8 @@ func TestPinTOFU(t *testing.T) {
 }
 
 func TestPinAuditFailureFailsClosed(t *testing.T) {
-	ev := &events{fail: errors.New("disk full")}
+	ev := &events{}
+	ev.FailWith(func(audit.Event) error { return errors.New("disk full") })
 	p := &Pinner{Store: openStore(t), Emitter: ev}
 	_, err := p.Check(context.Background(), &Server{Name: "files", Pin: PinTOFU}, []Descriptor{tool("a", "A.")})
 	if err == nil || !strings.Contains(err.Error(), "record pin of tool a of MCPServer/files: disk full") {

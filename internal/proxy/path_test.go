@@ -230,7 +230,7 @@ spec:
 		t.Fatalf("the upstream got %q", got)
 	}
 	f.p.Flush()
-	if e := f.events.last(); e.Type != audit.AccessDenied || !strings.Contains(e.Reason, "request path") {
+	if e := f.events.Latest(); e.Type != audit.AccessDenied || !strings.Contains(e.Reason, "request path") {
 		t.Errorf("event of a refused path %+v", e)
 	}
 	// Paths policy allows arrive exactly as policy saw them (an encoded

@@ -13,12 +13,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/broker"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/resource"
@@ -46,32 +46,6 @@ func (c testCreds) Get(_ context.Context, name string) (broker.Info, broker.Secr
 		return broker.Info{}, broker.Secret{}, broker.ErrNotFound
 	}
 	return broker.Info{Name: name, Type: broker.Bearer}, broker.NewSecret([]byte(v)), nil
-}
-
-type eventSink struct {
-	mu sync.Mutex
-	ev []audit.Event
-	// fail, when set, makes Emit refuse events of that type.
-	fail audit.Type
-}
-
-func (s *eventSink) Emit(_ context.Context, e audit.Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != "" && e.Type == s.fail {
-		return errors.New("audit store unavailable")
-	}
-	s.ev = append(s.ev, e)
-	return nil
-}
-
-func (s *eventSink) last() audit.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.ev) == 0 {
-		return audit.Event{}
-	}
-	return s.ev[len(s.ev)-1]
 }
 
 func compilePolicy(t testing.TB, src string) *policy.Snapshot {
@@ -119,7 +93,7 @@ func service(t testing.TB, name, upstream, extra string) *Service {
 type fixture struct {
 	p      *Proxy
 	enf    *access.Enforcer
-	events *eventSink
+	events *audittest.Recorder
 	front  *httptest.Server
 	srv    *http.Server
 }
@@ -137,7 +111,7 @@ func newFixture(t testing.TB, upstream string, extra string, mutate func(*fixtur
 
 func newFixtureServer(t testing.TB, upstream string, extra string, mutate func(*fixtureConfig), sc ServerConfig) *fixture {
 	t.Helper()
-	ev := &eventSink{}
+	ev := &audittest.Recorder{}
 	cfg := fixtureConfig{Config: access.Config{
 		Policy:      policy.NewEngine(policy.Config{}, compilePolicy(t, allowAll)),
 		Emitter:     ev,
@@ -213,10 +187,11 @@ func TestForwardStripsAndInjects(t *testing.T) {
 	}
 	// One event for the request, with the decision and the outcome; the
 	// journal record of the decision is settled.
-	if len(f.events.ev) != 1 {
-		t.Fatalf("%d events, want 1: %+v", len(f.events.ev), f.events.ev)
+	evs := f.events.Events()
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1: %+v", len(evs), evs)
 	}
-	e := f.events.ev[0]
+	e := evs[0]
 	if e.Type != audit.AccessAllowed || e.Credential != "key" || e.Details["query"] != "api_key&x" || e.Details["path"] != "/a/b/c" || strings.Contains(e.Details["query"], "the-secret") ||
 		e.Details["status"] != "200" || e.Details["bytes_out"] != "2" || !strings.HasPrefix(e.ID, "evt_") || e.RequestID == "" {
 		t.Errorf("access.allowed event %+v", e)
@@ -286,7 +261,7 @@ func TestUpstreamFailures(t *testing.T) {
 			if resp.StatusCode != tc.want || !strings.Contains(body, tc.wantMsg) || resp.Header.Get("Content-Type") != "application/json" {
 				t.Errorf("%d %q", resp.StatusCode, body)
 			}
-			if e := f.events.last(); e.Details["status"] != strconv.Itoa(tc.want) {
+			if e := f.events.Latest(); e.Details["status"] != strconv.Itoa(tc.want) {
 				t.Errorf("event status %q", e.Details["status"])
 			}
 		})
@@ -327,7 +302,7 @@ func TestUnidentifiedAndDenied(t *testing.T) {
 	if resp2.StatusCode != 403 || !strings.Contains(body, `"request_id"`) {
 		t.Errorf("other agent: %d %s", resp2.StatusCode, body)
 	}
-	if e := f.events.last(); e.Type != audit.AccessDenied || e.SpiffeID != "spiffe://writ.local/agent/other" {
+	if e := f.events.Latest(); e.Type != audit.AccessDenied || e.SpiffeID != "spiffe://writ.local/agent/other" {
 		t.Errorf("event %+v", e)
 	}
 	resp3, _ := f.get(t, "/nothing/here")

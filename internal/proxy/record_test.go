@@ -13,6 +13,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/audit/audittest"
 	"github.com/writ-dev/writ/internal/journal"
 	"github.com/writ-dev/writ/internal/policy"
 )
@@ -57,7 +58,7 @@ func TestDecisionJournaledBeforeForwarding(t *testing.T) {
 	if d.Type != audit.AccessAllowed || d.Decision != "allow" || d.Details["path"] != "/x/y" || d.Details["status"] != "" || strings.Contains(d.Details["query"], "1") {
 		t.Errorf("journaled decision %+v", d)
 	}
-	e := f.events.last()
+	e := f.events.Latest()
 	if e.ID != d.ID || e.RequestID != d.RequestID || e.Details["status"] != "200" {
 		t.Errorf("event %+v does not continue the journaled decision %s/%s", e, d.ID, d.RequestID)
 	}
@@ -100,8 +101,8 @@ func TestRecoverAfterCrash(t *testing.T) {
 	if n := len(journaled(t, path)); n != 2 {
 		t.Fatalf("%d decisions in the journal, want 2", n)
 	}
-	first := f.events.last()
-	sink := &eventSink{}
+	first := f.events.Latest()
+	sink := &audittest.Recorder{}
 	recorded := func(_ context.Context, id string) (bool, error) { return id == first.ID, nil }
 	pol := policy.NewEngine(policy.Config{}, compilePolicy(t, allowAll))
 	p2, err := access.New(context.Background(), access.Config{Policy: pol, Emitter: sink, Journal: path, Recorded: recorded})
@@ -109,10 +110,11 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p2.Close()
-	if len(sink.ev) != 1 {
-		t.Fatalf("recovery recorded %d events, want 1: %+v", len(sink.ev), sink.ev)
+	evs := sink.Events()
+	if len(evs) != 1 {
+		t.Fatalf("recovery recorded %d events, want 1: %+v", len(evs), evs)
 	}
-	e := sink.ev[0]
+	e := evs[0]
 	if e.Type != audit.AccessAllowed || e.Details["path"] != "/hang" || e.Details["outcome"] != "unknown" || !strings.Contains(e.Reason, "journal") || e.ID == "" || e.ID == first.ID {
 		t.Errorf("recovered event %+v", e)
 	}
@@ -120,13 +122,13 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Errorf("%d decisions still in the journal after recovery", n)
 	}
 	// A third start finds nothing to recover.
-	sink3 := &eventSink{}
+	sink3 := &audittest.Recorder{}
 	p3, err := access.New(context.Background(), access.Config{Policy: pol, Emitter: sink3, Journal: path + "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p3.Close()
-	if len(sink3.ev) != 0 {
-		t.Errorf("a fresh journal recovered %d events", len(sink3.ev))
+	if n := len(sink3.Events()); n != 0 {
+		t.Errorf("a fresh journal recovered %d events", n)
 	}
 }

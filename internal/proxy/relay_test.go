@@ -200,7 +200,7 @@ func TestRelay(t *testing.T) {
 			t.Fatalf("echo %q", b)
 		}
 		f.p.Flush()
-		if e := f.events.last(); e.Details["bytes_in"] != "8" || e.Details["bytes_out"] != "8" {
+		if e := f.events.Latest(); e.Details["bytes_in"] != "8" || e.Details["bytes_out"] != "8" {
 			t.Errorf("event %v", e.Details)
 		}
 	})
@@ -301,10 +301,10 @@ func (f *fixture) send(method, path string, body io.Reader) (*http.Response, err
 // called, which a client that sees its connection cut cannot know.
 func (f *fixture) waitFor(typ audit.Type) audit.Event {
 	deadline := time.Now().Add(5 * time.Second)
-	for f.events.last().Type != typ && time.Now().Before(deadline) {
+	for f.events.Latest().Type != typ && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return f.events.last()
+	return f.events.Latest()
 }
 
 // readLineWithin reads one line from r, failing after d.

@@ -96,6 +96,16 @@ func (r *Recorder) Last(t audit.Type) (audit.Event, bool) {
 	return evs[len(evs)-1], true
 }
 
+// Latest returns the newest event of any type (the zero Event if none).
+func (r *Recorder) Latest() audit.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.events) == 0 {
+		return audit.Event{}
+	}
+	return r.events[len(r.events)-1]
+}
+
 // Types returns the type of every event recorded, oldest first.
 func (r *Recorder) Types() []audit.Type {
 	r.mu.Lock()

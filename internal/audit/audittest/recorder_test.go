@@ -29,6 +29,9 @@ func TestRecorder(t *testing.T) {
 	if _, ok := r.Last(audit.TaskClosed); ok {
 		t.Error("Last found an event never recorded")
 	}
+	if e := r.Latest(); e.Type != audit.TaskOpened {
+		t.Errorf("Latest = %+v", e)
+	}
 	if got := r.Take(); len(got) != 11 {
 		t.Errorf("first Take = %d events", len(got))
 	}
