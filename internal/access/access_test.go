@@ -43,6 +43,10 @@ spec:
     - name: read
       effect: allow
       targets: [{http: {service: up, methods: [GET], paths: ["/items/**"]}}]
+    - name: read-budget
+      description: within a task the same calls are capped (a budget grants only within a task)
+      effect: allow
+      targets: [{http: {service: up, methods: [GET], paths: ["/items/**"]}}]
       budget: 2
     - name: limited
       effect: allow

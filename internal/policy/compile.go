@@ -485,7 +485,7 @@ func (c *compiler) obligations(r *crule, rs *RuleSpec, at func(...any) []any) {
 		per := rs.Rate.Per
 		switch per {
 		case "":
-			per = PerInstance
+			per = PerSubject // see RateSpec: every process of an agent shares it
 		case PerInstance, PerSubject, PerTask:
 		default:
 			c.errorf(at("rate", "per"), "%q: a rate is counted per instance, subject or task", per)

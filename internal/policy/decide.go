@@ -22,6 +22,7 @@ type scratch struct {
 // sideResult is the outcome of one principal's rules (the agent's, or the
 // on-behalf-of user's).
 type sideResult struct {
+	needTask *crule // first allow that matched but grants only within a task
 	deny     *crule
 	denyErr  error // the deny matched because its condition failed to evaluate
 	allows   []*crule
@@ -129,6 +130,10 @@ func evalRules(cands []*crule, act *activation, res *sideResult) {
 			if res.approval == nil {
 				res.approval, res.apprErr = r, err
 			}
+		case r.effect == effectAllow && ok && r.needsTask(act.req):
+			if res.needTask == nil {
+				res.needTask = r
+			}
 		case r.effect == effectAllow && ok:
 			res.allows = append(res.allows, r)
 			if r.approval != nil && res.approval == nil {
@@ -136,6 +141,19 @@ func evalRules(cands []*crule, act *activation, res *sideResult) {
 			}
 		}
 	}
+}
+
+// needsTask reports whether r, an allow rule with a call budget, cannot
+// grant req because req is an HTTP or MCP call made without a task: a
+// budget counts a task's calls, and calls without a task must not escape
+// it.
+func (r *crule) needsTask(req *Request) bool {
+	return r.budget > 0 && req.Task.ID == "" && (req.Kind == KindHTTP || req.Kind == KindMCP)
+}
+
+func (r *crule) needsTaskReason() string {
+	return fmt.Sprintf("rule %q of policy %s allows this only within a task: it has a budget of %d calls per task; open a task and make the call under it",
+		r.name, r.p.ref, r.budget)
 }
 
 // applies checks the rule's flow labels and condition (targets already
@@ -180,8 +198,12 @@ func combine(req *Request, agent, user *sideResult) Decision {
 		return d
 	}
 	if len(agent.allows) == 0 {
-		return Decision{Effect: Deny, Principal: "agent", Reasons: []string{
+		d := Decision{Effect: Deny, Principal: "agent", Reasons: []string{
 			fmt.Sprintf("no rule allows %s to %s (default deny)", req.Subject.SpiffeID, describe(req))}}
+		if r := agent.needTask; r != nil {
+			d.Reasons = append(d.Reasons, r.needsTaskReason())
+		}
+		return d
 	}
 	if user != nil && len(user.allows) == 0 {
 		return Decision{Effect: Deny, Principal: "user", Reasons: []string{
@@ -252,14 +274,12 @@ func (c *crate) obligation(req *Request) RateObligation {
 		v = req.Subject.SpiffeID
 	}
 	per := c.per
-	// Without a task or an instance id, count per the next wider key so
-	// that missing ids never escape the limit.
-	if v == "" && per == PerTask {
-		per = PerInstance
-	}
 	if per == PerInstance {
 		v = req.Instance
 	}
+	// Without a task or an instance id, count per subject so that missing
+	// ids never escape the limit (a call without a task would otherwise
+	// get a fresh window from each new process).
 	if v == "" {
 		per, v = PerSubject, req.Subject.SpiffeID
 	}

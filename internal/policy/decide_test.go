@@ -475,11 +475,11 @@ rules:
   - name: read
     effect: allow
     targets: [{mcp: {server: mail, tools: [read]}}]
-    rate: {limit: 3/1m, bucket: mail}
+    rate: {limit: 3/1m, bucket: mail, per: instance}
   - name: draft
     effect: allow
     targets: [{mcp: {server: mail, tools: [draft]}}]
-    rate: {limit: 3/1m, bucket: mail}
+    rate: {limit: 3/1m, bucket: mail, per: instance}
   - name: per-task
     effect: allow
     targets: [{mcp: {server: search}}]
@@ -491,7 +491,7 @@ rules:
   - name: send
     effect: allow
     targets: [{mcp: {server: mail, tools: [send]}}]
-    rate: {limit: 1/1m}
+    rate: {limit: 1/1m, per: instance}
     approval: {}
 `))
 	e := NewEngine(Config{Limiter: ratelimit.New()}, snap)
@@ -523,7 +523,8 @@ rules:
 		t.Fatalf("window did not slide: %v", d.Reasons)
 	}
 
-	// per task; a call without a task counts per instance instead.
+	// per task; a call without a task counts per subject instead, so new
+	// processes without a task share one window.
 	for i, want := range []Effect{Allow, Allow, Deny} {
 		if d := call(0, inTask("t1", mcpReq("search", "q"))); d.Effect != want {
 			t.Fatalf("task call %d = %s", i, d.Effect)
@@ -532,8 +533,14 @@ rules:
 	if d := call(0, inTask("t2", mcpReq("search", "q"))); d.Effect != Allow {
 		t.Fatal("task t2 charged for t1")
 	}
-	if d := call(0, mcpReq("search", "q")); d.Effect != Allow || d.Obligations.Rate[0].Per != PerInstance {
+	if d := call(0, mcpReq("search", "q")); d.Effect != Allow || d.Obligations.Rate[0].Per != PerSubject {
 		t.Fatalf("task-less call: %+v", d)
+	}
+	if d := call(0, inst("inst_other", mcpReq("search", "q"))); d.Effect != Allow {
+		t.Fatalf("second task-less call: %+v", d)
+	}
+	if d := call(0, inst("inst_third", mcpReq("search", "q"))); d.Effect != Deny || d.Obligations.Rate[0].Per != PerSubject {
+		t.Fatalf("third task-less call from yet another instance: %+v", d)
 	}
 
 	// per subject: instances share.
@@ -627,4 +634,95 @@ rules:
 	if d := e.Decide(context.Background(), mcpReq("mail", "read")); d.Effect != Deny {
 		t.Fatal("Swap(nil) did not install the deny-all snapshot")
 	}
+}
+
+// TestRateDefaultsPerSubject checks the #12 surprise: with no `per`, a
+// rate is counted per subject, so a loop that starts a new process (a new
+// instance) for every call is limited like one process.
+func TestRateDefaultsPerSubject(t *testing.T) {
+	snap := compileSrc(t, policyDoc("p", `
+subjects: [spiffe://writ.local/agent/**]
+rules:
+  - {name: api, effect: allow, targets: [{http: {service: api}}], rate: {limit: 3/1m}}
+`))
+	e := NewEngine(Config{Limiter: ratelimit.New()}, snap)
+	for i, want := range []Effect{Allow, Allow, Allow, Deny, Deny} {
+		r := httpReq("api", "GET", "/x")
+		r.Instance = fmt.Sprintf("inst_curl_%d", i) // a new process each time
+		r.Now = tNow.Add(time.Duration(i) * time.Second)
+		d := e.Decide(context.Background(), r)
+		if d.Effect != want {
+			t.Fatalf("call %d from a new instance = %s (%v), want %s", i, d.Effect, d.Reasons, want)
+		}
+		if ob := d.Obligations.Rate; len(ob) != 1 || ob[0].Per != PerSubject || ob[0].Key != "p/api|subject="+agentID {
+			t.Fatalf("call %d obligation %+v", i, ob)
+		}
+	}
+	// Another agent has its own window.
+	r := httpReq("api", "GET", "/x")
+	r.Subject.SpiffeID = "spiffe://writ.local/agent/other"
+	r.Now = tNow.Add(5 * time.Second)
+	if d := e.Decide(context.Background(), r); d.Effect != Allow {
+		t.Fatalf("another subject: %v", d.Reasons)
+	}
+}
+
+// TestBudgetNeedsTask checks the other #12 surprise: a budget was ignored
+// for calls without a task. An allow rule with a budget now grants HTTP and
+// MCP calls only within a task; other rules still grant without one, and
+// rules opening tasks keep their budget as the task's.
+func TestBudgetNeedsTask(t *testing.T) {
+	snap := compileSrc(t, policyDoc("p", `
+subjects: [spiffe://writ.local/agent/**]
+rules:
+  - {name: capped, effect: allow, targets: [{http: {service: api}}, {mcp: {server: mail}}], budget: 2}
+  - {name: free-health, effect: allow, targets: [{http: {service: api, paths: [/health]}}]}
+  - {name: open, effect: allow, targets: [{task: {}}], budget: 50}
+`))
+	mail := mcpReq("mail", "read")
+	for _, tc := range []struct {
+		name   string
+		req    *Request
+		effect Effect
+		rule   string
+		reason string
+		budget int
+	}{
+		{"http without a task", httpReq("api", "GET", "/x"), Deny, "", `rule "capped" of policy p allows this only within a task: it has a budget of 2 calls per task`, 0},
+		{"mcp without a task", mail, Deny, "", "only within a task", 0},
+		{"http in a task", withTask(httpReq("api", "GET", "/x"), 1), Allow, "capped", "", 2},
+		{"budget used up", withTask(httpReq("api", "GET", "/x"), 2), Deny, "capped", "task t1 has made 2 calls", 2},
+		{"another rule grants without a task", httpReq("api", "GET", "/health"), Allow, "free-health", "", 0},
+		{"opening a task takes the budget", &Request{Kind: KindTask, Subject: Subject{SpiffeID: agentID}, Task: Task{Purpose: "x"}, Now: tNow}, Allow, "open", "", 50},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := snap.Decide(tc.req)
+			if d.Effect != tc.effect || d.Rule != tc.rule || d.Obligations.Budget != tc.budget {
+				t.Fatalf("Decide = %s by %q budget %d (%v), want %s by %q budget %d", d.Effect, d.Rule, d.Obligations.Budget, d.Reasons, tc.effect, tc.rule, tc.budget)
+			}
+			if tc.reason != "" && !strings.Contains(strings.Join(d.Reasons, "; "), tc.reason) {
+				t.Fatalf("reasons %q lack %q", d.Reasons, tc.reason)
+			}
+			ex := snap.Explain(tc.req)
+			if ex.Decision.Effect != d.Effect || ex.Decision.Rule != d.Rule {
+				t.Fatalf("Explain %s by %q", ex.Decision.Effect, ex.Decision.Rule)
+			}
+			if tc.effect == Deny && tc.rule == "" {
+				found := false
+				for _, p := range ex.Policies {
+					for _, r := range p.Rules {
+						found = found || (r.Rule == "capped" && r.Outcome == OutcomeNeedsTask)
+					}
+				}
+				if !found {
+					t.Fatalf("explain does not say the rule needs a task: %+v", ex.Policies)
+				}
+			}
+		})
+	}
+}
+
+func withTask(r *Request, calls int64) *Request {
+	r.Task = Task{ID: "t1", Purpose: "p", Calls: calls}
+	return r
 }

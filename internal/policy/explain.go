@@ -35,6 +35,9 @@ const (
 	OutcomeFlowNotMet     = "flow-not-met"
 	OutcomeConditionFalse = "condition-false"
 	OutcomeConditionError = "condition-error"
+	// OutcomeNeedsTask: an allow rule with a call budget matched a call
+	// made without a task, which it does not grant.
+	OutcomeNeedsTask = "needs-task"
 )
 
 // RuleTrace is one rule evaluated for one principal.
@@ -122,6 +125,8 @@ func (s *Snapshot) explain(req *Request, now time.Time) *Explanation {
 						}
 					case !ok:
 						rt.Outcome, rt.Detail = OutcomeConditionFalse, "when "+oneLine(r.when.src)+" is false"
+					case r.effect == effectAllow && r.needsTask(req):
+						rt.Outcome, rt.Detail = OutcomeNeedsTask, r.needsTaskReason()
 					default:
 						rt.Outcome = OutcomeMatch
 					}

@@ -31,7 +31,10 @@ type RuleSpec struct {
 	// MaxTTL caps the lifetime of credentials minted under this rule,
 	// e.g. "10m".
 	MaxTTL string `yaml:"max_ttl,omitempty" json:"max_ttl,omitempty"`
-	// Budget caps the calls one task may make under this rule.
+	// Budget caps the calls one task may make under this rule. An allow
+	// rule with a budget grants HTTP and MCP calls only within a task, so
+	// that calls without one cannot escape the cap; on a rule for opening
+	// tasks (or minting a task's tokens) it becomes the task's budget.
 	Budget int `yaml:"budget,omitempty" json:"budget,omitempty"`
 }
 
@@ -86,9 +89,11 @@ type FlowSpec struct {
 }
 
 // RateSpec limits calls under a rule: Limit is "CALLS/WINDOW" (e.g.
-// "60/1m"); Per is instance (the default), subject or task. Rules of one
-// policy that name the same Bucket share one window (so "60 calls a minute"
-// can span several rules); without a bucket each rule has its own.
+// "60/1m"); Per is subject (the default: every instance of the calling
+// workload shares one window, so starting new processes does not reset
+// it), instance or task. Rules of one policy that name the same Bucket
+// share one window (so "60 calls a minute" can span several rules);
+// without a bucket each rule has its own.
 type RateSpec struct {
 	Limit  string `yaml:"limit" json:"limit"`
 	Per    string `yaml:"per,omitempty" json:"per,omitempty"`

@@ -77,7 +77,7 @@ func TestValidationErrors(t *testing.T) {
 		{"bad rate key", "  subjects: [user:a]\n  rules:\n    - {name: r, effect: allow, targets: [{task: {}}], rate: {limit: 1/s, per: user}}\n",
 			`spec.rules[0].rate.per: "user": a rate is counted per instance, subject or task`},
 		{"bucket mismatch", "  subjects: [user:a]\n  rules:\n    - {name: a, effect: allow, targets: [{task: {}}], rate: {limit: 1/s, bucket: b}}\n    - {name: c, effect: allow, targets: [{task: {}}], rate: {limit: 2/s, bucket: b}}\n",
-			`spec.rules[1].rate: bucket "b" is 1/1s per instance in rule "a"`},
+			`spec.rules[1].rate: bucket "b" is 1/1s per subject in rule "a"`},
 		{"deny with obligations", "  subjects: [user:a]\n  rules:\n    - {name: r, effect: deny, targets: [{task: {}}], max_ttl: 5m}\n",
 			"spec.rules[0].max_ttl: a deny rule grants nothing, so it takes no max_ttl"},
 		{"escalate with rate", "  subjects: [user:a]\n  rules:\n    - {name: r, effect: escalate, targets: [{task: {}}], rate: {limit: 1/s}}\n",

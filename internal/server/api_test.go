@@ -31,6 +31,7 @@ func TestApplyAccessPolicyVersionsAndDecides(t *testing.T) {
 	req := &policy.Request{Kind: policy.KindMCP,
 		Subject:  policy.Subject{SpiffeID: "spiffe://writ.local/agent/email-drafter"},
 		Instance: "inst_x",
+		Task:     policy.Task{ID: "task_x", Purpose: "reply"}, // its rule has a budget, which counts a task's calls
 		MCP:      policy.MCPRequest{Server: "mail", Tool: "read_message", Args: map[string]any{"id": "m-1"}},
 		Source:   policy.Source{IP: "10.0.4.7", Node: "node-mail-1"},
 		Now:      time.Date(2026, 3, 2, 9, 30, 0, 0, time.UTC),
