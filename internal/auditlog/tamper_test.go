@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/writ-dev/writ/internal/audit"
@@ -250,5 +251,43 @@ func TestVerifyWithoutSearchIndex(t *testing.T) {
 	rep, err = verifyRO()
 	if err != nil || rep.Indexed != 0 || rep.Size != 42 {
 		t.Fatalf("verify without the index = %+v, %v; want 42 events, none with index rows", rep, err)
+	}
+}
+
+// slowPages is a backend whose reads after the first page wait until
+// their context ends.
+type slowPages struct {
+	auditlog.Backend
+	done atomic.Bool // a read after the first page has returned
+}
+
+func (s *slowPages) ReadRecords(ctx context.Context, from int64, limit int) ([]auditlog.Record, error) {
+	if from == 0 {
+		return s.Backend.ReadRecords(ctx, from, limit)
+	}
+	<-ctx.Done()
+	defer s.done.Store(true)
+	return nil, ctx.Err()
+}
+
+// TestVerifyWaitsForReadAhead: Verify reads the next page while it hashes
+// one; when it stops early (here at an edited event in the first page) it
+// waits for that read, so that nothing reads the store after Verify
+// returned (the caller closes it: a late read reopened the search index
+// file after the test's directory was removed).
+func TestVerifyWaitsForReadAhead(t *testing.T) {
+	e := tamperLog(t)
+	e.exec(t, `UPDATE audit_events SET data = replace(data, 'POST', 'GET') WHERE idx = 3`)
+	trusted, _, err := auditlog.StoredVerifiers(context.Background(), e.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &slowPages{Backend: e.db.Audit()}
+	_, err = auditlog.Verify(context.Background(), b, auditlog.VerifyOptions{Trusted: trusted, BatchSize: 10})
+	if ve := (*auditlog.VerifyError)(nil); !errors.As(err, &ve) || ve.Index != 3 {
+		t.Fatalf("Verify = %v, want the edit at index 3", err)
+	}
+	if !b.done.Load() {
+		t.Error("Verify returned while its read of the next page was still running")
 	}
 }

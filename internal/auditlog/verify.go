@@ -174,8 +174,17 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 		return ch
 	}
 	pending := fetch(0)
+	// Whatever Verify returns, the page being read ahead is waited for:
+	// no read of b may outlive the call (the caller may close b).
+	defer func() {
+		cancel()
+		if pending != nil {
+			<-pending
+		}
+	}()
 	for {
 		p := <-pending
+		pending = nil
 		if p.err == nil && len(p.recs) > 0 {
 			pending = fetch(p.recs[len(p.recs)-1].Index + 1)
 		}
