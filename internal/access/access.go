@@ -158,10 +158,17 @@ type Request struct {
 	// Caller is who makes it, from [Enforcer.Identify]; nil when not
 	// identified.
 	Caller *Caller
-	// Method and Path are the action: the HTTP method and the decoded
-	// path the upstream is sent.
+	// Method and Path are the action: for an HTTP target the method and
+	// the decoded path the upstream is sent; for an MCP target Method is
+	// the JSON-RPC method (tools/call, resources/read, prompts/get).
 	Method string
 	Path   string
+	// Tool, Resource and Prompt name the object of an MCP call (one of
+	// them), Args its arguments; policy sees them for an MCP target.
+	Tool     string
+	Resource string
+	Prompt   string
+	Args     map[string]any
 	// Query is the request's query; policy sees each parameter's first
 	// value, the audit event the names (or, with LogQueryValues, all).
 	Query url.Values
@@ -434,3 +441,17 @@ func (e *Enforcer) Close() error {
 // Pending returns the number of decisions in the journal whose event is
 // not yet recorded.
 func (e *Enforcer) Pending() int { return e.journal.Pending() }
+
+// object is what the access acts on, as events and approvals name it: the
+// path, or an MCP call's tool, resource or prompt.
+func (r *Request) object() string {
+	switch {
+	case r.Tool != "":
+		return r.Tool
+	case r.Resource != "":
+		return r.Resource
+	case r.Prompt != "":
+		return r.Prompt
+	}
+	return r.Path
+}

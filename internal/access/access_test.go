@@ -654,3 +654,48 @@ func TestRefusalJournaledUntilRecorded(t *testing.T) {
 		t.Errorf("%d records pending after the refusal was recorded", n)
 	}
 }
+
+// TestEnforceMCP: the same core decides an MCP call on its server, tool
+// and arguments, and records it under the tool's name.
+func TestEnforceMCP(t *testing.T) {
+	ctx := context.Background()
+	docs, err := resource.Parse("policy.yaml", []byte(`apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata: {name: m}
+spec:
+  subjects: [spiffe://writ.local/agent/a]
+  rules:
+    - {name: read, effect: allow, targets: [{mcp: {server: files, tools: ["read_*"]}}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := policy.Compile(docs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := newEnv(t, func(c *Config) { c.Policy = policy.NewEngine(policy.Config{}, snap) })
+	files := &Target{Kind: policy.KindMCP, Name: "files", Ref: "MCPServer/files"}
+	call := func(tool string) (*Request, Outcome) {
+		req := request("tools/call", "")
+		req.Target, req.Tool, req.Args = files, tool, map[string]any{"path": "/tmp/x"}
+		out, err := en.e.Enforce(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req, out
+	}
+	req, out := call("read_file")
+	if out.Effect != Allow || out.Rule != "read" || !out.Credential.IsZero() {
+		t.Fatalf("read_file: %+v", out)
+	}
+	en.e.Record(ctx, req, &out, Result{Status: 200})
+	if _, out := call("delete_file"); out.Effect != Deny || out.Class != Forbidden {
+		t.Errorf("delete_file: %+v", out)
+	}
+	en.e.Flush()
+	got := en.ev.ofType(audit.AccessAllowed)
+	if len(got) != 1 || got[0].Action != "tools/call read_file" || got[0].Details["tool"] != "read_file" || got[0].Target != "MCPServer/files" {
+		t.Errorf("events %+v", got)
+	}
+}

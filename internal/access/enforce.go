@@ -87,12 +87,15 @@ func (e *Enforcer) decide(ctx context.Context, req *Request, out *Outcome) error
 		Source:       policy.Source{IP: hostOf(req.Source), Node: e.c.Node},
 		Now:          now,
 	}
-	if q.Kind == "" {
+	switch q.Kind {
+	case policy.KindMCP:
+		q.MCP = policy.MCPRequest{Server: t.Name, Tool: req.Tool, Resource: req.Resource, Prompt: req.Prompt, Args: req.Args}
+	default:
 		q.Kind = policy.KindHTTP
-	}
-	q.HTTP = policy.HTTPRequest{Service: t.Name, Method: req.Method, Path: req.Path}
-	if !req.Opaque {
-		q.HTTP.Headers, q.HTTP.Query = req.Headers, firstValues(req.Query)
+		q.HTTP = policy.HTTPRequest{Service: t.Name, Method: req.Method, Path: req.Path}
+		if !req.Opaque {
+			q.HTTP.Headers, q.HTTP.Query = req.Headers, firstValues(req.Query)
+		}
 	}
 	dec := e.c.Policy.Decide(ctx, q)
 	out.Policy, out.Rule, out.Reasons, out.Obligations = dec.Policy, dec.Rule, dec.Reasons, dec.Obligations
@@ -186,7 +189,7 @@ func (e *Enforcer) awaitApproval(ctx context.Context, req *Request, out *Outcome
 	c := req.Caller
 	a, err := e.c.Approvals.Request(ctx, approval.Spec{
 		Kind: string(req.Target.Kind), SpiffeID: c.SpiffeID, Instance: c.Instance, Task: out.Task.ID, OnBehalfOf: out.Task.OnBehalfOf,
-		Target: req.Target.Ref + " " + req.Method + " " + req.Path, Reason: reason, Policy: ob.Policy, Rule: ob.Rule,
+		Target: req.Target.Ref + " " + req.Method + " " + req.object(), Reason: reason, Policy: ob.Policy, Rule: ob.Rule,
 		Approvers: ob.Approvers, Timeout: wait,
 	})
 	if err != nil {

@@ -235,8 +235,18 @@ func (e *Enforcer) event(typ audit.Type, req *Request, out *Outcome, res *Result
 	ev := audit.Event{
 		Type: typ, Policy: out.Policy, Rule: out.Rule,
 		Credential: out.Credential.Name, Source: req.Source, Node: e.c.Node, RequestID: req.ID, Task: out.Task.ID, OnBehalfOf: out.Task.OnBehalfOf,
-		Action:  req.Method + " " + req.Path,
-		Details: map[string]string{"method": req.Method, "path": req.Path},
+		Action:  req.Method + " " + req.object(),
+		Details: map[string]string{"method": req.Method},
+	}
+	switch {
+	case req.Tool != "":
+		ev.Details["tool"] = req.Tool
+	case req.Resource != "":
+		ev.Details["resource"] = req.Resource
+	case req.Prompt != "":
+		ev.Details["prompt"] = req.Prompt
+	default:
+		ev.Details["path"] = req.Path
 	}
 	if res != nil {
 		ev.Decision = out.Effect.String()
