@@ -694,7 +694,7 @@ spec:
 		t.Errorf("delete_file: %+v", out)
 	}
 	en.e.Flush()
-	got := en.ev.ofType(audit.AccessAllowed)
+	got := en.ev.OfType(audit.AccessAllowed)
 	if len(got) != 1 || got[0].Action != "tools/call read_file" || got[0].Details["tool"] != "read_file" || got[0].Target != "MCPServer/files" {
 		t.Errorf("events %+v", got)
 	}
