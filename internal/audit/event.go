@@ -74,6 +74,17 @@ const (
 	MCPToolApproved Type = "mcp.tool_approved"
 )
 
+// Runtime discovery events (internal/discover), raised when a scan finds
+// something the previous scans did not: an agent or MCP server process, a
+// credential a process holds or its owner keeps in a file (fingerprint
+// only, never the value), or shadow access (an agent without identity, a
+// static credential writ could broker, a connection around writ).
+const (
+	DiscoveryAgentFound      Type = "discovery.agent_found"
+	DiscoveryCredentialFound Type = "discovery.credential_found"
+	DiscoveryShadowAccess    Type = "discovery.shadow_access"
+)
+
 // Event is one audited fact. Empty fields are omitted from every encoding.
 type Event struct {
 	ID         string    `json:"id"`
