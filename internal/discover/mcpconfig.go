@@ -25,12 +25,12 @@ var mcpClientConfigs = []struct{ rel, client string }{
 
 // mcpServerDecl is one server in a client's configuration.
 type mcpServerDecl struct {
-	Command string            `json:"command"`
-	Args    []string          `json:"args"`
-	URL     string            `json:"url"`
-	ServerURL string          `json:"serverUrl"` // Windsurf
-	Env     map[string]string `json:"env"`
-	Headers map[string]string `json:"headers"`
+	Command   string            `json:"command"`
+	Args      []string          `json:"args"`
+	URL       string            `json:"url"`
+	ServerURL string            `json:"serverUrl"` // Windsurf
+	Env       map[string]string `json:"env"`
+	Headers   map[string]string `json:"headers"`
 }
 
 // mcpConfigDoc is the union of the clients' layouts: "mcpServers" (Claude

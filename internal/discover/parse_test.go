@@ -34,11 +34,11 @@ func TestParseStatusIDs(t *testing.T) {
 func TestParseCgroup(t *testing.T) {
 	id := strings.Repeat("ab12", 16)
 	for in, want := range map[string][2]string{
-		"0::/system.slice/docker-" + id + ".scope\n":             {"/system.slice/docker-" + id + ".scope", id},
-		"0::/kubepods/besteffort/pod1/" + id + "\n":              {"/kubepods/besteffort/pod1/" + id, id},
-		"0::/user.slice/user-1000.slice/session-2.scope\n":       {"/user.slice/user-1000.slice/session-2.scope", ""},
-		"12:pids:/a\n0::/b\n":                                    {"/b", ""},
-		"garbage":                                                {"", ""},
+		"0::/system.slice/docker-" + id + ".scope\n":              {"/system.slice/docker-" + id + ".scope", id},
+		"0::/kubepods/besteffort/pod1/" + id + "\n":               {"/kubepods/besteffort/pod1/" + id, id},
+		"0::/user.slice/user-1000.slice/session-2.scope\n":        {"/user.slice/user-1000.slice/session-2.scope", ""},
+		"12:pids:/a\n0::/b\n":                                     {"/b", ""},
+		"garbage":                                                 {"", ""},
 		"0::/system.slice/cri-containerd-" + id + ".scope\nx::\n": {"/system.slice/cri-containerd-" + id + ".scope", id},
 	} {
 		p, c := parseCgroup([]byte(in))

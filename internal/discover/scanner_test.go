@@ -282,4 +282,3 @@ func mustWrite(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
-
