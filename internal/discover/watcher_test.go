@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,3 +84,22 @@ func TestWatcherDiff(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestInventoryItems(t *testing.T) {
+	rep := &Report{Host: "h", Processes: []Process{
+		{PID: 1, Kind: KindAgent, Name: "claude", StartTicks: 5},
+		{PID: 2, Kind: KindProcess, Exe: "/usr/bin/bash"},
+		{PID: 3, Kind: KindProcess, Exe: "/usr/bin/curl", Connections: []Connection{{Service: "billing"}}},
+	}, Credentials: []Credential{{ID: "cred_a", Name: "OPENAI_API_KEY", Source: "env"}},
+		MCPConfigs: []MCPDeclared{{Server: "gh", Path: "/h/.cursor/mcp.json", Credentials: []string{"cred_b"}}},
+		Shadows:    []Shadow{{Kind: ShadowUnidentified, PID: 1}, {Kind: ShadowStaticCredential, PID: 1, Credential: "cred_a"}}}
+	items := InventoryItems(rep)
+	var got []string
+	for _, it := range items {
+		got = append(got, it.Kind+":"+it.Name+":"+strconv.FormatBool(it.Shadow))
+	}
+	want := []string{"host:h:false", "agent:claude:true", "process:curl:false", "credential:OPENAI_API_KEY:true", "mcp_config:gh:true"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("InventoryItems = %q, want %q", got, want)
+	}
+}

@@ -175,5 +175,6 @@ type Store interface {
 	Revocations
 	Approvals
 	Pins
+	Inventory
 	Close() error
 }
