@@ -13,7 +13,7 @@ import (
 
 func TestCredentials(t *testing.T) { storetest.RunCredentials(t, openTemp) }
 
-func TestPins(t *testing.T) { storetest.RunPins(t, openTemp) }
+func TestPins(t *testing.T)      { storetest.RunPins(t, openTemp) }
 func TestInventory(t *testing.T) { storetest.RunInventory(t, openTemp) }
 
 func openTemp(t *testing.T) store.Store {
