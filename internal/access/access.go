@@ -184,6 +184,9 @@ type Request struct {
 	// spliced tunnel): policy sees no headers or query and no credential
 	// is injected.
 	Opaque bool
+	// Details are facts the front end adds to the access's audit event
+	// (an MCP call's argument digest and session, say).
+	Details map[string]string
 
 	// question is the policy question, kept here to save an allocation.
 	question policy.Request

@@ -282,6 +282,11 @@ func (e *Enforcer) event(typ audit.Type, req *Request, out *Outcome, res *Result
 	if out.Approval != "" {
 		ev.Details["approval"] = out.Approval
 	}
+	for k, v := range req.Details {
+		if _, set := ev.Details[k]; !set {
+			ev.Details[k] = v
+		}
+	}
 	if len(req.Query) > 0 {
 		ev.Details["query"] = e.queryForAudit(req.Query)
 	}

@@ -19,16 +19,22 @@ type Caller struct {
 	Identity any
 }
 
-// Identifier works out who makes an HTTP request. It returns
-// [ErrUnauthenticated] (possibly wrapped) when the request carries no
-// usable identity; the gateway then answers 401 with a WWW-Authenticate
-// header naming its protected-resource metadata (RFC 9728).
+// Identifier works out who makes an HTTP request to the endpoint of
+// server ("" for the aggregate endpoint). It returns [ErrUnauthenticated]
+// (possibly wrapped) when the request carries no usable identity; the
+// gateway then answers 401 with a WWW-Authenticate header naming its
+// protected-resource metadata (RFC 9728). [ErrForbidden] is answered 403.
 type Identifier interface {
-	Identify(r *http.Request) (Caller, error)
+	Identify(r *http.Request, server string) (Caller, error)
 }
 
-// ErrUnauthenticated reports a request whose caller cannot be identified.
-var ErrUnauthenticated = errors.New("the caller is not authenticated")
+var (
+	// ErrUnauthenticated reports a request whose caller cannot be identified.
+	ErrUnauthenticated = errors.New("the caller is not authenticated")
+	// ErrForbidden reports a caller that is identified but may not use
+	// the gateway (revoked, or ambiguous).
+	ErrForbidden = errors.New("the caller may not use the gateway")
+)
 
 // Request is one question to the [Authorizer]: may the caller do this?
 type Request struct {
@@ -55,10 +61,26 @@ type Request struct {
 // Decision is the Authorizer's answer.
 type Decision struct {
 	Allow bool
+	// Unavailable reports that the decision could not be made or put on
+	// record, so the request must not go ahead (writ fails closed).
+	Unavailable bool
 	// Reason says why, in words fit for the agent (no secrets).
 	Reason string
 	// Rule and Policy (name@version) name what decided.
 	Rule, Policy string
+	// Finish, when set, is called once an allowed request was relayed,
+	// with how it ended (to record it).
+	Finish func(Result)
+}
+
+// Result is how a relayed request ended.
+type Result struct {
+	// Err is the upstream's error, if it failed.
+	Err error
+	// Bytes is the size of the result as JSON.
+	Bytes int64
+	// ToolError is a tool result with isError set.
+	ToolError bool
 }
 
 // Authorizer decides the requests of a caller.
@@ -75,10 +97,10 @@ func (f AuthorizerFunc) Authorize(ctx context.Context, caller Caller, r Request)
 }
 
 // IdentifierFunc adapts a function to [Identifier].
-type IdentifierFunc func(r *http.Request) (Caller, error)
+type IdentifierFunc func(r *http.Request, server string) (Caller, error)
 
 // Identify calls f.
-func (f IdentifierFunc) Identify(r *http.Request) (Caller, error) { return f(r) }
+func (f IdentifierFunc) Identify(r *http.Request, server string) (Caller, error) { return f(r, server) }
 
 // JSON-RPC error codes of the gateway's refusals (in the range JSON-RPC
 // leaves to implementations).

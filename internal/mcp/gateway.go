@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +28,13 @@ type Config struct {
 	Authorizer  Authorizer
 	// ResourceMetadata returns the URL of the RFC 9728 protected-resource
 	// metadata for the endpoint a request addressed, named in the
-	// WWW-Authenticate header of a 401; nil names none.
+	// WWW-Authenticate header of a 401; nil names the gateway's own,
+	// /.well-known/oauth-protected-resource/mcp[/NAME] on the host the
+	// request addressed.
 	ResourceMetadata func(r *http.Request) string
+	// AuthorizationServer is the issuer of the access tokens the gateway
+	// accepts (writ's token service), named in the metadata.
+	AuthorizationServer string
 	// Log defaults to discarding.
 	Log *slog.Logger
 	// Now and After default to the time package's.
@@ -157,21 +163,40 @@ func (g *Gateway) backend(name string) *backend {
 	return g.backends[name]
 }
 
-// ServeHTTP serves /mcp and /mcp/NAME.
+// Server returns the compiled MCPServer served under name, or nil.
+func (g *Gateway) Server(name string) *Server {
+	if b := g.backend(name); b != nil {
+		return b.srv
+	}
+	return nil
+}
+
+const metadataPrefix = "/.well-known/oauth-protected-resource"
+
+// ServeHTTP serves /mcp, /mcp/NAME and their RFC 9728 protected-resource
+// metadata.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if res, ok := strings.CutPrefix(r.URL.Path, metadataPrefix); ok {
+		g.serveMetadata(w, r, res)
+		return
+	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/mcp")
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	var h http.Handler
+	var (
+		h      http.Handler
+		server string
+	)
 	switch {
 	case rest == "" || rest == "/":
 		h = g.aggH
 	case strings.HasPrefix(rest, "/") && !strings.Contains(rest[1:], "/"):
-		b := g.backend(rest[1:])
+		server = rest[1:]
+		b := g.backend(server)
 		if b == nil {
-			http.Error(w, fmt.Sprintf("no MCP server %q: see `writ get MCPServer`", rest[1:]), http.StatusNotFound)
+			http.Error(w, fmt.Sprintf("no MCP server %q: see `writ get MCPServer`", server), http.StatusNotFound)
 			return
 		}
 		h = b.handler
@@ -179,13 +204,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	caller, err := g.cfg.Identifier.Identify(r)
+	caller, err := g.cfg.Identifier.Identify(r, server)
 	if err != nil {
+		if errors.Is(err, ErrForbidden) {
+			http.Error(w, "forbidden: "+err.Error(), http.StatusForbidden)
+			return
+		}
 		if errors.Is(err, ErrUnauthenticated) {
-			v := `Bearer error="invalid_token"`
+			meta := scheme(r) + "://" + r.Host + metadataPrefix + strings.TrimSuffix(r.URL.Path, "/")
 			if g.cfg.ResourceMetadata != nil {
-				v += fmt.Sprintf(`, resource_metadata=%q`, g.cfg.ResourceMetadata(r))
+				meta = g.cfg.ResourceMetadata(r)
 			}
+			v := fmt.Sprintf(`Bearer error="invalid_token", resource_metadata=%q`, meta)
 			w.Header().Set("WWW-Authenticate", v)
 			http.Error(w, "unauthenticated: "+err.Error(), http.StatusUnauthorized)
 			return
@@ -230,4 +260,29 @@ func (g *Gateway) Approve(ctx context.Context, server, tool, actor string) (stor
 		}
 	}
 	return pin, nil
+}
+
+// serveMetadata serves the protected-resource metadata (RFC 9728) of the
+// endpoint res names (/mcp or /mcp/NAME).
+func (g *Gateway) serveMetadata(w http.ResponseWriter, r *http.Request, res string) {
+	if res != "/mcp" && (!strings.HasPrefix(res, "/mcp/") || g.backend(strings.TrimPrefix(res, "/mcp/")) == nil) {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	doc := map[string]any{
+		"resource":                 scheme(r) + "://" + r.Host + res,
+		"bearer_methods_supported": []string{"header"},
+		"resource_name":            "writ MCP gateway " + res,
+	}
+	if g.cfg.AuthorizationServer != "" {
+		doc["authorization_servers"] = []string{g.cfg.AuthorizationServer}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(doc)
 }

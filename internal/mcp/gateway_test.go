@@ -91,7 +91,7 @@ var testPolicy = AuthorizerFunc(func(_ context.Context, c Caller, r Request) (De
 })
 
 // agentHeader identifies the test agent to the gateway.
-var agentIdentifier = IdentifierFunc(func(r *http.Request) (Caller, error) {
+var agentIdentifier = IdentifierFunc(func(r *http.Request, _ string) (Caller, error) {
 	if r.Header.Get("Authorization") != "Bearer agent-token" {
 		return Caller{}, ErrUnauthenticated
 	}

@@ -86,11 +86,14 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				if len(args) == 0 || string(args) == "null" {
 					args = json.RawMessage("{}")
 				}
-				if err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: name, Arguments: args,
-					Labels: b.srv.ToolLabels(name), Session: session}); err != nil {
+				finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: name, Arguments: args,
+					Labels: b.srv.ToolLabels(name), Session: session})
+				if err != nil {
 					return nil, err
 				}
-				return next(ctx, method, req)
+				res, err := next(ctx, method, req)
+				finish(res, err)
+				return res, err
 
 			case "prompts/list":
 				b, ok := g.single(resolve)
@@ -130,17 +133,23 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				if p.Arguments == nil {
 					args = json.RawMessage("{}")
 				}
-				if err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.Name, Arguments: args, Labels: b.srv.Spec.Labels, Session: session}); err != nil {
+				finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.Name, Arguments: args, Labels: b.srv.Spec.Labels, Session: session})
+				if err != nil {
 					return nil, err
 				}
 				cs, err := b.up.session(ctx)
 				if err != nil {
-					return nil, rpcError(CodeUnavailable, err.Error(), nil)
+					err = rpcError(CodeUnavailable, err.Error(), nil)
+					finish(nil, err)
+					return nil, err
 				}
 				res, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Meta: upstreamMeta(p.Meta), Name: p.Name, Arguments: p.Arguments})
 				if err != nil {
-					return nil, upstreamError(err)
+					err = upstreamError(err)
+					finish(nil, err)
+					return nil, err
 				}
+				finish(res, nil)
 				return res, nil
 
 			case "resources/list", "resources/templates/list", "resources/read":
@@ -179,10 +188,19 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 					if p == nil {
 						return nil, rpcError(jsonrpc.CodeInvalidParams, "resources/read needs params", nil)
 					}
-					if aerr := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.URI, Labels: b.srv.Spec.Labels, Session: session}); aerr != nil {
+					finish, aerr := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.URI, Labels: b.srv.Spec.Labels, Session: session})
+					if aerr != nil {
 						return nil, aerr
 					}
-					res, err = cs.ReadResource(ctx, &sdk.ReadResourceParams{Meta: upstreamMeta(p.Meta), URI: p.URI})
+					var rr *sdk.ReadResourceResult
+					rr, err = cs.ReadResource(ctx, &sdk.ReadResourceParams{Meta: upstreamMeta(p.Meta), URI: p.URI})
+					if err != nil {
+						err = upstreamError(err)
+						finish(nil, err)
+						return nil, err
+					}
+					finish(rr, nil)
+					res = rr
 				}
 				if err != nil {
 					return nil, upstreamError(err)
@@ -202,21 +220,39 @@ func (g *Gateway) single(resolve resolver) (*backend, bool) {
 }
 
 // authorize asks the Authorizer and turns a refusal into the JSON-RPC
-// error the agent receives.
-func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) error {
+// error the agent receives. On allow it returns the function to call with
+// the relayed request's result.
+func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func(sdk.Result, error), error) {
 	d, err := g.cfg.Authorizer.Authorize(ctx, caller, r)
 	if err != nil {
 		g.cfg.Log.ErrorContext(ctx, "MCP authorization failed", "server", r.Server, "method", r.Method, "name", r.Name, "error", err)
-		return rpcError(CodeDenied, "denied: the decision could not be made", map[string]string{"reason": "the decision could not be made"})
+		return nil, rpcError(CodeDenied, "denied: the decision could not be made", map[string]string{"reason": "the decision could not be made"})
+	}
+	if d.Unavailable {
+		return nil, rpcError(CodeUnavailable, "not made: "+d.Reason, nil)
 	}
 	if !d.Allow {
 		reason := d.Reason
 		if reason == "" {
 			reason = "not allowed by policy"
 		}
-		return rpcError(CodeDenied, "denied: "+reason, map[string]string{"reason": reason, "rule": d.Rule, "policy": d.Policy})
+		return nil, rpcError(CodeDenied, "denied: "+reason, map[string]string{"reason": reason, "rule": d.Rule, "policy": d.Policy})
 	}
-	return nil
+	return func(res sdk.Result, err error) {
+		if d.Finish == nil {
+			return
+		}
+		out := Result{Err: err}
+		if res != nil {
+			if b, jerr := json.Marshal(res); jerr == nil {
+				out.Bytes = int64(len(b))
+			}
+			if tr, ok := res.(*sdk.CallToolResult); ok && tr.IsError {
+				out.ToolError = true
+			}
+		}
+		d.Finish(out)
+	}, nil
 }
 
 func rpcError(code int64, msg string, data map[string]string) error {

@@ -30,6 +30,10 @@ type exchange struct {
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.c.MCP != nil && isMCPPath(r) {
+		p.c.MCP.ServeHTTP(w, r)
+		return
+	}
 	x := &exchange{req: access.Request{ID: newRequestID(), Start: time.Now(), Method: r.Method, Source: r.RemoteAddr}}
 	if r.Method == http.MethodConnect {
 		p.serveConnect(w, r, x)

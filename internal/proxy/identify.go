@@ -65,6 +65,20 @@ func (p *Proxy) ConnState(c net.Conn, st http.ConnState) {
 	}
 }
 
+// ConnFrom returns what enforcement knows of the client connection a
+// request arrived on (for front ends mounted on the proxy, like the MCP
+// gateway); a fresh Conn when ctx holds none.
+func ConnFrom(ctx context.Context) *access.Conn { return &connFrom(ctx).Conn }
+
+// isMCPPath reports whether r is for the MCP gateway.
+func isMCPPath(r *http.Request) bool {
+	if r.Method == http.MethodConnect || r.URL.IsAbs() {
+		return false
+	}
+	p := r.URL.Path
+	return p == "/mcp" || strings.HasPrefix(p, "/mcp/") || strings.HasPrefix(p, "/.well-known/oauth-protected-resource/mcp")
+}
+
 func connFrom(ctx context.Context) *connInfo {
 	ci, _ := ctx.Value(connKey{}).(*connInfo)
 	if ci == nil {

@@ -44,6 +44,10 @@ type Config struct {
 	MaxRequestBody int64
 	// Transport, when set, replaces the upstream transport (tests).
 	Transport func(*Service) http.RoundTripper
+	// MCP, when set, serves origin-form requests for /mcp, /mcp/... and
+	// /.well-known/oauth-protected-resource/mcp... (the MCP gateway,
+	// which identifies callers with [ConnFrom] and the same Enforcer).
+	MCP http.Handler
 }
 
 // Proxy is the access proxy handler. It is safe for concurrent use.

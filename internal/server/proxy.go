@@ -96,7 +96,9 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		return err
 	}
 	*closers = append(*closers, func() { px.enforcer.Close() })
+	s.initMCP(closers)
 	px.proxy, err = proxy.New(proxy.Config{
+		MCP:            s.mcp.gw,
 		Enforcer:       px.enforcer,
 		CA:             px.ca,
 		Log:            s.log.With("component", "proxy"),
@@ -106,6 +108,9 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		return err
 	}
 	if err := s.reloadServices(ctx); err != nil {
+		return err
+	}
+	if err := s.reloadMCP(ctx); err != nil {
 		return err
 	}
 	sc := proxy.ServerConfig{ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout,
@@ -226,6 +231,9 @@ func (s *Server) startProxy(errc chan<- error) func(ctx context.Context) {
 	serve("proxy", px.srv, px.ln, false)
 	serve("proxy TLS", px.tlsSrv, px.tlsLn, true)
 	return func(ctx context.Context) {
+		// The MCP gateway's agent sessions hold SSE streams open: end
+		// them (and the upstreams) so that the listeners can drain.
+		s.mcp.gw.Close()
 		for _, srv := range []*http.Server{px.srv, px.tlsSrv} {
 			if srv != nil {
 				if err := srv.Shutdown(ctx); err != nil {
@@ -250,6 +258,7 @@ func (s *Server) closeProxy() {
 			ln.Close()
 		}
 	}
+	s.mcp.gw.Close()
 	s.px.enforcer.Close()
 }
 

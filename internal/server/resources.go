@@ -40,9 +40,8 @@ func (s *Server) kinds() map[string]kind {
 	return map[string]kind{
 		resource.KindIdentity: {prepare: s.prepareIdentity},
 		resource.KindService:  {prepare: s.prepareStored(proxy.StoredSpec), checkSet: s.checkServiceSet, changed: s.reloadServices},
-		// MCPServer documents are validated and stored; the gateway that
-		// serves them is internal/mcp.
-		resource.KindMCPServer: {prepare: s.prepareStored(mcp.StoredSpec)},
+		// MCPServer documents are served by the MCP gateway (internal/mcp).
+		resource.KindMCPServer: {prepare: s.prepareStored(mcp.StoredSpec), changed: s.reloadMCP},
 		resource.KindAccessPolicy: {
 			prepare: s.prepareStored(policy.EncodeSpec),
 			stage:   s.stagePolicySet,

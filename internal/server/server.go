@@ -67,6 +67,7 @@ type Server struct {
 	admin     *api.AdminAuth
 	api       *api.API
 	px        proxyPart
+	mcp       mcpPart
 	tok       tokenPart
 
 	httpLn     net.Listener
