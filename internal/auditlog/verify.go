@@ -40,6 +40,12 @@ type VerifyOptions struct {
 	Remembered []byte
 	// RememberedFrom says where Remembered was kept, for messages.
 	RememberedFrom string
+	// Published is the checkpoint the server last published beside the
+	// store (DATA_DIR/audit.checkpoint, see [Config.Published]); if set,
+	// Verify proves that the log extends it too.
+	Published []byte
+	// PublishedFrom says where Published was read, for messages.
+	PublishedFrom string
 	// BatchSize is how many records are read at a time; default 10000.
 	BatchSize int
 }
@@ -120,6 +126,9 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 			from += " (remembered in " + opts.RememberedFrom + ")"
 		}
 		outside = append(outside, known{what: from, since: "verified", note: opts.Remembered})
+	}
+	if opts.Published != nil {
+		outside = append(outside, known{what: "checkpoint the server published (" + opts.PublishedFrom + ")", since: "published", note: opts.Published})
 	}
 	for i := range outside {
 		k := &outside[i]
@@ -247,7 +256,7 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 				"the %s (size %d) is newer than every checkpoint in the store (latest: size %d): checkpoints were removed", k.what, k.cp.Size, latestSize)}
 		}
 	}
-	for i, k := range outside {
+	for _, k := range outside {
 		// The stored hashes now agree with the events, so they can
 		// serve a consistency proof from the outside checkpoint to
 		// the latest one, which a third party can check with only
@@ -259,9 +268,10 @@ func Verify(ctx context.Context, b Backend, opts VerifyOptions) (*VerifyReport, 
 		if _, _, err := p.Verify(opts.Trusted); err != nil {
 			return nil, &VerifyError{Index: -1, Problem: err.Error()}
 		}
-		if opts.Saved != nil && i == 0 {
+		switch k.since {
+		case "saved":
 			rep.Consistency = &p
-		} else {
+		case "verified":
 			rep.RememberedConsistency = &p
 		}
 	}

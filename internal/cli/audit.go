@@ -403,6 +403,14 @@ checks them.`,
 				}
 				opts.Saved = auditlog.ReadSignedCheckpoint(b)
 			}
+			// The checkpoint writ serve published beside the store,
+			// if there is one: a store rolled back behind it fails
+			// even on a first verify.
+			published := auditlog.CheckpointFile{Path: filepath.Join(filepath.Dir(db.Path()), "audit.checkpoint")}
+			if opts.Published, err = published.Read(); err != nil {
+				return err
+			}
+			opts.PublishedFrom = published.Path
 			if !noRemember && stateDir == "" {
 				if stateDir, err = defaultAuditStateDir(); err != nil {
 					fmt.Fprintf(g.stderr, "note: not remembering checkpoints (%v); give a directory with --state-dir\n", err)

@@ -313,3 +313,28 @@ func TestAuditVerifyRemembers(t *testing.T) {
 		t.Errorf("verify after --no-remember: exit %d, want the rollback still reported", code)
 	}
 }
+
+// TestAuditVerifyPublished: verify also checks the checkpoint writ serve
+// published beside the store, so a rolled-back store fails even on a
+// first verify (or with --no-remember).
+func TestAuditVerifyPublished(t *testing.T) {
+	s := newAuditServer(t)
+	s.log.Close(context.Background())
+	latest, _ := s.log.LatestCheckpoint()
+	published := filepath.Join(s.dir, "audit.checkpoint")
+	if err := os.WriteFile(published, latest.Note, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := s.run(t, "audit", "verify", "--no-remember"); code != 0 {
+		t.Fatalf("verify of the intact log: exit %d\n%s%s", code, out, errs)
+	}
+	for _, q := range []string{`DELETE FROM audit_events WHERE idx >= 12`, `DELETE FROM audit_checkpoints`} {
+		if _, err := s.db.SQL().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, errs := s.run(t, "audit", "verify", "--no-remember")
+	if code != 1 || !strings.Contains(errs, "rolled back: the checkpoint the server published ("+published+") covers 30 events, but the log now holds 12") {
+		t.Errorf("verify of the truncated log: exit %d %s", code, errs)
+	}
+}
