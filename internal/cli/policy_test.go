@@ -25,7 +25,7 @@ func TestPolicyCommands(t *testing.T) {
 		stderr string // substring of stderr when set
 		stdout string // substring of stdout when set
 	}{
-		{name: "validate examples", args: []string{"policy", "validate", examples}, stdout: "ok: 2 policies (10 rules), 1 test document, 0 warnings"},
+		{name: "validate examples", args: []string{"policy", "validate", examples}, stdout: "ok: 2 policies (11 rules), 1 test document, 0 warnings"},
 		{name: "validate errors", args: []string{"policy", "validate", filepath.Join(td, "bad-policy.yaml")}, code: 1,
 			golden: "validate-errors"},
 		{name: "validate warnings", args: []string{"policy", "validate", filepath.Join(td, "warn-policy.yaml")},
@@ -34,7 +34,7 @@ func TestPolicyCommands(t *testing.T) {
 		{name: "validate json", args: []string{"policy", "validate", "-o", "json", filepath.Join(td, "bad-policy.yaml")}, code: 1,
 			stdout: `"valid": false`},
 		{name: "validate missing file", args: []string{"policy", "validate", filepath.Join(td, "nope.yaml")}, code: 1, stderr: "nope.yaml: no such file"},
-		{name: "test examples", args: []string{"policy", "test", examples}, stdout: "PASS: 21 cases"},
+		{name: "test examples", args: []string{"policy", "test", examples}, stdout: "PASS: 24 cases"},
 		{name: "test verbose", args: []string{"policy", "test", "-v", examples}, stdout: "--- PASS: email-drafter/reads a message (../../examples/policy/email-drafter-test.yaml:"},
 		{name: "test failures", args: []string{"policy", "test", filepath.Join(examples, "email-drafter.yaml"), filepath.Join(td, "failing-test.yaml")}, code: 1,
 			golden: "test-failures"},

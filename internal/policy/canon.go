@@ -351,10 +351,16 @@ func canonicalPattern(s string, uri bool) (string, error) {
 }
 
 // canonicalRequest returns req with its HTTP method and path, or its MCP
-// resource URI, in canonical form: req itself when they are already, else
-// a copy in buf. When the request cannot be put in canonical form (its method is
-// not an HTTP token), it returns the reason to deny it.
-func canonicalRequest(req *Request, buf *Request) (*Request, string) {
+// resource URI, in canonical form, and with source.node set to node when
+// it has none: req itself when nothing changes, else a copy in buf. When
+// the request cannot be put in canonical form (its method is not an HTTP
+// token), it returns the reason to deny it.
+func canonicalRequest(req *Request, buf *Request, node string) (*Request, string) {
+	if node != "" && req.Source.Node == "" {
+		*buf = *req
+		buf.Source.Node = node
+		req = buf
+	}
 	switch req.Kind {
 	case KindHTTP:
 		m, ok := CanonicalMethod(req.HTTP.Method)
@@ -365,7 +371,9 @@ func canonicalRequest(req *Request, buf *Request) (*Request, string) {
 		if m == req.HTTP.Method && p == req.HTTP.Path {
 			return req, ""
 		}
-		*buf = *req
+		if req != buf {
+			*buf = *req
+		}
 		buf.HTTP.Method, buf.HTTP.Path = m, p
 		return buf, ""
 	case KindMCP:
@@ -376,7 +384,9 @@ func canonicalRequest(req *Request, buf *Request) (*Request, string) {
 		if u == req.MCP.Resource {
 			return req, ""
 		}
-		*buf = *req
+		if req != buf {
+			*buf = *req
+		}
 		buf.MCP.Resource = u
 		return buf, ""
 	}

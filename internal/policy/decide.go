@@ -54,17 +54,19 @@ func (s *Snapshot) putScratch(sc *scratch) {
 // from its clock). It does not charge rate limits: the decision lists them
 // as obligations, and an Engine with a limiter enforces them.
 func (s *Snapshot) Decide(req *Request) Decision {
-	return s.decide(req, req.Now)
+	return s.decide(req, req.Now, "")
 }
 
-func (s *Snapshot) decide(req *Request, now time.Time) Decision {
+// decide answers req at now; node is the source.node of a request that
+// gives none.
+func (s *Snapshot) decide(req *Request, now time.Time, node string) Decision {
 	td, path, ok := splitID(req.Subject.SpiffeID)
 	if !ok {
 		return denied(fmt.Sprintf("subject %q is not a SPIFFE ID; the caller is not identified", req.Subject.SpiffeID))
 	}
 	sc := s.getScratch()
 	defer s.putScratch(sc)
-	req, bad := canonicalRequest(req, &sc.req)
+	req, bad := canonicalRequest(req, &sc.req, node)
 	if bad != "" {
 		return denied(bad)
 	}

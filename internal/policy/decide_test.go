@@ -726,3 +726,36 @@ func withTask(r *Request, calls int64) *Request {
 	r.Task = Task{ID: "t1", Purpose: "p", Calls: calls}
 	return r
 }
+
+// TestEngineNode checks that the engine's node is the source.node of
+// requests that give none, and that a request's own node wins.
+func TestEngineNode(t *testing.T) {
+	snap := compileSrc(t, policyDoc("p", `
+subjects: [spiffe://writ.local/agent/**]
+rules:
+  - {name: pinned, effect: allow, targets: [{http: {service: api}}], when: 'source.node == "node-1"'}
+`))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		engine, request string
+		want            Effect
+	}{
+		{"node-1", "", Allow},
+		{"", "", Deny},
+		{"node-1", "node-2", Deny},
+		{"", "node-1", Allow},
+	} {
+		e := NewEngine(Config{Node: tc.engine}, snap)
+		r := httpReq("api", "GET", "/x")
+		r.Source.Node = tc.request
+		if d := e.Decide(ctx, r); d.Effect != tc.want {
+			t.Errorf("engine node %q, request node %q: %s, want %s", tc.engine, tc.request, d.Effect, tc.want)
+		}
+		if ex := e.Explain(ctx, r); ex.Decision.Effect != tc.want {
+			t.Errorf("engine node %q, request node %q: explain %s, want %s", tc.engine, tc.request, ex.Decision.Effect, tc.want)
+		}
+		if r.Source.Node != tc.request {
+			t.Fatal("the caller's request was changed")
+		}
+	}
+}

@@ -18,6 +18,10 @@ type Config struct {
 	// enforcement point that shares an Engine (or a Limiter) shares the
 	// windows. When nil, rates are only reported as obligations.
 	Limiter *ratelimit.Limiter
+	// Node is the name of the node the engine decides for (writ.yaml
+	// node_name): the source.node of requests that give none. Empty: such
+	// requests have no node.
+	Node string
 }
 
 // Engine answers access questions with the current [Snapshot], which
@@ -26,13 +30,14 @@ type Config struct {
 type Engine struct {
 	now     func() time.Time
 	limiter *ratelimit.Limiter
+	node    string
 	snap    atomic.Pointer[Snapshot]
 }
 
 // NewEngine returns an engine deciding with s (nil: deny everything until
 // the first Swap).
 func NewEngine(cfg Config, s *Snapshot) *Engine {
-	e := &Engine{now: cfg.Now, limiter: cfg.Limiter}
+	e := &Engine{now: cfg.Now, limiter: cfg.Limiter, node: cfg.Node}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -63,7 +68,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if now.IsZero() {
 		now = e.now()
 	}
-	d := e.snap.Load().decide(req, now)
+	d := e.snap.Load().decide(req, now, e.node)
 	if d.Effect == Deny || e.limiter == nil || len(d.Obligations.Rate) == 0 {
 		return d
 	}
@@ -93,5 +98,5 @@ func (e *Engine) Explain(ctx context.Context, req *Request) *Explanation {
 	if now.IsZero() {
 		now = e.now()
 	}
-	return e.snap.Load().explain(req, now)
+	return e.snap.Load().explain(req, now, e.node)
 }

@@ -54,14 +54,17 @@ type RuleTrace struct {
 // the index, and returns the decision with a trace. Its decision is always
 // the one [Snapshot.Decide] returns.
 func (s *Snapshot) Explain(req *Request) *Explanation {
-	return s.explain(req, req.Now)
+	return s.explain(req, req.Now, "")
 }
 
-func (s *Snapshot) explain(req *Request, now time.Time) *Explanation {
+func (s *Snapshot) explain(req *Request, now time.Time, node string) *Explanation {
 	ex := &Explanation{Request: describeFull(req)}
-	canon, bad := canonicalRequest(req, new(Request))
+	canon, bad := canonicalRequest(req, new(Request), node)
 	if bad == "" && canon != req {
-		ex.Request += "; decided in canonical form: " + describe(canon)
+		ex.Request = describeFull(canon)
+		if sent := describe(req); sent != describe(canon) {
+			ex.Request += "; as sent: " + sent
+		}
 		req = canon
 	}
 	td, path, idOK := splitID(req.Subject.SpiffeID)

@@ -12,10 +12,11 @@ import (
 )
 
 // initPolicy builds the policy engine from the stored AccessPolicy
-// resources. Every enforcement point (token service, proxy, MCP gateway)
-// decides with this one engine and shares its rate limiter.
+// resources. Every enforcement point (token service, tasks, proxy, MCP
+// gateway) decides with this one engine, shares its rate limiter, and sees
+// node_name as the source.node of its requests.
 func (s *Server) initPolicy(ctx context.Context) error {
-	s.policy = policy.NewEngine(policy.Config{Now: s.now, Limiter: ratelimit.New()}, policy.Empty())
+	s.policy = policy.NewEngine(policy.Config{Now: s.now, Limiter: ratelimit.New(), Node: s.cfg.NodeName}, policy.Empty())
 	return s.reloadPolicy(ctx)
 }
 
