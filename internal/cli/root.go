@@ -80,6 +80,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newTaskCmd(g), newTokenCmd(g), newRevokeCmd(g), newApprovalCmd(g))
 	root.AddCommand(newAuditCmd(g))
 	root.AddCommand(newInstanceCmd(g), newSVIDCmd(g), newVersionCmd(g))
+	root.AddCommand(newScanCmd(g))
 	return root
 }
 

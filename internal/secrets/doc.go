@@ -31,7 +31,9 @@
 // global and per-rule allowlists (regexes against the secret, the match or
 // the line; stopwords). Rules that need a file path (gitleaks' path rules,
 // such as "a .p12 file" or "a password in a .tf file") are not run: a
-// detector sees bytes, not files. The static scanner can add them.
+// detector sees bytes, not files. The global allowlists' paths (lockfiles,
+// vendored trees, images) are offered to scanners of files by
+// [Detector.PathAllowed].
 //
 // One difference from gitleaks is deliberate, for speed: a rule runs only
 // near its keywords, so a match must hold one of its rule's keywords

@@ -282,6 +282,9 @@ type allowlist struct {
 	// needsPath is set for an AND allowlist that names paths or commits:
 	// bytes have neither, so it never applies.
 	needsPath bool
+	// paths are the path regexes of an OR allowlist: a file whose path
+	// matches one is not scanned ([Detector.PathAllowed]).
+	paths []*regexp.Regexp
 }
 
 // writAllowlist applies to every rule: values that are redaction markers
@@ -420,6 +423,15 @@ func compileAllowlist(fa fileAllowlist) (allowlist, error) {
 		return a, fmt.Errorf("unknown allowlist regexTarget %q", fa.RegexTarget)
 	}
 	a.needsPath = a.and && (len(fa.Paths) > 0 || len(fa.Commits) > 0)
+	if !a.and {
+		for _, s := range fa.Paths {
+			re, err := regexp.Compile(s)
+			if err != nil {
+				return a, fmt.Errorf("allowlist path: %w", err)
+			}
+			a.paths = append(a.paths, re)
+		}
+	}
 	for _, s := range fa.Regexes {
 		re, err := regexp.Compile(s)
 		if err != nil {

@@ -405,3 +405,22 @@ func TestGitleaksRulesPinned(t *testing.T) {
 		t.Errorf("rules/gitleaks.toml has SHA-256 %s (version %s), want %s (v8.30.1)", got, GitleaksVersion, want)
 	}
 }
+
+func TestPathAllowed(t *testing.T) {
+	d := testDetector(t)
+	for path, want := range map[string]bool{
+		"package-lock.json":             true,
+		"web/yarn.lock":                 true,
+		"go.sum":                        true,
+		"node_modules/x/index.js":       true,
+		"img/logo.PNG":                  true,
+		"config/.env":                   false,
+		".github/workflows/ci.yml":      false,
+		"deploy/secret.yaml":            false,
+		"package-lock.json.bak/main.go": false,
+	} {
+		if got := d.PathAllowed(path); got != want {
+			t.Errorf("PathAllowed(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/writ-dev/writ/internal/scan"
+	"github.com/writ-dev/writ/internal/secrets"
+)
+
+// scanKeyFile is the fingerprint key's file in the data directory.
+const scanKeyFile = "scan.key"
+
+func newScanCmd(g *globals) *cobra.Command {
+	var (
+		gitMode      bool
+		output       string
+		failOn       string
+		baseline     string
+		ignoreFile   string
+		keyFile      string
+		maxFileSize  int64
+		workers      int
+		noProgress   bool
+		noIgnoreFile bool
+	)
+	cmd := &cobra.Command{
+		Use:   "scan [PATH]",
+		Short: "Find static secrets in a directory or a git repository's whole history",
+		Long: `Scan files (default: the current directory) or, with --git, every commit of
+every branch of a repository for secrets, with the same detector the MCP
+gateway redacts with (gitleaks' rule set plus writ's rules). Findings name
+the rule, file:line, the commit that first wrote the secret (history) and a
+keyed fingerprint; no output holds a secret's value.
+
+  writ scan .                                   # working tree, table
+  writ scan --git . --output sarif > scan.sarif # whole history, SARIF 2.1.0
+  writ scan --output json . > baseline.json
+  writ scan --baseline baseline.json .          # fail only on new findings
+
+Exit status: 1 when a finding (a new one, with --baseline) is at or above
+--fail-on; 2 on a usage or read error. Findings are dropped by an inline
+"writ:allow" comment on their line or by .writscanignore at the root
+(lines: a path pattern, "rule:ID" or "fingerprint:HEX").
+
+The fingerprint key is read from --key-file, else DATA_DIR/scan.key, which
+is created (32 random bytes, mode 0600) when absent; keep it to compare
+fingerprints across scans.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target := "."
+			if len(args) == 1 {
+				target = args[0]
+			}
+			switch output {
+			case "table", "json", "sarif":
+			default:
+				return exitCode(2, fmt.Errorf("--output %q: use table, json or sarif", output))
+			}
+			minSev, ok := scan.ParseSeverity(failOn)
+			if !ok {
+				return exitCode(2, fmt.Errorf("--fail-on %q: use high, medium, low or none", failOn))
+			}
+			key, err := g.scanKey(keyFile)
+			if err != nil {
+				return exitCode(2, err)
+			}
+			det, err := secrets.New(secrets.Config{FingerprintKey: key})
+			if err != nil {
+				return err
+			}
+			var bl *scan.Baseline
+			if baseline != "" {
+				b, err := os.ReadFile(baseline)
+				if err != nil {
+					return exitCode(2, fmt.Errorf("read baseline: %w", err))
+				}
+				if bl, err = scan.ParseBaseline(baseline, b); err != nil {
+					return exitCode(2, err)
+				}
+			}
+			cfg := scan.Config{Detector: det, MaxFileSize: maxFileSize, Workers: workers}
+			if ignoreFile == "" && !noIgnoreFile {
+				ignoreFile = filepath.Join(target, scan.IgnoreFile)
+				if _, err := os.Stat(ignoreFile); errors.Is(err, fs.ErrNotExist) {
+					ignoreFile = ""
+				}
+			}
+			if ignoreFile != "" {
+				b, err := os.ReadFile(ignoreFile)
+				if err != nil {
+					return exitCode(2, fmt.Errorf("read ignore file: %w", err))
+				}
+				if cfg.Ignore, err = scan.ParseIgnore(ignoreFile, b); err != nil {
+					return exitCode(2, err)
+				}
+			} else {
+				cfg.Ignore, _ = scan.ParseIgnore("", nil)
+			}
+			if !noProgress && isTerminal(g.stderr) {
+				p := newProgress(g.stderr, time.Now)
+				cfg.Progress = p.update
+				defer p.done()
+			}
+			sc, err := scan.New(cfg)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			var findings []scan.Finding
+			if gitMode {
+				findings, err = sc.Git(ctx, target)
+			} else {
+				findings, err = sc.Dir(ctx, target)
+			}
+			if err != nil {
+				return exitCode(2, err)
+			}
+			if bl != nil {
+				bl.Mark(findings)
+			}
+			switch output {
+			case "json":
+				err = scan.WriteJSON(g.stdout, scan.Report{Target: target, Findings: findings})
+			case "sarif":
+				err = scan.WriteSARIF(g.stdout, findings, det.Rules())
+			default:
+				err = scan.WriteTable(g.stdout, findings)
+			}
+			if err != nil {
+				return err
+			}
+			failing := 0
+			for _, f := range findings {
+				if minSev != "" && f.AtLeast(minSev) && (bl == nil || f.New) {
+					failing++
+				}
+			}
+			if failing > 0 {
+				return exitCode(1, fmt.Errorf("%d finding(s) at or above %s severity", failing, minSev))
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&gitMode, "git", false, "scan the whole history of the git repository at PATH (every commit of every ref)")
+	fl.StringVarP(&output, "output", "o", "table", "output format: table, json or sarif")
+	fl.StringVar(&failOn, "fail-on", "high", "exit 1 when a finding is at or above this severity: high, medium, low or none")
+	fl.StringVar(&baseline, "baseline", "", "JSON report of an earlier scan: only findings not in it are new and can fail")
+	fl.StringVar(&ignoreFile, "ignore-file", "", "allowlist file (default: PATH/"+scan.IgnoreFile+" when present)")
+	fl.BoolVar(&noIgnoreFile, "no-ignore-file", false, "do not read PATH/"+scan.IgnoreFile)
+	fl.StringVar(&keyFile, "key-file", "", "file holding the fingerprint key (default: DATA_DIR/"+scanKeyFile+", created when absent)")
+	fl.Int64Var(&maxFileSize, "max-file-size", scan.DefaultMaxFileSize, "skip files and blobs larger than this many bytes (negative: no limit)")
+	fl.IntVar(&workers, "workers", 0, "files scanned at once (default: number of CPUs)")
+	fl.BoolVar(&noProgress, "no-progress", false, "no progress line on a terminal")
+	return cmd
+}
+
+// scanKey reads the fingerprint key from path, or from the data directory's
+// scan.key, creating that one when absent.
+func (g *globals) scanKey(path string) ([]byte, error) {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read fingerprint key: %w", err)
+		}
+		b = []byte(strings.TrimSpace(string(b)))
+		if len(b) < secrets.MinKeySize {
+			return nil, fmt.Errorf("read fingerprint key %s: %d bytes, want at least %d", path, len(b), secrets.MinKeySize)
+		}
+		return b, nil
+	}
+	path = filepath.Join(g.dataDir, scanKeyFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		b = []byte(strings.TrimSpace(string(b)))
+		if len(b) < secrets.MinKeySize {
+			return nil, fmt.Errorf("read fingerprint key %s: %d bytes, want at least %d", path, len(b), secrets.MinKeySize)
+		}
+		return b, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read fingerprint key: %w", err)
+	}
+	if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create fingerprint key: %w", err)
+	}
+	key := []byte(rand.Text() + rand.Text())
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return g.scanKey(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create fingerprint key: %w", err)
+	}
+	if _, err := f.Write(append(key, '\n')); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create fingerprint key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("create fingerprint key: %w", err)
+	}
+	return key, nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progress prints one updating line: bytes scanned and bytes/s.
+type progress struct {
+	w     io.Writer
+	now   func() time.Time
+	start time.Time
+	last  time.Time
+	total int64
+}
+
+func newProgress(w io.Writer, now func() time.Time) *progress {
+	t := now()
+	return &progress{w: w, now: now, start: t}
+}
+
+func (p *progress) update(total int64) {
+	p.total = total
+	t := p.now()
+	if t.Sub(p.last) < 200*time.Millisecond {
+		return
+	}
+	p.last = t
+	p.print(t)
+}
+
+func (p *progress) print(t time.Time) {
+	secs := t.Sub(p.start).Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(p.total) / secs
+	}
+	fmt.Fprintf(p.w, "\rscanned %.1f MiB, %.1f MiB/s   ", float64(p.total)/(1<<20), rate/(1<<20))
+}
+
+func (p *progress) done() {
+	if p.total > 0 {
+		p.print(p.now())
+		fmt.Fprintln(p.w)
+	}
+}
