@@ -44,6 +44,13 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PROXYPORT", strconv.Itoa(proxyPort))
 			env.Setenv("WRIT_ADDR", fmt.Sprintf("http://127.0.0.1:%d", port))
 			env.Setenv("UID", strconv.Itoa(os.Getuid()))
+			// EXAMPLES is the repository's examples directory, for
+			// scripts that check the documented examples work.
+			examples, err := filepath.Abs("../../examples")
+			if err != nil {
+				return err
+			}
+			env.Setenv("EXAMPLES", examples)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
