@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/learn"
 	"github.com/writ-dev/writ/internal/resource"
 )
 
@@ -18,6 +19,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 	var (
 		files  []string
 		dryRun bool
+		digest string
 	)
 	var out *string
 	cmd := &cobra.Command{
@@ -42,6 +44,11 @@ and field. A directory means its *.yaml and *.yml files. "-" reads stdin.`,
 				}
 				req.Files = append(req.Files, fs...)
 			}
+			if digest != "" {
+				if err := checkDigest(req.Files, digest); err != nil {
+					return err
+				}
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -65,8 +72,22 @@ and field. A directory means its *.yaml and *.yml files. "-" reads stdin.`,
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate on the server without storing")
+	cmd.Flags().StringVar(&digest, "expect-digest", "", "refuse unless the files have this digest (from writ policy learn)")
 	out = outputFlag(cmd)
 	return cmd
+}
+
+// checkDigest refuses files whose digest (see learn.Digest: by base
+// name and content) is not want.
+func checkDigest(files []apitypes.ApplyFile, want string) error {
+	fs := make([]learn.File, len(files))
+	for i, f := range files {
+		fs[i] = learn.File{Name: filepath.Base(f.Name), Content: []byte(f.Content)}
+	}
+	if got := learn.Digest(fs); got != want {
+		return fmt.Errorf("apply: the files have digest %s, not the reviewed %s: they changed since review; review them again (writ policy replay) and apply with their new digest", got, want)
+	}
+	return nil
 }
 
 func readApplyFiles(g *globals, p string) ([]apitypes.ApplyFile, error) {

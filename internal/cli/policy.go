@@ -22,7 +22,8 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Long: `Work with AccessPolicy and PolicyTest documents locally, without a server.
 See docs/policy.md for the policy schema and the request format.`,
 	}
-	cmd.AddCommand(newPolicyValidateCmd(g), newPolicyTestCmd(g), newPolicyEvalCmd(g), newPolicyExplainCmd(g))
+	cmd.AddCommand(newPolicyValidateCmd(g), newPolicyTestCmd(g), newPolicyEvalCmd(g), newPolicyExplainCmd(g),
+		newPolicyLearnCmd(g), newPolicyReplayCmd(g))
 	return cmd
 }
 

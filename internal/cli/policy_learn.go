@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/writ-dev/writ/internal/learn"
+)
+
+// learnWindow are the flags that select the recorded accesses learn and
+// replay read. Both read the data directory's store directly (read-only,
+// like `writ audit verify --db`): a 30-day window can be millions of
+// events, which a local streaming read handles in seconds and an API page
+// walk would not, and a candidate policy is checked before any server
+// sees it.
+type learnWindow struct {
+	db, since, until, identity, service string
+}
+
+func (w *learnWindow) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&w.db, "db", "", "store file whose audit log to read (default DATA_DIR/writ.db)")
+	cmd.Flags().StringVar(&w.since, "since", "30d", `oldest events to read: a duration before now ("30d", "12h") or an RFC 3339 time; "" for all`)
+	cmd.Flags().StringVar(&w.until, "until", "", "read events before this RFC 3339 time or duration before now (default: up to now)")
+	cmd.Flags().StringVar(&w.identity, "identity", "", "only SPIFFE IDs matching this pattern (* within a segment, trailing /** for a subtree)")
+	cmd.Flags().StringVar(&w.service, "service", "", "only accesses to this service")
+}
+
+func (w *learnWindow) filter(now time.Time) (learn.Filter, error) {
+	since, err := learn.ParseSince(w.since, now)
+	if err != nil {
+		return learn.Filter{}, fmt.Errorf("--since: %w", err)
+	}
+	until, err := learn.ParseSince(w.until, now)
+	if err != nil {
+		return learn.Filter{}, fmt.Errorf("--until: %w", err)
+	}
+	f := learn.Filter{Since: since, Until: until, Identity: w.identity, Service: w.service}
+	if w.identity != "" {
+		if err := learn.CheckIdentityPattern(w.identity); err != nil {
+			return f, fmt.Errorf("--identity: %w", err)
+		}
+	}
+	return f, nil
+}
+
+func newPolicyLearnCmd(g *globals) *cobra.Command {
+	var (
+		w        learnWindow
+		dir      string
+		classes  string
+		minHex   int
+		headroom float64
+		minRate  int
+		noRate   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "learn --dir DIR [--since 30d] [--identity PATTERN] [--service NAME]",
+		Short: "Write AccessPolicy YAML that allows the traffic the audit log recorded, and nothing more",
+		Long: `Read the access events of the audit log in the data directory's store
+(read-only; a running server may keep writing) and write, per identity, an
+AccessPolicy file DIR/learned-NAME.yaml that allows the methods and paths it
+was observed calling, with a rate limit from its busiest minute. Path
+segments that are values (numbers, UUIDs, dates, long hex strings) become
+"*" (--generalize). Every rule carries its evidence as a comment. Denied
+traffic is never learned: DIR/LEARNED.txt lists it, with the digest of the
+files. The same log gives byte-identical files; apply exactly what you
+reviewed with writ apply -f DIR --expect-digest DIGEST.
+See docs/policy-learning.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" {
+				return errors.New("--dir DIR is required: the directory to write the policy files to")
+			}
+			gen, err := learn.ParseClasses(classes, minHex)
+			if err != nil {
+				return fmt.Errorf("--generalize: %w", err)
+			}
+			if headroom < 1 {
+				return fmt.Errorf("--headroom %v: must be at least 1 (the limit is the observed peak times it)", headroom)
+			}
+			f, err := w.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			db, err := g.auditDB(ctx, w.db)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			l, err := learn.Learn(ctx, db.Audit(), f, learn.Options{Generalizer: gen, Headroom: headroom, MinRate: minRate, NoRate: noRate})
+			if err != nil {
+				return err
+			}
+			files, denied := l.Files(), l.Denied()
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("create directory %s: %w", dir, err)
+			}
+			for _, fl := range files {
+				if err := os.WriteFile(filepath.Join(dir, fl.Name), fl.Content, 0o644); err != nil {
+					return fmt.Errorf("write policy: %w", err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, "LEARNED.txt"), learn.Report(files, denied), 0o644); err != nil {
+				return fmt.Errorf("write report: %w", err)
+			}
+			for _, fl := range files {
+				fmt.Fprintf(g.stdout, "wrote %s\n", filepath.Join(dir, fl.Name))
+			}
+			fmt.Fprintf(g.stdout, "%d accesses read, %d policies, %d denied groups listed in %s\n",
+				l.Events(), len(files), len(denied), filepath.Join(dir, "LEARNED.txt"))
+			fmt.Fprintf(g.stdout, "digest %s\n", learn.Digest(files))
+			return nil
+		},
+	}
+	w.flags(cmd)
+	cmd.Flags().StringVar(&dir, "dir", "", "directory to write the policy files and LEARNED.txt to")
+	cmd.Flags().StringVar(&classes, "generalize", "all", "path segment classes that become *: numeric, uuid, date, hex, all or none (comma-separated)")
+	cmd.Flags().IntVar(&minHex, "min-hex", 16, "shortest run of hex digits the hex class generalizes")
+	cmd.Flags().Float64Var(&headroom, "headroom", 2, "rate limit = observed peak calls per sliding minute times this")
+	cmd.Flags().IntVar(&minRate, "min-rate", 10, "smallest rate limit per minute a rule gets")
+	cmd.Flags().BoolVar(&noRate, "no-rate", false, "write rules without rate limits")
+	return cmd
+}
+
+func newPolicyReplayCmd(g *globals) *cobra.Command {
+	var (
+		w        learnWindow
+		files    []string
+		examples int
+		out      *string
+	)
+	cmd := &cobra.Command{
+		Use:   "replay -f DIR [--since 30d] [--identity PATTERN] [--service NAME]",
+		Short: "Show what a candidate policy set would have changed on recorded traffic",
+		Long: `Compile the AccessPolicy files given with -f exactly as the server compiles
+applied policies, re-decide every recorded access of the window with them
+(rate limits charged at the recorded times), and report the accesses whose
+decision would change: newly denied, newly allowed and approval newly
+required, per identity and deciding rule, with counts and examples.
+Exit status 1 when anything would be newly denied. Headers, query values
+and the groups of on-behalf-of users are not recorded; conditions on them
+see them empty. See docs/policy-learning.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(*out); err != nil {
+				return err
+			}
+			if len(files) == 0 {
+				return errors.New("-f FILE|DIR is required: the candidate AccessPolicy files")
+			}
+			snap, err := learn.CompileFiles(files...)
+			if err != nil {
+				return err
+			}
+			f, err := w.filter(time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			db, err := g.auditDB(ctx, w.db)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			rep, err := learn.Replay(ctx, db.Audit(), f, snap, examples)
+			if err != nil {
+				return err
+			}
+			if *out == "json" {
+				if err := printJSON(g.stdout, rep); err != nil {
+					return err
+				}
+			} else {
+				printReplay(g, &rep)
+			}
+			if n := rep.Count(learn.NewlyDenied); n > 0 {
+				return exitCode(1, fmt.Errorf("%d recorded %s would be newly denied", n, plural(int(n), "access", "accesses")))
+			}
+			return nil
+		},
+	}
+	w.flags(cmd)
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "candidate policy file or directory (repeatable)")
+	cmd.Flags().IntVar(&examples, "examples", 3, "examples kept per change")
+	out = outputFlag(cmd)
+	return cmd
+}
+
+func printReplay(g *globals, rep *learn.ReplayReport) {
+	fmt.Fprintf(g.stdout, "%d accesses re-decided, %d unchanged, %d newly denied, %d newly allowed, %d newly need approval, %d skipped (no caller or service)\n",
+		rep.Accesses, rep.Unchanged, rep.Count(learn.NewlyDenied), rep.Count(learn.NewlyAllowed), rep.Count(learn.ApprovalRequired), rep.Skipped)
+	for _, c := range rep.Changes {
+		rule := "default deny"
+		if c.Rule != "" {
+			rule = c.Policy + "/" + c.Rule
+		}
+		fmt.Fprintf(g.stdout, "\n%s  %s  by %s: %d\n", strings.ToUpper(strings.ReplaceAll(c.Category, "_", " ")), c.SpiffeID, rule, c.Count)
+		for _, e := range c.Examples {
+			was := e.Was
+			if e.WasRule != "" {
+				was += " by " + e.WasRule
+			}
+			fmt.Fprintf(g.stdout, "  #%d %s %s %s %s (was %s)\n", e.Index, e.Time, e.Service, e.Method, e.Path, was)
+			if e.Reason != "" && c.Category == learn.NewlyDenied {
+				fmt.Fprintf(g.stdout, "     %s\n", e.Reason)
+			}
+		}
+	}
+}
