@@ -81,6 +81,9 @@ type Result struct {
 	Bytes int64
 	// ToolError is a tool result with isError set.
 	ToolError bool
+	// Redactions name the secrets redacted from the result, as
+	// "RULE@POINTER" (never the value).
+	Redactions []string
 }
 
 // Authorizer decides the requests of a caller.

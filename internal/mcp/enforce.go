@@ -188,6 +188,9 @@ func (a *Access) Authorize(ctx context.Context, caller Caller, r Request) (Decis
 		case res.ToolError:
 			status = 422
 		}
+		if len(res.Redactions) > 0 {
+			req.Details["redactions"] = strings.Join(res.Redactions, ",")
+		}
 		rr := access.Result{Status: status, Out: res.Bytes, In: int64(len(canon))}
 		if res.Err != nil {
 			rr.Reason = "upstream error: " + res.Err.Error()

@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/secrets"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -42,6 +43,18 @@ type Config struct {
 	After func(time.Duration) <-chan time.Time
 	// SessionTimeout closes agent sessions idle this long (default 1h).
 	SessionTimeout time.Duration
+	// Lint, when set, lints each tool when it is first pinned; a high
+	// finding quarantines it (see [LintWith]).
+	Lint func(Descriptor) (high bool, why string)
+	// Redactor, when set, redacts secrets in tool results, resource
+	// contents and prompts before they reach the agent
+	// ([secrets.Detector]).
+	Redactor Redactor
+}
+
+// Redactor redacts the secrets in the strings of a JSON document.
+type Redactor interface {
+	RedactJSON(data []byte) ([]byte, []secrets.Finding, error)
 }
 
 // Gateway serves MCP to agents at /mcp/NAME (one server) and /mcp (every
@@ -75,7 +88,7 @@ func New(cfg Config) *Gateway {
 		cfg.SessionTimeout = time.Hour
 	}
 	g := &Gateway{cfg: cfg, backends: map[string]*backend{},
-		pinner: &Pinner{Store: cfg.Pins, Emitter: cfg.Emitter, Log: cfg.Log}}
+		pinner: &Pinner{Store: cfg.Pins, Emitter: cfg.Emitter, Log: cfg.Log, Lint: cfg.Lint}}
 	g.agg = g.newFront("writ", g.resolveAggregate)
 	g.aggH = g.newHandler(g.agg)
 	return g

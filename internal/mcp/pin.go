@@ -41,6 +41,11 @@ type Pinner struct {
 	// ReadManifest reads the signed manifest of a server in mode signed;
 	// nil reads the file the spec names.
 	ReadManifest func(srv *Server) ([]byte, error)
+	// Lint, when set, lints a tool when it is first pinned or its
+	// descriptor is trusted anew by a signed manifest; a high finding
+	// quarantines it, and the returned text (rule, field, evidence) is
+	// the reason.
+	Lint func(d Descriptor) (high bool, why string)
 
 	mu sync.Mutex // serialises checks, so one process never races itself
 }
@@ -104,7 +109,7 @@ func (p *Pinner) Check(ctx context.Context, srv *Server, tools []Descriptor) (ma
 		announced[s.d.Name] = true
 	}
 	for _, s := range list {
-		v, err := p.checkOne(ctx, srv, s.d.Name, s.digest, s.shape, byName, announced, manifest, manifestErr)
+		v, err := p.checkOne(ctx, srv, s.d, s.digest, s.shape, byName, announced, manifest, manifestErr)
 		if err != nil {
 			return nil, err
 		}
@@ -132,8 +137,9 @@ func (p *Pinner) manifest(srv *Server) (*Manifest, error) {
 	return m, nil
 }
 
-func (p *Pinner) checkOne(ctx context.Context, srv *Server, tool, digest, shape string, pins map[string]store.Pin,
+func (p *Pinner) checkOne(ctx context.Context, srv *Server, d Descriptor, digest, shape string, pins map[string]store.Pin,
 	announced map[string]bool, manifest *Manifest, manifestErr error) (Verdict, error) {
+	tool := d.Name
 	pin, known := pins[tool]
 	if known {
 		switch {
@@ -183,6 +189,12 @@ func (p *Pinner) checkOne(ctx context.Context, srv *Server, tool, digest, shape 
 		details["change"] = "renamed"
 		details["renamed_from"] = from
 	}
+	if fresh.State == store.PinPinned && p.Lint != nil {
+		if high, why := p.Lint(d); high {
+			fresh.Digest, fresh.State, fresh.Reason = "", store.PinQuarantined, "the poisoning lint found: "+why
+			details["change"] = "lint"
+		}
+	}
 	created, err := p.Store.CreatePin(ctx, fresh)
 	if errors.Is(err, store.ErrExists) {
 		// Another writer pinned it first: decide against its pin.
@@ -191,7 +203,7 @@ func (p *Pinner) checkOne(ctx context.Context, srv *Server, tool, digest, shape 
 			return Verdict{}, fmt.Errorf("check tool %s of %s: %w", tool, srv.Target(), err)
 		}
 		pins[tool] = cur
-		return p.checkOne(ctx, srv, tool, digest, shape, pins, announced, manifest, manifestErr)
+		return p.checkOne(ctx, srv, d, digest, shape, pins, announced, manifest, manifestErr)
 	}
 	if err != nil {
 		return Verdict{}, fmt.Errorf("pin tool %s of %s: %w", tool, srv.Target(), err)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/writ-dev/writ/internal/secrets"
 )
 
 // resolver maps a tool or prompt name as an agent sees it on one front
@@ -92,7 +94,11 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 					return nil, err
 				}
 				res, err := next(ctx, method, req)
-				finish(res, err)
+				res, red := g.redact(ctx, b, res)
+				if res == nil && err == nil {
+					err = withheld
+				}
+				finish(res, err, red)
 				return res, err
 
 			case "prompts/list":
@@ -140,16 +146,21 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				cs, err := b.up.session(ctx)
 				if err != nil {
 					err = rpcError(CodeUnavailable, err.Error(), nil)
-					finish(nil, err)
+					finish(nil, err, nil)
 					return nil, err
 				}
-				res, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Meta: upstreamMeta(p.Meta), Name: p.Name, Arguments: p.Arguments})
+				gp, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Meta: upstreamMeta(p.Meta), Name: p.Name, Arguments: p.Arguments})
 				if err != nil {
 					err = upstreamError(err)
-					finish(nil, err)
+					finish(nil, err, nil)
 					return nil, err
 				}
-				finish(res, nil)
+				res, red := g.redact(ctx, b, gp)
+				if res == nil {
+					finish(nil, withheld, red)
+					return nil, withheld
+				}
+				finish(res, nil, red)
 				return res, nil
 
 			case "resources/list", "resources/templates/list", "resources/read":
@@ -196,11 +207,15 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 					rr, err = cs.ReadResource(ctx, &sdk.ReadResourceParams{Meta: upstreamMeta(p.Meta), URI: p.URI})
 					if err != nil {
 						err = upstreamError(err)
-						finish(nil, err)
+						finish(nil, err, nil)
 						return nil, err
 					}
-					finish(rr, nil)
-					res = rr
+					var red []string
+					if res, red = g.redact(ctx, b, rr); res == nil {
+						finish(nil, withheld, red)
+						return nil, withheld
+					}
+					finish(res, nil, red)
 				}
 				if err != nil {
 					return nil, upstreamError(err)
@@ -221,8 +236,8 @@ func (g *Gateway) single(resolve resolver) (*backend, bool) {
 
 // authorize asks the Authorizer and turns a refusal into the JSON-RPC
 // error the agent receives. On allow it returns the function to call with
-// the relayed request's result.
-func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func(sdk.Result, error), error) {
+// the relayed request's result and the secrets redacted from it.
+func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func(sdk.Result, error, []string), error) {
 	d, err := g.cfg.Authorizer.Authorize(ctx, caller, r)
 	if err != nil {
 		g.cfg.Log.ErrorContext(ctx, "MCP authorization failed", "server", r.Server, "method", r.Method, "name", r.Name, "error", err)
@@ -238,11 +253,11 @@ func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func
 		}
 		return nil, rpcError(CodeDenied, "denied: "+reason, map[string]string{"reason": reason, "rule": d.Rule, "policy": d.Policy})
 	}
-	return func(res sdk.Result, err error) {
+	return func(res sdk.Result, err error, redactions []string) {
 		if d.Finish == nil {
 			return
 		}
-		out := Result{Err: err}
+		out := Result{Err: err, Redactions: redactions}
 		if res != nil {
 			if b, jerr := json.Marshal(res); jerr == nil {
 				out.Bytes = int64(len(b))
@@ -282,3 +297,37 @@ func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// redact removes the secrets from a result before it reaches the agent
+// and returns the result with what was redacted ("RULE@POINTER"). A
+// result that cannot be redacted is withheld: the agent gets an error
+// result instead (fail closed).
+func (g *Gateway) redact(ctx context.Context, b *backend, res sdk.Result) (sdk.Result, []string) {
+	if g.cfg.Redactor == nil || res == nil || reflect.ValueOf(res).IsNil() {
+		return res, nil
+	}
+	raw, err := json.Marshal(res)
+	if err == nil {
+		var out []byte
+		var fs []secrets.Finding
+		if out, fs, err = g.cfg.Redactor.RedactJSON(raw); err == nil {
+			if len(fs) == 0 {
+				return res, nil
+			}
+			red := make([]string, 0, len(fs))
+			for _, f := range fs {
+				red = append(red, f.RuleID+"@"+f.Pointer)
+			}
+			fresh := reflect.New(reflect.TypeOf(res).Elem()).Interface().(sdk.Result)
+			if err = json.Unmarshal(out, fresh); err == nil {
+				g.cfg.Log.InfoContext(ctx, "secrets redacted from an MCP result", "server", b.srv.Name, "redactions", strings.Join(red, ","))
+				return fresh, red
+			}
+		}
+	}
+	g.cfg.Log.ErrorContext(ctx, "MCP result withheld: it could not be scanned for secrets", "server", b.srv.Name, "error", err)
+	return nil, []string{"withheld@"}
+}
+
+// withheld is the error an agent gets for a result redact withheld.
+var withheld = rpcError(CodeUnavailable, "writ withheld the result: it could not be scanned for secrets", nil)

@@ -2,12 +2,15 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sync"
 
 	"github.com/writ-dev/writ/internal/mcp"
+	"github.com/writ-dev/writ/internal/mcplint"
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/resource"
+	"github.com/writ-dev/writ/internal/secrets"
 )
 
 // mcpPart is the MCP gateway, served on the proxy listener at /mcp and
@@ -19,9 +22,21 @@ type mcpPart struct {
 
 // initMCP builds the gateway over the proxy's enforcer; initProxy calls
 // it between the two so that the proxy can mount it.
-func (s *Server) initMCP(closers *[]func()) {
+func (s *Server) initMCP(closers *[]func()) error {
 	acc := &mcp.Access{Enforcer: s.px.enforcer, Policy: s.policy, Conn: proxy.ConnFrom, Now: s.now}
+	// Fingerprints of redacted secrets are only compared within this
+	// process, so a random key will do.
+	det, err := secrets.New(secrets.Config{FingerprintKey: []byte(rand.Text())})
+	if err != nil {
+		return fmt.Errorf("build the secret detector: %w", err)
+	}
+	lint, err := mcplint.New(mcplint.Options{Secrets: det})
+	if err != nil {
+		return fmt.Errorf("build the MCP lint: %w", err)
+	}
 	s.mcp.gw = mcp.New(mcp.Config{
+		Redactor:            det,
+		Lint:                mcp.LintWith(lint),
 		Pins:                s.db,
 		Emitter:             s.emit,
 		Credentials:         s.px.broker,
@@ -33,6 +48,7 @@ func (s *Server) initMCP(closers *[]func()) {
 	})
 	acc.Server = s.mcp.gw.Server
 	*closers = append(*closers, func() { s.mcp.gw.Close() })
+	return nil
 }
 
 // reloadMCP makes the gateway serve the stored MCPServer documents. One

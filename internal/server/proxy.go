@@ -96,7 +96,9 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		return err
 	}
 	*closers = append(*closers, func() { px.enforcer.Close() })
-	s.initMCP(closers)
+	if err := s.initMCP(closers); err != nil {
+		return err
+	}
 	px.proxy, err = proxy.New(proxy.Config{
 		MCP:            s.mcp.gw,
 		Enforcer:       px.enforcer,
