@@ -282,6 +282,24 @@ func (e *Enforcer) event(typ audit.Type, req *Request, out *Outcome, res *Result
 	if out.Approval != "" {
 		ev.Details["approval"] = out.Approval
 	}
+	// What the decision saw beyond the call itself, so that `writ policy
+	// replay` can decide it again (#16): labels are names, not secrets.
+	if q := &req.question; q.Subject.SpiffeID != "" {
+		if len(q.Subject.Labels) > 0 {
+			v := url.Values{}
+			for k, l := range q.Subject.Labels {
+				v.Set(k, l)
+			}
+			ev.Details["subject_labels"] = v.Encode()
+		}
+		if len(q.TargetLabels) > 0 {
+			ev.Details["target_labels"] = strings.Join(q.TargetLabels, ",")
+		}
+		if q.Task.ID != "" {
+			ev.Details["task_purpose"] = q.Task.Purpose
+			ev.Details["task_calls"] = strconv.FormatInt(q.Task.Calls, 10)
+		}
+	}
 	for k, v := range req.Details {
 		if _, set := ev.Details[k]; !set {
 			ev.Details[k] = v

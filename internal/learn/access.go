@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -41,7 +42,8 @@ type Access struct {
 	TaskCalls   int64
 	OnBehalfOf  string
 	// SubjectLabels and TargetLabels are the caller's Identity labels and
-	// the service's flow labels (recorded since #16).
+	// the service's flow labels (recorded since #16, as details
+	// subject_labels, URL-query encoded, and target_labels, comma-separated).
 	SubjectLabels map[string]string
 	TargetLabels  []string
 	Service       string
@@ -138,10 +140,11 @@ func accessOf(idx int64, ev *audit.Event) Access {
 		a.TargetLabels = strings.Split(s, ",")
 	}
 	if s := d["subject_labels"]; s != "" {
-		a.SubjectLabels = map[string]string{}
-		for kv := range strings.SplitSeq(s, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			a.SubjectLabels[k] = v
+		if v, err := url.ParseQuery(s); err == nil {
+			a.SubjectLabels = make(map[string]string, len(v))
+			for k := range v {
+				a.SubjectLabels[k] = v.Get(k)
+			}
 		}
 	}
 	return a

@@ -2,10 +2,12 @@ package learn
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/policy"
 )
@@ -178,4 +180,21 @@ func FuzzScan(f *testing.F) {
 		_ = Report(l.Files(), l.Denied())
 		_ = rp.Report()
 	})
+}
+
+// TestAccessRequest: the recorded details an access event carries since
+// #16 come back as the policy request the decision saw.
+func TestAccessRequest(t *testing.T) {
+	ev := audit.Event{Time: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), Type: audit.AccessAllowed, SpiffeID: "spiffe://writ.local/agent/a",
+		Instance: "inst_1", Task: "task_1", OnBehalfOf: "alice", Source: "10.0.0.1:4000", Node: "n1",
+		Details: map[string]string{"method": "GET", "path": "/x", "service": "s", "subject_labels": "env=prod%26test&team=mail",
+			"target_labels": "private_data,public_sink", "task_purpose": "triage", "task_calls": "4"}}
+	a := accessOf(7, &ev)
+	r := a.Request()
+	if r.Kind != policy.KindHTTP || r.Subject.Labels["env"] != "prod&test" || r.Subject.Labels["team"] != "mail" || len(r.Subject.Labels) != 2 ||
+		strings.Join(r.TargetLabels, ",") != "private_data,public_sink" || !reflect.DeepEqual(r.Task, policy.Task{ID: "task_1", Purpose: "triage", OnBehalfOf: "alice", Calls: 4}) ||
+		r.Source != (policy.Source{IP: "10.0.0.1", Node: "n1"}) || r.HTTP.Method != "GET" || r.HTTP.Path != "/x" || r.HTTP.Service != "s" ||
+		!r.Now.Equal(ev.Time) || r.Instance != "inst_1" || a.Decision != "allow" {
+		t.Errorf("request %+v from %+v", r, a)
+	}
 }
