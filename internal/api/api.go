@@ -1,7 +1,8 @@
 // Package api serves writ's admin HTTP API, the /v1 endpoints the CLI and
 // other clients call: registration entries, declarative resources and
 // apply, tasks, the kill switch, approvals, instances, upstream
-// credentials, the proxy CA and the audit log.
+// credentials, the proxy CA, the audit log, runtime discovery and the
+// inventory.
 //
 // Handlers decode a request into an [apitypes] body, call a service
 // through a small interface defined here ([Entries], [Tasks], ...), and
@@ -51,6 +52,12 @@ type Config struct {
 	// Processes explains how local processes are identified (`writ
 	// entry explain`). Optional: without it the endpoint answers 404.
 	Processes Processes
+	// Discovery runs a scan of the runtime sensor (`writ discover`).
+	// Optional: without it POST /v1/discover answers 404.
+	Discovery Discovery
+	// Inventory is what the runtime sensor recorded (`writ inventory`).
+	// Optional: without it GET /v1/inventory answers 404.
+	Inventory InventoryStore
 }
 
 // API is the admin API.
@@ -97,6 +104,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("DELETE /v1/resources/{kind}/{name}", a.deleteResource)
 	admin("GET /v1/instances", a.listInstances)
 	admin("GET /v1/processes/{pid}", a.explainProcess)
+	admin("POST /v1/discover", a.discover)
+	admin("GET /v1/inventory", a.inventory)
 
 	admin("GET /v1/credentials", a.listCredentials)
 	admin("POST /v1/credentials", a.putCredential)

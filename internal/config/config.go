@@ -47,6 +47,17 @@ type Config struct {
 	Audit    Audit    `yaml:"audit"`
 	Store    Store    `yaml:"store"`
 	Proxy    Proxy    `yaml:"proxy"`
+	// Discovery configures the runtime sensor (see docs/discover.md).
+	Discovery Discovery `yaml:"discovery"`
+}
+
+// Discovery configures the runtime sensor that `writ serve` runs.
+type Discovery struct {
+	// Disabled turns continuous discovery off (`writ discover` still
+	// scans on demand). Default false: writ scans its host.
+	Disabled bool `yaml:"disabled"`
+	// Interval is the time between scans. Default 30s; at least 1s.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Proxy configures the access proxy (see docs/proxy.md).
@@ -272,6 +283,7 @@ func (c *Config) Defaults() {
 		c.Proxy.MaxBodyBytes = 64 << 20
 	}
 	set(&c.Proxy.DecisionDurability, "written")
+	setD(&c.Discovery.Interval, 30*time.Second)
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
 	}
@@ -285,6 +297,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
 		bad("trust_domain", "%q is not a valid trust domain (lower-case letters, digits, '.', '-', '_'): %v", c.TrustDomain, err)
+	}
+	if c.Discovery.Interval < time.Second {
+		bad("discovery.interval", "%v is too short; use at least 1s (default 30s)", c.Discovery.Interval)
 	}
 	switch c.Role {
 	case "all", "server", "node":

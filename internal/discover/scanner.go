@@ -146,6 +146,7 @@ type scanProc struct {
 	env     []string
 	sockets []uint64
 	modules []string
+	exeLink string // /proc/PID/exe, to hash if the process is kept
 }
 
 // Scan scans the host once.
@@ -196,6 +197,11 @@ func (s *Scanner) Scan(ctx context.Context) (*Report, error) {
 			p.Credentials = append(p.Credentials, creds.add(c, p.PID))
 		}
 		p.env = nil
+		if p.exeLink != "" && (p.Interesting() || len(p.Credentials) > 0 || hasService(p.Connections)) {
+			// Only what the report and inventory keep is hashed: a
+			// host's first scan would otherwise read every executable.
+			p.SHA256 = s.exeDigest(p.exeLink)
+		}
 		if p.Interesting() {
 			p.Selectors, p.Identity = s.identify(p)
 			for _, h := range []string{p.home, s.c.Home(p.UID)} {
@@ -232,6 +238,15 @@ func (s *Scanner) Scan(ctx context.Context) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+func hasService(cs []Connection) bool {
+	for _, c := range cs {
+		if c.Service != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // listPIDs lists the numeric entries of procRoot, in order.
@@ -287,7 +302,7 @@ func (s *Scanner) readProc(pid int) (*scanProc, bool, error) {
 	switch {
 	case err == nil:
 		p.Exe = exe
-		p.SHA256 = s.exeDigest(dir + "/exe")
+		p.exeLink = dir + "/exe"
 	case len(argv) == 0:
 		return nil, false, errors.New("kernel thread")
 	default:

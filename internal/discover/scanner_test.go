@@ -194,7 +194,7 @@ func TestScanRealProcesses(t *testing.T) {
 	}
 
 	a := byPID[agent]
-	if a.Kind != KindAgent || a.Exe != python || len(a.SHA256) != 64 || a.Identity != "" {
+	if a.Kind != KindAgent || a.Exe != python || len(a.SHA256) != 64 || a.Identity != "" || !slices.Contains(a.Selectors, "unix:sha256:"+a.SHA256) {
 		t.Errorf("agent process: %+v", a)
 	}
 	if !slices.Contains(a.Cmdline, Redacted) {

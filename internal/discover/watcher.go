@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
@@ -38,9 +39,10 @@ type WatcherConfig struct {
 // first scan reports everything again, unless Seen is called first with
 // the keys the inventory already holds.
 type Watcher struct {
-	c    WatcherConfig
+	c WatcherConfig
+
+	mu   sync.Mutex // serialises steps
 	seen map[string]bool
-	last *Report
 }
 
 // NewWatcher returns a Watcher.
@@ -76,6 +78,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 // Step scans once, records the report, and emits an event for everything
 // new. It returns the report.
 func (w *Watcher) Step(ctx context.Context) (*Report, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	rep, err := w.c.Scanner.Scan(ctx)
 	if err != nil {
 		return nil, err
@@ -97,7 +101,6 @@ func (w *Watcher) Step(ctx context.Context) (*Report, error) {
 		}
 		w.seen[key] = true
 	}
-	w.last = rep
 	if len(errs) > 0 {
 		return rep, fmt.Errorf("record discovery events: %w", errors.Join(errs...))
 	}
@@ -107,6 +110,8 @@ func (w *Watcher) Step(ctx context.Context) (*Report, error) {
 // Seen marks keys (as [Events] puts in Details["key"]) as already
 // reported.
 func (w *Watcher) Seen(keys ...string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, k := range keys {
 		w.seen[k] = true
 	}

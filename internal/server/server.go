@@ -69,6 +69,7 @@ type Server struct {
 	px        proxyPart
 	mcp       mcpPart
 	tok       tokenPart
+	disc      discoverPart
 
 	httpLn     net.Listener
 	workloadLn net.Listener
@@ -238,6 +239,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err := s.initProxy(ctx, sealer, &closers); err != nil {
 		return nil, err
 	}
+	if err := s.initDiscover(ctx, kek); err != nil {
+		return nil, fmt.Errorf("start runtime discovery: %w", err)
+	}
 	s.workload, err = workload.New(workload.Config{
 		TrustDomain:     td,
 		Attestor:        s.attestor,
@@ -278,6 +282,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		ProxyCA:     s.px.ca.PEM,
 		Audit:       s.auditLog,
 		Processes:   processes{s},
+		Discovery:   s,
+		Inventory:   s.db,
 	})
 	if err != nil {
 		return nil, err
@@ -351,6 +357,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	stopProxy := s.startProxy(errc)
 	stopTokens := s.startTokens(ctx, errc)
+	stopDiscovery := s.startDiscovery(ctx)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -368,6 +375,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopProxy(shutdownCtx)
 	stopTokens(shutdownCtx)
+	stopDiscovery()
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
 	os.Remove(s.cfg.Workload.Socket)

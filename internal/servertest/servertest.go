@@ -24,6 +24,10 @@ func Config(dir string) config.Config {
 	cfg := config.Config{DataDir: dir}
 	cfg.Server.Listen = "127.0.0.1:0"
 	cfg.Proxy.Listen = "127.0.0.1:0"
+	// Tests scan with writ discover (POST /v1/discover) when they mean
+	// to: a continuous scan of the shared host by every test server
+	// would only cost CPU.
+	cfg.Discovery.Disabled = true
 	cfg.Defaults()
 	return cfg
 }

@@ -1,0 +1,151 @@
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/writ-dev/writ/internal/discover"
+	"github.com/writ-dev/writ/internal/proxy"
+	"github.com/writ-dev/writ/internal/resource"
+	"github.com/writ-dev/writ/internal/secrets"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// discoverPart is the runtime sensor: a watcher that scans the host, and
+// the inventory it records into.
+type discoverPart struct {
+	watcher *discover.Watcher
+}
+
+// fingerprintKey derives the deployment's key for secret fingerprints
+// from the key-encryption key, so that fingerprints are stable across
+// restarts and comparable between the sensor and the broker without a
+// second key to keep.
+func fingerprintKey(kek []byte) []byte {
+	m := hmac.New(sha256.New, kek)
+	m.Write([]byte("writ secret fingerprint key v1"))
+	return m.Sum(nil)
+}
+
+// initDiscover builds the sensor. It scans nothing until Run.
+func (s *Server) initDiscover(ctx context.Context, kek []byte) error {
+	det, err := secrets.New(secrets.Config{FingerprintKey: fingerprintKey(kek)})
+	if err != nil {
+		return err
+	}
+	sc, err := discover.New(discover.Config{
+		Detector:  det,
+		Host:      s.cfg.NodeName,
+		Now:       s.now,
+		Log:       s.log.With("component", "discover"),
+		WritAddrs: s.writAddrs,
+		Upstreams: s.serviceUpstreams,
+		Matcher:   s.registry,
+	})
+	if err != nil {
+		return err
+	}
+	w, err := discover.NewWatcher(discover.WatcherConfig{
+		Scanner:  sc,
+		Emitter:  s.emit,
+		Interval: s.cfg.Discovery.Interval,
+		Log:      s.log.With("component", "discover"),
+		Record: func(ctx context.Context, r *discover.Report) error {
+			return s.db.RecordInventory(ctx, r.Time, discover.InventoryItems(r))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	// What the inventory already holds was reported before a restart.
+	items, err := s.db.ListInventory(ctx, store.InventoryFilter{})
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		switch it.Kind {
+		case store.InventoryAgent, store.InventoryMCPServer:
+			w.Seen(it.Key)
+		case store.InventoryCredential:
+			w.Seen("credential/" + it.Key)
+		}
+	}
+	s.disc = discoverPart{watcher: w}
+	return nil
+}
+
+// startDiscovery runs the watcher until ctx ends, unless discovery is
+// disabled; the returned function waits for it to stop.
+func (s *Server) startDiscovery(ctx context.Context) func() {
+	if s.cfg.Discovery.Disabled {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.disc.watcher.Run(ctx)
+	}()
+	return wg.Wait
+}
+
+// Scan runs one discovery scan now (writ discover), records it like a
+// continuous one, and returns the report.
+func (s *Server) Scan(ctx context.Context) (*discover.Report, error) {
+	return s.disc.watcher.Step(ctx)
+}
+
+// writAddrs are writ's own listeners: a connection to one is through writ.
+func (s *Server) writAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, ln := range []net.Listener{s.px.ln, s.px.tlsLn, s.httpLn} {
+		if ln == nil {
+			continue
+		}
+		if a, ok := ln.Addr().(*net.TCPAddr); ok {
+			out = append(out, a.AddrPort())
+		}
+	}
+	return out
+}
+
+// serviceUpstreams resolves the upstream address of every stored Service.
+func (s *Server) serviceUpstreams(ctx context.Context) []discover.Upstream {
+	rs, err := s.db.ListResources(ctx, resource.KindService)
+	if err != nil {
+		s.log.WarnContext(ctx, "discovery: load services", "error", err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var out []discover.Upstream
+	for _, r := range rs {
+		svc, err := proxy.CompileService(r)
+		if err != nil {
+			continue
+		}
+		u := svc.Upstream
+		port, _ := strconv.Atoi(u.Port())
+		if port == 0 {
+			port = 80
+			if u.Scheme == "https" {
+				port = 443
+			}
+		}
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", u.Hostname())
+		if err != nil {
+			s.log.DebugContext(ctx, "discovery: resolve service upstream", "service", r.Name, "error", err)
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, discover.Upstream{Service: r.Name, Addr: netip.AddrPortFrom(a.Unmap(), uint16(port))})
+		}
+	}
+	return out
+}
