@@ -58,6 +58,9 @@ type Config struct {
 	// Inventory is what the runtime sensor recorded (`writ inventory`).
 	// Optional: without it GET /v1/inventory answers 404.
 	Inventory InventoryStore
+	// MCP administers the MCP gateway (`writ mcp pins|approve|servers`).
+	// Optional: without it those endpoints answer 404.
+	MCP MCP
 }
 
 // API is the admin API.
@@ -112,6 +115,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("PUT /v1/credentials/{name}", a.rotateCredential)
 	admin("DELETE /v1/credentials/{name}", a.deleteCredential)
 	admin("GET /v1/proxy/ca", a.proxyCA)
+	if a.c.MCP != nil {
+		admin("GET /v1/mcp/pins", a.listPins)
+		admin("POST /v1/mcp/pins/{server}/{tool}/approve", a.approvePin)
+		admin("GET /v1/mcp/servers", a.listMCPServers)
+	}
 
 	mux.HandleFunc("POST /v1/tasks", a.openTask)
 	mux.HandleFunc("GET /v1/tasks", a.listTasks)

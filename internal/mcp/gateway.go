@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -298,4 +299,44 @@ func (g *Gateway) serveMetadata(w http.ResponseWriter, r *http.Request, res stri
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(doc)
+}
+
+// ServerStatus is what the gateway knows of one MCPServer it serves.
+type ServerStatus struct {
+	Name    string
+	Version int64
+	// Upstream is the URL, or the command of a stdio server.
+	Upstream    string
+	Pin         string
+	Connected   bool
+	Starts      int
+	Tools       int // usable
+	Quarantined int // announced but refused
+}
+
+// Status describes the servers the gateway serves, by name.
+func (g *Gateway) Status() []ServerStatus {
+	g.mu.Lock()
+	bs := make([]*backend, 0, len(g.backends))
+	for _, b := range g.backends {
+		bs = append(bs, b)
+	}
+	g.mu.Unlock()
+	out := make([]ServerStatus, 0, len(bs))
+	for _, b := range bs {
+		st := ServerStatus{Name: b.srv.Name, Version: b.srv.Version, Pin: b.srv.Pin, Upstream: b.srv.Spec.URL}
+		if b.srv.Stdio() {
+			st.Upstream = b.srv.Spec.Command
+		}
+		b.up.mu.Lock()
+		st.Connected, st.Starts = b.up.cs != nil, b.up.starts
+		b.up.mu.Unlock()
+		b.mu.Lock()
+		st.Tools = len(b.tools)
+		st.Quarantined = len(b.verdicts) - len(b.tools)
+		b.mu.Unlock()
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b ServerStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/mcp"
 	"github.com/writ-dev/writ/internal/mcplint"
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/secrets"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // mcpPart is the MCP gateway, served on the proxy listener at /mcp and
@@ -76,3 +78,26 @@ func (s *Server) reloadMCP(ctx context.Context) error {
 
 // MCPGateway returns the MCP gateway.
 func (s *Server) MCPGateway() *mcp.Gateway { return s.mcp.gw }
+
+// mcpAdmin is the gateway's administration for the admin API.
+type mcpAdmin struct{ s *Server }
+
+func (m mcpAdmin) Pins(ctx context.Context, server string) ([]store.Pin, error) {
+	return m.s.db.ListPins(ctx, server)
+}
+
+func (m mcpAdmin) Approve(ctx context.Context, server, tool, actor string) (store.Pin, error) {
+	return m.s.mcp.gw.Approve(ctx, server, tool, actor)
+}
+
+func (m mcpAdmin) Servers() []apitypes.MCPServer {
+	var out []apitypes.MCPServer
+	for _, st := range m.s.mcp.gw.Status() {
+		out = append(out, apitypes.MCPServer{Name: st.Name, Version: st.Version, Upstream: st.Upstream, Pin: st.Pin,
+			Connected: st.Connected, Starts: st.Starts, Tools: st.Tools, Quarantined: st.Quarantined})
+	}
+	if out == nil {
+		out = []apitypes.MCPServer{}
+	}
+	return out
+}

@@ -284,6 +284,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Processes:   processes{s},
 		Discovery:   s,
 		Inventory:   s.db,
+		MCP:         mcpAdmin{s},
 	})
 	if err != nil {
 		return nil, err
