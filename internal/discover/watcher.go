@@ -36,8 +36,9 @@ type WatcherConfig struct {
 // [audit.DiscoveryCredentialFound] for each credential id not seen before,
 // and [audit.DiscoveryShadowAccess] for each shadow finding not seen
 // before. What a Watcher has seen lives in memory: after a restart the
-// first scan reports everything again, unless Seen is called first with
-// the keys the inventory already holds.
+// first scan reports everything again, except the keys passed to Seen
+// (writ serve passes those of the agents, MCP servers and credentials the
+// inventory already holds).
 type Watcher struct {
 	c WatcherConfig
 

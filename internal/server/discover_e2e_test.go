@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
@@ -255,5 +256,80 @@ spec:
 				t.Errorf("secret %d appears in the %s", i, what)
 			}
 		}
+	}
+}
+
+// TestContinuousDiscovery: with discovery enabled, the server finds a new
+// agent by itself on its next scan, records it in the inventory and the
+// audit log, and does not report it again on the scans after.
+func TestContinuousDiscovery(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := servertest.Config(filepath.Join(dir, "data"))
+	cfg.Discovery.Disabled = false
+	cfg.Discovery.Interval = time.Second
+	in := servertest.Start(t, cfg, nil)
+	agent, _ := startAs(t, dir, "aider", "none", nil, []string{"HOME=" + dir})
+
+	found := func() bool {
+		inv, err := in.Client.Inventory(ctx, client.InventoryQuery{Kind: "agent"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range inv.Discovered {
+			var p apitypes.DiscoveredProcess
+			json.Unmarshal(it.Data, &p)
+			if p.PID == agent && it.Name == "aider" && it.Shadow && it.Live {
+				return true
+			}
+		}
+		return false
+	}
+	// No speed is asserted: the limit only ends a test that would
+	// otherwise hang.
+	deadline := time.Now().Add(2 * time.Minute)
+	for !found() {
+		if time.Now().After(deadline) {
+			t.Fatal("the continuous scans never recorded the agent")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	count := func() int {
+		res, err := in.Client.AuditSearch(ctx, apitypes.AuditQuery{Type: "discovery.agent_found"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range res.Events {
+			if e.Details["pid"] == strconv.Itoa(agent) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d discovery.agent_found events for the agent, want 1", n)
+	}
+	// Wait for two more scans (the host's last scan time moves), then the
+	// agent must still have been reported once.
+	hostScan := func() time.Time {
+		inv, err := in.Client.Inventory(ctx, client.InventoryQuery{Kind: "host"})
+		if err != nil || len(inv.Hosts) != 1 {
+			t.Fatalf("hosts: %+v, %v", inv.Hosts, err)
+		}
+		return inv.Hosts[0].LastSeen
+	}
+	first := hostScan()
+	for scans := 0; scans < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the continuous scans stopped")
+		}
+		time.Sleep(200 * time.Millisecond)
+		if s := hostScan(); s.After(first) {
+			first, scans = s, scans+1
+		}
+	}
+	if n := count(); n != 1 {
+		t.Errorf("%d discovery.agent_found events for the agent after more scans, want 1", n)
 	}
 }
