@@ -2,6 +2,7 @@ package learn
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -98,9 +99,12 @@ func Scan(ctx context.Context, r Records, f Filter, fn func(*Access) error) erro
 			if f.Identity != "" && !MatchIdentity(f.Identity, k.SpiffeID) {
 				continue
 			}
-			ev, err := rec.Event()
-			if err != nil {
-				return err
+			var ev accessEvent
+			// Only the fields an access needs, without the canonical
+			// re-encoding check of audit.DecodeEvent (60% of the read
+			// cost): integrity is `writ audit verify`'s job.
+			if err := json.Unmarshal(rec.Data, &ev); err != nil {
+				return &auditlog.RecordError{Index: rec.Index, Err: err}
 			}
 			if !f.Since.IsZero() && ev.Time.Before(f.Since) || !f.Until.IsZero() && !ev.Time.Before(f.Until) {
 				continue
@@ -117,8 +121,26 @@ func Scan(ctx context.Context, r Records, f Filter, fn func(*Access) error) erro
 	}
 }
 
+// accessEvent decodes the fields of an event that accessOf reads (the
+// JSON names of audit.Event); the others are skipped.
+type accessEvent struct {
+	Time       time.Time         `json:"time"`
+	Type       audit.Type        `json:"type"`
+	SpiffeID   string            `json:"spiffe_id"`
+	Instance   string            `json:"instance"`
+	Task       string            `json:"task"`
+	OnBehalfOf string            `json:"on_behalf_of"`
+	Decision   string            `json:"decision"`
+	Policy     string            `json:"policy"`
+	Rule       string            `json:"rule"`
+	Reason     string            `json:"reason"`
+	Source     string            `json:"source"`
+	Node       string            `json:"node"`
+	Details    map[string]string `json:"details"`
+}
+
 // accessOf reads an access event.
-func accessOf(idx int64, ev *audit.Event) Access {
+func accessOf(idx int64, ev *accessEvent) Access {
 	d := ev.Details
 	a := Access{
 		Index: idx, Time: ev.Time, Allowed: ev.Type == audit.AccessAllowed, Decision: ev.Decision,

@@ -2,6 +2,7 @@ package learn
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -189,7 +190,15 @@ func TestAccessRequest(t *testing.T) {
 		Instance: "inst_1", Task: "task_1", OnBehalfOf: "alice", Source: "10.0.0.1:4000", Node: "n1",
 		Details: map[string]string{"method": "GET", "path": "/x", "service": "s", "subject_labels": "env=prod%26test&team=mail",
 			"target_labels": "private_data,public_sink", "task_purpose": "triage", "task_calls": "4"}}
-	a := accessOf(7, &ev)
+	data, err := ev.MarshalCanonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ae accessEvent
+	if err := json.Unmarshal(data, &ae); err != nil {
+		t.Fatal(err)
+	}
+	a := accessOf(7, &ae)
 	r := a.Request()
 	if r.Kind != policy.KindHTTP || r.Subject.Labels["env"] != "prod&test" || r.Subject.Labels["team"] != "mail" || len(r.Subject.Labels) != 2 ||
 		strings.Join(r.TargetLabels, ",") != "private_data,public_sink" || !reflect.DeepEqual(r.Task, policy.Task{ID: "task_1", Purpose: "triage", OnBehalfOf: "alice", Calls: 4}) ||
