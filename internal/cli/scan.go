@@ -33,6 +33,7 @@ func newScanCmd(g *globals) *cobra.Command {
 		workers      int
 		noProgress   bool
 		noIgnoreFile bool
+		fixPlan      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "scan [PATH]",
@@ -47,6 +48,7 @@ keyed fingerprint; no output holds a secret's value.
   writ scan --git . --output sarif > scan.sarif # whole history, SARIF 2.1.0
   writ scan --output json . > baseline.json
   writ scan --baseline baseline.json .          # fail only on new findings
+  writ scan --fix-plan .                        # writ credential put, Service, AccessPolicy per finding
 
 Exit status: 1 when a finding (a new one, with --baseline) is at or above
 --fail-on; 2 on a usage or read error. Findings are dropped by an inline
@@ -132,10 +134,16 @@ fingerprints across scans.`,
 			if bl != nil {
 				bl.Mark(findings)
 			}
-			switch output {
-			case "json":
+			switch {
+			case fixPlan:
+				repo := ""
+				if gitMode {
+					repo = target
+				}
+				err = scan.WriteFixPlan(g.stdout, scan.FixPlan(findings, repo))
+			case output == "json":
 				err = scan.WriteJSON(g.stdout, scan.Report{Target: target, Findings: findings})
-			case "sarif":
+			case output == "sarif":
 				err = scan.WriteSARIF(g.stdout, findings, det.Rules())
 			default:
 				err = scan.WriteTable(g.stdout, findings)
@@ -165,6 +173,7 @@ fingerprints across scans.`,
 	fl.StringVar(&keyFile, "key-file", "", "file holding the fingerprint key (default: DATA_DIR/"+scanKeyFile+", created when absent)")
 	fl.Int64Var(&maxFileSize, "max-file-size", scan.DefaultMaxFileSize, "skip files and blobs larger than this many bytes (negative: no limit)")
 	fl.IntVar(&workers, "workers", 0, "files scanned at once (default: number of CPUs)")
+	fl.BoolVar(&fixPlan, "fix-plan", false, "print, per finding, the commands and documents that replace it with brokered injection (nothing is applied)")
 	fl.BoolVar(&noProgress, "no-progress", false, "no progress line on a terminal")
 	return cmd
 }

@@ -15,6 +15,13 @@ type Finding struct {
 	Path        string           `json:"path"`
 	Line        int              `json:"line"`
 	Column      int              `json:"column"`
+	// EndLine and EndColumn are where the value ends (inclusive, 1-based;
+	// in the manifest for a Kubernetes Secret's base64 value).
+	EndLine   int `json:"end_line"`
+	EndColumn int `json:"end_column"`
+	// Encoding is "base64" when the value is written base64-encoded (a
+	// Kubernetes Secret's data), else empty.
+	Encoding string `json:"encoding,omitempty"`
 	// Fingerprint is hex HMAC-SHA256 of the value under the scan's key.
 	Fingerprint string `json:"fingerprint"`
 	// New is set when a baseline was given and does not hold the finding.

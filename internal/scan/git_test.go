@@ -157,6 +157,28 @@ func TestGitHistory(t *testing.T) {
 	}
 }
 
+// TestGitFixPlan checks that each step's extraction yields its secret from
+// the worktree (at HEAD) or from its commit (not at HEAD).
+func TestGitFixPlan(t *testing.T) {
+	r := newGitRepo(t)
+	ghp := "ghp_" + fake("fix-ghp", alnum, 36)
+	aws := "AKIA" + fake("fix-aws", upperDigits, 16)
+	r.commit("add", map[string]string{"a.env": "GH_TOKEN=" + ghp + "\n", "b.env": "AWS_ACCESS_KEY_ID=" + aws + "\n"})
+	r.commit("remove", map[string]string{"b.env": ""})
+	fs, err := testScanner(t, nil).Git(context.Background(), r.dir)
+	if err != nil || len(fs) != 2 {
+		t.Fatalf("scan: %v, %v", fs, err)
+	}
+	for _, st := range FixPlan(fs, r.dir) {
+		cmd := exec.Command("sh", "-c", st.Extract)
+		cmd.Dir = r.dir
+		out, err := cmd.Output()
+		if err != nil || testDetector(t).Fingerprint(out) != st.Finding.Fingerprint {
+			t.Errorf("%s: %q does not extract the value (%v)", st.Finding.RuleID, st.Extract, err)
+		}
+	}
+}
+
 func TestGitEmptyAndMissing(t *testing.T) {
 	r := newGitRepo(t)
 	fs, err := testScanner(t, nil).Git(context.Background(), r.dir)

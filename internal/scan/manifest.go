@@ -19,6 +19,9 @@ type SecretValue struct {
 	Value []byte
 	// Line and Column are where the value is written in the manifest.
 	Line, Column int
+	// Len is the length of the base64 text when it is written plain on
+	// one line (0 otherwise: quoted, folded or multi-line).
+	Len int
 }
 
 // SecretData returns the decoded values of the data maps of every
@@ -58,7 +61,11 @@ func SecretData(src []byte) []SecretValue {
 			if err != nil || len(dec) == 0 {
 				continue
 			}
-			out = append(out, SecretValue{Key: k.Value, Value: dec, Line: v.Line, Column: v.Column})
+			sv := SecretValue{Key: k.Value, Value: dec, Line: v.Line, Column: v.Column}
+			if v.Style == 0 && raw == v.Value {
+				sv.Len = len(raw)
+			}
+			out = append(out, sv)
 		}
 	}
 	return out

@@ -108,7 +108,9 @@ func (s *Scanner) scanBlob(rel string, data []byte, ig *Ignore) []Finding {
 		if dataLines[f.Line] || allowedInline(data, f.Start, f.End) {
 			continue
 		}
-		out = append(out, fromDetector(f, rel, kind))
+		df := fromDetector(f, rel, kind)
+		df.EndLine, df.EndColumn = endOf(data, f.End)
+		out = append(out, df)
 	}
 	for _, v := range values {
 		if at := lineStart(data, v.Line); allowedInline(data, at, at) {
@@ -119,6 +121,8 @@ func (s *Scanner) scanBlob(rel string, data []byte, ig *Ignore) []Finding {
 		for _, f := range s.cfg.Detector.Find(probe) {
 			df := fromDetector(f, rel, KindKubernetes)
 			df.Line, df.Column = v.Line, v.Column
+			df.EndLine, df.EndColumn = v.Line, v.Column+v.Len-1
+			df.Encoding = "base64"
 			out = append(out, df)
 		}
 	}
@@ -145,6 +149,16 @@ func allowedInline(data []byte, start, end int) bool {
 	}
 	line := data[ls:le]
 	return bytes.Contains(line, []byte("writ:allow")) || bytes.Contains(line, []byte("gitleaks:allow"))
+}
+
+// endOf returns the 1-based line and column of the byte before end.
+func endOf(data []byte, end int) (int, int) {
+	if end <= 0 {
+		return 1, 1
+	}
+	last := end - 1
+	line := 1 + bytes.Count(data[:last], []byte{'\n'})
+	return line, last - bytes.LastIndexByte(data[:last], '\n')
 }
 
 // lineStart returns the offset of 1-based line n in data.
