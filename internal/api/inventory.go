@@ -209,7 +209,7 @@ func ReportToAPI(rep *discover.Report) apitypes.DiscoveryReport {
 	out := apitypes.DiscoveryReport{Time: rep.Time, Host: rep.Host, Limits: rep.Limits, Processes: []apitypes.DiscoveredProcess{},
 		Credentials: []apitypes.DiscoveredCredential{}, MCPConfigs: []apitypes.DeclaredMCPServer{}, Shadows: []apitypes.Shadow{}}
 	for _, p := range rep.Processes {
-		ap := apitypes.DiscoveredProcess{PID: p.PID, PPID: p.PPID, UID: p.UID, User: p.User, Exe: p.Exe, SHA256: p.SHA256, Start: p.Start,
+		ap := apitypes.DiscoveredProcess{PID: p.PID, PPID: p.PPID, UID: p.UID, User: p.User, Exe: p.Exe, SHA256: p.SHA256, Start: p.Start, StartTicks: p.StartTicks,
 			Cgroup: p.Cgroup, Container: p.Container, Cmdline: p.Cmdline, Kind: string(p.Kind), Name: p.Name, Confidence: p.Confidence,
 			Evidence: p.Evidence, Selectors: p.Selectors, Identity: p.Identity, Credentials: p.Credentials}
 		if ap.Cmdline == nil {

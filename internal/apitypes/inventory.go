@@ -28,6 +28,7 @@ type DiscoveredProcess struct {
 	Exe         string       `json:"exe,omitempty"`
 	SHA256      string       `json:"sha256,omitempty"`
 	Start       time.Time    `json:"start"`
+	StartTicks  uint64       `json:"start_ticks"`
 	Cgroup      string       `json:"cgroup,omitempty"`
 	Container   string       `json:"container,omitempty"`
 	Cmdline     []string     `json:"cmdline"`
