@@ -144,7 +144,7 @@ func BenchmarkLearn(b *testing.B) {
 		}
 		files = l.Files()
 	}
-	b.ReportMetric((cpu() - c0).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((cpu()-c0).Seconds()/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds()*float64(b.N), "events/s")
 	b.ReportMetric(maxRSS(), "MB-maxrss")
 	if len(files) != 90 { // 10 identities only ever make denied calls or mint tokens
@@ -187,7 +187,7 @@ func BenchmarkReplay(b *testing.B) {
 			b.Fatalf("replay: %d accesses, %d newly denied", rep.Accesses, rep.Count(learn.NewlyDenied))
 		}
 	}
-	b.ReportMetric((cpu() - c0).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((cpu()-c0).Seconds()/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds()*float64(b.N), "events/s")
 	b.ReportMetric(maxRSS(), "MB-maxrss")
 }
