@@ -97,6 +97,15 @@ func (u *upstream) run(ctx context.Context) {
 		cs, err := u.connect(ctx)
 		if err == nil {
 			u.mu.Lock()
+			if u.closed {
+				// stop ran while connect was under way: it found no
+				// session to close, so this loop closes the one it got.
+				// Without this the loop would wait on a session nobody
+				// ends, and stop would wait on the loop.
+				u.mu.Unlock()
+				cs.Close()
+				return
+			}
 			u.cs, u.lastErr = cs, nil
 			u.starts++
 			close(u.ready)
