@@ -130,17 +130,11 @@ func putDiagAddr(b []byte, a netip.Addr) {
 func parseSockDiagReply(b []byte, server, client netip.AddrPort) (uint64, error) {
 	ne := binary.NativeEndian
 	for len(b) > 0 {
-		if len(b) < unix.NLMSG_HDRLEN {
-			return 0, fmt.Errorf("parse sock_diag answer: %d trailing bytes are not a netlink header", len(b))
+		typ, seq, body, rest, err := splitNetlink(b, "sock_diag answer")
+		if err != nil {
+			return 0, err
 		}
-		msgLen := int(ne.Uint32(b[0:]))
-		typ := ne.Uint16(b[4:])
-		seq := ne.Uint32(b[8:])
-		if msgLen < unix.NLMSG_HDRLEN || msgLen > len(b) {
-			return 0, fmt.Errorf("parse sock_diag answer: message length %d does not fit in %d bytes", msgLen, len(b))
-		}
-		body := b[unix.NLMSG_HDRLEN:msgLen]
-		b = b[min((msgLen+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+		b = rest
 		if seq != sockDiagSeq {
 			continue
 		}
@@ -190,4 +184,20 @@ func diagAddrs(family byte, id []byte) (local, remote netip.AddrPort, ok bool) {
 	local = netip.AddrPortFrom(addr(id[4:20]), binary.BigEndian.Uint16(id[0:]))
 	remote = netip.AddrPortFrom(addr(id[20:36]), binary.BigEndian.Uint16(id[2:]))
 	return local, remote, true
+}
+
+// splitNetlink splits the first netlink message off b: its type, sequence
+// number and body, and the bytes after it (padding skipped). what names the
+// answer in errors ("sock_diag answer", "sock_diag dump").
+func splitNetlink(b []byte, what string) (typ uint16, seq uint32, body, rest []byte, err error) {
+	ne := binary.NativeEndian
+	if len(b) < unix.NLMSG_HDRLEN {
+		return 0, 0, nil, nil, fmt.Errorf("parse %s: %d trailing bytes are not a netlink header", what, len(b))
+	}
+	msgLen := int(ne.Uint32(b[0:]))
+	typ, seq = ne.Uint16(b[4:]), ne.Uint32(b[8:])
+	if msgLen < unix.NLMSG_HDRLEN || msgLen > len(b) {
+		return 0, 0, nil, nil, fmt.Errorf("parse %s: message length %d does not fit in %d bytes", what, msgLen, len(b))
+	}
+	return typ, seq, b[unix.NLMSG_HDRLEN:msgLen], b[min((msgLen+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):], nil
 }

@@ -144,16 +144,11 @@ func dumpFamily(fd int, family byte, buf []byte, out []TCPSocket) ([]TCPSocket, 
 func ParseSockDiagDump(b []byte, out []TCPSocket) ([]TCPSocket, bool, error) {
 	ne := binary.NativeEndian
 	for len(b) > 0 {
-		if len(b) < unix.NLMSG_HDRLEN {
-			return out, false, fmt.Errorf("parse sock_diag dump: %d trailing bytes are not a netlink header", len(b))
+		typ, _, body, rest, err := splitNetlink(b, "sock_diag dump")
+		if err != nil {
+			return out, false, err
 		}
-		msgLen := int(ne.Uint32(b[0:]))
-		typ := ne.Uint16(b[4:])
-		if msgLen < unix.NLMSG_HDRLEN || msgLen > len(b) {
-			return out, false, fmt.Errorf("parse sock_diag dump: message length %d does not fit in %d bytes", msgLen, len(b))
-		}
-		body := b[unix.NLMSG_HDRLEN:msgLen]
-		b = b[min((msgLen+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+		b = rest
 		switch typ {
 		case unix.NLMSG_DONE:
 			return out, true, nil

@@ -171,17 +171,11 @@ func unixDiagRequest(ino uint32) []byte {
 func parseUnixDiagReply(b []byte, ino uint32) (uint64, error) {
 	ne := binary.NativeEndian
 	for len(b) > 0 {
-		if len(b) < unix.NLMSG_HDRLEN {
-			return 0, fmt.Errorf("parse sock_diag answer: %d trailing bytes are not a netlink header", len(b))
+		typ, seq, body, rest, err := splitNetlink(b, "sock_diag answer")
+		if err != nil {
+			return 0, err
 		}
-		msgLen := int(ne.Uint32(b[0:]))
-		typ := ne.Uint16(b[4:])
-		seq := ne.Uint32(b[8:])
-		if msgLen < unix.NLMSG_HDRLEN || msgLen > len(b) {
-			return 0, fmt.Errorf("parse sock_diag answer: message length %d does not fit in %d bytes", msgLen, len(b))
-		}
-		body := b[unix.NLMSG_HDRLEN:msgLen]
-		b = b[min((msgLen+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+		b = rest
 		if seq != sockDiagSeq {
 			continue
 		}
