@@ -61,6 +61,9 @@ type Config struct {
 	// MCP administers the MCP gateway (`writ mcp pins|approve|servers`).
 	// Optional: without it those endpoints answer 404.
 	MCP MCP
+	// Nodes administers scale-out nodes (`writ node`). Optional: without
+	// it the /v1/nodes endpoints answer 404.
+	Nodes Nodes
 }
 
 // API is the admin API.
@@ -119,6 +122,14 @@ func (a *API) Register(mux *http.ServeMux) {
 		admin("GET /v1/mcp/pins", a.listPins)
 		admin("POST /v1/mcp/pins/{server}/{tool}/approve", a.approvePin)
 		admin("GET /v1/mcp/servers", a.listMCPServers)
+	}
+
+	if a.c.Nodes != nil {
+		admin("POST /v1/nodes/tokens", a.createJoinToken)
+		admin("GET /v1/nodes/tokens", a.listJoinTokens)
+		admin("DELETE /v1/nodes/tokens/{id}", a.deleteJoinToken)
+		admin("GET /v1/nodes", a.listNodes)
+		admin("POST /v1/nodes/{name}/evict", a.evictNode)
 	}
 
 	mux.HandleFunc("POST /v1/tasks", a.openTask)

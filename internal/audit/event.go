@@ -85,6 +85,17 @@ const (
 	DiscoveryShadowAccess    Type = "discovery.shadow_access"
 )
 
+// Scale-out events (internal/node/nodeserver): a join token created or
+// deleted (its id, never the secret), a node attested (details: attestor,
+// attestation id) or refused, a node evicted.
+const (
+	NodeTokenCreated Type = "node.token_created"
+	NodeTokenDeleted Type = "node.token_deleted"
+	NodeAttested     Type = "node.attested"
+	NodeRefused      Type = "node.refused"
+	NodeEvicted      Type = "node.evicted"
+)
+
 // Event is one audited fact. Empty fields are omitted from every encoding.
 type Event struct {
 	ID         string    `json:"id"`

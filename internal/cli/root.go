@@ -82,7 +82,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newInstanceCmd(g), newSVIDCmd(g), newVersionCmd(g))
 	root.AddCommand(newScanCmd(g))
 	root.AddCommand(newDiscoverCmd(g), newInventoryCmd(g))
-	root.AddCommand(newMCPCmd(g))
+	root.AddCommand(newMCPCmd(g), newNodeCmd(g))
 	return root
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/node/nodeserver"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/store/sqlite"
@@ -70,6 +71,7 @@ type Server struct {
 	mcp       mcpPart
 	tok       tokenPart
 	disc      discoverPart
+	nodes     *nodeserver.Registry
 
 	httpLn     net.Listener
 	workloadLn net.Listener
@@ -220,6 +222,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err != nil {
 		return nil, err
 	}
+	if err := s.initNodes(ctx, td); err != nil {
+		return nil, err
+	}
 	if err := s.initPolicy(ctx); err != nil {
 		return nil, err
 	}
@@ -285,6 +290,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Discovery:   s,
 		Inventory:   s.db,
 		MCP:         mcpAdmin{s},
+		Nodes:       s.nodes,
 	})
 	if err != nil {
 		return nil, err

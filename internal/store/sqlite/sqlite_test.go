@@ -83,3 +83,7 @@ func TestOddPath(t *testing.T) {
 		t.Fatalf("database not at the path given: %v", err)
 	}
 }
+
+func TestNodes(t *testing.T) {
+	storetest.RunNodes(t, func(t *testing.T) store.NodeStore { return openTemp(t).(*sqlite.DB) })
+}
