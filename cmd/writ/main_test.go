@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"github.com/writ-dev/writ/internal/cli"
 )
 
@@ -42,6 +44,11 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			env.Setenv("PROXYPORT", strconv.Itoa(proxyPort))
+			tlsPort, err := freePort()
+			if err != nil {
+				return err
+			}
+			env.Setenv("TLSPORT", strconv.Itoa(tlsPort))
 			env.Setenv("WRIT_ADDR", fmt.Sprintf("http://127.0.0.1:%d", port))
 			env.Setenv("UID", strconv.Itoa(os.Getuid()))
 			// EXAMPLES is the repository's examples directory, for
@@ -149,6 +156,54 @@ func TestScripts(t *testing.T) {
 				}
 				path := ts.MkAbs(args[0])
 				ts.Check(os.WriteFile(path, []byte(os.Expand(ts.ReadFile(args[0]), ts.Getenv)), 0o600))
+			},
+			// httpget URL FILE writes the body of GET URL (200) to FILE.
+			"httpget": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 || neg {
+					ts.Fatalf("usage: httpget URL FILE")
+				}
+				resp, err := http.Get(args[0])
+				ts.Check(err)
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				ts.Check(err)
+				if resp.StatusCode != http.StatusOK {
+					ts.Fatalf("GET %s: %s", args[0], resp.Status)
+				}
+				ts.Check(os.WriteFile(ts.MkAbs(args[1]), b, 0o600))
+			},
+			// waitsock PATH waits until a unix socket at PATH accepts
+			// connections (2 minutes at most: a loaded machine is slow).
+			"waitsock": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 || neg {
+					ts.Fatalf("usage: waitsock PATH")
+				}
+				for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+					if c, err := net.Dial("unix", ts.MkAbs(args[0])); err == nil {
+						c.Close()
+						return
+					}
+				}
+				ts.Fatalf("nothing listens on %s after 2 minutes", args[0])
+			},
+			// waitrefused SOCKET waits until the Workload API at SOCKET
+			// refuses this process an X.509-SVID (2 minutes at most), by
+			// behaviour: how fast is measured by the benchmarks.
+			"waitrefused": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 || neg {
+					ts.Fatalf("usage: waitrefused SOCKET")
+				}
+				for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					_, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+ts.MkAbs(args[0])))
+					cancel()
+					if err != nil {
+						ts.Logf("refused: %v", err)
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				ts.Fatalf("the Workload API at %s still issues SVIDs after 2 minutes", args[0])
 			},
 			// envis VAR VALUE succeeds if $VAR is VALUE.
 			"envis": func(ts *testscript.TestScript, neg bool, args []string) {

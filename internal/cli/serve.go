@@ -25,6 +25,10 @@ func newServeCmd(g *globals) *cobra.Command {
 		proxyAddr  string
 		tlsAddr    string
 		trustDom   string
+		nodeServer string
+		joinToken  string
+		bundleFile string
+		nodeName   string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -70,6 +74,15 @@ the file; unset values take their documented defaults.`,
 			if flags.Changed("trust-domain") {
 				cfg.TrustDomain = trustDom
 			}
+			if flags.Changed("server") {
+				cfg.Node.Server = nodeServer
+			}
+			if flags.Changed("node-name") {
+				cfg.NodeName = nodeName
+			}
+			if flags.Changed("server-bundle") {
+				cfg.Node.ServerBundle = bundleFile
+			}
 			cfg.Defaults()
 			if abs, err := filepath.Abs(cfg.Workload.Socket); err == nil {
 				cfg.Workload.Socket = abs
@@ -80,6 +93,15 @@ the file; unset values take their documented defaults.`,
 			log := newLogger(g, cfg.Log)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if cfg.Role == "node" {
+				if len(applyDirs) > 0 {
+					return fmt.Errorf("--apply: a node takes its documents from its server; apply them there")
+				}
+				if joinToken == "" {
+					joinToken = os.Getenv("WRIT_JOIN_TOKEN")
+				}
+				return runNode(ctx, g, cfg, joinToken, log)
+			}
 			srv, err := server.New(ctx, cfg, server.Options{Log: log, KEK: os.Getenv(keys.KEKEnv)})
 			if err != nil {
 				return err
@@ -104,7 +126,11 @@ the file; unset values take their documented defaults.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "writ.yaml configuration file")
-	f.StringVar(&role, "role", "all", "all: control plane and node in one process (the only role in this release)")
+	f.StringVar(&role, "role", "all", "all: control plane and node in one process; server: the control plane nodes join; node: a node of --server")
+	f.StringVar(&nodeServer, "server", "", "role node: the server's node API, https://HOST:PORT (its --tls-listen address)")
+	f.StringVar(&joinToken, "join-token", "", "role node: a join token from `writ node token create` (or WRIT_JOIN_TOKEN); needed only to join")
+	f.StringVar(&nodeName, "node-name", "", "this host's node name (node_name; role node: the name it joins as, default the host name)")
+	f.StringVar(&bundleFile, "server-bundle", "", "role node: the trust bundle to trust the server with before joining (the server's /bundle document, or PEM)")
 	f.StringArrayVar(&applyDirs, "apply", nil, "apply the YAML documents in this file or directory at start (repeatable)")
 	f.StringVar(&listen, "listen", "", "HTTP listen address (default 127.0.0.1:8080)")
 	f.StringVar(&socket, "socket", "", "Workload API socket path (default DATA_DIR/workload.sock)")

@@ -49,6 +49,33 @@ type Config struct {
 	Proxy    Proxy    `yaml:"proxy"`
 	// Discovery configures the runtime sensor (see docs/discover.md).
 	Discovery Discovery `yaml:"discovery"`
+	// Node configures scale-out: how nodes join this server (role all
+	// or server) and how this node reaches its server (role node). See
+	// docs/scale-out.md.
+	Node Node `yaml:"node"`
+}
+
+// Node configures scale-out.
+type Node struct {
+	// Server is the server's node API, the https:// URL of its
+	// tls_listen address (role node; required).
+	Server string `yaml:"server"`
+	// ServerBundle is a file holding the trust domain's bundle: the
+	// SPIFFE bundle document of the server's /bundle endpoint, or PEM CA
+	// certificates (role node; required to join; afterwards the node
+	// keeps the bundle the server sends).
+	ServerBundle string `yaml:"server_bundle"`
+	// Grace is how long a node keeps serving from its last state while
+	// its server is unreachable; after it, it fails closed (no SVIDs, no
+	// access). Default 5m.
+	Grace time.Duration `yaml:"grace"`
+	// X509PoPCert and X509PoPKey are the node's machine certificate and
+	// key, to join by x509pop instead of a join token (role node).
+	X509PoPCert string `yaml:"x509pop_cert"`
+	X509PoPKey  string `yaml:"x509pop_key"`
+	// X509PoPCA is the CA bundle (PEM) machine certificates must chain to
+	// for x509pop joins (role all or server); unset: x509pop is off.
+	X509PoPCA string `yaml:"x509pop_ca"`
 }
 
 // Discovery configures the runtime sensor that `writ serve` runs.
@@ -284,6 +311,7 @@ func (c *Config) Defaults() {
 	}
 	set(&c.Proxy.DecisionDurability, "written")
 	setD(&c.Discovery.Interval, 30*time.Second)
+	setD(&c.Node.Grace, 5*time.Minute)
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
 	}
@@ -308,6 +336,17 @@ func (c *Config) Validate() error {
 	}
 	if len(c.NodeName) > 253 || strings.ContainsFunc(c.NodeName, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
 		bad("node_name", "%q: use at most 253 printable characters without spaces, e.g. the host name", c.NodeName)
+	}
+	if c.Role == "node" {
+		if u, err := url.Parse(c.Node.Server); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("node.server", "%q: role node needs the server's node API as an https:// URL (its tls_listen address), e.g. https://writ.example:8443", c.Node.Server)
+		}
+		if (c.Node.X509PoPCert == "") != (c.Node.X509PoPKey == "") {
+			bad("node.x509pop_cert", "set both x509pop_cert and x509pop_key, or neither")
+		}
+	}
+	if c.Node.Grace < time.Second {
+		bad("node.grace", "%v is too short; use at least 1s (default 5m)", c.Node.Grace)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

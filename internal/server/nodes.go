@@ -2,14 +2,96 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
 	"github.com/writ-dev/writ/internal/node/nodeserver"
+	"github.com/writ-dev/writ/internal/store"
 )
+
+// nodesPart is the server side of scale-out: the registry of nodes and
+// join tokens, the change feed's publisher and hub, and the node API
+// (served on the TLS listener).
+type nodesPart struct {
+	registry  *nodeserver.Registry
+	hub       *nodeserver.Hub
+	publisher *nodeserver.Publisher
+	api       *nodeserver.API
+}
 
 // initNodes starts the registry of scale-out nodes and join tokens.
 func (s *Server) initNodes(ctx context.Context, td spiffeid.TrustDomain) error {
 	var err error
-	s.nodes, err = nodeserver.NewRegistry(ctx, nodeserver.RegistryConfig{TrustDomain: td, Store: s.db, Emitter: s.emit, Now: s.now})
+	np := &s.nodes
+	if np.hub, err = nodeserver.NewHub(ctx, s.db); err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	np.registry, err = nodeserver.NewRegistry(ctx, nodeserver.RegistryConfig{TrustDomain: td, Store: s.db, Emitter: s.emit, Now: s.now,
+		Changed: func(ctx context.Context) {
+			if err := np.hub.Poke(ctx); err != nil {
+				s.log.Error("read the change feed", "error", err)
+			}
+		}})
 	return err
 }
+
+// initNodeAPI builds the publisher and the node API once the services
+// they serve exist.
+func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error {
+	np := &s.nodes
+	verifiers := []nodeattest.Verifier{nodeattest.JoinTokens{Store: s.db, Now: s.now}}
+	if s.cfg.Node.X509PoPCA != "" {
+		x, err := nodeattest.LoadX509PoP(s.cfg.Node.X509PoPCA)
+		if err != nil {
+			return fmt.Errorf("node.x509pop_ca: %w", err)
+		}
+		x.Now = s.now
+		verifiers = append(verifiers, x)
+	}
+	vs, err := nodeattest.NewVerifiers(verifiers...)
+	if err != nil {
+		return err
+	}
+	np.publisher = &nodeserver.Publisher{Store: s.db, Hub: np.hub, Entries: s.registry, Revocations: s.tok.revoke,
+		Bundles: s.authority, Log: s.log.With("component", "nodes")}
+	if err := np.publisher.Start(ctx); err != nil {
+		return err
+	}
+	records := s.db.Audit()
+	np.api, err = nodeserver.NewAPI(nodeserver.Config{
+		TrustDomain: td,
+		Registry:    np.registry,
+		Verifiers:   vs,
+		Authority:   s.authority,
+		Publisher:   np.publisher,
+		Store:       s.db,
+		Audit: &nodeserver.Dedup{Log: s.auditLog, Has: func(ctx context.Context, id string) (bool, error) {
+			_, err := records.RecordByID(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		}},
+		Emitter:     s.emit,
+		Log:         s.log.With("component", "nodes"),
+		Now:         s.now,
+		NodeSVIDTTL: s.cfg.CA.X509SVIDTTL,
+	})
+	return err
+}
+
+// startNodes runs the publisher and the feed's pruning.
+func (s *Server) startNodes(ctx context.Context, errc chan<- error) {
+	go func() {
+		if err := s.nodes.publisher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("change publisher: %w", err)
+		}
+	}()
+	go s.nodes.publisher.Prune(ctx)
+}
+
+// NodeAPI returns the node API (for tests that wait for a node's
+// acknowledgement).
+func (s *Server) NodeAPI() *nodeserver.API { return s.nodes.api }

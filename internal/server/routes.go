@@ -26,6 +26,8 @@ func (s *Server) routes() http.Handler {
 	s.tok.issuer.Register(mux, s.admin.ActorOf)
 	// The admin API: /v1/...
 	s.api.Register(mux)
+	// The node API: /node/v1/..., answered on the TLS listener only.
+	s.nodes.api.Register(mux)
 	return securityHeaders(mux)
 }
 

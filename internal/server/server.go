@@ -31,7 +31,6 @@ import (
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/keys"
-	"github.com/writ-dev/writ/internal/node/nodeserver"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/store/sqlite"
@@ -71,7 +70,7 @@ type Server struct {
 	mcp       mcpPart
 	tok       tokenPart
 	disc      discoverPart
-	nodes     *nodeserver.Registry
+	nodes     nodesPart
 
 	httpLn     net.Listener
 	workloadLn net.Listener
@@ -86,8 +85,8 @@ type Server struct {
 // New builds a server from a validated configuration. It listens on the
 // HTTP address and the Workload API socket but serves nothing until Run.
 func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err error) {
-	if cfg.Role != "all" {
-		return nil, fmt.Errorf("role %q: the split server/node deployment is not available in this release; run with --role all (the default)", cfg.Role)
+	if cfg.Role != "all" && cfg.Role != "server" {
+		return nil, fmt.Errorf("role %q: server.New runs the roles all and server; a node is started by internal/node", cfg.Role)
 	}
 	if cfg.Store.Driver != "sqlite" {
 		return nil, fmt.Errorf("store.driver %q: only the embedded sqlite store is available in this release", cfg.Store.Driver)
@@ -247,6 +246,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err := s.initDiscover(ctx, kek); err != nil {
 		return nil, fmt.Errorf("start runtime discovery: %w", err)
 	}
+	if err := s.initNodeAPI(ctx, td); err != nil {
+		return nil, fmt.Errorf("start the node API: %w", err)
+	}
 	s.workload, err = workload.New(workload.Config{
 		TrustDomain:     td,
 		Attestor:        s.attestor,
@@ -290,7 +292,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Discovery:   s,
 		Inventory:   s.db,
 		MCP:         mcpAdmin{s},
-		Nodes:       s.nodes,
+		Nodes:       s.nodes.registry,
 	})
 	if err != nil {
 		return nil, err
@@ -365,6 +367,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopProxy := s.startProxy(errc)
 	stopTokens := s.startTokens(ctx, errc)
 	stopDiscovery := s.startDiscovery(ctx)
+	s.startNodes(ctx, errc)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -375,6 +378,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Streams (audit tails, waits for an approval) would hold the drain
 	// below for its whole timeout: end them first.
 	s.api.EndStreams()
+	s.nodes.api.End()
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	if err := s.httpSrv.Shutdown(shutdownCtx); err != nil {

@@ -32,10 +32,11 @@ const MaxTokenTTL = 30 * 24 * time.Hour
 // an eviction takes effect at once on this server; other servers learn it
 // from the change feed.
 type Registry struct {
-	store store.NodeStore
-	emit  audit.Emitter
-	now   func() time.Time
-	td    spiffeid.TrustDomain
+	store   store.NodeStore
+	emit    audit.Emitter
+	now     func() time.Time
+	td      spiffeid.TrustDomain
+	changed func(context.Context)
 
 	mu      sync.RWMutex
 	current map[string]string // attestation id -> node name, for nodes not evicted
@@ -48,11 +49,14 @@ type RegistryConfig struct {
 	Emitter     audit.Emitter
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
+	// Changed is called after the registry appended to the change feed
+	// (an eviction), to wake the hub. Optional.
+	Changed func(context.Context)
 }
 
 // NewRegistry loads the nodes of c.Store.
 func NewRegistry(ctx context.Context, c RegistryConfig) (*Registry, error) {
-	r := &Registry{store: c.Store, emit: c.Emitter, now: c.Now, td: c.TrustDomain}
+	r := &Registry{store: c.Store, emit: c.Emitter, now: c.Now, td: c.TrustDomain, changed: c.Changed}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -153,6 +157,9 @@ func (r *Registry) Evict(ctx context.Context, name, actor, reason string) (store
 	r.mu.Unlock()
 	if _, err := r.store.AppendChange(ctx, store.Change{Kind: KindNodeEvicted, Key: n.ID, Op: store.ChangePut}); err != nil {
 		return n, fmt.Errorf("evict node %q: announce to other servers: %w", name, err)
+	}
+	if r.changed != nil {
+		r.changed(ctx)
 	}
 	if err := r.emit.Emit(ctx, audit.Event{Type: audit.NodeEvicted, Actor: actor, Node: name, Target: r.SpiffeID(name).String(),
 		Reason: reason, Details: map[string]string{"attestation": n.ID}}); err != nil {

@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/config"
+	"github.com/writ-dev/writ/internal/node"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
+)
+
+// runNode runs `writ serve --role node`.
+func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken string, log *slog.Logger) error {
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return err
+	}
+	var prover nodeattest.Prover
+	switch {
+	case joinToken != "":
+		prover = nodeattest.JoinTokenProver{Token: joinToken}
+	case cfg.Node.X509PoPCert != "":
+		if prover, err = nodeattest.LoadX509PoPProver(cfg.Node.X509PoPCert, cfg.Node.X509PoPKey); err != nil {
+			return err
+		}
+	}
+	n, err := node.New(ctx, node.Config{
+		TrustDomain:  td,
+		DataDir:      cfg.DataDir,
+		Server:       cfg.Node.Server,
+		ServerBundle: cfg.Node.ServerBundle,
+		Name:         cfg.NodeName,
+		Prover:       prover,
+		Grace:        cfg.Node.Grace,
+		Socket:       cfg.Workload.Socket,
+		SocketMode:   cfg.Workload.SocketFileMode(),
+		Log:          log,
+	})
+	if err != nil {
+		return err
+	}
+	sock, _ := filepath.Abs(cfg.Workload.Socket)
+	fmt.Fprintf(g.stdout, "writ node %s is running (server %s, data in %s)\n\n", n.Name(), cfg.Node.Server, cfg.DataDir)
+	fmt.Fprintf(g.stdout, "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n\n", sock)
+	return n.Run(ctx)
+}

@@ -1,0 +1,230 @@
+package nodeserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/writ-dev/writ/internal/node/nodeapi"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// Entries is the registry as the publisher and the SVID signer see it.
+type Entries interface {
+	List() []store.Entry
+	Watch() (<-chan struct{}, func())
+}
+
+// Revocations is the kill switch as the publisher sees it.
+type Revocations interface {
+	All() []store.Revocation
+	Watch() (<-chan struct{}, func())
+	// Revoked reports whether a revocation of kind and value is in force.
+	Revoked(kind, value string) bool
+}
+
+// Bundles is the trust bundle and its change notifications.
+type Bundles interface {
+	Bundle() *spiffebundle.Bundle
+	Subscribe() (<-chan struct{}, func())
+}
+
+// Publisher turns changes of the server's state into the change feed:
+// it watches the registry, the kill switch and the trust bundle, diffs
+// each against what it published last, appends one change per difference
+// and wakes the hub. At start it appends a resync marker, so that nodes
+// resynchronise after a restart (a change committed just before a crash
+// may have no feed entry).
+type Publisher struct {
+	Store       store.Changes
+	Hub         *Hub
+	Entries     Entries
+	Revocations Revocations
+	Bundles     Bundles
+	Log         *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]store.Entry
+	revs    map[string]store.Revocation
+	bundle  []byte
+	ids     atomic.Pointer[map[string]bool] // SPIFFE IDs of the entries
+}
+
+// Start appends the resync marker and records the current state; call it
+// before the node API serves.
+func (p *Publisher) Start(ctx context.Context) error {
+	if p.Log == nil {
+		p.Log = slog.New(slog.DiscardHandler)
+	}
+	p.mu.Lock()
+	p.entries, p.revs = map[string]store.Entry{}, map[string]store.Revocation{}
+	p.mu.Unlock()
+	if _, err := p.Store.AppendChange(ctx, store.Change{Kind: "server", Key: "start", Op: store.ChangeResync}); err != nil {
+		return fmt.Errorf("change feed: %w", err)
+	}
+	// The first diff fills the maps; its changes are covered by the
+	// marker, so they are recorded without being appended.
+	p.sync(ctx, false)
+	return p.Hub.Poke(ctx)
+}
+
+// Run publishes changes until ctx ends.
+func (p *Publisher) Run(ctx context.Context) error {
+	ech, stopE := p.Entries.Watch()
+	defer stopE()
+	rch, stopR := p.Revocations.Watch()
+	defer stopR()
+	bch, stopB := p.Bundles.Subscribe()
+	defer stopB()
+	// A change between Start and the watches above.
+	p.sync(ctx, true)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ech:
+		case <-rch:
+		case <-bch:
+		}
+		p.sync(ctx, true)
+	}
+}
+
+// Registered reports whether some entry has the SPIFFE ID id.
+func (p *Publisher) Registered(id string) bool {
+	m := p.ids.Load()
+	return m != nil && (*m)[id]
+}
+
+// sync diffs the state against the last published one and appends the
+// differences (when publish is set).
+func (p *Publisher) sync(ctx context.Context, publish bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []store.Change
+	put := func(kind, key string, v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			p.Log.Error("encode change", "kind", kind, "key", key, "error", err)
+			return
+		}
+		out = append(out, store.Change{Kind: kind, Key: key, Op: store.ChangePut, Body: b})
+	}
+	// Entries.
+	ids := map[string]bool{}
+	seen := map[string]bool{}
+	for _, e := range p.Entries.List() {
+		ids[e.SpiffeID] = true
+		seen[e.Name] = true
+		if old, ok := p.entries[e.Name]; ok && old.Revision == e.Revision && old.UpdatedAt.Equal(e.UpdatedAt) {
+			continue
+		}
+		p.entries[e.Name] = e
+		put(nodeapi.KindEntry, e.Name, e)
+	}
+	for name := range p.entries {
+		if !seen[name] {
+			delete(p.entries, name)
+			out = append(out, store.Change{Kind: nodeapi.KindEntry, Key: name, Op: store.ChangeDelete})
+		}
+	}
+	p.ids.Store(&ids)
+	// Revocations.
+	seen = map[string]bool{}
+	for _, r := range p.Revocations.All() {
+		k := nodeapi.RevocationKey(r.Kind, r.Value)
+		seen[k] = true
+		if _, ok := p.revs[k]; ok {
+			continue
+		}
+		p.revs[k] = r
+		put(nodeapi.KindRevocation, k, RevocationToWire(r))
+	}
+	for k := range p.revs {
+		if !seen[k] {
+			delete(p.revs, k)
+			out = append(out, store.Change{Kind: nodeapi.KindRevocation, Key: k, Op: store.ChangeDelete})
+		}
+	}
+	// The bundle.
+	if b, err := p.Bundles.Bundle().Marshal(); err == nil && !bytes.Equal(b, p.bundle) {
+		p.bundle = b
+		out = append(out, store.Change{Kind: nodeapi.KindBundle, Key: "bundle", Op: store.ChangePut, Body: b})
+	}
+	if !publish || len(out) == 0 {
+		return
+	}
+	slices.SortStableFunc(out, func(a, b store.Change) int {
+		// Revocations first: they must not wait behind a large batch.
+		return boolInt(a.Kind != nodeapi.KindRevocation) - boolInt(b.Kind != nodeapi.KindRevocation)
+	})
+	for _, c := range out {
+		if _, err := p.Store.AppendChange(ctx, c); err != nil {
+			// The nodes miss this change until their next resync; the
+			// server's restart marker or an operator's restart brings it.
+			p.Log.Error("append to the change feed; nodes resync at the next server start", "kind", c.Kind, "key", c.Key, "error", err)
+		}
+	}
+	if err := p.Hub.Poke(ctx); err != nil {
+		p.Log.Error("read the change feed", "error", err)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RevocationToWire maps a revocation to its wire form.
+func RevocationToWire(r store.Revocation) nodeapi.Revocation {
+	return nodeapi.Revocation{Kind: r.Kind, Value: r.Value, Reason: r.Reason, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt}
+}
+
+// Snapshot returns the full state and the sequence it is at least as new
+// as.
+func (p *Publisher) Snapshot() (nodeapi.Snapshot, int64) {
+	seq := p.Hub.Last() // first: the state read below is at least this new
+	var s nodeapi.Snapshot
+	s.Entries = p.Entries.List()
+	for _, r := range p.Revocations.All() {
+		s.Revocations = append(s.Revocations, RevocationToWire(r))
+	}
+	if b, err := p.Bundles.Bundle().Marshal(); err == nil {
+		s.Bundle = b
+	}
+	return s, seq
+}
+
+// pruneEvery and keepChanges bound the change feed in the store.
+const (
+	pruneEvery  = 10 * time.Minute
+	keepChanges = 100_000
+)
+
+// Prune removes all but the newest keepChanges changes, every pruneEvery,
+// until ctx ends.
+func (p *Publisher) Prune(ctx context.Context) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if last := p.Hub.Last(); last > keepChanges {
+			if _, err := p.Store.PruneChanges(ctx, last-keepChanges); err != nil {
+				p.Log.Warn("prune the change feed", "error", err)
+			}
+		}
+	}
+}
