@@ -7,7 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-		"crypto/x509"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
