@@ -614,8 +614,10 @@ func (n *Node) graceLoop(ctx context.Context) {
 			}
 			n.stateW.notify()
 		}
-		if wait <= 0 {
-			wait = time.Hour // until the next contact
+		// Checked at least every second: the clock may be another's
+		// (tests inject one), and a second is well inside any grace.
+		if wait <= 0 || wait > time.Second {
+			wait = time.Second
 		}
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,337 @@
+// Package scaleout benchmarks the server side of scale-out (#17) with many
+// lightweight node clients in one process: each joins with its own join
+// token, holds its own HTTP/2 TLS connection with its node SVID and reads
+// its change stream, as a `writ serve --role node` does. See
+// bench/README.md, "Scale-out (#17)".
+package scaleout
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/ca"
+	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/node/nodeapi"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
+	"github.com/writ-dev/writ/internal/node/nodeserver"
+	"github.com/writ-dev/writ/internal/registry"
+	"github.com/writ-dev/writ/internal/revoke"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/sqlite"
+)
+
+var td = spiffeid.RequireTrustDomainFromString("writ.local")
+
+// counting counts the node-facing store calls (the queries a node link
+// costs the store).
+type counting struct {
+	*sqlite.DB
+	n atomic.Int64
+}
+
+func (c *counting) ChangesSince(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	c.n.Add(1)
+	return c.DB.ChangesSince(ctx, after, limit)
+}
+func (c *counting) OldestChange(ctx context.Context) (int64, error) {
+	c.n.Add(1)
+	return c.DB.OldestChange(ctx)
+}
+func (c *counting) TouchNode(ctx context.Context, id string, at time.Time, seq int64) error {
+	c.n.Add(1)
+	return c.DB.TouchNode(ctx, id, at, seq)
+}
+func (c *counting) AppendChange(ctx context.Context, ch store.Change) (int64, error) {
+	c.n.Add(1)
+	return c.DB.AppendChange(ctx, ch)
+}
+
+type server struct {
+	db    *counting
+	ca    *ca.Authority
+	reg   *registry.Registry
+	rev   *revoke.List
+	nodes *nodeserver.Registry
+	srv   *httptest.Server
+}
+
+func newServer(b testing.TB, entries int) *server {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	s := &server{db: &counting{DB: db}}
+	kek := make([]byte, 32)
+	rand.Read(kek)
+	sealer, _ := keys.NewSealer(kek)
+	if s.ca, err = ca.New(ctx, ca.Config{TrustDomain: td, Keys: db, Resources: db, Sealer: sealer, Emitter: audit.Discard}); err != nil {
+		b.Fatal(err)
+	}
+	if s.reg, err = registry.New(ctx, registry.Config{TrustDomain: td, Store: db, Emitter: audit.Discard}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range entries {
+		if _, err := s.reg.Create(ctx, "bench", store.Entry{Name: fmt.Sprintf("w%d", i), SpiffeID: fmt.Sprintf("spiffe://writ.local/agent/w%d", i),
+			Selectors: []store.Selector{{Type: "unix", Value: fmt.Sprintf("uid:%d", 10000+i)}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if s.rev, err = revoke.New(ctx, revoke.Config{Store: db, Emitter: audit.Discard}); err != nil {
+		b.Fatal(err)
+	}
+	hub, err := nodeserver.NewHub(ctx, s.db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if s.nodes, err = nodeserver.NewRegistry(ctx, nodeserver.RegistryConfig{TrustDomain: td, Store: s.db, Emitter: audit.Discard,
+		Changed: func(ctx context.Context) { hub.Poke(ctx) }}); err != nil {
+		b.Fatal(err)
+	}
+	pub := &nodeserver.Publisher{Store: s.db, Hub: hub, Entries: s.reg, Revocations: s.rev, Bundles: s.ca}
+	if err := pub.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	go pub.Run(ctx)
+	vs, _ := nodeattest.NewVerifiers(nodeattest.JoinTokens{Store: db})
+	api, err := nodeserver.NewAPI(nodeserver.Config{TrustDomain: td, Registry: s.nodes, Verifiers: vs, Authority: s.ca,
+		Publisher: pub, Store: s.db, Heartbeat: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	chain, err := s.ca.SignX509SVID(ctx, ca.X509SVIDParams{ID: spiffeid.RequireFromPath(td, "/writ/server"), PublicKey: &key.PublicKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	s.srv = httptest.NewUnstartedServer(mux)
+	s.srv.EnableHTTP2 = true
+	s.srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequestClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return nil
+			}
+			_, _, err := x509svid.ParseAndVerify(raw, s.ca.X509Bundle())
+			return err
+		},
+	}
+	s.srv.StartTLS()
+	b.Cleanup(func() { api.End(); s.srv.Close() })
+	return s
+}
+
+// nodeClient is a lightweight node: its own connection and node SVID.
+type nodeClient struct {
+	name string
+	hc   *http.Client
+	base string
+}
+
+func (s *server) join(b testing.TB, name string) *nodeClient {
+	ctx := context.Background()
+	secret, _, err := s.nodes.CreateJoinToken(ctx, time.Hour, "", "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	for _, c := range s.ca.X509Bundle().X509Authorities() {
+		roots.AddCert(c)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	n := &nodeClient{name: name, base: s.srv.URL}
+	tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: roots, InsecureSkipVerify: true}}
+	n.hc = &http.Client{Transport: tr}
+	var ch nodeapi.Challenge
+	n.post(b, nodeapi.PathChallenge, struct{}{}, &ch)
+	payload, _ := nodeattest.JoinTokenProver{Token: secret}.Prove(ctx, nodeattest.Challenge{})
+	var ans nodeapi.SVIDAnswer
+	n.post(b, nodeapi.PathAttest, nodeapi.AttestRequest{Nonce: ch.Nonce, PublicKey: pub, Attestor: "join_token", Payload: payload, Name: name}, &ans)
+	cert := tls.Certificate{PrivateKey: key, Certificate: ans.Chain}
+	tr2 := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}}
+	n.hc = &http.Client{Transport: tr2}
+	tr.CloseIdleConnections()
+	return n
+}
+
+func (n *nodeClient) post(b testing.TB, path string, in, out any) {
+	body, _ := json.Marshal(in)
+	resp, err := n.hc.Post(n.base+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(resp.Body)
+		b.Fatalf("%s: %s %s", path, resp.Status, msg)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// follow reads the node's stream and reports every change key with the
+// time it arrived.
+func (n *nodeClient) follow(ctx context.Context, got func(key string, at time.Time)) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", n.base+nodeapi.PathStream, nil)
+	resp, err := n.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rd := nodeapi.NewReader(resp.Body)
+	for {
+		m, err := rd.Next()
+		if err != nil {
+			return err
+		}
+		if m.Type == nodeapi.MsgChange {
+			got(m.Change.Key, time.Now())
+		} else if m.Type == nodeapi.MsgSnapshot {
+			got("snapshot", time.Now())
+		}
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkFanout: the time for one revocation made on the server to
+// reach every node's stream (per change: the slowest node), and the
+// node-facing store calls per second while nothing changes (steady
+// state: heartbeats only). WRIT_BENCH_NODES (default 200) nodes,
+// WRIT_BENCH_ENTRIES (default 2000) entries.
+func BenchmarkFanout(b *testing.B) {
+	nodes := envInt("WRIT_BENCH_NODES", 200)
+	s := newServer(b, envInt("WRIT_BENCH_ENTRIES", 2000))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var mu sync.Mutex
+	arrivals := map[string][]time.Time{}
+	snapshots := 0
+	var wg sync.WaitGroup
+	for i := range nodes {
+		n := s.join(b, fmt.Sprintf("n%d", i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.follow(ctx, func(key string, at time.Time) {
+				mu.Lock()
+				if key == "snapshot" {
+					snapshots++
+				} else {
+					arrivals[key] = append(arrivals[key], at)
+				}
+				mu.Unlock()
+			})
+		}()
+	}
+	waitFor := func(cond func() bool) {
+		for !cond() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return snapshots == nodes })
+
+	// Steady state: nothing changes for two heartbeats.
+	before := s.db.n.Load()
+	idle := 10 * time.Second
+	time.Sleep(idle)
+	steady := float64(s.db.n.Load()-before) / idle.Seconds()
+
+	var worst, all []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		key := nodeapi.RevocationKey(store.RevokeSpiffeID, fmt.Sprintf("spiffe://writ.local/agent/w%d", i%2000))
+		mu.Lock()
+		delete(arrivals, key)
+		mu.Unlock()
+		start := time.Now()
+		if _, _, err := s.rev.Revoke(ctx, store.Revocation{Kind: store.RevokeSpiffeID, Value: fmt.Sprintf("spiffe://writ.local/agent/w%d", i%2000)}); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return len(arrivals[key]) == nodes })
+		mu.Lock()
+		var last time.Duration
+		for _, at := range arrivals[key] {
+			d := at.Sub(start)
+			all = append(all, d)
+			last = max(last, d)
+		}
+		mu.Unlock()
+		worst = append(worst, last)
+		s.rev.Lift(ctx, store.RevokeSpiffeID, fmt.Sprintf("spiffe://writ.local/agent/w%d", i%2000), "bench", "")
+	}
+	b.StopTimer()
+	slices.Sort(worst)
+	slices.Sort(all)
+	q := func(ds []time.Duration, p float64) float64 {
+		return float64(ds[min(len(ds)-1, int(float64(len(ds))*p))].Microseconds()) / 1000
+	}
+	b.ReportMetric(q(worst, 0.5), "ms-all-nodes-p50")
+	b.ReportMetric(q(worst, 0.99), "ms-all-nodes-p99")
+	b.ReportMetric(q(all, 0.99), "ms-per-node-p99")
+	b.ReportMetric(steady, "store-queries/s-steady")
+	b.ReportMetric(float64(nodes), "nodes")
+	cancel()
+	s.srv.CloseClientConnections()
+	wg.Wait()
+}
+
+// BenchmarkNodeSVID: X.509-SVIDs signed by the server for workloads of a
+// node (the node's signing request over its mTLS connection, with the
+// workload's key made on the node), in parallel.
+func BenchmarkNodeSVID(b *testing.B) {
+	s := newServer(b, 100)
+	n := s.join(b, "n0")
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+			var ans nodeapi.SVIDAnswer
+			n.post(b, nodeapi.PathX509SVID, nodeapi.X509SVIDRequest{SpiffeID: fmt.Sprintf("spiffe://writ.local/agent/w%d", i%100), PublicKey: pub}, &ans)
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "SVIDs/s")
+}
