@@ -71,7 +71,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 	}
 	// The first diff fills the maps; its changes are covered by the
 	// marker, so they are recorded without being appended.
-	p.sync(ctx, false)
+	p.sync(ctx, false, all)
 	return p.Hub.Poke(ctx)
 }
 
@@ -84,18 +84,29 @@ func (p *Publisher) Run(ctx context.Context) error {
 	bch, stopB := p.Bundles.Subscribe()
 	defer stopB()
 	// A change between Start and the watches above.
-	p.sync(ctx, true)
+	p.sync(ctx, true, all)
 	for {
+		// Only the source that changed is diffed: a revocation does not
+		// wait for a diff of every registration entry.
+		var what sources
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ech:
+			what.entries = true
 		case <-rch:
+			what.revocations = true
 		case <-bch:
+			what.bundle = true
 		}
-		p.sync(ctx, true)
+		p.sync(ctx, true, what)
 	}
 }
+
+// sources says which sources a sync diffs.
+type sources struct{ entries, revocations, bundle bool }
+
+var all = sources{true, true, true}
 
 // Registered reports whether some entry has the SPIFFE ID id.
 func (p *Publisher) Registered(id string) bool {
@@ -105,19 +116,36 @@ func (p *Publisher) Registered(id string) bool {
 
 // sync diffs the state against the last published one and appends the
 // differences (when publish is set).
-func (p *Publisher) sync(ctx context.Context, publish bool) {
+func (p *Publisher) sync(ctx context.Context, publish bool, what sources) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []store.Change
-	put := func(kind, key string, v any) {
-		b, err := json.Marshal(v)
-		if err != nil {
-			p.Log.Error("encode change", "kind", kind, "key", key, "error", err)
-			return
-		}
-		out = append(out, store.Change{Kind: kind, Key: key, Op: store.ChangePut, Body: b})
+	if what.entries {
+		out = p.diffEntries(out)
 	}
-	// Entries.
+	if what.revocations {
+		out = p.diffRevocations(out)
+	}
+	if what.bundle {
+		if b, err := p.Bundles.Bundle().Marshal(); err == nil && !bytes.Equal(b, p.bundle) {
+			p.bundle = b
+			out = append(out, store.Change{Kind: nodeapi.KindBundle, Key: "bundle", Op: store.ChangePut, Body: b})
+		}
+	}
+	p.appendAll(ctx, publish, out)
+}
+
+// put appends a put of v under kind/key to out.
+func (p *Publisher) put(out []store.Change, kind, key string, v any) []store.Change {
+	b, err := json.Marshal(v)
+	if err != nil {
+		p.Log.Error("encode change", "kind", kind, "key", key, "error", err)
+		return out
+	}
+	return append(out, store.Change{Kind: kind, Key: key, Op: store.ChangePut, Body: b})
+}
+
+func (p *Publisher) diffEntries(out []store.Change) []store.Change {
 	ids := map[string]bool{}
 	seen := map[string]bool{}
 	for _, e := range p.Entries.List() {
@@ -127,7 +155,7 @@ func (p *Publisher) sync(ctx context.Context, publish bool) {
 			continue
 		}
 		p.entries[e.Name] = e
-		put(nodeapi.KindEntry, e.Name, e)
+		out = p.put(out, nodeapi.KindEntry, e.Name, e)
 	}
 	for name := range p.entries {
 		if !seen[name] {
@@ -136,8 +164,11 @@ func (p *Publisher) sync(ctx context.Context, publish bool) {
 		}
 	}
 	p.ids.Store(&ids)
-	// Revocations.
-	seen = map[string]bool{}
+	return out
+}
+
+func (p *Publisher) diffRevocations(out []store.Change) []store.Change {
+	seen := map[string]bool{}
 	for _, r := range p.Revocations.All() {
 		k := nodeapi.RevocationKey(r.Kind, r.Value)
 		seen[k] = true
@@ -145,7 +176,7 @@ func (p *Publisher) sync(ctx context.Context, publish bool) {
 			continue
 		}
 		p.revs[k] = r
-		put(nodeapi.KindRevocation, k, RevocationToWire(r))
+		out = p.put(out, nodeapi.KindRevocation, k, RevocationToWire(r))
 	}
 	for k := range p.revs {
 		if !seen[k] {
@@ -153,11 +184,11 @@ func (p *Publisher) sync(ctx context.Context, publish bool) {
 			out = append(out, store.Change{Kind: nodeapi.KindRevocation, Key: k, Op: store.ChangeDelete})
 		}
 	}
-	// The bundle.
-	if b, err := p.Bundles.Bundle().Marshal(); err == nil && !bytes.Equal(b, p.bundle) {
-		p.bundle = b
-		out = append(out, store.Change{Kind: nodeapi.KindBundle, Key: "bundle", Op: store.ChangePut, Body: b})
-	}
+	return out
+}
+
+// appendAll appends the changes (revocations first) and wakes the hub.
+func (p *Publisher) appendAll(ctx context.Context, publish bool, out []store.Change) {
 	if !publish || len(out) == 0 {
 		return
 	}
