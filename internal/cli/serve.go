@@ -128,7 +128,7 @@ the file; unset values take their documented defaults.`,
 	f.StringVar(&configPath, "config", "", "writ.yaml configuration file")
 	f.StringVar(&role, "role", "all", "all: control plane and node in one process; server: the control plane nodes join; node: a node of --server")
 	f.StringVar(&nodeServer, "server", "", "role node: the server's node API, https://HOST:PORT (its --tls-listen address)")
-	f.StringVar(&joinToken, "join-token", "", "role node: a join token from `writ node token create` (or WRIT_JOIN_TOKEN); needed only to join")
+	f.StringVar(&joinToken, "join-token", "", "role node: a join token from writ node token create (or WRIT_JOIN_TOKEN); needed only to join")
 	f.StringVar(&nodeName, "node-name", "", "this host's node name (node_name; role node: the name it joins as, default the host name)")
 	f.StringVar(&bundleFile, "server-bundle", "", "role node: the trust bundle to trust the server with before joining (the server's /bundle document, or PEM)")
 	f.StringArrayVar(&applyDirs, "apply", nil, "apply the YAML documents in this file or directory at start (repeatable)")
