@@ -64,10 +64,13 @@ type Revocations interface {
 }
 
 // Approvals asks a human (approval.Service). Request files a pending
-// approval; Wait blocks until it is decided or expires, or ctx ends.
+// approval; Wait blocks until it is decided or expires, or ctx ends; Use
+// spends an approved request on the one call it is bound to (an error
+// wrapping approval.ErrNotUsable says why it cannot be).
 type Approvals interface {
 	Request(ctx context.Context, sp approval.Spec) (store.Approval, error)
 	Wait(ctx context.Context, id string) (store.Approval, error)
+	Use(ctx context.Context, id, binding, caller string) (store.Approval, error)
 }
 
 // ErrNotWritToken is returned by a [TokenVerifier] for a credential that
@@ -169,6 +172,14 @@ type Request struct {
 	Resource string
 	Prompt   string
 	Args     map[string]any
+	// ArgsDigest is the digest of the canonical arguments of an MCP call
+	// ("sha256:..."); an approval of the call is bound to it.
+	ArgsDigest string
+	// Approval is the id of an approval the caller presents for this
+	// call (granted after an earlier attempt stopped waiting): when
+	// policy asks for approval, the call goes ahead if that approval is
+	// approved, unused, unexpired, the caller's, and for this exact call.
+	Approval string
 	// Query is the request's query; policy sees each parameter's first
 	// value, the audit event the names (or, with LogQueryValues, all).
 	Query url.Values
@@ -444,6 +455,16 @@ func (e *Enforcer) Close() error {
 // Pending returns the number of decisions in the journal whose event is
 // not yet recorded.
 func (e *Enforcer) Pending() int { return e.journal.Pending() }
+
+// Binding is what an approval of req is bound to: its target, action and
+// object and, for a call with arguments, their digest.
+func (r *Request) Binding() string {
+	b := r.Target.Ref + " " + r.Method + " " + r.object()
+	if r.ArgsDigest != "" {
+		b += " " + r.ArgsDigest
+	}
+	return b
+}
 
 // object is what the access acts on, as events and approvals name it: the
 // path, or an MCP call's tool, resource or prompt.

@@ -175,22 +175,30 @@ func (e *Enforcer) openTask(ctx context.Context, c *Caller, id string, now time.
 }
 
 // awaitApproval asks for a human decision and holds the access until it
-// comes or the wait ends.
+// comes or the wait ends. The approval is bound to the exact call
+// (Request.Binding) and used once, by this call. A caller that presents an
+// approval granted for this call after an earlier attempt stopped waiting
+// uses that one instead of asking again.
 func (e *Enforcer) awaitApproval(ctx context.Context, req *Request, out *Outcome) error {
 	ob := out.Obligations.Approval
 	reason := strings.Join(out.Reasons, "; ")
 	if e.c.Approvals == nil || ob == nil {
 		return deny(Forbidden, "approval required (%s) but this proxy has no approval service", reason)
 	}
+	c := req.Caller
+	binding := req.Binding()
+	if req.Approval != "" {
+		out.Approval = req.Approval
+		return e.useApproval(ctx, req.Approval, binding, c.SpiffeID)
+	}
 	wait := e.c.ApprovalWait
 	if t := time.Duration(ob.Timeout); t > 0 && t < wait {
 		wait = t
 	}
-	c := req.Caller
 	a, err := e.c.Approvals.Request(ctx, approval.Spec{
 		Kind: string(req.Target.Kind), SpiffeID: c.SpiffeID, Instance: c.Instance, Task: out.Task.ID, OnBehalfOf: out.Task.OnBehalfOf,
 		Target: req.Target.Ref + " " + req.Method + " " + req.object(), Reason: reason, Policy: ob.Policy, Rule: ob.Rule,
-		Approvers: ob.Approvers, Timeout: wait,
+		Approvers: ob.Approvers, Timeout: wait, Binding: binding,
 	})
 	if err != nil {
 		return fmt.Errorf("request approval: %w", err)
@@ -200,13 +208,25 @@ func (e *Enforcer) awaitApproval(ctx context.Context, req *Request, out *Outcome
 	defer cancel()
 	res, err := e.c.Approvals.Wait(wctx, a.ID)
 	if err == nil && res.State == store.ApprovalApproved {
-		return nil
+		return e.useApproval(ctx, a.ID, binding, c.SpiffeID)
 	}
 	state := res.State
 	if err != nil {
 		state = "not decided within " + wait.String()
 	}
 	return deny(Forbidden, "approval %s: %s", a.ID, state)
+}
+
+// useApproval spends approval id on the call bound as binding.
+func (e *Enforcer) useApproval(ctx context.Context, id, binding, caller string) error {
+	_, err := e.c.Approvals.Use(ctx, id, binding, caller)
+	if errors.Is(err, approval.ErrNotUsable) {
+		return deny(Forbidden, "%v", err)
+	}
+	if err != nil {
+		return fmt.Errorf("use approval %s: %w", id, err)
+	}
+	return nil
 }
 
 func firstValues(q map[string][]string) map[string]string {

@@ -142,8 +142,10 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("POST /v1/revocations/lift", a.liftRevocation)
 	admin("GET /v1/approvals", a.listApprovals)
 	admin("GET /v1/approvals/{id}", a.getApproval)
-	admin("POST /v1/approvals/{id}/approve", func(w http.ResponseWriter, r *http.Request) { a.decide(w, r, true) })
-	admin("POST /v1/approvals/{id}/deny", func(w http.ResponseWriter, r *http.Request) { a.decide(w, r, false) })
+	// Operators, or workloads a request names as approvers (checked by
+	// the approval service, which also refuses self-approval).
+	mux.HandleFunc("POST /v1/approvals/{id}/approve", func(w http.ResponseWriter, r *http.Request) { a.decide(w, r, true) })
+	mux.HandleFunc("POST /v1/approvals/{id}/deny", func(w http.ResponseWriter, r *http.Request) { a.decide(w, r, false) })
 
 	mux.Handle("GET /v1/audit/key", a.audit)
 	mux.Handle("/v1/audit/", a.c.Admin.Require(a.audit))

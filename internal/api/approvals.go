@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -22,7 +24,8 @@ type Approvals interface {
 func ApprovalToAPI(a store.Approval) apitypes.Approval {
 	return apitypes.Approval{ID: a.ID, Kind: a.Kind, SpiffeID: a.SpiffeID, Instance: a.Instance, Task: a.Task,
 		OnBehalfOf: a.OnBehalfOf, Target: a.Target, Reason: a.Reason, Policy: a.Policy, Rule: a.Rule, Approvers: a.Approvers,
-		State: a.State, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, DecidedAt: a.DecidedAt, DecidedBy: a.DecidedBy, Comment: a.Comment}
+		State: a.State, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, DecidedAt: a.DecidedAt, DecidedBy: a.DecidedBy, Comment: a.Comment,
+		Binding: a.Binding, UsedAt: a.UsedAt}
 }
 
 func (a *API) listApprovals(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +50,22 @@ func (a *API) getApproval(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, ApprovalToAPI(ap))
 }
 
+// approver authenticates who decides an approval: an operator (the admin
+// credential), or a workload by its X.509-SVID or JWT-SVID, which the
+// approval service accepts only when the request names it an approver.
+func (a *API) approver(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if actor, ok := a.c.Admin.ActorOf(r); ok {
+		return actor, true
+	}
+	c, err := a.c.Agents.Request(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
+		WriteError(w, errorf(http.StatusUnauthorized, apitypes.CodeUnauthorized, "%v", err))
+		return "", false
+	}
+	return c.ID.String(), true
+}
+
 func (a *API) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 	var req apitypes.DecideRequest
 	if r.ContentLength != 0 {
@@ -56,8 +75,16 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 		}
 	}
 	id := r.PathValue("id")
-	ap, err := a.c.Approvals.Decide(r.Context(), id, approve, Actor(r.Context()), req.Comment)
+	actor, ok := a.approver(w, r)
+	if !ok {
+		return
+	}
+	ap, err := a.c.Approvals.Decide(r.Context(), id, approve, actor, req.Comment)
 	switch {
+	case errors.Is(err, approval.ErrSelfApproval):
+		WriteError(w, errorf(http.StatusForbidden, apitypes.CodeForbidden, "%s asked for approval %s and cannot decide it; another approver must", actor, id))
+	case errors.Is(err, approval.ErrNotApprover):
+		WriteError(w, errorf(http.StatusForbidden, apitypes.CodeForbidden, "%s is not among the approvers of %s (%s)", actor, id, strings.Join(ap.Approvers, ", ")))
 	case errors.Is(err, store.ErrNotFound):
 		WriteError(w, notFound("no approval request %q (see writ approval list)", id))
 	case errors.Is(err, store.ErrPrecondition):

@@ -134,6 +134,11 @@ type Approval struct {
 	DecidedAt  time.Time `json:"decided_at,omitzero"`
 	DecidedBy  string    `json:"decided_by,omitempty"`
 	Comment    string    `json:"comment,omitempty"`
+	// Binding is the exact call the approval is for, when it is bound to
+	// one (an MCP call: "MCPServer/NAME tools/call TOOL sha256:..." of the
+	// canonical arguments); such an approval permits that call once.
+	Binding string    `json:"binding,omitempty"`
+	UsedAt  time.Time `json:"used_at,omitzero"`
 }
 
 // DecideRequest is the optional body of POST /v1/approvals/{id}/approve

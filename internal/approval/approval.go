@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,7 +49,25 @@ type Spec struct {
 	Rule       string
 	Approvers  []string
 	Timeout    time.Duration
+	// Binding, when set, binds the approval to one exact call (see
+	// store.Approval.Binding): once approved it is used by [Service.Use]
+	// exactly once, by a call with the same binding, before it expires.
+	Binding string
 }
+
+var (
+	// ErrSelfApproval is returned by [Service.Decide] when the actor is
+	// the identity that asked: the requesting workload, or the user on
+	// whose behalf it acts.
+	ErrSelfApproval = errors.New("the identity that asked for an approval cannot decide it")
+	// ErrNotApprover is returned by [Service.Decide] when a workload that
+	// the request does not name among its approvers tries to decide it.
+	ErrNotApprover = errors.New("not among the approvers of this request")
+	// ErrNotUsable is returned by [Service.Use] for an approval that does
+	// not permit the call: not approved, for another caller or another
+	// call, used already, or expired.
+	ErrNotUsable = errors.New("the approval does not permit this call")
+)
 
 // Service files, decides and expires approval requests. It is safe for
 // concurrent use.
@@ -107,7 +127,7 @@ func (s *Service) Request(ctx context.Context, sp Spec) (store.Approval, error) 
 	now := s.c.Now()
 	a := store.Approval{ID: "apr_" + rand.Text(), Kind: sp.Kind, SpiffeID: sp.SpiffeID, Instance: sp.Instance, Task: sp.Task,
 		OnBehalfOf: sp.OnBehalfOf, Target: sp.Target, Reason: sp.Reason, Policy: sp.Policy, Rule: sp.Rule,
-		Approvers: sp.Approvers, State: store.ApprovalPending, CreatedAt: now, ExpiresAt: now.Add(timeout)}
+		Approvers: sp.Approvers, State: store.ApprovalPending, CreatedAt: now, ExpiresAt: now.Add(timeout), Binding: sp.Binding}
 	a, err := s.c.Store.CreateApproval(ctx, a)
 	if err != nil {
 		return store.Approval{}, fmt.Errorf("request approval: %w", err)
@@ -137,13 +157,26 @@ func (s *Service) List(ctx context.Context, state string) ([]store.Approval, err
 	return s.c.Store.ListApprovals(ctx, state)
 }
 
-// Decide approves or denies a pending request on behalf of actor. A
-// request that is no longer pending (decided, expired) is an error
-// wrapping store.ErrPrecondition; an expired one cannot be approved late.
+// Decide approves or denies a pending request on behalf of actor: an
+// operator ("admin:ID") or a workload (its SPIFFE ID), which must then be
+// named among the request's approvers ([ErrNotApprover]). The identity
+// that asked — the requesting workload, or the user its task acts for
+// ("user:NAME", or the admin of that name) — cannot decide it
+// ([ErrSelfApproval]). A request that is no longer pending (decided,
+// expired) is an error wrapping store.ErrPrecondition; an expired one
+// cannot be approved late.
 func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, comment string) (store.Approval, error) {
 	state := store.ApprovalDenied
 	if approve {
 		state = store.ApprovalApproved
+	}
+	a, err := s.c.Store.GetApproval(ctx, id)
+	if err != nil {
+		return a, err
+	}
+	if err := mayDecide(a, actor); err != nil {
+		s.c.Log.WarnContext(ctx, "approval decision refused", "approval", id, "actor", actor, "error", err)
+		return a, fmt.Errorf("decide approval %s as %s: %w", id, actor, err)
 	}
 	s.mu.Lock()
 	exp, ok := s.pending[id]
@@ -153,6 +186,71 @@ func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, co
 		return s.c.Store.GetApproval(ctx, id)
 	}
 	return s.settle(ctx, id, state, actor, comment)
+}
+
+// mayDecide refuses a decision by the identity that asked, and by a
+// workload the request does not name as an approver.
+func mayDecide(a store.Approval, actor string) error {
+	switch {
+	case actor == "":
+		return ErrNotApprover
+	case actor == a.SpiffeID:
+		return ErrSelfApproval
+	case a.OnBehalfOf != "" && (actor == "user:"+a.OnBehalfOf || actor == "admin:"+a.OnBehalfOf):
+		return ErrSelfApproval
+	case strings.HasPrefix(actor, "spiffe://") && !slices.Contains(a.Approvers, actor):
+		return ErrNotApprover
+	}
+	return nil
+}
+
+// Use spends an approved request on the call it was granted for: binding
+// must be the request's, caller the SPIFFE ID that asked, and the request
+// approved, unused and not expired. It succeeds once; any other call,
+// caller or second use is refused with an error wrapping [ErrNotUsable]
+// that says why.
+func (s *Service) Use(ctx context.Context, id, binding, caller string) (store.Approval, error) {
+	a, err := s.c.Store.GetApproval(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return a, fmt.Errorf("%w: approval %s does not exist", ErrNotUsable, id)
+	}
+	if err != nil {
+		return a, err
+	}
+	now := s.c.Now()
+	switch {
+	case a.SpiffeID != caller:
+		return a, fmt.Errorf("%w: approval %s was asked for by another identity", ErrNotUsable, id)
+	case a.State != store.ApprovalApproved:
+		return a, fmt.Errorf("%w: approval %s is %s", ErrNotUsable, id, a.State)
+	case !a.UsedAt.IsZero():
+		return a, fmt.Errorf("%w: approval %s was used already, at %s; it permits one call", ErrNotUsable, id, a.UsedAt.Format(time.RFC3339))
+	case a.Binding == "" || a.Binding != binding:
+		return a, fmt.Errorf("%w: approval %s was granted for %s, not for %s", ErrNotUsable, id, orNone(a.Binding), binding)
+	case !now.Before(a.ExpiresAt):
+		return a, fmt.Errorf("%w: approval %s expired at %s", ErrNotUsable, id, a.ExpiresAt.Format(time.RFC3339))
+	}
+	a, err = s.c.Store.UseApproval(ctx, id, binding, now)
+	if errors.Is(err, store.ErrPrecondition) {
+		// Another call used it between the check and now.
+		return a, fmt.Errorf("%w: approval %s was used already; it permits one call", ErrNotUsable, id)
+	}
+	if err != nil {
+		return a, fmt.Errorf("use approval %s: %w", id, err)
+	}
+	ev := s.event(audit.ApprovalUsed, a)
+	ev.Details["binding"] = a.Binding
+	if err := s.c.Emitter.Emit(ctx, ev); err != nil {
+		return a, fmt.Errorf("audit use of approval %s: %w", id, err)
+	}
+	return a, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no particular call"
+	}
+	return s
 }
 
 func (s *Service) settle(ctx context.Context, id, state, actor, comment string) (store.Approval, error) {

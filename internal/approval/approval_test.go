@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,113 @@ func TestPendingSurvivesRestart(t *testing.T) {
 	w, err := s2.Wait(ctx, a.ID)
 	if err != nil || w.State != store.ApprovalExpired {
 		t.Errorf("after restart Wait = %+v, %v; want expired at the stored deadline", w, err)
+	}
+}
+
+// TestSelfApprovalRefused: the identity that asked — the workload, or the
+// user its task acts for — cannot decide its own request, and a workload
+// may decide only a request that names it an approver.
+func TestSelfApprovalRefused(t *testing.T) {
+	s, _, _ := newService(t)
+	ctx := context.Background()
+	sp := spec
+	sp.OnBehalfOf = "alice"
+	sp.Approvers = []string{"group:finance", "spiffe://writ.local/supervisor"}
+	for _, tc := range []struct {
+		actor string
+		want  error
+	}{
+		{"spiffe://writ.local/agent/a", approval.ErrSelfApproval},
+		{"user:alice", approval.ErrSelfApproval},
+		{"admin:alice", approval.ErrSelfApproval},
+		{"spiffe://writ.local/agent/other", approval.ErrNotApprover},
+		{"", approval.ErrNotApprover},
+	} {
+		a, err := s.Request(ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Decide(ctx, a.ID, true, tc.actor, ""); !errors.Is(err, tc.want) {
+			t.Errorf("decision by %q: %v, want %v", tc.actor, err, tc.want)
+		}
+		if got, _ := s.Get(ctx, a.ID); got.State != store.ApprovalPending {
+			t.Errorf("after the refused decision by %q the request is %s", tc.actor, got.State)
+		}
+	}
+	for _, actor := range []string{"spiffe://writ.local/supervisor", "admin:bob"} {
+		a, err := s.Request(ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Decide(ctx, a.ID, true, actor, ""); err != nil || got.State != store.ApprovalApproved || got.DecidedBy != actor {
+			t.Errorf("decision by %s: %+v, %v", actor, got, err)
+		}
+	}
+}
+
+// TestUseBoundApproval: an approval bound to a call permits that call
+// once, for the identity that asked, before it expires.
+func TestUseBoundApproval(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	rec := &audittest.Recorder{}
+	s, err := approval.New(context.Background(), approval.Config{Store: db, Emitter: rec, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const bind = "MCPServer/mail tools/call send sha256:aaaa"
+	sp := spec
+	sp.Kind, sp.Binding, sp.Timeout = "mcp", bind, time.Hour
+	a, err := s.Request(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Use(ctx, a.ID, bind, sp.SpiffeID); !errors.Is(err, approval.ErrNotUsable) {
+		t.Errorf("using a pending approval: %v", err)
+	}
+	if _, err := s.Decide(ctx, a.ID, true, "admin:bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, binding, caller, want string }{
+		{"other arguments", "MCPServer/mail tools/call send sha256:bbbb", sp.SpiffeID, "was granted for " + bind},
+		{"other tool", "MCPServer/mail tools/call delete sha256:aaaa", sp.SpiffeID, "was granted for"},
+		{"other caller", bind, "spiffe://writ.local/agent/b", "another identity"},
+		{"unknown approval", bind, sp.SpiffeID, "does not exist"},
+	} {
+		id := a.ID
+		if tc.name == "unknown approval" {
+			id = "apr_nope"
+		}
+		if _, err := s.Use(ctx, id, tc.binding, tc.caller); !errors.Is(err, approval.ErrNotUsable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrNotUsable saying %q", tc.name, err, tc.want)
+		}
+	}
+	got, err := s.Use(ctx, a.ID, bind, sp.SpiffeID)
+	if err != nil || got.UsedAt.IsZero() {
+		t.Fatalf("Use = %+v, %v", got, err)
+	}
+	if _, err := s.Use(ctx, a.ID, bind, sp.SpiffeID); !errors.Is(err, approval.ErrNotUsable) || !strings.Contains(err.Error(), "used already") {
+		t.Errorf("second use: %v", err)
+	}
+	if rec.Count(audit.ApprovalUsed) != 1 {
+		t.Errorf("approval.used events: %d, want 1", rec.Count(audit.ApprovalUsed))
+	}
+
+	// Expiry: approved but not used before the deadline.
+	b, err := s.Request(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Decide(ctx, b.ID, true, "admin:bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour)
+	if _, err := s.Use(ctx, b.ID, bind, sp.SpiffeID); !errors.Is(err, approval.ErrNotUsable) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("using an expired approval: %v", err)
 	}
 }

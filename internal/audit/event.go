@@ -55,7 +55,11 @@ const (
 	ApprovalGranted   Type = "approval.granted"
 	ApprovalDenied    Type = "approval.denied"
 	ApprovalExpired   Type = "approval.expired"
-	Revocation        Type = "revocation"
+	// ApprovalUsed is an approval bound to one call (an MCP call's
+	// server, tool and argument digest) spent by that call; it permits
+	// no other.
+	ApprovalUsed Type = "approval.used"
+	Revocation   Type = "revocation"
 	// RevocationLifted is a revocation taken back by an operator.
 	RevocationLifted   Type = "revocation.lifted"
 	MCPToolPinned      Type = "mcp.tool_pinned"

@@ -56,7 +56,15 @@ type Request struct {
 	// stateless).
 	RequestID string
 	Session   string
+	// Approval is the id of an approval the agent presents for this call
+	// (the _meta key "writ.dev/approval"), granted after an earlier
+	// attempt stopped waiting; it permits this exact call once.
+	Approval string
 }
+
+// ApprovalMeta is the _meta key of a tools/call, resources/read or
+// prompts/get by which an agent presents an approval granted for it.
+const ApprovalMeta = "writ.dev/approval"
 
 // Decision is the Authorizer's answer.
 type Decision struct {
@@ -68,6 +76,9 @@ type Decision struct {
 	Reason string
 	// Rule and Policy (name@version) name what decided.
 	Rule, Policy string
+	// Approval is the id of the approval the request waited for (or
+	// presented), when policy asked for one.
+	Approval string
 	// Finish, when set, is called once an allowed request was relayed,
 	// with how it ended (to record it).
 	Finish func(Result)

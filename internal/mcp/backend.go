@@ -245,11 +245,12 @@ func (g *Gateway) verdict(ctx context.Context, b *backend, tool string) (Verdict
 
 // upstreamMeta is the part of an agent's request _meta that goes upstream:
 // the protocol's own keys (revision, client info, ...) describe the
-// agent's session with the gateway, not the gateway's with the upstream.
+// agent's session with the gateway, not the gateway's with the upstream;
+// writ's own keys (an approval id) are for the gateway alone.
 func upstreamMeta(m sdk.Meta) sdk.Meta {
 	var out sdk.Meta
 	for k, v := range m {
-		if strings.HasPrefix(k, "io.modelcontextprotocol/") {
+		if strings.HasPrefix(k, "io.modelcontextprotocol/") || strings.HasPrefix(k, "writ.dev/") {
 			continue
 		}
 		if out == nil {

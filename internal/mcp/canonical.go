@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -35,7 +36,9 @@ func Canonical(raw []byte) ([]byte, error) {
 	if err := canonicalValue(dec, &buf, 0); err != nil {
 		return nil, fmt.Errorf("canonicalize JSON: %w", err)
 	}
-	if _, err := dec.Token(); err == nil {
+	// Anything after the value, even what is not JSON at all ("0A00"),
+	// is refused: only the end of the input may follow.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("canonicalize JSON: data after the value")
 	}
 	return buf.Bytes(), nil

@@ -163,7 +163,7 @@ func (a *Access) Authorize(ctx context.Context, caller Caller, r Request) (Decis
 	}
 	req := &access.Request{ID: newRequestID(), Start: now(), Target: a.target(r.Server, r.Labels, ""), Caller: id.caller,
 		Method: r.Method, Tool: mreq.Tool, Resource: mreq.Resource, Prompt: mreq.Prompt, Args: mreq.Args,
-		Task: id.task, Source: id.source, Details: details}
+		Task: id.task, Source: id.source, Details: details, ArgsDigest: details["args_digest"], Approval: r.Approval}
 	out, err := a.Enforcer.Enforce(ctx, req)
 	if err != nil {
 		// Enforce's outcome is Internal; record it like any refusal.
@@ -177,10 +177,10 @@ func (a *Access) Authorize(ctx context.Context, caller Caller, r Request) (Decis
 		} else if out.Class == access.RateLimited {
 			reason += fmt.Sprintf(" (rate limited; retry after %s)", out.RetryAfter)
 		}
-		return Decision{Reason: reason, Rule: out.Rule, Policy: out.Policy,
+		return Decision{Reason: reason, Rule: out.Rule, Policy: out.Policy, Approval: out.Approval,
 			Unavailable: out.Class == access.Unavailable || out.Class == access.NoCredential}, nil
 	}
-	return Decision{Allow: true, Rule: out.Rule, Policy: out.Policy, Finish: func(res Result) {
+	return Decision{Allow: true, Rule: out.Rule, Policy: out.Policy, Approval: out.Approval, Finish: func(res Result) {
 		status := 200
 		switch {
 		case res.Err != nil:

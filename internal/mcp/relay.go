@@ -89,7 +89,7 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 					args = json.RawMessage("{}")
 				}
 				finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: name, Arguments: args,
-					Labels: b.srv.ToolLabels(name), Session: session})
+					Labels: b.srv.ToolLabels(name), Session: session, Approval: approvalOf(p.Meta)})
 				if err != nil {
 					return nil, err
 				}
@@ -139,7 +139,7 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				if p.Arguments == nil {
 					args = json.RawMessage("{}")
 				}
-				finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.Name, Arguments: args, Labels: b.srv.Spec.Labels, Session: session})
+				finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.Name, Arguments: args, Labels: b.srv.Spec.Labels, Session: session, Approval: approvalOf(p.Meta)})
 				if err != nil {
 					return nil, err
 				}
@@ -199,7 +199,7 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 					if p == nil {
 						return nil, rpcError(jsonrpc.CodeInvalidParams, "resources/read needs params", nil)
 					}
-					finish, aerr := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.URI, Labels: b.srv.Spec.Labels, Session: session})
+					finish, aerr := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.URI, Labels: b.srv.Spec.Labels, Session: session, Approval: approvalOf(p.Meta)})
 					if aerr != nil {
 						return nil, aerr
 					}
@@ -251,7 +251,7 @@ func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func
 		if reason == "" {
 			reason = "not allowed by policy"
 		}
-		return nil, rpcError(CodeDenied, "denied: "+reason, map[string]string{"reason": reason, "rule": d.Rule, "policy": d.Policy})
+		return nil, rpcError(CodeDenied, "denied: "+reason, map[string]string{"reason": reason, "rule": d.Rule, "policy": d.Policy, "approval": d.Approval})
 	}
 	return func(res sdk.Result, err error, redactions []string) {
 		if d.Finish == nil {
@@ -291,6 +291,13 @@ func upstreamError(err error) error {
 		return je
 	}
 	return rpcError(CodeUnavailable, "the MCP server did not answer: "+err.Error(), nil)
+}
+
+// approvalOf is the approval id an agent presents in a request's _meta;
+// anything but a string is ignored (the call then asks afresh).
+func approvalOf(m sdk.Meta) string {
+	s, _ := m[ApprovalMeta].(string)
+	return s
 }
 
 func quote(s string) string {

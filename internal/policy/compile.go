@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/ratelimit"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/strictyaml"
@@ -520,9 +521,15 @@ func (c *compiler) obligations(r *crule, rs *RuleSpec, at func(...any) []any) {
 		if required {
 			ob := &ApprovalObligation{Policy: r.p.ref, Rule: r.name, Timeout: Duration(DefaultApprovalTimeout)}
 			for k, who := range spec.Approvers {
+				if id, err := spiffeid.FromString(who); err == nil && id.String() == who {
+					// A workload may approve (a supervising agent); the
+					// one that asked never may (internal/approval).
+					ob.Approvers = append(ob.Approvers, who)
+					continue
+				}
 				sp, err := parseSubject(who)
 				if err != nil || !sp.isUser() || sp.name == "*" {
-					c.errorf(at("approval", "approvers", k), "%q: an approver is user:NAME or group:NAME", who)
+					c.errorf(at("approval", "approvers", k), "%q: an approver is user:NAME, group:NAME or an exact SPIFFE ID", who)
 					continue
 				}
 				ob.Approvers = append(ob.Approvers, who)

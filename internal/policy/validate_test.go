@@ -85,7 +85,7 @@ func TestValidationErrors(t *testing.T) {
 		{"escalate without approval", "  subjects: [user:a]\n  rules:\n    - {name: r, effect: escalate, targets: [{task: {}}], approval: {required: false}}\n",
 			"spec.rules[0].approval.required: an escalate rule always requires approval"},
 		{"bad approver", "  subjects: [user:a]\n  rules:\n    - {name: r, effect: allow, targets: [{task: {}}], approval: {approvers: [bob]}}\n",
-			`spec.rules[0].approval.approvers[0]: "bob": an approver is user:NAME or group:NAME`},
+			`spec.rules[0].approval.approvers[0]: "bob": an approver is user:NAME, group:NAME or an exact SPIFFE ID`},
 		{"bad timeout", "  subjects: [user:a]\n  rules:\n    - {name: r, effect: allow, targets: [{task: {}}], approval: {timeout: soon}}\n",
 			`spec.rules[0].approval.timeout: "soon" is not a duration`},
 		{"bad max_ttl", "  subjects: [user:a]\n  rules:\n    - {name: r, effect: allow, targets: [{task: {}}], max_ttl: -5m}\n", "spec.rules[0].max_ttl: must be positive"},

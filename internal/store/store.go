@@ -174,6 +174,7 @@ type Store interface {
 	Tasks
 	Revocations
 	Approvals
+	TaskFlows
 	Pins
 	Inventory
 	Close() error

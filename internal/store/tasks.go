@@ -46,6 +46,25 @@ type Task struct {
 	ClosedAt     time.Time
 }
 
+// FlowLabel is a flow label a task touched, with the access that touched
+// it first ("MCPServer/files tools/call read_text_file").
+type FlowLabel struct {
+	Label string
+	Via   string
+	At    time.Time
+}
+
+// TaskFlows stores the flow labels each task has touched, so that flow
+// rules hold across a restart.
+type TaskFlows interface {
+	// TouchTask records that task touched labels through via at at. A
+	// label already recorded keeps its first via and time.
+	TouchTask(ctx context.Context, task string, labels []string, via string, at time.Time) error
+	// TaskFlows returns the labels task touched, in the order first
+	// touched.
+	TaskFlows(ctx context.Context, task string) ([]FlowLabel, error)
+}
+
 // TaskFilter narrows ListTasks; empty fields match everything.
 type TaskFilter struct {
 	SpiffeID string
@@ -141,6 +160,13 @@ type Approval struct {
 	DecidedAt  time.Time
 	DecidedBy  string
 	Comment    string
+	// Binding is the exact call an approval is for, when it is bound to
+	// one (an MCP call: "MCPServer/NAME tools/call TOOL sha256:DIGEST of
+	// the canonical arguments"). An approved request with a binding is
+	// used once, by a call with the same binding, before ExpiresAt.
+	Binding string
+	// UsedAt is when an approved request was used by its call.
+	UsedAt time.Time
 }
 
 // Approvals stores approval requests, keyed by ID.
@@ -155,4 +181,8 @@ type Approvals interface {
 	// or expired). It returns ErrPrecondition (with the current request)
 	// when the request is no longer pending.
 	DecideApproval(ctx context.Context, id, state, by, comment string, at time.Time) (Approval, error)
+	// UseApproval marks an approved request as used at at, once: it
+	// returns ErrPrecondition (with the current request) when the request
+	// is not approved, was used already, or its binding is not binding.
+	UseApproval(ctx context.Context, id, binding string, at time.Time) (Approval, error)
 }

@@ -265,7 +265,7 @@ func (d *DB) PruneRevocations(ctx context.Context, now time.Time) (int, error) {
 }
 
 const approvalColumns = `id, kind, spiffe_id, instance, task, on_behalf_of, target, reason, policy, rule, approvers,
-	state, created_at, expires_at, decided_at, decided_by, comment`
+	state, created_at, expires_at, decided_at, decided_by, comment, binding, used_at`
 
 // CreateApproval implements store.Approvals.
 func (d *DB) CreateApproval(ctx context.Context, a store.Approval) (store.Approval, error) {
@@ -277,9 +277,9 @@ func (d *DB) CreateApproval(ctx context.Context, a store.Approval) (store.Approv
 	if err != nil {
 		return store.Approval{}, fmt.Errorf("create approval %q: %w", a.ID, err)
 	}
-	_, err = d.db.ExecContext(ctx, `INSERT INTO approvals (`+approvalColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err = d.db.ExecContext(ctx, `INSERT INTO approvals (`+approvalColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		a.ID, a.Kind, a.SpiffeID, a.Instance, a.Task, a.OnBehalfOf, a.Target, a.Reason, a.Policy, a.Rule, string(apr),
-		a.State, unixNano(a.CreatedAt), unixNano(a.ExpiresAt), unixNano(a.DecidedAt), a.DecidedBy, a.Comment)
+		a.State, unixNano(a.CreatedAt), unixNano(a.ExpiresAt), unixNano(a.DecidedAt), a.DecidedBy, a.Comment, a.Binding, unixNano(a.UsedAt))
 	if isUnique(err) {
 		return store.Approval{}, fmt.Errorf("create approval %q: %w", a.ID, store.ErrExists)
 	}
@@ -341,14 +341,36 @@ func (d *DB) DecideApproval(ctx context.Context, id, state, by, comment string, 
 	return a, nil
 }
 
+// UseApproval implements store.Approvals.
+func (d *DB) UseApproval(ctx context.Context, id, binding string, at time.Time) (store.Approval, error) {
+	res, err := d.db.ExecContext(ctx, `UPDATE approvals SET used_at = ?
+		WHERE id = ? AND state = 'approved' AND used_at = 0 AND binding = ?`, unixNano(at), id, binding)
+	if err != nil {
+		return store.Approval{}, fmt.Errorf("use approval %q: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return store.Approval{}, fmt.Errorf("use approval %q: %w", id, err)
+	}
+	a, err := d.GetApproval(ctx, id)
+	if err != nil {
+		return store.Approval{}, err
+	}
+	if n == 0 {
+		return a, fmt.Errorf("use approval %q: %w", id, store.ErrPrecondition)
+	}
+	return a, nil
+}
+
 func scanApproval(s scanner) (store.Approval, error) {
 	var (
 		a                       store.Approval
 		apr                     string
 		created, exp, decidedAt int64
+		usedAt                  int64
 	)
 	err := s.Scan(&a.ID, &a.Kind, &a.SpiffeID, &a.Instance, &a.Task, &a.OnBehalfOf, &a.Target, &a.Reason, &a.Policy, &a.Rule,
-		&apr, &a.State, &created, &exp, &decidedAt, &a.DecidedBy, &a.Comment)
+		&apr, &a.State, &created, &exp, &decidedAt, &a.DecidedBy, &a.Comment, &a.Binding, &usedAt)
 	if err != nil {
 		return store.Approval{}, notFound(err)
 	}
@@ -358,6 +380,53 @@ func scanApproval(s scanner) (store.Approval, error) {
 	if len(a.Approvers) == 0 {
 		a.Approvers = nil
 	}
-	a.CreatedAt, a.ExpiresAt, a.DecidedAt = fromNano(created), fromNano(exp), fromNano(decidedAt)
+	a.CreatedAt, a.ExpiresAt, a.DecidedAt, a.UsedAt = fromNano(created), fromNano(exp), fromNano(decidedAt), fromNano(usedAt)
 	return a, nil
+}
+
+// TouchTask implements store.TaskFlows.
+func (d *DB) TouchTask(ctx context.Context, task string, labels []string, via string, at time.Time) error {
+	if len(labels) == 0 {
+		return nil
+	}
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record flow labels of task %q: %w", task, err)
+	}
+	defer tx.Rollback()
+	for _, l := range labels {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO task_flows (task, label, via, at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (task, label) DO NOTHING`, task, l, via, unixNano(at)); err != nil {
+			return fmt.Errorf("record flow labels of task %q: %w", task, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record flow labels of task %q: %w", task, err)
+	}
+	return nil
+}
+
+// TaskFlows implements store.TaskFlows.
+func (d *DB) TaskFlows(ctx context.Context, task string) ([]store.FlowLabel, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT label, via, at FROM task_flows WHERE task = ? ORDER BY at, label`, task)
+	if err != nil {
+		return nil, fmt.Errorf("read flow labels of task %q: %w", task, err)
+	}
+	defer rows.Close()
+	var out []store.FlowLabel
+	for rows.Next() {
+		var (
+			f  store.FlowLabel
+			at int64
+		)
+		if err := rows.Scan(&f.Label, &f.Via, &at); err != nil {
+			return nil, fmt.Errorf("read flow labels of task %q: %w", task, err)
+		}
+		f.At = fromNano(at)
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read flow labels of task %q: %w", task, err)
+	}
+	return out, nil
 }

@@ -17,6 +17,8 @@ func RunTasks(t *testing.T, open Opener) {
 	t.Run("TaskBinding", func(t *testing.T) { testTaskBinding(t, open(t)) })
 	t.Run("Revocations", func(t *testing.T) { testRevocations(t, open(t)) })
 	t.Run("Approvals", func(t *testing.T) { testApprovals(t, open(t)) })
+	t.Run("ApprovalUse", func(t *testing.T) { testApprovalUse(t, open(t)) })
+	t.Run("TaskFlows", func(t *testing.T) { testTaskFlows(t, open(t)) })
 }
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -243,5 +245,62 @@ func testTaskBinding(t *testing.T, s store.Store) {
 	}
 	if got, err := s.GetTask(ctx, "task_bound"); err != nil || !got.BindInstance || got.Instance != "inst_1" {
 		t.Errorf("GetTask(bound) = %+v, %v; want BindInstance to inst_1", got, err)
+	}
+}
+
+// testApprovalUse: an approved request bound to a call is used once, and
+// only by that call.
+func testApprovalUse(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	bind := "MCPServer/mail tools/call send sha256:aa"
+	a := store.Approval{ID: "apr_u", Kind: "mcp", SpiffeID: "spiffe://writ.local/agent/a", Target: "MCPServer/mail tools/call send",
+		Binding: bind, State: store.ApprovalPending, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if _, err := s.CreateApproval(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetApproval(ctx, "apr_u"); err != nil || got.Binding != bind || !got.UsedAt.IsZero() {
+		t.Fatalf("GetApproval = %+v, %v", got, err)
+	}
+	if _, err := s.UseApproval(ctx, "apr_u", bind, t0); !errors.Is(err, store.ErrPrecondition) {
+		t.Errorf("using a pending approval: %v, want ErrPrecondition", err)
+	}
+	if _, err := s.DecideApproval(ctx, "apr_u", store.ApprovalApproved, "admin:admin", "", t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.UseApproval(ctx, "apr_u", "MCPServer/mail tools/call send sha256:bb", t0); !errors.Is(err, store.ErrPrecondition) || !got.UsedAt.IsZero() {
+		t.Errorf("using it for another call: %+v, %v; want ErrPrecondition, unused", got, err)
+	}
+	got, err := s.UseApproval(ctx, "apr_u", bind, t0.Add(time.Second))
+	if err != nil || !got.UsedAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("UseApproval = %+v, %v", got, err)
+	}
+	if got, err := s.UseApproval(ctx, "apr_u", bind, t0.Add(2*time.Second)); !errors.Is(err, store.ErrPrecondition) || !got.UsedAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("using it twice: %+v, %v; want ErrPrecondition and the first use kept", got, err)
+	}
+	if _, err := s.UseApproval(ctx, "nope", bind, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UseApproval(missing): %v, want ErrNotFound", err)
+	}
+}
+
+// testTaskFlows: the labels a task touched are kept with the access that
+// touched each first.
+func testTaskFlows(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if fs, err := s.TaskFlows(ctx, "task_f"); err != nil || len(fs) != 0 {
+		t.Fatalf("TaskFlows(new) = %v, %v", fs, err)
+	}
+	if err := s.TouchTask(ctx, "task_f", []string{"private_data"}, "MCPServer/fs tools/call read", t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchTask(ctx, "task_f", []string{"private_data", "untrusted_content"}, "Service/web GET /", t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchTask(ctx, "task_g", []string{"public_sink"}, "x", t0); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := s.TaskFlows(ctx, "task_f")
+	if err != nil || len(fs) != 2 || fs[0].Label != "private_data" || fs[0].Via != "MCPServer/fs tools/call read" || !fs[0].At.Equal(t0) ||
+		fs[1].Label != "untrusted_content" || fs[1].Via != "Service/web GET /" {
+		t.Errorf("TaskFlows = %+v, %v", fs, err)
 	}
 }
