@@ -76,6 +76,13 @@ const (
 	// MCPToolApproved is a quarantined tool a human approved (writ mcp
 	// approve); its current descriptor is trusted from then on.
 	MCPToolApproved Type = "mcp.tool_approved"
+	// MCPInitialized is an agent's MCP session opened at the gateway
+	// (initialize), and MCPListed one tools/list, resources/list,
+	// resources/templates/list or prompts/list: with the caller, the
+	// server, the protocol revision and the digest of the pinned tools
+	// the agent was shown.
+	MCPInitialized Type = "mcp.initialized"
+	MCPListed      Type = "mcp.listed"
 )
 
 // Runtime discovery events (internal/discover), raised when a scan finds

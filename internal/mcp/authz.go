@@ -17,6 +17,9 @@ type Caller struct {
 	// Identity is the identity as the Identifier knows it; the gateway
 	// only hands it back to the [Authorizer].
 	Identity any
+	// SpiffeID, Instance and Task name the caller in the audit events
+	// the gateway records itself (initialize and the lists).
+	SpiffeID, Instance, Task string
 }
 
 // Identifier works out who makes an HTTP request to the endpoint of
@@ -40,9 +43,9 @@ var (
 type Request struct {
 	// Server is the MCPServer's name.
 	Server string
-	// Method is tools/call, resources/read or prompts/get; tools/list and
-	// prompts/list ask whether the caller may see the named tool or prompt
-	// at all (no arguments).
+	// Method is tools/call, resources/read or prompts/get; tools/list,
+	// prompts/list and resources/list ask whether the caller may see the
+	// named tool, prompt or resource URI at all (no arguments).
 	Method string
 	// Name is the upstream's name of the tool or prompt, or the URI of
 	// the resource.

@@ -105,7 +105,11 @@ func (a *Access) Identify(r *http.Request, server string) (Caller, error) {
 		}
 		return Caller{}, err
 	}
-	return Caller{Key: c.SpiffeID + " " + c.Instance,
+	task := c.Task
+	if task == "" {
+		task = r.Header.Get("Writ-Task")
+	}
+	return Caller{Key: c.SpiffeID + " " + c.Instance, SpiffeID: c.SpiffeID, Instance: c.Instance, Task: task,
 		Identity: identity{caller: c, task: r.Header.Get("Writ-Task"), source: r.RemoteAddr}}, nil
 }
 
@@ -123,14 +127,14 @@ func (a *Access) Authorize(ctx context.Context, caller Caller, r Request) (Decis
 	switch r.Method {
 	case "tools/call", "tools/list":
 		mreq.Tool = r.Name
-	case "resources/read":
+	case "resources/read", "resources/list":
 		mreq.Resource = r.Name
 	case "prompts/get", "prompts/list":
 		mreq.Prompt = r.Name
 	default:
 		return Decision{Reason: "method " + r.Method + " is not decided by the gateway"}, nil
 	}
-	if r.Method == "tools/list" || r.Method == "prompts/list" {
+	if r.Method == "tools/list" || r.Method == "prompts/list" || r.Method == "resources/list" {
 		return a.visible(ctx, id, r, mreq), nil
 	}
 	var args map[string]any

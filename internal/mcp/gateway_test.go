@@ -82,7 +82,7 @@ var testPolicy = AuthorizerFunc(func(_ context.Context, c Caller, r Request) (De
 			return Decision{Reason: "path outside /allowed", Rule: "read-allowed", Policy: "files@1"}, nil
 		}
 		return Decision{Allow: true, Rule: "read-allowed", Policy: "files@1"}, nil
-	case r.Method == "resources/read":
+	case r.Method == "resources/read" || r.Method == "resources/list":
 		return Decision{Allow: strings.HasPrefix(r.Name, "file:///allowed/"), Reason: "resource outside file:///allowed/"}, nil
 	case r.Method == "prompts/get":
 		return Decision{Allow: true}, nil

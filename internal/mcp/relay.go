@@ -40,7 +40,26 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 			if s := req.GetSession(); s != nil {
 				session = s.ID()
 			}
+			server := ""
+			if b, ok := g.single(resolve); ok {
+				server = b.srv.Name
+			}
 			switch method {
+			case "initialize":
+				res, err := next(ctx, method, req)
+				if err != nil {
+					return res, err
+				}
+				rev := ""
+				if ir, ok := res.(*sdk.InitializeResult); ok {
+					rev = ir.ProtocolVersion
+				}
+				pins := g.pinsOf(server)
+				if err := g.record(ctx, caller, req, rev, listing{method: method, server: server, pins: pins, shown: len(pins)}); err != nil {
+					return nil, err
+				}
+				return res, nil
+
 			case "tools/list":
 				res, err := next(ctx, method, req)
 				if err != nil {
@@ -52,19 +71,25 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				}
 				out := *lr
 				out.Tools = []*sdk.Tool{}
+				pins := map[string]string{}
 				for _, t := range lr.Tools {
 					b, name, ok := resolve(t.Name)
 					if !ok {
 						continue
 					}
-					if v, ok := g.verdict(ctx, b, name); !ok || !v.Usable {
+					v, ok := g.verdict(ctx, b, name)
+					if !ok || !v.Usable {
 						continue
 					}
 					d, err := g.cfg.Authorizer.Authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: name,
 						Labels: b.srv.ToolLabels(name), Session: session})
 					if err == nil && d.Allow {
 						out.Tools = append(out.Tools, t)
+						pins[t.Name] = v.Digest
 					}
+				}
+				if err := g.record(ctx, caller, req, "", listing{method: method, server: server, pins: pins, shown: len(out.Tools)}); err != nil {
+					return nil, err
 				}
 				return &out, nil
 
@@ -101,126 +126,29 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				finish(res, err, red)
 				return res, err
 
-			case "prompts/list":
-				b, ok := g.single(resolve)
-				if !ok {
-					return &sdk.ListPromptsResult{Prompts: []*sdk.Prompt{}}, nil
-				}
-				cs, err := b.up.session(ctx)
+			case "prompts/list", "resources/list", "resources/templates/list":
+				res, shown, err := g.list(ctx, caller, session, method, resolve)
 				if err != nil {
-					return nil, rpcError(CodeUnavailable, err.Error(), nil)
+					return nil, err
 				}
-				p, _ := req.GetParams().(*sdk.ListPromptsParams)
-				q := &sdk.ListPromptsParams{}
-				if p != nil {
-					q.Cursor = p.Cursor
+				if err := g.record(ctx, caller, req, "", listing{method: method, server: server, pins: g.pinsOf(server), shown: shown}); err != nil {
+					return nil, err
 				}
-				res, err := cs.ListPrompts(ctx, q)
-				if err != nil {
-					return nil, upstreamError(err)
-				}
-				out := *res
-				out.Prompts = []*sdk.Prompt{}
-				for _, pr := range res.Prompts {
-					d, err := g.cfg.Authorizer.Authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: pr.Name, Labels: b.srv.Spec.Labels, Session: session})
-					if err == nil && d.Allow {
-						out.Prompts = append(out.Prompts, pr)
-					}
-				}
-				return &out, nil
+				return res, nil
 
 			case "prompts/get":
 				p, _ := req.GetParams().(*sdk.GetPromptParams)
-				b, ok := g.single(resolve)
-				if p == nil || !ok {
-					return nil, rpcError(jsonrpc.CodeInvalidParams, "prompts are served at /mcp/SERVER", nil)
+				if p == nil {
+					return nil, rpcError(jsonrpc.CodeInvalidParams, "prompts/get needs params", nil)
 				}
-				args, _ := json.Marshal(p.Arguments)
-				if p.Arguments == nil {
-					args = json.RawMessage("{}")
-				}
-				finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.Name, Arguments: args, Labels: b.srv.Spec.Labels, Session: session, Approval: approvalOf(p.Meta)})
-				if err != nil {
-					return nil, err
-				}
-				cs, err := b.up.session(ctx)
-				if err != nil {
-					err = rpcError(CodeUnavailable, err.Error(), nil)
-					finish(nil, err, nil)
-					return nil, err
-				}
-				gp, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Meta: upstreamMeta(p.Meta), Name: p.Name, Arguments: p.Arguments})
-				if err != nil {
-					err = upstreamError(err)
-					finish(nil, err, nil)
-					return nil, err
-				}
-				res, red := g.redact(ctx, b, gp)
-				if res == nil {
-					finish(nil, withheld, red)
-					return nil, withheld
-				}
-				finish(res, nil, red)
-				return res, nil
+				return g.getPrompt(ctx, caller, session, p, resolve)
 
-			case "resources/list", "resources/templates/list", "resources/read":
-				b, ok := g.single(resolve)
-				if !ok {
-					if method == "resources/read" {
-						return nil, rpcError(jsonrpc.CodeInvalidParams, "resources are served at /mcp/SERVER", nil)
-					}
-					if method == "resources/list" {
-						return &sdk.ListResourcesResult{Resources: []*sdk.Resource{}}, nil
-					}
-					return &sdk.ListResourceTemplatesResult{ResourceTemplates: []*sdk.ResourceTemplate{}}, nil
+			case "resources/read":
+				p, _ := req.GetParams().(*sdk.ReadResourceParams)
+				if p == nil {
+					return nil, rpcError(jsonrpc.CodeInvalidParams, "resources/read needs params", nil)
 				}
-				cs, err := b.up.session(ctx)
-				if err != nil {
-					return nil, rpcError(CodeUnavailable, err.Error(), nil)
-				}
-				var res sdk.Result
-				switch method {
-				case "resources/list":
-					p, _ := req.GetParams().(*sdk.ListResourcesParams)
-					q := &sdk.ListResourcesParams{}
-					if p != nil {
-						q.Cursor = p.Cursor
-					}
-					res, err = cs.ListResources(ctx, q)
-				case "resources/templates/list":
-					p, _ := req.GetParams().(*sdk.ListResourceTemplatesParams)
-					q := &sdk.ListResourceTemplatesParams{}
-					if p != nil {
-						q.Cursor = p.Cursor
-					}
-					res, err = cs.ListResourceTemplates(ctx, q)
-				default:
-					p, _ := req.GetParams().(*sdk.ReadResourceParams)
-					if p == nil {
-						return nil, rpcError(jsonrpc.CodeInvalidParams, "resources/read needs params", nil)
-					}
-					finish, aerr := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: method, Name: p.URI, Labels: b.srv.Spec.Labels, Session: session, Approval: approvalOf(p.Meta)})
-					if aerr != nil {
-						return nil, aerr
-					}
-					var rr *sdk.ReadResourceResult
-					rr, err = cs.ReadResource(ctx, &sdk.ReadResourceParams{Meta: upstreamMeta(p.Meta), URI: p.URI})
-					if err != nil {
-						err = upstreamError(err)
-						finish(nil, err, nil)
-						return nil, err
-					}
-					var red []string
-					if res, red = g.redact(ctx, b, rr); res == nil {
-						finish(nil, withheld, red)
-						return nil, withheld
-					}
-					finish(res, nil, red)
-				}
-				if err != nil {
-					return nil, upstreamError(err)
-				}
-				return res, nil
+				return g.readResource(ctx, caller, session, p, resolve)
 			}
 			return next(ctx, method, req)
 		}
