@@ -169,10 +169,19 @@ type nodeClient struct {
 }
 
 func (s *server) join(b testing.TB, name string) *nodeClient {
+	n, err := s.tryJoin(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// tryJoin joins a node (safe outside the benchmark's goroutine).
+func (s *server) tryJoin(name string) (*nodeClient, error) {
 	ctx := context.Background()
 	secret, _, err := s.nodes.CreateJoinToken(ctx, time.Hour, "", "bench")
 	if err != nil {
-		b.Fatal(err)
+		return nil, err
 	}
 	roots := x509.NewCertPool()
 	for _, c := range s.ca.X509Bundle().X509Authorities() {
@@ -184,33 +193,42 @@ func (s *server) join(b testing.TB, name string) *nodeClient {
 	tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: roots, InsecureSkipVerify: true}}
 	n.hc = &http.Client{Transport: tr}
 	var ch nodeapi.Challenge
-	n.post(b, nodeapi.PathChallenge, struct{}{}, &ch)
+	if err := n.tryPost(nodeapi.PathChallenge, struct{}{}, &ch); err != nil {
+		return nil, err
+	}
 	payload, _ := nodeattest.JoinTokenProver{Token: secret}.Prove(ctx, nodeattest.Challenge{})
 	var ans nodeapi.SVIDAnswer
-	n.post(b, nodeapi.PathAttest, nodeapi.AttestRequest{Nonce: ch.Nonce, PublicKey: pub, Attestor: "join_token", Payload: payload, Name: name}, &ans)
+	if err := n.tryPost(nodeapi.PathAttest, nodeapi.AttestRequest{Nonce: ch.Nonce, PublicKey: pub, Attestor: "join_token", Payload: payload, Name: name}, &ans); err != nil {
+		return nil, err
+	}
 	cert := tls.Certificate{PrivateKey: key, Certificate: ans.Chain}
 	tr2 := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}}
 	n.hc = &http.Client{Transport: tr2}
 	tr.CloseIdleConnections()
-	return n
+	return n, nil
 }
 
 func (n *nodeClient) post(b testing.TB, path string, in, out any) {
+	if err := n.tryPost(path, in, out); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func (n *nodeClient) tryPost(path string, in, out any) error {
 	body, _ := json.Marshal(in)
 	resp, err := n.hc.Post(n.base+path, "application/json", bytes.NewReader(body))
 	if err != nil {
-		b.Fatal(err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(resp.Body)
-		b.Fatalf("%s: %s %s", path, resp.Status, msg)
+		return fmt.Errorf("%s: %s %s", path, resp.Status, msg)
 	}
 	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			b.Fatal(err)
-		}
+		return json.NewDecoder(resp.Body).Decode(out)
 	}
+	return nil
 }
 
 // follow reads the node's stream and reports every change key with the
@@ -260,16 +278,26 @@ func BenchmarkFanout(b *testing.B) {
 	var wg sync.WaitGroup
 	joined := make([]*nodeClient, nodes)
 	var jwg sync.WaitGroup
+	errs := make(chan error, nodes)
 	for w := range 16 {
 		jwg.Add(1)
 		go func() {
 			defer jwg.Done()
 			for i := w; i < nodes; i += 16 {
-				joined[i] = s.join(b, fmt.Sprintf("n%d", i))
+				n, err := s.tryJoin(fmt.Sprintf("n%d", i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				joined[i] = n
 			}
 		}()
 	}
 	jwg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
 	for _, n := range joined {
 		wg.Add(1)
 		go func() {
