@@ -268,6 +268,9 @@ type Outcome struct {
 	Rule   string
 	// Obligations are what policy asks of the enforcement point.
 	Obligations policy.Obligations
+	// Observed is what policies in observe mode would have decided, when
+	// it differs; it is recorded, never enforced.
+	Observed *policy.Observation
 	// RetryAfter is set for RateLimited.
 	RetryAfter time.Duration
 	// Approval is the id of the approval the access waited for.

@@ -28,6 +28,7 @@ func (e *Enforcer) Enforce(ctx context.Context, req *Request) (Outcome, error) {
 	if err != nil {
 		o := Refused(err)
 		o.Policy, o.Rule, o.Approval, o.Task, o.Reasons = out.Policy, out.Rule, out.Approval, out.Task, out.Reasons
+		o.Observed = out.Observed
 		var rf *Refusal
 		if errors.As(err, &rf) {
 			err = nil
@@ -99,6 +100,7 @@ func (e *Enforcer) decide(ctx context.Context, req *Request, out *Outcome) error
 	}
 	dec := e.c.Policy.Decide(ctx, q)
 	out.Policy, out.Rule, out.Reasons, out.Obligations = dec.Policy, dec.Rule, dec.Reasons, dec.Obligations
+	out.Observed = dec.Observed
 	switch dec.Effect {
 	case policy.Allow:
 	case policy.ApprovalRequired:

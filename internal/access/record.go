@@ -282,6 +282,17 @@ func (e *Enforcer) event(typ audit.Type, req *Request, out *Outcome, res *Result
 	if out.Approval != "" {
 		ev.Details["approval"] = out.Approval
 	}
+	if o := out.Observed; o != nil {
+		// Observe mode (#16): what the observed policies would have done.
+		ev.Details["observe"] = string(o.Effect)
+		ev.Details["observe_policy"] = o.Observing
+		if o.Rule != "" {
+			ev.Details["observe_rule"] = o.Policy + "/" + o.Rule
+		}
+		if len(o.Reasons) > 0 {
+			ev.Details["observe_reason"] = o.Reasons[0]
+		}
+	}
 	// What the decision saw beyond the call itself, so that `writ policy
 	// replay` can decide it again (#16): labels are names, not secrets.
 	if q := &req.question; q.Subject.SpiffeID != "" {

@@ -71,6 +71,14 @@ type Snapshot struct {
 	warnings []Warning
 	rules    int
 	pool     sync.Pool // *scratch
+
+	// observed is the set deciding as if the observed policies were in
+	// force (nil without any); observing lists those policies by name and
+	// replacedBy maps an enforcing policy's name to the observed policy
+	// replacing it.
+	observed   *Snapshot
+	observing  []*cpolicy
+	replacedBy map[string]*cpolicy
 }
 
 // cpolicy is a compiled AccessPolicy.
@@ -85,6 +93,8 @@ type cpolicy struct {
 	labels   []string // declared user labels
 	rules    []*crule
 	idx      targetIndex
+	observe  bool     // mode: observe
+	replaces []string // observe only: the enforcing policies it stands in for
 }
 
 // crule is a compiled rule.
@@ -138,14 +148,23 @@ type PolicyInfo struct {
 	Version int64  `json:"version,omitempty"`
 	Rules   int    `json:"rules"`
 	File    string `json:"file,omitempty"`
+	// Mode is "observe" for a policy in observe mode, empty otherwise.
+	Mode     string   `json:"mode,omitempty"`
+	Replaces []string `json:"replaces,omitempty"`
 }
 
-// Policies lists the compiled policies by name.
+// Policies lists the compiled policies by name, the observed ones
+// included.
 func (s *Snapshot) Policies() []PolicyInfo {
-	out := make([]PolicyInfo, len(s.policies))
-	for i, p := range s.policies {
-		out[i] = PolicyInfo{Name: p.name, Version: p.version, Rules: len(p.rules), File: p.file}
+	out := make([]PolicyInfo, 0, len(s.policies)+len(s.observing))
+	for _, p := range append(slices.Clip(s.policies), s.observing...) {
+		info := PolicyInfo{Name: p.name, Version: p.version, Rules: len(p.rules), File: p.file}
+		if p.observe {
+			info.Mode, info.Replaces = ModeObserve, slices.Clone(p.replaces)
+		}
+		out = append(out, info)
 	}
+	slices.SortFunc(out, func(a, b PolicyInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -178,7 +197,11 @@ func Compile(docs []resource.Document, versions map[string]int64) (*Snapshot, er
 // field, a stored spec's name@version and the field.
 func CompileAll(srcs []Input) (*Snapshot, error) {
 	s := &Snapshot{}
-	var errs []error
+	var (
+		errs      []error
+		enforcing []Input
+		observed  []*cpolicy
+	)
 	seen := map[string]Input{}
 	for _, src := range srcs {
 		name := src.Name()
@@ -193,11 +216,28 @@ func CompileAll(srcs []Input) (*Snapshot, error) {
 			continue
 		}
 		s.warnings = append(s.warnings, warns...)
+		if p.observe {
+			observed = append(observed, p)
+			continue
+		}
+		enforcing = append(enforcing, src)
 		s.policies = append(s.policies, p)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	s.index()
+	if len(observed) > 0 {
+		if err := s.observedSet(enforcing, observed); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// index orders s's policies by name and their rules, and builds the
+// indexes.
+func (s *Snapshot) index() {
 	slices.SortFunc(s.policies, func(a, b *cpolicy) int { return strings.Compare(a.name, b.name) })
 	ord := 0
 	for i, p := range s.policies {
@@ -210,7 +250,6 @@ func CompileAll(srcs []Input) (*Snapshot, error) {
 	}
 	s.rules = ord
 	s.subjects = buildSubjectIndex(s.policies)
-	return s, nil
 }
 
 // ValidateDocument checks one AccessPolicy document completely (schema,
@@ -366,6 +405,7 @@ func (c *compiler) policy(spec *Spec, name string, version int64, line int) *cpo
 	if len(spec.Rules) == 0 {
 		c.warnf(p("spec", "rules"), "the policy has no rules, so it allows nothing")
 	}
+	c.mode(pol, spec)
 	names := map[string]int{}
 	for i := range spec.Rules {
 		r := c.rule(pol, &spec.Rules[i], i)

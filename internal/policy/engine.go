@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,8 +31,12 @@ type Config struct {
 type Engine struct {
 	now     func() time.Time
 	limiter *ratelimit.Limiter
-	node    string
-	snap    atomic.Pointer[Snapshot]
+	// olimiter holds the rate windows of observed decisions, apart from
+	// the enforcing ones so that observing never uses up a real limit.
+	olimiter *ratelimit.Limiter
+	node     string
+	snap     atomic.Pointer[Snapshot]
+	counters sync.Map // observed policy ref -> *observeCounter
 }
 
 // NewEngine returns an engine deciding with s (nil: deny everything until
@@ -41,9 +46,13 @@ func NewEngine(cfg Config, s *Snapshot) *Engine {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	if cfg.Limiter != nil {
+		e.olimiter = ratelimit.New()
+	}
 	if s == nil {
 		s = Empty()
 	}
+	e.track(s)
 	e.snap.Store(s)
 	return e
 }
@@ -53,6 +62,7 @@ func (e *Engine) Swap(s *Snapshot) *Snapshot {
 	if s == nil {
 		s = Empty()
 	}
+	e.track(s)
 	return e.snap.Swap(s)
 }
 
@@ -68,8 +78,18 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	if now.IsZero() {
 		now = e.now()
 	}
-	d := e.snap.Load().decide(req, now, e.node)
-	if d.Effect == Deny || e.limiter == nil || len(d.Obligations.Rate) == 0 {
+	snap := e.snap.Load()
+	d := e.charge(snap.decide(req, now, e.node), now, e.limiter)
+	if snap.observed != nil {
+		d.Observed = e.observe(snap, req, now, d)
+	}
+	return d
+}
+
+// charge charges d's rate limits to l (when set) and denies when one is
+// used up.
+func (e *Engine) charge(d Decision, now time.Time, l *ratelimit.Limiter) Decision {
+	if d.Effect == Deny || l == nil || len(d.Obligations.Rate) == 0 {
 		return d
 	}
 	var buf [4]ratelimit.Claim
@@ -77,7 +97,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	for _, r := range d.Obligations.Rate {
 		claims = append(claims, ratelimit.Claim{Key: r.Key, Limit: ratelimit.Limit{N: r.Limit, Window: time.Duration(r.Window)}})
 	}
-	res := e.limiter.Allow(now, claims...)
+	res := l.Allow(now, claims...)
 	if res.Allowed {
 		return d
 	}

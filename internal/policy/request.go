@@ -227,6 +227,9 @@ type Decision struct {
 	Obligations Obligations `json:"obligations,omitzero"`
 	// RetryAfter is set when a rate limit refused the call.
 	RetryAfter Duration `json:"retry_after,omitempty"`
+	// Observed is set when policies in observe mode would have decided
+	// differently (see [Observation]); it never changes Effect.
+	Observed *Observation `json:"observed,omitempty"`
 }
 
 // Obligations are what the enforcement point must do with an allowed (or

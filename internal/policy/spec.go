@@ -14,7 +14,23 @@ type Spec struct {
 	// addition to the built-in ones.
 	Labels []string   `yaml:"labels,omitempty" json:"labels,omitempty"`
 	Rules  []RuleSpec `yaml:"rules" json:"rules"`
+	// Mode is "enforce" (the default, also when empty) or "observe". An
+	// observed policy decides nothing: every request is still decided by
+	// the enforcing policies, and the decision the set would make with
+	// the observed policies in force is recorded beside it (would_deny,
+	// would_hold, would_allow). `writ policy promote` makes it enforcing.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// Replaces names the enforcing policies an observed policy stands in
+	// for: while observing, they are left out of the observed set, and
+	// promoting deletes them. Only with mode observe.
+	Replaces []string `yaml:"replaces,omitempty" json:"replaces,omitempty"`
 }
+
+// Policy modes.
+const (
+	ModeEnforce = "enforce"
+	ModeObserve = "observe"
+)
 
 // RuleSpec is one rule of a policy.
 type RuleSpec struct {
