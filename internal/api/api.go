@@ -64,6 +64,10 @@ type Config struct {
 	// Nodes administers scale-out nodes (`writ node`). Optional: without
 	// it the /v1/nodes endpoints answer 404.
 	Nodes Nodes
+	// Policies reports policy modes and observe-mode counts and promotes
+	// observed policies (`writ policy observe|promote`). Optional: without
+	// it those endpoints answer 404.
+	Policies Policies
 }
 
 // API is the admin API.
@@ -130,6 +134,11 @@ func (a *API) Register(mux *http.ServeMux) {
 		admin("DELETE /v1/nodes/tokens/{id}", a.deleteJoinToken)
 		admin("GET /v1/nodes", a.listNodes)
 		admin("POST /v1/nodes/{name}/evict", a.evictNode)
+	}
+	if a.c.Policies != nil {
+		admin("GET /v1/policies", a.listPolicies)
+		admin("GET /v1/policies/{name}", a.getPolicy)
+		admin("POST /v1/policies/{name}/promote", a.promotePolicy)
 	}
 
 	mux.HandleFunc("POST /v1/tasks", a.openTask)

@@ -33,6 +33,9 @@ type ApplyResult struct {
 	Name    string `json:"name"`
 	Action  string `json:"action"` // one of the Action constants
 	Version int64  `json:"version,omitempty"`
+	// Mode is "observe" for an AccessPolicy applied in observe mode: its
+	// decisions are recorded, not enforced.
+	Mode string `json:"mode,omitempty"`
 }
 
 // ApplyResponse is the answer of POST /v1/apply.

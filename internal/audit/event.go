@@ -68,6 +68,13 @@ const (
 	AdminAuthFailed    Type = "admin.auth_failed"
 )
 
+// PolicyPromoted is an AccessPolicy in observe mode made enforcing
+// (`writ policy promote`): Policy is the new name@version, details
+// from_version, digest (of the observed spec reviewed), replaced (the
+// policies deleted with it, comma-separated) and the observed counts
+// decisions, would_deny, would_hold, would_allow.
+const PolicyPromoted Type = "policy.promoted"
+
 // MCP gateway events. MCPToolPinned is a tool descriptor the gateway
 // trusted (on first sighting, or by a signed manifest); MCPToolQuarantined
 // is a tool it hides and refuses because its descriptor changed, it was

@@ -65,6 +65,9 @@ and field. A directory means its *.yaml and *.yml files. "-" reads stdin.`,
 				if r.Version > 0 {
 					v = fmt.Sprintf(" (version %d)", r.Version)
 				}
+				if r.Mode == "observe" {
+					v += " in observe mode: recorded, not enforced; see `writ policy observe " + r.Name + "`"
+				}
 				fmt.Fprintf(g.stdout, "%s/%s %s%s\n", r.Kind, r.Name, r.Action, v)
 			}
 			return nil

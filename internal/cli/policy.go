@@ -18,12 +18,16 @@ import (
 func newPolicyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Validate, test, evaluate and explain least-agency policies (offline)",
-		Long: `Work with AccessPolicy and PolicyTest documents locally, without a server.
-See docs/policy.md for the policy schema and the request format.`,
+		Short: "Validate, test, evaluate, explain, learn and replay least-agency policies; observe and promote",
+		Long: `Work with AccessPolicy and PolicyTest documents locally, without a server
+(validate, test, eval, explain), learn policy from and replay it against the
+audit log of a data directory (learn, replay), and see and promote policies
+in observe mode on a running server (observe, promote).
+See docs/policy.md for the policy schema and the request format, and
+docs/policy-learning.md for learning, replay and observe mode.`,
 	}
 	cmd.AddCommand(newPolicyValidateCmd(g), newPolicyTestCmd(g), newPolicyEvalCmd(g), newPolicyExplainCmd(g),
-		newPolicyLearnCmd(g), newPolicyReplayCmd(g))
+		newPolicyLearnCmd(g), newPolicyReplayCmd(g), newPolicyObserveCmd(g), newPolicyPromoteCmd(g))
 	return cmd
 }
 

@@ -133,17 +133,22 @@ func newPolicyReplayCmd(g *globals) *cobra.Command {
 		w        learnWindow
 		files    []string
 		examples int
+		failAny  bool
 		out      *string
 	)
 	cmd := &cobra.Command{
-		Use:   "replay -f DIR [--since 30d] [--identity PATTERN] [--service NAME]",
+		Use:   "replay -f DIR [--since 30d] [--identity PATTERN] [--service NAME] [--fail-on-change]",
 		Short: "Show what a candidate policy set would have changed on recorded traffic",
 		Long: `Compile the AccessPolicy files given with -f exactly as the server compiles
 applied policies, re-decide every recorded access of the window with them
 (rate limits charged at the recorded times), and report the accesses whose
 decision would change: newly denied, newly allowed and approval newly
 required, per identity and deciding rule, with counts and examples.
-Exit status 1 when anything would be newly denied. Headers, query values
+Policies in observe mode (spec.mode: observe) decide as if promoted, with
+the policies they replace left out: replay shows what promoting them would
+change. Exit status 1 when anything would be newly denied, or with
+--fail-on-change when any decision would change (for CI: a policy change
+that is meant to change nothing). Headers, query values
 and the groups of on-behalf-of users are not recorded; conditions on them
 see them empty. See docs/policy-learning.md.`,
 		Args: cobra.NoArgs,
@@ -179,8 +184,11 @@ see them empty. See docs/policy-learning.md.`,
 			} else {
 				printReplay(g, &rep)
 			}
+			if n := rep.Changed(); failAny && n > 0 {
+				return exitCode(1, fmt.Errorf("%s would be decided differently (--fail-on-change)", plural(int(n), "recorded access", "recorded accesses")))
+			}
 			if n := rep.Count(learn.NewlyDenied); n > 0 {
-				return exitCode(1, fmt.Errorf("%d recorded %s would be newly denied", n, plural(int(n), "access", "accesses")))
+				return exitCode(1, fmt.Errorf("%s would be newly denied", plural(int(n), "recorded access", "recorded accesses")))
 			}
 			return nil
 		},
@@ -188,6 +196,7 @@ see them empty. See docs/policy-learning.md.`,
 	w.flags(cmd)
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "candidate policy file or directory (repeatable)")
 	cmd.Flags().IntVar(&examples, "examples", 3, "examples kept per change")
+	cmd.Flags().BoolVar(&failAny, "fail-on-change", false, "exit 1 when any recorded decision would change (newly allowed or held included)")
 	out = outputFlag(cmd)
 	return cmd
 }

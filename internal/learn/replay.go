@@ -54,6 +54,15 @@ type ReplayReport struct {
 	Changes   []Change `json:"changes"`
 }
 
+// Changed returns the number of accesses whose decision would change.
+func (r *ReplayReport) Changed() int64 {
+	var n int64
+	for _, c := range r.Changes {
+		n += c.Count
+	}
+	return n
+}
+
 // Count returns the accesses in changes of category cat.
 func (r *ReplayReport) Count(cat string) int64 {
 	var n int64
@@ -80,12 +89,14 @@ type Replayer struct {
 type changeKey struct{ cat, id, policy, rule string }
 
 // NewReplayer returns a replayer deciding with snap, keeping up to
-// examples examples per change (default 3).
+// examples examples per change (default 3). Policies of snap in observe
+// mode decide as if promoted ([policy.Snapshot.AsPromoted]): replay shows
+// what promoting them would change.
 func NewReplayer(snap *policy.Snapshot, examples int) *Replayer {
 	if examples <= 0 {
 		examples = 3
 	}
-	eng := policy.NewEngine(policy.Config{Limiter: ratelimit.New()}, snap)
+	eng := policy.NewEngine(policy.Config{Limiter: ratelimit.New()}, snap.AsPromoted())
 	return &Replayer{eng: eng, examples: examples, changes: map[changeKey]*Change{}}
 }
 

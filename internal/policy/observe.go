@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -164,15 +166,14 @@ func fieldPath(f string, i int) string { return f + "[" + strconv.Itoa(i) + "]" 
 // Observing reports whether s holds policies in observe mode.
 func (s *Snapshot) Observing() bool { return len(s.observing) > 0 }
 
-// DecideObserved answers req with the observed set (the enforcing
-// policies, minus those replaced, plus the observed ones), as promoting
-// every observed policy would. Without observed policies it is
-// [Snapshot.Decide]. It does not charge rate limits.
-func (s *Snapshot) DecideObserved(req *Request) Decision {
+// AsPromoted returns the set that would decide if every observed policy
+// of s were promoted: the enforcing policies, minus those replaced, plus
+// the observed ones. Without observed policies it is s.
+func (s *Snapshot) AsPromoted() *Snapshot {
 	if s.observed == nil {
-		return s.Decide(req)
+		return s
 	}
-	return s.observed.Decide(req)
+	return s.observed
 }
 
 // covers reports whether p's subjects name the caller or the user on
@@ -301,3 +302,15 @@ func (e *Engine) Observing() []ObserveStats {
 	}
 	return out
 }
+
+// SpecDigest is the digest of a stored spec (the JSON [EncodeSpec]
+// returns): "sha256:" and its hex sha256. `writ policy promote
+// --expect-digest` compares it, so that exactly the version reviewed is
+// promoted.
+func SpecDigest(spec []byte) string {
+	sum := sha256.Sum256(spec)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// DecodeStored decodes a stored spec as strictly as CompileStored does.
+func DecodeStored(spec []byte) (*Spec, error) { return decodeStoredSpec(spec) }

@@ -91,7 +91,7 @@ func TestObserveAloneAllowsNothing(t *testing.T) {
 	if snap.Rules() != 0 || !snap.Observing() {
 		t.Fatalf("enforcing rules %d, observing %v", snap.Rules(), snap.Observing())
 	}
-	if got := snap.DecideObserved(httpReq("gh", "GET", "/repos/a")); got.Effect != Allow {
+	if got := snap.AsPromoted().Decide(httpReq("gh", "GET", "/repos/a")); got.Effect != Allow {
 		t.Fatalf("observed set: %+v", got)
 	}
 	info := snap.Policies()

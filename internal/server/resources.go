@@ -43,7 +43,7 @@ func (s *Server) kinds() map[string]kind {
 		// MCPServer documents are served by the MCP gateway (internal/mcp).
 		resource.KindMCPServer: {prepare: s.prepareStored(mcp.StoredSpec), changed: s.reloadMCP},
 		resource.KindAccessPolicy: {
-			prepare: s.prepareStored(policy.EncodeSpec),
+			prepare: s.preparePolicy,
 			stage:   s.stagePolicySet,
 			changed: s.reloadPolicy,
 		},
@@ -61,6 +61,24 @@ func (s *Server) prepareIdentity(_ context.Context, d resource.Document) (func(c
 			return apitypes.ApplyResult{}, err
 		}
 		return apitypes.ApplyResult{Kind: d.Kind, Name: d.Name, Action: action(created, changed), Version: out.Revision}, nil
+	}, nil
+}
+
+// preparePolicy prepares an AccessPolicy; its result says when it is in
+// observe mode, because that weakens enforcement.
+func (s *Server) preparePolicy(ctx context.Context, d resource.Document) (func(context.Context, string) (apitypes.ApplyResult, error), error) {
+	apply, err := s.prepareStored(policy.EncodeSpec)(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := policy.DecodeSpec(d)
+	if err != nil || spec.Mode != policy.ModeObserve {
+		return apply, err
+	}
+	return func(ctx context.Context, actor string) (apitypes.ApplyResult, error) {
+		res, err := apply(ctx, actor)
+		res.Mode = policy.ModeObserve
+		return res, err
 	}, nil
 }
 

@@ -62,6 +62,7 @@ type Server struct {
 	registry  *registry.Registry
 	policy    *policy.Engine
 	policyMu  sync.Mutex // serialises installing policy snapshots
+	promoteMu sync.Mutex // serialises `writ policy promote`
 	workload  *workload.Server
 	metrics   *prometheus.Registry
 	admin     *api.AdminAuth
@@ -293,6 +294,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Inventory:   s.db,
 		MCP:         mcpAdmin{s},
 		Nodes:       s.nodes.registry,
+		Policies:    policies{s},
 	})
 	if err != nil {
 		return nil, err
