@@ -23,6 +23,13 @@ type Records interface {
 	ReadRecords(ctx context.Context, from int64, limit int) ([]auditlog.Record, error)
 }
 
+// DataReader is the cheaper read Scan uses when r has it
+// (store/sqlite's AuditStore): each event's index and canonical encoding,
+// without hashes or search keys.
+type DataReader interface {
+	ReadEventData(ctx context.Context, from int64, limit int, fn func(idx int64, data []byte) error) (int, error)
+}
+
 // Access is one recorded access through the access proxy, as its audit
 // event holds it.
 type Access struct {
@@ -47,14 +54,20 @@ type Access struct {
 	// subject_labels, URL-query encoded, and target_labels, comma-separated).
 	SubjectLabels map[string]string
 	TargetLabels  []string
-	Service       string
-	Method        string
-	Path          string
-	Source        string
-	Node          string
-	Policy        string
-	Rule          string
-	Reason        string
+	// Service is the HTTP service, or the MCP server of an MCP call.
+	Service string
+	Method  string
+	Path    string
+	// Tool, Resource or Prompt is set for an MCP call; Args holds its
+	// arguments as canonical JSON when the MCPServer records them
+	// (log_arguments), else "".
+	Tool, Resource, Prompt string
+	Args                   string
+	Source                 string
+	Node                   string
+	Policy                 string
+	Rule                   string
+	Reason                 string
 }
 
 // Filter selects the accesses Scan passes on. The zero value selects all.
@@ -70,16 +83,59 @@ type Filter struct {
 // pageSize is how many records Scan reads at a time.
 const pageSize = 1000
 
+// isAccess reports whether t is an access event type.
+func isAccess(t audit.Type) bool { return t == audit.AccessAllowed || t == audit.AccessDenied }
+
 // Scan calls fn with every access event of r that f selects, in index
-// order. It reads pageSize records at a time and decodes in full only the
-// events whose type is an access type.
+// order. It reads pageSize records at a time and decodes only the fields
+// an access needs, without the canonical re-encoding check of
+// audit.DecodeEvent: integrity is `writ audit verify`'s job.
 func Scan(ctx context.Context, r Records, f Filter, fn func(*Access) error) error {
+	var a Access
+	return scanEvents(ctx, r, f, isAccess, func(idx int64, ev *event) error {
+		a = accessOf(idx, ev)
+		return fn(&a)
+	})
+}
+
+// scanEvents calls fn with every event of r whose type want accepts and
+// that f selects, in index order.
+func scanEvents(ctx context.Context, r Records, f Filter, want func(audit.Type) bool, fn func(int64, *event) error) error {
 	if f.Identity != "" {
 		if err := CheckIdentityPattern(f.Identity); err != nil {
 			return err
 		}
 	}
-	var a Access
+	dc := newDecoder()
+	var ev event
+	each := func(idx int64, data []byte) error {
+		ok, err := dc.decode(data, &ev, want)
+		if err != nil {
+			return &auditlog.RecordError{Index: idx, Err: err}
+		}
+		if !ok || f.Identity != "" && !MatchIdentity(f.Identity, ev.SpiffeID) ||
+			!f.Since.IsZero() && ev.Time.Before(f.Since) || !f.Until.IsZero() && !ev.Time.Before(f.Until) ||
+			f.Service != "" && ev.D.Service != f.Service && ev.D.MCPServer != f.Service {
+			return nil
+		}
+		return fn(idx, &ev)
+	}
+	if dr, ok := r.(DataReader); ok {
+		for from := int64(0); ; {
+			last := from - 1
+			n, err := dr.ReadEventData(ctx, from, pageSize, func(idx int64, data []byte) error {
+				last = idx
+				return each(idx, data)
+			})
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return nil
+			}
+			from = last + 1
+		}
+	}
 	for from := int64(0); ; {
 		recs, err := r.ReadRecords(ctx, from, pageSize)
 		if err != nil {
@@ -89,31 +145,7 @@ func Scan(ctx context.Context, r Records, f Filter, fn func(*Access) error) erro
 			return nil
 		}
 		for _, rec := range recs {
-			k, err := auditlog.DecodeKeys(rec.Data)
-			if err != nil {
-				return &auditlog.RecordError{Index: rec.Index, Err: err}
-			}
-			if k.Type != audit.AccessAllowed && k.Type != audit.AccessDenied {
-				continue
-			}
-			if f.Identity != "" && !MatchIdentity(f.Identity, k.SpiffeID) {
-				continue
-			}
-			var ev accessEvent
-			// Only the fields an access needs, without the canonical
-			// re-encoding check of audit.DecodeEvent (60% of the read
-			// cost): integrity is `writ audit verify`'s job.
-			if err := json.Unmarshal(rec.Data, &ev); err != nil {
-				return &auditlog.RecordError{Index: rec.Index, Err: err}
-			}
-			if !f.Since.IsZero() && ev.Time.Before(f.Since) || !f.Until.IsZero() && !ev.Time.Before(f.Until) {
-				continue
-			}
-			if f.Service != "" && ev.Details["service"] != f.Service {
-				continue
-			}
-			a = accessOf(rec.Index, &ev)
-			if err := fn(&a); err != nil {
+			if err := each(rec.Index, rec.Data); err != nil {
 				return err
 			}
 		}
@@ -121,33 +153,19 @@ func Scan(ctx context.Context, r Records, f Filter, fn func(*Access) error) erro
 	}
 }
 
-// accessEvent decodes the fields of an event that accessOf reads (the
-// JSON names of audit.Event); the others are skipped.
-type accessEvent struct {
-	Time       time.Time         `json:"time"`
-	Type       audit.Type        `json:"type"`
-	SpiffeID   string            `json:"spiffe_id"`
-	Instance   string            `json:"instance"`
-	Task       string            `json:"task"`
-	OnBehalfOf string            `json:"on_behalf_of"`
-	Decision   string            `json:"decision"`
-	Policy     string            `json:"policy"`
-	Rule       string            `json:"rule"`
-	Reason     string            `json:"reason"`
-	Source     string            `json:"source"`
-	Node       string            `json:"node"`
-	Details    map[string]string `json:"details"`
-}
-
 // accessOf reads an access event.
-func accessOf(idx int64, ev *accessEvent) Access {
-	d := ev.Details
+func accessOf(idx int64, ev *event) Access {
+	d := &ev.D
 	a := Access{
 		Index: idx, Time: ev.Time, Allowed: ev.Type == audit.AccessAllowed, Decision: ev.Decision,
-		Approval: d["approval"], SpiffeID: ev.SpiffeID, Instance: ev.Instance, Task: ev.Task,
-		TaskPurpose: d["task_purpose"], OnBehalfOf: ev.OnBehalfOf,
-		Service: d["service"], Method: d["method"], Path: d["path"],
+		Approval: d.Approval, SpiffeID: ev.SpiffeID, Instance: ev.Instance, Task: ev.Task,
+		TaskPurpose: d.TaskPurpose, OnBehalfOf: ev.OnBehalfOf,
+		Service: d.Service, Method: d.Method, Path: d.Path,
+		Tool: d.Tool, Resource: d.Resource, Prompt: d.Prompt, Args: d.Args,
 		Source: ev.Source, Node: ev.Node, Policy: ev.Policy, Rule: ev.Rule, Reason: ev.Reason,
+	}
+	if d.MCPServer != "" {
+		a.Service = d.MCPServer
 	}
 	if a.Decision == "" {
 		a.Decision = string(policy.Deny)
@@ -155,13 +173,15 @@ func accessOf(idx int64, ev *accessEvent) Access {
 			a.Decision = string(policy.Allow)
 		}
 	}
-	if n, err := strconv.ParseInt(d["task_calls"], 10, 64); err == nil {
-		a.TaskCalls = n
+	if d.TaskCalls != "" {
+		if n, err := strconv.ParseInt(d.TaskCalls, 10, 64); err == nil {
+			a.TaskCalls = n
+		}
 	}
-	if s := d["target_labels"]; s != "" {
+	if s := d.TargetLabels; s != "" {
 		a.TargetLabels = strings.Split(s, ",")
 	}
-	if s := d["subject_labels"]; s != "" {
+	if s := d.SubjectLabels; s != "" {
 		if v, err := url.ParseQuery(s); err == nil {
 			a.SubjectLabels = make(map[string]string, len(v))
 			for k := range v {
@@ -174,28 +194,85 @@ func accessOf(idx int64, ev *accessEvent) Access {
 
 // Request is the policy request the access was decided with, as far as
 // the event records it: headers and query values are not recorded, nor
-// the groups of an on-behalf-of user.
+// the groups of an on-behalf-of user, nor the arguments of an MCP call
+// unless its MCPServer logs them.
 func (a *Access) Request() *policy.Request {
+	q := &policy.Request{}
+	a.fill(q)
+	return q
+}
+
+// fill sets q to a's request, reusing q's storage.
+func (a *Access) fill(q *policy.Request) {
 	src := a.Source
 	if h, _, err := net.SplitHostPort(src); err == nil {
 		src = h
 	}
-	return &policy.Request{
+	*q = policy.Request{
 		Kind:         policy.KindHTTP,
 		Subject:      policy.Subject{SpiffeID: a.SpiffeID, Labels: a.SubjectLabels},
 		Instance:     a.Instance,
 		Task:         policy.Task{ID: a.Task, Purpose: a.TaskPurpose, OnBehalfOf: a.OnBehalfOf, Calls: a.TaskCalls},
-		HTTP:         policy.HTTPRequest{Service: a.Service, Method: a.Method, Path: a.Path},
 		TargetLabels: a.TargetLabels,
 		Source:       policy.Source{IP: src, Node: a.Node},
 		Now:          a.Time,
 	}
+	if a.isMCP() {
+		q.Kind = policy.KindMCP
+		q.MCP = policy.MCPRequest{Server: a.Service, Tool: a.Tool, Resource: a.Resource, Prompt: a.Prompt, Args: a.ArgsMap()}
+		return
+	}
+	q.HTTP = policy.HTTPRequest{Service: a.Service, Method: a.Method, Path: a.Path}
+}
+
+// isMCP reports whether a is an MCP call (a tool, resource or prompt).
+func (a *Access) isMCP() bool { return a.Tool != "" || a.Resource != "" || a.Prompt != "" }
+
+// ArgsMap decodes the recorded arguments of an MCP call the way the
+// gateway hands them to policy (integers as int64, other numbers as
+// float64); nil when none are recorded or they do not decode.
+func (a *Access) ArgsMap() map[string]any {
+	if a.Args == "" {
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(a.Args))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil
+	}
+	return plainNumbers(m).(map[string]any)
+}
+
+func plainNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = plainNumbers(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = plainNumbers(e)
+		}
+		return x
+	}
+	return v
 }
 
 // decidable reports whether the access names what a policy decides on;
-// refusals before the caller or the service was known do not.
+// refusals before the caller or the target was known do not.
 func (a *Access) decidable() bool {
-	return a.SpiffeID != "" && a.Service != "" && a.Method != "" && strings.HasPrefix(a.Path, "/")
+	if a.SpiffeID == "" || a.Service == "" {
+		return false
+	}
+	return a.isMCP() || a.Method != "" && strings.HasPrefix(a.Path, "/")
 }
 
 // CheckIdentityPattern reports whether p is a usable identity pattern.

@@ -2,7 +2,6 @@ package learn
 
 import (
 	"context"
-	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -194,11 +193,11 @@ func TestAccessRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ae accessEvent
-	if err := json.Unmarshal(data, &ae); err != nil {
-		t.Fatal(err)
+	var ev2 event
+	if ok, err := newDecoder().decode(data, &ev2, isAccess); !ok || err != nil {
+		t.Fatal(ok, err)
 	}
-	a := accessOf(7, &ae)
+	a := accessOf(7, &ev2)
 	r := a.Request()
 	if r.Kind != policy.KindHTTP || r.Subject.Labels["env"] != "prod&test" || r.Subject.Labels["team"] != "mail" || len(r.Subject.Labels) != 2 ||
 		strings.Join(r.TargetLabels, ",") != "private_data,public_sink" || !reflect.DeepEqual(r.Task, policy.Task{ID: "task_1", Purpose: "triage", OnBehalfOf: "alice", Calls: 4}) ||

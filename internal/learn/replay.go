@@ -22,7 +22,11 @@ type Example struct {
 	Time    string `json:"time"`
 	Service string `json:"service"`
 	Method  string `json:"method"`
-	Path    string `json:"path"`
+	Path    string `json:"path,omitempty"`
+	// Tool, Resource or Prompt is the object of an MCP call.
+	Tool     string `json:"tool,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	Prompt   string `json:"prompt,omitempty"`
 	// Was is the recorded decision and its rule; Now the candidate's.
 	Was     string `json:"was"`
 	WasRule string `json:"was_rule,omitempty"`
@@ -80,6 +84,7 @@ func (r *ReplayReport) Count(cat string) int64 {
 // windows of its own, so a limit the recorded traffic exceeds shows as
 // newly denied.
 type Replayer struct {
+	req      policy.Request // reused: one access at a time
 	eng      *policy.Engine
 	examples int
 	rep      ReplayReport
@@ -107,7 +112,8 @@ func (r *Replayer) Add(ctx context.Context, a *Access) {
 		return
 	}
 	r.rep.Accesses++
-	d := r.eng.Decide(ctx, a.Request())
+	a.fill(&r.req)
+	d := r.eng.Decide(ctx, &r.req)
 	was := policy.Effect(a.Decision)
 	if a.Allowed {
 		was = policy.Allow
@@ -143,6 +149,7 @@ func (r *Replayer) Add(ctx context.Context, a *Access) {
 		}
 		c.Examples = append(c.Examples, Example{
 			Index: a.Index, Time: stamp(a.Time), Service: a.Service, Method: a.Method, Path: a.Path,
+			Tool: a.Tool, Resource: a.Resource, Prompt: a.Prompt,
 			Was: string(was), WasRule: wasRule, Now: string(d.Effect), Reason: strings.Join(d.Reasons, "; "),
 		})
 	}

@@ -194,6 +194,38 @@ func (a *AuditStore) ReadRecords(ctx context.Context, from int64, limit int) ([]
 	return recs, err
 }
 
+// ReadEventData calls fn with the index and canonical encoding of up to
+// limit events with index >= from, in index order, and returns how many
+// it passed. It is the cheapest read of the log — no hashes, no search
+// index keys — for readers of the events themselves (`writ policy learn`
+// and `replay`); nothing is checked, which is `writ audit verify`'s job.
+// data is valid only during the call.
+func (a *AuditStore) ReadEventData(ctx context.Context, from int64, limit int, fn func(idx int64, data []byte) error) (int, error) {
+	rows, err := a.db.db.QueryContext(ctx, `SELECT idx, data FROM audit_events WHERE idx >= ? ORDER BY idx LIMIT ?`, from, limit)
+	if err != nil {
+		return 0, fmt.Errorf("read audit events from %d: %w", from, err)
+	}
+	defer rows.Close()
+	var (
+		n    int
+		idx  int64
+		data sql.RawBytes
+	)
+	for rows.Next() {
+		if err := rows.Scan(&idx, &data); err != nil {
+			return n, fmt.Errorf("read audit events from %d: %w", from, err)
+		}
+		n++
+		if err := fn(idx, data); err != nil {
+			return n, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("read audit events from %d: %w", from, err)
+	}
+	return n, nil
+}
+
 // readEvents reads up to limit records with index >= from, without their
 // index keys.
 func (a *AuditStore) readEvents(ctx context.Context, from int64, limit int) ([]auditlog.Record, error) {
