@@ -57,16 +57,24 @@ func newPolicyLearnCmd(g *globals) *cobra.Command {
 		headroom float64
 		minRate  int
 		noRate   bool
+		o        learn.Options
 	)
 	cmd := &cobra.Command{
-		Use:   "learn --dir DIR [--since 30d] [--identity PATTERN] [--service NAME]",
+		Use:   "learn --dir DIR [--since 30d] [--identity PATTERN] [--service NAME] [--observe [--replaces NAME]]",
 		Short: "Write AccessPolicy YAML that allows the traffic the audit log recorded, and nothing more",
 		Long: `Read the access events of the audit log in the data directory's store
 (read-only; a running server may keep writing) and write, per identity, an
 AccessPolicy file DIR/learned-NAME.yaml that allows the methods and paths it
-was observed calling, with a rate limit from its busiest minute. Path
-segments that are values (numbers, UUIDs, dates, long hex strings) become
-"*" (--generalize). Every rule carries its evidence as a comment. Denied
+was observed calling, with a rate limit from its busiest minute; the MCP
+tools, resources and prompts it called, with conditions on their recorded
+arguments (enumerations of at most --max-values values, common directories
+of paths, lengths and ranges); the token audiences and scopes it asked for;
+and the task purposes it opened, with a budget from the most calls a closed
+task made. Path segments that are values (numbers, UUIDs, dates, long hex
+strings) become "*" (--generalize); --collapse N also merges more than N
+paths that differ in one segment. Every rule carries its evidence as a
+comment. --observe writes the policies in observe mode (recorded, not
+enforced, until ` + "`writ policy promote`" + `). Denied
 traffic is never learned: DIR/LEARNED.txt lists it, with the digest of the
 files. The same log gives byte-identical files; apply exactly what you
 reviewed with writ apply -f DIR --expect-digest DIGEST.
@@ -93,7 +101,14 @@ See docs/policy-learning.md.`,
 				return err
 			}
 			defer db.Close()
-			l, err := learn.Learn(ctx, db.Audit(), f, learn.Options{Generalizer: gen, Headroom: headroom, MinRate: minRate, NoRate: noRate})
+			if o.Collapse == 1 || o.Collapse < 0 {
+				return fmt.Errorf("--collapse %d: use 0 (never) or at least 2 (merge more than N paths)", o.Collapse)
+			}
+			if len(o.Replaces) > 0 && !o.Observe {
+				return errors.New("--replaces needs --observe: only a policy in observe mode replaces others")
+			}
+			o.Generalizer, o.Headroom, o.MinRate, o.NoRate = gen, headroom, minRate, noRate
+			l, err := learn.Learn(ctx, db.Audit(), f, o)
 			if err != nil {
 				return err
 			}
@@ -112,7 +127,7 @@ See docs/policy-learning.md.`,
 			for _, fl := range files {
 				fmt.Fprintf(g.stdout, "wrote %s\n", filepath.Join(dir, fl.Name))
 			}
-			fmt.Fprintf(g.stdout, "%d accesses read, %d policies, %d denied groups listed in %s\n",
+			fmt.Fprintf(g.stdout, "%d events read, %d policies, %d denied groups listed in %s\n",
 				l.Events(), len(files), len(denied), filepath.Join(dir, "LEARNED.txt"))
 			fmt.Fprintf(g.stdout, "digest %s\n", learn.Digest(files))
 			return nil
@@ -125,6 +140,11 @@ See docs/policy-learning.md.`,
 	cmd.Flags().Float64Var(&headroom, "headroom", 2, "rate limit = observed peak calls per sliding minute times this")
 	cmd.Flags().IntVar(&minRate, "min-rate", 10, "smallest rate limit per minute a rule gets")
 	cmd.Flags().BoolVar(&noRate, "no-rate", false, "write rules without rate limits")
+	cmd.Flags().IntVar(&o.MaxValues, "max-values", 8, "most distinct values of an MCP argument enumerated in a condition")
+	cmd.Flags().IntVar(&o.MaxValueLen, "max-value-len", 128, "longest MCP argument value (bytes) enumerated")
+	cmd.Flags().IntVar(&o.Collapse, "collapse", 0, "merge more than N paths of a service that differ in one segment into one rule with * (0: never)")
+	cmd.Flags().BoolVar(&o.Observe, "observe", false, "write the policies with mode: observe")
+	cmd.Flags().StringArrayVar(&o.Replaces, "replaces", nil, "with --observe: the enforcing policy the learned ones replace (repeatable)")
 	return cmd
 }
 

@@ -3,6 +3,10 @@ package learn
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/writ-dev/writ/internal/audit"
 
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/resource"
@@ -36,12 +40,33 @@ func CompileFiles(paths ...string) (*policy.Snapshot, error) {
 	return policy.CompileStored(stored)
 }
 
-// Learn reads the accesses of r that f selects into a new [Learner].
+// Learn reads the accesses of r that f selects, and the token exchanges
+// (token.minted) and tasks (task.opened allowed without approval, and
+// task.closed for their calls), into a new [Learner].
 func Learn(ctx context.Context, r Records, f Filter, o Options) (*Learner, error) {
 	l := NewLearner(o)
-	err := Scan(ctx, r, f, func(a *Access) error {
-		l.Add(a)
+	var a Access
+	err := scanEvents(ctx, r, f, learnable, func(idx int64, ev *event) error {
+		switch ev.Type {
+		case audit.TokenMinted:
+			l.AddToken(ev.Time, ev.SpiffeID, ev.Target, strings.Fields(ev.D.Scope))
+		case audit.TaskOpened:
+			if ev.Decision == string(policy.Allow) {
+				l.AddTask(ev.Time, ev.SpiffeID, ev.Task, ev.D.Purpose)
+			}
+		case audit.TaskClosed:
+			if n, err := strconv.ParseInt(ev.D.Calls, 10, 64); err == nil && n >= 0 {
+				l.CloseTask(ev.Task, n)
+			}
+		default:
+			a = accessOf(idx, ev)
+			l.Add(&a)
+		}
 		return nil
 	})
 	return l, err
+}
+
+func learnable(t audit.Type) bool {
+	return isAccess(t) || t == audit.TokenMinted || t == audit.TaskOpened || t == audit.TaskClosed
 }

@@ -2,6 +2,7 @@ package learn
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -168,4 +169,118 @@ func ParseSince(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return now.Add(-d), nil
+}
+
+// collapse merges HTTP rules into patterns, by the one generalisation
+// rule `--collapse N` states: rules of one service with the same methods
+// whose path patterns have the same number of segments and differ only in
+// one segment (not the first, and not already "*") are merged into one
+// rule with "*" in that segment when more than n of them do. Each rule is
+// merged at most once, at the first segment position (from the left)
+// where such a group exists, so the result is never broader than one
+// extra "*" per rule; "*" matches exactly one segment. It returns the
+// rules and a line for the policy's header per merge.
+func collapse(rules map[ruleKey]*ruleAcc, n int) (map[ruleKey]*ruleAcc, []string) {
+	type group struct {
+		service, methods, pattern string
+	}
+	keys := make([]ruleKey, 0, len(rules))
+	for k := range rules {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b ruleKey) int {
+		return strings.Compare(a.service+"\x00"+a.pattern, b.service+"\x00"+b.pattern)
+	})
+	methodsOf := func(r *ruleAcc) string { return strings.Join(sortedKeys(r.methods), ",") }
+	done := map[ruleKey]bool{}
+	out := map[ruleKey]*ruleAcc{}
+	var notes []string
+	maxSegs := 0
+	for _, k := range keys {
+		maxSegs = max(maxSegs, strings.Count(k.pattern, "/"))
+	}
+	for pos := 1; pos < maxSegs; pos++ {
+		groups := map[group][]ruleKey{}
+		var order []group
+		for _, k := range keys {
+			if done[k] {
+				continue
+			}
+			segs := strings.Split(k.pattern, "/")[1:]
+			if pos >= len(segs) || segs[pos] == "*" {
+				continue
+			}
+			segs[pos] = "*"
+			g := group{k.service, methodsOf(rules[k]), "/" + strings.Join(segs, "/")}
+			if groups[g] == nil {
+				order = append(order, g)
+			}
+			groups[g] = append(groups[g], k)
+		}
+		for _, g := range order {
+			members := groups[g]
+			if len(members) <= n {
+				continue
+			}
+			m := &ruleAcc{methods: map[string]int64{}}
+			for _, k := range members {
+				r := rules[k]
+				done[k] = true
+				if m.ev.count == 0 || r.ev.first.Before(m.ev.first) {
+					m.ev.first = r.ev.first
+				}
+				if r.ev.last.After(m.ev.last) {
+					m.ev.last = r.ev.last
+				}
+				if m.ev.count == 0 {
+					m.ev.example = r.ev.example
+				}
+				m.ev.count += r.ev.count
+				for meth, c := range r.methods {
+					m.methods[meth] += c
+				}
+				m.peak += r.peak // an upper bound of the merged busiest minute
+			}
+			k := ruleKey{g.service, g.pattern}
+			if prev := out[k]; prev != nil { // another group (other methods) merged into the same pattern
+				m.ev.count += prev.ev.count
+				m.peak += prev.peak
+				for meth, c := range prev.methods {
+					m.methods[meth] += c
+				}
+				m.ev.first, m.ev.last = minTime(m.ev.first, prev.ev.first), maxTime(m.ev.last, prev.ev.last)
+			}
+			out[k] = m
+			notes = append(notes, fmt.Sprintf("--collapse %d: %d paths of service %s (%s) merged into %s", n, len(members), g.service, g.methods, g.pattern))
+		}
+	}
+	for _, k := range keys {
+		if !done[k] {
+			if prev := out[k]; prev != nil {
+				// a merged pattern equals this rule's own: fold it in
+				prev.ev.count += rules[k].ev.count
+				for meth, c := range rules[k].methods {
+					prev.methods[meth] += c
+				}
+				prev.peak += rules[k].peak
+				continue
+			}
+			out[k] = rules[k]
+		}
+	}
+	return out, notes
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -29,6 +29,21 @@ type Options struct {
 	NoRate bool
 	// Prefix starts every policy name; default "learned-".
 	Prefix string
+	// MaxValues is the most distinct values of an MCP argument that are
+	// enumerated in a condition; default 8.
+	MaxValues int
+	// MaxValueLen is the longest argument value (bytes) enumerated;
+	// default 128.
+	MaxValueLen int
+	// Collapse, when above 1, merges the rules of one service whose path
+	// patterns differ in one segment only, when more than Collapse of them
+	// do, into one rule with "*" in that segment (see [collapse]); 0 never
+	// merges.
+	Collapse int
+	// Observe writes the policies with mode: observe, replacing the
+	// policies named in Replaces.
+	Observe  bool
+	Replaces []string
 }
 
 // Learner accumulates accesses and renders the policy they support. Its
@@ -40,12 +55,27 @@ type Learner struct {
 	ids    map[string]*identity
 	denied map[deniedKey]*evidence
 	events int64
+	taskOf map[string]taskRef // open tasks seen, until closed
 }
 
 type identity struct {
-	id    string
-	ev    evidence
-	rules map[ruleKey]*ruleAcc
+	id     string
+	ev     evidence
+	rules  map[ruleKey]*ruleAcc
+	mcp    map[mcpKey]*mcpAcc
+	tokens map[string]*tokenAcc
+	tasks  map[string]*taskAcc
+}
+
+// identity returns the accumulator of spiffeID.
+func (l *Learner) identity(spiffeID string) *identity {
+	id := l.ids[spiffeID]
+	if id == nil {
+		id = &identity{id: spiffeID, rules: map[ruleKey]*ruleAcc{}, mcp: map[mcpKey]*mcpAcc{},
+			tokens: map[string]*tokenAcc{}, tasks: map[string]*taskAcc{}}
+		l.ids[spiffeID] = id
+	}
+	return id
 }
 
 type ruleKey struct{ service, pattern string }
@@ -92,7 +122,13 @@ func NewLearner(o Options) *Learner {
 	if o.Prefix == "" {
 		o.Prefix = "learned-"
 	}
-	return &Learner{o: o, ids: map[string]*identity{}, denied: map[deniedKey]*evidence{}}
+	if o.MaxValues <= 0 {
+		o.MaxValues = 8
+	}
+	if o.MaxValueLen <= 0 {
+		o.MaxValueLen = 128
+	}
+	return &Learner{o: o, ids: map[string]*identity{}, denied: map[deniedKey]*evidence{}, taskOf: map[string]taskRef{}}
 }
 
 // Add learns from a: an allowed access widens the identity's policy, a
@@ -101,6 +137,26 @@ func NewLearner(o Options) *Learner {
 func (l *Learner) Add(a *Access) {
 	if !a.decidable() || !utf8.ValidString(a.Path) || !utf8.ValidString(a.Service) {
 		return // YAML could not spell the path exactly
+	}
+	if a.isMCP() {
+		if !utf8.ValidString(a.Tool + a.Resource + a.Prompt) {
+			return
+		}
+		l.events++
+		if !a.Allowed {
+			k := deniedKey{a.SpiffeID, a.Service, a.Method, a.Tool + a.Resource + a.Prompt, a.Rule}
+			e := l.denied[k]
+			if e == nil {
+				e = &evidence{}
+				l.denied[k] = e
+			}
+			e.add(a.Time, a.Method+" "+a.Tool+a.Resource+a.Prompt)
+			return
+		}
+		id := l.identity(a.SpiffeID)
+		id.ev.add(a.Time, a.Method+" "+a.Tool+a.Resource+a.Prompt)
+		l.addMCP(id, a)
+		return
 	}
 	method, ok := policy.CanonicalMethod(a.Method)
 	if !ok {
@@ -122,11 +178,7 @@ func (l *Learner) Add(a *Access) {
 		e.add(a.Time, example)
 		return
 	}
-	id := l.ids[a.SpiffeID]
-	if id == nil {
-		id = &identity{id: a.SpiffeID, rules: map[ruleKey]*ruleAcc{}}
-		l.ids[a.SpiffeID] = id
-	}
+	id := l.identity(a.SpiffeID)
 	id.ev.add(a.Time, example)
 	k := ruleKey{a.Service, pattern}
 	r := id.rules[k]
@@ -213,8 +265,13 @@ func (l *Learner) policyName(id string) string {
 // render writes the policy of one identity.
 func (l *Learner) render(name string, id *identity) []byte {
 	var b strings.Builder
-	keys := make([]ruleKey, 0, len(id.rules))
-	for k := range id.rules {
+	rules := id.rules
+	var collapsed []string
+	if l.o.Collapse > 1 {
+		rules, collapsed = collapse(id.rules, l.o.Collapse)
+	}
+	keys := make([]ruleKey, 0, len(rules))
+	for k := range rules {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b ruleKey) int {
@@ -223,16 +280,33 @@ func (l *Learner) render(name string, id *identity) []byte {
 		}
 		return strings.Compare(a.pattern, b.pattern)
 	})
-	fmt.Fprintf(&b, "# Learned by `writ policy learn` from %d allowed accesses of %s\n", id.ev.count, id.id)
+	fmt.Fprintf(&b, "# Learned by `writ policy learn` from %d allowed calls, token exchanges and tasks of %s\n", id.ev.count, id.id)
 	fmt.Fprintf(&b, "# between %s and %s. It allows what was observed and nothing more:\n", stamp(id.ev.first), stamp(id.ev.last))
 	b.WriteString("# review every rule before applying it (docs/policy-learning.md).\n")
+	for _, c := range collapsed {
+		fmt.Fprintf(&b, "# %s\n", c)
+	}
 	b.WriteString("apiVersion: writ.dev/v1\nkind: AccessPolicy\nmetadata:\n")
 	fmt.Fprintf(&b, "  name: %s\nspec:\n", name)
 	fmt.Fprintf(&b, "  description: %s\n", strconv.Quote("Learned from observed traffic of "+id.id))
+	if l.o.Observe {
+		b.WriteString("  mode: observe\n")
+		if len(l.o.Replaces) > 0 {
+			q := make([]string, len(l.o.Replaces))
+			for i, r := range l.o.Replaces {
+				q[i] = strconv.Quote(r)
+			}
+			fmt.Fprintf(&b, "  replaces: [%s]\n", strings.Join(q, ", "))
+		}
+	}
 	fmt.Fprintf(&b, "  subjects:\n    - %s\n  rules:\n", strconv.Quote(id.id))
 	seq := map[string]int{}
+	ruleName := func(prefix string) string {
+		seq[prefix]++
+		return fmt.Sprintf("%s-%d", prefix, seq[prefix])
+	}
 	for _, k := range keys {
-		r := id.rules[k]
+		r := rules[k]
 		methods := sortedKeys(r.methods)
 		var counts []string
 		for _, m := range methods {
@@ -240,20 +314,81 @@ func (l *Learner) render(name string, id *identity) []byte {
 		}
 		fmt.Fprintf(&b, "    # %d calls (%s), first %s, last %s, peak %d per minute, e.g. %s\n",
 			r.ev.count, strings.Join(counts, ", "), stamp(r.ev.first), stamp(r.ev.last), r.peak, strconv.Quote(r.ev.example))
-		svc := ruleService(k.service)
-		seq[svc]++
-		fmt.Fprintf(&b, "    - name: %s-%d\n      effect: allow\n      targets:\n", svc, seq[svc])
+		fmt.Fprintf(&b, "    - name: %s\n      effect: allow\n      targets:\n", ruleName(ruleService(k.service)))
 		quoted := make([]string, len(methods))
 		for i, m := range methods {
 			quoted[i] = strconv.Quote(m)
 		}
 		fmt.Fprintf(&b, "        - http: {service: %s, methods: [%s], paths: [%s]}\n",
 			strconv.Quote(k.service), strings.Join(quoted, ", "), strconv.Quote(k.pattern))
-		if !l.o.NoRate {
-			fmt.Fprintf(&b, "      rate: {limit: %d/1m}\n", l.rateLimit(r.peak))
+		l.writeRate(&b, r.peak)
+	}
+	mkeys := make([]mcpKey, 0, len(id.mcp))
+	for k := range id.mcp {
+		mkeys = append(mkeys, k)
+	}
+	slices.SortFunc(mkeys, func(a, b mcpKey) int {
+		return strings.Compare(a.server+"\x00"+a.kind+"\x00"+a.name, b.server+"\x00"+b.kind+"\x00"+b.name)
+	})
+	for _, k := range mkeys {
+		m := id.mcp[k]
+		cond, notes := m.condition()
+		note := ""
+		if len(notes) > 0 {
+			note = "; " + strings.Join(notes, "; ")
+		}
+		fmt.Fprintf(&b, "    # %d calls, first %s, last %s, peak %d per minute, e.g. %s%s\n",
+			m.ev.count, stamp(m.ev.first), stamp(m.ev.last), m.rate.peak, strconv.Quote(m.ev.example), strings.ReplaceAll(note, "\n", " "))
+		fmt.Fprintf(&b, "    - name: %s\n      effect: allow\n      targets:\n", ruleName("mcp-"+ruleService(k.server)))
+		fmt.Fprintf(&b, "        - mcp: {server: %s, %s: [%s]}\n", strconv.Quote(k.server), k.kind, strconv.Quote(escapeGlob(k.name)))
+		if cond != "" {
+			fmt.Fprintf(&b, "      when: %s\n", strconv.Quote(cond))
+		}
+		l.writeRate(&b, m.rate.peak)
+	}
+	for _, aud := range sortedKeys(id.tokens) {
+		t := id.tokens[aud]
+		scopes := sortedKeys(t.scopes)
+		var counts []string
+		for _, sc := range scopes {
+			counts = append(counts, fmt.Sprintf("%s %d", sc, t.scopes[sc]))
+		}
+		fmt.Fprintf(&b, "    # %d token exchanges (scopes: %s), first %s, last %s, peak %d per minute\n",
+			t.ev.count, strings.Join(counts, ", "), stamp(t.ev.first), stamp(t.ev.last), t.rate.peak)
+		fmt.Fprintf(&b, "    - name: %s\n      effect: allow\n      targets:\n", ruleName("token"))
+		if len(scopes) == 0 {
+			// Omitted scopes would mean any: none were asked for, so none
+			// are allowed.
+			fmt.Fprintf(&b, "        - token: {audiences: [%s]}\n      when: \"size(token.scopes) == 0\"\n", strconv.Quote(escapeGlob(aud)))
+		} else {
+			q := make([]string, len(scopes))
+			for i, sc := range scopes {
+				q[i] = strconv.Quote(sc)
+			}
+			fmt.Fprintf(&b, "        - token: {audiences: [%s], scopes: [%s]}\n", strconv.Quote(escapeGlob(aud)), strings.Join(q, ", "))
+		}
+		l.writeRate(&b, t.rate.peak)
+	}
+	for _, purpose := range sortedKeys(id.tasks) {
+		t := id.tasks[purpose]
+		calls := "none closed, so no budget"
+		if t.closed > 0 {
+			calls = fmt.Sprintf("%d closed, at most %d calls each", t.closed, t.maxCalls)
+		}
+		fmt.Fprintf(&b, "    # %d tasks opened (%s), first %s, last %s\n", t.ev.count, calls, stamp(t.ev.first), stamp(t.ev.last))
+		fmt.Fprintf(&b, "    - name: %s\n      effect: allow\n      targets:\n", ruleName("task"))
+		fmt.Fprintf(&b, "        - task: {purposes: [%s]}\n", strconv.Quote(escapeGlob(purpose)))
+		if t.closed > 0 {
+			fmt.Fprintf(&b, "      budget: %d\n", l.budget(t.maxCalls))
 		}
 	}
 	return []byte(b.String())
+}
+
+func (l *Learner) writeRate(b *strings.Builder, peak int) {
+	if !l.o.NoRate {
+		fmt.Fprintf(b, "      rate: {limit: %d/1m}\n", l.rateLimit(peak))
+	}
 }
 
 // rateLimit is the limit per minute for a rule whose busiest sliding
