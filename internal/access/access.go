@@ -189,6 +189,10 @@ type Request struct {
 	// Task is the task the request names itself (a Writ-Task header);
 	// a token's task is the caller's.
 	Task string
+	// Session is the MCP session the access was made in, if any: outside
+	// a task, the flow labels it touched are counted per session (and per
+	// caller instance).
+	Session string
 	// Source is the client's address, "ip:port".
 	Source string
 	// Opaque marks an access whose content enforcement cannot see (a
@@ -355,6 +359,9 @@ type Config struct {
 	Revocations Revocations
 	Tokens      TokenVerifier
 	Approvals   Approvals
+	// Flows keeps the flow labels tasks touched; without it a task's
+	// labels are not tracked (those of sessions, kept in memory, are).
+	Flows Flows
 	// Bundle verifies client X.509-SVIDs.
 	Bundle x509bundle.Source
 	// Signer and Issuer mint access tokens for targets with a MintSpec.
@@ -399,6 +406,7 @@ type Enforcer struct {
 	c Config
 
 	journal  *journal.Journal
+	flows    sessionFlows
 	rec      chan finished // finished accesses for the recorder
 	recDone  chan struct{} // closed when the recorder stops
 	recorded sync.WaitGroup

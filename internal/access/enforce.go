@@ -78,6 +78,16 @@ func (e *Enforcer) decide(ctx context.Context, req *Request, out *Outcome) error
 		out.Task = tk
 		ptask = policy.Task{ID: tk.ID, Purpose: tk.Purpose, OnBehalfOf: tk.OnBehalfOf, Calls: tk.Calls}
 	}
+	seen, err := e.touched(ctx, req, taskID)
+	if err != nil {
+		return err
+	}
+	if len(seen) > 0 {
+		ptask.LabelsSeen = make([]string, len(seen))
+		for i, f := range seen {
+			ptask.LabelsSeen[i] = f.Label
+		}
+	}
 	q := &req.question
 	*q = policy.Request{
 		Kind:         t.Kind,
@@ -101,6 +111,10 @@ func (e *Enforcer) decide(ctx context.Context, req *Request, out *Outcome) error
 	dec := e.c.Policy.Decide(ctx, q)
 	out.Policy, out.Rule, out.Reasons, out.Obligations = dec.Policy, dec.Rule, dec.Reasons, dec.Obligations
 	out.Observed = dec.Observed
+	if len(dec.Flow) > 0 && dec.Effect != policy.Allow {
+		// Name the chain: which accesses brought the labels in.
+		out.Reasons = append([]string{flowChain(req, taskID, seen, dec.Flow) + " by rule " + dec.Rule}, dec.Reasons...)
+	}
 	switch dec.Effect {
 	case policy.Allow:
 	case policy.ApprovalRequired:
@@ -108,7 +122,7 @@ func (e *Enforcer) decide(ctx context.Context, req *Request, out *Outcome) error
 			return err
 		}
 	default:
-		reason := strings.Join(dec.Reasons, "; ")
+		reason := strings.Join(out.Reasons, "; ")
 		if dec.RetryAfter > 0 {
 			return &Refusal{Class: RateLimited, Reason: reason, RetryAfter: time.Duration(dec.RetryAfter)}
 		}
@@ -126,6 +140,10 @@ func (e *Enforcer) decide(ctx context.Context, req *Request, out *Outcome) error
 			return fmt.Errorf("charge task %s: %w", taskID, err)
 		}
 		out.Task = tk
+	}
+	// The target's labels count as touched once the access is allowed.
+	if err := e.touch(ctx, req, taskID, now); err != nil {
+		return err
 	}
 	return nil
 }

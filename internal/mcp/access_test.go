@@ -66,7 +66,7 @@ func newEnforced(t testing.TB, policies string, servers ...*Server) *enforced {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := access.New(ctx, access.Config{Policy: engine, Tasks: ts, Revocations: rv, Approvals: ap,
+	e, err := access.New(ctx, access.Config{Policy: engine, Tasks: ts, Revocations: rv, Approvals: ap, Flows: db,
 		Emitter: ev, Journal: filepath.Join(dir, "proxy.journal"), ApprovalWait: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -167,7 +167,7 @@ func (a *Access) Authorize(ctx context.Context, caller Caller, r Request) (Decis
 	}
 	req := &access.Request{ID: newRequestID(), Start: now(), Target: a.target(r.Server, r.Labels, ""), Caller: id.caller,
 		Method: r.Method, Tool: mreq.Tool, Resource: mreq.Resource, Prompt: mreq.Prompt, Args: mreq.Args,
-		Task: id.task, Source: id.source, Details: details, ArgsDigest: details["args_digest"], Approval: r.Approval}
+		Task: id.task, Source: id.source, Details: details, ArgsDigest: details["args_digest"], Approval: r.Approval, Session: r.Session}
 	out, err := a.Enforcer.Enforce(ctx, req)
 	if err != nil {
 		// Enforce's outcome is Internal; record it like any refusal.

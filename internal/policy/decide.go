@@ -193,7 +193,7 @@ func combine(req *Request, agent, user *sideResult) Decision {
 			continue
 		}
 		r := side.res.deny
-		d := Decision{Effect: Deny, Policy: r.p.ref, Rule: r.name, Principal: side.principal, Reasons: r.reasons}
+		d := Decision{Effect: Deny, Policy: r.p.ref, Rule: r.name, Principal: side.principal, Reasons: r.reasons, Flow: r.flowSeen(req.Task.LabelsSeen)}
 		if side.res.denyErr != nil {
 			d.Reasons = []string{r.reasons[0], "the rule's condition could not be evaluated, so it applies (fail closed): " + side.res.denyErr.Error()}
 		}
@@ -256,8 +256,24 @@ func combine(req *Request, agent, user *sideResult) Decision {
 			d.Reasons = append(d.Reasons, "the rule's condition could not be evaluated, so it applies (fail closed): "+apprErr.Error())
 		}
 		d.Obligations.Approval = appr.approval
+		d.Flow = appr.flowSeen(req.Task.LabelsSeen)
 	}
 	return d
+}
+
+// flowSeen returns the labels of seen that r's flow condition names, or
+// nil when r has none.
+func (r *crule) flowSeen(seen []string) []string {
+	if len(r.flowAll) == 0 && len(r.flowAny) == 0 {
+		return nil
+	}
+	var out []string
+	for _, l := range seen {
+		if slices.Contains(r.flowAll, l) || slices.Contains(r.flowAny, l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func userAllows(u *sideResult) []*crule {

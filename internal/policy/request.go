@@ -230,6 +230,9 @@ type Decision struct {
 	// Observed is set when policies in observe mode would have decided
 	// differently (see [Observation]); it never changes Effect.
 	Observed *Observation `json:"observed,omitempty"`
+	// Flow lists the touched labels that made the deciding rule's flow
+	// condition hold, when it has one (a toxic flow denied or escalated).
+	Flow []string `json:"flow,omitempty"`
 }
 
 // Obligations are what the enforcement point must do with an allowed (or

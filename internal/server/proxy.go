@@ -71,6 +71,7 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 		Revocations:    s.tok.revoke,
 		Tokens:         tokenVerifier{s.tok.verifier},
 		Approvals:      s.tok.approvals,
+		Flows:          s.db,
 		Bundle:         bundleSource{s.authority},
 		Signer:         s.authority,
 		Issuer:         s.cfg.Server.PublicURL,
