@@ -49,6 +49,10 @@ type Config struct {
 	// to Instances again, which updates its last-seen time. Defaults to
 	// five minutes.
 	InstanceRefresh time.Duration
+	// NoProcEvents makes every holder check scan /proc instead of keeping
+	// its verdict while the kernel's process events show nothing that
+	// could change it (see docs/identity.md). For comparisons and tests.
+	NoProcEvents bool
 }
 
 // Attestor attests local processes. It is safe for concurrent use.
@@ -71,6 +75,13 @@ type Attestor struct {
 
 	mu    sync.Mutex
 	insts *lru[store.InstanceKey, instanceEntry]
+
+	// events, subscribed to on first use, keep holder verdicts current.
+	eventsOnce   sync.Once
+	events       *procEvents
+	noProcEvents bool
+	// scans counts full holder scans (socketHolders), for tests.
+	scans atomic.Int64
 
 	// testHookBeforeRecheck, when set, runs after the process has been
 	// inspected and before its start time is read again.
@@ -120,6 +131,8 @@ func New(c Config) (*Attestor, error) {
 		procRoot:  c.ProcRoot,
 		refresh:   c.InstanceRefresh,
 		recheck:   c.Recheck,
+
+		noProcEvents: c.NoProcEvents,
 	}
 	if a.recheck == 0 {
 		a.recheck = time.Second
@@ -187,7 +200,7 @@ func New(c Config) (*Attestor, error) {
 func (a *Attestor) Attest(ctx context.Context, p Peer) (Result, error) {
 	r, err := a.attest(ctx, p)
 	if err == nil {
-		err = a.checkSoleHolder(ctx, p)
+		err = a.checkSoleHolder(ctx, p, r.exe)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("attest pid %d: %w", p.PID, err)

@@ -46,6 +46,8 @@ func runHelper(mode string) int {
 	case "unix", "tcp":
 		c, err = net.Dial(kind, addr)
 	case "hold":
+	case "handoff":
+		return runHandoff(addr)
 	case "threadhold":
 		// Keep the inherited fd 3 only in the file table of one thread:
 		// that thread unshares the table (a copy, fd 3 included), then fd 3
@@ -85,11 +87,61 @@ func runHelper(mode string) int {
 
 var errLeader = errors.New("on the thread group leader")
 
+// runHandoff connects to the unix socket at path with a socket that
+// survives exec, says "ready", and then obeys lines on stdin: "send" passes
+// the socket over the unix socket at fd 3 (SCM_RIGHTS) and says "sent";
+// "exec" re-executes the binary in "hold" mode, which says "ready".
+func runHandoff(path string) int {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0) // no close-on-exec
+	if err == nil {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "send":
+			err = unix.Sendmsg(3, []byte{'x'}, unix.UnixRights(fd), nil, 0)
+			fmt.Println("sent", err)
+		case "exec":
+			exe, _ := os.Executable()
+			env := []string{helperEnv + "=hold"}
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, helperEnv+"=") {
+					env = append(env, kv)
+				}
+			}
+			err = unix.Exec(exe, []string{exe}, env)
+			fmt.Fprintln(os.Stderr, "exec:", err)
+			return 2
+		}
+	}
+	return 0
+}
+
 // helper is a running child process.
 type helper struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
+	out   *bufio.Reader
 	local string // the local address of its connection, if any
+}
+
+// say writes a command line to the helper and waits for its answer line.
+func (h *helper) say(t *testing.T, cmd string) string {
+	t.Helper()
+	if _, err := fmt.Fprintln(h.stdin, cmd); err != nil {
+		t.Fatal(err)
+	}
+	line, err := h.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper after %q: %v", cmd, err)
+	}
+	return strings.TrimSpace(line)
 }
 
 // startHelper runs exe (the test binary or a copy) in helper mode and
@@ -111,9 +163,9 @@ func startHelper(t *testing.T, exe, mode string, extra ...*os.File) *helper {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &helper{cmd: cmd, stdin: stdin}
+	h := &helper{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
 	t.Cleanup(h.stop)
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	line, err := h.out.ReadString('\n')
 	if err != nil {
 		t.Fatalf("helper %q did not start: %v", mode, err)
 	}

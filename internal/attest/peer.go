@@ -76,6 +76,18 @@ type pidFD struct {
 	// last is the most recent full attestation of this pinned process,
 	// for the fast path of Attestor.Attest.
 	last atomic.Pointer[attestation]
+	// holder is the verdict of the last holder scan of the connection
+	// this process was found on, while process events keep it.
+	holder atomic.Pointer[holderVerdict]
+	// tcp is the holder scan that found this process for a TCP
+	// connection, until WatchImage makes it a verdict.
+	tcp atomic.Pointer[tcpFound]
+}
+
+// setHolder keeps v as the connection's verdict and releases the one it
+// replaces.
+func (h *pidFD) setHolder(v *holderVerdict) {
+	h.holder.Swap(v).release()
 }
 
 // attestation is a full attestation remembered on a pinned peer.
@@ -94,6 +106,7 @@ func (h *pidFD) close() error {
 		return nil
 	}
 	h.closed = true
+	h.holder.Swap(nil).release()
 	if err := unix.Close(h.fd); err != nil {
 		return fmt.Errorf("close pidfd: %w", err)
 	}

@@ -212,6 +212,7 @@ func keyOf(st *unix.Stat_t) fileKey {
 // procStat holds the fields of /proc/PID/stat that attestation uses.
 type procStat struct {
 	pid        int
+	ppid       int // field 4: the parent's pid (its thread group id)
 	comm       string
 	startTicks uint64 // field 22: start time in clock ticks after boot
 }
@@ -240,7 +241,11 @@ func parseStat(b []byte) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("bad start time field %q", rest[startField])
 	}
-	return procStat{pid: pid, comm: string(b[open+1 : closing]), startTicks: ticks}, nil
+	ppid, err := strconv.Atoi(string(rest[4-3]))
+	if err != nil || ppid < 0 {
+		return procStat{}, fmt.Errorf("bad parent pid field %q", rest[4-3])
+	}
+	return procStat{pid: pid, ppid: ppid, comm: string(b[open+1 : closing]), startTicks: ticks}, nil
 }
 
 // procStatus holds the fields of /proc/PID/status that attestation uses.

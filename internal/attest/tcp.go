@@ -41,7 +41,7 @@ func (a *Attestor) PeerFromPID(ctx context.Context, pid int) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	if err := a.fillIDs(&p, nil); err != nil {
+	if _, err := a.fillIDs(&p, nil); err != nil {
 		p.Close()
 		return Peer{}, fmt.Errorf("pin pid %d: %w", pid, err)
 	}
@@ -49,33 +49,50 @@ func (a *Attestor) PeerFromPID(ctx context.Context, pid int) (Peer, error) {
 }
 
 // fillIDs sets p.UID and p.GID from /proc/PID/status. If inode is not nil,
-// it also requires the process to still hold that socket. When p is
-// pinned, the pidfd is checked after /proc/PID is opened, so the facts are
-// about the pinned process.
-func (a *Attestor) fillIDs(p *Peer, inode *uint64) error {
+// it also requires the process to still hold that socket, and returns
+// where it holds it and its parent. When p is pinned, the pidfd is checked
+// after /proc/PID is opened, so the facts are about the pinned process.
+func (a *Attestor) fillIDs(p *Peer, inode *uint64) (*tcpFound, error) {
 	d, err := openProc(a.procRoot, p.PID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer d.close()
 	if err := p.checkAlive(); err != nil {
-		return err
+		return nil, err
 	}
+	var found *tcpFound
 	if inode != nil {
-		holds, err := holdsSocket(d.fd, d.path, socketLink(*inode))
+		s := newFDScan(socketLink(*inode))
+		holds, err := s.holds(d.fd, "fd", d.path+"/fd")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !holds {
-			return fmt.Errorf("pid %d no longer holds socket inode %d: %w", p.PID, *inode, ErrProcessGone)
+			return nil, fmt.Errorf("pid %d no longer holds socket inode %d: %w", p.PID, *inode, ErrProcessGone)
 		}
+		ppid, err := parentOf(d)
+		if err != nil {
+			return nil, err
+		}
+		found = &tcpFound{inode: *inode, fd: s.found, ppid: ppid}
 	}
 	st, err := d.status()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p.UID, p.GID = st.uid, st.gid
-	return nil
+	return found, nil
+}
+
+// tcpFound is what a holder scan found of a TCP connection's process,
+// kept on its pinned peer until [Attestor.WatchImage] makes it a verdict.
+type tcpFound struct {
+	events *procEvents // nil when process events are not followed
+	mark   eventMark   // before the scan
+	inode  uint64
+	fd     string
+	ppid   int32
 }
 
 // FindTCPPeer returns the pid of the local process that holds the client
@@ -103,7 +120,13 @@ func (a *Attestor) FindTCPPeer(ctx context.Context, local, remote netip.AddrPort
 // that the returned peer is the connection's process even if the pid has
 // since been reused. UID and GID are the process's effective ids. The
 // caller must Close the peer.
+//
+// [Attestor.WatchImage] of the peer keeps the scan's verdict (this
+// process, and no other, holds the connection) while process events show
+// nothing that could change it, and [ImageWatch.Check] scans again when
+// they do.
 func (a *Attestor) PeerFromTCP(ctx context.Context, local, remote netip.AddrPort) (Peer, error) {
+	events, mark := a.markEvents()
 	pid, inode, err := a.findTCPPeer(ctx, local, remote)
 	if err != nil {
 		return Peer{}, err
@@ -112,9 +135,14 @@ func (a *Attestor) PeerFromTCP(ctx context.Context, local, remote netip.AddrPort
 	if err != nil {
 		return Peer{}, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
 	}
-	if err := a.fillIDs(&p, &inode); err != nil {
+	found, err := a.fillIDs(&p, &inode)
+	if err != nil {
 		p.Close()
 		return Peer{}, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+	}
+	if p.pidfd != nil {
+		found.events, found.mark = events, mark
+		p.pidfd.tcp.Store(found)
 	}
 	return p, nil
 }
@@ -297,6 +325,7 @@ func socketLink(inode uint64) []byte {
 // few system calls per process and one per open file, and allocates little
 // besides the directory names.
 func (a *Attestor) socketHolders(ctx context.Context, inode uint64) (pids []int, skipped int, err error) {
+	a.scans.Add(1)
 	procfd, err := openRetry(unix.AT_FDCWD, a.procRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list processes in %s: %w", a.procRoot, err)
@@ -425,6 +454,7 @@ func holdsSocket(dirfd int, dir string, target []byte) (bool, error) {
 // its buffers from one process to the next.
 type fdScan struct {
 	target []byte // the link text of the socket: "socket:[INODE]"
+	found  string // the fd number under which holds last found it
 	dir    dirReader
 	tasks  dirReader // a process's threads, listed while dir lists their files
 	link   [64]byte
@@ -455,6 +485,7 @@ func (s *fdScan) holds(dirfd int, rel, path string) (bool, error) {
 			return fdErr(path+"/"+name, err)
 		}
 		if bytes.Equal(s.link[:n], s.target) {
+			s.found = name
 			return errFound
 		}
 		return nil

@@ -66,20 +66,37 @@ func sockInode(c syscall.Conn) (uint64, error) {
 }
 
 // checkSoleHolder requires that p's process, and no other, holds the
-// client end of the unix connection whose server end is p.sock. It scans
-// the open files of every process (as [Attestor.FindTCPPeer] does), so it
-// costs what that scan costs; the Workload API calls it once per call or
-// stream, not per message.
-func (a *Attestor) checkSoleHolder(ctx context.Context, p Peer) error {
+// client end of the unix connection whose server end is p.sock. The first
+// check of a connection scans the open files of every process (as
+// [Attestor.FindTCPPeer] does); its verdict is then kept on the
+// connection while process events show nothing that could change it (see
+// procevents.go), so a later call costs reading the queued events and one
+// readlink. exe is the executable p was just attested with: a verdict
+// made while p ran another one is not used.
+func (a *Attestor) checkSoleHolder(ctx context.Context, p Peer, exe fileKey) error {
 	if p.sock == 0 {
 		return nil // not a peer of a unix connection writ accepted
 	}
 	if !a.sockDiag {
 		return fmt.Errorf("check the holder of the connection: %s is not a live procfs", a.procRoot)
 	}
-	client, err := unixPeerInode(p.sock)
-	if err != nil {
-		return fmt.Errorf("check the holder of the connection: %w", err)
+	var last *holderVerdict
+	if p.pidfd != nil {
+		last = p.pidfd.holder.Load()
+		if last != nil && last.exe == exe && a.current(last) {
+			// The pid looked at is the pinned process, not a reuse.
+			return p.checkAlive()
+		}
+	}
+	events, mark := a.markEvents()
+	var client uint64
+	if last != nil {
+		client = last.inode // a connection's peer never changes
+	} else {
+		var err error
+		if client, err = unixPeerInode(p.sock); err != nil {
+			return fmt.Errorf("check the holder of the connection: %w", err)
+		}
 	}
 	// The common refusal first, cheaply: the connecting process no
 	// longer holds the socket at all.
@@ -87,8 +104,9 @@ func (a *Attestor) checkSoleHolder(ctx context.Context, p Peer) error {
 	if err != nil {
 		return err
 	}
-	holds, err := holdsSocket(d.fd, d.path, socketLink(client))
-	d.close()
+	defer d.close()
+	s := newFDScan(socketLink(client))
+	holds, err := s.holds(d.fd, "fd", d.path+"/fd")
 	if err != nil {
 		return fmt.Errorf("check the holder of the connection: %w", err)
 	}
@@ -104,8 +122,23 @@ func (a *Attestor) checkSoleHolder(ctx context.Context, p Peer) error {
 			return fmt.Errorf("socket inode %d is open in pids %v, not only in pid %d that connected: %w", client, pids, p.PID, ErrSocketHandedOver)
 		}
 	}
+	var ppid int32
+	if events != nil && p.pidfd != nil {
+		if ppid, err = parentOf(d); err != nil {
+			return err
+		}
+	}
 	// The pid scanned is the pinned process, not a reuse of its pid.
-	return p.checkAlive()
+	if err := p.checkAlive(); err != nil {
+		return err
+	}
+	if events != nil && p.pidfd != nil {
+		v := &holderVerdict{pid: int32(p.PID), ppid: ppid, inode: client, fd: s.found, exe: exe}
+		if events.commit(mark, v) {
+			p.pidfd.setHolder(v)
+		}
+	}
+	return nil
 }
 
 // unixPeerInode asks the kernel for the inode of the peer of the unix

@@ -213,6 +213,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("start attestor: %w", err)
 	}
+	closers = append(closers, func() { s.attestor.Close() })
+	if err := s.attestor.FollowProcessEvents(); err != nil {
+		s.log.Info("every Workload API call will scan /proc for the holders of its socket (slower), and proxy connections are not re-checked after a fork", "error", err)
+	}
 	if err := attest.ProbeUnixDiag(); err != nil {
 		// Fail closed, loudly: the check that a Workload API socket was
 		// not handed to another process cannot be made.
@@ -333,6 +337,7 @@ func (s *Server) Close() error {
 	s.workloadLn.Close()
 	s.closeProxy()
 	s.closeTokens()
+	s.attestor.Close()
 	os.Remove(s.cfg.Workload.Socket)
 	err := errors.Join(s.auditLog.Close(context.Background()), s.db.Close())
 	s.lock.release()
@@ -391,6 +396,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopDiscovery()
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
+	s.attestor.Close()
 	os.Remove(s.cfg.Workload.Socket)
 	// Last: every component has stopped emitting; sign the final
 	// checkpoint, with time of its own whatever the drain used.
