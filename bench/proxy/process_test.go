@@ -101,7 +101,7 @@ func pin(cmd *exec.Cmd) {
 }
 
 // startBareProxyProcess runs bareProxy in a process of its own.
-func startBareProxyProcess(t testing.TB, up string) string {
+func startBareProxyProcess(t testing.TB, up string) (string, int) {
 	var addr string
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), bareProxyEnv+"="+up)
@@ -110,18 +110,24 @@ func startBareProxyProcess(t testing.TB, up string) string {
 		addr, _ = strings.CutPrefix(line, "listen ")
 		return addr != line
 	})
-	return addr
+	return addr, cmd.Process.Pid
 }
 
 // startWritProcess builds writ and runs `writ serve` on a fresh data
 // directory with its proxy in front of up, configured as startWrit does.
 // It returns the proxy address and writ's pid.
 func startWritProcess(t testing.TB, up string, env ...string) (string, int) {
+	_, here, _, _ := runtime.Caller(0)
+	return startWritProcessFrom(t, filepath.Join(filepath.Dir(here), "..", ".."), up, env...) // the module root
+}
+
+// startWritProcessFrom is startWritProcess with writ built from the
+// source tree at root (another checkout, for an A/B in one run).
+func startWritProcessFrom(t testing.TB, root, up string, env ...string) (string, int) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "writ")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
-	_, here, _, _ := runtime.Caller(0)
-	build.Dir = filepath.Join(filepath.Dir(here), "..", "..") // the module root
+	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build writ: %v\n%s", err, out)
 	}

@@ -10,6 +10,12 @@
 //	WRIT_PROXY_BENCH=1 WRIT_PROXY_BENCH_PIN=1 taskset -c 0 go test -run TestProxyComparison -v -timeout 20m ./bench/proxy/
 //	go test -run '^$' -bench . ./bench/proxy/
 //
+// WRIT_PROXY_BENCH_BASE=DIR adds "writ-base", writ built from the source
+// tree DIR (a worktree of an older commit), to the same rounds: an A/B of
+// two writ builds against the same go-bare, nginx and upstream. Every
+// proxy's CPU time per request (from /proc/PID/stat) is reported beside
+// its latency: on a shared machine it is the steadier figure.
+//
 // writ runs with everything on: the caller is attributed by its process
 // (loopback connection → /proc → attestation → Identity), policy decides,
 // the upstream credential is injected and every request is one event in the
@@ -17,6 +23,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -168,10 +175,36 @@ type result struct {
 	errs     int
 	rps      float64
 	p50, p99 time.Duration
+	cpu      time.Duration // the proxy process's CPU time per request; 0 when unknown
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%8.0f req/s  p50 %8s  p99 %8s  errors %d", r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errs)
+	s := fmt.Sprintf("%8.0f req/s  p50 %8s  p99 %8s  errors %d", r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errs)
+	if r.cpu > 0 {
+		s += fmt.Sprintf("  cpu/req %6.1fµs", float64(r.cpu)/float64(time.Microsecond))
+	}
+	return s
+}
+
+// cpuTime returns the CPU time (user and system, all threads, including
+// ended ones) the processes pids have used, from /proc/PID/stat, in clock
+// ticks of 10 ms.
+func cpuTime(pids []int) time.Duration {
+	var ticks int64
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
+		k, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+		ticks += u + k
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func newClient(conns int) *http.Client {
@@ -389,20 +422,41 @@ func TestProxyComparison(t *testing.T) {
 	up, bad := upstream(t)
 	nginxAddr, nginxPIDs := startNginx(t, up)
 	writAddr, writPID := startWritProcess(t, up)
-	targets := []struct{ name, url string }{
-		{"direct", "http://" + up + "/items/1"},
-		{"writ", "http://" + writAddr + "/svc/bench/items/1"},
-		{"nginx", "http://" + nginxAddr + "/items/1"},
-		{"go-bare", "http://" + startBareProxyProcess(t, up) + "/items/1"},
+	bareAddr, barePID := startBareProxyProcess(t, up)
+	type target struct {
+		name, url string
+		pids      func() []int // the proxy's processes; nil for direct
+	}
+	targets := []target{
+		{"direct", "http://" + up + "/items/1", nil},
+		{"writ", "http://" + writAddr + "/svc/bench/items/1", func() []int { return []int{writPID} }},
+		{"nginx", "http://" + nginxAddr + "/items/1", nginxPIDs},
+		{"go-bare", "http://" + bareAddr + "/items/1", func() []int { return []int{barePID} }},
+	}
+	if base := os.Getenv("WRIT_PROXY_BENCH_BASE"); base != "" {
+		// Another writ source tree (e.g. a worktree of the previous
+		// main), measured in the same rounds as "writ-base".
+		baseAddr, basePID := startWritProcessFrom(t, base, up)
+		targets = slices.Insert(targets, 2, target{"writ-base", "http://" + baseAddr + "/svc/bench/items/1", func() []int { return []int{basePID} }})
+		fmt.Printf("writ-base: writ built from %s\n", base)
 	}
 	for _, tg := range targets {
 		if c := newClient(1); !do(c, tg.url) {
 			t.Fatalf("%s: %s does not answer 200", tg.name, tg.url)
 		}
 	}
-	fmt.Printf("\nfirst request on a new connection (median of 20)\n")
+	fmt.Printf("\nfirst request on a new connection (median of 20; the proxy's CPU per new connection and request)\n")
 	for _, tg := range targets {
-		fmt.Printf("  %-7s %8s\n", tg.name, cold(tg.url, 20).Round(time.Microsecond))
+		var c0 time.Duration
+		if tg.pids != nil {
+			c0 = cpuTime(tg.pids())
+		}
+		lat := cold(tg.url, 20).Round(time.Microsecond)
+		if tg.pids != nil {
+			fmt.Printf("  %-9s %8s  cpu %6.0fµs\n", tg.name, lat, float64(cpuTime(tg.pids())-c0)/20/float64(time.Microsecond))
+		} else {
+			fmt.Printf("  %-9s %8s\n", tg.name, lat)
+		}
 	}
 	// Each measure runs rounds times, the targets one after the other in
 	// each round, so that a noisy moment hits one round of every target
@@ -414,24 +468,37 @@ func TestProxyComparison(t *testing.T) {
 		c := cell{}
 		for range rounds {
 			for _, tg := range targets {
-				c[tg.name] = append(c[tg.name], fn(tg.name, tg.url))
+				var c0 time.Duration
+				if tg.pids != nil {
+					c0 = cpuTime(tg.pids())
+				}
+				r := fn(tg.name, tg.url)
+				if tg.pids != nil && r.n > 0 {
+					r.cpu = (cpuTime(tg.pids()) - c0) / time.Duration(r.n)
+				}
+				c[tg.name] = append(c[tg.name], r)
 			}
 		}
 		for _, tg := range targets {
-			fmt.Printf("  %-7s %s\n", tg.name, median(c[tg.name]))
+			fmt.Printf("  %-9s %s\n", tg.name, median(c[tg.name]))
 		}
 		return c
 	}
 	fixed := run("fixed rate 1000 req/s (Go open-loop client, latency from scheduled start)", func(_, url string) result {
 		return fixedRate(url, 1000, d)
 	})
-	var writRSS, nginxRSS atomic.Int64
+	var writRSS, nginxRSS, baseRSS atomic.Int64
 	sat := run("saturation, 32 connections (Go closed-loop client)", func(name, url string) result {
 		// Resident memory halfway through the run, the largest of the
 		// rounds.
 		rss := map[string]func() int64{
 			"writ":  func() int64 { return max(writRSS.Load(), int64(rssKB([]int{writPID}))) },
 			"nginx": func() int64 { return max(nginxRSS.Load(), int64(rssKB(nginxPIDs()))) },
+		}
+		for _, tg := range targets {
+			if tg.name == "writ-base" {
+				rss[tg.name] = func() int64 { return max(baseRSS.Load(), int64(rssKB(tg.pids()))) }
+			}
 		}
 		done := make(chan struct{})
 		go func() {
@@ -445,13 +512,19 @@ func TestProxyComparison(t *testing.T) {
 				writRSS.Store(rss[name]())
 			case "nginx":
 				nginxRSS.Store(rss[name]())
+			case "writ-base":
+				baseRSS.Store(rss[name]())
 			}
 		}()
 		r := saturate(url, 32, d)
 		close(done)
 		return r
 	})
-	fmt.Printf("  memory under load (resident): writ %d MiB, nginx %d MiB\n", writRSS.Load()>>10, nginxRSS.Load()>>10)
+	fmt.Printf("  memory under load (resident): writ %d MiB, nginx %d MiB", writRSS.Load()>>10, nginxRSS.Load()>>10)
+	if baseRSS.Load() > 0 {
+		fmt.Printf(", writ-base %d MiB", baseRSS.Load()>>10)
+	}
+	fmt.Println()
 	var wrkSat cell
 	if _, ok := wrk(t, targets[0].url, 32, time.Second); ok {
 		wrkSat = run("saturation, wrk -t2 -c32", func(_, url string) result {
@@ -475,8 +548,27 @@ func TestProxyComparison(t *testing.T) {
 		slices.Sort(fs)
 		return fs[len(fs)/2] * 100
 	}
-	fmt.Printf("\np99 added at 1000 req/s (median of rounds): writ %v, nginx %v, go-bare %v (target for writ ≤ 500µs)\n",
-		added("writ").Round(time.Microsecond), added("nginx").Round(time.Microsecond), added("go-bare").Round(time.Microsecond))
+	cpuRatio := func(c cell, name string) float64 {
+		var fs []float64
+		for i := range rounds {
+			if c[name][i].cpu > 0 && c["go-bare"][i].cpu > 0 {
+				fs = append(fs, float64(c[name][i].cpu)/float64(c["go-bare"][i].cpu))
+			}
+		}
+		if len(fs) == 0 {
+			return 0
+		}
+		slices.Sort(fs)
+		return fs[len(fs)/2]
+	}
+	for _, tg := range targets {
+		if tg.pids == nil || tg.name == "go-bare" {
+			continue
+		}
+		fmt.Printf("\n%s: p99 added at 1000 req/s %v (go-bare %v; target ≤ go-bare + 0.3 ms); CPU per request ÷ go-bare's, median of rounds: %.2f at 1000 req/s, %.2f at saturation (target ≤ 1.3)",
+			tg.name, added(tg.name).Round(time.Microsecond), added("go-bare").Round(time.Microsecond), cpuRatio(fixed, tg.name), cpuRatio(sat, tg.name))
+	}
+	fmt.Println()
 	fmt.Printf("share of direct throughput at saturation, Go client (median of rounds): writ %.0f%%, nginx %.0f%%, go-bare %.0f%% (target for writ ≥ 60%%)\n",
 		share(sat, "writ"), share(sat, "nginx"), share(sat, "go-bare"))
 	if wrkSat != nil {
@@ -502,6 +594,7 @@ func median(rs []result) result {
 		rps: pick(func(r result) float64 { return r.rps }),
 		p50: time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
 		p99: time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+		cpu: time.Duration(pick(func(r result) float64 { return float64(r.cpu) })),
 	}
 	for _, r := range rs {
 		m.errs += r.errs

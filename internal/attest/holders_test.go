@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -241,9 +242,15 @@ func TestHolderVerdictEventLoss(t *testing.T) {
 	if !lost {
 		t.Fatal("the overflow was not noticed")
 	}
-	mustAttest(t, a, p) // may scan again: events were lost while the buffer was small
-	if n := scansDuring(a, func() { mustAttest(t, a, p) }); n != 0 {
-		t.Fatalf("the call after: %d scans, want 0", n)
+	// Events may have been lost again while the buffer was small; within
+	// a few calls a verdict is kept again and a call costs no scan.
+	for i := 0; ; i++ {
+		if n := scansDuring(a, func() { mustAttest(t, a, p) }); n == 0 {
+			break
+		}
+		if i == 5 {
+			t.Fatal("no verdict kept after the buffer was restored")
+		}
 	}
 }
 
@@ -453,4 +460,29 @@ func FuzzProcEvents(f *testing.F) {
 			t.Fatal("an answer taken for the subscription's without being asked for")
 		}
 	})
+}
+
+// BenchmarkAttestUnixPeer is one Workload API call's attestation of a
+// connection's process (the test process, on a real unix connection),
+// holder check included: events=on keeps the first call's verdict,
+// events=off scans every process's open files on every call.
+func BenchmarkAttestUnixPeer(b *testing.B) {
+	for _, on := range []bool{true, false} {
+		b.Run(fmt.Sprintf("events=%v", map[bool]string{true: "on", false: "off"}[on]), func(b *testing.B) {
+			a, _ := newTestAttestor(b, Config{NoProcEvents: !on})
+			b.Cleanup(func() { a.Close() })
+			if on && a.FollowProcessEvents() != nil {
+				b.Skip("no process events here")
+			}
+			p := selfPeer(b)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Attest(ctx, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(a.scans.Load())/float64(b.N), "scans/op")
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,6 +92,7 @@ type procEvents struct {
 	// them: the holder, its parent and its suspects.
 	watch map[int32]map[*holderVerdict]struct{}
 	buf   []byte
+	from  unix.RawSockaddrNetlink // the sender of the last datagram read
 	log   *slog.Logger
 }
 
@@ -335,7 +337,7 @@ func (e *procEvents) drain() {
 		return // closed (then e.err is set), or made up by a test
 	}
 	for e.err == nil {
-		n, from, err := unix.Recvfrom(e.fd, e.buf, unix.MSG_DONTWAIT)
+		n, err := e.recv()
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -348,13 +350,28 @@ func (e *procEvents) drain() {
 			e.fail(fmt.Errorf("receive process events: %w", err))
 			return
 		}
-		if nl, ok := from.(*unix.SockaddrNetlink); !ok || nl.Pid != 0 {
+		if e.from.Family != unix.AF_NETLINK || e.from.Pid != 0 {
 			continue // not from the kernel
 		}
 		if _, err := e.handle(e.buf[:n], 0); err != nil {
 			e.lost(err.Error())
 		}
 	}
+}
+
+// recv reads one datagram into e.buf without waiting, and its sender into
+// e.from. It is recvfrom(2) without the allocations of unix.Recvfrom: the
+// drain runs on every Workload API call and every proxied request, and
+// almost always finds nothing. Called with e.mu held.
+func (e *procEvents) recv() (int, error) {
+	e.from = unix.RawSockaddrNetlink{}
+	fromLen := uint32(unix.SizeofSockaddrNetlink)
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(e.fd), uintptr(unsafe.Pointer(&e.buf[0])), uintptr(len(e.buf)),
+		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&e.from)), uintptr(unsafe.Pointer(&fromLen)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // fail stops following events for good. Called with e.mu held.
