@@ -22,7 +22,7 @@ type Authority struct {
 	td          spiffeid.TrustDomain
 	keys        store.Keys
 	resources   store.Resources
-	sealer      *keys.Sealer
+	providers   *keys.Set
 	emitter     audit.Emitter
 	log         *slog.Logger
 	now         func() time.Time
@@ -77,7 +77,7 @@ func New(ctx context.Context, c Config) (*Authority, error) {
 		td:          c.TrustDomain,
 		keys:        c.Keys,
 		resources:   c.Resources,
-		sealer:      c.Sealer,
+		providers:   c.Providers,
 		emitter:     c.Emitter,
 		log:         c.Log,
 		now:         c.Now,

@@ -29,8 +29,9 @@ const (
 	backdate = 10 * time.Second
 )
 
-// Config configures an [Authority]. TrustDomain, Keys, Resources and Sealer
-// are required; every other field has a documented default.
+// Config configures an [Authority]. TrustDomain, Keys, Resources and
+// Sealer or Providers are required; every other field has a documented
+// default.
 type Config struct {
 	// TrustDomain is the trust domain the authority signs for.
 	TrustDomain spiffeid.TrustDomain
@@ -39,8 +40,13 @@ type Config struct {
 	// Resources stores the "TrustBundle" document whose version is the
 	// bundle sequence number.
 	Resources store.Resources
-	// Sealer seals private keys before they reach Keys.
+	// Sealer seals private keys before they reach Keys, when Providers
+	// is not set.
 	Sealer *keys.Sealer
+	// Providers make the keys: software keys sealed by Sealer, or keys in
+	// a PKCS#11 token or TPM (keys.x509_ca, keys.jwt in writ.yaml).
+	// Default: software keys sealed by Sealer.
+	Providers *keys.Set
 	// Emitter receives key.* audit events. Defaults to logging them to Log.
 	Emitter audit.Emitter
 	// Log receives operational messages. Defaults to discarding them.
@@ -83,8 +89,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Resources == nil {
 		errs = append(errs, errors.New("resource store is not set"))
 	}
-	if c.Sealer == nil {
-		errs = append(errs, errors.New("sealer is not set"))
+	if c.Providers == nil && c.Sealer != nil {
+		c.Providers = keys.NewSoftwareSet(c.Sealer)
+	}
+	if c.Providers == nil {
+		errs = append(errs, errors.New("neither key providers nor a sealer is set"))
 	}
 	if (c.UpstreamCertFile == "") != (c.UpstreamKeyFile == "") {
 		errs = append(errs, fmt.Errorf("upstream CA needs both a certificate file and a key file (cert %q, key %q)", c.UpstreamCertFile, c.UpstreamKeyFile))

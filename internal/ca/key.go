@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
+	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -49,52 +51,42 @@ func (k *key) root() *x509.Certificate { return k.chain[len(k.chain)-1] }
 // newKeyID returns a fresh random key id (also used as the JWT kid).
 func newKeyID() string { return rand.Text() }
 
-// generateKey makes a new ECDSA P-256 private key.
+// generateKey makes a new ECDSA P-256 private key (the callers' keys in
+// tests and benchmarks; the authority's own keys come from its providers).
 func generateKey() (*ecdsa.PrivateKey, error) {
 	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }
 
-// sealKey marshals priv as PKCS#8 and seals it bound to id.
-func (a *Authority) sealKey(id string, priv *ecdsa.PrivateKey) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("marshal private key %s: %w", id, err)
-	}
-	sealed := a.sealer.Seal(der, []byte(id))
-	clear(der)
-	return sealed, nil
-}
+// purposes maps a key kind to the provider purpose that makes its keys.
+var purposes = map[string]keys.Purpose{store.KeyX509CA: keys.PurposeX509CA, store.KeyJWT: keys.PurposeJWT}
 
-// unsealKey opens rec.Sealed and checks that the private key matches the
-// record's public key, so a store edited outside writ is noticed.
-func (a *Authority) unsealKey(rec store.Key) (crypto.Signer, error) {
-	der, err := a.sealer.Open(rec.Sealed, []byte(rec.ID))
+// unsealKey loads rec's private key from the provider that made it (the
+// sealed blob in the store, a PKCS#11 token or a TPM) and checks that it
+// matches the record's public key, so a store edited outside writ is
+// noticed.
+func (a *Authority) unsealKey(ctx context.Context, rec store.Key) (crypto.Signer, error) {
+	signer, err := a.providers.Load(ctx, rec.ID, []byte(rec.ID), rec.Sealed)
 	if err != nil {
-		return nil, fmt.Errorf("open sealed %s key %s: %w (restore the WRIT_KEK value or key-encryption key file that sealed it)", rec.Kind, rec.ID, err)
+		return nil, fmt.Errorf("load %s key %s: %w", rec.Kind, rec.ID, err)
 	}
-	priv, err := x509.ParsePKCS8PrivateKey(der)
-	clear(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s key %s: %w", rec.Kind, rec.ID, err)
-	}
-	ec, ok := priv.(*ecdsa.PrivateKey)
+	ec, ok := signer.Public().(*ecdsa.PublicKey)
 	if !ok || ec.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("parse %s key %s: %T is not an ECDSA P-256 key", rec.Kind, rec.ID, priv)
+		return nil, fmt.Errorf("load %s key %s: %T is not an ECDSA P-256 key", rec.Kind, rec.ID, signer.Public())
 	}
-	pub, err := x509.MarshalPKIXPublicKey(ec.Public())
+	pub, err := x509.MarshalPKIXPublicKey(ec)
 	if err != nil {
 		return nil, fmt.Errorf("marshal public key %s: %w", rec.ID, err)
 	}
 	if !bytes.Equal(pub, rec.Public) {
-		return nil, fmt.Errorf("check %s key %s: the stored public key does not match the sealed private key; the store was modified outside writ", rec.Kind, rec.ID)
+		return nil, fmt.Errorf("check %s key %s: the stored public key does not match the private key; the store was modified outside writ", rec.Kind, rec.ID)
 	}
-	return ec, nil
+	return signer, nil
 }
 
 // loadKey builds a *key from a stored record: unseal, check, and for X.509
 // keys parse and verify the certificate chain.
-func (a *Authority) loadKey(rec store.Key) (*key, error) {
-	signer, err := a.unsealKey(rec)
+func (a *Authority) loadKey(ctx context.Context, rec store.Key) (*key, error) {
+	signer, err := a.unsealKey(ctx, rec)
 	if err != nil {
 		return nil, err
 	}

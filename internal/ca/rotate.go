@@ -107,7 +107,7 @@ func (a *Authority) load(ctx context.Context, kind string) ([]*entry, error) {
 	for _, rec := range recs {
 		k := a.loaded[rec.ID]
 		if k == nil || !a.sameMaterial(k, rec) {
-			if k, err = a.loadKey(rec); err != nil {
+			if k, err = a.loadKey(ctx, rec); err != nil {
 				return nil, err
 			}
 			a.loaded[rec.ID] = k
@@ -158,7 +158,7 @@ func (a *Authority) step(ctx context.Context, kind string, es *[]*entry, now tim
 	// Expired keys: nothing they signed is still valid.
 	for i, e := range *es {
 		if !now.Before(e.k.notAfter) {
-			if err := a.keys.DeleteKey(ctx, e.k.id); err != nil {
+			if err := a.deleteKey(ctx, e); err != nil {
 				return false, fmt.Errorf("remove expired %s key %s: %w", kind, e.k.id, err)
 			}
 			delete(a.loaded, e.k.id)
@@ -188,7 +188,7 @@ func (a *Authority) step(ctx context.Context, kind string, es *[]*entry, now tim
 	}
 	if len(prepared) > 1 {
 		e := prepared[0]
-		if err := a.keys.DeleteKey(ctx, e.k.id); err != nil {
+		if err := a.deleteKey(ctx, e); err != nil {
 			return false, fmt.Errorf("remove superseded prepared %s key %s: %w", kind, e.k.id, err)
 		}
 		delete(a.loaded, e.k.id)
@@ -242,6 +242,20 @@ func (a *Authority) step(ctx context.Context, kind string, es *[]*entry, now tim
 	return false, nil
 }
 
+// deleteKey removes e from the store and then from its device. A key the
+// device could not destroy is logged, not retried: the store no longer
+// names it, so it signs nothing, and the operator can remove it by its
+// id (CKA_ID / label "writ ID").
+func (a *Authority) deleteKey(ctx context.Context, e *entry) error {
+	if err := a.keys.DeleteKey(ctx, e.k.id); err != nil {
+		return err
+	}
+	if err := a.providers.Destroy(ctx, e.k.id, e.rec.Sealed); err != nil {
+		a.log.Warn("remove key from its device", "key_id", e.k.id, "kind", e.k.kind, "error", err)
+	}
+	return nil
+}
+
 // prepareAt is when the successor of active is prepared: at half its life.
 func prepareAt(active *entry) time.Time {
 	life := active.k.notAfter.Sub(active.k.notBefore)
@@ -289,13 +303,9 @@ func (a *Authority) setState(ctx context.Context, now time.Time, e *entry, state
 // create makes, seals and stores a new key of kind in state.
 func (a *Authority) create(ctx context.Context, kind, state string, now time.Time) (*entry, error) {
 	id := newKeyID()
-	priv, err := generateKey()
+	priv, sealed, err := a.providers.Generate(ctx, purposes[kind], id, []byte(id))
 	if err != nil {
 		return nil, fmt.Errorf("generate %s key: %w", kind, err)
-	}
-	sealed, err := a.sealKey(id, priv)
-	if err != nil {
-		return nil, err
 	}
 	pub, err := x509.MarshalPKIXPublicKey(priv.Public())
 	if err != nil {

@@ -525,7 +525,7 @@ func TestTamperedStoreRefused(t *testing.T) {
 			if err := e.db.PutKey(ctx, k); err != nil {
 				t.Fatal(err)
 			}
-		}, "does not match the sealed private key"},
+		}, "does not match the private key"},
 		{"swapped CA certificate", func(t *testing.T, e *env) {
 			k := e.storeKeys(t, store.KeyX509CA)[0]
 			k.Cert = other.storeKeys(t, store.KeyX509CA)[0].Cert
@@ -540,7 +540,7 @@ func TestTamperedStoreRefused(t *testing.T) {
 			if err := e.db.PutKey(ctx, k); err != nil {
 				t.Fatal(err)
 			}
-		}, "open sealed jwt key planted"},
+		}, "load jwt key planted: open sealed key planted: unseal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

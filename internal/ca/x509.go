@@ -3,7 +3,6 @@ package ca
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -149,13 +148,13 @@ func randomSerial() (*big.Int, error) {
 // makeCACert certifies a new CA key: self-signed, or signed by the upstream
 // CA. It returns the key's chain, ending with the root the bundle
 // publishes.
-func (a *Authority) makeCACert(id string, priv *ecdsa.PrivateKey, now time.Time) ([]*x509.Certificate, error) {
+func (a *Authority) makeCACert(id string, priv crypto.Signer, now time.Time) ([]*x509.Certificate, error) {
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
 	}
 	notAfter := now.Add(a.caTTL)
-	parent, signer := (*x509.Certificate)(nil), crypto.Signer(priv)
+	parent, signer := (*x509.Certificate)(nil), priv
 	if a.upstream != nil {
 		if ua := a.upstream.notAfter(); ua.Before(notAfter) {
 			notAfter = ua

@@ -53,6 +53,8 @@ type Config struct {
 	// or server) and how this node reaches its server (role node). See
 	// docs/scale-out.md.
 	Node Node `yaml:"node"`
+	// Keys chooses where signing keys and the KEK live (docs/keys.md).
+	Keys Keys `yaml:"keys"`
 }
 
 // Node configures scale-out.
@@ -312,6 +314,7 @@ func (c *Config) Defaults() {
 	set(&c.Proxy.DecisionDurability, "written")
 	setD(&c.Discovery.Interval, 30*time.Second)
 	setD(&c.Node.Grace, 5*time.Minute)
+	c.Keys.defaults()
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
 	}
@@ -452,6 +455,7 @@ func (c *Config) Validate() error {
 	if m, err := strconv.ParseUint(c.Workload.SocketMode, 8, 32); err != nil || m > 0o777 {
 		bad("workload.socket_mode", "%q is not a file mode; write it in octal, e.g. \"0666\"", c.Workload.SocketMode)
 	}
+	c.Keys.validate(bad)
 	if len(c.Workload.Socket) > 100 {
 		bad("workload.socket", "path is %d bytes; unix socket paths must be under 108 bytes, choose a shorter --socket", len(c.Workload.Socket))
 	}

@@ -160,6 +160,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("server: {listen: ':1'}\n"))
 	f.Add([]byte("a: &x 1\nb: *x\n"))
 	f.Add([]byte("- 1\n- 2\n"))
+	f.Add([]byte("keys:\n  x509_ca: pkcs11\n  kek: tpm\n  pkcs11: {module: /m, slot: 0, pin_file: /p}\n  tpm: {tcp: \"127.0.0.1:2321\"}\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p := filepath.Join(dir, "writ.yaml")

@@ -110,20 +110,8 @@ func LoadKEK(envValue, file string) ([]byte, error) {
 	}
 	kek := make([]byte, KEKSize)
 	rand.Read(kek)
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := writeNew(file, base64.StdEncoding.EncodeToString(kek)+"\n"); err != nil {
 		return nil, fmt.Errorf("create key-encryption key file: %w", err)
-	}
-	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(kek) + "\n"); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write key-encryption key file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sync key-encryption key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("close key-encryption key file: %w", err)
 	}
 	return kek, nil
 }

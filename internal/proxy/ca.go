@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -29,7 +30,7 @@ const KeyKind = "proxy-ca"
 // own TLS listener, and nothing else. Its key is sealed in the store.
 type CA struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 	now  func() time.Time
 
 	mu     sync.Mutex
@@ -43,8 +44,9 @@ const (
 )
 
 // LoadCA returns the interception CA kept in ks, generating and storing
-// one on first use.
-func LoadCA(ctx context.Context, ks store.Keys, sealer *keys.Sealer, now func() time.Time) (*CA, error) {
+// one on first use. Its key is made by the providers' proxy_ca provider:
+// sealed in the store by default, or inside a PKCS#11 token or TPM.
+func LoadCA(ctx context.Context, ks store.Keys, providers *keys.Set, now func() time.Time) (*CA, error) {
 	if now == nil {
 		now = time.Now
 	}
@@ -57,31 +59,58 @@ func LoadCA(ctx context.Context, ks store.Keys, sealer *keys.Sealer, now func() 
 		if r.State != store.KeyActive || !now().Before(r.NotAfter.Add(-30*24*time.Hour)) {
 			continue
 		}
-		der, err := sealer.Open(r.Sealed, []byte("writ proxy ca "+r.ID))
-		if err != nil {
-			return nil, fmt.Errorf("unseal proxy CA key %s: %w", r.ID, err)
-		}
-		key, err := x509.ParseECPrivateKey(der)
-		if err != nil {
-			return nil, fmt.Errorf("parse proxy CA key %s: %w", r.ID, err)
-		}
 		cert, err := x509.ParseCertificate(r.Cert)
 		if err != nil {
 			return nil, fmt.Errorf("parse proxy CA certificate %s: %w", r.ID, err)
 		}
+		var key crypto.Signer
+		if kind, _ := keys.HandleKind(r.Sealed); kind == keys.KindSoftware {
+			// Software proxy CA keys are sealed SEC1 (kept as they were).
+			der, err := providers.Software.Sealer.Open(r.Sealed, []byte("writ proxy ca "+r.ID))
+			if err != nil {
+				return nil, fmt.Errorf("unseal proxy CA key %s: %w", r.ID, err)
+			}
+			if key, err = x509.ParseECPrivateKey(der); err != nil {
+				return nil, fmt.Errorf("parse proxy CA key %s: %w", r.ID, err)
+			}
+		} else if key, err = providers.Load(ctx, r.ID, nil, r.Sealed); err != nil {
+			return nil, fmt.Errorf("load proxy CA key: %w", err)
+		}
+		if p, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || !p.Equal(key.Public()) {
+			return nil, fmt.Errorf("load proxy CA key %s: the certificate does not certify the key; the store was modified outside writ", r.ID)
+		}
 		return &CA{cert: cert, key: key, now: now, leaves: map[string]*tls.Certificate{}}, nil
 	}
-	ca, err := NewCA(now)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalECPrivateKey(ca.key)
-	if err != nil {
-		return nil, fmt.Errorf("encode proxy CA key: %w", err)
-	}
 	id := "proxyca_" + rand.Text()
-	pub, _ := x509.MarshalPKIXPublicKey(&ca.key.PublicKey)
-	if err := ks.PutKey(ctx, store.Key{ID: id, Kind: KeyKind, State: store.KeyActive, Sealed: sealer.Seal(der, []byte("writ proxy ca "+id)),
+	var (
+		ca     *CA
+		sealed []byte
+	)
+	if providers.Hardware(keys.PurposeProxyCA) {
+		signer, handle, err := providers.Generate(ctx, keys.PurposeProxyCA, id, nil)
+		if err != nil {
+			return nil, fmt.Errorf("generate proxy CA key: %w", err)
+		}
+		if ca, err = newCA(signer, now); err != nil {
+			return nil, err
+		}
+		sealed = handle
+	} else {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("generate proxy CA key: %w", err)
+		}
+		if ca, err = newCA(key, now); err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("encode proxy CA key: %w", err)
+		}
+		sealed = providers.Software.Sealer.Seal(der, []byte("writ proxy ca "+id))
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(ca.key.Public())
+	if err := ks.PutKey(ctx, store.Key{ID: id, Kind: KeyKind, State: store.KeyActive, Sealed: sealed,
 		Public: pub, Cert: ca.cert.Raw, NotBefore: ca.cert.NotBefore, NotAfter: ca.cert.NotAfter, CreatedAt: now()}); err != nil {
 		return nil, fmt.Errorf("store proxy CA: %w", err)
 	}
@@ -90,12 +119,17 @@ func LoadCA(ctx context.Context, ks store.Keys, sealer *keys.Sealer, now func() 
 
 // NewCA generates an interception CA that is not stored (for tests).
 func NewCA(now func() time.Time) (*CA, error) {
-	if now == nil {
-		now = time.Now
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate proxy CA key: %w", err)
+	}
+	return newCA(key, now)
+}
+
+// newCA certifies key as a new interception CA.
+func newCA(key crypto.Signer, now func() time.Time) (*CA, error) {
+	if now == nil {
+		now = time.Now
 	}
 	t := now()
 	tmpl := &x509.Certificate{
@@ -108,7 +142,7 @@ func NewCA(now func() time.Time) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("sign proxy CA certificate: %w", err)
 	}

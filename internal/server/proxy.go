@@ -57,7 +57,7 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 	if err != nil {
 		return err
 	}
-	px.ca, err = proxy.LoadCA(ctx, s.db, sealer, s.now)
+	px.ca, err = proxy.LoadCA(ctx, s.db, s.keys, s.now)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,8 @@ type Server struct {
 	// auditLog is the durable, tamper-evident event log; emit is it.
 	auditLog *auditlog.Log
 
+	// keys are the key providers (devices stay open until shutdown).
+	keys      *keys.Set
 	authority *ca.Authority
 	attestor  *attest.Attestor
 	registry  *registry.Registry
@@ -121,14 +123,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("trust_domain %q: %w", cfg.TrustDomain, err)
 	}
-	kek, err := keys.LoadKEK(opts.KEK, cfg.KEKFile)
+	keySet, kek, err := s.openKeys(cfg, opts.KEK)
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := keys.NewSealer(kek)
-	if err != nil {
-		return nil, err
-	}
+	s.keys = keySet
+	closers = append(closers, func() { keySet.Close() })
+	sealer := keySet.Software.Sealer
 	s.db, err = sqlite.Open(ctx, cfg.Store.DSN, sqlite.Options{Now: s.now})
 	if err != nil {
 		return nil, err
@@ -195,7 +196,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		TrustDomain:      td,
 		Keys:             s.db,
 		Resources:        s.db,
-		Sealer:           sealer,
+		Providers:        keySet,
 		Emitter:          s.emit,
 		Log:              s.log.With("component", "ca"),
 		Now:              s.now,
@@ -339,7 +340,7 @@ func (s *Server) Close() error {
 	s.closeTokens()
 	s.attestor.Close()
 	os.Remove(s.cfg.Workload.Socket)
-	err := errors.Join(s.auditLog.Close(context.Background()), s.db.Close())
+	err := errors.Join(s.auditLog.Close(context.Background()), s.db.Close(), s.keys.Close())
 	s.lock.release()
 	return err
 }
@@ -407,6 +408,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if err := s.db.Close(); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close store: %w", err))
+	}
+	if err := s.keys.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close key devices: %w", err))
 	}
 	s.lock.release()
 	return runErr
