@@ -15,7 +15,7 @@ import (
 // deviceSet opens a fresh device of kind and returns a provider set that
 // makes the CA and JWT keys in it, and a function that opens the device
 // again (as a restarted writ would).
-func deviceSet(t *testing.T, kind string) (*keys.Set, func() *keys.Set) {
+func deviceSet(t testing.TB, kind string) (*keys.Set, func() *keys.Set) {
 	t.Helper()
 	sealer := newSealer(t, 1)
 	use := map[keys.Purpose]string{keys.PurposeX509CA: kind, keys.PurposeJWT: kind}
