@@ -58,6 +58,9 @@ type Config struct {
 	// Inventory is what the runtime sensor recorded (`writ inventory`).
 	// Optional: without it GET /v1/inventory answers 404.
 	Inventory InventoryStore
+	// Lineage answers queries over the lineage graph (`writ lineage`).
+	// Optional: without it GET /v1/graph answers 404.
+	Lineage Lineage
 	// MCP administers the MCP gateway (`writ mcp pins|approve|servers`).
 	// Optional: without it those endpoints answer 404.
 	MCP MCP
@@ -116,6 +119,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("GET /v1/processes/{pid}", a.explainProcess)
 	admin("POST /v1/discover", a.discover)
 	admin("GET /v1/inventory", a.inventory)
+	admin("GET /v1/graph", a.graphAnswer)
 
 	admin("GET /v1/credentials", a.listCredentials)
 	admin("POST /v1/credentials", a.putCredential)

@@ -14,6 +14,7 @@ import (
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/graph"
 	"github.com/writ-dev/writ/internal/store"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -92,6 +93,13 @@ func TestWireGolden(t *testing.T) {
 	golden(t, "apply-response", apitypes.ApplyResponse{Results: []apitypes.ApplyResult{{Kind: "AccessPolicy", Name: "p", Action: apitypes.ActionCreated, Version: 1}}})
 	golden(t, "resource", apitypes.Resource{Kind: "Service", Name: "api", Version: 2, Labels: map[string]string{"a": "b"},
 		Spec: json.RawMessage(`{"upstream":"http://x"}`), Actor: "admin:admin", UpdatedAt: t0})
+	golden(t, "graph", GraphToAPI(apitypes.GraphQuery{Identity: "spiffe://writ.local/agent/a", To: "service:api"}, &graph.Graph{Built: 42,
+		Nodes: []graph.Node{{ID: "identity:spiffe://writ.local/agent/a", Kind: "identity", Name: "spiffe://writ.local/agent/a", Label: "spiffe://writ.local/agent/a", FirstSeen: t0, LastSeen: t1},
+			{ID: "service:api", Kind: "service", Name: "api", Label: "api", CrownJewel: true, FirstSeen: t0, LastSeen: t1},
+			{ID: "credential:h1/cred_1", Kind: "credential", Name: "h1/cred_1", Label: "OPENAI_API_KEY", Shadow: true, Attrs: map[string]string{"fingerprint": "ab12"}}},
+		Edges: []graph.Edge{{From: "identity:spiffe://writ.local/agent/a", To: "service:api", Kind: "reached", Allowed: 3, Denied: 1, Held: 1,
+			ApprovedBy: []string{"admin:bob"}, FirstSeen: t0, LastSeen: t1}},
+		Paths: [][]string{{"identity:spiffe://writ.local/agent/a", "service:api"}}, Truncated: true}))
 }
 
 // TestAuditEventMatchesLog holds the wire event equal to the log's own

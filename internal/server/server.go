@@ -30,6 +30,7 @@ import (
 	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/config"
+	"github.com/writ-dev/writ/internal/graph"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
@@ -74,6 +75,7 @@ type Server struct {
 	tok       tokenPart
 	disc      discoverPart
 	nodes     nodesPart
+	lineage   *graph.Lineage
 
 	httpLn     net.Listener
 	workloadLn net.Listener
@@ -270,6 +272,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err != nil {
 		return nil, err
 	}
+	s.initLineage()
 	s.admin, err = api.NewAdminAuth(ctx, s.db, s.emit, s.log)
 	if err != nil {
 		return nil, err
@@ -300,6 +303,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		MCP:         mcpAdmin{s},
 		Nodes:       s.nodes.registry,
 		Policies:    policies{s},
+		Lineage:     s.lineage,
 	})
 	if err != nil {
 		return nil, err

@@ -177,5 +177,6 @@ type Store interface {
 	TaskFlows
 	Pins
 	Inventory
+	Lineage
 	Close() error
 }

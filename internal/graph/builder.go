@@ -1,0 +1,195 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/auditfeed"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// Facts is where the builder keeps the graph's aggregates (store.Lineage).
+type Facts interface {
+	GetCursor(ctx context.Context, name string) (store.Cursor, error)
+	AddLineage(ctx context.Context, from, next int64, facts []store.LineageFact) error
+	ListLineage(ctx context.Context, f store.LineageFilter) ([]store.LineageFact, error)
+}
+
+// Approvers tells who decided an approval request (store.Approvals).
+type Approvers interface {
+	GetApproval(ctx context.Context, id string) (store.Approval, error)
+}
+
+// BatchSize is how many audit records one [Builder.Sync] step folds into
+// one transaction of the store.
+const BatchSize = 20000
+
+// Builder folds the audit log into the stored lineage aggregates,
+// incrementally: it reads from the stored cursor on, so each event is
+// folded once however often the graph is queried.
+type Builder struct {
+	Log       auditfeed.Records
+	Facts     Facts
+	Approvals Approvers // optional: without it approvers are not named
+	Logger    *slog.Logger
+
+	mu        sync.Mutex // one Sync at a time in this process
+	approvers map[string]string
+}
+
+// Sync folds every event appended since the last Sync and returns the
+// index of the next event to fold (the number of events folded in so far).
+// If another writer moved the cursor meanwhile it starts again from there.
+func (b *Builder) Sync(ctx context.Context) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for tries := 0; ; {
+		next, more, err := b.step(ctx)
+		switch {
+		case errors.Is(err, store.ErrCursorMoved) && tries < 3:
+			tries++
+			continue
+		case err != nil:
+			return next, err
+		case !more:
+			return next, nil
+		}
+	}
+}
+
+// step folds up to BatchSize records and reports whether there may be
+// more.
+func (b *Builder) step(ctx context.Context) (int64, bool, error) {
+	cur, err := b.Facts.GetCursor(ctx, store.CursorLineage)
+	if err != nil {
+		return 0, false, fmt.Errorf("lineage: %w", err)
+	}
+	acc := newAccumulator()
+	next, st, err := auditfeed.Read(ctx, b.Log, cur.Next, BatchSize, isAccess, func(_ int64, e *audit.Event) error {
+		acc.add(e, b.approver(ctx, e.Details["approval"]))
+		return nil
+	})
+	if err != nil {
+		return cur.Next, false, fmt.Errorf("lineage: %w", err)
+	}
+	if st.Unreadable > 0 && b.Logger != nil {
+		b.Logger.WarnContext(ctx, "lineage: skipped audit events that cannot be decoded (run writ audit verify)",
+			"events", st.Unreadable, "first_index", st.FirstUnreadable)
+	}
+	if next == cur.Next {
+		return next, false, nil
+	}
+	if err := b.Facts.AddLineage(ctx, cur.Next, next, acc.facts()); err != nil {
+		return cur.Next, false, fmt.Errorf("lineage: %w", err)
+	}
+	return next, st.Read == BatchSize, nil
+}
+
+func isAccess(t audit.Type) bool { return t == audit.AccessAllowed || t == audit.AccessDenied }
+
+// approver returns who decided approval id ("" when unknown), remembering
+// the answers.
+func (b *Builder) approver(ctx context.Context, id string) string {
+	if id == "" || b.Approvals == nil {
+		return ""
+	}
+	if who, ok := b.approvers[id]; ok {
+		return who
+	}
+	who := ""
+	if a, err := b.Approvals.GetApproval(ctx, id); err == nil {
+		who = a.DecidedBy
+	}
+	if b.approvers == nil || len(b.approvers) > 100000 {
+		b.approvers = map[string]string{}
+	}
+	b.approvers[id] = who
+	return who
+}
+
+// accumulator sums access events into facts per hour and path.
+type accumulator struct {
+	m map[store.LineageFact]*store.LineageFact
+}
+
+func newAccumulator() *accumulator {
+	return &accumulator{m: map[store.LineageFact]*store.LineageFact{}}
+}
+
+// Unidentified and Unrouted name the identity of an access whose caller
+// was not identified and the target of one that matched no route.
+const (
+	Unidentified = "(unidentified)"
+	Unrouted     = "(unrouted)"
+)
+
+// FactOf returns the path of one access event, with zero counts.
+func FactOf(e *audit.Event, approvedBy string) store.LineageFact {
+	f := store.LineageFact{Hour: e.Time.UTC().Truncate(time.Hour), User: e.OnBehalfOf, Identity: e.SpiffeID,
+		Instance: e.Instance, Task: e.Task, Via: e.Details["via"], Credential: e.Credential, ApprovedBy: approvedBy}
+	if f.Identity == "" {
+		f.Identity = Unidentified
+	}
+	kind, name, _ := strings.Cut(e.Target, "/")
+	switch kind {
+	case "MCPServer":
+		f.TargetKind = store.TargetMCPServer
+	default:
+		f.TargetKind = store.TargetService
+	}
+	f.Target = e.Details["service"]
+	if f.Target == "" {
+		f.Target = name
+	}
+	if f.Target == "" {
+		f.Target = Unrouted
+	}
+	switch d := e.Details; {
+	case d["tool"] != "":
+		f.Tool = d["tool"]
+	case d["resource"] != "":
+		f.Tool = "resource:" + d["resource"]
+	case d["prompt"] != "":
+		f.Tool = "prompt:" + d["prompt"]
+	}
+	return f
+}
+
+func (a *accumulator) add(e *audit.Event, approvedBy string) {
+	k := FactOf(e, approvedBy)
+	f := a.m[k]
+	if f == nil {
+		f = new(store.LineageFact)
+		*f = k
+		f.FirstSeen, f.LastSeen = e.Time, e.Time
+		a.m[k] = f
+	}
+	if e.Type == audit.AccessAllowed {
+		f.Allowed++
+	} else {
+		f.Denied++
+	}
+	if e.Details["approval"] != "" {
+		f.Held++
+	}
+	if e.Time.Before(f.FirstSeen) {
+		f.FirstSeen = e.Time
+	}
+	if e.Time.After(f.LastSeen) {
+		f.LastSeen = e.Time
+	}
+}
+
+func (a *accumulator) facts() []store.LineageFact {
+	out := make([]store.LineageFact, 0, len(a.m))
+	for _, f := range a.m {
+		out = append(out, *f)
+	}
+	return out
+}

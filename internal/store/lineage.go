@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrCursorMoved reports that a consumer's cursor is not where the caller
+// read it: another writer folded the same events in first. The caller
+// reads the cursor again and retries.
+var ErrCursorMoved = errors.New("cursor moved")
+
+// Cursor names of the consumers of the audit log that keep one.
+const (
+	CursorLineage = "lineage"
+	CursorAlerts  = "alerts"
+)
+
+// Cursor is how far one consumer of the audit log has read: Next is the
+// index of the next event to fold in; State is the consumer's own carried
+// state (JSON), stored atomically with it.
+type Cursor struct {
+	Name  string
+	Next  int64
+	State []byte
+}
+
+// Target kinds of a [LineageFact].
+const (
+	TargetService   = "service"
+	TargetMCPServer = "mcp_server"
+)
+
+// LineageFact is the accesses of one hour that share one path: on behalf
+// of User, Identity (its Instance, in Task, authenticated Via mtls, token
+// or process) reached Target (a service or an MCP server, and Tool of it)
+// with Credential injected, approved by ApprovedBy. Counts are of access
+// events; Held counts those that waited for an approval, whatever the
+// result. Empty fields are unknown or not applicable.
+type LineageFact struct {
+	Hour       time.Time // the hour's start, UTC
+	User       string
+	Identity   string
+	Instance   string
+	Task       string
+	Via        string
+	TargetKind string
+	Target     string
+	Tool       string
+	Credential string
+	ApprovedBy string
+
+	Allowed, Denied, Held int64
+	FirstSeen, LastSeen   time.Time
+}
+
+// LineageFilter selects lineage facts. Since and Until are widened to
+// whole hours (Since down, Until up); zero fields select everything.
+type LineageFilter struct {
+	Since, Until time.Time
+	// Identity selects facts of this SPIFFE ID or of IDs under it as a
+	// path (as audit search does).
+	Identity   string
+	Instance   string
+	Task       string
+	User       string
+	Target     string
+	Credential string
+	// Limit bounds the number of facts; 0 means no bound.
+	Limit int
+}
+
+// Lineage stores the lineage graph's aggregates and the cursors of the
+// consumers of the audit log.
+type Lineage interface {
+	// GetCursor returns the named cursor; a cursor never written is at 0
+	// with no state.
+	GetCursor(ctx context.Context, name string) (Cursor, error)
+	// AddLineage adds facts to the stored ones (counts summed, first seen
+	// the earliest, last seen the latest, per hour and path) and moves
+	// the lineage cursor from from to next, in one transaction. If the
+	// cursor is not at from nothing is stored and the error wraps
+	// [ErrCursorMoved].
+	AddLineage(ctx context.Context, from, next int64, facts []LineageFact) error
+	// ListLineage returns the facts f selects, summed over the hours of
+	// the window: one fact per path (Hour is zero), ordered by identity,
+	// target, tool.
+	ListLineage(ctx context.Context, f LineageFilter) ([]LineageFact, error)
+}

@@ -1,0 +1,148 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// GetCursor implements store.Lineage.
+func (d *DB) GetCursor(ctx context.Context, name string) (store.Cursor, error) {
+	return getCursor(ctx, d.db, name)
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+func getCursor(ctx context.Context, q queryer, name string) (store.Cursor, error) {
+	c := store.Cursor{Name: name}
+	err := q.QueryRowContext(ctx, `SELECT next_index, state FROM see_cursors WHERE name = ?`, name).Scan(&c.Next, &c.State)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read cursor %s: %w", name, err)
+	}
+	if len(c.State) == 0 {
+		c.State = nil
+	}
+	return c, nil
+}
+
+// moveCursor moves the named cursor from from to next with state, inside
+// tx; it fails with store.ErrCursorMoved if the cursor is not at from.
+func moveCursor(ctx context.Context, tx *sql.Tx, name string, from, next int64, state []byte) error {
+	if next < from {
+		return fmt.Errorf("move cursor %s: next %d is before %d", name, next, from)
+	}
+	cur, err := getCursor(ctx, tx, name)
+	if err != nil {
+		return err
+	}
+	if cur.Next != from {
+		return fmt.Errorf("move cursor %s from %d: it is at %d: %w", name, from, cur.Next, store.ErrCursorMoved)
+	}
+	if state == nil {
+		state = []byte{}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO see_cursors (name, next_index, state) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET next_index = excluded.next_index, state = excluded.state`, name, next, state); err != nil {
+		return fmt.Errorf("move cursor %s: %w", name, err)
+	}
+	return nil
+}
+
+// AddLineage implements store.Lineage.
+func (d *DB) AddLineage(ctx context.Context, from, next int64, facts []store.LineageFact) error {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("add lineage: %w", err)
+	}
+	defer tx.Rollback()
+	if err := moveCursor(ctx, tx, store.CursorLineage, from, next, nil); err != nil {
+		return fmt.Errorf("add lineage: %w", err)
+	}
+	if len(facts) > 0 {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO lineage_facts (hour, user, identity, instance, task, via, target_kind, target,
+			tool, credential, approved_by, allowed, denied, held, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+			ON CONFLICT (hour, user, identity, instance, task, via, target_kind, target, tool, credential, approved_by) DO UPDATE SET
+				allowed = allowed + excluded.allowed, denied = denied + excluded.denied, held = held + excluded.held,
+				first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`)
+		if err != nil {
+			return fmt.Errorf("add lineage: %w", err)
+		}
+		defer stmt.Close()
+		for _, f := range facts {
+			if _, err := stmt.ExecContext(ctx, f.Hour.Truncate(time.Hour).Unix(), f.User, f.Identity, f.Instance, f.Task, f.Via,
+				f.TargetKind, f.Target, f.Tool, f.Credential, f.ApprovedBy, f.Allowed, f.Denied, f.Held,
+				unixNano(f.FirstSeen), unixNano(f.LastSeen)); err != nil {
+				return fmt.Errorf("add lineage: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("add lineage: %w", err)
+	}
+	return nil
+}
+
+// ListLineage implements store.Lineage.
+func (d *DB) ListLineage(ctx context.Context, f store.LineageFilter) ([]store.LineageFact, error) {
+	var where []string
+	var args []any
+	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
+	if !f.Since.IsZero() {
+		add("hour >= ?", f.Since.Truncate(time.Hour).Unix())
+	}
+	if !f.Until.IsZero() {
+		// Widened up to the hour holding Until.
+		add("hour < ?", f.Until.Add(time.Hour-1).Truncate(time.Hour).Unix())
+	}
+	if f.Identity != "" {
+		prefix := strings.TrimSuffix(f.Identity, "/") + "/"
+		add("(identity = ? OR substr(identity, 1, ?) = ?)", f.Identity, len(prefix), prefix)
+	}
+	for _, c := range []struct{ col, v string }{{"instance", f.Instance}, {"task", f.Task}, {"user", f.User},
+		{"target", f.Target}, {"credential", f.Credential}} {
+		if c.v != "" {
+			add(c.col+" = ?", c.v)
+		}
+	}
+	const path = `user, identity, instance, task, via, target_kind, target, tool, credential, approved_by`
+	q := `SELECT ` + path + `, sum(allowed), sum(denied), sum(held), min(first_seen), max(last_seen) FROM lineage_facts`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` GROUP BY ` + path + ` ORDER BY identity, target, tool, instance, task, user, via, credential, approved_by`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list lineage: %w", err)
+	}
+	defer rows.Close()
+	var out []store.LineageFact
+	for rows.Next() {
+		var (
+			lf          store.LineageFact
+			first, last int64
+		)
+		if err := rows.Scan(&lf.User, &lf.Identity, &lf.Instance, &lf.Task, &lf.Via, &lf.TargetKind, &lf.Target, &lf.Tool,
+			&lf.Credential, &lf.ApprovedBy, &lf.Allowed, &lf.Denied, &lf.Held, &first, &last); err != nil {
+			return nil, fmt.Errorf("list lineage: %w", err)
+		}
+		lf.FirstSeen, lf.LastSeen = fromNano(first), fromNano(last)
+		out = append(out, lf)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list lineage: %w", err)
+	}
+	return out, nil
+}
