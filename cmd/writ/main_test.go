@@ -118,14 +118,30 @@ func TestScripts(t *testing.T) {
 				ts.Setenv("SLEEP", path)
 			},
 			// jsonenv VAR FIELD sets VAR to the string FIELD of the JSON
-			// object the last command printed.
+			// object the last command printed; FIELD may be a dotted path
+			// with array indexes (alerts.0.id).
 			"jsonenv": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 2 || neg {
 					ts.Fatalf("usage: jsonenv VAR FIELD")
 				}
-				var m map[string]any
-				ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &m))
-				v, ok := m[args[1]].(string)
+				var cur any
+				ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &cur))
+				// FIELD may be a path: alerts.0.id.
+				for _, k := range strings.Split(args[1], ".") {
+					switch c := cur.(type) {
+					case map[string]any:
+						cur = c[k]
+					case []any:
+						i, err := strconv.Atoi(k)
+						if err != nil || i < 0 || i >= len(c) {
+							ts.Fatalf("no element %q in the last output", args[1])
+						}
+						cur = c[i]
+					default:
+						cur = nil
+					}
+				}
+				v, ok := cur.(string)
 				if !ok || v == "" {
 					ts.Fatalf("no string field %q in the last output", args[1])
 				}

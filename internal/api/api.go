@@ -61,6 +61,9 @@ type Config struct {
 	// Lineage answers queries over the lineage graph (`writ lineage`).
 	// Optional: without it GET /v1/graph answers 404.
 	Lineage Lineage
+	// Alerts lists alerts and records decisions on them (`writ alert`).
+	// Optional: without it /v1/alerts answers 404.
+	Alerts Alerts
 	// MCP administers the MCP gateway (`writ mcp pins|approve|servers`).
 	// Optional: without it those endpoints answer 404.
 	MCP MCP
@@ -120,6 +123,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("POST /v1/discover", a.discover)
 	admin("GET /v1/inventory", a.inventory)
 	admin("GET /v1/graph", a.graphAnswer)
+	admin("GET /v1/alerts", a.listAlerts)
+	admin("POST /v1/alerts/{id}/ack", func(w http.ResponseWriter, r *http.Request) { a.decideAlert(w, r, store.AlertAcknowledged) })
+	admin("POST /v1/alerts/{id}/resolve", func(w http.ResponseWriter, r *http.Request) { a.decideAlert(w, r, store.AlertResolved) })
 
 	admin("GET /v1/credentials", a.listCredentials)
 	admin("POST /v1/credentials", a.putCredential)

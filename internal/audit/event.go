@@ -103,6 +103,13 @@ const (
 	DiscoveryShadowAccess    Type = "discovery.shadow_access"
 )
 
+// Alert events (internal/alert): a human acknowledged or resolved an
+// alert (Actor is who; details alert, rule, severity, dwell_seconds).
+const (
+	AlertAcknowledged Type = "alert.acknowledged"
+	AlertResolved     Type = "alert.resolved"
+)
+
 // Scale-out events (internal/node/nodeserver): a join token created or
 // deleted (its id, never the secret), a node attested (details: attestor,
 // attestation id) or refused, a node evicted.

@@ -55,6 +55,48 @@ type Config struct {
 	Node Node `yaml:"node"`
 	// Keys chooses where signing keys and the KEK live (docs/keys.md).
 	Keys Keys `yaml:"keys"`
+	// Alerts configures the alert rules and webhooks (see docs/alerts.md).
+	Alerts Alerts `yaml:"alerts"`
+}
+
+// Alerts configures the alert engine. Rule ids and webhooks are checked
+// by the server at start (internal/alert).
+type Alerts struct {
+	// Disabled lists rule ids not to evaluate (writ alert list shows the
+	// catalogue).
+	Disabled []string `yaml:"disabled"`
+	// DenialThreshold refusals of one caller within DenialWindow raise
+	// repeated_denials (default 5 in 5m); AuthFail* the same for
+	// admin_auth_failures.
+	DenialThreshold   int           `yaml:"denial_threshold"`
+	DenialWindow      time.Duration `yaml:"denial_window"`
+	AuthFailThreshold int           `yaml:"auth_fail_threshold"`
+	AuthFailWindow    time.Duration `yaml:"auth_fail_window"`
+	// Interval is how often new events are evaluated and webhooks
+	// delivered. Default 5s; at least 100ms.
+	Interval time.Duration `yaml:"interval"`
+	// AckWithin is the coverage window: an alert counts as covered when
+	// acknowledged within it. Default 24h.
+	AckWithin time.Duration  `yaml:"ack_within"`
+	Webhooks  []AlertWebhook `yaml:"webhooks"`
+}
+
+// AlertWebhook is one webhook. The URL (Slack's carries its credential)
+// and the signing secret are never logged or served; keep writ.yaml
+// private, or give them by environment variable (url_env, secret_env).
+type AlertWebhook struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// URLEnv names an environment variable holding the URL instead.
+	URLEnv string `yaml:"url_env"`
+	// Format is generic (default) or slack.
+	Format string `yaml:"format"`
+	// SecretFile or SecretEnv hold the HMAC key of the Writ-Signature
+	// header (at least 16 bytes); optional.
+	SecretFile  string   `yaml:"secret_file"`
+	SecretEnv   string   `yaml:"secret_env"`
+	MinSeverity string   `yaml:"min_severity"`
+	Rules       []string `yaml:"rules"`
 }
 
 // Node configures scale-out.
@@ -315,6 +357,8 @@ func (c *Config) Defaults() {
 	setD(&c.Discovery.Interval, 30*time.Second)
 	setD(&c.Node.Grace, 5*time.Minute)
 	c.Keys.defaults()
+	setD(&c.Alerts.Interval, 5*time.Second)
+	setD(&c.Alerts.AckWithin, 24*time.Hour)
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
 	}
@@ -328,6 +372,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
 		bad("trust_domain", "%q is not a valid trust domain (lower-case letters, digits, '.', '-', '_'): %v", c.TrustDomain, err)
+	}
+	if c.Alerts.Interval < 100*time.Millisecond {
+		bad("alerts.interval", "%v is too short; use at least 100ms (default 5s)", c.Alerts.Interval)
+	}
+	if c.Alerts.AckWithin < time.Minute {
+		bad("alerts.ack_within", "%v is too short; use at least 1m (default 24h)", c.Alerts.AckWithin)
 	}
 	if c.Discovery.Interval < time.Second {
 		bad("discovery.interval", "%v is too short; use at least 1s (default 30s)", c.Discovery.Interval)

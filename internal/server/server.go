@@ -76,6 +76,7 @@ type Server struct {
 	disc      discoverPart
 	nodes     nodesPart
 	lineage   *graph.Lineage
+	alerts    alertsPart
 
 	httpLn     net.Listener
 	workloadLn net.Listener
@@ -273,6 +274,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		return nil, err
 	}
 	s.initLineage()
+	if err := s.initAlerts(); err != nil {
+		return nil, err
+	}
 	s.admin, err = api.NewAdminAuth(ctx, s.db, s.emit, s.log)
 	if err != nil {
 		return nil, err
@@ -304,6 +308,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Nodes:       s.nodes.registry,
 		Policies:    policies{s},
 		Lineage:     s.lineage,
+		Alerts:      alertsService{s},
 	})
 	if err != nil {
 		return nil, err
@@ -380,6 +385,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopTokens := s.startTokens(ctx, errc)
 	stopDiscovery := s.startDiscovery(ctx)
 	s.startNodes(ctx, errc)
+	stopAlerts := s.startAlerts(ctx)
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -399,6 +405,7 @@ func (s *Server) Run(ctx context.Context) error {
 	stopProxy(shutdownCtx)
 	stopTokens(shutdownCtx)
 	stopDiscovery()
+	stopAlerts()
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
 	s.attestor.Close()

@@ -178,5 +178,6 @@ type Store interface {
 	Pins
 	Inventory
 	Lineage
+	Alerts
 	Close() error
 }
