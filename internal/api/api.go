@@ -64,6 +64,10 @@ type Config struct {
 	// Alerts lists alerts and records decisions on them (`writ alert`).
 	// Optional: without it /v1/alerts answers 404.
 	Alerts Alerts
+	// Posture evaluates posture findings and the tier report (`writ
+	// posture`, `writ tier`). Optional: without it /v1/posture and
+	// /v1/tier answer 404.
+	Posture Posture
 	// MCP administers the MCP gateway (`writ mcp pins|approve|servers`).
 	// Optional: without it those endpoints answer 404.
 	MCP MCP
@@ -124,6 +128,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("GET /v1/inventory", a.inventory)
 	admin("GET /v1/graph", a.graphAnswer)
 	admin("GET /v1/alerts", a.listAlerts)
+	admin("GET /v1/posture", a.postureAnswer)
+	admin("GET /v1/tier", a.tierAnswer)
 	admin("POST /v1/alerts/{id}/ack", func(w http.ResponseWriter, r *http.Request) { a.decideAlert(w, r, store.AlertAcknowledged) })
 	admin("POST /v1/alerts/{id}/resolve", func(w http.ResponseWriter, r *http.Request) { a.decideAlert(w, r, store.AlertResolved) })
 

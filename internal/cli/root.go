@@ -81,7 +81,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newAuditCmd(g))
 	root.AddCommand(newInstanceCmd(g), newSVIDCmd(g), newVersionCmd(g))
 	root.AddCommand(newScanCmd(g))
-	root.AddCommand(newDiscoverCmd(g), newInventoryCmd(g), newLineageCmd(g), newAlertCmd(g))
+	root.AddCommand(newDiscoverCmd(g), newInventoryCmd(g), newLineageCmd(g), newAlertCmd(g), newPostureCmd(g), newTierCmd(g))
 	root.AddCommand(newMCPCmd(g), newNodeCmd(g))
 	return root
 }

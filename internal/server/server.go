@@ -309,6 +309,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Policies:    policies{s},
 		Lineage:     s.lineage,
 		Alerts:      alertsService{s},
+		Posture:     postureService{s},
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,315 @@
+// Package posture turns what writ knows — registration entries, stored
+// AccessPolicies, the runtime sensor's inventory, the lineage graph and
+// facts about the deployment — into findings: each with an id, a
+// severity, the evidence, the affected nodes, a blast radius (what the
+// principal or credential can reach) and the fix, ranked by severity and
+// blast radius. It is pure: [Evaluate] reads its [Inputs] and returns
+// findings; the server gathers the inputs (`writ posture`, /v1/posture).
+// See docs/posture.md.
+package posture
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/writ-dev/writ/internal/graph"
+	"github.com/writ-dev/writ/internal/policy"
+	"github.com/writ-dev/writ/internal/store"
+)
+
+// Severities, most severe first.
+var Severities = []string{"critical", "high", "medium", "low"}
+
+// Finding is one posture finding.
+type Finding struct {
+	// ID is stable for the same check and subject: CHECK/SUBJECT.
+	ID       string
+	Check    string
+	Severity string
+	Title    string
+	Evidence []string
+	// Nodes are the lineage graph's node ids the finding is about.
+	Nodes []string
+	// Reaches are the services and MCP servers the principal or
+	// credential can reach (through writ by lineage, or directly),
+	// CrownJewels those of them that are crown jewels.
+	Reaches     []string
+	CrownJewels []string
+	Fix         string
+}
+
+// BlastRadius is the ranking score: reachable targets, crown jewels
+// weighing ten.
+func (f *Finding) BlastRadius() int { return len(f.Reaches) + 10*len(f.CrownJewels) }
+
+// Inputs is everything posture reads.
+type Inputs struct {
+	Now      time.Time
+	Entries  []store.Entry
+	Policies []store.Resource // AccessPolicy documents as stored
+	// Inventory is what the runtime sensor recorded.
+	Inventory []store.InventoryItem
+	// Graph is the lineage graph with the inventory joined (may be nil).
+	Graph *graph.Graph
+	// HardwareKeys says whether the CA's keys are hardware-backed;
+	// KeyProvider names the provider ("sealed-file").
+	HardwareKeys bool
+	KeyProvider  string
+	// Witnesses is the number of audit witnesses configured.
+	Witnesses int
+	// MaxX509TTL and MaxJWTTTL are the longest TTLs an entry may have
+	// before it is a finding (defaults 24h and 1h).
+	MaxX509TTL, MaxJWTTTL time.Duration
+}
+
+// Checks lists the checks, in the order they run.
+var Checks = []string{"agent_without_identity", "static_credential", "direct_access", "identity_without_policy", "wildcard_subject",
+	"entry_without_digest", "long_ttl", "identity_without_owner", "ca_keys_not_hardware", "audit_not_witnessed"}
+
+// Evaluate returns the findings of in, most severe and widest first.
+func Evaluate(in Inputs) []Finding {
+	if in.MaxX509TTL == 0 {
+		in.MaxX509TTL = 24 * time.Hour
+	}
+	if in.MaxJWTTTL == 0 {
+		in.MaxJWTTTL = time.Hour
+	}
+	reach := newReach(in.Graph)
+	var out []Finding
+	add := func(f Finding) {
+		f.ID = f.Check + "/" + f.ID
+		if f.Reaches == nil {
+			f.Reaches = []string{}
+		}
+		out = append(out, f)
+	}
+
+	// The runtime sensor's inventory.
+	for _, it := range in.Inventory {
+		switch it.Kind {
+		case store.InventoryAgent, store.InventoryMCPServer:
+			if it.Identity != "" {
+				continue
+			}
+			node := graph.NodeID(graph.KindProcess, it.Key)
+			r, cj := reach.from(node)
+			add(Finding{ID: it.Key, Check: "agent_without_identity", Severity: "high", Nodes: []string{node}, Reaches: r, CrownJewels: cj,
+				Title:    fmt.Sprintf("%s %q on %s runs without a writ identity", strings.ReplaceAll(it.Kind, "_", " "), it.Name, it.Host),
+				Evidence: []string{fmt.Sprintf("discovered %s, last seen %s", it.FirstSeen.Format(time.RFC3339), it.LastSeen.Format(time.RFC3339))},
+				Fix:      "register it (writ entry create --spiffe-id ... --selector unix:sha256:...) and send its traffic through the proxy, or stop it"})
+		case store.InventoryCredential:
+			if !it.Shadow {
+				continue
+			}
+			var c struct {
+				ID, Kind, Source, Path, Fingerprint string
+				PIDs                                []int
+			}
+			json.Unmarshal(it.Data, &c)
+			node := graph.NodeID(graph.KindCredential, graph.DiscoveredCredentialName(it.Host, c.ID))
+			r, cj := reach.holders(node)
+			sev := "medium"
+			if len(c.PIDs) > 0 {
+				sev = "high"
+			}
+			where := c.Path
+			if where == "" {
+				where = "the environment of pid " + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(c.PIDs)), ","), "[]")
+			}
+			add(Finding{ID: it.Host + "/" + c.ID, Check: "static_credential", Severity: sev, Nodes: []string{node}, Reaches: r, CrownJewels: cj,
+				Title:    fmt.Sprintf("static %s credential %s in %s on %s", c.Kind, it.Name, where, it.Host),
+				Evidence: []string{"fingerprint " + c.Fingerprint + " (keyed; never the value)", "source " + c.Source},
+				Fix:      "writ credential put NAME < the value, inject it through a Service (writ scan --fix-plan writes the documents), then delete it here and rotate it"})
+		}
+	}
+	if in.Graph != nil {
+		for _, e := range in.Graph.Edges {
+			if e.Kind != graph.EdgeDirect {
+				continue
+			}
+			sev, cj := "high", []string(nil)
+			if reach.crown[e.To] {
+				sev, cj = "critical", []string{e.To}
+			}
+			add(Finding{ID: strings.TrimPrefix(e.From, "process:") + "->" + strings.TrimPrefix(e.To, "service:"), Check: "direct_access",
+				Severity: sev, Nodes: []string{e.From, e.To}, Reaches: []string{e.To}, CrownJewels: cj,
+				Title:    fmt.Sprintf("%s reaches %s around writ", reach.label(e.From), e.To),
+				Evidence: []string{fmt.Sprintf("direct connection to the upstream seen %s – %s", fmtTime(e.FirstSeen), fmtTime(e.LastSeen))},
+				Fix:      "set HTTPS_PROXY to writ's proxy for the process, and block its direct route to the upstream"})
+		}
+	}
+
+	// Entries and policies.
+	type subject struct {
+		policy, pattern string
+		glob            policy.Glob
+	}
+	var subjects []subject
+	for _, p := range in.Policies {
+		var spec policy.Spec
+		if json.Unmarshal(p.Spec, &spec) != nil {
+			continue
+		}
+		for _, s := range spec.Subjects {
+			if !strings.HasPrefix(s, "spiffe://") {
+				continue
+			}
+			g, err := policy.ParseGlob(s)
+			if err != nil {
+				continue
+			}
+			subjects = append(subjects, subject{p.Name, s, g})
+			td, rest, _ := strings.Cut(strings.TrimPrefix(s, "spiffe://"), "/")
+			if rest == "" || rest == "*" || rest == "**" || strings.HasPrefix(rest, "**") {
+				add(Finding{ID: p.Name + "/" + s, Check: "wildcard_subject", Severity: "medium", Nodes: []string{},
+					Title:    fmt.Sprintf("AccessPolicy %s applies to every identity of %s (%s)", p.Name, td, s),
+					Evidence: []string{"subject " + s},
+					Fix:      "name the identities (spiffe://" + td + "/agent/NAME) or a narrow path; least agency starts with who"})
+			}
+		}
+	}
+	for _, e := range in.Entries {
+		node := graph.NodeID(graph.KindIdentity, e.SpiffeID)
+		r, cj := reach.from(node)
+		var policies []string
+		for _, s := range subjects {
+			if s.glob.Match(e.SpiffeID) && !slices.Contains(policies, s.policy) {
+				policies = append(policies, s.policy)
+			}
+		}
+		if len(policies) == 0 {
+			add(Finding{ID: e.SpiffeID, Check: "identity_without_policy", Severity: "medium", Nodes: []string{node}, Reaches: r, CrownJewels: cj,
+				Title:    fmt.Sprintf("identity %s (entry %s) is named by no AccessPolicy", e.SpiffeID, e.Name),
+				Evidence: []string{"no spiffe:// subject of the stored policies matches it; every call it makes is denied by default"},
+				Fix:      "write its least-agency policy (writ policy learn --identity " + e.SpiffeID + " proposes one from its traffic), or delete the entry"})
+		}
+		hasDigest := slices.ContainsFunc(e.Selectors, func(s store.Selector) bool { return s.Type == "unix" && strings.HasPrefix(s.Value, "sha256:") })
+		if !hasDigest {
+			add(Finding{ID: e.SpiffeID, Check: "entry_without_digest", Severity: "low", Nodes: []string{node}, Reaches: r, CrownJewels: cj,
+				Title:    fmt.Sprintf("entry %s identifies %s without the executable's digest", e.Name, e.SpiffeID),
+				Evidence: []string{"selectors " + selectors(e.Selectors)},
+				Fix:      "add --selector unix:sha256:DIGEST so another program running as the same user is not given the identity"})
+		}
+		if e.X509TTL > in.MaxX509TTL || e.JWTTTL > in.MaxJWTTTL {
+			add(Finding{ID: e.SpiffeID, Check: "long_ttl", Severity: "low", Nodes: []string{node}, Reaches: r, CrownJewels: cj,
+				Title:    fmt.Sprintf("entry %s issues long-lived credentials", e.Name),
+				Evidence: []string{fmt.Sprintf("x509_ttl %v (at most %v), jwt_ttl %v (at most %v)", e.X509TTL, in.MaxX509TTL, e.JWTTTL, in.MaxJWTTTL)},
+				Fix:      "shorten the TTLs; workloads rotate at half-life"})
+		}
+		if e.Labels["owner"] == "" && e.Labels["team"] == "" {
+			add(Finding{ID: e.SpiffeID, Check: "identity_without_owner", Severity: "low", Nodes: []string{node}, Reaches: r, CrownJewels: cj,
+				Title:    fmt.Sprintf("identity %s has no owner", e.SpiffeID),
+				Evidence: []string{"no owner or team label on entry " + e.Name},
+				Fix:      "label the Identity with owner: (a person or team) so someone answers for it"})
+		}
+	}
+
+	// The deployment.
+	if !in.HardwareKeys {
+		add(Finding{ID: "ca", Check: "ca_keys_not_hardware", Severity: "medium", Nodes: []string{},
+			Title:    "the CA's signing keys are not hardware-backed",
+			Evidence: []string{"key provider " + cmp.Or(in.KeyProvider, "sealed-file") + ": keys are sealed on disk under the KEK"},
+			Fix:      "use a PKCS#11 (HSM) or TPM key provider when it is available (the Advanced tier asks for it)"})
+	}
+	if in.Witnesses == 0 {
+		add(Finding{ID: "audit", Check: "audit_not_witnessed", Severity: "medium", Nodes: []string{},
+			Title:    "audit checkpoints are not witnessed",
+			Evidence: []string{"audit.witnesses is empty: a rolled-back log is detected only against checkpoints this host kept"},
+			Fix:      "add a witness (audit.witnesses: file, URL or command) so checkpoints are cosigned elsewhere"})
+	}
+	slices.SortStableFunc(out, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(slices.Index(Severities, a.Severity), slices.Index(Severities, b.Severity)),
+			cmp.Compare(b.BlastRadius(), a.BlastRadius()), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "?"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func selectors(ss []store.Selector) string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.String())
+	}
+	return strings.Join(out, ", ")
+}
+
+// reach answers what a node can reach in the lineage graph.
+type reach struct {
+	out    map[string][]string
+	in     map[string][]string
+	crown  map[string]bool
+	labels map[string]string
+}
+
+func newReach(g *graph.Graph) *reach {
+	r := &reach{out: map[string][]string{}, in: map[string][]string{}, crown: map[string]bool{}, labels: map[string]string{}}
+	if g == nil {
+		return r
+	}
+	for _, n := range g.Nodes {
+		r.crown[n.ID] = n.CrownJewel
+		r.labels[n.ID] = n.Kind + " " + n.Label
+	}
+	for _, e := range g.Edges {
+		r.out[e.From] = append(r.out[e.From], e.To)
+		r.in[e.To] = append(r.in[e.To], e.From)
+	}
+	return r
+}
+
+func (r *reach) label(id string) string {
+	if l, ok := r.labels[id]; ok {
+		return l
+	}
+	return id
+}
+
+// from returns the services and MCP servers reachable from node, and the
+// crown jewels among them.
+func (r *reach) from(node string) (targets, crown []string) {
+	seen := map[string]bool{node: true}
+	queue := []string{node}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, m := range r.out[n] {
+			if seen[m] {
+				continue
+			}
+			seen[m] = true
+			if strings.HasPrefix(m, graph.KindService+":") || strings.HasPrefix(m, graph.KindMCPServer+":") {
+				targets = append(targets, m)
+				if r.crown[m] {
+					crown = append(crown, m)
+				}
+				continue // a service's credentials are not the principal's reach
+			}
+			queue = append(queue, m)
+		}
+	}
+	slices.Sort(targets)
+	slices.Sort(crown)
+	return targets, crown
+}
+
+// holders returns what the holders of credential node reach.
+func (r *reach) holders(node string) (targets, crown []string) {
+	for _, h := range r.in[node] {
+		t, c := r.from(h)
+		targets = append(targets, t...)
+		crown = append(crown, c...)
+	}
+	slices.Sort(targets)
+	slices.Sort(crown)
+	return slices.Compact(targets), slices.Compact(crown)
+}

@@ -1,0 +1,48 @@
+package tier
+
+import "testing"
+
+type keys struct {
+	kind string
+	hw   bool
+}
+
+func (k keys) KeyProviderKind() string { return k.kind }
+func (k keys) HardwareBacked() bool    { return k.hw }
+
+type nodes struct{ hw bool }
+
+func (n nodes) NodeAttestors() []string { return []string{"tpm"} }
+func (n nodes) HardwareAttested() bool  { return n.hw }
+
+func verdicts(r Report) map[string]string {
+	m := map[string]string{}
+	for _, row := range r.Rows {
+		m[row.ID] = row.Verdict
+	}
+	return m
+}
+
+// TestFailThenFix: a deployment below Foundation, then one at Enterprise,
+// then (with hardware facts supplied) at Advanced.
+func TestFailThenFix(t *testing.T) {
+	bad := Evaluate(Facts{AgentProcesses: 4, WithIdentity: 1, Accesses: 100, WithInstance: 60, ByVia: map[string]int64{"process": 60},
+		X509TTLSeconds: 86400, CAKeys: 1})
+	v := verdicts(bad)
+	if bad.Reached != "none" || v["unique-identity"] != Partial || v["attributed-access"] != Partial || v["cert-rotation"] != Partial ||
+		v["revocation"] != NotMeasure || v["bound-credentials"] != NotMet || v["hardware-keys"] != NotMet || v["remote-attestation"] != NotMet {
+		t.Errorf("bad deployment: %s %v", bad.Reached, v)
+	}
+	good := Facts{AgentProcesses: 4, WithIdentity: 4, Accesses: 100, WithInstance: 100, ByVia: map[string]int64{"mtls": 50, "token": 45, "process": 5},
+		X509TTLSeconds: 3600, CAKeys: 2, Revocations: 1, RevokedRefusals: 1, Keys: keys{"sealed-file", false}}
+	if r := Evaluate(good); r.Reached != "Enterprise" || verdicts(r)["hardware-keys"] != NotMet {
+		t.Errorf("good deployment: %s %v", r.Reached, verdicts(r))
+	}
+	good.Keys, good.Nodes = keys{"pkcs11", true}, nodes{true}
+	if r := Evaluate(good); r.Reached != "Advanced" {
+		t.Errorf("with hardware facts: %s %v", r.Reached, verdicts(r))
+	}
+	if r := Evaluate(Facts{}); r.Reached != "none" || verdicts(r)["unique-identity"] != NotMeasure {
+		t.Errorf("nothing observed: %s %v", r.Reached, verdicts(r))
+	}
+}
