@@ -209,9 +209,12 @@ func (s *Spool) Send(ctx context.Context, log *slog.Logger, deliver func(context
 		if err == nil && len(es) > 0 {
 			err = deliver(ctx, es)
 			if err == nil {
-				err = s.acked(end)
-				backoff = 100 * time.Millisecond
-				continue
+				// A failed acknowledgement keeps the events spooled (they
+				// are sent again and deduplicated by id) and backs off.
+				if err = s.acked(end); err == nil {
+					backoff = 100 * time.Millisecond
+					continue
+				}
 			}
 		} else if err == nil {
 			// Everything sent; the torn tail, if any, is acknowledged too.
@@ -219,7 +222,7 @@ func (s *Spool) Send(ctx context.Context, log *slog.Logger, deliver func(context
 			caught := end == s.size && end > s.sent
 			s.mu.Unlock()
 			if caught {
-				s.acked(end)
+				err = s.acked(end)
 			}
 		}
 		if err != nil && !errors.Is(err, context.Canceled) {

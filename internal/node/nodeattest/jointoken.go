@@ -103,7 +103,7 @@ func (p JoinTokenProver) Prove(context.Context, Challenge) ([]byte, error) {
 	if !strings.HasPrefix(p.Token, tokenPrefix) {
 		return nil, fmt.Errorf("join token: does not start with %q; pass the token `writ node token create` printed", tokenPrefix)
 	}
-	return json.Marshal(joinTokenPayload{Token: p.Token})
+	return json.Marshal(joinTokenPayload(p))
 }
 
 // decodeStrict decodes one JSON object into v, refusing unknown fields,
