@@ -78,6 +78,24 @@ type Pipeliner interface {
 	SyncRecords(ctx context.Context) error
 }
 
+// Sequencer is implemented by backends that several logs append to at
+// once: several writ servers sharing one PostgreSQL database. Such a log
+// cannot trust the tree edge it keeps in memory, since another server may
+// have appended since; the backend serialises appends (a lock held in the
+// database) and lets the log build each batch on the log as it is under
+// that lock, so the order and the tree are the same whichever server
+// appends. A log over a Sequencer appends only through it.
+type Sequencer interface {
+	// AppendSequenced stores, in one transaction, the records build
+	// returns. The backend calls build while it holds the log's append
+	// lock, with the log's size at that moment; build returns records
+	// whose indexes continue the log from size. The backend may call
+	// build again if it retries the transaction; only the records of the
+	// last call are stored. When AppendSequenced returns nil they are
+	// durable; on error none is stored.
+	AppendSequenced(ctx context.Context, build func(size int64) ([]Record, error)) error
+}
+
 // Entry is an event with its index in the log; in JSON the index sits
 // next to the event's fields.
 type Entry struct {
@@ -105,6 +123,7 @@ type Log struct {
 
 	reqs     chan *request
 	pipe     Pipeliner     // b, if it can write and sync separately
+	seq      Sequencer     // b, if several logs share it
 	toSync   syncQueue     // written, not yet synced (with a Pipeliner)
 	synced   chan struct{} // closed when the syncer stops
 	cpReqs   chan chan cpResult
@@ -176,7 +195,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
-	if p, ok := cfg.Backend.(Pipeliner); ok {
+	if sq, ok := cfg.Backend.(Sequencer); ok {
+		l.seq = sq
+	} else if p, ok := cfg.Backend.(Pipeliner); ok {
 		l.pipe = p
 		l.toSync.wake = make(chan struct{}, 1)
 		l.synced = make(chan struct{})

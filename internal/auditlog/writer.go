@@ -109,6 +109,9 @@ func (l *Log) write(batch []*request) error {
 	if err := l.failure(); err != nil {
 		return err
 	}
+	if l.seq != nil {
+		return l.writeSequenced(batch)
+	}
 	tree := l.tree.clone()
 	recs := make([]Record, len(batch))
 	for i, r := range batch {
@@ -152,6 +155,52 @@ func (l *Log) write(batch []*request) error {
 	}
 	q.mu.Unlock()
 	q.signal()
+	return nil
+}
+
+// writeSequenced stores batch through a [Sequencer] and answers every
+// request in it. The batch is hashed onto the log as the backend finds
+// it under its append lock: onto the tree edge in memory if no other
+// server appended since, otherwise onto the edge read back from the
+// backend.
+func (l *Log) writeSequenced(batch []*request) error {
+	var (
+		tree *frontier
+		recs []Record
+	)
+	err := l.seq.AppendSequenced(l.ctx, func(size int64) ([]Record, error) {
+		base := l.tree
+		if size != base.size {
+			b, err := loadFrontier(size, backendHashes{l.ctx, l.b})
+			if err != nil {
+				return nil, fmt.Errorf("read the tree edge at size %d: %w", size, err)
+			}
+			base = b
+		}
+		t := base.clone()
+		out := make([]Record, len(batch))
+		for i, r := range batch {
+			hashes, err := t.append(r.leaf)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = Record{Index: t.size - 1, Data: r.data, Hashes: hashes, Keys: KeysOf(&r.e)}
+		}
+		tree, recs = t, out
+		return out, nil
+	})
+	if err != nil {
+		if rerr := l.reload(); rerr != nil {
+			l.log.Error("audit log state unreadable after a failed write", "error", rerr)
+		}
+		return err
+	}
+	l.tree = tree
+	l.published(tree.size)
+	for i, r := range batch {
+		r.index = recs[i].Index
+		r.done <- result{index: recs[i].Index}
+	}
 	return nil
 }
 

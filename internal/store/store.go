@@ -1,9 +1,10 @@
 // Package store defines writ's persistent state as one small interface per
 // aggregate: identities (registration entries), signing keys, attested
 // instances, admin credentials, declarative resources, MCP tool pins, ...
-// Consumers depend on the narrowest interface they need; backends (store/sqlite today,
-// store/postgres later) implement all of them and must pass the shared
-// conformance suite in store/storetest.
+// Consumers depend on the narrowest interface they need; backends
+// (store/sqlite, embedded; store/postgres, shared by several servers)
+// implement all of them and must pass the shared conformance suite in
+// store/storetest.
 //
 // Every method takes a context and is safe for concurrent use. Methods return
 // [ErrNotFound] when the named record does not exist and [ErrExists] when a
@@ -179,5 +180,6 @@ type Store interface {
 	Inventory
 	Lineage
 	Alerts
+	Leases
 	Close() error
 }

@@ -46,6 +46,9 @@ type DB struct {
 	auditMu sync.Mutex
 	auditW  *auditWriter // the audit log's writer connection, once used
 	auditIx *auditIndex  // the audit search index, once used
+
+	leaseMu sync.Mutex
+	leases  map[string]store.Lease // see leases.go
 }
 
 var _ store.Store = (*DB)(nil)

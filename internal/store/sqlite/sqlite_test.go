@@ -89,3 +89,5 @@ func TestOddPath(t *testing.T) {
 func TestNodes(t *testing.T) {
 	storetest.RunNodes(t, func(t *testing.T) store.NodeStore { return openTemp(t).(*sqlite.DB) })
 }
+
+func TestLeases(t *testing.T) { storetest.RunLeases(t, openTemp) }
