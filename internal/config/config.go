@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/strictyaml"
@@ -274,12 +275,51 @@ type Witness struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// Store configures persistence.
+// Store configures persistence (docs/store.md).
 type Store struct {
 	// Driver is "sqlite" (default, DATA_DIR/writ.db) or "postgres".
 	Driver string `yaml:"driver"`
-	// DSN is the connection string for postgres, or a file path for sqlite.
+	// DSN is the connection string for postgres (a postgres:// URL or
+	// libpq key=value pairs), or a file path for sqlite. A postgres DSN
+	// may hold a password; it is never printed (the store describes
+	// itself as postgres://USER@HOST:PORT/DATABASE).
 	DSN string `yaml:"dsn"`
+}
+
+// maxDSN bounds store.dsn.
+const maxDSN = 4096
+
+// checkPostgresDSN returns what is wrong with a postgres connection
+// string's shape, or "". The full parse happens when the store opens;
+// neither says what the string holds, since it may hold a password.
+func checkPostgresDSN(dsn string) string {
+	const example = "e.g. postgres://writ@127.0.0.1:5432/writ"
+	switch {
+	case strings.TrimSpace(dsn) == "":
+		return "required for the postgres driver, " + example
+	case len(dsn) > maxDSN:
+		return fmt.Sprintf("%d bytes, over the limit of %d", len(dsn), maxDSN)
+	case !utf8.ValidString(dsn):
+		return "not valid UTF-8"
+	case strings.ContainsFunc(dsn, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }):
+		return "contains a control character (a line break in the YAML value?)"
+	}
+	if scheme, _, ok := strings.Cut(dsn, "://"); ok {
+		if scheme != "postgres" && scheme != "postgresql" {
+			if len(scheme) > 16 || strings.ContainsFunc(scheme, func(r rune) bool { return (r < 'a' || r > 'z') && r != '+' }) {
+				return "not a postgres:// URL, " + example
+			}
+			return fmt.Sprintf("a URL with scheme %q; use postgres:// or postgresql://, %s", scheme, example)
+		}
+		if _, err := url.Parse(dsn); err != nil {
+			return "not a valid URL (percent-encode special characters in the user and password), " + example
+		}
+		return ""
+	}
+	if !strings.Contains(dsn, "=") {
+		return "neither a postgres:// URL nor key=value pairs, " + example
+	}
+	return ""
 }
 
 // Load reads and strictly decodes a writ.yaml file. It does not apply
@@ -476,8 +516,8 @@ func (c *Config) Validate() error {
 	switch c.Store.Driver {
 	case "sqlite":
 	case "postgres":
-		if c.Store.DSN == "" {
-			bad("store.dsn", "required for the postgres driver, e.g. postgres://user@127.0.0.1:5432/writ")
+		if problem := checkPostgresDSN(c.Store.DSN); problem != "" {
+			bad("store.dsn", "%s", problem)
 		}
 	default:
 		bad("store.driver", "%q is not a driver; use sqlite or postgres", c.Store.Driver)

@@ -44,7 +44,7 @@ func securityHeaders(h http.Handler) http.Handler {
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
-	if err := s.db.SQL().PingContext(r.Context()); err != nil {
+	if err := s.db.Ping(r.Context()); err != nil {
 		api.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unavailable"})
 		return
 	}

@@ -34,7 +34,6 @@ import (
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
-	"github.com/writ-dev/writ/internal/store/sqlite"
 	"github.com/writ-dev/writ/internal/workload"
 )
 
@@ -53,7 +52,7 @@ type Server struct {
 	log  *slog.Logger
 	lock *dirLock // the data directory's, held until the store is closed
 	now  func() time.Time
-	db   *sqlite.DB
+	db   backingStore
 	emit audit.Emitter
 	// auditLog is the durable, tamper-evident event log; emit is it.
 	auditLog *auditlog.Log
@@ -94,9 +93,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if cfg.Role != "all" && cfg.Role != "server" {
 		return nil, fmt.Errorf("role %q: server.New runs the roles all and server; a node is started by internal/node", cfg.Role)
 	}
-	if cfg.Store.Driver != "sqlite" {
-		return nil, fmt.Errorf("store.driver %q: only the embedded sqlite store is available in this release", cfg.Store.Driver)
-	}
 	s := &Server{cfg: cfg, log: opts.Log, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -133,7 +129,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	s.keys = keySet
 	closers = append(closers, func() { keySet.Close() })
 	sealer := keySet.Software.Sealer
-	s.db, err = sqlite.Open(ctx, cfg.Store.DSN, sqlite.Options{Now: s.now})
+	s.db, err = openStore(ctx, cfg.Store, s.now)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +141,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	}
 	deliveries := witnessDeliveries()
 	s.auditLog, err = auditlog.Open(ctx, auditlog.Config{
-		Backend:            s.db.Audit(),
+		Backend:            s.db.AuditBackend(),
 		Keys:               s.db,
 		Sealer:             sealer,
 		Origin:             td.Name() + "/audit",
@@ -178,7 +174,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_events", Help: "Events in the audit log that are on disk."},
 			func() float64 { return float64(s.auditLog.Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_audit_index_lag_events", Help: "Audit events not yet in the search index (searches read them from the log)."},
-			func() float64 { return float64(max(s.auditLog.Size()-s.db.AuditIndexed(), 0)) }),
+			func() float64 { return float64(max(s.auditLog.Size()-s.db.AuditIndexed(s.auditLog.Size()), 0)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writ_api_streams", Help: "Long-lived admin API answers in progress (audit tails, waits for an approval)."},
 			func() float64 {
 				if s.api == nil {

@@ -2,7 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store"
@@ -39,7 +43,73 @@ func TestConformance(t *testing.T) {
 	t.Run("Pins", func(t *testing.T) { storetest.RunPins(t, so) })
 	t.Run("Inventory", func(t *testing.T) { storetest.RunInventory(t, so) })
 	t.Run("Leases", func(t *testing.T) { storetest.RunLeases(t, so) })
+	t.Run("Nodes", func(t *testing.T) { storetest.RunNodes(t, func(t *testing.T) store.NodeStore { return open(t) }) })
 	t.Run("Audit", func(t *testing.T) {
 		storetest.RunAudit(t, func(t *testing.T) auditlog.Backend { return open(t).Audit() })
 	})
+}
+
+// TestListenChanges checks the server-to-server wake-up: an append to the
+// change feed through one store handle (one server) is announced, with its
+// sequence number, to a listener on another.
+func TestListenChanges(t *testing.T) {
+	pg := pgtest.New(t)
+	dsn := pg.Schema(t)
+	a, b := openDSN(t, dsn), openDSN(t, dsn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 16)
+	done := make(chan error, 1)
+	go func() { done <- b.Listen(ctx, postgres.ChangesChannel, func(p string) { got <- p }) }()
+	// The listener may not be connected yet: append until one arrives.
+	var seq int64
+	deadline := time.After(20 * time.Second)
+	for {
+		var err error
+		if seq, err = a.AppendChange(ctx, store.Change{Kind: "revocation", Key: "spiffe_id/x", Op: store.ChangePut}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-got:
+			if p == "" {
+				continue
+			}
+			if want := strconv.FormatInt(seq, 10); p != want {
+				// An earlier append's notice: read on.
+				for p != want {
+					select {
+					case p = <-got:
+					case <-deadline:
+						t.Fatalf("no notice for seq %s", want)
+					}
+				}
+			}
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("Listen returned %v, want context.Canceled", err)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no notification within 20s")
+		}
+	}
+}
+
+func TestListenBadChannel(t *testing.T) {
+	db := openDSN(t, pgtest.New(t).Schema(t))
+	for _, ch := range []string{"", strings.Repeat("x", 64)} {
+		if err := db.Listen(context.Background(), ch, func(string) {}); err == nil {
+			t.Errorf("Listen(%q) accepted the name", ch)
+		}
+	}
+	// A name that needs quoting is quoted, not interpreted.
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := db.Listen(ctx, `x"; DROP TABLE tasks; --`, func(string) {}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Listen(hostile name) = %v, want it to listen until the deadline", err)
+	}
+	if _, err := db.ListTasks(context.Background(), store.TaskFilter{}); err != nil {
+		t.Errorf("after a hostile channel name: %v", err)
+	}
 }
