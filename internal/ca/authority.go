@@ -32,6 +32,8 @@ type Authority struct {
 	jwtSVIDTTL  time.Duration
 	refreshHint time.Duration
 	upstream    *upstream // nil for a self-signed root
+	leases      store.Leases
+	holder      string
 
 	// rotMu serializes reconciliation (store writes and the loaded cache).
 	rotMu  sync.Mutex
@@ -86,6 +88,8 @@ func New(ctx context.Context, c Config) (*Authority, error) {
 		x509SVIDTTL: c.X509SVIDTTL,
 		jwtSVIDTTL:  c.JWTSVIDTTL,
 		refreshHint: c.RefreshHint,
+		leases:      c.Leases,
+		holder:      c.LeaseHolder,
 		loaded:      make(map[string]*key),
 		subs:        make(map[chan struct{}]struct{}),
 	}

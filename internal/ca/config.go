@@ -68,6 +68,16 @@ type Config struct {
 	// shorter key life.
 	RefreshHint time.Duration
 
+	// Leases, when set, elect one rotation owner among the servers that
+	// share Keys (several servers on one PostgreSQL store): every
+	// reconciliation, the only code that writes keys, runs while holding
+	// the lease RotationLease as LeaseHolder, so that two servers never
+	// prepare or activate keys at the same time; the next one to hold it
+	// finds the transition made. Nil for a store of one process.
+	Leases store.Leases
+	// LeaseHolder names this server in Leases. Required with Leases.
+	LeaseHolder string
+
 	// UpstreamCertFile and UpstreamKeyFile name PEM files with an upstream
 	// CA certificate (optionally followed by its chain up to the root) and
 	// its private key. When set, writ's CA keys are intermediates signed by
@@ -82,6 +92,9 @@ func (c Config) withDefaults() (Config, error) {
 	var errs []error
 	if c.TrustDomain.IsZero() {
 		errs = append(errs, errors.New("trust domain is not set"))
+	}
+	if c.Leases != nil && c.LeaseHolder == "" {
+		errs = append(errs, errors.New("lease holder is not set (required with Leases)"))
 	}
 	if c.Keys == nil {
 		errs = append(errs, errors.New("key store is not set"))

@@ -63,6 +63,47 @@ func (a *Authority) Run(ctx context.Context) error {
 	}
 }
 
+// Reload reads the keys from the store again and applies what fell due:
+// another server sharing the store rotated them (it announces that, and
+// the server calls Reload).
+func (a *Authority) Reload(ctx context.Context) error { return a.reconcile(ctx, "") }
+
+// RotationLease is the lease name of key rotation (see Config.Leases).
+const RotationLease = "writ/ca-rotation"
+
+// Lease timing: a reconciliation takes milliseconds; a holder that stops
+// (crashes) mid-way blocks the others for at most rotationLeaseTTL.
+const (
+	rotationLeaseTTL  = time.Minute
+	rotationLeasePoll = 100 * time.Millisecond
+)
+
+// holdRotationLease waits until this server holds the rotation lease and
+// returns the function that releases it.
+func (a *Authority) holdRotationLease(ctx context.Context) (func(), error) {
+	for {
+		l, ok, err := a.leases.AcquireLease(ctx, RotationLease, a.holder, a.now(), rotationLeaseTTL)
+		if err != nil {
+			return nil, fmt.Errorf("take the key rotation lease: %w", err)
+		}
+		if ok {
+			return func() {
+				if err := a.leases.ReleaseLease(context.WithoutCancel(ctx), RotationLease, a.holder); err != nil {
+					a.log.Warn("release the key rotation lease", "error", err)
+				}
+			}, nil
+		}
+		a.log.Debug("key rotation lease held by another server; waiting", "holder", l.Holder, "until", l.ExpiresAt)
+		t := time.NewTimer(rotationLeasePoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("take the key rotation lease (held by %s): %w", l.Holder, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // Rotate forces one rotation of kind (store.KeyX509CA or store.KeyJWT):
 // a key is prepared if none is, then activated at once, and the old active
 // key is retired (still published until its NotAfter). Unlike the timeline
@@ -81,6 +122,13 @@ func (a *Authority) Rotate(ctx context.Context, kind string) error {
 func (a *Authority) reconcile(ctx context.Context, force string) error {
 	a.rotMu.Lock()
 	defer a.rotMu.Unlock()
+	if a.leases != nil {
+		release, err := a.holdRotationLease(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	now := a.now()
 	var sets [len(kinds)][]*entry
 	for i, kind := range kinds {

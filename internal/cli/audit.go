@@ -17,6 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/postgres"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -316,12 +318,61 @@ with its index in the log. Exit status 1 means the export was cut short.`,
 	return cmd
 }
 
-// auditDB opens the store of the data directory read-only.
-func (g *globals) auditDB(ctx context.Context, dbPath string) (*sqlite.DB, error) {
+// offlineStore is a store opened read-only for an offline tool: a SQLite
+// file or a PostgreSQL database.
+type offlineStore struct {
+	store.Keys
+	audit auditlog.Backend
+	// path names the store in messages: the file, or the database
+	// without its password.
+	path string
+	// published is where `writ serve` keeps the checkpoint it
+	// published.
+	published string
+	close     func() error
+}
+
+func (o *offlineStore) Audit() auditlog.Backend { return o.audit }
+func (o *offlineStore) Path() string            { return o.path }
+func (o *offlineStore) Close() error            { return o.close() }
+
+// storeDSNEnv names the environment variable that --dsn defaults to, so
+// that a DSN holding a password need not be on the command line.
+const storeDSNEnv = "WRIT_STORE_DSN"
+
+// auditDB opens read-only the PostgreSQL store dsn names (or
+// $WRIT_STORE_DSN), or else the SQLite file dbPath (default: the data
+// directory's).
+func (g *globals) auditDB(ctx context.Context, dbPath, dsn string) (*offlineStore, error) {
+	if dsn == "" && dbPath == "" {
+		dsn = os.Getenv(storeDSNEnv)
+	}
+	if dsn != "" {
+		if dbPath != "" {
+			return nil, errors.New("--db and --dsn name two stores; give one")
+		}
+		db, err := postgres.Open(ctx, dsn, postgres.Options{ReadOnly: true, MaxConns: 4})
+		if err != nil {
+			return nil, fmt.Errorf("--dsn: %w", err)
+		}
+		return &offlineStore{Keys: db, audit: db.Audit(), path: db.String(),
+			published: filepath.Join(g.dataDir, "audit.checkpoint"), close: db.Close}, nil
+	}
 	if dbPath == "" {
 		dbPath = filepath.Join(g.dataDir, "writ.db")
 	}
-	return sqlite.OpenReadOnly(ctx, dbPath)
+	db, err := sqlite.OpenReadOnly(ctx, dbPath)
+	if err != nil {
+		return nil, err
+	}
+	return &offlineStore{Keys: db, audit: db.Audit(), path: db.Path(),
+		published: filepath.Join(filepath.Dir(db.Path()), "audit.checkpoint"), close: db.Close}, nil
+}
+
+// addDSNFlag registers --dsn on cmd.
+func addDSNFlag(cmd *cobra.Command, dsn *string) {
+	cmd.Flags().StringVar(dsn, "dsn", "", "PostgreSQL store (store.dsn of writ serve) instead of a store file; default $"+storeDSNEnv+
+		"; keep the password in PGPASSWORD or ~/.pgpass rather than on the command line")
 }
 
 // trustedAuditKeys parses --key values: a verifier key, or @FILE holding
@@ -336,10 +387,11 @@ func trustedAuditKeys(vals []string) (note.Verifiers, error) {
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var (
-		dbPath, saved, stateDir string
-		keyFlags, witnessKeys   []string
-		noRemember              bool
-		out                     *string
+		dbPath, dsn, saved    string
+		stateDir              string
+		keyFlags, witnessKeys []string
+		noRemember            bool
+		out                   *string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify [--data-dir D] [--key KEY|@FILE] [--checkpoint OLD.txt]",
@@ -372,7 +424,7 @@ checks them.`,
 				return err
 			}
 			ctx := cmd.Context()
-			db, err := g.auditDB(ctx, dbPath)
+			db, err := g.auditDB(ctx, dbPath, dsn)
 			if err != nil {
 				return err
 			}
@@ -406,7 +458,7 @@ checks them.`,
 			// The checkpoint writ serve published beside the store,
 			// if there is one: a store rolled back behind it fails
 			// even on a first verify.
-			published := auditlog.CheckpointFile{Path: filepath.Join(filepath.Dir(db.Path()), "audit.checkpoint")}
+			published := auditlog.CheckpointFile{Path: db.published}
 			if opts.Published, err = published.Read(); err != nil {
 				return err
 			}
@@ -475,6 +527,7 @@ checks them.`,
 		},
 	}
 	cmd.Flags().StringVar(&dbPath, "db", "", "store file (default DATA_DIR/writ.db)")
+	addDSNFlag(cmd, &dsn)
 	cmd.Flags().StringArrayVar(&keyFlags, "key", nil, "trusted log key NAME+HASH+KEY, or @FILE (repeatable)")
 	cmd.Flags().StringVar(&saved, "checkpoint", "", "a signed checkpoint saved earlier, which the log must extend")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "where the latest verified checkpoint of each log is remembered (default ~/.config/writ/audit)")
@@ -549,8 +602,8 @@ Exit status 1 means the proof does not hold.`,
 
 func newAuditKeyCmd(g *globals) *cobra.Command {
 	var (
-		offline bool
-		dbPath  string
+		offline     bool
+		dbPath, dsn string
 	)
 	cmd := &cobra.Command{
 		Use:   "key",
@@ -563,7 +616,7 @@ instead of asking the server.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if offline {
-				db, err := g.auditDB(ctx, dbPath)
+				db, err := g.auditDB(ctx, dbPath, dsn)
 				if err != nil {
 					return err
 				}
@@ -591,6 +644,7 @@ instead of asking the server.`,
 	}
 	cmd.Flags().BoolVar(&offline, "offline", false, "read the key from the store file in the data directory")
 	cmd.Flags().StringVar(&dbPath, "db", "", "store file for --offline (default DATA_DIR/writ.db)")
+	addDSNFlag(cmd, &dsn)
 	return cmd
 }
 

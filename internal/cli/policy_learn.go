@@ -96,7 +96,7 @@ See docs/policy-learning.md.`,
 				return err
 			}
 			ctx := cmd.Context()
-			db, err := g.auditDB(ctx, w.db)
+			db, err := g.auditDB(ctx, w.db, "")
 			if err != nil {
 				return err
 			}
@@ -188,7 +188,7 @@ see them empty. See docs/policy-learning.md.`,
 				return err
 			}
 			ctx := cmd.Context()
-			db, err := g.auditDB(ctx, w.db)
+			db, err := g.auditDB(ctx, w.db, "")
 			if err != nil {
 				return err
 			}

@@ -34,6 +34,7 @@ import (
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/workload"
 )
 
@@ -53,6 +54,8 @@ type Server struct {
 	lock *dirLock // the data directory's, held until the store is closed
 	now  func() time.Time
 	db   backingStore
+	// holder names this server in the store's leases.
+	holder string
 	emit audit.Emitter
 	// auditLog is the durable, tamper-evident event log; emit is it.
 	auditLog *auditlog.Log
@@ -134,6 +137,23 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		return nil, err
 	}
 	closers = append(closers, func() { s.db.Close() })
+	s.holder = leaseHolder(cfg.NodeName)
+	// Until the CA and the admin credential exist: another server
+	// starting on the same (PostgreSQL) store waits meanwhile.
+	releaseBootstrap, err := holdLease(ctx, s.db, bootstrapLease, s.holder, bootstrapLeaseTTL, s.now, s.log)
+	if err != nil {
+		return nil, err
+	}
+	bootstrapped := false
+	defer func() {
+		if !bootstrapped {
+			releaseBootstrap()
+		}
+	}()
+	var caKeys store.Keys = s.db
+	if n, ok := s.db.(notifier); ok {
+		caKeys = announcingKeys{Keys: s.db, n: n, log: s.log}
+	}
 
 	witnesses, err := auditWitnesses(cfg.Audit.Witnesses)
 	if err != nil {
@@ -193,7 +213,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 
 	s.authority, err = ca.New(ctx, ca.Config{
 		TrustDomain:      td,
-		Keys:             s.db,
+		Keys:             caKeys,
+		Leases:           s.db,
+		LeaseHolder:      s.holder,
 		Resources:        s.db,
 		Providers:        keySet,
 		Emitter:          s.emit,
@@ -282,6 +304,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err != nil {
 		return nil, err
 	}
+	bootstrapped = true
+	releaseBootstrap()
 	s.api, err = api.New(api.Config{
 		Log:         s.log.With("component", "api"),
 		Now:         s.now,
@@ -327,6 +351,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	}
 	return s, nil
 }
+
+// StoreDescription names the store (driver and file or database, never a
+// password).
+func (s *Server) StoreDescription() string { return s.db.Describe() }
 
 // HTTPAddr is the address the HTTP listener is bound to.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
@@ -378,6 +406,18 @@ func (s *Server) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("certificate authority: %w", err)
 		}
 	}()
+	if n, ok := s.db.(notifier); ok {
+		// Another server wrote signing keys: load them.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.Listen(ctx, keysChannel, func(string) {
+				if err := s.authority.Reload(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("reload signing keys after another server's change", "error", err)
+				}
+			})
+		}()
+	}
 	stopProxy := s.startProxy(errc)
 	stopTokens := s.startTokens(ctx, errc)
 	stopDiscovery := s.startDiscovery(ctx)
