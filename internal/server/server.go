@@ -56,7 +56,7 @@ type Server struct {
 	db   backingStore
 	// holder names this server in the store's leases.
 	holder string
-	emit audit.Emitter
+	emit   audit.Emitter
 	// auditLog is the durable, tamper-evident event log; emit is it.
 	auditLog *auditlog.Log
 
