@@ -59,7 +59,7 @@ func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error
 	if err := np.publisher.Start(ctx); err != nil {
 		return err
 	}
-	records := s.db.Audit()
+	records := s.db.AuditBackend()
 	np.api, err = nodeserver.NewAPI(nodeserver.Config{
 		TrustDomain: td,
 		Registry:    np.registry,

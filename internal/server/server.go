@@ -35,6 +35,7 @@ import (
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/postgres"
 	"github.com/writ-dev/writ/internal/workload"
 )
 
@@ -414,6 +415,19 @@ func (s *Server) Run(ctx context.Context) error {
 			n.Listen(ctx, keysChannel, func(string) {
 				if err := s.authority.Reload(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("reload signing keys after another server's change", "error", err)
+				}
+			})
+		}()
+	}
+	if n, ok := s.db.(notifier); ok && s.nodes.hub != nil {
+		// Another server appended to the change feed: stream it to
+		// this server's nodes.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.Listen(ctx, postgres.ChangesChannel, func(string) {
+				if err := s.nodes.hub.Poke(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("read the change feed after another server's change", "error", err)
 				}
 			})
 		}()

@@ -229,7 +229,7 @@ func scanRevocation(s pgx.Row) (store.Revocation, error) {
 }
 
 const approvalColumns = `id, kind, spiffe_id, instance, task, on_behalf_of, target, reason, policy, rule, approvers,
-	state, created_at, expires_at, decided_at, decided_by, comment`
+	state, created_at, expires_at, decided_at, decided_by, comment, binding, used_at`
 
 // CreateApproval implements store.Approvals.
 func (d *DB) CreateApproval(ctx context.Context, a store.Approval) (store.Approval, error) {
@@ -241,9 +241,9 @@ func (d *DB) CreateApproval(ctx context.Context, a store.Approval) (store.Approv
 	if err != nil {
 		return store.Approval{}, fmt.Errorf("create approval %q: %w", a.ID, err)
 	}
-	_, err = d.pool.Exec(ctx, `INSERT INTO approvals (`+approvalColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`,
+	_, err = d.pool.Exec(ctx, `INSERT INTO approvals (`+approvalColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)`,
 		a.ID, a.Kind, a.SpiffeID, a.Instance, a.Task, a.OnBehalfOf, a.Target, a.Reason, a.Policy, a.Rule, string(apr),
-		a.State, unixNano(a.CreatedAt), unixNano(a.ExpiresAt), unixNano(a.DecidedAt), a.DecidedBy, a.Comment)
+		a.State, unixNano(a.CreatedAt), unixNano(a.ExpiresAt), unixNano(a.DecidedAt), a.DecidedBy, a.Comment, a.Binding, unixNano(a.UsedAt))
 	if isUnique(err) {
 		return store.Approval{}, fmt.Errorf("create approval %q: %w", a.ID, store.ErrExists)
 	}
@@ -298,9 +298,10 @@ func scanApproval(s pgx.Row) (store.Approval, error) {
 		a                       store.Approval
 		apr                     string
 		created, exp, decidedAt int64
+		usedAt                  int64
 	)
 	err := s.Scan(&a.ID, &a.Kind, &a.SpiffeID, &a.Instance, &a.Task, &a.OnBehalfOf, &a.Target, &a.Reason, &a.Policy, &a.Rule,
-		&apr, &a.State, &created, &exp, &decidedAt, &a.DecidedBy, &a.Comment)
+		&apr, &a.State, &created, &exp, &decidedAt, &a.DecidedBy, &a.Comment, &a.Binding, &usedAt)
 	if err != nil {
 		return store.Approval{}, notFound(err)
 	}
@@ -310,7 +311,7 @@ func scanApproval(s pgx.Row) (store.Approval, error) {
 	if len(a.Approvers) == 0 {
 		a.Approvers = nil
 	}
-	a.CreatedAt, a.ExpiresAt, a.DecidedAt = fromNano(created), fromNano(exp), fromNano(decidedAt)
+	a.CreatedAt, a.ExpiresAt, a.DecidedAt, a.UsedAt = fromNano(created), fromNano(exp), fromNano(decidedAt), fromNano(usedAt)
 	return a, nil
 }
 
@@ -320,4 +321,58 @@ func limitClause(n int) string {
 		return ""
 	}
 	return " LIMIT " + strconv.Itoa(n)
+}
+
+// UseApproval implements store.Approvals: one conditional UPDATE, so an
+// approval is used once whichever server its calls reach.
+func (d *DB) UseApproval(ctx context.Context, id, binding string, at time.Time) (store.Approval, error) {
+	a, err := scanApproval(d.pool.QueryRow(ctx, `UPDATE approvals SET used_at = $1
+		WHERE id = $2 AND state = 'approved' AND used_at = 0 AND binding = $3 RETURNING `+approvalColumns, unixNano(at), id, binding))
+	if err == nil {
+		return a, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return store.Approval{}, fmt.Errorf("use approval %q: %w", id, err)
+	}
+	cur, err := d.GetApproval(ctx, id)
+	if err != nil {
+		return store.Approval{}, err
+	}
+	return cur, fmt.Errorf("use approval %q: %w", id, store.ErrPrecondition)
+}
+
+// TouchTask implements store.TaskFlows.
+func (d *DB) TouchTask(ctx context.Context, task string, labels []string, via string, at time.Time) error {
+	if len(labels) == 0 {
+		return nil
+	}
+	// One statement: every label, the first record of each kept.
+	_, err := d.pool.Exec(ctx, `INSERT INTO task_flows (task, label, via, at)
+		SELECT $1, l, $3, $4 FROM unnest($2::text[]) AS l
+		ON CONFLICT (task, label) DO NOTHING`, task, labels, via, unixNano(at))
+	if err != nil {
+		return fmt.Errorf("record flow labels of task %q: %w", task, err)
+	}
+	return nil
+}
+
+// TaskFlows implements store.TaskFlows.
+func (d *DB) TaskFlows(ctx context.Context, task string) ([]store.FlowLabel, error) {
+	rows, err := d.pool.Query(ctx, `SELECT label, via, at FROM task_flows WHERE task = $1 ORDER BY at, label`, task)
+	if err != nil {
+		return nil, fmt.Errorf("read flow labels of task %q: %w", task, err)
+	}
+	out, err := collect(rows, func(r pgx.Row) (store.FlowLabel, error) {
+		var (
+			f  store.FlowLabel
+			at int64
+		)
+		err := r.Scan(&f.Label, &f.Via, &at)
+		f.At = fromNano(at)
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read flow labels of task %q: %w", task, err)
+	}
+	return out, nil
 }
