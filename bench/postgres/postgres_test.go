@@ -54,7 +54,12 @@ var stores = []struct {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { db.Close() })
-		return backend{db, db.Audit()}
+		// Lineage and Alerts are not ported yet; not benchmarked.
+		return backend{struct {
+			*postgres.DB
+			store.Lineage
+			store.Alerts
+		}{DB: db}, db.Audit()}
 	}},
 }
 

@@ -94,7 +94,7 @@ func (s *Server) initAlerts() error {
 				}
 				return float64(len(list))
 			}))
-	a.engine = &alert.Engine{Log: s.db.Audit(), Store: s.db, Rules: rules, Emitter: s.emit, Now: s.now,
+	a.engine = &alert.Engine{Log: s.db.AuditBackend(), Store: s.db, Rules: rules, Emitter: s.emit, Now: s.now,
 		Logger: s.log.With("component", "alerts"),
 		Webhooks: func(al store.Alert) []string {
 			var names []string

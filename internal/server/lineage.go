@@ -18,7 +18,7 @@ const CrownJewelLabel = "crown_jewel"
 // aggregates and the inventory.
 func (s *Server) initLineage() {
 	s.lineage = &graph.Lineage{
-		Builder:     &graph.Builder{Log: s.db.Audit(), Facts: s.db, Approvals: s.db, Logger: s.log.With("component", "lineage")},
+		Builder:     &graph.Builder{Log: s.db.AuditBackend(), Facts: s.db, Approvals: s.db, Logger: s.log.With("component", "lineage")},
 		Inventory:   s.db,
 		CrownJewels: s.crownJewels,
 	}

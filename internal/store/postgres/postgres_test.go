@@ -36,7 +36,15 @@ func openDSN(t *testing.T, dsn string) *postgres.DB {
 // in one database.
 func TestConformance(t *testing.T) {
 	open := opener(t)
-	so := func(t *testing.T) store.Store { return open(t) }
+	// Lineage and Alerts are not ported yet; nothing in these suites
+	// calls them.
+	so := func(t *testing.T) store.Store {
+		return struct {
+			*postgres.DB
+			store.Lineage
+			store.Alerts
+		}{DB: open(t)}
+	}
 	t.Run("Store", func(t *testing.T) { storetest.Run(t, so) })
 	t.Run("Tasks", func(t *testing.T) { storetest.RunTasks(t, so) })
 	t.Run("Credentials", func(t *testing.T) { storetest.RunCredentials(t, so) })
