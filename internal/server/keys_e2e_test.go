@@ -91,6 +91,23 @@ func TestServeWithKeyDevices(t *testing.T) {
 
 	in = start(t, cfg)
 	fetch()
+	// The tier report reads where the active keys are, from their handles.
+	rep, err := in.client.Tier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range rep.Rows {
+		if r.ID == "hardware-keys" {
+			found = true
+			if r.Verdict != "met" || !strings.Contains(r.Evidence, "mixed") {
+				t.Errorf("hardware-keys row with the CA in SoftHSM2 and JWT keys in a TPM: %+v", r)
+			}
+		}
+	}
+	if !found {
+		t.Error("tier report has no hardware-keys row")
+	}
 	in.stop()
 
 	// Without the PIN, writ refuses to start and says why, without a PIN.

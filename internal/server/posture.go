@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/writ-dev/writ/internal/alert"
 	"github.com/writ-dev/writ/internal/graph"
+	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/posture"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
@@ -15,13 +17,65 @@ import (
 // tierWindow is how far back the tier report measures accesses.
 const tierWindow = 30 * 24 * time.Hour
 
-// sealedFileKeys is the key provider of this release: CA keys sealed on
-// disk under the KEK. A hardware provider reports itself through the same
-// interface (tier.KeyProvider).
-type sealedFileKeys struct{}
+// signingKeys reports where the active X.509 CA and JWT signing keys are
+// held, read from each stored key's handle (the provider that made it), not
+// from writ.yaml: a purpose moved to a device in the configuration keeps
+// signing with its software key until the next rotation, and the tier
+// report must not call that hardware-backed.
+type signingKeys struct{ kinds map[string]bool }
 
-func (sealedFileKeys) KeyProviderKind() string { return "sealed-file" }
-func (sealedFileKeys) HardwareBacked() bool    { return false }
+func (s *Server) signingKeys(ctx context.Context) (signingKeys, error) {
+	k := signingKeys{kinds: map[string]bool{}}
+	for _, kind := range []string{store.KeyX509CA, store.KeyJWT} {
+		recs, err := s.db.ListKeys(ctx, kind)
+		if err != nil {
+			return k, err
+		}
+		for _, r := range recs {
+			if r.State != store.KeyActive {
+				continue
+			}
+			pk, err := keys.HandleKind(r.Sealed)
+			if err != nil {
+				return k, fmt.Errorf("key %s: %w", r.ID, err)
+			}
+			k.kinds[pk] = true
+		}
+	}
+	return k, nil
+}
+
+// KeyProviderKind names the provider of the active signing keys:
+// "sealed-file" (software keys sealed under the KEK), "pkcs11", "tpm", or
+// "mixed" when they differ.
+func (k signingKeys) KeyProviderKind() string {
+	if len(k.kinds) != 1 {
+		if len(k.kinds) == 0 {
+			return "none"
+		}
+		return "mixed"
+	}
+	for kind := range k.kinds {
+		if kind == keys.KindSoftware {
+			return "sealed-file"
+		}
+		return kind
+	}
+	return "none"
+}
+
+// HardwareBacked reports whether every active signing key is in a device.
+func (k signingKeys) HardwareBacked() bool {
+	if len(k.kinds) == 0 {
+		return false
+	}
+	for kind := range k.kinds {
+		if kind != keys.KindPKCS11 && kind != keys.KindTPM {
+			return false
+		}
+	}
+	return true
+}
 
 // nodeFacts reports the attestors the stored nodes joined with.
 type nodeFacts struct{ attestors []string }
@@ -53,14 +107,21 @@ func (p postureService) Findings(ctx context.Context) ([]posture.Finding, error)
 	if err != nil {
 		return nil, err
 	}
-	keys := sealedFileKeys{}
+	keys, err := s.signingKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return posture.Evaluate(posture.Inputs{Now: s.now(), Entries: s.registry.List(), Policies: pols, Inventory: inv, Graph: g,
 		HardwareKeys: keys.HardwareBacked(), KeyProvider: keys.KeyProviderKind(), Witnesses: len(s.cfg.Audit.Witnesses)}), nil
 }
 
 func (p postureService) Tier(ctx context.Context) (tier.Report, error) {
 	s := p.s
-	f := tier.Facts{X509TTLSeconds: s.cfg.CA.X509SVIDTTL.Seconds(), ByVia: map[string]int64{}, Keys: sealedFileKeys{}}
+	keys, err := s.signingKeys(ctx)
+	if err != nil {
+		return tier.Report{}, err
+	}
+	f := tier.Facts{X509TTLSeconds: s.cfg.CA.X509SVIDTTL.Seconds(), ByVia: map[string]int64{}, Keys: keys}
 	inv, err := s.db.ListInventory(ctx, store.InventoryFilter{})
 	if err != nil {
 		return tier.Report{}, err
