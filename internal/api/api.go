@@ -78,6 +78,9 @@ type Config struct {
 	// observed policies (`writ policy observe|promote`). Optional: without
 	// it those endpoints answer 404.
 	Policies Policies
+	// Users manages the console's human accounts (`writ user`).
+	// Optional: without it /v1/users answers 404.
+	Users Users
 }
 
 // API is the admin API.
@@ -161,6 +164,13 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/tasks", a.listTasks)
 	mux.HandleFunc("GET /v1/tasks/{id}", a.getTask)
 	mux.HandleFunc("POST /v1/tasks/{id}/close", a.closeTask)
+
+	if a.c.Users != nil {
+		admin("GET /v1/users", a.listUsers)
+		admin("POST /v1/users", a.addUser)
+		admin("DELETE /v1/users/{name}", a.removeUser)
+		admin("PUT /v1/users/{name}/password", a.setPassword)
+	}
 
 	admin("POST /v1/revoke", a.revoke)
 	admin("GET /v1/revocations", a.listRevocations)

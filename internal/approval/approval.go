@@ -188,20 +188,39 @@ func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, co
 	return s.settle(ctx, id, state, actor, comment)
 }
 
-// mayDecide refuses a decision by the identity that asked, and by a
-// workload the request does not name as an approver.
+// mayDecide refuses a decision by the identity that asked, by a workload
+// the request does not name as an approver, and by a human ("user:NAME")
+// when the request names human approvers and not them.
 func mayDecide(a store.Approval, actor string) error {
 	switch {
 	case actor == "":
 		return ErrNotApprover
-	case actor == a.SpiffeID:
-		return ErrSelfApproval
-	case a.OnBehalfOf != "" && (actor == "user:"+a.OnBehalfOf || actor == "admin:"+a.OnBehalfOf):
+	case SelfApproval(a, actor):
 		return ErrSelfApproval
 	case strings.HasPrefix(actor, "spiffe://") && !slices.Contains(a.Approvers, actor):
 		return ErrNotApprover
+	case strings.HasPrefix(actor, "user:") && namesUsers(a.Approvers) && !slices.Contains(a.Approvers, actor):
+		return ErrNotApprover
 	}
 	return nil
+}
+
+// SelfApproval reports whether actor is the identity that asked for a:
+// the requesting workload (its SPIFFE ID), or the human its task acts for
+// ("user:NAME", or the admin credential of that name). Such an actor may
+// not decide the request at all.
+func SelfApproval(a store.Approval, actor string) bool {
+	return actor != "" && (actor == a.SpiffeID ||
+		a.OnBehalfOf != "" && (actor == "user:"+a.OnBehalfOf || actor == "admin:"+a.OnBehalfOf))
+}
+
+func namesUsers(approvers []string) bool {
+	for _, a := range approvers {
+		if strings.HasPrefix(a, "user:") {
+			return true
+		}
+	}
+	return false
 }
 
 // Use spends an approved request on the call it was granted for: binding

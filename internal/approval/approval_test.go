@@ -241,3 +241,42 @@ func TestUseBoundApproval(t *testing.T) {
 		t.Errorf("using an expired approval: %v", err)
 	}
 }
+
+// TestHumanApprovers: a human cannot decide a request made on their own
+// behalf, nor one whose policy names other humans; a named human can.
+func TestHumanApprovers(t *testing.T) {
+	s, _, _ := newService(t)
+	ctx := context.Background()
+	sp := spec
+	sp.OnBehalfOf, sp.Approvers = "alice", []string{"user:alice", "user:bob"}
+	a, err := s.Request(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Decide(ctx, a.ID, true, "user:alice", ""); !errors.Is(err, approval.ErrSelfApproval) {
+		t.Errorf("alice approves her own request: %v, want ErrSelfApproval", err)
+	}
+	if _, err := s.Decide(ctx, a.ID, true, "user:carol", ""); !errors.Is(err, approval.ErrNotApprover) {
+		t.Errorf("carol, not among the approvers: %v, want ErrNotApprover", err)
+	}
+	got, err := s.Decide(ctx, a.ID, true, "user:bob", "looks right")
+	if err != nil || got.State != store.ApprovalApproved || got.DecidedBy != "user:bob" {
+		t.Errorf("bob approves: %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		a     store.Approval
+		actor string
+		want  bool
+	}{
+		{store.Approval{OnBehalfOf: "alice"}, "user:alice", true},
+		{store.Approval{OnBehalfOf: "alice"}, "admin:alice", true},
+		{store.Approval{OnBehalfOf: "alice"}, "user:alice2", false},
+		{store.Approval{SpiffeID: "spiffe://writ.local/agent/a"}, "spiffe://writ.local/agent/a", true},
+		{store.Approval{}, "user:", false},
+		{store.Approval{}, "", false},
+	} {
+		if got := approval.SelfApproval(tc.a, tc.actor); got != tc.want {
+			t.Errorf("SelfApproval(%+v, %q) = %v", tc.a, tc.actor, got)
+		}
+	}
+}

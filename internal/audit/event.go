@@ -270,3 +270,16 @@ func EmitBatch(ctx context.Context, em Emitter, es []Event) error {
 
 // Discard drops every event. For tests only.
 var Discard Emitter = EmitterFunc(func(context.Context, Event) error { return nil })
+
+// Human account and console events (internal/account, internal/web).
+// Actor names who did it: "admin:ID" for the admin credential, "user:NAME"
+// for a human.
+const (
+	UserAdded        Type = "user.added"
+	UserRemoved      Type = "user.removed"
+	UserChanged      Type = "user.changed" // password or role
+	UserLogin        Type = "user.login"
+	UserLoginFailed  Type = "user.login_failed"
+	UserLogout       Type = "user.logout"
+	ConsoleCSRFBlock Type = "console.csrf_refused"
+)

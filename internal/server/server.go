@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/account"
 	"github.com/writ-dev/writ/internal/api"
 	"github.com/writ-dev/writ/internal/attest"
 	"github.com/writ-dev/writ/internal/audit"
@@ -46,6 +47,9 @@ type Options struct {
 	Now func() time.Time
 	// KEK is the base64 key-encryption key from the environment, if any.
 	KEK string
+	// Argon2 is the cost of new console password hashes; zero is the
+	// recommended default. Tests lower it; it is not configuration.
+	Argon2 account.Params
 }
 
 // Server is a running control plane (and node, in the all-in-one role).
@@ -72,6 +76,7 @@ type Server struct {
 	workload  *workload.Server
 	metrics   *prometheus.Registry
 	admin     *api.AdminAuth
+	accounts  *account.Service
 	api       *api.API
 	px        proxyPart
 	mcp       mcpPart
@@ -307,6 +312,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	}
 	bootstrapped = true
 	releaseBootstrap()
+	s.accounts, err = account.New(account.Config{Users: s.db, Sessions: s.db, Emitter: s.emit,
+		Log: s.log.With("component", "account"), Now: s.now, Argon2: opts.Argon2})
+	if err != nil {
+		return nil, err
+	}
 	s.api, err = api.New(api.Config{
 		Log:         s.log.With("component", "api"),
 		Now:         s.now,
@@ -331,6 +341,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Lineage:     s.lineage,
 		Alerts:      alertsService{s},
 		Posture:     postureService{s},
+		Users:       s.accounts,
 	})
 	if err != nil {
 		return nil, err

@@ -181,5 +181,7 @@ type Store interface {
 	Lineage
 	Alerts
 	Leases
+	Users
+	Sessions
 	Close() error
 }

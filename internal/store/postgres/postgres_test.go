@@ -51,6 +51,7 @@ func TestConformance(t *testing.T) {
 	t.Run("Pins", func(t *testing.T) { storetest.RunPins(t, so) })
 	t.Run("Inventory", func(t *testing.T) { storetest.RunInventory(t, so) })
 	t.Run("Leases", func(t *testing.T) { storetest.RunLeases(t, so) })
+	t.Run("Users", func(t *testing.T) { storetest.RunUsers(t, so) })
 	t.Run("Nodes", func(t *testing.T) { storetest.RunNodes(t, func(t *testing.T) store.NodeStore { return open(t) }) })
 	t.Run("Audit", func(t *testing.T) {
 		storetest.RunAudit(t, func(t *testing.T) auditlog.Backend { return open(t).Audit() })
