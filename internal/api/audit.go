@@ -141,27 +141,36 @@ func (h *auditHandler) search(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if q.Limit == 0 {
-		q.Limit = 100
-	}
-	recs, err := h.b.SearchRecords(r.Context(), q)
+	res, err := h.searchQuery(r.Context(), q)
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	WriteJSON(w, http.StatusOK, res)
+}
+
+// searchQuery answers one page of a search (100 events when q names no
+// limit).
+func (h *auditHandler) searchQuery(ctx context.Context, q auditlog.Query) (apitypes.AuditSearchResult, error) {
+	if q.Limit == 0 {
+		q.Limit = 100
+	}
+	recs, err := h.b.SearchRecords(ctx, q)
+	if err != nil {
+		return apitypes.AuditSearchResult{}, err
 	}
 	res := apitypes.AuditSearchResult{Events: make([]apitypes.AuditEntry, 0, len(recs))}
 	for _, rec := range recs {
 		e, err := rec.Event()
 		if err != nil {
-			h.fail(w, r, err)
-			return
+			return apitypes.AuditSearchResult{}, err
 		}
 		res.Events = append(res.Events, auditEntry(rec.Index, e))
 	}
 	if len(recs) == q.Limit && !q.Ascending {
 		res.NextBefore = recs[len(recs)-1].Index
 	}
-	WriteJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 func (h *auditHandler) record(ctx context.Context, id string) (auditlog.Record, error) {
@@ -173,40 +182,55 @@ func (h *auditHandler) record(ctx context.Context, id string) (auditlog.Record, 
 }
 
 func (h *auditHandler) event(w http.ResponseWriter, r *http.Request) {
-	rec, err := h.record(r.Context(), r.PathValue("id"))
+	e, err := h.entry(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	WriteJSON(w, http.StatusOK, e)
+}
+
+func (h *auditHandler) entry(ctx context.Context, id string) (apitypes.AuditEntry, error) {
+	rec, err := h.record(ctx, id)
+	if err != nil {
+		return apitypes.AuditEntry{}, err
 	}
 	e, err := rec.Event()
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return apitypes.AuditEntry{}, err
 	}
-	WriteJSON(w, http.StatusOK, auditEntry(rec.Index, e))
+	return auditEntry(rec.Index, e), nil
 }
 
 func (h *auditHandler) proof(w http.ResponseWriter, r *http.Request) {
-	rec, err := h.record(r.Context(), r.PathValue("id"))
+	p, err := h.prove(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	WriteJSON(w, http.StatusOK, p)
+}
+
+// prove returns the inclusion proof of event id against a checkpoint
+// that covers it (signing one when the latest does not).
+func (h *auditHandler) prove(ctx context.Context, id string) (apitypes.InclusionProof, error) {
+	rec, err := h.record(ctx, id)
+	if err != nil {
+		return apitypes.InclusionProof{}, err
 	}
 	stored, cp := h.l.LatestCheckpoint()
 	if stored.Note == nil || cp.Size <= rec.Index {
 		// The event is newer than the latest checkpoint: sign one.
-		if stored, _, err = h.l.Checkpoint(r.Context()); err != nil {
-			h.fail(w, r, err)
-			return
+		if stored, _, err = h.l.Checkpoint(ctx); err != nil {
+			return apitypes.InclusionProof{}, err
 		}
 	}
-	p, err := auditlog.ProveInclusion(r.Context(), h.b, rec, stored.Note, h.l.Trusted())
+	p, err := auditlog.ProveInclusion(ctx, h.b, rec, stored.Note, h.l.Trusted())
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return apitypes.InclusionProof{}, err
 	}
-	WriteJSON(w, http.StatusOK, apitypes.InclusionProof{Index: p.Index, Event: AuditEventToAPI(p.Event), Leaf: p.Leaf,
-		Checkpoint: p.Checkpoint, Proof: p.Proof})
+	return apitypes.InclusionProof{Index: p.Index, Event: AuditEventToAPI(p.Event), Leaf: p.Leaf,
+		Checkpoint: p.Checkpoint, Proof: p.Proof}, nil
 }
 
 func (h *auditHandler) consistency(w http.ResponseWriter, r *http.Request) {
@@ -380,4 +404,27 @@ func (h *auditHandler) export(w http.ResponseWriter, r *http.Request) {
 		}
 		q.After = recs[len(recs)-1].Index + 1
 	}
+}
+
+// AuditSearch answers one page of an audit search, as GET
+// /v1/audit/events does (the console's audit explorer).
+func (a *API) AuditSearch(ctx context.Context, q apitypes.AuditQuery) (apitypes.AuditSearchResult, error) {
+	return a.audit.searchQuery(ctx, auditQuery(q))
+}
+
+// AuditEvent returns one event, as GET /v1/audit/events/{id} does.
+func (a *API) AuditEvent(ctx context.Context, id string) (apitypes.AuditEntry, error) {
+	return a.audit.entry(ctx, id)
+}
+
+// AuditProof returns an event's inclusion proof, as GET
+// /v1/audit/events/{id}/proof does.
+func (a *API) AuditProof(ctx context.Context, id string) (apitypes.InclusionProof, error) {
+	return a.audit.prove(ctx, id)
+}
+
+// AuditStatus is the log's size and latest signed checkpoint.
+func (a *API) AuditStatus() (size int64, checkpoint apitypes.Checkpoint, signed bool) {
+	stored, cp := a.c.Audit.LatestCheckpoint()
+	return a.c.Audit.Size(), checkpointToAPI(cp), stored.Note != nil
 }

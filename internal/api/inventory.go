@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"sort"
@@ -53,32 +54,52 @@ func (a *API) inventory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	kind := q.Get("kind")
-	if kind != "" && !slices.Contains(inventorySections, kind) {
-		WriteError(w, badRequest("kind %q: use one of %v", kind, inventorySections))
-		return
-	}
-	var shadow *bool
+	iq := InventoryQuery{Kind: q.Get("kind"), Identity: q.Get("identity"), Host: q.Get("host")}
 	switch q.Get("shadow") {
 	case "":
 	case "true":
-		shadow = new(bool)
-		*shadow = true
+		iq.Shadow = new(bool)
+		*iq.Shadow = true
 	case "false":
-		shadow = new(bool)
+		iq.Shadow = new(bool)
 	default:
 		WriteError(w, badRequest("shadow %q: use true or false", q.Get("shadow")))
 		return
 	}
-	identity, host := q.Get("identity"), q.Get("host")
+	out, err := a.Inventory(r.Context(), iq)
+	if err != nil {
+		a.fail(w, r, "inventory", err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, out)
+}
+
+// InventoryQuery filters [API.Inventory]; the zero value is everything.
+type InventoryQuery struct {
+	// Kind is one section (identity, instance, agent, ...), or "" for all.
+	Kind     string
+	Identity string
+	Host     string
+	// Shadow keeps only shadow items (true) or only known ones (false).
+	Shadow *bool
+}
+
+// Inventory assembles the inventory as GET /v1/inventory answers it
+// (the console's Inventory page shows the same).
+func (a *API) Inventory(ctx context.Context, iq InventoryQuery) (apitypes.Inventory, error) {
+	if a.c.Inventory == nil {
+		return apitypes.Inventory{}, notFound("this server keeps no inventory")
+	}
+	kind, shadow, identity, host := iq.Kind, iq.Shadow, iq.Identity, iq.Host
+	if kind != "" && !slices.Contains(inventorySections, kind) {
+		return apitypes.Inventory{}, badRequest("kind %q: use one of %v", kind, inventorySections)
+	}
 	want := func(k string) bool { return kind == "" || kind == k }
-	ctx := r.Context()
 	now := a.c.Now()
 
 	items, err := a.c.Inventory.ListInventory(ctx, store.InventoryFilter{Host: host})
 	if err != nil {
-		a.fail(w, r, "list inventory", err)
-		return
+		return apitypes.Inventory{}, fmt.Errorf("list inventory: %w", err)
 	}
 	lastScan := map[string]time.Time{}
 	for _, it := range items {
@@ -120,8 +141,7 @@ func (a *API) inventory(w http.ResponseWriter, r *http.Request) {
 	if want("instance") && shadowOK(false) && identity == "" {
 		insts, err := a.c.Instances.ListInstances(ctx)
 		if err != nil {
-			a.fail(w, r, "list instances", err)
-			return
+			return apitypes.Inventory{}, fmt.Errorf("list instances: %w", err)
 		}
 		for _, in := range insts {
 			out.Instances = append(out.Instances, apitypes.InventoryInstance{ID: in.ID, PID: in.PID, UID: in.UID, Exe: in.Exe,
@@ -151,8 +171,7 @@ func (a *API) inventory(w http.ResponseWriter, r *http.Request) {
 	if want("credential") && shadowOK(false) && identity == "" {
 		brokered, err := a.c.Credentials.List(ctx)
 		if err != nil {
-			a.fail(w, r, "list credentials", err)
-			return
+			return apitypes.Inventory{}, fmt.Errorf("list credentials: %w", err)
 		}
 		for _, c := range brokered {
 			out.Credentials = append(out.Credentials, apitypes.InventoryCredential{Name: c.Name, Source: "brokered", Kind: string(c.Type),
@@ -169,8 +188,7 @@ func (a *API) inventory(w http.ResponseWriter, r *http.Request) {
 		}
 		rs, err := a.c.Resources.ListResources(ctx, k.kind)
 		if err != nil {
-			a.fail(w, r, "list "+k.kind, err)
-			return
+			return apitypes.Inventory{}, fmt.Errorf("list %s: %w", k.kind, err)
 		}
 		for _, res := range rs {
 			var spec struct {
@@ -201,7 +219,7 @@ func (a *API) inventory(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	WriteJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // ReportToAPI maps a scan's report to its wire form.

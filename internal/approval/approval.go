@@ -79,6 +79,7 @@ type Service struct {
 	waiters map[string]chan struct{} // closed when the request is decided
 	hooks   []func(context.Context, store.Approval)
 	wake    chan struct{}
+	changed chan struct{} // closed and replaced at every request and decision
 }
 
 // New loads pending requests so that they expire on time after a restart.
@@ -95,7 +96,8 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if c.DefaultTimeout <= 0 {
 		c.DefaultTimeout = 15 * time.Minute
 	}
-	s := &Service{c: c, pending: map[string]time.Time{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1)}
+	s := &Service{c: c, pending: map[string]time.Time{}, waiters: map[string]chan struct{}{}, wake: make(chan struct{}, 1),
+		changed: make(chan struct{})}
 	ps, err := c.Store.ListApprovals(ctx, store.ApprovalPending)
 	if err != nil {
 		return nil, fmt.Errorf("load pending approvals: %w", err)
@@ -134,6 +136,7 @@ func (s *Service) Request(ctx context.Context, sp Spec) (store.Approval, error) 
 	}
 	s.mu.Lock()
 	s.pending[a.ID] = a.ExpiresAt
+	s.notifyLocked()
 	s.mu.Unlock()
 	s.poke()
 	if err := s.c.Emitter.Emit(ctx, s.event(audit.ApprovalRequested, a)); err != nil {
@@ -280,6 +283,7 @@ func (s *Service) settle(ctx context.Context, id, state, actor, comment string) 
 	s.mu.Lock()
 	delete(s.pending, id)
 	hooks := s.hooks
+	s.notifyLocked()
 	s.mu.Unlock()
 	typ := map[string]audit.Type{store.ApprovalApproved: audit.ApprovalGranted, store.ApprovalDenied: audit.ApprovalDenied,
 		store.ApprovalExpired: audit.ApprovalExpired}[state]
@@ -366,6 +370,19 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-s.wake:
 		}
 	}
+}
+
+// Changed returns a channel closed at the next request filed or decided
+// (the console's live approvals list waits on it).
+func (s *Service) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *Service) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 func (s *Service) poke() {

@@ -157,6 +157,7 @@ func printBanner(g *globals, cfg config.Config, srv *server.Server) {
 	fmt.Fprintf(w, "  Admin API and bundle endpoint:  http://%s\n", srv.HTTPAddr())
 	fmt.Fprintf(w, "  Admin credential file:          %s\n", tokenFile)
 	fmt.Fprintf(w, "  Store:                          %s\n", srv.StoreDescription())
+	fmt.Fprintf(w, "  Console:                        http://%s/ui/  (accounts: writ user add NAME --role admin --password-stdin)\n", srv.HTTPAddr())
 	if a := srv.TLSAddr(); a != "" {
 		fmt.Fprintf(w, "  HTTPS for mTLS agents:          https://%s  (tasks and /oauth2/token with an X.509-SVID)\n", a)
 	}

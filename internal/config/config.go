@@ -58,6 +58,8 @@ type Config struct {
 	Keys Keys `yaml:"keys"`
 	// Alerts configures the alert rules and webhooks (see docs/alerts.md).
 	Alerts Alerts `yaml:"alerts"`
+	// Console configures the web console (see docs/console.md).
+	Console Console `yaml:"console"`
 }
 
 // Alerts configures the alert engine. Rule ids and webhooks are checked
@@ -121,6 +123,42 @@ type Node struct {
 	// X509PoPCA is the CA bundle (PEM) machine certificates must chain to
 	// for x509pop joins (role all or server); unset: x509pop is off.
 	X509PoPCA string `yaml:"x509pop_ca"`
+}
+
+// Console configures the web console at /ui/.
+type Console struct {
+	// OIDC, when its issuer is set, lets humans log in through an
+	// external OpenID Connect provider (authorization code with PKCE).
+	OIDC ConsoleOIDC `yaml:"oidc"`
+}
+
+// ConsoleOIDC configures console login through an OpenID Connect
+// provider. The provider's accounts become console accounts at their
+// first login, with the role their claim maps to.
+type ConsoleOIDC struct {
+	// Issuer is the provider's issuer URL (discovery at
+	// ISSUER/.well-known/openid-configuration). Empty: OIDC login is off.
+	Issuer   string `yaml:"issuer"`
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile holds the client secret (a public client with PKCE
+	// needs none). The WRIT_OIDC_CLIENT_SECRET environment variable
+	// overrides it.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// RedirectURL is this console's callback as registered at the
+	// provider. Default server.public_url + "/ui/oidc/callback".
+	RedirectURL string `yaml:"redirect_url"`
+	// UsernameClaim names the human. Default "email".
+	UsernameClaim string `yaml:"username_claim"`
+	// RoleClaim is the claim (a string or a list of strings) whose values
+	// map to roles. Default "groups".
+	RoleClaim string `yaml:"role_claim"`
+	// Roles maps each role to the claim values that grant it; the
+	// highest role granted wins, and a human granted none is refused.
+	Roles struct {
+		Admin    []string `yaml:"admin"`
+		Approver []string `yaml:"approver"`
+		Viewer   []string `yaml:"viewer"`
+	} `yaml:"roles"`
 }
 
 // Discovery configures the runtime sensor that `writ serve` runs.
@@ -399,6 +437,10 @@ func (c *Config) Defaults() {
 	c.Keys.defaults()
 	setD(&c.Alerts.Interval, 5*time.Second)
 	setD(&c.Alerts.AckWithin, 24*time.Hour)
+	if c.Console.OIDC.Issuer != "" {
+		set(&c.Console.OIDC.UsernameClaim, "email")
+		set(&c.Console.OIDC.RoleClaim, "groups")
+	}
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))
 	}
@@ -418,6 +460,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Alerts.AckWithin < time.Minute {
 		bad("alerts.ack_within", "%v is too short; use at least 1m (default 24h)", c.Alerts.AckWithin)
+	}
+	if o := c.Console.OIDC; o.Issuer != "" {
+		if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("console.oidc.issuer", "%q is not an http(s) URL", o.Issuer)
+		}
+		if o.ClientID == "" {
+			bad("console.oidc.client_id", "required when console.oidc.issuer is set")
+		}
+		if len(o.Roles.Admin)+len(o.Roles.Approver)+len(o.Roles.Viewer) == 0 {
+			bad("console.oidc.roles", "map at least one claim value to a role (admin, approver, viewer), or nobody can log in")
+		}
 	}
 	if c.Discovery.Interval < time.Second {
 		bad("discovery.interval", "%v is too short; use at least 1s (default 30s)", c.Discovery.Interval)

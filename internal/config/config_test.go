@@ -45,7 +45,7 @@ func TestLoadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, want string
 	}{
-		{"unknown top key", "trust_domain: a\nbogus: 1\n", `writ.yaml:2:1: bogus: unknown field; known fields are alerts, audit, ca, data_dir`},
+		{"unknown top key", "trust_domain: a\nbogus: 1\n", `writ.yaml:2:1: bogus: unknown field; known fields are alerts, audit, ca, console, data_dir`},
 		{"unknown nested key", "ca:\n  ttl: 1h\n  x509_ttl: 1h\n", `writ.yaml:3:3: ca.x509_ttl: unknown field`},
 		{"bad duration", "ca:\n  ttl: forever\n", `writ.yaml:2:8: ca.ttl: "forever" is not a duration`},
 		{"wrong shape", "server: 8080\n", `writ.yaml:1:9: server: want a mapping of keys`},

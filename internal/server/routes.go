@@ -28,6 +28,11 @@ func (s *Server) routes() http.Handler {
 	s.api.Register(mux)
 	// The node API: /node/v1/..., answered on the TLS listener only.
 	s.nodes.api.Register(mux)
+	// The console: /ui/... (its own stricter headers and CSRF checks).
+	mux.Handle("/ui/", s.web)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusFound)
+	})
 	return securityHeaders(mux)
 }
 

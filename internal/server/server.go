@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/account"
 	"github.com/writ-dev/writ/internal/api"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/attest"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/auditlog"
@@ -37,6 +39,7 @@ import (
 	"github.com/writ-dev/writ/internal/registry"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/postgres"
+	"github.com/writ-dev/writ/internal/web"
 	"github.com/writ-dev/writ/internal/workload"
 )
 
@@ -77,6 +80,7 @@ type Server struct {
 	metrics   *prometheus.Registry
 	admin     *api.AdminAuth
 	accounts  *account.Service
+	web       *web.Console
 	api       *api.API
 	px        proxyPart
 	mcp       mcpPart
@@ -347,6 +351,28 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		return nil, err
 	}
 
+	oidcLogin, err := s.consoleOIDC(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.web, err = web.New(web.Config{
+		OIDC:      oidcLogin,
+		Log:       s.log.With("component", "web"),
+		Now:       s.now,
+		Accounts:  s.accounts,
+		Approvals: s.tok.approvals,
+		Audit:     s.api,
+		Resources: resources{s},
+		Tasks:     s.tok.tasks,
+		Inventory: func(ctx context.Context) (apitypes.Inventory, error) {
+			return s.api.Inventory(ctx, api.InventoryQuery{})
+		},
+		MCP: mcpAdmin{s},
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	s.workloadLn, err = workload.Listen(cfg.Workload.Socket, cfg.Workload.SocketFileMode())
 	if err != nil {
 		return nil, err
@@ -367,6 +393,29 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 // StoreDescription names the store (driver and file or database, never a
 // password).
 func (s *Server) StoreDescription() string { return s.db.Describe() }
+// consoleOIDC sets up console login through the configured OpenID
+// Connect provider; nil when console.oidc.issuer is unset.
+func (s *Server) consoleOIDC(ctx context.Context) (*web.OIDC, error) {
+	o := s.cfg.Console.OIDC
+	if o.Issuer == "" {
+		return nil, nil
+	}
+	secret := os.Getenv("WRIT_OIDC_CLIENT_SECRET")
+	if secret == "" && o.ClientSecretFile != "" {
+		b, err := os.ReadFile(o.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("console.oidc.client_secret_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	redirect := o.RedirectURL
+	if redirect == "" {
+		redirect = strings.TrimRight(s.cfg.Server.PublicURL, "/") + "/ui/oidc/callback"
+	}
+	return web.NewOIDC(ctx, web.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: redirect,
+		UsernameClaim: o.UsernameClaim, RoleClaim: o.RoleClaim,
+		Roles: map[string][]string{store.RoleAdmin: o.Roles.Admin, store.RoleApprover: o.Roles.Approver, store.RoleViewer: o.Roles.Viewer}})
+}
 
 // HTTPAddr is the address the HTTP listener is bound to.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
@@ -459,6 +508,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// below for its whole timeout: end them first.
 	s.api.EndStreams()
 	s.nodes.api.End()
+	s.web.Close()
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	if err := s.httpSrv.Shutdown(shutdownCtx); err != nil {

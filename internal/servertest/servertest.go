@@ -52,11 +52,18 @@ type Instance struct {
 // nil to discard the server's log.
 func Start(tb testing.TB, cfg config.Config, log *slog.Logger) *Instance {
 	tb.Helper()
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	return StartWith(tb, cfg, server.Options{Log: log})
+}
+
+// StartWith runs a server with cfg and opts (e.g. a cheaper password
+// hash for tests that log humans in) until the test ends.
+func StartWith(tb testing.TB, cfg config.Config, opts server.Options) *Instance {
+	tb.Helper()
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, server.Options{Log: log})
+	srv, err := server.New(ctx, cfg, opts)
 	if err != nil {
 		cancel()
 		tb.Fatalf("start writ: %v", err)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/jackc/pgx/v5"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
