@@ -83,7 +83,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newScanCmd(g))
 	root.AddCommand(newDiscoverCmd(g), newInventoryCmd(g), newLineageCmd(g), newAlertCmd(g), newPostureCmd(g), newTierCmd(g))
 	root.AddCommand(newMCPCmd(g), newNodeCmd(g))
-	root.AddCommand(newUserCmd(g))
+	root.AddCommand(newUserCmd(g), newDemoCmd(g))
 	return root
 }
 
