@@ -30,7 +30,7 @@ func TestApprovalsTemplate(t *testing.T) {
 		want, not []string
 	}{
 		{"approver", true, false, []string{`class="approve">Approve`, `name="csrf" value="tok"`}, []string{"disabled"}},
-		{"requester", true, true, []string{`class="approve" disabled`, "made on your behalf"}, nil},
+		{"requester", true, true, []string{`class="approve" disabled`, `class="deny" disabled`, "made on your behalf"}, nil},
 		{"viewer", false, false, []string{"may look but not decide"}, []string{"form method=\"post\" class=\"decide\""}},
 	} {
 		var buf bytes.Buffer
