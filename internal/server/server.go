@@ -393,6 +393,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 // StoreDescription names the store (driver and file or database, never a
 // password).
 func (s *Server) StoreDescription() string { return s.db.Describe() }
+
 // consoleOIDC sets up console login through the configured OpenID
 // Connect provider; nil when console.oidc.issuer is unset.
 func (s *Server) consoleOIDC(ctx context.Context) (*web.OIDC, error) {
