@@ -154,6 +154,16 @@ func Evaluate(in Inputs) []Finding {
 		if json.Unmarshal(p.Spec, &spec) != nil {
 			continue
 		}
+		if spec.Mode == policy.ModeObserve {
+			ev := []string{"spec.mode: observe: its decisions are recorded as would_deny/would_hold, not enforced"}
+			if len(spec.Replaces) > 0 {
+				ev = append(ev, "stands in for "+strings.Join(spec.Replaces, ", ")+", which stay enforcing until promote")
+			}
+			add(Finding{ID: p.Name, Check: "policy_in_observe_mode", Severity: "medium", Nodes: []string{},
+				Title:    fmt.Sprintf("AccessPolicy %s is in observe mode: it does not enforce", p.Name),
+				Evidence: ev,
+				Fix:      "writ policy observe " + p.Name + " shows what it would change; replay it (writ policy replay), then writ policy promote " + p.Name + " --expect-digest DIGEST"})
+		}
 		for _, s := range spec.Subjects {
 			if !strings.HasPrefix(s, "spiffe://") {
 				continue

@@ -25,7 +25,8 @@ func TestFailThenFix(t *testing.T) {
 	bad := Inputs{
 		Entries: []store.Entry{{Name: "mail", SpiffeID: mail, Selectors: []store.Selector{{Type: "unix", Value: "uid:1000"}},
 			X509TTL: 72 * time.Hour}},
-		Policies: []store.Resource{{Kind: "AccessPolicy", Name: "everyone", Spec: json.RawMessage(`{"subjects":["spiffe://writ.local/**"],"rules":[]}`)}},
+		Policies: []store.Resource{{Kind: "AccessPolicy", Name: "everyone", Spec: json.RawMessage(`{"subjects":["spiffe://writ.local/**"],"rules":[]}`)},
+			{Kind: "AccessPolicy", Name: "soak", Spec: json.RawMessage(`{"mode":"observe","replaces":["everyone"],"subjects":["spiffe://writ.local/agent/mail"],"rules":[]}`)}},
 		Inventory: []store.InventoryItem{
 			{Kind: store.InventoryAgent, Key: "process/h1/10/1", Host: "h1", Name: "claude", Shadow: true},
 			{Kind: store.InventoryCredential, Key: "h1/cred_a", Host: "h1", Name: "STRIPE_KEY", Shadow: true,
@@ -41,10 +42,13 @@ func TestFailThenFix(t *testing.T) {
 	fs := Evaluate(bad)
 	got := checks(fs)
 	for _, c := range []string{"agent_without_identity", "static_credential", "direct_access", "wildcard_subject", "entry_without_digest",
-		"long_ttl", "identity_without_owner", "ca_keys_not_hardware", "audit_not_witnessed"} {
+		"long_ttl", "identity_without_owner", "ca_keys_not_hardware", "audit_not_witnessed", "policy_in_observe_mode"} {
 		if _, ok := got[c]; !ok {
 			t.Errorf("check %s did not fail: %+v", c, fs)
 		}
+	}
+	if f := got["policy_in_observe_mode"]; !strings.Contains(f.Title, "AccessPolicy soak") || !strings.Contains(strings.Join(f.Evidence, " "), "everyone") {
+		t.Errorf("observe-mode finding = %+v", f)
 	}
 	if fs[0].Check != "direct_access" || fs[0].Severity != "critical" {
 		t.Errorf("first finding = %+v, want the direct access to a crown jewel", fs[0])
