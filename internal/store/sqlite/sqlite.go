@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/rowcodec"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -209,16 +210,6 @@ func notFound(err error) error {
 	return err
 }
 
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
+var unixNano = rowcodec.UnixNano
 
-func fromNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+var fromNano = rowcodec.FromNano

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/rowcodec"
 )
 
-const taskColumns = `id, spiffe_id, instance, purpose, on_behalf_of, audiences, scopes, state, budget, calls,
-	policy, rule, approval, reason, created_at, expires_at, closed_at, bind_instance`
+const taskColumns = rowcodec.TaskColumns
 
 // CreateTask implements store.Tasks.
 func (d *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) {
@@ -156,35 +156,11 @@ func (d *DB) afterConditional(ctx context.Context, res interface{ RowsAffected()
 }
 
 func scanTask(s scanner) (store.Task, error) {
-	var (
-		t                   store.Task
-		auds, scopes        string
-		created, exp, close int64
-	)
-	err := s.Scan(&t.ID, &t.SpiffeID, &t.Instance, &t.Purpose, &t.OnBehalfOf, &auds, &scopes, &t.State, &t.Budget, &t.Calls,
-		&t.Policy, &t.Rule, &t.Approval, &t.Reason, &created, &exp, &close, &t.BindInstance)
-	if err != nil {
-		return store.Task{}, notFound(err)
-	}
-	if err := json.Unmarshal([]byte(auds), &t.Audiences); err != nil {
-		return store.Task{}, fmt.Errorf("decode audiences of task %q: %w", t.ID, err)
-	}
-	if err := json.Unmarshal([]byte(scopes), &t.Scopes); err != nil {
-		return store.Task{}, fmt.Errorf("decode scopes of task %q: %w", t.ID, err)
-	}
-	if len(t.Scopes) == 0 {
-		t.Scopes = nil
-	}
-	t.CreatedAt, t.ExpiresAt, t.ClosedAt = fromNano(created), fromNano(exp), fromNano(close)
-	return t, nil
+	t, err := rowcodec.ScanTask(s.Scan)
+	return t, notFound(err)
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
+var nonNil = rowcodec.NonNil
 
 // PutRevocation implements store.Revocations.
 func (d *DB) PutRevocation(ctx context.Context, r store.Revocation) (store.Revocation, bool, error) {
