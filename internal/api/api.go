@@ -145,6 +145,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		admin("GET /v1/mcp/pins", a.listPins)
 		admin("POST /v1/mcp/pins/{server}/{tool}/approve", a.approvePin)
 		admin("GET /v1/mcp/servers", a.listMCPServers)
+		admin("GET /v1/mcp/servers/{server}/tools", a.listMCPTools)
 	}
 
 	if a.c.Nodes != nil {

@@ -15,6 +15,9 @@ type MCP interface {
 	Pins(ctx context.Context, server string) ([]store.Pin, error)
 	Approve(ctx context.Context, server, tool, actor string) (store.Pin, error)
 	Servers() []apitypes.MCPServer
+	// Tools lists a server's tools afresh from its upstream, as announced;
+	// an unknown server is store.ErrNotFound.
+	Tools(ctx context.Context, server string) (apitypes.MCPTools, error)
 }
 
 // PinToAPI maps a pin to its wire form.
@@ -50,4 +53,17 @@ func (a *API) approvePin(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) listMCPServers(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, a.c.MCP.Servers())
+}
+
+func (a *API) listMCPTools(w http.ResponseWriter, r *http.Request) {
+	server := r.PathValue("server")
+	list, err := a.c.MCP.Tools(r.Context(), server)
+	if errors.Is(err, store.ErrNotFound) {
+		err = notFound("MCP server %s: not served; see `writ mcp servers`", server)
+	}
+	if err != nil {
+		a.fail(w, r, "list MCP tools", err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, list)
 }

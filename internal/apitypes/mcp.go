@@ -1,6 +1,9 @@
 package apitypes
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // MCPPin is one tool pin of the MCP gateway (GET /v1/mcp/pins).
 type MCPPin struct {
@@ -31,4 +34,12 @@ type MCPServer struct {
 	// Tools and Quarantined count the usable and the refused tools.
 	Tools       int `json:"tools"`
 	Quarantined int `json:"quarantined"`
+}
+
+// MCPTools is every tool an MCPServer's upstream announces, quarantined
+// ones included, as it announces them (GET /v1/mcp/servers/{name}/tools):
+// a tools/list result that `writ mcp lint --server` lints.
+type MCPTools struct {
+	Server string            `json:"server"`
+	Tools  []json.RawMessage `json:"tools"`
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -227,29 +228,56 @@ func signingKey(keyFile, newKey string) (ed25519.PrivateKey, error) {
 }
 
 func newMCPLintCmd(g *globals) *cobra.Command {
-	var output string
+	var output, server string
 	cmd := &cobra.Command{
-		Use:   "lint TOOLS.json",
-		Short: "Flag poisoned tool descriptions in a tools/list result (exit 1 on a high finding)",
+		Use:   "lint (TOOLS.json | --server NAME)",
+		Short: "Flag poisoned tool descriptions in a tools/list result or a live MCP server (exit 1 on a high finding)",
 		Long: `Lint reads a tools/list result (a JSON-RPC response, its result, or an
 array of tools; "-" reads standard input) and reports hidden instructions,
 shadowing, invisible characters, exfiltration cues, embedded secrets and
 suspicious schema fields (rules in docs/mcp-lint.md). It exits 1 when any
-finding is high, 2 on a usage or read error.`,
-		Args: cobra.ExactArgs(1),
+finding is high, 2 on a usage or read error.
+
+With --server NAME instead of a file, the running writ lists the tools the
+MCPServer NAME announces now (quarantined ones included, exactly as its
+upstream sends them) and those are linted. Listing re-checks the server's
+pins, as any re-check does.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 1) == (server != "") {
+				return exitCode(2, errors.New("name exactly one of a tools/list file (TOOLS.json, or - for standard input) or --server NAME"))
+			}
+			format := strings.ToLower(output)
+			switch format {
+			case "table":
+				format = "text"
+			case "text", "json", "sarif":
+			default:
+				return exitCode(2, fmt.Errorf("--output %q: use text, json or sarif", output))
+			}
 			var r io.Reader = g.stdin
-			if args[0] != "-" {
+			switch {
+			case server != "":
+				c, err := g.client()
+				if err != nil {
+					return exitCode(2, err)
+				}
+				list, err := c.MCPTools(cmd.Context(), server)
+				if err != nil {
+					return exitCode(2, fmt.Errorf("list the tools of MCP server %s: %w", server, err))
+				}
+				b, err := json.Marshal(list)
+				if err != nil {
+					return exitCode(2, err)
+				}
+				r = namedReader{Reader: bytes.NewReader(b), name: "mcp-server:" + server}
+			case args[0] != "-":
 				f, err := os.Open(args[0])
 				if err != nil {
 					return exitCode(2, fmt.Errorf("read tools list: %w", err))
 				}
 				defer f.Close()
 				r = f
-			}
-			format := strings.ToLower(output)
-			if format == "table" {
-				format = "text"
 			}
 			high, err := mcplint.Run(cmd.Context(), r, format, g.stdout)
 			if err != nil {
@@ -262,5 +290,14 @@ finding is high, 2 on a usage or read error.`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json or sarif")
+	cmd.Flags().StringVar(&server, "server", "", "lint the tools the MCPServer of this name announces now, through the running writ")
 	return cmd
 }
+
+// namedReader names a report's artifact (SARIF's artifact location).
+type namedReader struct {
+	io.Reader
+	name string
+}
+
+func (n namedReader) Name() string { return n.name }

@@ -33,3 +33,11 @@ func (c *Client) MCPServers(ctx context.Context) ([]apitypes.MCPServer, error) {
 	err := c.Do(ctx, http.MethodGet, "/v1/mcp/servers", nil, &out)
 	return out, err
 }
+
+// MCPTools lists the tools server's upstream announces now, quarantined
+// ones included.
+func (c *Client) MCPTools(ctx context.Context, server string) (apitypes.MCPTools, error) {
+	var out apitypes.MCPTools
+	err := c.Do(ctx, http.MethodGet, "/v1/mcp/servers/"+url.PathEscape(server)+"/tools", nil, &out)
+	return out, err
+}

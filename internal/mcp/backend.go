@@ -29,6 +29,7 @@ type backend struct {
 	verdicts map[string]Verdict   // every announced tool, by upstream name
 	digests  map[string]string    // mirrored tools' digests
 	expires  time.Time            // the upstream's tools/list ttlMs ran out
+	listed   []*sdk.Tool          // every tool the upstream listed last, as it listed it
 }
 
 func (g *Gateway) newBackend(s *Server) *backend {
@@ -69,8 +70,8 @@ func (b *backend) close(g *Gateway) {
 
 // refresh lists the upstream's tools, pins them, and mirrors the usable
 // ones on the front servers. Any failure leaves the server with no usable
-// tools (fail closed).
-func (g *Gateway) refresh(ctx context.Context, b *backend, cs *sdk.ClientSession) {
+// tools (fail closed) and is returned.
+func (g *Gateway) refresh(ctx context.Context, b *backend, cs *sdk.ClientSession) error {
 	b.refreshMu.Lock()
 	defer b.refreshMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, b.srv.Call)
@@ -126,6 +127,7 @@ func (g *Gateway) refresh(ctx context.Context, b *backend, cs *sdk.ClientSession
 	if err != nil {
 		g.cfg.Log.ErrorContext(ctx, "MCP tools unavailable", "server", b.srv.Name, "error", err)
 		verdicts = map[string]Verdict{}
+		listed = nil
 	}
 	g.mirror(b, byName, verdicts)
 	b.mu.Lock()
@@ -133,7 +135,9 @@ func (g *Gateway) refresh(ctx context.Context, b *backend, cs *sdk.ClientSession
 	if ttl > 0 {
 		b.expires = g.cfg.Now().Add(ttl)
 	}
+	b.listed = listed
 	b.mu.Unlock()
+	return err
 }
 
 // descriptorOf is the descriptor of a tool as the SDK decoded it: what

@@ -340,3 +340,29 @@ func (g *Gateway) Status() []ServerStatus {
 	slices.SortFunc(out, func(a, b ServerStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// ErrNoServer reports a name the gateway serves no MCPServer under.
+var ErrNoServer = errors.New("no such MCP server")
+
+// Tools lists the tools of the MCPServer served under name afresh from its
+// upstream, exactly as the upstream announces them, quarantined ones
+// included (for `writ mcp lint --server`). Listing pins them as any
+// re-check does: a changed or poisoned tool is quarantined by it.
+func (g *Gateway) Tools(ctx context.Context, name string) ([]*sdk.Tool, error) {
+	b := g.backend(name)
+	if b == nil {
+		return nil, fmt.Errorf("%w %q: see `writ mcp servers`", ErrNoServer, name)
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.srv.Connect)
+	defer cancel()
+	cs, err := b.up.session(cctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.refresh(ctx, b, cs); err != nil {
+		return nil, fmt.Errorf("list the tools of %s: %w", b.srv.Target(), err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.listed), nil
+}

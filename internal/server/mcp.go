@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/writ-dev/writ/internal/apitypes"
@@ -100,4 +103,23 @@ func (m mcpAdmin) Servers() []apitypes.MCPServer {
 		out = []apitypes.MCPServer{}
 	}
 	return out
+}
+
+func (m mcpAdmin) Tools(ctx context.Context, server string) (apitypes.MCPTools, error) {
+	tools, err := m.s.mcp.gw.Tools(ctx, server)
+	switch {
+	case errors.Is(err, mcp.ErrNoServer):
+		return apitypes.MCPTools{}, fmt.Errorf("%w: %v", store.ErrNotFound, err)
+	case err != nil:
+		return apitypes.MCPTools{}, apitypes.Errorf(http.StatusServiceUnavailable, "unavailable", "MCP server %s: %v", server, err)
+	}
+	out := apitypes.MCPTools{Server: server, Tools: make([]json.RawMessage, 0, len(tools))}
+	for _, t := range tools {
+		b, err := json.Marshal(t)
+		if err != nil {
+			return apitypes.MCPTools{}, fmt.Errorf("encode tool %q of MCP server %s: %w", t.Name, server, err)
+		}
+		out.Tools = append(out.Tools, b)
+	}
+	return out, nil
 }
