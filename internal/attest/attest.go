@@ -53,6 +53,11 @@ type Config struct {
 	// its verdict while the kernel's process events show nothing that
 	// could change it (see docs/identity.md). For comparisons and tests.
 	NoProcEvents bool
+	// NoSocketIndex makes the first request on a new TCP connection scan
+	// every process's open files for the connection's process instead of
+	// asking the socket index (an eBPF program that records each socket's
+	// creator, see docs/identity.md). For comparisons and tests.
+	NoSocketIndex bool
 }
 
 // Attestor attests local processes. It is safe for concurrent use.
@@ -82,6 +87,12 @@ type Attestor struct {
 	noProcEvents bool
 	// scans counts full holder scans (socketHolders), for tests.
 	scans atomic.Int64
+	// sockIndex, when loaded, names the creator of each new socket;
+	// sockIndexErr says why it is not. indexed counts the connections it
+	// attributed without a scan.
+	sockIndex    *socketIndex
+	sockIndexErr error
+	indexed      atomic.Int64
 
 	// testHookBeforeRecheck, when set, runs after the process has been
 	// inspected and before its start time is read again.
@@ -134,6 +145,9 @@ func New(c Config) (*Attestor, error) {
 
 		noProcEvents: c.NoProcEvents,
 	}
+	if c.NoSocketIndex {
+		a.sockIndexErr = errors.New("turned off (Config.NoSocketIndex)")
+	}
 	if a.recheck == 0 {
 		a.recheck = time.Second
 	}
@@ -172,6 +186,18 @@ func New(c Config) (*Attestor, error) {
 	}
 	var fs unix.Statfs_t
 	a.sockDiag = unix.Statfs(a.procRoot, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC
+	if a.sockIndexErr == nil {
+		switch {
+		case !a.sockDiag:
+			a.sockIndexErr = fmt.Errorf("socket index: %s is not a live procfs", a.procRoot)
+		case a.noProcEvents:
+			a.sockIndexErr = errors.New("socket index: needs the process events (Config.NoProcEvents is set)")
+		default:
+			a.sockIndex, a.sockIndexErr = loadSocketIndex()
+		}
+	} else {
+		a.sockIndexErr = fmt.Errorf("socket index: %w", a.sockIndexErr)
+	}
 	bootPath := filepath.Join(a.procRoot, "sys/kernel/random/boot_id")
 	d, err := os.ReadFile(bootPath)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,8 @@ func runHelper(mode string) int {
 	case "hold":
 	case "handoff":
 		return runHandoff(addr)
+	case "tcpexec":
+		return runTCPExec(addr)
 	case "threadhold":
 		// Keep the inherited fd 3 only in the file table of one thread:
 		// that thread unshares the table (a copy, fd 3 included), then fd 3
@@ -108,6 +111,47 @@ func runHandoff(path string) int {
 			err = unix.Sendmsg(3, []byte{'x'}, unix.UnixRights(fd), nil, 0)
 			fmt.Println("sent", err)
 		case "exec":
+			exe, _ := os.Executable()
+			env := []string{helperEnv + "=hold"}
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, helperEnv+"=") {
+					env = append(env, kv)
+				}
+			}
+			err = unix.Exec(exe, []string{exe}, env)
+			fmt.Fprintln(os.Stderr, "exec:", err)
+			return 2
+		}
+	}
+	return 0
+}
+
+// runTCPExec connects to the TCP address with a socket that survives
+// exec, says "ready" and its local address, and on the line "exec"
+// re-executes the binary in "hold" mode, which says "ready".
+func runTCPExec(addr string) int {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		fmt.Fprintln(os.Stderr, "tcpexec wants an IPv4 address:port:", addr)
+		return 2
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0) // no close-on-exec
+	if err == nil {
+		err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+	}
+	var sa unix.Sockaddr
+	if err == nil {
+		sa, err = unix.Getsockname(fd)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	in4 := sa.(*unix.SockaddrInet4)
+	fmt.Printf("ready %s\n", netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), uint16(in4.Port)))
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == "exec" {
 			exe, _ := os.Executable()
 			env := []string{helperEnv + "=hold"}
 			for _, kv := range os.Environ() {

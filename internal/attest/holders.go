@@ -45,6 +45,12 @@ func (a *Attestor) FollowProcessEvents() error {
 	return nil
 }
 
+// SocketIndex returns nil when the socket index (sockindex.go) is loaded,
+// so that the first request on a new TCP connection usually finds the
+// connection's process without scanning every process's open files, and
+// why not otherwise (writ then scans). Servers call it at start to say so.
+func (a *Attestor) SocketIndex() error { return a.sockIndexErr }
+
 // markEvents returns the process events and their state before a holder
 // scan, or nil when no verdict can be kept.
 func (a *Attestor) markEvents() (*procEvents, eventMark) {

@@ -84,6 +84,9 @@ type procEvents struct {
 	fd  int   // -1 once closed
 	err error // non-nil: events are not followed, no verdict is current
 	gen uint64
+	// genNS is when gen last changed (CLOCK_MONOTONIC ns): events from
+	// then on are complete.
+	genNS uint64
 	// n counts events that matter; ring holds the last touchRingSize.
 	n      uint64
 	ring   [touchRingSize]procEvent
@@ -99,9 +102,10 @@ type procEvents struct {
 // procEvent is a fork (of a process, not a thread), exec or exit.
 type procEvent struct {
 	what  uint32
-	tgid  int32 // the parent for a fork
-	child int32 // for a fork
-	pid   int32 // the thread, for exec and exit
+	ns    uint64 // the kernel's timestamp_ns (CLOCK_MONOTONIC)
+	tgid  int32  // the parent for a fork
+	child int32  // for a fork
+	pid   int32  // the thread, for exec and exit
 }
 
 // holderVerdict is the result of a holder scan: pid, and no other
@@ -183,6 +187,7 @@ func (e *procEvents) open() error {
 			return fmt.Errorf("subscribe to process events: %w", err)
 		}
 		if acked {
+			e.genNS = monotonicNS() // complete from here on
 			return nil
 		}
 	}
@@ -229,7 +234,7 @@ func (e *procEvents) handle(b []byte, wantAck uint32) (acked bool, err error) {
 		if len(data) < sizeofProcEvent+8 {
 			return acked, fmt.Errorf("parse process event: event of %d bytes", len(data))
 		}
-		what, cpu := ne.Uint32(data[0:]), ne.Uint32(data[4:])
+		what, cpu, ns := ne.Uint32(data[0:]), ne.Uint32(data[4:]), ne.Uint64(data[8:])
 		ev := data[sizeofProcEvent:]
 		if what == procEventNone {
 			if wantAck != 0 && ackNo == wantAck {
@@ -241,7 +246,8 @@ func (e *procEvents) handle(b []byte, wantAck uint32) (acked bool, err error) {
 			continue // an answer to another listener
 		}
 		if last, ok := e.cpuSeq[cpu]; !ok || seq != last+1 {
-			e.lost(fmt.Sprintf("event %d is the first seen from CPU %d since %d", seq, cpu, last))
+			// What may be missing came before this event.
+			e.lost(fmt.Sprintf("event %d is the first seen from CPU %d since %d", seq, cpu, last), ns)
 		}
 		e.cpuSeq[cpu] = seq
 		switch what {
@@ -250,10 +256,10 @@ func (e *procEvents) handle(b []byte, wantAck uint32) (acked bool, err error) {
 				return acked, fmt.Errorf("parse process event: fork event of %d bytes", len(ev))
 			}
 			if child, childTGID := ne.Uint32(ev[8:]), ne.Uint32(ev[12:]); child == childTGID { // a process, not a thread
-				e.record(procEvent{what: what, tgid: int32(ne.Uint32(ev[4:])), child: int32(child)})
+				e.record(procEvent{what: what, ns: ns, tgid: int32(ne.Uint32(ev[4:])), child: int32(child)})
 			}
 		case procEventExec, procEventExit:
-			e.record(procEvent{what: what, pid: int32(ne.Uint32(ev[0:])), tgid: int32(ne.Uint32(ev[4:]))})
+			e.record(procEvent{what: what, ns: ns, pid: int32(ne.Uint32(ev[0:])), tgid: int32(ne.Uint32(ev[4:]))})
 		}
 	}
 	return acked, nil
@@ -323,12 +329,31 @@ func (e *procEvents) kill(v *holderVerdict) {
 }
 
 // lost voids every verdict: an event may have been missed.
-func (e *procEvents) lost(why string) {
+// Events from since are complete again (the events of a new
+// generation).
+func (e *procEvents) lost(why string, since uint64) {
 	if len(e.watch) > 0 {
 		e.log.Debug("process events lost; holder verdicts dropped", "reason", why)
 	}
-	e.gen++
+	e.newGen(since)
 	clear(e.watch)
+}
+
+// newGen starts a generation, complete from since: verdicts and windows
+// from before are void.
+func (e *procEvents) newGen(since uint64) {
+	e.gen++
+	e.genNS = max(e.genNS, since)
+}
+
+// monotonicNS is CLOCK_MONOTONIC in nanoseconds, the clock of the
+// kernel's event timestamps and of bpf_ktime_get_ns.
+func monotonicNS() uint64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return ^uint64(0) // no window can be complete
+	}
+	return uint64(ts.Nano())
 }
 
 // drain handles every event the kernel has queued. Called with e.mu held.
@@ -344,7 +369,7 @@ func (e *procEvents) drain() {
 		case err == unix.EAGAIN:
 			return
 		case err == unix.ENOBUFS:
-			e.lost("the kernel dropped events (receive buffer full)")
+			e.lost("the kernel dropped events (receive buffer full)", monotonicNS())
 			continue
 		case err != nil:
 			e.fail(fmt.Errorf("receive process events: %w", err))
@@ -354,7 +379,7 @@ func (e *procEvents) drain() {
 			continue // not from the kernel
 		}
 		if _, err := e.handle(e.buf[:n], 0); err != nil {
-			e.lost(err.Error())
+			e.lost(err.Error(), monotonicNS())
 		}
 	}
 }
@@ -378,7 +403,7 @@ func (e *procEvents) recv() (int, error) {
 func (e *procEvents) fail(err error) {
 	e.log.Warn("process events stopped; every holder check scans /proc from now on", "error", err)
 	e.err = err
-	e.gen++
+	e.newGen(monotonicNS())
 	clear(e.watch)
 	if e.fd >= 0 {
 		unix.Close(e.fd)
@@ -484,6 +509,57 @@ func (e *procEvents) close() {
 	if e.err == nil {
 		e.err = errors.New("process events closed")
 	}
-	e.gen++
+	e.newGen(monotonicNS())
 	clear(e.watch)
+}
+
+// windowForks reports, for a socket created by process pid at ns (the
+// socket index's CLOCK_MONOTONIC timestamp), the processes forked since
+// then, after reading every queued event. It returns false when that
+// cannot be known or is too much: events since then were lost, or have
+// left the ring; pid exec'd since (the socket's holder is now another
+// image); more than maxWindowForks processes were forked.
+//
+// Events from different CPUs may arrive slightly out of timestamp order,
+// so the walk back stops only at an event older than the window by
+// another windowSlackNS.
+func (e *procEvents) windowForks(pid int32, ns uint64) ([]int32, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.drain()
+	if e.err != nil || ns < 2*windowSlackNS {
+		return nil, false
+	}
+	from := ns - windowSlackNS
+	if e.genNS >= from-windowSlackNS {
+		return nil, false // the generation began inside the window
+	}
+	var children []int32
+	oldest := uint64(1)
+	if e.n >= touchRingSize {
+		oldest = e.n - touchRingSize + 1
+	}
+	for i := e.n; i >= oldest && i > 0; i-- {
+		ev := e.ring[i%touchRingSize]
+		if ev.ns < from-windowSlackNS {
+			return children, true
+		}
+		if ev.ns < from {
+			continue
+		}
+		switch ev.what {
+		case procEventFork:
+			if len(children) == maxWindowForks {
+				return nil, false
+			}
+			children = append(children, ev.child)
+		case procEventExec:
+			if ev.tgid == pid {
+				return nil, false
+			}
+		}
+	}
+	// Every event recorded is in the ring; those before the first are
+	// forgotten, and may have been in the window.
+	return children, oldest == 1
 }

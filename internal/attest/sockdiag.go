@@ -50,12 +50,24 @@ var errSockDiagMiss = errors.New("sock_diag found no socket")
 // An IPv4 request also finds an IPv6 socket connected with v4-mapped
 // addresses: the kernel keeps both in one hash, keyed by the IPv4 address.
 func sockDiagInode(server, client netip.AddrPort) (uint64, error) {
+	s, err := sockDiagSocket(server, client)
+	return s.inode, err
+}
+
+// kernelSocket is what sock_diag says of one socket.
+type kernelSocket struct {
+	inode  uint64 // 0 in TIME_WAIT
+	cookie uint64 // the kernel's id of the socket (see sockindex.go)
+}
+
+// sockDiagSocket is sockDiagInode with the socket's cookie.
+func sockDiagSocket(server, client netip.AddrPort) (kernelSocket, error) {
 	if server.Addr().Is4() != client.Addr().Is4() {
-		return 0, errSockDiagMiss // no socket joins an IPv4 and an IPv6 address
+		return kernelSocket{}, errSockDiagMiss // no socket joins an IPv4 and an IPv6 address
 	}
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return 0, fmt.Errorf("open sock_diag socket: %w", err)
+		return kernelSocket{}, fmt.Errorf("open sock_diag socket: %w", err)
 	}
 	defer unix.Close(fd)
 	kernel := &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
@@ -66,7 +78,7 @@ func sockDiagInode(server, client netip.AddrPort) (uint64, error) {
 		}
 	}
 	if err != nil {
-		return 0, fmt.Errorf("send sock_diag request: %w", err)
+		return kernelSocket{}, fmt.Errorf("send sock_diag request: %w", err)
 	}
 	// The kernel handles a request to one of its netlink sockets inside
 	// sendto, so the answer is queued by now: do not wait for one.
@@ -77,12 +89,12 @@ func sockDiagInode(server, client netip.AddrPort) (uint64, error) {
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("receive sock_diag answer: %w", err)
+			return kernelSocket{}, fmt.Errorf("receive sock_diag answer: %w", err)
 		}
 		if nl, ok := from.(*unix.SockaddrNetlink); !ok || nl.Pid != 0 {
 			continue // not from the kernel
 		}
-		return parseSockDiagReply(buf[:n], server, client)
+		return parseSockDiagSocket(buf[:n], server, client)
 	}
 }
 
@@ -128,11 +140,17 @@ func putDiagAddr(b []byte, a netip.Addr) {
 // connection matches) is a miss, as is ENOENT; other errors from the kernel
 // are returned as they are.
 func parseSockDiagReply(b []byte, server, client netip.AddrPort) (uint64, error) {
+	s, err := parseSockDiagSocket(b, server, client)
+	return s.inode, err
+}
+
+// parseSockDiagSocket is parseSockDiagReply with the socket's cookie.
+func parseSockDiagSocket(b []byte, server, client netip.AddrPort) (kernelSocket, error) {
 	ne := binary.NativeEndian
 	for len(b) > 0 {
 		typ, seq, body, rest, err := splitNetlink(b, "sock_diag answer")
 		if err != nil {
-			return 0, err
+			return kernelSocket{}, err
 		}
 		b = rest
 		if seq != sockDiagSeq {
@@ -141,32 +159,37 @@ func parseSockDiagReply(b []byte, server, client netip.AddrPort) (uint64, error)
 		switch typ {
 		case unix.NLMSG_ERROR:
 			if len(body) < 4 {
-				return 0, fmt.Errorf("parse sock_diag answer: error message of %d bytes", len(body))
+				return kernelSocket{}, fmt.Errorf("parse sock_diag answer: error message of %d bytes", len(body))
 			}
 			errno := -int32(ne.Uint32(body))
 			switch {
 			case errno == 0:
 				continue // an acknowledgement
 			case errno < 0:
-				return 0, fmt.Errorf("parse sock_diag answer: error number %d", -errno)
+				return kernelSocket{}, fmt.Errorf("parse sock_diag answer: error number %d", -errno)
 			case unix.Errno(errno) == unix.ENOENT:
-				return 0, errSockDiagMiss
+				return kernelSocket{}, errSockDiagMiss
 			}
-			return 0, fmt.Errorf("sock_diag: %w", unix.Errno(errno))
+			return kernelSocket{}, fmt.Errorf("sock_diag: %w", unix.Errno(errno))
 		case unix.NLMSG_DONE:
-			return 0, errSockDiagMiss
+			return kernelSocket{}, errSockDiagMiss
 		case unix.SOCK_DIAG_BY_FAMILY:
 			if len(body) < sizeofInetDiagMsg {
-				return 0, fmt.Errorf("parse sock_diag answer: socket message of %d bytes, want at least %d", len(body), sizeofInetDiagMsg)
+				return kernelSocket{}, fmt.Errorf("parse sock_diag answer: socket message of %d bytes, want at least %d", len(body), sizeofInetDiagMsg)
 			}
 			local, remote, ok := diagAddrs(body[0], body[4:4+sizeofInetDiagSockID])
 			if !ok || local != client || remote != server {
-				return 0, errSockDiagMiss
+				return kernelSocket{}, errSockDiagMiss
 			}
-			return uint64(ne.Uint32(body[68:])), nil
+			id := body[4 : 4+sizeofInetDiagSockID]
+			cookie := uint64(ne.Uint32(id[40:])) | uint64(ne.Uint32(id[44:]))<<32
+			if cookie == uint64(inetDiagNoCookie)|uint64(inetDiagNoCookie)<<32 {
+				cookie = 0 // the request's "no cookie" echoed: none told
+			}
+			return kernelSocket{inode: uint64(ne.Uint32(body[68:])), cookie: cookie}, nil
 		}
 	}
-	return 0, errors.New("parse sock_diag answer: no answer for the request")
+	return kernelSocket{}, errors.New("parse sock_diag answer: no answer for the request")
 }
 
 // diagAddrs decodes the local and remote addresses of an inet_diag_sockid,

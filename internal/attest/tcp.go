@@ -153,9 +153,13 @@ func (a *Attestor) findTCPPeer(ctx context.Context, local, remote netip.AddrPort
 	if !local.Addr().IsLoopback() || !remote.Addr().IsLoopback() {
 		return 0, 0, fmt.Errorf("find process of connection %s -> %s: only loopback connections can be attributed to a local process", remote, local)
 	}
-	inode, err := a.tcpInode(local, remote)
+	sock, err := a.tcpInode(local, remote)
 	if err != nil {
 		return 0, 0, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+	}
+	inode := sock.inode
+	if pid, ok := a.indexedHolder(sock); ok {
+		return pid, inode, nil
 	}
 	pids, skipped, err := a.socketHolders(ctx, inode)
 	if err != nil {
@@ -174,20 +178,71 @@ func (a *Attestor) findTCPPeer(ctx context.Context, local, remote netip.AddrPort
 }
 
 // tcpInode returns the inode of the socket whose local address is client
-// and whose peer is server.
-func (a *Attestor) tcpInode(server, client netip.AddrPort) (uint64, error) {
+// and whose peer is server, and its cookie when sock_diag told it.
+func (a *Attestor) tcpInode(server, client netip.AddrPort) (kernelSocket, error) {
 	if a.sockDiag {
-		inode, err := sockDiagInode(server, client)
+		sock, err := sockDiagSocket(server, client)
 		switch {
-		case err == nil && inode != 0:
-			return inode, nil
+		case err == nil && sock.inode != 0:
+			return sock, nil
 		case err == nil:
-			return 0, ErrNoTCPPeer // TIME_WAIT: no process holds it
+			return kernelSocket{}, ErrNoTCPPeer // TIME_WAIT: no process holds it
 		case !errors.Is(err, errSockDiagMiss) && a.sockDiagLogged.CompareAndSwap(false, true):
 			a.log.Debug("sock_diag lookup failed; finding TCP sockets in the procfs socket tables instead", "error", err)
 		}
 	}
-	return a.tcpInodeFromTables(server, client)
+	inode, err := a.tcpInodeFromTables(server, client)
+	return kernelSocket{inode: inode}, err
+}
+
+// indexedHolder returns the process holding the socket, found through the
+// socket index (sockindex.go) without a scan, or false when the index
+// cannot tell: no index or entry, events that are not complete since the
+// socket's creation, an exec of its creator, too many forks, a process
+// forked since that holds the socket (which the scan then reports as
+// shared), or a creator that no longer holds it.
+func (a *Attestor) indexedHolder(sock kernelSocket) (int, bool) {
+	if a.sockIndex == nil || sock.cookie == 0 {
+		return 0, false
+	}
+	tgid, ns, ok := a.sockIndex.creator(sock.cookie)
+	if !ok || tgid <= 0 {
+		return 0, false
+	}
+	e := a.procEvents()
+	if e == nil {
+		return 0, false
+	}
+	holds := a.suspectHolds(sock.inode)
+	if h, err := holds(tgid); err != nil || !h {
+		return 0, false
+	}
+	// Look at every process forked since the socket's creation, then at
+	// those forked while looking (a child may fork and then close the
+	// socket): none may hold it.
+	checked := map[int32]bool{tgid: true}
+	for range maxSuspectRounds {
+		children, ok := e.windowForks(tgid, ns)
+		if !ok {
+			return 0, false
+		}
+		fresh := false
+		for _, c := range children {
+			if checked[c] {
+				continue
+			}
+			fresh = true
+			checked[c] = true
+			if h, err := holds(c); err != nil || h {
+				return 0, false
+			}
+		}
+		if !fresh {
+			a.indexed.Add(1)
+			return int(tgid), true
+		}
+	}
+	return 0, false
 }
 
 // tcpInodeFromTables is tcpInode from ProcRoot/net/tcp and tcp6.

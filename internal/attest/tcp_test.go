@@ -354,8 +354,11 @@ func FuzzParseTCPLine(f *testing.F) {
 
 // benchConn returns an attestor and a loopback connection held by this
 // process, as the server sees it.
-func benchConn(b *testing.B) (a *Attestor, local, remote netip.AddrPort) {
-	a, _ = newTestAttestor(b, Config{})
+func benchConn(b *testing.B, c Config) (a *Attestor, local, remote netip.AddrPort) {
+	a, _ = newTestAttestor(b, c)
+	if !c.NoProcEvents {
+		followEventsOnEveryCPU(b, a)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -366,7 +369,7 @@ func benchConn(b *testing.B) (a *Attestor, local, remote netip.AddrPort) {
 }
 
 func BenchmarkPeerFromTCP(b *testing.B) {
-	a, local, remote := benchConn(b)
+	a, local, remote := benchConn(b, Config{})
 	ctx := context.Background()
 	for b.Loop() {
 		p, err := a.PeerFromTCP(ctx, local, remote)
@@ -378,14 +381,24 @@ func BenchmarkPeerFromTCP(b *testing.B) {
 }
 
 // BenchmarkFindTCPPeer is the work the access proxy does once per new
-// client connection: find the socket of the client end and scan every
-// process for it.
+// client connection: find the socket of the client end, then ask the
+// socket index for its creator ("index") or scan every process for it
+// ("scan").
 func BenchmarkFindTCPPeer(b *testing.B) {
-	a, local, remote := benchConn(b)
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := a.FindTCPPeer(ctx, local, remote); err != nil {
-			b.Fatal(err)
-		}
+	for _, mode := range []string{"index", "scan"} {
+		b.Run(mode, func(b *testing.B) {
+			a, local, remote := benchConn(b, Config{NoSocketIndex: mode == "scan"})
+			if mode == "index" && a.SocketIndex() != nil {
+				b.Skipf("%v", a.SocketIndex())
+			}
+			ctx := context.Background()
+			scans := a.scans.Load()
+			for b.Loop() {
+				if _, err := a.FindTCPPeer(ctx, local, remote); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(a.scans.Load()-scans)/float64(b.N), "scans/op")
+		})
 	}
 }

@@ -249,6 +249,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if err := s.attestor.FollowProcessEvents(); err != nil {
 		s.log.Info("every Workload API call will scan /proc for the holders of its socket (slower), and proxy connections are not re-checked after a fork", "error", err)
 	}
+	if err := s.attestor.SocketIndex(); err != nil {
+		s.log.Info("the first proxy request on each new connection will scan every process's open files for its process (slower)", "error", err)
+	}
 	if err := attest.ProbeUnixDiag(); err != nil {
 		// Fail closed, loudly: the check that a Workload API socket was
 		// not handed to another process cannot be made.
