@@ -45,7 +45,10 @@ type Request struct {
 	Server string
 	// Method is tools/call, resources/read or prompts/get; tools/list,
 	// prompts/list and resources/list ask whether the caller may see the
-	// named tool, prompt or resource URI at all (no arguments).
+	// named tool, prompt or resource URI at all (no arguments);
+	// sampling/createMessage, elicitation/create and roots/list ask
+	// whether the server may have the caller answer that request (its
+	// parameters are the arguments) during a call of Name.
 	Method string
 	// Name is the upstream's name of the tool or prompt, or the URI of
 	// the resource.

@@ -210,6 +210,9 @@ func addTool(s *sdk.Server, t *sdk.Tool, h sdk.ToolHandler) (err error) {
 }
 
 // forward returns the handler that relays a call of tool to the upstream.
+// An answer that asks the agent for input (sampling, elicitation, roots:
+// see input.go) is decided by policy first; it then goes back to this
+// call's agent, and the agent's responses go upstream with the retry.
 func (g *Gateway) forward(b *backend, tool string) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
 		ctx, cancel := context.WithTimeout(ctx, b.srv.Call)
@@ -218,13 +221,27 @@ func (g *Gateway) forward(b *backend, tool string) sdk.ToolHandler {
 		if err != nil {
 			return nil, rpcError(CodeUnavailable, err.Error(), nil)
 		}
-		params := &sdk.CallToolParams{Meta: upstreamMeta(req.Params.Meta), Name: tool}
+		params := &sdk.CallToolParams{Meta: upstreamMeta(req.Params.Meta), Name: tool,
+			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
 		}
 		res, err := cs.CallTool(ctx, params)
 		if err != nil {
 			return nil, upstreamError(err)
+		}
+		if len(res.InputRequests) > 0 {
+			caller, ok := callerOf(req)
+			if !ok {
+				return nil, rpcError(CodeDenied, "denied: the caller is not identified", nil)
+			}
+			session := ""
+			if req.Session != nil {
+				session = req.Session.ID()
+			}
+			if err := g.decideInputs(ctx, caller, session, b, tool, res.InputRequests); err != nil {
+				return nil, err
+			}
 		}
 		return res, nil
 	}

@@ -131,6 +131,11 @@ func (a *Access) Authorize(ctx context.Context, caller Caller, r Request) (Decis
 		mreq.Resource = r.Name
 	case "prompts/get", "prompts/list":
 		mreq.Prompt = r.Name
+	case MethodSampling, MethodElicitation, MethodRoots:
+		// A request of the server to the agent, made during a call of
+		// r.Name: decided as a tool of the method's name (no tool can
+		// be named so: tool names have no '/').
+		mreq.Tool = r.Method
 	default:
 		return Decision{Reason: "method " + r.Method + " is not decided by the gateway"}, nil
 	}
@@ -153,6 +158,9 @@ func (a *Access) Authorize(ctx context.Context, caller Caller, r Request) (Decis
 	}
 	mreq.Args = plainJSON(args)
 	details := map[string]string{"mcp_server": r.Server, "args_digest": Digest(canon)}
+	if mreq.Tool == r.Method {
+		details["mcp_during"] = r.Name
+	}
 	if r.Session != "" {
 		details["mcp_session"] = r.Session
 	}

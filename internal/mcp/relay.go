@@ -186,6 +186,9 @@ func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func
 			return
 		}
 		out := Result{Err: err, Redactions: redactions}
+		if res != nil && reflect.ValueOf(res).IsNil() {
+			res = nil // a handler's typed nil, beside its error
+		}
 		if res != nil {
 			if b, jerr := json.Marshal(res); jerr == nil {
 				out.Bytes = int64(len(b))

@@ -168,6 +168,12 @@ func (u *upstream) connect(ctx context.Context) (*sdk.ClientSession, error) {
 	}
 	client := sdk.NewClient(&sdk.Implementation{Name: "writ-mcp-gateway", Version: "1"}, &sdk.ClientOptions{
 		Logger: u.log,
+		// The session is every agent's: it declares no sampling,
+		// elicitation or roots, so the server cannot ask them of it
+		// outside a call, where no agent could be told apart. Input
+		// requests within a call come back in its answer (input.go).
+		Capabilities:   &sdk.ClientCapabilities{},
+		MultiRoundTrip: &sdk.MultiRoundTripOptions{Disabled: true},
 		ToolListChangedHandler: func(ctx context.Context, _ *sdk.ToolListChangedRequest) {
 			if u.onToolsChanged != nil {
 				u.onToolsChanged(ctx)

@@ -1,0 +1,201 @@
+package mcp
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// inputUpstream is a Go SDK server whose tools ask the agent for input the
+// 2026 way (an input-required answer, SEP-2322): "ask" asks for a name
+// (elicitation), a completion (sampling, maxTokens as given in the
+// arguments) and the agent's roots, then answers with what it got.
+func inputUpstream(t testing.TB) *httptest.Server {
+	t.Helper()
+	s := sdk.NewServer(&sdk.Implementation{Name: "helper", Version: "1"}, nil)
+	s.AddTool(&sdk.Tool{Name: "ask", Description: "Ask the user and the model.", InputSchema: map[string]any{"type": "object",
+		"properties": map[string]any{"max": map[string]any{"type": "integer"}}}},
+		func(_ context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+			if len(req.Params.InputResponses) == 0 {
+				max := int64(50)
+				if strings.Contains(string(req.Params.Arguments), `"max":5000`) {
+					max = 5000
+				}
+				return &sdk.CallToolResult{RequestState: "asked", InputRequests: sdk.InputRequestMap{
+					"name": &sdk.ElicitParams{Message: "Your name?", RequestedSchema: map[string]any{"type": "object",
+						"properties": map[string]any{"name": map[string]any{"type": "string"}}}},
+					"llm":   &sdk.CreateMessageParams{MaxTokens: max, Messages: []*sdk.SamplingMessage{{Role: "user", Content: &sdk.TextContent{Text: "Say hi"}}}},
+					"roots": &sdk.ListRootsParams{},
+				}}, nil
+			}
+			var name, llm, root string
+			if r, ok := req.Params.InputResponses["name"].(*sdk.ElicitResult); ok {
+				name = fmt.Sprint(r.Content["name"])
+			}
+			if r, ok := req.Params.InputResponses["llm"].(*sdk.CreateMessageWithToolsResult); ok && len(r.Content) == 1 {
+				if tc, ok := r.Content[0].(*sdk.TextContent); ok {
+					llm = tc.Text
+				}
+			}
+			if r, ok := req.Params.InputResponses["roots"].(*sdk.ListRootsResult); ok && len(r.Roots) == 1 {
+				root = r.Roots[0].URI
+			}
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{
+				Text: fmt.Sprintf("name=%s llm=%s root=%s state=%s", name, llm, root, req.Params.RequestState)}}}, nil
+		})
+	hs := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, &sdk.StreamableHTTPOptions{Stateless: true}))
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+const inputPolicy = `apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata: {name: helper}
+spec:
+  subjects: [spiffe://writ.local/agent/a, spiffe://writ.local/agent/b]
+  rules:
+    - name: ask
+      effect: allow
+      targets: [{mcp: {server: helper, tools: [ask]}}]
+---
+apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata: {name: helper-may-ask-a}
+spec:
+  subjects: [spiffe://writ.local/agent/a]
+  rules:
+    - name: user-input
+      effect: allow
+      targets: [{mcp: {server: helper, tools: [elicitation/create, roots/list]}}]
+    - name: small-samples
+      description: the helper may sample up to 100 tokens
+      effect: allow
+      targets: [{mcp: {server: helper, tools: [sampling/createMessage]}}]
+      when: mcp.args.maxTokens <= 100
+`
+
+// inputAgent connects an agent of revision version that answers the
+// server's requests with its own tag, counting them.
+func inputAgent(t *testing.T, endpoint, version, token, tag string, asked *atomic.Int32) *sdk.ClientSession {
+	t.Helper()
+	c := sdk.NewClient(&sdk.Implementation{Name: "agent-" + tag, Version: "1"}, &sdk.ClientOptions{
+		ElicitationHandler: func(context.Context, *sdk.ElicitRequest) (*sdk.ElicitResult, error) {
+			asked.Add(1)
+			return &sdk.ElicitResult{Action: "accept", Content: map[string]any{"name": "ada-" + tag}}, nil
+		},
+		CreateMessageHandler: func(context.Context, *sdk.CreateMessageRequest) (*sdk.CreateMessageResult, error) {
+			asked.Add(1)
+			return &sdk.CreateMessageResult{Role: "assistant", Model: "test", Content: &sdk.TextContent{Text: "hi-" + tag}}, nil
+		},
+	})
+	c.AddRoots(&sdk.Root{URI: "file:///work/" + tag, Name: tag})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: bearer{token}}},
+		&sdk.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatalf("connect at %s: %v", version, err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// A server's sampling, elicitation and roots requests reach exactly the
+// agent whose call asked, for every revision (the official Go SDK at both
+// ends), while several agents call at once over the gateway's one
+// upstream session; policy decides each request (down to its arguments)
+// and each decision is an audited access.
+func TestGatewayRelaysInputRequests(t *testing.T) {
+	up := inputUpstream(t)
+	srv := httpServer(t, "helper", up.URL)
+	srv.Spec.Credential = nil
+	f := newEnforced(t, inputPolicy, srv)
+	ctx := context.Background()
+
+	for _, v := range protocolVersions {
+		t.Run(v, func(t *testing.T) {
+			var wg sync.WaitGroup
+			for i := range 4 {
+				tag := fmt.Sprintf("%s-%d", v, i)
+				var asked atomic.Int32
+				cs := inputAgent(t, f.url+"/mcp/helper", v, "agent-token", tag, &asked)
+				waitTools(t, cs, "ask")
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}})
+					if err != nil {
+						t.Errorf("%s: ask: %v", tag, err)
+						return
+					}
+					want := fmt.Sprintf("name=ada-%s llm=hi-%s root=file:///work/%s state=asked", tag, tag, tag)
+					if got := callText(res); got != want {
+						t.Errorf("%s: ask = %q, want %q", tag, got, want)
+					}
+					if n := asked.Load(); n != 2 {
+						t.Errorf("%s: the agent was asked %d times, want 2 (elicitation, sampling)", tag, n)
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+
+	// The arguments of a sampling request are decided too: 5000 tokens
+	// is more than the rule allows; the agent is asked nothing.
+	var asked atomic.Int32
+	cs := inputAgent(t, f.url+"/mcp/helper", "2025-11-25", "agent-token", "big", &asked)
+	waitTools(t, cs, "ask")
+	_, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{"max": 5000}})
+	code, msg := rpcCode(err)
+	if code != CodeDenied || !strings.Contains(msg, "MCP server helper may not have the agent answer sampling/createMessage (during ask)") {
+		t.Fatalf("big sample: %v", err)
+	}
+	if asked.Load() != 0 {
+		t.Fatalf("the agent was asked %d times for a refused call", asked.Load())
+	}
+
+	// Agent b may call ask but not be asked anything by the server.
+	for _, v := range protocolVersions {
+		var asked atomic.Int32
+		cs := inputAgent(t, f.url+"/mcp/helper", v, "other-token", "b", &asked)
+		waitTools(t, cs, "ask")
+		_, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}})
+		code, msg := rpcCode(err)
+		if code != CodeDenied || !strings.Contains(msg, "may not have the agent answer") {
+			t.Fatalf("%s: agent b: %v", v, err)
+		}
+		if asked.Load() != 0 {
+			t.Fatalf("%s: agent b was asked %d times", v, asked.Load())
+		}
+	}
+
+	// Every decision is on the record, with the call it came with.
+	f.enforcer.Flush()
+	var allowed, denied int
+	for _, ev := range f.ev.Take() {
+		if ev.Details["tool"] != MethodSampling {
+			continue
+		}
+		if ev.Details["mcp_during"] != "ask" || ev.Target != "MCPServer/helper" {
+			t.Fatalf("sampling event %+v", ev)
+		}
+		switch ev.Type {
+		case "access.allowed":
+			allowed++
+		case "access.denied":
+			denied++
+		}
+	}
+	if allowed != 4*len(protocolVersions) || denied != 1+len(protocolVersions) {
+		t.Fatalf("sampling decisions recorded: %d allowed, %d denied", allowed, denied)
+	}
+}
