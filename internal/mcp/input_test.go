@@ -18,7 +18,7 @@ import (
 // 2026 way (an input-required answer, SEP-2322): "ask" asks for a name
 // (elicitation), a completion (sampling, maxTokens as given in the
 // arguments) and the agent's roots, then answers with what it got.
-func inputUpstream(t testing.TB) *httptest.Server {
+func inputUpstream(t testing.TB, opts *sdk.StreamableHTTPOptions) *httptest.Server {
 	t.Helper()
 	s := sdk.NewServer(&sdk.Implementation{Name: "helper", Version: "1"}, nil)
 	s.AddTool(&sdk.Tool{Name: "ask", Description: "Ask the user and the model.", InputSchema: map[string]any{"type": "object",
@@ -51,7 +51,7 @@ func inputUpstream(t testing.TB) *httptest.Server {
 			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{
 				Text: fmt.Sprintf("name=%s llm=%s root=%s state=%s", name, llm, root, req.Params.RequestState)}}}, nil
 		})
-	hs := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, &sdk.StreamableHTTPOptions{Stateless: true}))
+	hs := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, opts))
 	t.Cleanup(hs.Close)
 	return hs
 }
@@ -114,7 +114,7 @@ func inputAgent(t *testing.T, endpoint, version, token, tag string, asked *atomi
 // upstream session; policy decides each request (down to its arguments)
 // and each decision is an audited access.
 func TestGatewayRelaysInputRequests(t *testing.T) {
-	up := inputUpstream(t)
+	up := inputUpstream(t, &sdk.StreamableHTTPOptions{Stateless: true})
 	srv := httpServer(t, "helper", up.URL)
 	srv.Spec.Credential = nil
 	f := newEnforced(t, inputPolicy, srv)
@@ -197,5 +197,28 @@ func TestGatewayRelaysInputRequests(t *testing.T) {
 	}
 	if allowed != 4*len(protocolVersions) || denied != 1+len(protocolVersions) {
 		t.Fatalf("sampling decisions recorded: %d allowed, %d denied", allowed, denied)
+	}
+}
+
+// A server on a session of a revision before 2026-07-28 asks the agent
+// over the gateway's shared upstream session, where no one agent can be
+// told apart: refused (the session declares no such capability), and no
+// agent is asked.
+func TestGatewayRefusesInputRequestsOnTheSharedSession(t *testing.T) {
+	up := inputUpstream(t, nil) // stateful: the gateway falls back to 2025-11-25
+	srv := httpServer(t, "helper", up.URL)
+	srv.Spec.Credential = nil
+	f := newEnforced(t, inputPolicy, srv)
+	for _, v := range protocolVersions {
+		var asked atomic.Int32
+		cs := inputAgent(t, f.url+"/mcp/helper", v, "agent-token", "a", &asked)
+		waitTools(t, cs, "ask")
+		_, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}})
+		if err == nil || !strings.Contains(err.Error(), "does not support") {
+			t.Fatalf("%s: ask over a shared legacy session = %v, want a refusal", v, err)
+		}
+		if asked.Load() != 0 {
+			t.Fatalf("%s: an agent was asked %d times", v, asked.Load())
+		}
 	}
 }
