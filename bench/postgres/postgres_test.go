@@ -54,12 +54,7 @@ var stores = []struct {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { db.Close() })
-		// Lineage and Alerts are not ported yet; not benchmarked.
-		return backend{struct {
-			*postgres.DB
-			store.Lineage
-			store.Alerts
-		}{DB: db}, db.Audit()}
+		return backend{db, db.Audit()}
 	}},
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/config"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/postgres"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
 
@@ -39,8 +40,11 @@ func openStore(ctx context.Context, cfg config.Store, now func() time.Time) (bac
 		}
 		return sqliteStore{db}, nil
 	case "postgres":
-		// Fail closed until every aggregate is there.
-		return nil, fmt.Errorf("store.driver %q: the lineage and alert stores are not on PostgreSQL yet; use store.driver sqlite", cfg.Driver)
+		db, err := postgres.Open(ctx, cfg.DSN, postgres.Options{Now: now})
+		if err != nil {
+			return nil, fmt.Errorf("store.dsn: %w", err)
+		}
+		return postgresStore{db}, nil
 	}
 	return nil, fmt.Errorf("store.driver %q: use sqlite or postgres", cfg.Driver)
 }
@@ -51,6 +55,13 @@ func (s sqliteStore) AuditBackend() auditlog.Backend { return s.Audit() }
 func (s sqliteStore) Ping(ctx context.Context) error { return s.SQL().PingContext(ctx) }
 func (s sqliteStore) AuditIndexed(size int64) int64  { return min(s.DB.AuditIndexed(), size) }
 func (s sqliteStore) Describe() string               { return "sqlite " + s.Path() }
+
+// postgresStore indexes every event in the transaction that appends it.
+type postgresStore struct{ *postgres.DB }
+
+func (p postgresStore) AuditBackend() auditlog.Backend { return p.Audit() }
+func (p postgresStore) AuditIndexed(size int64) int64  { return size }
+func (p postgresStore) Describe() string               { return "postgres " + p.String() }
 
 // Scale-out coordination through the store.
 const (

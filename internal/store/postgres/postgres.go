@@ -46,9 +46,11 @@ type DB struct {
 	now  func() time.Time
 }
 
-// DB implements every aggregate of store.Store but Lineage and Alerts
-// (store/sqlite's migration 0009), which are not ported yet.
-var _ store.Leases = (*DB)(nil)
+// DB implements every aggregate of store.Store.
+var (
+	_ store.Store  = (*DB)(nil)
+	_ store.Leases = (*DB)(nil)
+)
 
 // Options tune Open. The zero value is ready to use.
 type Options struct {

@@ -36,15 +36,7 @@ func openDSN(t *testing.T, dsn string) *postgres.DB {
 // in one database.
 func TestConformance(t *testing.T) {
 	open := opener(t)
-	// Lineage and Alerts are not ported yet; nothing in these suites
-	// calls them.
-	so := func(t *testing.T) store.Store {
-		return struct {
-			*postgres.DB
-			store.Lineage
-			store.Alerts
-		}{DB: open(t)}
-	}
+	so := func(t *testing.T) store.Store { return open(t) }
 	t.Run("Store", func(t *testing.T) { storetest.Run(t, so) })
 	t.Run("Tasks", func(t *testing.T) { storetest.RunTasks(t, so) })
 	t.Run("Credentials", func(t *testing.T) { storetest.RunCredentials(t, so) })
@@ -52,6 +44,8 @@ func TestConformance(t *testing.T) {
 	t.Run("Inventory", func(t *testing.T) { storetest.RunInventory(t, so) })
 	t.Run("Leases", func(t *testing.T) { storetest.RunLeases(t, so) })
 	t.Run("Users", func(t *testing.T) { storetest.RunUsers(t, so) })
+	t.Run("Lineage", func(t *testing.T) { storetest.RunLineage(t, so) })
+	t.Run("Alerts", func(t *testing.T) { storetest.RunAlerts(t, so) })
 	t.Run("Nodes", func(t *testing.T) { storetest.RunNodes(t, func(t *testing.T) store.NodeStore { return open(t) }) })
 	t.Run("Audit", func(t *testing.T) {
 		storetest.RunAudit(t, func(t *testing.T) auditlog.Backend { return open(t).Audit() })

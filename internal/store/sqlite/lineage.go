@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/rowcodec"
 )
 
 // GetCursor implements store.Lineage.
@@ -94,35 +94,7 @@ func (d *DB) AddLineage(ctx context.Context, from, next int64, facts []store.Lin
 
 // ListLineage implements store.Lineage.
 func (d *DB) ListLineage(ctx context.Context, f store.LineageFilter) ([]store.LineageFact, error) {
-	var where []string
-	var args []any
-	add := func(cond string, a ...any) { where = append(where, cond); args = append(args, a...) }
-	if !f.Since.IsZero() {
-		add("hour >= ?", f.Since.Truncate(time.Hour).Unix())
-	}
-	if !f.Until.IsZero() {
-		// Widened up to the hour holding Until.
-		add("hour < ?", f.Until.Add(time.Hour-1).Truncate(time.Hour).Unix())
-	}
-	if f.Identity != "" {
-		prefix := strings.TrimSuffix(f.Identity, "/") + "/"
-		add("(identity = ? OR substr(identity, 1, ?) = ?)", f.Identity, len(prefix), prefix)
-	}
-	for _, c := range []struct{ col, v string }{{"instance", f.Instance}, {"task", f.Task}, {"user", f.User},
-		{"target", f.Target}, {"credential", f.Credential}} {
-		if c.v != "" {
-			add(c.col+" = ?", c.v)
-		}
-	}
-	const path = `user, identity, instance, task, via, target_kind, target, tool, credential, approved_by`
-	q := `SELECT ` + path + `, sum(allowed), sum(denied), sum(held), min(first_seen), max(last_seen) FROM lineage_facts`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` GROUP BY ` + path + ` ORDER BY identity, target, tool, instance, task, user, via, credential, approved_by`
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
-	}
+	q, args := rowcodec.LineageQuery(f, func(int) string { return "?" })
 	rows, err := d.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list lineage: %w", err)
@@ -130,15 +102,10 @@ func (d *DB) ListLineage(ctx context.Context, f store.LineageFilter) ([]store.Li
 	defer rows.Close()
 	var out []store.LineageFact
 	for rows.Next() {
-		var (
-			lf          store.LineageFact
-			first, last int64
-		)
-		if err := rows.Scan(&lf.User, &lf.Identity, &lf.Instance, &lf.Task, &lf.Via, &lf.TargetKind, &lf.Target, &lf.Tool,
-			&lf.Credential, &lf.ApprovedBy, &lf.Allowed, &lf.Denied, &lf.Held, &first, &last); err != nil {
+		lf, err := rowcodec.ScanLineageSum(rows.Scan)
+		if err != nil {
 			return nil, fmt.Errorf("list lineage: %w", err)
 		}
-		lf.FirstSeen, lf.LastSeen = fromNano(first), fromNano(last)
 		out = append(out, lf)
 	}
 	if err := rows.Err(); err != nil {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 func RunLineage(t *testing.T, open Opener) {
 	t.Run("Lineage", func(t *testing.T) { testLineage(t, open(t)) })
 	t.Run("LineageCursor", func(t *testing.T) { testLineageCursor(t, open(t)) })
+	t.Run("LineageCursorRace", func(t *testing.T) { testLineageCursorRace(t, open(t)) })
 }
 
 func testLineage(t *testing.T, s store.Store) {
@@ -116,5 +118,41 @@ func testLineageCursor(t *testing.T, s store.Store) {
 	}
 	if c, err := s.GetCursor(ctx, store.CursorLineage); err != nil || c.Next != 5 {
 		t.Fatalf("cursor = %+v, %v", c, err)
+	}
+}
+
+// testLineageCursorRace: writers that read the cursor at the same place
+// (servers folding the same events in) race; exactly one stores its
+// facts, every other gets ErrCursorMoved, and nothing is counted twice.
+func testLineageCursorRace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	f := store.LineageFact{Hour: time.Unix(7200, 0), Identity: "x", TargetKind: store.TargetService, Target: "s", Allowed: 1,
+		FirstSeen: time.Unix(7201, 0), LastSeen: time.Unix(7201, 0)}
+	const writers = 8
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.AddLineage(ctx, 0, 3, []store.LineageFact{f})
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrCursorMoved):
+			t.Errorf("racing AddLineage: %v, want nil or ErrCursorMoved", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d racing writers stored their facts, want exactly 1", won)
+	}
+	got, err := s.ListLineage(ctx, store.LineageFilter{})
+	if err != nil || len(got) != 1 || got[0].Allowed != 1 {
+		t.Fatalf("after the race: %+v, %v; want one path counted once", got, err)
 	}
 }
