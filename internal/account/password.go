@@ -64,6 +64,22 @@ func (p Params) Hash(password string) (string, error) {
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
 
+// unmatchable returns a PHC string with p's cost, a random salt and a
+// random key: checking any password against it costs what checking a real
+// hash of p's cost does, and never matches (the key is no argon2id output
+// anyone knows the input of). It hashes nothing, so a server does not
+// spend argon2id's memory (64 MiB by default) and a second of CPU at start
+// just to have a hash for unknown names.
+func (p Params) unmatchable() string {
+	p = p.orDefault()
+	salt := make([]byte, argonSaltLen)
+	key := make([]byte, argonKeyLen)
+	rand.Read(salt)
+	rand.Read(key)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
+}
+
 func checkPassword(password string) error {
 	switch {
 	case len(password) < MinPasswordLen:

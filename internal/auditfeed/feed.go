@@ -12,7 +12,6 @@ package auditfeed
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/writ-dev/writ/internal/audit"
@@ -64,7 +63,7 @@ func Read(ctx context.Context, r Records, from int64, max int, want func(audit.T
 			k, kerr := auditlog.DecodeKeys(rec.Data)
 			if kerr == nil && (want == nil || want(k.Type)) {
 				var e audit.Event
-				if jerr := json.Unmarshal(rec.Data, &e); jerr != nil {
+				if jerr := e.UnmarshalCanonical(rec.Data); jerr != nil {
 					kerr = jerr
 				} else {
 					st.Decoded++
