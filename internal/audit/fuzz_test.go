@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
