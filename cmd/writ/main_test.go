@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,6 +85,27 @@ func TestScripts(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				ts.Fatalf("%s/metrics never showed %q", args[0], want)
+			},
+			// until REGEX PROGRAM ARGS... runs the program until its
+			// standard output matches REGEX (2 minutes at most), for
+			// what happens in the background (a node's first scan).
+			"until": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 2 || neg {
+					ts.Fatalf("usage: until REGEX PROGRAM ARGS...")
+				}
+				re, err := regexp.Compile("(?m)" + args[0])
+				ts.Check(err)
+				deadline := time.Now().Add(2 * time.Minute)
+				for {
+					err := ts.Exec(args[1], args[2:]...)
+					if err == nil && re.MatchString(ts.ReadFile("stdout")) {
+						return
+					}
+					if time.Now().After(deadline) {
+						ts.Fatalf("%s never printed %q (last: %v)", strings.Join(args[1:], " "), args[0], err)
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
 			},
 			// waitready URL waits until GET URL answers 200. The limit
 			// is generous on purpose: a server starting on a loaded

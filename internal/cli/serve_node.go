@@ -38,6 +38,10 @@ func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken strin
 		Socket:       cfg.Workload.Socket,
 		SocketMode:   cfg.Workload.SocketFileMode(),
 		Log:          log,
+		// The runtime sensor: discovery.disabled and discovery.interval
+		// as on a server.
+		NoDiscovery:       cfg.Discovery.Disabled,
+		DiscoveryInterval: cfg.Discovery.Interval,
 	})
 	if err != nil {
 		return err

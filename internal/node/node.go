@@ -80,6 +80,11 @@ type Config struct {
 	Log        *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
+	// NoDiscovery turns the runtime sensor off; otherwise the node scans
+	// its host every DiscoveryInterval (default 30s) and reports the
+	// inventory to the server (discover.go).
+	NoDiscovery       bool
+	DiscoveryInterval time.Duration
 }
 
 // Node is a running node.
@@ -348,6 +353,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run(func() { n.graceLoop(ctx) })
 	run(func() { n.forwardRevocations(ctx) })
 	run(func() { n.spool.Send(ctx, n.c.Log.With("component", "spool"), n.deliver) })
+	run(func() { n.discoverLoop(ctx) })
 	var err error
 	select {
 	case <-ctx.Done():

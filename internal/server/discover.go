@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"crypto/hmac"
 	"crypto/sha256"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/discover"
+	"github.com/writ-dev/writ/internal/node/nodeapi"
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/secrets"
@@ -21,6 +23,9 @@ import (
 // the inventory it records into.
 type discoverPart struct {
 	watcher *discover.Watcher
+	// fpKey is the deployment's fingerprint key, which nodes' sensors
+	// receive too.
+	fpKey []byte
 }
 
 // fingerprintKey derives the deployment's key for secret fingerprints
@@ -76,7 +81,7 @@ func (s *Server) initDiscover(ctx context.Context, kek []byte) error {
 			w.Seen("credential/" + it.Key)
 		}
 	}
-	s.disc = discoverPart{watcher: w}
+	s.disc = discoverPart{watcher: w, fpKey: fingerprintKey(kek)}
 	return nil
 }
 
@@ -148,4 +153,27 @@ func (s *Server) serviceUpstreams(ctx context.Context) []discover.Upstream {
 		}
 	}
 	return out
+}
+
+// nodeDiscovery serves the runtime sensors of nodes
+// (nodeserver.Discovery): the same upstreams, listeners and fingerprint
+// key as this server's sensor, and their inventories into this server's.
+type nodeDiscovery struct{ s *Server }
+
+func (d nodeDiscovery) DiscoveryConfig(ctx context.Context) (nodeapi.DiscoveryConfig, error) {
+	if d.s.disc.fpKey == nil {
+		return nodeapi.DiscoveryConfig{}, errors.New("the server's sensor is not initialised yet")
+	}
+	dc := nodeapi.DiscoveryConfig{FingerprintKey: d.s.disc.fpKey, Upstreams: []nodeapi.Upstream{}, WritAddrs: []string{}}
+	for _, u := range d.s.serviceUpstreams(ctx) {
+		dc.Upstreams = append(dc.Upstreams, nodeapi.Upstream{Service: u.Service, Addr: u.Addr.String()})
+	}
+	for _, a := range d.s.writAddrs() {
+		dc.WritAddrs = append(dc.WritAddrs, a.String())
+	}
+	return dc, nil
+}
+
+func (d nodeDiscovery) RecordNodeInventory(ctx context.Context, _ string, items []store.InventoryItem) error {
+	return d.s.db.RecordInventory(ctx, d.s.now(), items)
 }

@@ -75,6 +75,7 @@ func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error
 			return err == nil, err
 		}},
 		Emitter:     s.emit,
+		Discovery:   nodeDiscovery{s},
 		Log:         s.log.With("component", "nodes"),
 		Now:         s.now,
 		NodeSVIDTTL: s.cfg.CA.X509SVIDTTL,

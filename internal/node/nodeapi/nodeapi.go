@@ -199,3 +199,42 @@ func DecodeMessage(line []byte) (Message, error) {
 	}
 	return m, nil
 }
+
+// Paths of the runtime sensor on a node (internal/discover): what it
+// needs from the server, and where it reports each scan.
+const (
+	PathDiscovery = "/node/v1/discovery"
+	PathInventory = "/node/v1/inventory"
+)
+
+// DiscoveryConfig is the answer of GET PathDiscovery: what a node's sensor
+// needs to classify what it finds the way the server's does.
+type DiscoveryConfig struct {
+	// FingerprintKey is the deployment's key for secret fingerprints, so
+	// that a credential found on a node has the fingerprint it would have
+	// anywhere else in the deployment. It is never written to disk.
+	FingerprintKey []byte `json:"fingerprint_key"`
+	// Upstreams are the upstream addresses of the writ Services: a direct
+	// connection to one is shadow access.
+	Upstreams []Upstream `json:"upstreams"`
+	// WritAddrs are writ's listeners (access proxy, MCP gateway, API) as
+	// the server has them: a connection to one is through writ.
+	WritAddrs []string `json:"writ_addrs"`
+}
+
+// Upstream is a Service's upstream address (HOST:PORT, an IP).
+type Upstream struct {
+	Service string `json:"service"`
+	Addr    string `json:"addr"`
+}
+
+// InventoryReport is the body of POST PathInventory: the inventory items
+// of one scan of the node's host (discover.InventoryItems). Every item's
+// Host is the node's name; the server records them as seen when they
+// arrive.
+type InventoryReport struct {
+	Items []store.InventoryItem `json:"items"`
+}
+
+// MaxInventoryItems bounds one report.
+const MaxInventoryItems = 100_000

@@ -40,7 +40,11 @@ type Config struct {
 	// Audit receives the events nodes send (deduplicated by event id).
 	Audit   audit.Emitter
 	Emitter audit.Emitter
-	Log     *slog.Logger
+	// Discovery serves the runtime sensors of nodes (what they need, and
+	// the inventories they report); optional: without it both paths
+	// answer 501.
+	Discovery Discovery
+	Log       *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
 	// NodeSVIDTTL is the lifetime of a node SVID; default 1h.
@@ -102,6 +106,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+nodeapi.PathStream, a.node(a.stream))
 	mux.HandleFunc("POST "+nodeapi.PathAck, a.node(a.ack))
 	mux.HandleFunc("POST "+nodeapi.PathAudit, a.node(a.audit))
+	mux.HandleFunc("GET "+nodeapi.PathDiscovery, a.node(a.discoveryConfig))
+	mux.HandleFunc("POST "+nodeapi.PathInventory, a.node(a.inventory))
 }
 
 // nodeID is an authenticated node.
