@@ -322,3 +322,36 @@ func TestConfigHostile(t *testing.T) {
 		t.Errorf("String() = %q", s)
 	}
 }
+
+// TestRuleUsage: the engine carries, across Syncs and in its stored
+// cursor state, when each policy rule last decided a request, across the
+// policy's versions; a state of an older release (windows only) is read
+// as empty.
+func TestRuleUsage(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, Config{})
+	allowed := audit.Event{Type: audit.AccessAllowed, SpiffeID: "spiffe://writ.local/agent/a", Policy: "mail@1", Rule: "read"}
+	e.emit(t, allowed, denied("spiffe://writ.local/agent/a"))
+	if _, err := e.eng.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.now = t0.Add(time.Hour)
+	allowed.Policy = "mail@2"
+	d := denied("spiffe://writ.local/agent/b")
+	d.Policy, d.Rule = "mail@2", "no-delete"
+	e.emit(t, allowed, d)
+	if _, err := e.eng.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := e.db.GetCursor(ctx, store.CursorAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := RuleUsage(cur.State)
+	if len(u) != 2 || u["mail/read"].Count != 2 || !u["mail/read"].Last.Equal(t0.Add(time.Hour)) || u["mail/no-delete"].Count != 1 {
+		t.Errorf("rule usage = %+v", u)
+	}
+	if len(RuleUsage([]byte(`{"repeated_denials/x":["2026-01-01T00:00:00Z"]}`))) != 0 || len(RuleUsage(nil)) != 0 {
+		t.Error("an old or absent state has rule usage")
+	}
+}

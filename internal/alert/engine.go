@@ -3,7 +3,6 @@ package alert
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,15 +73,7 @@ func (e *Engine) step(ctx context.Context) (bool, []store.Alert, error) {
 	if err != nil {
 		return false, nil, fmt.Errorf("alerts: %w", err)
 	}
-	var w windows
-	if len(cur.State) > 0 {
-		if err := json.Unmarshal(cur.State, &w); err != nil {
-			// The windows are a convenience: starting them afresh
-			// loses at most one window of counting.
-			w = nil
-		}
-	}
-	ev := newEvaluator(e.Rules, w)
+	ev := newEvaluator(e.Rules, decodeCarried(cur.State))
 	var raises []store.Alert
 	var last time.Time
 	next, st, err := auditfeed.Read(ctx, e.Log, cur.Next, BatchSize, nil, func(idx int64, ae *audit.Event) error {
@@ -100,10 +91,7 @@ func (e *Engine) step(ctx context.Context) (bool, []store.Alert, error) {
 	if next == cur.Next {
 		return false, nil, nil
 	}
-	if !last.IsZero() {
-		ev.w.prune(last, max(ev.cfg.DenialWindow, ev.cfg.AuthFailWindow))
-	}
-	state, _ := json.Marshal(ev.w)
+	state := ev.state(last)
 	now := e.now()
 	// Merge raises of one key within this batch, so a burst is one alert.
 	merged := map[string]int{}

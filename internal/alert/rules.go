@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -179,6 +180,21 @@ func (w windows) hit(key string, t time.Time, threshold int, window time.Duratio
 	return false
 }
 
+// state returns what to carry to the next batch, dropping what is older
+// than the windows (and rule uses older than ruleUseKept) before last.
+func (ev *evaluator) state(last time.Time) []byte {
+	if !last.IsZero() {
+		ev.w.prune(last, max(ev.cfg.DenialWindow, ev.cfg.AuthFailWindow))
+		for k, u := range ev.rules {
+			if last.Sub(u.Last) > ruleUseKept {
+				delete(ev.rules, k)
+			}
+		}
+	}
+	b, _ := json.Marshal(carried{Windows: ev.w, Rules: ev.rules})
+	return b
+}
+
 // prune drops keys whose newest event is older than window before now,
 // so the state does not grow with the number of callers ever seen.
 func (w windows) prune(now time.Time, window time.Duration) {
@@ -189,18 +205,70 @@ func (w windows) prune(now time.Time, window time.Duration) {
 	}
 }
 
+// carried is what the engine carries from one batch to the next, stored
+// with its cursor: the counting windows, and when each policy rule last
+// decided a request (posture's unused_grant check reads it: one pass
+// over the log serves both).
+type carried struct {
+	Windows windows            `json:"windows"`
+	Rules   map[string]RuleUse `json:"rules,omitempty"`
+}
+
+// RuleUse says when a policy rule last decided a request, and how many
+// it decided since the log began.
+type RuleUse struct {
+	Last  time.Time `json:"last"`
+	Count int64     `json:"count"`
+}
+
+// RuleKey names a rule across its policy's versions: "NAME/RULE" for an
+// event's policy "NAME@VERSION" and rule RULE.
+func RuleKey(policy, rule string) string {
+	name, _, _ := strings.Cut(policy, "@")
+	return name + "/" + rule
+}
+
+// ruleUseKept bounds how long the use of a rule is remembered (a rule of
+// a deleted policy is dropped after it).
+const ruleUseKept = 400 * 24 * time.Hour
+
+// RuleUsage returns the rule usage in an engine's stored state (the
+// State of cursor store.CursorAlerts); empty when there is none.
+func RuleUsage(state []byte) map[string]RuleUse {
+	var c carried
+	if json.Unmarshal(state, &c) != nil || c.Rules == nil {
+		return map[string]RuleUse{}
+	}
+	return c.Rules
+}
+
+// decodeCarried reads a stored state. The windows are a convenience:
+// a state that cannot be read (or one of an older release) starts them
+// afresh, losing at most one window of counting.
+func decodeCarried(state []byte) carried {
+	var c carried
+	if len(state) > 0 && json.Unmarshal(state, &c) != nil {
+		c = carried{}
+	}
+	return c
+}
+
 // evaluator applies the enabled rules to events.
 type evaluator struct {
 	cfg     Config
 	enabled map[string]bool
 	w       windows
+	rules   map[string]RuleUse
 }
 
-func newEvaluator(cfg Config, state windows) *evaluator {
+func newEvaluator(cfg Config, state carried) *evaluator {
 	cfg.defaults()
-	ev := &evaluator{cfg: cfg, enabled: map[string]bool{}, w: state}
+	ev := &evaluator{cfg: cfg, enabled: map[string]bool{}, w: state.Windows, rules: state.Rules}
 	if ev.w == nil {
 		ev.w = windows{}
+	}
+	if ev.rules == nil {
+		ev.rules = map[string]RuleUse{}
 	}
 	for _, id := range cfg.Enabled() {
 		ev.enabled[id] = true
@@ -221,6 +289,15 @@ func (ev *evaluator) eval(idx int64, e *audit.Event) []store.Alert {
 	var out []store.Alert
 	on := func(rule string) bool { return ev.enabled[rule] }
 	d := e.Details
+	if e.Policy != "" && e.Rule != "" {
+		k := RuleKey(e.Policy, e.Rule)
+		u := ev.rules[k]
+		u.Count++
+		if e.Time.After(u.Last) {
+			u.Last = e.Time
+		}
+		ev.rules[k] = u
+	}
 	switch e.Type {
 	case audit.DiscoveryAgentFound:
 		if on(RuleShadowAgent) && d["identified"] == "false" {

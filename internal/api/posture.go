@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/posture"
@@ -12,7 +13,9 @@ import (
 // Posture evaluates posture findings and the tier report over the
 // running deployment.
 type Posture interface {
-	Findings(ctx context.Context) ([]posture.Finding, error)
+	// Findings evaluates the checks; unusedAfter is the window of the
+	// unused_grant check (0: posture.DefaultUnusedAfter).
+	Findings(ctx context.Context, unusedAfter time.Duration) ([]posture.Finding, error)
 	Tier(ctx context.Context) (tier.Report, error)
 }
 
@@ -31,10 +34,20 @@ func (a *API) postureAnswer(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, notFound("this server evaluates no posture"))
 		return
 	}
-	if !noParams(w, r) {
-		return
+	var unusedAfter time.Duration
+	for k, v := range r.URL.Query() {
+		if k != "unused_after" || len(v) != 1 {
+			WriteError(w, badRequest("query parameter %q: this endpoint takes unused_after (once) only", k))
+			return
+		}
+		d, err := time.ParseDuration(v[0])
+		if err != nil || d < time.Second || d > 10*365*24*time.Hour {
+			WriteError(w, badRequest("unused_after %q: a duration from 1s to 87600h (e.g. 720h for 30 days)", v[0]))
+			return
+		}
+		unusedAfter = d
 	}
-	fs, err := a.c.Posture.Findings(r.Context())
+	fs, err := a.c.Posture.Findings(r.Context(), unusedAfter)
 	if err != nil {
 		a.fail(w, r, "posture", err)
 		return

@@ -3,22 +3,27 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
 
 func newPostureCmd(g *globals) *cobra.Command {
+	var unusedAfter time.Duration
 	cmd := &cobra.Command{
 		Use:   "posture",
 		Short: "Posture findings over the inventory, policy and lineage, ranked by blast radius",
 		Long: `Evaluate writ's posture checks — agents and MCP servers without identity, static
 credentials on hosts, services reached around writ, identities no policy names,
-wildcard subjects, entries without an executable digest, long TTLs, identities
-without owner, CA keys not hardware-backed, audit checkpoints not witnessed —
+wildcard subjects, policies in observe mode, grants no request used within
+--unused-after, identities whose accesses name no attested instance, entries
+without an executable digest, long TTLs, identities without owner, CA keys not
+hardware-backed, audit checkpoints not witnessed —
 each with severity, evidence, the nodes affected, the blast radius (what the
 principal or credential reaches, crown jewels first) and the fix.
 See docs/posture.md.`,
 		Example: `  writ posture
+  writ posture --unused-after 2160h   # grants unused for 90 days
   writ posture -o json | jq '.findings[] | select(.severity=="critical")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -26,7 +31,7 @@ See docs/posture.md.`,
 			if err != nil {
 				return err
 			}
-			p, err := c.Posture(cmd.Context())
+			p, err := c.Posture(cmd.Context(), unusedAfter)
 			if err != nil {
 				return err
 			}
@@ -51,6 +56,7 @@ See docs/posture.md.`,
 		},
 	}
 	outputFlag(cmd)
+	cmd.Flags().DurationVar(&unusedAfter, "unused-after", 0, "a grant (allow or escalate rule) of a policy in force this long that decided nothing within it is a finding (default 720h, 30 days)")
 	return cmd
 }
 

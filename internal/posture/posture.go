@@ -64,11 +64,24 @@ type Inputs struct {
 	// MaxX509TTL and MaxJWTTTL are the longest TTLs an entry may have
 	// before it is a finding (defaults 24h and 1h).
 	MaxX509TTL, MaxJWTTTL time.Duration
+	// RuleUse is when each policy rule last decided a request, keyed
+	// "POLICY/RULE" (the policy's name without its version; the alert
+	// engine keeps it: alert.RuleUsage). Nil when unknown: the
+	// unused_grant check is then skipped.
+	RuleUse map[string]time.Time
+	// UnusedAfter is how long an allow or escalate rule of a policy in
+	// force at least that long may decide nothing before it is an
+	// unused grant (default DefaultUnusedAfter).
+	UnusedAfter time.Duration
 }
+
+// DefaultUnusedAfter is the default window of the unused_grant check.
+const DefaultUnusedAfter = 30 * 24 * time.Hour
 
 // Checks lists the checks, in the order they run.
 var Checks = []string{"agent_without_identity", "static_credential", "direct_access", "identity_without_policy", "wildcard_subject",
-	"entry_without_digest", "long_ttl", "identity_without_owner", "ca_keys_not_hardware", "audit_not_witnessed"}
+	"policy_in_observe_mode", "unused_grant", "unattested_instance", "entry_without_digest", "long_ttl", "identity_without_owner",
+	"ca_keys_not_hardware", "audit_not_witnessed"}
 
 // Evaluate returns the findings of in, most severe and widest first.
 func Evaluate(in Inputs) []Finding {
@@ -77,6 +90,9 @@ func Evaluate(in Inputs) []Finding {
 	}
 	if in.MaxJWTTTL == 0 {
 		in.MaxJWTTTL = time.Hour
+	}
+	if in.UnusedAfter <= 0 {
+		in.UnusedAfter = DefaultUnusedAfter
 	}
 	reach := newReach(in.Graph)
 	var out []Finding
@@ -141,6 +157,7 @@ func Evaluate(in Inputs) []Finding {
 				Evidence: []string{fmt.Sprintf("direct connection to the upstream seen %s – %s", fmtTime(e.FirstSeen), fmtTime(e.LastSeen))},
 				Fix:      "set HTTPS_PROXY to writ's proxy for the process, and block its direct route to the upstream"})
 		}
+		unattested(in.Graph, reach, add)
 	}
 
 	// Entries and policies.
@@ -163,6 +180,9 @@ func Evaluate(in Inputs) []Finding {
 				Title:    fmt.Sprintf("AccessPolicy %s is in observe mode: it does not enforce", p.Name),
 				Evidence: ev,
 				Fix:      "writ policy observe " + p.Name + " shows what it would change; replay it (writ policy replay), then writ policy promote " + p.Name + " --expect-digest DIGEST"})
+		}
+		if spec.Mode != policy.ModeObserve && in.RuleUse != nil {
+			unusedGrants(in, p, &spec, reach, add)
 		}
 		for _, s := range spec.Subjects {
 			if !strings.HasPrefix(s, "spiffe://") {
@@ -322,4 +342,109 @@ func (r *reach) holders(node string) (targets, crown []string) {
 	slices.Sort(targets)
 	slices.Sort(crown)
 	return slices.Compact(targets), slices.Compact(crown)
+}
+
+// unusedGrants adds an unused_grant finding for each allow or escalate
+// rule of policy p (in force at least in.UnusedAfter) that decided no
+// request within in.UnusedAfter: a grant nobody uses is reach an
+// attacker gets for free.
+func unusedGrants(in Inputs, p store.Resource, spec *policy.Spec, reach *reach, add func(Finding)) {
+	if p.UpdatedAt.IsZero() || in.Now.Sub(p.UpdatedAt) < in.UnusedAfter {
+		return // not in force long enough to tell
+	}
+	window := days(in.UnusedAfter)
+	for _, r := range spec.Rules {
+		if r.Effect != "allow" && r.Effect != "escalate" || r.Name == "" {
+			continue
+		}
+		last := in.RuleUse[p.Name+"/"+r.Name]
+		if !last.IsZero() && in.Now.Sub(last) < in.UnusedAfter {
+			continue
+		}
+		var targets, crown []string
+		for _, t := range r.Targets {
+			id := ""
+			switch {
+			case t.HTTP != nil && t.HTTP.Service != "":
+				id = graph.NodeID(graph.KindService, t.HTTP.Service)
+			case t.MCP != nil && t.MCP.Server != "":
+				id = graph.NodeID(graph.KindMCPServer, t.MCP.Server)
+			}
+			if id != "" && !slices.Contains(targets, id) {
+				targets = append(targets, id)
+				if reach.crown[id] {
+					crown = append(crown, id)
+				}
+			}
+		}
+		used := "it has decided no request since the log began"
+		if !last.IsZero() {
+			used = "it last decided a request at " + last.UTC().Format(time.RFC3339)
+		}
+		add(Finding{ID: p.Name + "/" + r.Name, Check: "unused_grant", Severity: "low", Nodes: targets, Reaches: targets, CrownJewels: crown,
+			Title: fmt.Sprintf("rule %s (%s) of AccessPolicy %s decided no request in %s", r.Name, r.Effect, p.Name, window),
+			Evidence: []string{fmt.Sprintf("AccessPolicy %s version %d in force since %s", p.Name, p.Version, p.UpdatedAt.UTC().Format(time.RFC3339)),
+				used, "subjects " + strings.Join(spec.Subjects, ", ")},
+			Fix: "remove the rule or narrow it (least agency: an unused grant is reach for free); writ policy learn --identity ID shows what its subjects use"})
+	}
+}
+
+// days says d in days when it is a whole number of them.
+func days(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// unattested adds an unattested_instance finding for each identity whose
+// accesses the lineage graph holds without an attested instance (a
+// bearer token or certificate presented with no instance behind it): the
+// Foundation tier asks that every access name the running instance that
+// made it.
+func unattested(g *graph.Graph, reach *reach, add func(Finding)) {
+	type sum struct {
+		n       int64
+		targets []string
+		first   time.Time
+		last    time.Time
+	}
+	by := map[string]*sum{}
+	var order []string
+	for _, e := range g.Edges {
+		if e.Kind != graph.EdgeReached || !strings.HasPrefix(e.From, graph.KindIdentity+":") || e.From == graph.NodeID(graph.KindIdentity, graph.Unidentified) {
+			continue
+		}
+		s := by[e.From]
+		if s == nil {
+			s = &sum{first: e.FirstSeen}
+			by[e.From] = s
+			order = append(order, e.From)
+		}
+		s.n += e.Allowed + e.Denied
+		s.targets = append(s.targets, e.To)
+		if !e.FirstSeen.IsZero() && (s.first.IsZero() || e.FirstSeen.Before(s.first)) {
+			s.first = e.FirstSeen
+		}
+		if e.LastSeen.After(s.last) {
+			s.last = e.LastSeen
+		}
+	}
+	for _, id := range order {
+		s := by[id]
+		slices.Sort(s.targets)
+		var crown []string
+		for _, t := range s.targets {
+			if reach.crown[t] {
+				crown = append(crown, t)
+			}
+		}
+		spiffeID := strings.TrimPrefix(id, graph.KindIdentity+":")
+		add(Finding{ID: spiffeID, Check: "unattested_instance", Severity: "medium", Nodes: append([]string{id}, s.targets...),
+			Reaches: s.targets, CrownJewels: crown,
+			Title: fmt.Sprintf("identity %s made %d accesses no attested instance is named for", spiffeID, s.n),
+			Evidence: []string{fmt.Sprintf("%d accesses to %s between %s and %s without an instance (a token or certificate presented with no attested process behind it)",
+				s.n, strings.Join(s.targets, ", "), fmtTime(s.first), fmtTime(s.last))},
+			Fix: "let writ attest the caller: fetch the SVID from the Workload API on its host or call through the local proxy (both name the instance), and bind its task tokens to the instance (writ task open --bind-instance)"})
+	}
 }

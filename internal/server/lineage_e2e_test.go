@@ -21,6 +21,7 @@ import (
 // the counts of each, and who approved.
 func TestLineageAfterScriptedRun(t *testing.T) {
 	env := setupTokenProxy(t)
+	applied := time.Now() // the policy was applied before this
 	ctx := context.Background()
 	c := env.a.in.client
 	pu, _ := url.Parse(env.proxy)
@@ -124,6 +125,37 @@ func TestLineageAfterScriptedRun(t *testing.T) {
 	for _, e := range g2.Edges {
 		if e.To == "service:api" && (e.Allowed != 3 || e.Denied != 2) {
 			t.Errorf("counts changed on a second query: %+v", e)
+		}
+	}
+	// Posture: the policy is younger than the default 30 days, so no
+	// grant is judged unused; with a 1s window (once the policy is older
+	// than that), the rule no request used is; every access named its
+	// instance, so none is unattested.
+	p, err := c.Posture(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range p.Findings {
+		if f.Check == "unused_grant" || f.Check == "unattested_instance" {
+			t.Errorf("young policy or attested accesses: %+v", f)
+		}
+	}
+	time.Sleep(time.Until(applied.Add(1100 * time.Millisecond)))
+	if p, err = c.Posture(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var unused []string
+	for _, f := range p.Findings {
+		if f.Check == "unused_grant" {
+			unused = append(unused, f.ID)
+		}
+	}
+	if !slices.Contains(unused, "unused_grant/me/internal") {
+		t.Errorf("unused grants with a 1s window = %v, want me/internal among them", unused)
+	}
+	for _, q := range []string{"unused_after=0s", "unused_after=bogus", "unused_after=100000h", "since=1h", "unused_after=1h&unused_after=2h"} {
+		if err := c.Do(ctx, http.MethodGet, "/v1/posture?"+q, nil, new(apitypes.Posture)); err == nil || !strings.Contains(err.Error(), "unused_after") {
+			t.Errorf("posture?%s: %v", q, err)
 		}
 	}
 	// Hostile query parameters are refused with the parameter named.

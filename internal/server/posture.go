@@ -93,7 +93,7 @@ func (n nodeFacts) HardwareAttested() bool {
 // postureService serves /v1/posture and /v1/tier.
 type postureService struct{ s *Server }
 
-func (p postureService) Findings(ctx context.Context) ([]posture.Finding, error) {
+func (p postureService) Findings(ctx context.Context, unusedAfter time.Duration) ([]posture.Finding, error) {
 	s := p.s
 	g, err := s.lineage.Query(ctx, graph.Query{})
 	if err != nil {
@@ -111,8 +111,22 @@ func (p postureService) Findings(ctx context.Context) ([]posture.Finding, error)
 	if err != nil {
 		return nil, err
 	}
+	// When each rule last decided: the alert engine carries it, brought
+	// up to the end of the log first.
+	if _, err := s.syncAlerts(ctx); err != nil {
+		return nil, err
+	}
+	cur, err := s.db.GetCursor(ctx, store.CursorAlerts)
+	if err != nil {
+		return nil, err
+	}
+	ruleUse := map[string]time.Time{}
+	for k, u := range alert.RuleUsage(cur.State) {
+		ruleUse[k] = u.Last
+	}
 	return posture.Evaluate(posture.Inputs{Now: s.now(), Entries: s.registry.List(), Policies: pols, Inventory: inv, Graph: g,
-		HardwareKeys: keys.HardwareBacked(), KeyProvider: keys.KeyProviderKind(), Witnesses: len(s.cfg.Audit.Witnesses)}), nil
+		HardwareKeys: keys.HardwareBacked(), KeyProvider: keys.KeyProviderKind(), Witnesses: len(s.cfg.Audit.Witnesses),
+		RuleUse: ruleUse, UnusedAfter: unusedAfter}), nil
 }
 
 func (p postureService) Tier(ctx context.Context) (tier.Report, error) {
