@@ -297,11 +297,7 @@ func (e *Enforcer) event(typ audit.Type, req *Request, out *Outcome, res *Result
 	// replay` can decide it again (#16): labels are names, not secrets.
 	if q := &req.question; q.Subject.SpiffeID != "" {
 		if len(q.Subject.Labels) > 0 {
-			v := url.Values{}
-			for k, l := range q.Subject.Labels {
-				v.Set(k, l)
-			}
-			ev.Details["subject_labels"] = v.Encode()
+			ev.Details["subject_labels"] = audit.EncodeLabels(q.Subject.Labels)
 		}
 		if len(q.TargetLabels) > 0 {
 			ev.Details["target_labels"] = strings.Join(q.TargetLabels, ",")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/learn"
 )
 
@@ -222,8 +223,9 @@ see them empty. See docs/policy-learning.md.`,
 }
 
 func printReplay(g *globals, rep *learn.ReplayReport) {
-	fmt.Fprintf(g.stdout, "%d accesses re-decided, %d unchanged, %d newly denied, %d newly allowed, %d newly need approval, %d skipped (no caller or service)\n",
-		rep.Accesses, rep.Unchanged, rep.Count(learn.NewlyDenied), rep.Count(learn.NewlyAllowed), rep.Count(learn.ApprovalRequired), rep.Skipped)
+	fmt.Fprintf(g.stdout, "%d accesses, %d token exchanges and %d task openings re-decided, %d unchanged, %d newly denied, %d newly allowed, %d newly need approval, %d tasks newly over budget, %d skipped (no caller or service, or refused before policy)\n",
+		rep.Accesses, rep.Tokens, rep.Tasks, rep.Unchanged, rep.Count(learn.NewlyDenied), rep.Count(learn.NewlyAllowed),
+		rep.Count(learn.ApprovalRequired), rep.Count(learn.BudgetExceeded), rep.Skipped)
 	for _, c := range rep.Changes {
 		rule := "default deny"
 		if c.Rule != "" {
@@ -235,10 +237,41 @@ func printReplay(g *globals, rep *learn.ReplayReport) {
 			if e.WasRule != "" {
 				was += " by " + e.WasRule
 			}
-			fmt.Fprintf(g.stdout, "  #%d %s %s %s %s (was %s)\n", e.Index, e.Time, e.Service, e.Method, e.Path, was)
-			if e.Reason != "" && c.Category == learn.NewlyDenied {
+			fmt.Fprintf(g.stdout, "  #%d %s %s (was %s)\n", e.Index, e.Time, replayWhat(&e), was)
+			if e.Reason != "" && (c.Category == learn.NewlyDenied || c.Category == learn.BudgetExceeded) {
 				fmt.Fprintf(g.stdout, "     %s\n", e.Reason)
 			}
 		}
 	}
+}
+
+// replayWhat describes the recorded decision of e.
+func replayWhat(e *learn.Example) string {
+	switch e.Kind {
+	case apitypes.ReplayToken:
+		s := "token for " + e.Audience
+		if e.Scopes != "" {
+			s += " scopes " + e.Scopes
+		}
+		return s + " (task " + e.Task + ")"
+	case apitypes.ReplayTask:
+		if e.Calls > 0 {
+			return fmt.Sprintf("task %s %q made %d calls, budget now %d", e.Task, e.Purpose, e.Calls, e.Budget)
+		}
+		s := fmt.Sprintf("open task %q for %s", e.Purpose, e.Audience)
+		if e.Scopes != "" {
+			s += " scopes " + e.Scopes
+		}
+		return s
+	case apitypes.ReplayMCP:
+		obj := "tools/call " + e.Tool
+		switch {
+		case e.Resource != "":
+			obj = "resources/read " + e.Resource
+		case e.Prompt != "":
+			obj = "prompts/get " + e.Prompt
+		}
+		return "mcp " + e.Service + " " + obj
+	}
+	return e.Service + " " + e.Method + " " + e.Path
 }

@@ -182,14 +182,23 @@ func accessOf(idx int64, ev *event) Access {
 		a.TargetLabels = strings.Split(s, ",")
 	}
 	if s := d.SubjectLabels; s != "" {
-		if v, err := url.ParseQuery(s); err == nil {
-			a.SubjectLabels = make(map[string]string, len(v))
-			for k := range v {
-				a.SubjectLabels[k] = v.Get(k)
-			}
-		}
+		a.SubjectLabels = decodeLabels(s)
 	}
 	return a
+}
+
+// decodeLabels reads details subject_labels (audit.EncodeLabels); nil
+// when they do not decode.
+func decodeLabels(s string) map[string]string {
+	v, err := url.ParseQuery(s)
+	if err != nil {
+		return nil
+	}
+	m := make(map[string]string, len(v))
+	for k := range v {
+		m[k] = v.Get(k)
+	}
+	return m
 }
 
 // Request is the policy request the access was decided with, as far as

@@ -35,6 +35,7 @@ type details struct {
 	SubjectLabels, TargetLabels             string
 	Tool, Resource, Prompt, MCPServer, Args string
 	Scope, Purpose, Calls                   string
+	PolicyEffect, Budget, BudgetRequested   string
 }
 
 func (d *details) set(k, v string) {
@@ -71,6 +72,12 @@ func (d *details) set(k, v string) {
 		d.Purpose = v
 	case "calls":
 		d.Calls = v
+	case "policy_effect":
+		d.PolicyEffect = v
+	case "budget":
+		d.Budget = v
+	case "budget_requested":
+		d.BudgetRequested = v
 	}
 }
 

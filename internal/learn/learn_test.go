@@ -57,6 +57,28 @@ func traffic() []call {
 // an audit log in a temporary SQLite store and returns the store.
 func newLog(t *testing.T, calls []call) *sqlite.DB {
 	t.Helper()
+	var evs []audit.Event
+	for i, c := range calls {
+		e := audit.Event{
+			Time: t0.Add(c.at), Type: audit.AccessAllowed, Decision: "allow", SpiffeID: c.id, Instance: "inst_1",
+			Action: c.method + " " + c.path, Policy: "old@1", Rule: "everything",
+			Details: map[string]string{"method": c.method, "path": c.path, "service": c.service, "status": "200"},
+		}
+		if c.denied {
+			e.Type, e.Decision, e.Rule, e.Policy = audit.AccessDenied, "deny", "", ""
+		}
+		evs = append(evs, e)
+		if i%3 == 0 {
+			evs = append(evs, audit.Event{Time: t0.Add(c.at), Type: audit.TokenMinted, SpiffeID: c.id})
+		}
+	}
+	return newEventLog(t, evs)
+}
+
+// newEventLog appends evs, in order, to an audit log in a temporary
+// SQLite store and returns the store.
+func newEventLog(t *testing.T, evs []audit.Event) *sqlite.DB {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
 	if err != nil {
@@ -77,23 +99,10 @@ func newLog(t *testing.T, calls []call) *sqlite.DB {
 		t.Fatal(err)
 	}
 	defer l.Close(ctx)
-	for i, c := range calls {
-		clock.Store(t0.Add(c.at).UnixNano())
-		e := audit.Event{
-			Time: t0.Add(c.at), Type: audit.AccessAllowed, Decision: "allow", SpiffeID: c.id, Instance: "inst_1",
-			Action: c.method + " " + c.path, Policy: "old@1", Rule: "everything",
-			Details: map[string]string{"method": c.method, "path": c.path, "service": c.service, "status": "200"},
-		}
-		if c.denied {
-			e.Type, e.Decision, e.Rule, e.Policy = audit.AccessDenied, "deny", "", ""
-		}
+	for _, e := range evs {
+		clock.Store(e.Time.UnixNano())
 		if _, err := l.Append(ctx, e); err != nil {
 			t.Fatal(err)
-		}
-		if i%3 == 0 {
-			if _, err := l.Append(ctx, audit.Event{Time: t0.Add(c.at), Type: audit.TokenMinted, SpiffeID: c.id}); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
 	return db

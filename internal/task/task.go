@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -228,6 +229,17 @@ func (s *Service) Open(ctx context.Context, sub Subject, req OpenRequest, source
 		Target: strings.Join(t.Audiences, " "), Action: "open_task", Decision: string(d.Effect), Policy: d.Policy, Rule: d.Rule,
 		Reason: t.Reason, Source: source, Details: map[string]string{"purpose": t.Purpose, "scope": strings.Join(t.Scopes, " "),
 			"expires": t.ExpiresAt.Format(time.RFC3339), "state": t.State, "bound_to": boundTo(t)}}
+	// What the decision saw, so that `writ policy replay` can decide the
+	// opening again and compare budgets (#16).
+	if l := audit.EncodeLabels(sub.Labels); l != "" {
+		ev.Details["subject_labels"] = l
+	}
+	if t.Budget > 0 {
+		ev.Details["budget"] = strconv.FormatInt(t.Budget, 10)
+	}
+	if req.Budget > 0 {
+		ev.Details["budget_requested"] = strconv.FormatInt(req.Budget, 10)
+	}
 	if t.Approval != "" {
 		ev.Details["approval"] = t.Approval
 	}
@@ -248,19 +260,28 @@ func (s *Service) Open(ctx context.Context, sub Subject, req OpenRequest, source
 func (s *Service) decide(ctx context.Context, sub Subject, req OpenRequest, t store.Task, now time.Time) policy.Decision {
 	base := policy.Request{Subject: policy.Subject{SpiffeID: sub.SpiffeID, Labels: sub.Labels}, Instance: sub.Instance,
 		Task: policy.Task{ID: t.ID, Purpose: t.Purpose, OnBehalfOf: t.OnBehalfOf, Groups: req.Groups}, Now: now}
+	return DecideOpen(ctx, s.c.Policy, base, t.Audiences, t.Scopes)
+}
+
+// DecideOpen is the decision on opening a task: p decides base (Subject,
+// Instance, Task and Now set) as a task request for its purpose, then as a
+// token request for each audience with scopes; the strictest answer wins
+// (deny, then approval, then allow) and the budget is the smallest any
+// answer sets. `writ policy replay` decides recorded openings with it.
+func DecideOpen(ctx context.Context, p Decider, base policy.Request, audiences, scopes []string) policy.Decision {
 	q := base
 	q.Kind = policy.KindTask
-	d := s.c.Policy.Decide(ctx, &q)
+	d := p.Decide(ctx, &q)
 	if d.Effect == policy.Deny {
 		return d
 	}
-	for _, aud := range t.Audiences {
+	for _, aud := range audiences {
 		q := base
-		q.Kind, q.Token = policy.KindToken, policy.TokenRequest{Audience: aud, Scopes: t.Scopes}
-		td := s.c.Policy.Decide(ctx, &q)
+		q.Kind, q.Token = policy.KindToken, policy.TokenRequest{Audience: aud, Scopes: scopes}
+		td := p.Decide(ctx, &q)
 		switch td.Effect {
 		case policy.Deny:
-			td.Reasons = append([]string{fmt.Sprintf("audience %s with scopes [%s] is not allowed", aud, strings.Join(t.Scopes, " "))}, td.Reasons...)
+			td.Reasons = append([]string{fmt.Sprintf("audience %s with scopes [%s] is not allowed", aud, strings.Join(scopes, " "))}, td.Reasons...)
 			return td
 		case policy.ApprovalRequired:
 			if d.Effect == policy.Allow {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,7 +120,7 @@ type Binding struct {
 // certificate-bound token. Errors are *Error; every refusal is audited.
 func (i *Issuer) Exchange(ctx context.Context, caller Caller, req *ExchangeRequest, jkt, source string) (*Response, error) {
 	start := i.c.Now()
-	resp, denial, err := i.exchange(ctx, caller, req, jkt)
+	resp, denial, q, err := i.exchange(ctx, caller, req, jkt)
 	if err != nil {
 		reason := err.Error()
 		var oe *Error
@@ -130,6 +131,12 @@ func (i *Issuer) Exchange(ctx context.Context, caller Caller, req *ExchangeReque
 			Target: req.Audience, Action: "token_exchange", Decision: "deny", Reason: reason, Source: source,
 			Policy: denial.Policy, Rule: denial.Rule, LatencyUS: i.c.Now().Sub(start).Microseconds(),
 			Details: map[string]string{"scope": strings.Join(req.Scopes, " ")}}
+		if q != nil {
+			// The policy decided (or allowed, and the budget refused):
+			// record its effect and what it saw, for `writ policy replay`.
+			e.Details["policy_effect"] = string(denial.Effect)
+			decisionDetails(q, e.Details)
+		}
 		if emitErr := i.c.Emitter.Emit(ctx, e); emitErr != nil {
 			i.c.Log.ErrorContext(ctx, "audit denied token exchange", "spiffe_id", caller.ID.String(), "task", req.Task, "error", emitErr)
 		}
@@ -142,30 +149,43 @@ func (i *Issuer) Exchange(ctx context.Context, caller Caller, req *ExchangeReque
 	return resp, nil
 }
 
-func (i *Issuer) exchange(ctx context.Context, caller Caller, req *ExchangeRequest, jkt string) (*Response, policy.Decision, error) {
+// decisionDetails records in details what the policy decision on q saw
+// beyond the exchange itself (caller labels, the task's purpose and calls),
+// so that `writ policy replay` can decide it again (#16).
+func decisionDetails(q *policy.Request, details map[string]string) {
+	if l := audit.EncodeLabels(q.Subject.Labels); l != "" {
+		details["subject_labels"] = l
+	}
+	details["task_purpose"] = q.Task.Purpose
+	details["task_calls"] = strconv.FormatInt(q.Task.Calls, 10)
+}
+
+// exchange mints the token. q is the request policy decided, nil when the
+// exchange was refused before policy was asked.
+func (i *Issuer) exchange(ctx context.Context, caller Caller, req *ExchangeRequest, jkt string) (_ *Response, _ policy.Decision, q *policy.Request, _ error) {
 	var none policy.Decision
 	now := i.c.Now()
 	t, err := i.c.Tasks.Get(ctx, req.Task)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, none, oauthErr(400, CodeInvalidGrant, "task %q does not exist; open one with POST /v1/tasks", clip(req.Task))
+		return nil, none, nil, oauthErr(400, CodeInvalidGrant, "task %q does not exist; open one with POST /v1/tasks", clip(req.Task))
 	}
 	if err != nil {
-		return nil, none, err
+		return nil, none, nil, err
 	}
 	if err := task.Usable(t, caller.ID.String(), caller.Instance); err != nil {
-		return nil, none, oauthErr(400, CodeInvalidGrant, "%v", err)
+		return nil, none, nil, oauthErr(400, CodeInvalidGrant, "%v", err)
 	}
 	if t.State != store.TaskOpen {
-		return nil, none, oauthErr(400, CodeInvalidGrant, "task %s is %s, not open", t.ID, t.State)
+		return nil, none, nil, oauthErr(400, CodeInvalidGrant, "task %s is %s, not open", t.ID, t.State)
 	}
 	if !now.Before(t.ExpiresAt) {
-		return nil, none, oauthErr(400, CodeInvalidGrant, "task %s expired at %s", t.ID, t.ExpiresAt.Format(time.RFC3339))
+		return nil, none, nil, oauthErr(400, CodeInvalidGrant, "task %s expired at %s", t.ID, t.ExpiresAt.Format(time.RFC3339))
 	}
 	if r, dead := i.c.Revoker.Check(revokeTarget(t)); dead {
-		return nil, none, oauthErr(400, CodeInvalidGrant, "task %s is dead: its %s was revoked", t.ID, r.Kind)
+		return nil, none, nil, oauthErr(400, CodeInvalidGrant, "task %s is dead: its %s was revoked", t.ID, r.Kind)
 	}
 	if !slices.Contains(t.Audiences, req.Audience) {
-		return nil, none, oauthErr(400, CodeInvalidTarget, "audience %q is not granted to task %s (granted: %s)",
+		return nil, none, nil, oauthErr(400, CodeInvalidTarget, "audience %q is not granted to task %s (granted: %s)",
 			clip(req.Audience), t.ID, strings.Join(t.Audiences, ", "))
 	}
 	scopes := req.Scopes
@@ -174,34 +194,35 @@ func (i *Issuer) exchange(ctx context.Context, caller Caller, req *ExchangeReque
 	}
 	for _, s := range scopes {
 		if !slices.Contains(t.Scopes, s) {
-			return nil, none, oauthErr(400, CodeInvalidScope, "scope %q is not granted to task %s (granted: %s); an exchange never widens its task",
+			return nil, none, nil, oauthErr(400, CodeInvalidScope, "scope %q is not granted to task %s (granted: %s); an exchange never widens its task",
 				clip(s), t.ID, strings.Join(t.Scopes, " "))
 		}
 	}
 	scopes = dedupe(scopes)
 	act, err := i.actor(ctx, req)
 	if err != nil {
-		return nil, none, err
+		return nil, none, nil, err
 	}
-	d := i.c.Policy.Decide(ctx, &policy.Request{
+	q = &policy.Request{
 		Kind:     policy.KindToken,
 		Subject:  policy.Subject{SpiffeID: caller.ID.String(), Labels: caller.Labels},
 		Instance: caller.Instance,
 		Task:     policy.Task{ID: t.ID, Purpose: t.Purpose, OnBehalfOf: t.OnBehalfOf, Calls: t.Calls},
 		Token:    policy.TokenRequest{Audience: req.Audience, Scopes: scopes},
 		Now:      now,
-	})
+	}
+	d := i.c.Policy.Decide(ctx, q)
 	switch d.Effect {
 	case policy.Allow:
 	case policy.ApprovalRequired:
-		return nil, d, oauthErr(403, CodeAccessDenied, "policy %s rule %s requires approval for this token; ask for it when opening the task", d.Policy, d.Rule)
+		return nil, d, q, oauthErr(403, CodeAccessDenied, "policy %s rule %s requires approval for this token; ask for it when opening the task", d.Policy, d.Rule)
 	default:
-		return nil, d, oauthErr(403, CodeAccessDenied, "policy denied the token: %s", strings.Join(d.Reasons, "; "))
+		return nil, d, q, oauthErr(403, CodeAccessDenied, "policy denied the token: %s", strings.Join(d.Reasons, "; "))
 	}
 	if t, err = i.c.Tasks.Charge(ctx, t.ID); errors.Is(err, store.ErrPrecondition) {
-		return nil, d, oauthErr(403, CodeAccessDenied, "task %s cannot mint: it is %s or its budget of %d calls is used up", t.ID, t.State, t.Budget)
+		return nil, d, q, oauthErr(403, CodeAccessDenied, "task %s cannot mint: it is %s or its budget of %d calls is used up", t.ID, t.State, t.Budget)
 	} else if err != nil {
-		return nil, d, err
+		return nil, d, q, err
 	}
 	exp := now.Add(i.c.Lifetime)
 	if m := time.Duration(d.Obligations.MaxTTL); m > 0 && now.Add(m).Before(exp) {
@@ -211,7 +232,7 @@ func (i *Issuer) exchange(ctx context.Context, caller Caller, req *ExchangeReque
 		exp = t.ExpiresAt
 	}
 	if exp.Unix() <= now.Unix() {
-		return nil, d, oauthErr(400, CodeInvalidGrant, "task %s expires within a second", t.ID)
+		return nil, d, q, oauthErr(400, CodeInvalidGrant, "task %s expires within a second", t.ID)
 	}
 	c := &Claims{
 		Issuer: i.c.Issuer, Subject: caller.ID.String(), Audience: Audience{req.Audience},
@@ -228,11 +249,11 @@ func (i *Issuer) exchange(ctx context.Context, caller Caller, req *ExchangeReque
 	}
 	m, err := claimsMap(c)
 	if err != nil {
-		return nil, d, err
+		return nil, d, q, err
 	}
 	raw, err := i.c.Signer.SignJWT(ctx, AccessTokenType, m)
 	if err != nil {
-		return nil, d, err
+		return nil, d, q, err
 	}
 	binding := "bearer"
 	if c.Cnf != nil && c.Cnf.JKT != "" {
@@ -244,15 +265,16 @@ func (i *Issuer) exchange(ctx context.Context, caller Caller, req *ExchangeReque
 		Target: req.Audience, Action: "token_exchange", Decision: "allow", Policy: d.Policy, Rule: d.Rule, Credential: c.ID,
 		Details: map[string]string{"scope": c.Scope, "binding": binding, "expires": c.ExpiresAt().Format(time.RFC3339),
 			"single_use": fmt.Sprint(c.SingleUse), "authenticated_by": caller.Via}}
+	decisionDetails(q, ev.Details)
 	if act != nil {
 		ev.Details["actor"] = act.Subject
 	}
 	if err := i.c.Emitter.Emit(ctx, ev); err != nil {
 		// Fail closed: a token that is not on the record is not handed out.
-		return nil, d, fmt.Errorf("audit token %s: %w", c.ID, err)
+		return nil, d, q, fmt.Errorf("audit token %s: %w", c.ID, err)
 	}
 	return &Response{AccessToken: raw, IssuedTokenType: TypeAccessToken, TokenType: tokenType,
-		ExpiresIn: exp.Unix() - now.Unix(), Scope: c.Scope, Claims: c}, d, nil
+		ExpiresIn: exp.Unix() - now.Unix(), Scope: c.Scope, Claims: c}, d, q, nil
 }
 
 // actor verifies the actor token, if any, and returns the act claim:
