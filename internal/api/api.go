@@ -159,6 +159,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		admin("GET /v1/policies", a.listPolicies)
 		admin("GET /v1/policies/{name}", a.getPolicy)
 		admin("POST /v1/policies/{name}/promote", a.promotePolicy)
+		admin("POST /v1/policies/{name}/replay", a.replayPolicy)
 	}
 
 	mux.HandleFunc("POST /v1/tasks", a.openTask)

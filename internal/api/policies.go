@@ -16,6 +16,24 @@ type Policies interface {
 	// Promote makes the observed policy name enforcing when its digest is
 	// expect; errors are apitypes.Error for what the caller must fix.
 	Promote(ctx context.Context, actor, name, expect string) (apitypes.PromoteResponse, error)
+	// Replay re-decides the traffic recorded since the observed version of
+	// name was applied with the set its promotion would leave.
+	Replay(ctx context.Context, name string, req apitypes.PolicyReplayRequest) (apitypes.PolicyReplay, error)
+}
+
+func (a *API) replayPolicy(w http.ResponseWriter, r *http.Request) {
+	var req apitypes.PolicyReplayRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		WriteError(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	resp, err := a.c.Policies.Replay(r.Context(), name, req)
+	if err != nil {
+		a.fail(w, r, "replay policy", storeError("AccessPolicy/"+name, err))
+		return
+	}
+	WriteJSON(w, http.StatusOK, resp)
 }
 
 func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {

@@ -206,10 +206,10 @@ see them empty. See docs/policy-learning.md.`,
 				printReplay(g, &rep)
 			}
 			if n := rep.Changed(); failAny && n > 0 {
-				return exitCode(1, fmt.Errorf("%s would be decided differently (--fail-on-change)", plural(int(n), "recorded access", "recorded accesses")))
+				return exitCode(1, fmt.Errorf("%s would be decided differently (--fail-on-change)", plural(int(n), "recorded decision", "recorded decisions")))
 			}
 			if n := rep.Count(learn.NewlyDenied); n > 0 {
-				return exitCode(1, fmt.Errorf("%s would be newly denied", plural(int(n), "recorded access", "recorded accesses")))
+				return exitCode(1, fmt.Errorf("%s would be newly denied", plural(int(n), "recorded decision", "recorded decisions")))
 			}
 			return nil
 		},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/scan"
 	"github.com/writ-dev/writ/internal/secrets"
+	"golang.org/x/sys/unix"
 )
 
 // scanKeyFile is the fingerprint key's file in the data directory.
@@ -225,14 +226,15 @@ func (g *globals) scanKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether f is a terminal (not merely a character
+// device: /dev/null is one too).
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
 	if !ok {
 		return false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(file.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // progress prints one updating line: bytes scanned and bytes/s.

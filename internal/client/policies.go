@@ -30,3 +30,12 @@ func (c *Client) PromotePolicy(ctx context.Context, name, digest string) (apityp
 	err := c.Do(ctx, http.MethodPost, "/v1/policies/"+url.PathEscape(name)+"/promote", apitypes.PromoteRequest{ExpectDigest: digest}, &out)
 	return out, err
 }
+
+// ReplayPolicy asks the server what promoting the observed policy name
+// would have changed on the traffic recorded since it was applied
+// (POST /v1/policies/{name}/replay); digest, when set, must be its digest.
+func (c *Client) ReplayPolicy(ctx context.Context, name, digest string) (apitypes.PolicyReplay, error) {
+	var out apitypes.PolicyReplay
+	err := c.Do(ctx, http.MethodPost, "/v1/policies/"+url.PathEscape(name)+"/replay", apitypes.PolicyReplayRequest{ExpectDigest: digest}, &out)
+	return out, err
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/writ-dev/writ/internal/api"
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/learn"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
@@ -109,33 +110,10 @@ func (ps policies) Promote(ctx context.Context, actor, name, expect string) (api
 			observed = *observeToAPI(o)
 		}
 	}
-	replaces := spec.Replaces
-	spec.Mode, spec.Replaces = "", nil
-	next, err := json.Marshal(spec)
-	if err != nil {
-		return apitypes.PromoteResponse{}, fmt.Errorf("encode promoted policy %s: %w", ref, err)
-	}
-
 	// The set the promotion leaves must compile before anything changes.
-	rs, _, err := s.storedPolicies(ctx)
+	next, replaced, _, err := ps.promotedSet(ctx, r, spec)
 	if err != nil {
 		return apitypes.PromoteResponse{}, err
-	}
-	var set []policy.Stored
-	var replaced []string
-	for _, p := range rs {
-		switch {
-		case p.Name == name:
-			set = append(set, policy.Stored{Name: name, Version: r.Version + 1, Spec: next})
-		case slices.Contains(replaces, p.Name):
-			replaced = append(replaced, p.Name)
-		default:
-			set = append(set, policy.Stored{Name: p.Name, Version: p.Version, Spec: p.Spec})
-		}
-	}
-	if _, err := policy.CompileStored(set); err != nil {
-		return apitypes.PromoteResponse{}, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest,
-			"promote %s: the resulting policy set does not compile, nothing changed: %v", ref, err)
 	}
 	out, _, err := s.db.PutResource(ctx, store.Resource{Kind: resource.KindAccessPolicy, Name: name, Spec: next, Actor: actor})
 	if err != nil {
@@ -168,4 +146,78 @@ func (ps policies) Promote(ctx context.Context, actor, name, expect string) (api
 		replaced = []string{}
 	}
 	return apitypes.PromoteResponse{Policy: ps.status(out, nil), FromVersion: r.Version, Replaced: replaced, Observed: observed}, nil
+}
+
+// promotedSet returns the spec r (observed, decoded as spec) would be
+// stored with once promoted, the policies the promotion deletes, and the
+// compiled set that would then decide. spec is changed.
+func (ps policies) promotedSet(ctx context.Context, r store.Resource, spec *policy.Spec) (json.RawMessage, []string, *policy.Snapshot, error) {
+	ref := fmt.Sprintf("%s@%d", r.Name, r.Version)
+	replaces := spec.Replaces
+	spec.Mode, spec.Replaces = "", nil
+	next, err := json.Marshal(spec)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("encode promoted policy %s: %w", ref, err)
+	}
+	rs, _, err := ps.s.storedPolicies(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var set []policy.Stored
+	var replaced []string
+	for _, p := range rs {
+		switch {
+		case p.Name == r.Name:
+			set = append(set, policy.Stored{Name: r.Name, Version: r.Version + 1, Spec: next})
+		case slices.Contains(replaces, p.Name):
+			replaced = append(replaced, p.Name)
+		default:
+			set = append(set, policy.Stored{Name: p.Name, Version: p.Version, Spec: p.Spec})
+		}
+	}
+	snap, err := policy.CompileStored(set)
+	if err != nil {
+		return nil, nil, nil, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest,
+			"promote %s: the resulting policy set does not compile, nothing changed: %v", ref, err)
+	}
+	return next, replaced, snap, nil
+}
+
+// Replay re-decides the traffic recorded since the observed version of
+// name was applied with the set its promotion would leave: what `writ
+// policy promote` shows before it switches. expect, when set, must be
+// that version's digest.
+func (ps policies) Replay(ctx context.Context, name string, req apitypes.PolicyReplayRequest) (apitypes.PolicyReplay, error) {
+	s := ps.s
+	r, err := s.db.GetResource(ctx, resource.KindAccessPolicy, name)
+	if err != nil {
+		return apitypes.PolicyReplay{}, err
+	}
+	ref := fmt.Sprintf("%s@%d", name, r.Version)
+	digest := policy.SpecDigest(r.Spec)
+	spec, err := policy.DecodeStored(r.Spec)
+	if err != nil {
+		return apitypes.PolicyReplay{}, fmt.Errorf("decode stored policy %s: %w", ref, err)
+	}
+	switch {
+	case spec.Mode != policy.ModeObserve:
+		return apitypes.PolicyReplay{}, apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
+			"policy %s is not in observe mode: it enforces already, there is nothing to promote", ref)
+	case req.ExpectDigest != "" && req.ExpectDigest != digest:
+		return apitypes.PolicyReplay{}, apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
+			"policy %s has digest %s, not the expected %s: it changed since it was reviewed; review `writ policy observe %s` again", ref, digest, req.ExpectDigest, name)
+	case req.Examples < 0 || req.Examples > 100:
+		return apitypes.PolicyReplay{}, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest,
+			"examples %d: want 0 (the default, 3) to 100", req.Examples)
+	}
+	_, _, snap, err := ps.promotedSet(ctx, r, spec)
+	if err != nil {
+		return apitypes.PolicyReplay{}, err
+	}
+	out := apitypes.PolicyReplay{Policy: name, Version: r.Version, Digest: digest, Since: r.UpdatedAt, Until: s.now()}
+	out.Report, err = learn.Replay(ctx, s.db.AuditBackend(), learn.Filter{Since: out.Since, Until: out.Until}, snap, req.Examples)
+	if err != nil {
+		return apitypes.PolicyReplay{}, fmt.Errorf("replay the traffic observed by %s: %w", ref, err)
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/writ-dev/writ/internal/alert"
 	"github.com/writ-dev/writ/internal/graph"
 	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/posture"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
@@ -200,6 +201,16 @@ func (p postureService) Tier(ctx context.Context) (tier.Report, error) {
 		}
 	}
 	f.Nodes = nf
+	pols, err := s.db.ListResources(ctx, resource.KindAccessPolicy)
+	if err != nil {
+		return tier.Report{}, err
+	}
+	f.Policies = len(pols)
+	for _, r := range pols {
+		if spec, err := policy.DecodeStored(r.Spec); err == nil && spec.Mode == policy.ModeObserve {
+			f.Observing = append(f.Observing, r.Name)
+		}
+	}
 	return tier.Evaluate(f), nil
 }
 

@@ -8,7 +8,10 @@
 // supply real facts as they gain hardware support. See docs/tier.md.
 package tier
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Verdicts.
 const (
@@ -56,6 +59,11 @@ type Facts struct {
 	Revocations, RevokedRefusals int64
 	Keys                         KeyProvider
 	Nodes                        NodeAttestation
+	// Policies is the number of AccessPolicies stored; Observing names
+	// those in observe mode (spec.mode: observe), whose decisions are
+	// recorded but not enforced.
+	Policies  int
+	Observing []string
 }
 
 // Row is one requirement, evaluated.
@@ -100,6 +108,19 @@ func Evaluate(f Facts) Report {
 		Verdict:  ratio(f.WithInstance, f.Accesses, 0.99),
 		Evidence: fmt.Sprintf("%d of %d accesses are attributed to an instance", f.WithInstance, f.Accesses),
 		ToMeet:   "send every agent call through writ's proxy or gateway with an identity (unidentified callers are refused and unattributed)"})
+
+	// Observe mode weakens enforcement: the policies soaking in it decide
+	// nothing (#16), so the report says so while it lasts.
+	enf := Met
+	evidence := fmt.Sprintf("all %d AccessPolicies enforce; none is in observe mode", f.Policies)
+	if len(f.Observing) > 0 {
+		enf = Partial
+		evidence = fmt.Sprintf("%d of %d AccessPolicies are in observe mode (decisions recorded as would_deny/would_hold, not enforced): %s",
+			len(f.Observing), f.Policies, strings.Join(f.Observing, ", "))
+	}
+	add(Row{Tier: "Foundation", ID: "policy-enforced", Requirement: "access policy is enforced, not only observed",
+		Verdict: enf, Evidence: evidence,
+		ToMeet: "review what each observed policy would change and promote it (writ policy promote NAME --expect-digest DIGEST), or delete it"})
 
 	ttl := Met
 	if f.X509TTLSeconds > 3600 {

@@ -1,6 +1,9 @@
 package tier
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 type keys struct {
 	kind string
@@ -44,5 +47,26 @@ func TestFailThenFix(t *testing.T) {
 	}
 	if r := Evaluate(Facts{}); r.Reached != "none" || verdicts(r)["unique-identity"] != NotMeasure {
 		t.Errorf("nothing observed: %s %v", r.Reached, verdicts(r))
+	}
+}
+
+// TestObserveModeWeakensEnforcement: a policy in observe mode keeps an
+// otherwise Advanced deployment below Foundation until it is promoted.
+func TestObserveModeWeakensEnforcement(t *testing.T) {
+	f := Facts{AgentProcesses: 4, WithIdentity: 4, Accesses: 100, WithInstance: 100, ByVia: map[string]int64{"mtls": 100},
+		X509TTLSeconds: 3600, CAKeys: 2, Revocations: 1, Keys: keys{"pkcs11", true}, Nodes: nodes{true}, Policies: 3}
+	if r := Evaluate(f); r.Reached != "Advanced" || verdicts(r)["policy-enforced"] != Met {
+		t.Fatalf("all enforcing: %s %v", r.Reached, verdicts(r))
+	}
+	f.Observing = []string{"narrow"}
+	r := Evaluate(f)
+	if r.Reached != "none" || verdicts(r)["policy-enforced"] != Partial {
+		t.Errorf("one observing: %s %v", r.Reached, verdicts(r))
+	}
+	for _, row := range r.Rows {
+		if row.ID == "policy-enforced" && (!strings.Contains(row.Evidence, "1 of 3 AccessPolicies are in observe mode") ||
+			!strings.Contains(row.Evidence, "narrow") || !strings.Contains(row.ToMeet, "writ policy promote")) {
+			t.Errorf("row = %+v", row)
+		}
 	}
 }
