@@ -265,19 +265,7 @@ spec:
 `
 
 func TestReplayReportsAHandWrittenChange(t *testing.T) {
-	db := newLog(t, traffic())
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(candidate), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := learn.CompileFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := learn.Replay(context.Background(), db.Audit(), learn.Filter{}, snap, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := replayCandidate(t, newLog(t, traffic()), candidate)
 	type row struct{ cat, id, policy, rule, paths string }
 	var got []row
 	for _, c := range rep.Changes {
@@ -311,4 +299,23 @@ func TestReplayReportsAHandWrittenChange(t *testing.T) {
 	if rep.Unchanged != rep.Accesses-8 {
 		t.Errorf("unchanged = %d of %d, want all but 8", rep.Unchanged, rep.Accesses)
 	}
+}
+
+// replayCandidate replays db's log with the policy file src, keeping 10
+// examples per change.
+func replayCandidate(t *testing.T, db *sqlite.DB, src string) learn.ReplayReport {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := learn.CompileFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := learn.Replay(context.Background(), db.Audit(), learn.Filter{}, snap, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }

@@ -1,9 +1,6 @@
 package learn_test
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,19 +64,7 @@ spec:
 `
 
 func TestReplayTokensAndTasks(t *testing.T) {
-	db := newEventLog(t, tokenTaskLog())
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(tokenTaskCandidate), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := learn.CompileFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := learn.Replay(context.Background(), db.Audit(), learn.Filter{}, snap, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := replayCandidate(t, newEventLog(t, tokenTaskLog()), tokenTaskCandidate)
 	if rep.Tokens != 3 || rep.Tasks != 2 || rep.Skipped != 1 || rep.Accesses != 0 {
 		t.Errorf("tokens %d tasks %d skipped %d accesses %d, want 3 2 1 0", rep.Tokens, rep.Tasks, rep.Skipped, rep.Accesses)
 	}
@@ -116,19 +101,7 @@ func TestReplayTokensAndTasks(t *testing.T) {
 func TestReplayTaskBudget(t *testing.T) {
 	evs := tokenTaskLog()
 	evs[0].Target = "mail-api" // allowed now, so its budget counts
-	db := newEventLog(t, evs)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(tokenTaskCandidate), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := learn.CompileFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := learn.Replay(context.Background(), db.Audit(), learn.Filter{}, snap, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := replayCandidate(t, newEventLog(t, evs), tokenTaskCandidate)
 	if n := rep.Count(learn.BudgetExceeded); n != 1 {
 		t.Fatalf("budget_newly_exceeded = %d, want 1: %+v", n, rep.Changes)
 	}
@@ -145,11 +118,7 @@ func TestReplayTaskBudget(t *testing.T) {
 	for i := range evs {
 		delete(evs[i].Details, "subject_labels")
 	}
-	db = newEventLog(t, evs)
-	rep, err = learn.Replay(context.Background(), db.Audit(), learn.Filter{}, snap, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = replayCandidate(t, newEventLog(t, evs), tokenTaskCandidate)
 	if n := rep.Count(learn.NewlyDenied); n != 4 {
 		t.Errorf("without labels: newly denied = %d, want 4 (both tasks, both minted tokens): %+v", n, rep.Changes)
 	}

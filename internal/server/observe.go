@@ -83,26 +83,9 @@ func (ps policies) Promote(ctx context.Context, actor, name, expect string) (api
 	s := ps.s
 	s.promoteMu.Lock()
 	defer s.promoteMu.Unlock()
-	r, err := s.db.GetResource(ctx, resource.KindAccessPolicy, name)
+	r, spec, digest, err := ps.observedVersion(ctx, name, expect, true)
 	if err != nil {
 		return apitypes.PromoteResponse{}, err
-	}
-	ref := fmt.Sprintf("%s@%d", name, r.Version)
-	digest := policy.SpecDigest(r.Spec)
-	spec, err := policy.DecodeStored(r.Spec)
-	if err != nil {
-		return apitypes.PromoteResponse{}, fmt.Errorf("decode stored policy %s: %w", ref, err)
-	}
-	switch {
-	case spec.Mode != policy.ModeObserve:
-		return apitypes.PromoteResponse{}, apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
-			"policy %s is not in observe mode: it enforces already, there is nothing to promote", ref)
-	case expect == "":
-		return apitypes.PromoteResponse{}, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest,
-			"promote %s: the digest of the version you reviewed is required; `writ policy observe %s` shows it (%s)", ref, name, digest)
-	case expect != digest:
-		return apitypes.PromoteResponse{}, apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
-			"policy %s has digest %s, not the expected %s: it changed since it was reviewed; review `writ policy observe %s` again", ref, digest, expect, name)
 	}
 	var observed apitypes.ObserveStats
 	for _, o := range s.policy.Observing() {
@@ -189,27 +172,15 @@ func (ps policies) promotedSet(ctx context.Context, r store.Resource, spec *poli
 // that version's digest.
 func (ps policies) Replay(ctx context.Context, name string, req apitypes.PolicyReplayRequest) (apitypes.PolicyReplay, error) {
 	s := ps.s
-	r, err := s.db.GetResource(ctx, resource.KindAccessPolicy, name)
+	if req.Examples < 0 || req.Examples > 100 {
+		return apitypes.PolicyReplay{}, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest,
+			"examples %d: want 0 (the default, 3) to 100", req.Examples)
+	}
+	r, spec, digest, err := ps.observedVersion(ctx, name, req.ExpectDigest, false)
 	if err != nil {
 		return apitypes.PolicyReplay{}, err
 	}
 	ref := fmt.Sprintf("%s@%d", name, r.Version)
-	digest := policy.SpecDigest(r.Spec)
-	spec, err := policy.DecodeStored(r.Spec)
-	if err != nil {
-		return apitypes.PolicyReplay{}, fmt.Errorf("decode stored policy %s: %w", ref, err)
-	}
-	switch {
-	case spec.Mode != policy.ModeObserve:
-		return apitypes.PolicyReplay{}, apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
-			"policy %s is not in observe mode: it enforces already, there is nothing to promote", ref)
-	case req.ExpectDigest != "" && req.ExpectDigest != digest:
-		return apitypes.PolicyReplay{}, apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
-			"policy %s has digest %s, not the expected %s: it changed since it was reviewed; review `writ policy observe %s` again", ref, digest, req.ExpectDigest, name)
-	case req.Examples < 0 || req.Examples > 100:
-		return apitypes.PolicyReplay{}, apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest,
-			"examples %d: want 0 (the default, 3) to 100", req.Examples)
-	}
 	_, _, snap, err := ps.promotedSet(ctx, r, spec)
 	if err != nil {
 		return apitypes.PolicyReplay{}, err
@@ -220,4 +191,31 @@ func (ps policies) Replay(ctx context.Context, name string, req apitypes.PolicyR
 		return apitypes.PolicyReplay{}, fmt.Errorf("replay the traffic observed by %s: %w", ref, err)
 	}
 	return out, nil
+}
+
+// observedVersion reads the stored policy name, which must be in observe
+// mode, and checks that its digest is expect (required when need is true).
+func (ps policies) observedVersion(ctx context.Context, name, expect string, need bool) (store.Resource, *policy.Spec, string, error) {
+	r, err := ps.s.db.GetResource(ctx, resource.KindAccessPolicy, name)
+	if err != nil {
+		return r, nil, "", err
+	}
+	ref := fmt.Sprintf("%s@%d", name, r.Version)
+	digest := policy.SpecDigest(r.Spec)
+	spec, err := policy.DecodeStored(r.Spec)
+	if err != nil {
+		return r, nil, "", fmt.Errorf("decode stored policy %s: %w", ref, err)
+	}
+	switch {
+	case spec.Mode != policy.ModeObserve:
+		return r, nil, "", apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
+			"policy %s is not in observe mode: it enforces already, there is nothing to promote", ref)
+	case expect == "" && need:
+		return r, nil, "", apitypes.Errorf(http.StatusBadRequest, apitypes.CodeBadRequest,
+			"promote %s: the digest of the version you reviewed is required; `writ policy observe %s` shows it (%s)", ref, name, digest)
+	case expect != "" && expect != digest:
+		return r, nil, "", apitypes.Errorf(http.StatusConflict, apitypes.CodeConflict,
+			"policy %s has digest %s, not the expected %s: it changed since it was reviewed; review `writ policy observe %s` again", ref, digest, expect, name)
+	}
+	return r, spec, digest, nil
 }
