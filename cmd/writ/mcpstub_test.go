@@ -5,38 +5,72 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // mcpStub is a stdio MCP server (the official Go SDK's) for scripts: it
 // serves the tools of the tools/list result in the file os.Args[1], each
-// answering "TOOL ok" with its arguments. Scripts run it behind writ's
-// gateway as an MCPServer with command: mcpstub.
+// answering "TOOL ok" with its arguments. It reads the file again on every
+// tools/list, so a script changes the server's tools (a rug pull) by
+// changing the file. Scripts run it behind writ's gateway as an MCPServer
+// with command: mcpstub.
 func mcpStub() int {
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: mcpstub TOOLS.json")
 		return 2
 	}
-	raw, err := os.ReadFile(os.Args[1])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	s := sdk.NewServer(&sdk.Implementation{Name: "mcpstub", Version: "1"}, nil)
+	var mu sync.Mutex
+	served := map[string]string{} // name: descriptor as JSON
+	load := func() error {
+		raw, err := os.ReadFile(os.Args[1])
+		if err != nil {
+			return err
+		}
+		var list struct {
+			Tools []*sdk.Tool `json:"tools"`
+		}
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		now := map[string]string{}
+		for _, t := range list.Tools {
+			name := t.Name
+			desc, _ := json.Marshal(t)
+			now[name] = string(desc)
+			if served[name] == string(desc) {
+				continue // unchanged: adding it again would notify list_changed
+			}
+			s.AddTool(t, func(_ context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+				return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: name + " ok " + string(req.Params.Arguments)}}}, nil
+			})
+		}
+		for name := range served {
+			if _, ok := now[name]; !ok {
+				s.RemoveTools(name)
+			}
+		}
+		served = now
+		return nil
 	}
-	var list struct {
-		Tools []*sdk.Tool `json:"tools"`
-	}
-	if err := json.Unmarshal(raw, &list); err != nil {
+	if err := load(); err != nil {
 		fmt.Fprintln(os.Stderr, "mcpstub:", err)
 		return 2
 	}
-	s := sdk.NewServer(&sdk.Implementation{Name: "mcpstub", Version: "1"}, nil)
-	for _, t := range list.Tools {
-		name := t.Name
-		s.AddTool(t, func(_ context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
-			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: name + " ok " + string(req.Params.Arguments)}}}, nil
-		})
-	}
+	s.AddReceivingMiddleware(func(next sdk.MethodHandler) sdk.MethodHandler {
+		return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+			if method == "tools/list" {
+				if err := load(); err != nil {
+					fmt.Fprintln(os.Stderr, "mcpstub: reload:", err)
+				}
+			}
+			return next(ctx, method, req)
+		}
+	})
 	if err := s.Run(context.Background(), &sdk.StdioTransport{}); err != nil {
 		fmt.Fprintln(os.Stderr, "mcpstub:", err)
 		return 1
