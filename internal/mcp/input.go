@@ -105,6 +105,9 @@ func supportsInputRequired(ss *sdk.ServerSession) bool {
 
 // fulfill asks an older agent over its own session for what reqs ask.
 func fulfill(ctx context.Context, ss *sdk.ServerSession, reqs sdk.InputRequestMap) (sdk.InputResponseMap, error) {
+	if ss == nil {
+		return nil, rpcError(CodeUnavailable, "the MCP server asked the agent for input, and the agent's session cannot be asked", nil)
+	}
 	out := sdk.InputResponseMap{}
 	for id, ir := range reqs {
 		var (
@@ -129,4 +132,20 @@ func fulfill(ctx context.Context, ss *sdk.ServerSession, reqs sdk.InputRequestMa
 		out[id] = res
 	}
 	return out, nil
+}
+
+// askAgent handles an answer to a prompts/get or resources/read that asks
+// the agent for input (for tools/call the SDK's server does the same):
+// policy decides every request; an agent of revision 2026-07-28 or later
+// then gets the answer as it is (nil answers) and retries itself, an
+// older one is asked over its own session and the answers are returned
+// for the gateway to retry with.
+func (g *Gateway) askAgent(ctx context.Context, caller Caller, ss *sdk.ServerSession, session string, b *backend, via string, reqs sdk.InputRequestMap) (sdk.InputResponseMap, error) {
+	if err := g.decideInputs(ctx, caller, session, b, via, reqs); err != nil {
+		return nil, err
+	}
+	if supportsInputRequired(ss) {
+		return nil, nil
+	}
+	return fulfill(ctx, ss, reqs)
 }

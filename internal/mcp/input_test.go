@@ -51,6 +51,28 @@ func inputUpstream(t testing.TB, opts *sdk.StreamableHTTPOptions) *httptest.Serv
 			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{
 				Text: fmt.Sprintf("name=%s llm=%s root=%s state=%s", name, llm, root, req.Params.RequestState)}}}, nil
 		})
+	s.AddPrompt(&sdk.Prompt{Name: "greet"}, func(_ context.Context, req *sdk.GetPromptRequest) (*sdk.GetPromptResult, error) {
+		if len(req.Params.InputResponses) == 0 {
+			return &sdk.GetPromptResult{RequestState: "p", InputRequests: sdk.InputRequestMap{
+				"name": &sdk.ElicitParams{Message: "Your name?", RequestedSchema: map[string]any{"type": "object",
+					"properties": map[string]any{"name": map[string]any{"type": "string"}}}}}}, nil
+		}
+		name := ""
+		if r, ok := req.Params.InputResponses["name"].(*sdk.ElicitResult); ok {
+			name = fmt.Sprint(r.Content["name"])
+		}
+		return &sdk.GetPromptResult{Messages: []*sdk.PromptMessage{{Role: "user", Content: &sdk.TextContent{Text: "Greet " + name}}}}, nil
+	})
+	s.AddResource(&sdk.Resource{URI: "file:///me", Name: "me"}, func(_ context.Context, req *sdk.ReadResourceRequest) (*sdk.ReadResourceResult, error) {
+		if len(req.Params.InputResponses) == 0 {
+			return &sdk.ReadResourceResult{RequestState: "r", InputRequests: sdk.InputRequestMap{"roots": &sdk.ListRootsParams{}}}, nil
+		}
+		root := ""
+		if r, ok := req.Params.InputResponses["roots"].(*sdk.ListRootsResult); ok && len(r.Roots) == 1 {
+			root = r.Roots[0].URI
+		}
+		return &sdk.ReadResourceResult{Contents: []*sdk.ResourceContents{{URI: req.Params.URI, Text: "root " + root}}}, nil
+	})
 	hs := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, opts))
 	t.Cleanup(hs.Close)
 	return hs
@@ -64,7 +86,7 @@ spec:
   rules:
     - name: ask
       effect: allow
-      targets: [{mcp: {server: helper, tools: [ask]}}]
+      targets: [{mcp: {server: helper, tools: [ask], prompts: [greet], resources: ["file:///me"]}}]
 ---
 apiVersion: writ.dev/v1
 kind: AccessPolicy
@@ -143,6 +165,15 @@ func TestGatewayRelaysInputRequests(t *testing.T) {
 					if n := asked.Load(); n != 2 {
 						t.Errorf("%s: the agent was asked %d times, want 2 (elicitation, sampling)", tag, n)
 					}
+					// prompts/get and resources/read ask the same way.
+					gp, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Name: "greet"})
+					if err != nil || len(gp.Messages) != 1 || gp.Messages[0].Content.(*sdk.TextContent).Text != "Greet ada-"+tag {
+						t.Errorf("%s: greet = %+v, %v", tag, gp, err)
+					}
+					rr, err := cs.ReadResource(ctx, &sdk.ReadResourceParams{URI: "file:///me"})
+					if err != nil || len(rr.Contents) != 1 || rr.Contents[0].Text != "root file:///work/"+tag {
+						t.Errorf("%s: read = %+v, %v", tag, rr, err)
+					}
 				}()
 			}
 			wg.Wait()
@@ -172,6 +203,12 @@ func TestGatewayRelaysInputRequests(t *testing.T) {
 		code, msg := rpcCode(err)
 		if code != CodeDenied || !strings.Contains(msg, "may not have the agent answer") {
 			t.Fatalf("%s: agent b: %v", v, err)
+		}
+		if _, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Name: "greet"}); !strings.Contains(fmt.Sprint(err), "may not have the agent answer elicitation/create (during greet)") {
+			t.Fatalf("%s: agent b greet: %v", v, err)
+		}
+		if _, err := cs.ReadResource(ctx, &sdk.ReadResourceParams{URI: "file:///me"}); !strings.Contains(fmt.Sprint(err), "may not have the agent answer roots/list (during file:///me)") {
+			t.Fatalf("%s: agent b read: %v", v, err)
 		}
 		if asked.Load() != 0 {
 			t.Fatalf("%s: agent b was asked %d times", v, asked.Load())

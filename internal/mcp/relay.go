@@ -141,14 +141,16 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				if p == nil {
 					return nil, rpcError(jsonrpc.CodeInvalidParams, "prompts/get needs params", nil)
 				}
-				return g.getPrompt(ctx, caller, session, p, resolve)
+				ss, _ := req.GetSession().(*sdk.ServerSession)
+				return g.getPrompt(ctx, caller, ss, session, p, resolve)
 
 			case "resources/read":
 				p, _ := req.GetParams().(*sdk.ReadResourceParams)
 				if p == nil {
 					return nil, rpcError(jsonrpc.CodeInvalidParams, "resources/read needs params", nil)
 				}
-				return g.readResource(ctx, caller, session, p, resolve)
+				ss, _ := req.GetSession().(*sdk.ServerSession)
+				return g.readResource(ctx, caller, ss, session, p, resolve)
 			}
 			return next(ctx, method, req)
 		}

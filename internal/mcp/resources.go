@@ -130,7 +130,7 @@ func (g *Gateway) listFailed(ctx context.Context, f served, method string, err e
 }
 
 // getPrompt decides and relays a prompts/get.
-func (g *Gateway) getPrompt(ctx context.Context, caller Caller, session string, p *sdk.GetPromptParams, resolve resolver) (sdk.Result, error) {
+func (g *Gateway) getPrompt(ctx context.Context, caller Caller, ss *sdk.ServerSession, session string, p *sdk.GetPromptParams, resolve resolver) (sdk.Result, error) {
 	b, name, ok := resolve(p.Name)
 	if !ok {
 		return nil, rpcError(jsonrpc.CodeInvalidParams, "unknown prompt "+quote(p.Name), nil)
@@ -150,7 +150,16 @@ func (g *Gateway) getPrompt(ctx context.Context, caller Caller, session string, 
 		finish(nil, err, nil)
 		return nil, err
 	}
-	gp, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Meta: upstreamMeta(p.Meta), Name: name, Arguments: p.Arguments})
+	up := &sdk.GetPromptParams{Meta: upstreamMeta(p.Meta), Name: name, Arguments: p.Arguments,
+		InputResponses: p.InputResponses, RequestState: p.RequestState}
+	gp, err := cs.GetPrompt(ctx, up)
+	if err == nil && len(gp.InputRequests) > 0 {
+		var answers sdk.InputResponseMap
+		if answers, err = g.askAgent(ctx, caller, ss, session, b, name, gp.InputRequests); err == nil && answers != nil {
+			up.InputResponses, up.RequestState = answers, gp.RequestState
+			gp, err = cs.GetPrompt(ctx, up)
+		}
+	}
 	if err != nil {
 		err = upstreamError(err)
 		finish(nil, err, nil)
@@ -168,7 +177,7 @@ func (g *Gateway) getPrompt(ctx context.Context, caller Caller, session string, 
 // readResource decides (on the upstream's URI) and relays a
 // resources/read; on the aggregate endpoint the URI is NAME__URI and the
 // contents come back with their URIs prefixed the same way.
-func (g *Gateway) readResource(ctx context.Context, caller Caller, session string, p *sdk.ReadResourceParams, resolve resolver) (sdk.Result, error) {
+func (g *Gateway) readResource(ctx context.Context, caller Caller, ss *sdk.ServerSession, session string, p *sdk.ReadResourceParams, resolve resolver) (sdk.Result, error) {
 	b, uri, ok := resolve(p.URI)
 	if !ok {
 		return nil, rpcError(jsonrpc.CodeInvalidParams, "unknown resource "+quote(p.URI)+": on /mcp, resource URIs are SERVER__URI", nil)
@@ -188,7 +197,15 @@ func (g *Gateway) readResource(ctx context.Context, caller Caller, session strin
 		finish(nil, err, nil)
 		return nil, err
 	}
-	rr, err := cs.ReadResource(ctx, &sdk.ReadResourceParams{Meta: upstreamMeta(p.Meta), URI: uri})
+	up := &sdk.ReadResourceParams{Meta: upstreamMeta(p.Meta), URI: uri, InputResponses: p.InputResponses, RequestState: p.RequestState}
+	rr, err := cs.ReadResource(ctx, up)
+	if err == nil && len(rr.InputRequests) > 0 {
+		var answers sdk.InputResponseMap
+		if answers, err = g.askAgent(ctx, caller, ss, session, b, uri, rr.InputRequests); err == nil && answers != nil {
+			up.InputResponses, up.RequestState = answers, rr.RequestState
+			rr, err = cs.ReadResource(ctx, up)
+		}
+	}
 	if err != nil {
 		err = upstreamError(err)
 		finish(nil, err, nil)
