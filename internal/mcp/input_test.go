@@ -259,3 +259,48 @@ func TestGatewayRefusesInputRequestsOnTheSharedSession(t *testing.T) {
 		}
 	}
 }
+
+// FuzzInputRequests feeds an upstream's answer, as bytes off the wire, to
+// the decoding and deciding of its input requests: nothing panics, every
+// request is put to policy before the answer can reach an agent, and a
+// refusal refuses the whole answer.
+func FuzzInputRequests(f *testing.F) {
+	f.Add([]byte(`{"content":[],"inputRequests":{"a":{"method":"elicitation/create","params":{"message":"hi","requestedSchema":{"type":"object"}}}},"requestState":"s","resultType":"input_required"}`))
+	f.Add([]byte(`{"inputRequests":{"x":{"method":"sampling/createMessage","params":{"maxTokens":5,"messages":[]}},"y":{"method":"roots/list"}}}`))
+	f.Add([]byte(`{"inputRequests":{"x":{"method":"tools/call","params":{}}}}`))
+	f.Add([]byte(`{"inputRequests":{"":{"method":"roots/list","params":null}}}`))
+	f.Add([]byte(`{"inputRequests":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var res sdk.CallToolResult
+		if err := res.UnmarshalJSON(data); err != nil {
+			return
+		}
+		var asked []string
+		deny := len(data)%2 == 0
+		g := New(Config{Authorizer: AuthorizerFunc(func(_ context.Context, _ Caller, r Request) (Decision, error) {
+			asked = append(asked, r.Method)
+			if r.Name != "tool" || r.Server != "s" {
+				t.Fatalf("decided %+v", r)
+			}
+			if deny {
+				return Decision{Reason: "no"}, nil
+			}
+			return Decision{Allow: true}, nil
+		})})
+		b := &backend{srv: &Server{Name: "s"}}
+		err := g.decideInputs(context.Background(), Caller{Key: "k"}, "", b, "tool", res.InputRequests)
+		switch {
+		case len(res.InputRequests) == 0 && (err != nil || len(asked) > 0):
+			t.Fatalf("no requests: err %v, asked %v", err, asked)
+		case deny && len(res.InputRequests) > 0 && err == nil:
+			t.Fatal("a refused input request let the answer through")
+		case !deny && err == nil && len(asked) != len(res.InputRequests):
+			t.Fatalf("%d requests, %d decided", len(res.InputRequests), len(asked))
+		}
+		for _, m := range asked {
+			if m != MethodSampling && m != MethodElicitation && m != MethodRoots {
+				t.Fatalf("decided method %q", m)
+			}
+		}
+	})
+}
