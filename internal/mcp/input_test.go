@@ -1,5 +1,7 @@
 package mcp
 
+//lint:file-ignore SA1019 the gateway relays sampling, elicitation and roots between MCP servers and agents that still use them; SEP-2577 deprecates them with a window of at least twelve months, and refusing them would break those agents
+
 import (
 	"context"
 	"fmt"
