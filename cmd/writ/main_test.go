@@ -21,6 +21,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"github.com/writ-dev/writ/internal/cli"
+	"github.com/writ-dev/writ/internal/store/postgres/pgtest"
 )
 
 func TestMain(m *testing.M) {
@@ -35,6 +36,19 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
+		// [pg]: PostgreSQL is reachable, or CI=true (where it must be:
+		// the script then fails instead of skipping).
+		Condition: func(cond string) (bool, error) {
+			if cond != "pg" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			if os.Getenv("CI") == "true" {
+				return true, nil
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return pgtest.Reachable(ctx), nil
+		},
 		Setup: func(env *testscript.Env) error {
 			port, err := freePort()
 			if err != nil {
@@ -51,6 +65,14 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			env.Setenv("TLSPORT", strconv.Itoa(tlsPort))
+			// A second server (scale-out scripts).
+			for _, v := range []string{"PORT2", "TLSPORT2"} {
+				p, err := freePort()
+				if err != nil {
+					return err
+				}
+				env.Setenv(v, strconv.Itoa(p))
+			}
 			env.Setenv("WRIT_ADDR", fmt.Sprintf("http://127.0.0.1:%d", port))
 			env.Setenv("UID", strconv.Itoa(os.Getuid()))
 			// EXAMPLES is the repository's examples directory, for
@@ -243,6 +265,24 @@ func TestScripts(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				ts.Fatalf("the Workload API at %s still issues SVIDs after 2 minutes", args[0])
+			},
+			// pgdsn VAR creates an empty PostgreSQL database for the
+			// script (dropped at its end) and sets VAR to its DSN; the
+			// script is skipped without PostgreSQL, except under CI=true.
+			"pgdsn": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 || neg {
+					ts.Fatalf("usage: pgdsn VAR")
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				dsn, drop, err := pgtest.Create(ctx)
+				ts.Check(err)
+				ts.Defer(func() {
+					if err := drop(); err != nil {
+						ts.Logf("%v", err)
+					}
+				})
+				ts.Setenv(args[0], dsn)
 			},
 			// envis VAR VALUE succeeds if $VAR is VALUE.
 			"envis": func(ts *testscript.TestScript, neg bool, args []string) {

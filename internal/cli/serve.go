@@ -154,6 +154,9 @@ func printBanner(g *globals, cfg config.Config, srv *server.Server) {
 	w := g.stdout
 	tokenFile, _ := filepath.Abs(srv.AdminTokenFile)
 	fmt.Fprintf(w, "writ is running (trust domain %s, data in %s)\n\n", cfg.TrustDomain, cfg.DataDir)
+	if srv.Role() == "server" {
+		fmt.Fprintf(w, "  Role:                           server (control plane only: no Workload API, proxy or discovery on this host; nodes serve workloads)\n")
+	}
 	fmt.Fprintf(w, "  Admin API and bundle endpoint:  http://%s\n", srv.HTTPAddr())
 	fmt.Fprintf(w, "  Admin credential file:          %s\n", tokenFile)
 	fmt.Fprintf(w, "  Store:                          %s\n", srv.StoreDescription())
@@ -170,6 +173,11 @@ func printBanner(g *globals, cfg config.Config, srv *server.Server) {
 	fmt.Fprintf(w, "\nIn another shell:\n\n")
 	fmt.Fprintf(w, "  export WRIT_ADDR=http://%s\n", srv.HTTPAddr())
 	fmt.Fprintf(w, "  export WRIT_TOKEN=$(cat %s)\n", tokenFile)
+	if srv.SocketPath() == "" {
+		// Role server: workloads are served by nodes.
+		fmt.Fprintf(w, "  writ node token create   # then on each host: writ serve --role node --server https://%s --join-token ...\n\n", srv.TLSAddr())
+		return
+	}
 	fmt.Fprintf(w, "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n", srv.SocketPath())
 	fmt.Fprintf(w, "  writ entry create --spiffe-id spiffe://%s/agent/me --selector unix:uid:%d\n\n", cfg.TrustDomain, os.Getuid())
 }

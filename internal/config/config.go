@@ -105,7 +105,8 @@ type AlertWebhook struct {
 // Node configures scale-out.
 type Node struct {
 	// Server is the server's node API, the https:// URL of its
-	// tls_listen address (role node; required).
+	// tls_listen address (role node; required); several servers on one
+	// store separated by commas, used in turn when one is unreachable.
 	Server string `yaml:"server"`
 	// ServerBundle is a file holding the trust domain's bundle: the
 	// SPIFFE bundle document of the server's /bundle endpoint, or PEM CA
@@ -484,8 +485,12 @@ func (c *Config) Validate() error {
 		bad("node_name", "%q: use at most 253 printable characters without spaces, e.g. the host name", c.NodeName)
 	}
 	if c.Role == "node" {
-		if u, err := url.Parse(c.Node.Server); err != nil || u.Scheme != "https" || u.Host == "" {
-			bad("node.server", "%q: role node needs the server's node API as an https:// URL (its tls_listen address), e.g. https://writ.example:8443", c.Node.Server)
+		// Several servers on one store: separated by commas.
+		for _, srv := range strings.Split(c.Node.Server, ",") {
+			if u, err := url.Parse(strings.TrimSpace(srv)); err != nil || u.Scheme != "https" || u.Host == "" {
+				bad("node.server", "%q: role node needs the server's node API as an https:// URL (its tls_listen address), e.g. https://writ.example:8443, or several separated by commas", srv)
+				break
+			}
 		}
 		if (c.Node.X509PoPCert == "") != (c.Node.X509PoPKey == "") {
 			bad("node.x509pop_cert", "set both x509pop_cert and x509pop_key, or neither")

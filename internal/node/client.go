@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -33,7 +34,10 @@ import (
 // X.509-SVID (spiffe://TD/writ/server) against the bundle it holds and
 // presents its node SVID once it has one.
 type client struct {
-	base     string
+	// bases are the servers' node APIs, tried in turn: a call that
+	// cannot reach one (a network error, not a refusal) goes to the next.
+	bases    []string
+	cur      atomic.Int32 // index in bases of the server in use
 	td       spiffeid.TrustDomain
 	serverID spiffeid.ID
 	dir      string // where the node SVID is kept
@@ -48,8 +52,11 @@ type client struct {
 	tr     *http.Transport
 }
 
-func newClient(base string, td spiffeid.TrustDomain, dir string) *client {
-	c := &client{base: strings.TrimSuffix(base, "/"), td: td, serverID: spiffeid.RequireFromPath(td, "/writ/server"), dir: dir}
+func newClient(bases []string, td spiffeid.TrustDomain, dir string) *client {
+	c := &client{td: td, serverID: spiffeid.RequireFromPath(td, "/writ/server"), dir: dir}
+	for _, b := range bases {
+		c.bases = append(c.bases, strings.TrimSuffix(b, "/"))
+	}
 	newTransport := func() *http.Transport {
 		return &http.Transport{ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, MaxIdleConnsPerHost: 4}
 	}
@@ -64,6 +71,23 @@ func newClient(base string, td spiffeid.TrustDomain, dir string) *client {
 	anon.TLSClientConfig = tlsconfig.TLSClientConfig(c, tlsconfig.AuthorizeID(c.serverID))
 	c.anon = &http.Client{Transport: anon, Timeout: 30 * time.Second}
 	return c
+}
+
+// base is the node API of the server in use; at is its index.
+func (c *client) base() (url string, at int32) {
+	at = c.cur.Load()
+	return c.bases[at], at
+}
+
+// failover moves to the next server if the one at index from is still
+// the one in use (concurrent failures move once), and reports whether
+// there is another server to move to.
+func (c *client) failover(from int32) bool {
+	if len(c.bases) < 2 {
+		return false
+	}
+	c.cur.CompareAndSwap(from, (from+1)%int32(len(c.bases)))
+	return true
 }
 
 // GetX509BundleForTrustDomain implements x509bundle.Source.
@@ -189,34 +213,56 @@ func (c *client) call(ctx context.Context, method, path string, body, out any) e
 	return c.callWith(ctx, c.hc, method, path, body, out)
 }
 
+// callWith makes the call on the server in use and, when that server
+// cannot be reached, on each other server in turn.
 func (c *client) callWith(ctx context.Context, hc *http.Client, method, path string, body, out any) error {
-	var rd io.Reader
+	var raw []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		raw = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	var err error
+	for range c.bases {
+		base, at := c.base()
+		var retry bool
+		if retry, err = c.callOnce(ctx, hc, base, method, path, raw, out); !retry || ctx.Err() != nil || !c.failover(at) {
+			return err
+		}
+	}
+	return err
+}
+
+// callOnce makes the call on the server at base; retry reports a failure
+// to reach it (another server may answer).
+func (c *client) callOnce(ctx context.Context, hc *http.Client, base, method, path string, raw []byte, out any) (retry bool, err error) {
+	var rd io.Reader
+	if raw != nil {
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return err
+		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return true, fmt.Errorf("%s %s%s: %w", method, base, path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return &serverError{code: resp.StatusCode, msg: strings.TrimSpace(string(msg)), path: path}
+		// A server that is shutting down or has lost its store answers
+		// 5xx: another may serve.
+		return resp.StatusCode >= 500, &serverError{code: resp.StatusCode, msg: strings.TrimSpace(string(msg)), path: path}
 	}
 	if out == nil {
 		io.Copy(io.Discard, resp.Body)
-		return nil
+		return false, nil
 	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
+	return false, json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
 }
 
 // serverError is a refusal of the server.

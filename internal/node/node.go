@@ -62,7 +62,9 @@ type Config struct {
 	// DataDir holds the replica, the node SVID, the spool and the state.
 	DataDir string
 	// Server is the server's node API (https://HOST:PORT, its
-	// tls_listen address).
+	// tls_listen address), or several servers' on one store separated
+	// by commas: the node uses one and moves to the next when it cannot
+	// reach it.
 	Server string
 	// ServerBundle is the trust bundle file used to trust the server
 	// before the node holds one of its own (see config.Node).
@@ -100,9 +102,10 @@ type Node struct {
 	name    string
 	attestN string // attestation id, from the node SVID
 
-	bundle  atomic.Pointer[spiffebundle.Bundle]
-	bundleW watchers
-	stateW  watchers // revocations, grace and eviction
+	bundle     atomic.Pointer[spiffebundle.Bundle]
+	bundleW    watchers
+	stateW     watchers // revocations, grace and eviction
+	resourcesW watchers // stored documents
 
 	seq         atomic.Int64
 	contact     atomic.Int64 // unix nanoseconds of the last message from the server
@@ -128,8 +131,9 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 		h, _ := os.Hostname()
 		c.Name = strings.ToLower(strings.SplitN(h, ".", 2)[0])
 	}
-	if _, err := url.Parse(c.Server); err != nil || !strings.HasPrefix(c.Server, "https://") {
-		return nil, fmt.Errorf("node.server %q: the server's node API as an https:// URL", c.Server)
+	servers, err := ServerURLs(c.Server)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node data directory: %w", err)
@@ -143,7 +147,7 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 			}
 		}
 	}()
-	n.client = newClient(c.Server, c.TrustDomain, c.DataDir)
+	n.client = newClient(servers, c.TrustDomain, c.DataDir)
 	if err := n.loadState(); err != nil {
 		return nil, err
 	}
@@ -204,8 +208,26 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 	return n, nil
 }
 
+// ServerURLs splits node.server: one https:// URL or several separated by
+// commas (servers on one store).
+func ServerURLs(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		u, err := url.Parse(part)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("node.server %q: each server's node API as an https://HOST:PORT URL (its tls_listen address), several separated by commas", part)
+		}
+		out = append(out, part)
+	}
+	return out, nil
+}
+
 // Name is the node's name.
 func (n *Node) Name() string { return n.name }
+
+// ServerInUse is the node API URL of the server the node uses now.
+func (n *Node) ServerInUse() string { b, _ := n.client.base(); return b }
 
 // Seq is the last change sequence the node applied.
 func (n *Node) Seq() int64 { return n.seq.Load() }
@@ -398,7 +420,16 @@ func (n *Node) follow(ctx context.Context) error {
 // streamOnce follows the stream until it breaks; got reports whether any
 // message arrived.
 func (n *Node) streamOnce(ctx context.Context) (got bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s%s?after=%d", n.client.base, nodeapi.PathStream, n.seq.Load()), nil)
+	base, at := n.client.base()
+	defer func() {
+		// The stream broke, or never started, for want of this server:
+		// the next attempt goes to the next server.
+		if err != nil && !refused(err) && ctx.Err() == nil && n.client.failover(at) {
+			next, _ := n.client.base()
+			n.c.Log.Warn("moving to another server", "from", base, "to", next, "error", err)
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s%s?after=%d", base, nodeapi.PathStream, n.seq.Load()), nil)
 	if err != nil {
 		return false, err
 	}
@@ -476,11 +507,64 @@ func (n *Node) applySnapshot(ctx context.Context, s *nodeapi.Snapshot) error {
 			}
 		}
 	}
+	if err := n.syncResources(ctx, s.Resources); err != nil {
+		return err
+	}
 	if len(s.Bundle) > 0 {
 		return n.setBundle(s.Bundle)
 	}
 	return nil
 }
+
+// syncResources makes the replica's stored documents of the followed
+// kinds those of a snapshot.
+func (n *Node) syncResources(ctx context.Context, rs []store.Resource) error {
+	keep := map[string]bool{}
+	for _, r := range rs {
+		keep[r.Kind+"/"+r.Name] = true
+		if err := n.putResource(ctx, r); err != nil {
+			return err
+		}
+	}
+	for _, k := range followedKinds {
+		have, err := n.db.ListResources(ctx, k)
+		if err != nil {
+			return err
+		}
+		for _, r := range have {
+			if !keep[r.Kind+"/"+r.Name] {
+				if err := n.db.DeleteResource(ctx, r.Kind, r.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+			}
+		}
+	}
+	n.resourcesW.notify()
+	return nil
+}
+
+// followedKinds are the document kinds a server publishes to nodes.
+var followedKinds = []string{"AccessPolicy", "Service", "MCPServer"}
+
+func (n *Node) putResource(ctx context.Context, r store.Resource) error {
+	if r.Kind == "" || r.Name == "" {
+		return fmt.Errorf("apply document: no kind or name")
+	}
+	if _, _, err := n.db.PutResource(ctx, store.Resource{Kind: r.Kind, Name: r.Name, Spec: r.Spec, Actor: "server"}); err != nil {
+		return fmt.Errorf("apply document %s/%s: %w", r.Kind, r.Name, err)
+	}
+	return nil
+}
+
+// Resources returns the replica's stored documents of kind (AccessPolicy,
+// Service, MCPServer) as the server published them, and a watch that
+// fires when they change.
+func (n *Node) Resources(ctx context.Context, kind string) ([]store.Resource, error) {
+	return n.db.ListResources(ctx, kind)
+}
+
+// WatchResources fires after the replica's documents changed.
+func (n *Node) WatchResources() (<-chan struct{}, func()) { return n.resourcesW.watch() }
 
 func (n *Node) putEntry(ctx context.Context, e store.Entry) error {
 	e.Revision, e.CreatedAt, e.UpdatedAt = 0, time.Time{}, time.Time{}
@@ -531,6 +615,20 @@ func (n *Node) applyChange(ctx context.Context, c *store.Change) error {
 		return n.putRevocation(ctx, r)
 	case nodeapi.KindBundle:
 		return n.setBundle(c.Body)
+	case nodeapi.KindResource:
+		defer n.resourcesW.notify()
+		if c.Op == store.ChangeDelete {
+			kind, name, _ := strings.Cut(c.Key, "/")
+			if err := n.db.DeleteResource(ctx, kind, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			return nil
+		}
+		var r store.Resource
+		if err := json.Unmarshal(c.Body, &r); err != nil {
+			return fmt.Errorf("change %d: document: %w", c.Seq, err)
+		}
+		return n.putResource(ctx, r)
 	case nodeapi.KindNode:
 		if c.Key == n.attestN {
 			n.evicted.Store(true)

@@ -67,6 +67,23 @@ func New(ctx context.Context, c Config) (*Registry, error) {
 	return r, nil
 }
 
+// Reload reads the entries from the store again and wakes the watchers:
+// for a change another server on the same store made.
+func (r *Registry) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.reload(ctx); err != nil {
+		return err
+	}
+	for ch := range r.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
 func (r *Registry) reload(ctx context.Context) error {
 	all, err := r.c.Store.ListEntries(ctx)
 	if err != nil {

@@ -95,6 +95,28 @@ func New(ctx context.Context, c Config) (*List, error) {
 	return l, nil
 }
 
+// Reload reads the revocations from the store again, makes them the ones
+// in force and wakes every watcher: for revocations and lifts another
+// server on the same store made. Nothing is audited (the other server
+// did).
+func (l *List) Reload(ctx context.Context) error {
+	// Held while reading, so that a revocation made here meanwhile is
+	// not dropped.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rs, err := l.c.Store.ListRevocations(ctx, l.c.Now())
+	if err != nil {
+		return fmt.Errorf("load revocations: %w", err)
+	}
+	m := make(map[key]store.Revocation, len(rs))
+	for _, r := range rs {
+		m[key{r.Kind, r.Value}] = r
+	}
+	l.set.Store(&m)
+	l.notifyLocked()
+	return nil
+}
+
 // ValidKind reports whether kind is one of the revocation kinds.
 func ValidKind(kind string) bool {
 	for _, k := range kinds {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/writ-dev/writ/internal/node/nodeapi"
 	"github.com/writ-dev/writ/internal/node/nodeattest"
 	"github.com/writ-dev/writ/internal/node/nodeserver"
+	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -55,7 +57,7 @@ func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error
 		return err
 	}
 	np.publisher = &nodeserver.Publisher{Store: s.db, Hub: np.hub, Entries: s.registry, Revocations: s.tok.revoke,
-		Bundles: s.authority, Log: s.log.With("component", "nodes")}
+		Bundles: s.authority, Resources: s.followedResources, Log: s.log.With("component", "nodes")}
 	if err := np.publisher.Start(ctx); err != nil {
 		return err
 	}
@@ -83,14 +85,66 @@ func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error
 	return err
 }
 
-// startNodes runs the publisher and the feed's pruning.
+// startNodes runs the publisher, the follower of the other servers'
+// changes and the feed's pruning.
 func (s *Server) startNodes(ctx context.Context, errc chan<- error) {
 	go func() {
 		if err := s.nodes.publisher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("change publisher: %w", err)
 		}
 	}()
+	go func() {
+		if err := s.nodes.publisher.Follow(ctx, s.refreshFromFeed); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("change follower: %w", err)
+		}
+	}()
 	go s.nodes.publisher.Prune(ctx)
+}
+
+// followedKinds are the stored document kinds published on the change
+// feed: what nodes enforce and other servers reload.
+var followedKinds = []string{resource.KindAccessPolicy, resource.KindService, resource.KindMCPServer}
+
+// followedResources lists the documents of followedKinds.
+func (s *Server) followedResources(ctx context.Context) ([]store.Resource, error) {
+	var out []store.Resource
+	for _, k := range followedKinds {
+		rs, err := s.db.ListResources(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// resourcesChanged tells nodes and the other servers that stored
+// documents changed (after an apply, a delete, a promotion).
+func (s *Server) resourcesChanged(ctx context.Context) {
+	if s.nodes.publisher != nil {
+		s.nodes.publisher.ResourcesChanged(ctx)
+	}
+}
+
+// refreshFromFeed reloads, from the store, the parts of this server's
+// state that another server on the same store changed (kinds of the
+// change feed): entries, revocations, policies, services, MCP servers,
+// node evictions. The key reload is NOTIFY writ_keys's job.
+func (s *Server) refreshFromFeed(ctx context.Context, kinds map[string]bool) error {
+	var errs []error
+	if kinds[nodeapi.KindEntry] {
+		errs = append(errs, s.registry.Reload(ctx))
+	}
+	if kinds[nodeapi.KindRevocation] {
+		errs = append(errs, s.tok.revoke.Reload(ctx))
+	}
+	if kinds[nodeapi.KindResource] {
+		errs = append(errs, s.reloadPolicy(ctx), s.reloadServices(ctx), s.reloadMCP(ctx))
+	}
+	if kinds[nodeserver.KindNodeEvicted] {
+		errs = append(errs, s.nodes.registry.Reload(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // NodeAPI returns the node API (for tests that wait for a node's

@@ -122,6 +122,7 @@ func (ps policies) Promote(ctx context.Context, actor, name, expect string) (api
 			"would_hold": strconv.FormatInt(observed.WouldHold, 10), "would_allow": strconv.FormatInt(observed.WouldAllow, 10),
 		}}))
 	errs = append(errs, s.reloadPolicy(ctx))
+	s.resourcesChanged(ctx)
 	if err := errors.Join(errs...); err != nil {
 		return apitypes.PromoteResponse{}, err
 	}

@@ -224,6 +224,7 @@ func (s *Server) kindsChanged(ctx context.Context, kinds map[string]kind, touche
 			errs = append(errs, fn(ctx))
 		}
 	}
+	s.resourcesChanged(ctx)
 	return errors.Join(errs...)
 }
 

@@ -106,6 +106,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 	if cfg.Role != "all" && cfg.Role != "server" {
 		return nil, fmt.Errorf("role %q: server.New runs the roles all and server; a node is started by internal/node", cfg.Role)
 	}
+	if cfg.Role == "server" {
+		// The control plane only: workloads are served by the nodes
+		// (writ serve --role node on each host), so this host runs no
+		// Workload API socket, no access proxy and no discovery sensor.
+		// The admin API, the console and the mTLS listener (token
+		// service and the node API) stay.
+		cfg.Proxy.Listen, cfg.Proxy.TLSListen = "off", ""
+		cfg.Discovery.Disabled = true
+	}
 	s := &Server{cfg: cfg, log: opts.Log, now: opts.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -376,12 +385,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		return nil, err
 	}
 
-	s.workloadLn, err = workload.Listen(cfg.Workload.Socket, cfg.Workload.SocketFileMode())
-	if err != nil {
-		return nil, err
+	if cfg.Role != "server" {
+		s.workloadLn, err = workload.Listen(cfg.Workload.Socket, cfg.Workload.SocketFileMode())
+		if err != nil {
+			return nil, err
+		}
+		s.warnUnreachableSocket()
+		closers = append(closers, func() { s.workloadLn.Close() })
 	}
-	s.warnUnreachableSocket()
-	closers = append(closers, func() { s.workloadLn.Close() })
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -428,17 +439,30 @@ func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
 // (server.public_url, or the bound admin address by default).
 func (s *Server) PublicURL() string { return s.cfg.Server.PublicURL }
 
-// SocketPath is the Workload API socket path.
-func (s *Server) SocketPath() string { return s.cfg.Workload.Socket }
+// SocketPath is the Workload API socket path ("" for role server, which
+// serves no workloads itself).
+func (s *Server) SocketPath() string {
+	if s.workloadLn == nil {
+		return ""
+	}
+	return s.cfg.Workload.Socket
+}
+
+// Role is the role this server runs: all or server.
+func (s *Server) Role() string { return s.cfg.Role }
 
 // Close releases what New acquired, for a server that will not Run.
 func (s *Server) Close() error {
 	s.httpLn.Close()
-	s.workloadLn.Close()
+	if s.workloadLn != nil {
+		s.workloadLn.Close()
+	}
 	s.closeProxy()
 	s.closeTokens()
 	s.attestor.Close()
-	os.Remove(s.cfg.Workload.Socket)
+	if s.workloadLn != nil {
+		os.Remove(s.cfg.Workload.Socket)
+	}
 	err := errors.Join(s.auditLog.Close(context.Background()), s.db.Close(), s.keys.Close())
 	s.lock.release()
 	return err
@@ -461,6 +485,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
+		if s.workloadLn == nil {
+			return // role server: no Workload API here
+		}
 		if err := s.workload.Serve(s.workloadLn); err != nil {
 			errc <- fmt.Errorf("workload API: %w", err)
 		}
@@ -525,7 +552,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.workload.Stop(shutdownCtx)
 	wg.Wait()
 	s.attestor.Close()
-	os.Remove(s.cfg.Workload.Socket)
+	if s.workloadLn != nil {
+		os.Remove(s.cfg.Workload.Socket)
+	}
 	// Last: every component has stopped emitting; sign the final
 	// checkpoint, with time of its own whatever the drain used.
 	closeCtx, stopClose := context.WithTimeout(context.Background(), 10*time.Second)

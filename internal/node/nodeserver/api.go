@@ -151,7 +151,7 @@ func (a *API) node(h func(http.ResponseWriter, *http.Request, nodeID)) http.Hand
 			return
 		}
 		n := nodeID{name: segs[2], attestation: leaf.Subject.SerialNumber, id: id}
-		if !a.c.Registry.Current(n.name, n.attestation) {
+		if !a.c.Registry.Check(r.Context(), n.name, n.attestation) {
 			fail(w, http.StatusForbidden, "node %s was evicted or attested again; join again with a new join token", n.name)
 			return
 		}

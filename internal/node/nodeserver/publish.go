@@ -48,13 +48,25 @@ type Publisher struct {
 	Entries     Entries
 	Revocations Revocations
 	Bundles     Bundles
-	Log         *slog.Logger
+	// Resources lists the stored documents nodes and the other servers
+	// follow (AccessPolicy, Service, MCPServer); optional. Call
+	// [Publisher.ResourcesChanged] after they change.
+	Resources func(ctx context.Context) ([]store.Resource, error)
+	Log       *slog.Logger
 
-	mu      sync.Mutex
-	entries map[string]store.Entry
-	revs    map[string]store.Revocation
-	bundle  []byte
-	ids     atomic.Pointer[map[string]bool] // SPIFFE IDs of the entries
+	mu        sync.Mutex
+	entries   map[string]store.Entry
+	revs      map[string]store.Revocation
+	resources map[string]int64 // kind/name -> version
+	bundle    []byte
+	ids       atomic.Pointer[map[string]bool] // SPIFFE IDs of the entries
+
+	// own holds the sequences this publisher appended that Follow has not
+	// passed yet; followed is the sequence up to which this server's
+	// state holds every change (its own and the others').
+	own       map[int64]bool
+	following atomic.Bool
+	followed  atomic.Int64
 }
 
 // Start appends the resync marker and records the current state; call it
@@ -64,11 +76,16 @@ func (p *Publisher) Start(ctx context.Context) error {
 		p.Log = slog.New(slog.DiscardHandler)
 	}
 	p.mu.Lock()
-	p.entries, p.revs = map[string]store.Entry{}, map[string]store.Revocation{}
+	p.entries, p.revs, p.resources, p.own = map[string]store.Entry{}, map[string]store.Revocation{}, map[string]int64{}, map[int64]bool{}
 	p.mu.Unlock()
-	if _, err := p.Store.AppendChange(ctx, store.Change{Kind: "server", Key: "start", Op: store.ChangeResync}); err != nil {
+	p.followed.Store(p.Hub.Last())
+	seq, err := p.Store.AppendChange(ctx, store.Change{Kind: "server", Key: "start", Op: store.ChangeResync})
+	if err != nil {
 		return fmt.Errorf("change feed: %w", err)
 	}
+	p.mu.Lock()
+	p.own[seq] = true
+	p.mu.Unlock()
 	// The first diff fills the maps; its changes are covered by the
 	// marker, so they are recorded without being appended.
 	p.sync(ctx, false, all)
@@ -104,9 +121,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 }
 
 // sources says which sources a sync diffs.
-type sources struct{ entries, revocations, bundle bool }
+type sources struct{ entries, revocations, bundle, resources bool }
 
-var all = sources{true, true, true}
+var all = sources{true, true, true, true}
+
+// ResourcesChanged publishes the changes of the stored documents; the
+// server calls it after an apply, a delete or a promotion.
+func (p *Publisher) ResourcesChanged(ctx context.Context) {
+	p.sync(ctx, true, sources{resources: true})
+}
 
 // Registered reports whether some entry has the SPIFFE ID id.
 func (p *Publisher) Registered(id string) bool {
@@ -132,7 +155,38 @@ func (p *Publisher) sync(ctx context.Context, publish bool, what sources) {
 			out = append(out, store.Change{Kind: nodeapi.KindBundle, Key: "bundle", Op: store.ChangePut, Body: b})
 		}
 	}
+	if what.resources && p.Resources != nil {
+		out = p.diffResources(ctx, out)
+	}
 	p.appendAll(ctx, publish, out)
+}
+
+// ResourceKey is the change key of a stored document.
+func ResourceKey(kind, name string) string { return kind + "/" + name }
+
+func (p *Publisher) diffResources(ctx context.Context, out []store.Change) []store.Change {
+	rs, err := p.Resources(ctx)
+	if err != nil {
+		p.Log.Error("list documents for the change feed", "error", err)
+		return out
+	}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		k := ResourceKey(r.Kind, r.Name)
+		seen[k] = true
+		if v, ok := p.resources[k]; ok && v == r.Version {
+			continue
+		}
+		p.resources[k] = r.Version
+		out = p.put(out, nodeapi.KindResource, k, r)
+	}
+	for k := range p.resources {
+		if !seen[k] {
+			delete(p.resources, k)
+			out = append(out, store.Change{Kind: nodeapi.KindResource, Key: k, Op: store.ChangeDelete})
+		}
+	}
+	return out
 }
 
 // put appends a put of v under kind/key to out.
@@ -197,10 +251,15 @@ func (p *Publisher) appendAll(ctx context.Context, publish bool, out []store.Cha
 		return boolInt(a.Kind != nodeapi.KindRevocation) - boolInt(b.Kind != nodeapi.KindRevocation)
 	})
 	for _, c := range out {
-		if _, err := p.Store.AppendChange(ctx, c); err != nil {
+		seq, err := p.Store.AppendChange(ctx, c)
+		if err != nil {
 			// The nodes miss this change until their next resync; the
 			// server's restart marker or an operator's restart brings it.
 			p.Log.Error("append to the change feed; nodes resync at the next server start", "kind", c.Kind, "key", c.Key, "error", err)
+			continue
+		}
+		if p.following.Load() {
+			p.own[seq] = true
 		}
 	}
 	if err := p.Hub.Poke(ctx); err != nil {
@@ -224,6 +283,11 @@ func RevocationToWire(r store.Revocation) nodeapi.Revocation {
 // as.
 func (p *Publisher) Snapshot() (nodeapi.Snapshot, int64) {
 	seq := p.Hub.Last() // first: the state read below is at least this new
+	if p.following.Load() {
+		// Changes of other servers this server has not taken in yet are
+		// sent after the snapshot (applying one twice is harmless).
+		seq = min(seq, p.followed.Load())
+	}
 	var s nodeapi.Snapshot
 	s.Entries = p.Entries.List()
 	for _, r := range p.Revocations.All() {
@@ -231,6 +295,13 @@ func (p *Publisher) Snapshot() (nodeapi.Snapshot, int64) {
 	}
 	if b, err := p.Bundles.Bundle().Marshal(); err == nil {
 		s.Bundle = b
+	}
+	if p.Resources != nil {
+		rs, err := p.Resources(context.Background())
+		if err != nil {
+			p.Log.Error("list documents for a node's snapshot", "error", err)
+		}
+		s.Resources = rs
 	}
 	return s, seq
 }

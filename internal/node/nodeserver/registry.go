@@ -103,6 +103,29 @@ func (r *Registry) Current(name, id string) bool {
 	return id != "" && r.current[id] == name
 }
 
+// Check is Current, and on a miss asks the store: a node attested
+// through another server on the same store (one that failed over to
+// this one) is current there. An eviction another server made reaches
+// this one through the change feed ([Registry.Reload]).
+func (r *Registry) Check(ctx context.Context, name, id string) bool {
+	if id == "" || r.Current(name, id) {
+		return id != ""
+	}
+	n, err := r.store.GetNode(ctx, name)
+	if err != nil || n.ID != id || !n.EvictedAt.IsZero() {
+		return false
+	}
+	r.mu.Lock()
+	for old, nm := range r.current {
+		if nm == name {
+			delete(r.current, old)
+		}
+	}
+	r.current[id] = name
+	r.mu.Unlock()
+	return true
+}
+
 // CreateJoinToken makes a join token valid for ttl (DefaultTokenTTL when
 // 0) and returns its secret, shown once, and its record.
 func (r *Registry) CreateJoinToken(ctx context.Context, ttl time.Duration, node, actor string) (string, store.JoinToken, error) {

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -137,4 +138,67 @@ func New(t testing.TB) *DB {
 	}
 	u.Path = "/" + name
 	return &DB{dsn: u.String()}
+}
+
+// ErrUnreachable is returned by Create when no test server answers.
+var ErrUnreachable = errors.New("PostgreSQL is not reachable (set WRIT_TEST_POSTGRES or start it on 127.0.0.1:5432)")
+
+// Create makes a new, empty database outside a testing.T (for
+// testscripts, whose processes are not Go tests): it returns its
+// connection string and the function that drops it. Callers skip on
+// ErrUnreachable, except under CI=true.
+func Create(ctx context.Context) (dsn string, drop func() error, err error) {
+	var admin *pgx.Conn
+	var adminDSN string
+	var errs []error
+	for _, d := range adminDSNs() {
+		if admin, err = pgx.Connect(ctx, d); err == nil {
+			adminDSN = d
+			break
+		}
+		errs = append(errs, err)
+	}
+	if admin == nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrUnreachable, errors.Join(errs...))
+	}
+	defer admin.Close(ctx)
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, err
+	}
+	name := "writ_test_" + hex.EncodeToString(b[:])
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+ident+` TEMPLATE template0 ENCODING 'UTF8'`); err != nil {
+		return "", nil, fmt.Errorf("create test database %s: %w", name, err)
+	}
+	u, err := url.Parse(adminDSN)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	drop = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, adminDSN)
+		if err != nil {
+			return fmt.Errorf("drop test database %s: %w", name, err)
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
+			return fmt.Errorf("drop test database %s: %w", name, err)
+		}
+		return nil
+	}
+	return u.String(), drop, nil
+}
+
+// Reachable reports whether a test server answers.
+func Reachable(ctx context.Context) bool {
+	for _, d := range adminDSNs() {
+		if c, err := pgx.Connect(ctx, d); err == nil {
+			c.Close(ctx)
+			return true
+		}
+	}
+	return false
 }
