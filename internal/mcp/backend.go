@@ -25,11 +25,12 @@ type backend struct {
 	refreshMu sync.Mutex // one refresh at a time
 
 	mu       sync.Mutex
-	tools    map[string]*sdk.Tool // usable tools, by upstream name
-	verdicts map[string]Verdict   // every announced tool, by upstream name
-	digests  map[string]string    // mirrored tools' digests
-	expires  time.Time            // the upstream's tools/list ttlMs ran out
-	listed   []*sdk.Tool          // every tool the upstream listed last, as it listed it
+	tools    map[string]*sdk.Tool                  // usable tools, by upstream name
+	verdicts map[string]Verdict                    // every announced tool, by upstream name
+	digests  map[string]string                     // mirrored tools' digests
+	expires  time.Time                             // the upstream's tools/list ttlMs ran out
+	listed   []*sdk.Tool                           // every tool the upstream listed last, as it listed it
+	agents   map[*sdk.ServerSession]*agentUpstream // sessions: per_agent
 }
 
 func (g *Gateway) newBackend(s *Server) *backend {
@@ -54,6 +55,7 @@ func (g *Gateway) newBackend(s *Server) *backend {
 // the agents' sessions.
 func (b *backend) close(g *Gateway) {
 	b.up.stop()
+	b.closeAgents()
 	b.mu.Lock()
 	names := slices.Collect(maps.Keys(b.digests))
 	b.tools, b.digests = map[string]*sdk.Tool{}, map[string]string{}
@@ -217,10 +219,15 @@ func (g *Gateway) forward(b *backend, tool string) sdk.ToolHandler {
 	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
 		ctx, cancel := context.WithTimeout(ctx, b.srv.Call)
 		defer cancel()
-		cs, err := b.up.session(ctx)
+		caller, ok := callerOf(req)
+		if !ok {
+			return nil, rpcError(CodeDenied, "denied: the caller is not identified", nil)
+		}
+		cs, done, err := g.upstreamFor(ctx, b, req.Session, caller, tool)
 		if err != nil {
 			return nil, rpcError(CodeUnavailable, err.Error(), nil)
 		}
+		defer done()
 		params := &sdk.CallToolParams{Meta: upstreamMeta(req.Params.Meta), Name: tool,
 			InputResponses: req.Params.InputResponses, RequestState: req.Params.RequestState}
 		if len(req.Params.Arguments) > 0 {
@@ -231,10 +238,6 @@ func (g *Gateway) forward(b *backend, tool string) sdk.ToolHandler {
 			return nil, upstreamError(err)
 		}
 		if len(res.InputRequests) > 0 {
-			caller, ok := callerOf(req)
-			if !ok {
-				return nil, rpcError(CodeDenied, "denied: the caller is not identified", nil)
-			}
 			session := ""
 			if req.Session != nil {
 				session = req.Session.ID()

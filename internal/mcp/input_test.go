@@ -65,7 +65,20 @@ func inputUpstream(t testing.TB, opts *sdk.StreamableHTTPOptions) *httptest.Serv
 		}
 		return &sdk.GetPromptResult{Messages: []*sdk.PromptMessage{{Role: "user", Content: &sdk.TextContent{Text: "Greet " + name}}}}, nil
 	})
-	s.AddResource(&sdk.Resource{URI: "file:///me", Name: "me"}, func(_ context.Context, req *sdk.ReadResourceRequest) (*sdk.ReadResourceResult, error) {
+	s.AddResource(&sdk.Resource{URI: "file:///me", Name: "me"}, func(ctx context.Context, req *sdk.ReadResourceRequest) (*sdk.ReadResourceResult, error) {
+		if ip := req.Session.InitializeParams(); ip != nil && ip.ProtocolVersion < "2026-07-28" {
+			// The pre-2026 way: a request of the server's own on its
+			// session, during the read.
+			r, err := req.Session.ListRoots(ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			root := ""
+			if len(r.Roots) == 1 {
+				root = r.Roots[0].URI
+			}
+			return &sdk.ReadResourceResult{Contents: []*sdk.ResourceContents{{URI: req.Params.URI, Text: "root " + root}}}, nil
+		}
 		if len(req.Params.InputResponses) == 0 {
 			return &sdk.ReadResourceResult{RequestState: "r", InputRequests: sdk.InputRequestMap{"roots": &sdk.ListRootsParams{}}}, nil
 		}
@@ -132,25 +145,17 @@ func inputAgent(t *testing.T, endpoint, version, token, tag string, asked *atomi
 	return cs
 }
 
-// A server's sampling, elicitation and roots requests reach exactly the
-// agent whose call asked, for every revision (the official Go SDK at both
-// ends), while several agents call at once over the gateway's one
-// upstream session; policy decides each request (down to its arguments)
-// and each decision is an audited access.
-func TestGatewayRelaysInputRequests(t *testing.T) {
-	up := inputUpstream(t, &sdk.StreamableHTTPOptions{Stateless: true})
-	srv := httpServer(t, "helper", up.URL)
-	srv.Spec.Credential = nil
-	f := newEnforced(t, inputPolicy, srv)
+// concurrentAgents runs four agents at once per revision, each answering
+// with its own tag, and checks each call got its own agent's answers.
+func concurrentAgents(t *testing.T, url string, versions []string) {
 	ctx := context.Background()
-
-	for _, v := range protocolVersions {
+	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range 4 {
 				tag := fmt.Sprintf("%s-%d", v, i)
 				var asked atomic.Int32
-				cs := inputAgent(t, f.url+"/mcp/helper", v, "agent-token", tag, &asked)
+				cs := inputAgent(t, url, v, "agent-token", tag, &asked)
 				waitTools(t, cs, "ask")
 				wg.Add(1)
 				go func() {
@@ -181,6 +186,22 @@ func TestGatewayRelaysInputRequests(t *testing.T) {
 			wg.Wait()
 		})
 	}
+
+}
+
+// A server's sampling, elicitation and roots requests reach exactly the
+// agent whose call asked, for every revision (the official Go SDK at both
+// ends), while several agents call at once over the gateway's one
+// upstream session; policy decides each request (down to its arguments)
+// and each decision is an audited access.
+func TestGatewayRelaysInputRequests(t *testing.T) {
+	up := inputUpstream(t, &sdk.StreamableHTTPOptions{Stateless: true})
+	srv := httpServer(t, "helper", up.URL)
+	srv.Spec.Credential = nil
+	f := newEnforced(t, inputPolicy, srv)
+	ctx := context.Background()
+
+	concurrentAgents(t, f.url+"/mcp/helper", protocolVersions)
 
 	// The arguments of a sampling request are decided too: 5000 tokens
 	// is more than the rule allows; the agent is asked nothing.
@@ -305,4 +326,69 @@ func FuzzInputRequests(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sessions: per_agent: a server of a revision before 2026-07-28 asks the
+// agent the pre-2026 way (a request of its own on its session during the
+// call); each agent session has an upstream session of its own, so the
+// request reaches exactly the agent whose call it is, decided by policy;
+// the upstream session ends with the agent's.
+func TestGatewayPerAgentSessions(t *testing.T) {
+	up := inputUpstream(t, nil) // stateful: 2025-11-25 with the gateway
+	srv := httpServer(t, "helper", up.URL)
+	srv.Spec.Credential = nil
+	srv.Spec.Sessions = SessionsPerAgent
+	f := newEnforced(t, inputPolicy, srv)
+	legacy := []string{"2025-06-18", "2025-11-25"}
+	concurrentAgents(t, f.url+"/mcp/helper", legacy)
+	// Those agents' sessions are closed: their upstream sessions end too.
+	b := f.gw.backend("helper")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b.mu.Lock()
+		n := len(b.agents)
+		b.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d per-agent upstream sessions outlived their agents", n)
+		}
+	}
+
+	for _, v := range legacy {
+		var asked atomic.Int32
+		cs := inputAgent(t, f.url+"/mcp/helper", v, "other-token", "b", &asked)
+		waitTools(t, cs, "ask")
+		_, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}})
+		if err == nil || asked.Load() != 0 {
+			t.Fatalf("%s: agent b: %v, asked %d times", v, err, asked.Load())
+		}
+	}
+	f.enforcer.Flush()
+	denied := 0
+	for _, ev := range f.ev.Take() {
+		if ev.Type == "access.denied" && ev.SpiffeID == "spiffe://writ.local/agent/b" && strings.Contains(ev.Details["tool"], "/") {
+			denied++
+		}
+	}
+	if denied < len(legacy) {
+		t.Fatalf("agent b's refused requests recorded: %d, want at least %d", denied, len(legacy))
+	}
+
+	// A 2026 agent is stateless: its calls go over the shared session,
+	// where this server's requests are refused.
+	var asked atomic.Int32
+	cs := inputAgent(t, f.url+"/mcp/helper", "2026-07-28", "agent-token", "new", &asked)
+	waitTools(t, cs, "ask")
+	if _, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}}); err == nil || asked.Load() != 0 {
+		t.Fatalf("2026 agent over a legacy server: %v, asked %d", err, asked.Load())
+	}
+
+	// Agent b's sessions are still open, and so are their upstream ones.
+	b.mu.Lock()
+	n := len(b.agents)
+	b.mu.Unlock()
+	if n == 0 {
+		t.Fatal("no per-agent upstream sessions while agents are connected")
+	}
 }

@@ -144,12 +144,13 @@ func (g *Gateway) getPrompt(ctx context.Context, caller Caller, ss *sdk.ServerSe
 	if err != nil {
 		return nil, err
 	}
-	cs, err := b.up.session(ctx)
+	cs, done, err := g.upstreamFor(ctx, b, ss, caller, name)
 	if err != nil {
 		err = rpcError(CodeUnavailable, err.Error(), nil)
 		finish(nil, err, nil)
 		return nil, err
 	}
+	defer done()
 	up := &sdk.GetPromptParams{Meta: upstreamMeta(p.Meta), Name: name, Arguments: p.Arguments,
 		InputResponses: p.InputResponses, RequestState: p.RequestState}
 	gp, err := cs.GetPrompt(ctx, up)
@@ -191,12 +192,13 @@ func (g *Gateway) readResource(ctx context.Context, caller Caller, ss *sdk.Serve
 	if err != nil {
 		return nil, err
 	}
-	cs, err := b.up.session(ctx)
+	cs, done, err := g.upstreamFor(ctx, b, ss, caller, uri)
 	if err != nil {
 		err = rpcError(CodeUnavailable, err.Error(), nil)
 		finish(nil, err, nil)
 		return nil, err
 	}
+	defer done()
 	up := &sdk.ReadResourceParams{Meta: upstreamMeta(p.Meta), URI: uri, InputResponses: p.InputResponses, RequestState: p.RequestState}
 	rr, err := cs.ReadResource(ctx, up)
 	if err == nil && len(rr.InputRequests) > 0 {

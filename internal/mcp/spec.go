@@ -49,9 +49,16 @@ type ServerSpec struct {
 	Tools map[string]ToolSpec `yaml:"tools,omitempty" json:"tools,omitempty"`
 	// LogArguments records the raw arguments of each call in the audit
 	// log; by default only their digest is recorded.
-	LogArguments bool         `yaml:"log_arguments,omitempty" json:"log_arguments,omitempty"`
-	Timeouts     TimeoutsSpec `yaml:"timeouts,omitempty" json:"timeouts,omitzero"`
-	Restart      RestartSpec  `yaml:"restart,omitempty" json:"restart,omitzero"`
+	LogArguments bool `yaml:"log_arguments,omitempty" json:"log_arguments,omitempty"`
+	// Sessions is shared (the default: every agent's calls go over the
+	// gateway's one upstream session) or per_agent: each agent session
+	// of a revision before 2026-07-28 gets an upstream session of its
+	// own (for a stdio server, a process of its own), over which the
+	// server may ask that agent for sampling, elicitation and roots
+	// during a call the pre-2026 way (see docs/mcp.md).
+	Sessions string       `yaml:"sessions,omitempty" json:"sessions,omitempty"`
+	Timeouts TimeoutsSpec `yaml:"timeouts,omitempty" json:"timeouts,omitzero"`
+	Restart  RestartSpec  `yaml:"restart,omitempty" json:"restart,omitzero"`
 }
 
 // CredentialSpec names a broker credential and where it goes.
@@ -91,6 +98,12 @@ type RestartSpec struct {
 	Initial string `yaml:"initial,omitempty" json:"initial,omitempty"`
 	Max     string `yaml:"max,omitempty" json:"max,omitempty"`
 }
+
+// Session modes (ServerSpec.Sessions).
+const (
+	SessionsShared   = "shared"
+	SessionsPerAgent = "per_agent"
+)
 
 // Pin modes.
 const (
@@ -223,6 +236,11 @@ func compile(name string, version int64, spec ServerSpec, bad badf) (*Server, er
 				return nil, bad(fmt.Sprintf("tools.%s.labels.%d", tool, i), "%q is not a label: use lower-case letters, digits, '_', '.', ':' or '-', such as untrusted_content", l)
 			}
 		}
+	}
+	switch spec.Sessions {
+	case "", SessionsShared, SessionsPerAgent:
+	default:
+		return nil, bad("sessions", "%q: write shared (the default) or per_agent", spec.Sessions)
 	}
 	var err error
 	dur := func(field, v string, def, max time.Duration) (time.Duration, error) {

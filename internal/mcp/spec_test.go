@@ -124,6 +124,7 @@ func TestStoredSpecErrors(t *testing.T) {
 		{"restart for url", "  url: https://x/mcp\n  restart: {initial: 1s}\n", "spec.restart: only a stdio server"},
 		{"restart max below initial", "  command: x\n  restart: {initial: 10s, max: 1s}\n", "spec.restart.max: 1s is shorter"},
 		{"relative dir", "  command: x\n  dir: work\n", "spec.dir: \"work\" must be an absolute path"},
+		{"bad sessions", "  command: x\n  sessions: each\n", "s.yaml:6:13: spec.sessions: \"each\": write shared (the default) or per_agent"},
 		{"unknown field", "  command: x\n  upstream: y\n", "s.yaml:6:3: spec.upstream: unknown field"},
 		{"missing manifest file", "  command: x\n  pin: signed\n  publisher_key: ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n  manifest: /nonexistent/m.json\n", "spec.manifest: read /nonexistent/m.json"},
 	} {

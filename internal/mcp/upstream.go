@@ -145,8 +145,27 @@ func (u *upstream) run(ctx context.Context) {
 	}
 }
 
-// connect starts or dials the upstream and initialises a session.
+// connect starts or dials the upstream and initialises the shared
+// session.
 func (u *upstream) connect(ctx context.Context) (*sdk.ClientSession, error) {
+	return u.dial(ctx, &sdk.ClientOptions{
+		// The session is every agent's: it declares no sampling,
+		// elicitation or roots, so the server cannot ask them of it
+		// outside a call, where no agent could be told apart. Input
+		// requests within a call come back in its answer (input.go).
+		Capabilities: &sdk.ClientCapabilities{},
+		ToolListChangedHandler: func(ctx context.Context, _ *sdk.ToolListChangedRequest) {
+			if u.onToolsChanged != nil {
+				u.onToolsChanged(ctx)
+			}
+		},
+	})
+}
+
+// dial starts or dials the upstream (a stdio server: another process of
+// it) and initialises a session of a client with opts. The client passes
+// input-required answers on instead of fulfilling them (input.go).
+func (u *upstream) dial(ctx context.Context, opts *sdk.ClientOptions, mw ...sdk.Middleware) (*sdk.ClientSession, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.srv.Connect)
 	defer cancel()
 	var secret broker.Secret
@@ -166,20 +185,11 @@ func (u *upstream) connect(ctx context.Context) (*sdk.ClientSession, error) {
 		}
 		u.mu.Unlock()
 	}
-	client := sdk.NewClient(&sdk.Implementation{Name: "writ-mcp-gateway", Version: "1"}, &sdk.ClientOptions{
-		Logger: u.log,
-		// The session is every agent's: it declares no sampling,
-		// elicitation or roots, so the server cannot ask them of it
-		// outside a call, where no agent could be told apart. Input
-		// requests within a call come back in its answer (input.go).
-		Capabilities:   &sdk.ClientCapabilities{},
-		MultiRoundTrip: &sdk.MultiRoundTripOptions{Disabled: true},
-		ToolListChangedHandler: func(ctx context.Context, _ *sdk.ToolListChangedRequest) {
-			if u.onToolsChanged != nil {
-				u.onToolsChanged(ctx)
-			}
-		},
-	})
+	o := *opts
+	o.Logger = u.log
+	o.MultiRoundTrip = &sdk.MultiRoundTripOptions{Disabled: true}
+	client := sdk.NewClient(&sdk.Implementation{Name: "writ-mcp-gateway", Version: "1"}, &o)
+	client.AddReceivingMiddleware(mw...)
 	var t sdk.Transport
 	if u.srv.Stdio() {
 		cmd := exec.Command(u.srv.Spec.Command, u.srv.Spec.Args...)
