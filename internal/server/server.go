@@ -379,7 +379,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Inventory: func(ctx context.Context) (apitypes.Inventory, error) {
 			return s.api.Inventory(ctx, api.InventoryQuery{})
 		},
-		MCP: mcpAdmin{s},
+		MCP:      mcpAdmin{s},
+		Lineage:  s.lineage,
+		Alerts:   alertsService{s},
+		Posture:  postureService{s},
+		Policies: policies{s},
+		History:  s.db.ResourceHistory,
+		Replay:   s.consoleReplay,
 	})
 	if err != nil {
 		return nil, err

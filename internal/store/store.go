@@ -162,6 +162,9 @@ type Resources interface {
 	GetResource(ctx context.Context, kind, name string) (Resource, error)
 	ListResources(ctx context.Context, kind string) ([]Resource, error)
 	DeleteResource(ctx context.Context, kind, name string) error
+	// ResourceHistory returns up to limit stored versions of kind/name,
+	// newest first, without deletion markers; none for an unknown name.
+	ResourceHistory(ctx context.Context, kind, name string, limit int) ([]Resource, error)
 }
 
 // Store is every aggregate of one backend.

@@ -12,6 +12,7 @@ import (
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/tier"
 )
 
 func (w *Console) routes() {
@@ -34,6 +35,12 @@ func (w *Console) routes() {
 	m.Handle("GET /ui/audit/{id}", w.need(store.RoleViewer, w.auditEvent))
 	m.Handle("GET /ui/audit/{id}/proof", w.need(store.RoleViewer, w.auditProof))
 	m.Handle("GET /ui/policies", w.need(store.RoleViewer, w.policies))
+	m.Handle("GET /ui/lineage", w.need(store.RoleViewer, w.lineage))
+	m.Handle("GET /ui/lineage/node", w.need(store.RoleViewer, w.lineageNode))
+	m.Handle("GET /ui/alerts", w.need(store.RoleViewer, w.alerts))
+	m.Handle("POST /ui/alerts/{id}/ack", w.need(store.RoleApprover, w.decideAlert(store.AlertAcknowledged)))
+	m.Handle("POST /ui/alerts/{id}/resolve", w.need(store.RoleApprover, w.decideAlert(store.AlertResolved)))
+	m.Handle("GET /ui/posture", w.need(store.RoleViewer, w.posture))
 	m.Handle("GET /ui/mcp", w.need(store.RoleViewer, w.mcp))
 	m.Handle("POST /ui/mcp/{server}/{tool}/approve", w.need(store.RoleAdmin, w.approveTool))
 	m.HandleFunc("/ui/", func(rw http.ResponseWriter, r *http.Request) {
@@ -43,8 +50,8 @@ func (w *Console) routes() {
 
 // nav is the menu, in order.
 var nav = []struct{ Path, Title string }{
-	{"/ui/", "Overview"}, {"/ui/inventory", "Inventory"}, {"/ui/approvals", "Approvals"},
-	{"/ui/audit", "Audit"}, {"/ui/policies", "Policies"}, {"/ui/mcp", "MCP"},
+	{"/ui/", "Overview"}, {"/ui/inventory", "Inventory"}, {"/ui/lineage", "Lineage"}, {"/ui/approvals", "Approvals"},
+	{"/ui/alerts", "Alerts"}, {"/ui/posture", "Posture"}, {"/ui/audit", "Audit"}, {"/ui/policies", "Policies"}, {"/ui/mcp", "MCP"},
 }
 
 // render writes page name with data. The layout reads .Page, .User,
@@ -122,11 +129,55 @@ func (w *Console) overview(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	size, cp, signed := w.c.Audit.AuditStatus()
-	w.render(rw, r, http.StatusOK, "overview", map[string]any{
+	data := map[string]any{
 		"Pending": pending, "OpenTasks": len(open), "Denied": denied.Events, "Chart": chart,
 		"LiveInstances": live, "Identities": len(inv.Identities), "Shadow": shadow,
 		"AuditSize": size, "Checkpoint": cp, "Signed": signed, "Unchecked": size - cp.Size,
-	})
+	}
+	if w.c.Alerts != nil {
+		list, sum, err := w.c.Alerts.List(ctx, store.AlertFilter{State: store.AlertOpen})
+		if err != nil {
+			w.fail(rw, r, "list alerts", err)
+			return
+		}
+		type openAlert struct {
+			store.Alert
+			Dwell string
+		}
+		var rows []openAlert
+		for _, a := range list {
+			if len(rows) < 10 {
+				rows = append(rows, openAlert{a, roughly(max(now.Sub(a.FirstEvidence), 0))})
+			}
+		}
+		oldest := ""
+		if !sum.OldestOpenFirstEvent.IsZero() {
+			oldest = roughly(max(now.Sub(sum.OldestOpenFirstEvent), 0))
+		}
+		// The summary of the open ones has no dwell; the whole list's has.
+		_, all, err := w.c.Alerts.List(ctx, store.AlertFilter{})
+		if err != nil {
+			w.fail(rw, r, "list alerts", err)
+			return
+		}
+		data["Alerts"] = map[string]any{"Open": rows, "OpenCount": len(list), "Oldest": oldest, "S": all,
+			"DwellMedian": roughly(all.DwellMedian), "Coverage": int(all.Coverage*100 + 0.5), "Detection": int(all.DetectionCoverage*100 + 0.5)}
+	}
+	if w.c.Posture != nil {
+		rep, err := w.c.Posture.Tier(ctx)
+		if err != nil {
+			w.fail(rw, r, "tier report", err)
+			return
+		}
+		unmet := 0
+		for _, row := range rep.Rows {
+			if row.Verdict != tier.Met {
+				unmet++
+			}
+		}
+		data["Tier"] = map[string]any{"Reached": rep.Reached, "Unmet": unmet, "Rows": len(rep.Rows)}
+	}
+	w.render(rw, r, http.StatusOK, "overview", data)
 }
 
 // chartBar is one minute of the decisions chart.
@@ -276,7 +327,14 @@ func (w *Console) inventory(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, "inventory", err)
 		return
 	}
-	w.render(rw, r, http.StatusOK, "inventory", inv)
+	var pins []store.Pin
+	if w.c.MCP != nil {
+		if pins, err = w.c.MCP.Pins(r.Context(), ""); err != nil {
+			w.fail(rw, r, "list MCP pins", err)
+			return
+		}
+	}
+	w.render(rw, r, http.StatusOK, "inventory", map[string]any{"Inv": inv, "Tools": pins})
 }
 
 func (w *Console) auditSearch(rw http.ResponseWriter, r *http.Request) {
@@ -351,29 +409,6 @@ func safeFile(s string) string {
 		}
 		return -1
 	}, s)
-}
-
-func (w *Console) policies(rw http.ResponseWriter, r *http.Request) {
-	ps, err := w.c.Resources.ListResources(r.Context(), "AccessPolicy")
-	if err != nil {
-		w.fail(rw, r, "list policies", err)
-		return
-	}
-	type pol struct {
-		apitypes.Resource
-		Spec string
-	}
-	out := make([]pol, 0, len(ps))
-	for _, p := range ps {
-		var v any
-		spec := string(p.Spec)
-		if json.Unmarshal(p.Spec, &v) == nil {
-			b, _ := json.MarshalIndent(v, "", "  ")
-			spec = string(b)
-		}
-		out = append(out, pol{p, spec})
-	}
-	w.render(rw, r, http.StatusOK, "policies", out)
 }
 
 func (w *Console) mcp(rw http.ResponseWriter, r *http.Request) {

@@ -94,6 +94,19 @@ type Config struct {
 	MCP MCP
 	// OIDC is optional: without it only local accounts log in.
 	OIDC *OIDC
+	// Lineage is optional: without it the lineage map says so.
+	Lineage Lineage
+	// Alerts is optional: without it the Alerts page says so and the
+	// Overview shows no alerts.
+	Alerts Alerts
+	// Posture is optional: without it the Posture page says so and the
+	// Overview shows no tier verdict.
+	Posture Posture
+	// Policies, History and Replay are optional: without them the
+	// Policies page shows the current versions only.
+	Policies Policies
+	History  History
+	Replay   Replay
 }
 
 // Console is the /ui/ handler.
@@ -145,7 +158,8 @@ func (w *Console) Close() {
 }
 
 // pageNames are the templates, each rendered inside layout.html.
-var pageNames = []string{"login", "overview", "approvals", "inventory", "audit", "event", "policies", "mcp", "error"}
+var pageNames = []string{"login", "overview", "approvals", "inventory", "audit", "event", "policies", "mcp", "error",
+	"lineage", "node", "alerts", "posture"}
 
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{

@@ -89,6 +89,28 @@ func (d *DB) ListResources(ctx context.Context, kind string) ([]store.Resource, 
 	return out, nil
 }
 
+// ResourceHistory implements store.Resources.
+func (d *DB) ResourceHistory(ctx context.Context, kind, name string, limit int) ([]store.Resource, error) {
+	rows, err := d.pool.Query(ctx, `SELECT kind, name, version, spec, actor, updated_at FROM resources
+		WHERE kind = $1 AND name = $2 AND NOT deleted ORDER BY version DESC LIMIT $3`, kind, name, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s %q: %w", kind, name, err)
+	}
+	out, err := collect(rows, func(row pgx.Row) (store.Resource, error) {
+		var (
+			r  store.Resource
+			ua int64
+		)
+		err := row.Scan(&r.Kind, &r.Name, &r.Version, &r.Spec, &r.Actor, &ua)
+		r.UpdatedAt = fromNano(ua)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history of %s %q: %w", kind, name, err)
+	}
+	return out, nil
+}
+
 // DeleteResource implements store.Resources. The history is kept: a
 // tombstone version marks the deletion.
 func (d *DB) DeleteResource(ctx context.Context, kind, name string) error {

@@ -77,6 +77,29 @@ func (d *DB) ListResources(ctx context.Context, kind string) ([]store.Resource, 
 	return out, rows.Err()
 }
 
+// ResourceHistory implements store.Resources.
+func (d *DB) ResourceHistory(ctx context.Context, kind, name string, limit int) ([]store.Resource, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT kind, name, version, spec, actor, updated_at FROM resources
+		WHERE kind = ? AND name = ? AND deleted = 0 ORDER BY version DESC LIMIT ?`, kind, name, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s %q: %w", kind, name, err)
+	}
+	defer rows.Close()
+	var out []store.Resource
+	for rows.Next() {
+		var (
+			r  store.Resource
+			ua int64
+		)
+		if err := rows.Scan(&r.Kind, &r.Name, &r.Version, &r.Spec, &r.Actor, &ua); err != nil {
+			return nil, fmt.Errorf("history of %s %q: %w", kind, name, err)
+		}
+		r.UpdatedAt = fromNano(ua)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 // DeleteResource implements store.Resources. The history is kept: a
 // tombstone version marks the deletion.
 func (d *DB) DeleteResource(ctx context.Context, kind, name string) error {

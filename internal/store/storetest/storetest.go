@@ -268,6 +268,19 @@ func testResources(t *testing.T, s store.Store) {
 	if err != nil || r.Version != 4 {
 		t.Errorf("re-create = v%d %v, want v4", r.Version, err)
 	}
+	// The history: every stored version newest first, without the
+	// deletion marker (v3), bounded by limit.
+	hist, err := s.ResourceHistory(ctx, "AccessPolicy", "p", 10)
+	if err != nil || len(hist) != 3 || hist[0].Version != 4 || hist[1].Version != 2 || hist[2].Version != 1 ||
+		string(hist[1].Spec) != `{"a":2}` || hist[1].Actor != "bob" {
+		t.Errorf("ResourceHistory = %+v, %v", hist, err)
+	}
+	if hist, err := s.ResourceHistory(ctx, "AccessPolicy", "p", 1); err != nil || len(hist) != 1 || hist[0].Version != 4 {
+		t.Errorf("ResourceHistory limit 1 = %+v, %v", hist, err)
+	}
+	if hist, err := s.ResourceHistory(ctx, "AccessPolicy", "nope", 10); err != nil || len(hist) != 0 {
+		t.Errorf("ResourceHistory of an unknown name = %+v, %v", hist, err)
+	}
 }
 
 func names(ids []store.Entry) []string {
