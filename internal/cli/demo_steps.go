@@ -248,7 +248,7 @@ func (d *demo) shadowAgent(ctx context.Context, mailAddr string) (stop func(), e
 		return nil, fmt.Errorf("demo: discovery did not report pid %d as an unidentified agent with a static credential (found %v)", pid, kinds)
 	}
 	d.detail("writ discover found it: shadow (%s)", strings.Join(kinds, ", "))
-	post, err := d.admin.Posture(ctx)
+	post, err := d.admin.Posture(ctx, 0)
 	if err != nil {
 		stop()
 		return nil, err

@@ -385,7 +385,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Posture:  postureService{s},
 		Policies: policies{s},
 		History:  s.db.ResourceHistory,
-		Replay:   s.consoleReplay,
 	})
 	if err != nil {
 		return nil, err

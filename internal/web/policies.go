@@ -3,9 +3,9 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/learn"
@@ -15,10 +15,6 @@ import (
 // History returns up to limit stored versions of kind/name, newest first
 // (store.Resources.ResourceHistory).
 type History func(ctx context.Context, kind, name string, limit int) ([]store.Resource, error)
-
-// Replay re-decides the recorded accesses since a time with the stored
-// policies, those in observe mode as if promoted (learn.Replay).
-type Replay func(ctx context.Context, since time.Time) (learn.ReplayReport, error)
 
 // historyDepth is how many versions of a policy the page shows.
 const historyDepth = 10
@@ -158,23 +154,29 @@ func (w *Console) policies(rw http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, pv)
 	}
-	data := map[string]any{"Policies": out, "Observed": observed, "CanReplay": w.c.Replay != nil}
-	if win := r.URL.Query().Get("replay"); win != "" && w.c.Replay != nil {
-		d, err := time.ParseDuration(win)
-		if err != nil || d <= 0 || d > 24*400*time.Hour {
-			w.errorPage(rw, r, http.StatusBadRequest, "The replay window "+shorten(40, win)+" is not a duration such as 24h.")
+	data := map[string]any{"Policies": out, "Observed": observed}
+	// ?replay=NAME: what promoting the observed policy NAME would have
+	// changed on the traffic recorded since it was applied.
+	if name := r.URL.Query().Get("replay"); name != "" {
+		st, ok := status[name]
+		if !ok || st.Observe == nil {
+			w.errorPage(rw, r, http.StatusBadRequest, "Only a policy in observe mode is replayed here; "+shorten(60, name)+" is not one. Replay candidate files with writ policy replay -f.")
 			return
 		}
-		rep, err := w.c.Replay(ctx, w.c.Now().Add(-d))
+		rep, err := w.c.Policies.Replay(ctx, name, apitypes.PolicyReplayRequest{ExpectDigest: st.Digest})
+		var he *apitypes.Error
+		if errors.As(err, &he) {
+			w.errorPage(rw, r, he.Status, he.Msg)
+			return
+		}
 		if err != nil {
 			w.fail(rw, r, "replay", err)
 			return
 		}
 		data["Replay"] = rep
-		data["ReplayWindow"] = win
-		data["NewlyDenied"] = rep.Count(learn.NewlyDenied)
-		data["NewlyAllowed"] = rep.Count(learn.NewlyAllowed)
-		data["NewlyHeld"] = rep.Count(learn.ApprovalRequired)
+		data["NewlyDenied"] = rep.Report.Count(learn.NewlyDenied)
+		data["NewlyAllowed"] = rep.Report.Count(learn.NewlyAllowed)
+		data["NewlyHeld"] = rep.Report.Count(learn.ApprovalRequired)
 	}
 	w.render(rw, r, http.StatusOK, "policies", data)
 }

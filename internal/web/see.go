@@ -30,7 +30,9 @@ type Alerts interface {
 
 // Posture evaluates posture findings and the tier report.
 type Posture interface {
-	Findings(ctx context.Context) ([]posture.Finding, error)
+	// Findings evaluates the checks; unusedAfter is the window of the
+	// unused-grant check (0: the default, as GET /v1/posture).
+	Findings(ctx context.Context, unusedAfter time.Duration) ([]posture.Finding, error)
 	Tier(ctx context.Context) (tier.Report, error)
 }
 
@@ -38,6 +40,9 @@ type Posture interface {
 // digest and, in observe mode, what they would have decided otherwise.
 type Policies interface {
 	ListPolicies(ctx context.Context) ([]apitypes.PolicyStatus, error)
+	// Replay re-decides the traffic recorded since the observed version of
+	// name was applied with the set its promotion would leave.
+	Replay(ctx context.Context, name string, req apitypes.PolicyReplayRequest) (apitypes.PolicyReplay, error)
 }
 
 func (w *Console) lineage(rw http.ResponseWriter, r *http.Request) {
@@ -276,7 +281,7 @@ func (w *Console) posture(rw http.ResponseWriter, r *http.Request) {
 		w.errorPage(rw, r, http.StatusNotFound, "This server evaluates no posture.")
 		return
 	}
-	fs, err := w.c.Posture.Findings(r.Context())
+	fs, err := w.c.Posture.Findings(r.Context(), 0)
 	if err != nil {
 		w.fail(rw, r, "posture", err)
 		return

@@ -27,6 +27,21 @@ const seePolicy = consolePolicy + `    - name: notes
       targets: [{mcp: {server: notes, tools: [search]}}]
 `
 
+// observedPolicy stands in for me in observe mode, without the read rule:
+// its would-deny count grows, and its replay shows the reads newly denied.
+const observedPolicy = `---
+apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata: {name: me-observed}
+spec:
+  mode: observe
+  replaces: [me]
+  subjects: [spiffe://writ.local/agent/me, "user:*"]
+  rules:
+    - {name: tasks, effect: allow, targets: [{task: {}}]}
+    - {name: api-token, effect: allow, targets: [{token: {audiences: [api]}}]}
+`
+
 // TestConsoleLineageAlertsPosture drives the pages built over the
 // lineage graph, the alerts and posture in headless Chromium, after a
 // scripted scenario: an agent acting for alice reads through the proxy
@@ -69,7 +84,7 @@ func TestConsoleLineageAlertsPosture(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	apply(seePolicy + fmt.Sprintf(`---
+	apply(seePolicy + observedPolicy + fmt.Sprintf(`---
 apiVersion: writ.dev/v1
 kind: Service
 metadata: {name: api}
@@ -223,7 +238,8 @@ spec:
 		{"/ui/posture", "posture", "#findings", "identity_without_owner"},
 		{"/ui/posture", "posture", "#tier-reached", ""},
 		{"/ui/policies", "policies-history", "#policy-me", "version 2"},
-		{"/ui/policies?replay=24h", "policies-replay", "#replay-summary", "accesses re-decided"},
+		{"/ui/policies", "policies-observed", "#policy-me-observed", "would-deny"},
+		{"/ui/policies?replay=me-observed", "policies-replay", "#replay-summary", "newly denied"},
 		{"/ui/", "overview-alerts", "#tier", ""},
 		{"/ui/", "overview-alerts", "#open-alerts", ""},
 		{"/ui/inventory", "inventory-tools", "#mcp-tools", "search"},

@@ -102,11 +102,10 @@ type Config struct {
 	// Posture is optional: without it the Posture page says so and the
 	// Overview shows no tier verdict.
 	Posture Posture
-	// Policies, History and Replay are optional: without them the
-	// Policies page shows the current versions only.
+	// Policies and History are optional: without them the Policies page
+	// shows the current versions only.
 	Policies Policies
 	History  History
-	Replay   Replay
 }
 
 // Console is the /ui/ handler.
