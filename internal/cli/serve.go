@@ -83,6 +83,10 @@ the file; unset values take their documented defaults.`,
 			if flags.Changed("server-bundle") {
 				cfg.Node.ServerBundle = bundleFile
 			}
+			// A node runs the access proxy only when asked (its
+			// address given in the file or by flag), not on the
+			// default address.
+			nodeProxy := cfg.Proxy.Listen
 			cfg.Defaults()
 			if abs, err := filepath.Abs(cfg.Workload.Socket); err == nil {
 				cfg.Workload.Socket = abs
@@ -100,7 +104,7 @@ the file; unset values take their documented defaults.`,
 				if joinToken == "" {
 					joinToken = os.Getenv("WRIT_JOIN_TOKEN")
 				}
-				return runNode(ctx, g, cfg, joinToken, log)
+				return runNode(ctx, g, cfg, joinToken, nodeProxy, log)
 			}
 			srv, err := server.New(ctx, cfg, server.Options{Log: log, KEK: os.Getenv(keys.KEKEnv)})
 			if err != nil {

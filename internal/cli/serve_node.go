@@ -13,7 +13,7 @@ import (
 )
 
 // runNode runs `writ serve --role node`.
-func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken string, log *slog.Logger) error {
+func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken, proxyListen string, log *slog.Logger) error {
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
 		return err
@@ -35,6 +35,7 @@ func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken strin
 		Name:         cfg.NodeName,
 		Prover:       prover,
 		Grace:        cfg.Node.Grace,
+		ProxyListen:  proxyListen,
 		Socket:       cfg.Workload.Socket,
 		SocketMode:   cfg.Workload.SocketFileMode(),
 		Log:          log,
@@ -48,6 +49,10 @@ func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken strin
 	}
 	sock, _ := filepath.Abs(cfg.Workload.Socket)
 	fmt.Fprintf(g.stdout, "writ node %s is running (server %s, data in %s)\n\n", n.Name(), cfg.Node.Server, cfg.DataDir)
-	fmt.Fprintf(g.stdout, "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n\n", sock)
+	fmt.Fprintf(g.stdout, "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n", sock)
+	if a := n.ProxyAddr(); a != "" {
+		fmt.Fprintf(g.stdout, "  Access proxy: http://%s  (HTTP_PROXY, or /svc/NAME/; policies and services from the server)\n", a)
+	}
+	fmt.Fprintln(g.stdout)
 	return n.Run(ctx)
 }

@@ -76,6 +76,10 @@ type Config struct {
 	Prover nodeattest.Prover
 	// Grace is how long the node serves without its server; default 5m.
 	Grace time.Duration
+	// ProxyListen, when set (and not "off"), runs the access proxy on
+	// this address, enforcing the policies and services the server
+	// pushes.
+	ProxyListen string
 	// Socket and SocketMode: the Workload API socket.
 	Socket     string
 	SocketMode os.FileMode
@@ -99,6 +103,7 @@ type Node struct {
 	spool   *Spool
 	wl      *workload.Server
 	ln      net.Listener
+	px      *nodeProxy
 	name    string
 	attestN string // attestation id, from the node SVID
 
@@ -201,6 +206,15 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.initProxy(ctx, att); err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() {
+		if n.px != nil {
+			n.px.ln.Close()
+			n.px.enforcer.Close()
+		}
+	})
 	n.ln, err = workload.Listen(c.Socket, c.SocketMode)
 	if err != nil {
 		return nil, err
@@ -342,6 +356,10 @@ func (n *Node) touch() {
 // Close releases what New acquired, for a node that will not Run.
 func (n *Node) Close() error {
 	n.ln.Close()
+	if n.px != nil {
+		n.px.ln.Close()
+		n.px.enforcer.Close()
+	}
 	n.spool.Close()
 	os.Remove(n.c.Socket)
 	return n.db.Close()
@@ -355,7 +373,7 @@ func (n *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	run := func(f func()) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
@@ -375,6 +393,7 @@ func (n *Node) Run(ctx context.Context) error {
 	run(func() { n.graceLoop(ctx) })
 	run(func() { n.forwardRevocations(ctx) })
 	run(func() { n.spool.Send(ctx, n.c.Log.With("component", "spool"), n.deliver) })
+	run(func() { n.runProxy(ctx, errc) })
 	run(func() { n.discoverLoop(ctx) })
 	var err error
 	select {
@@ -385,6 +404,7 @@ func (n *Node) Run(ctx context.Context) error {
 	stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	n.wl.Stop(stopCtx)
+	n.stopProxy(stopCtx)
 	wg.Wait()
 	os.Remove(n.c.Socket)
 	return errors.Join(err, n.saveState(), n.spool.Close(), n.db.Close())
@@ -550,17 +570,34 @@ func (n *Node) putResource(ctx context.Context, r store.Resource) error {
 	if r.Kind == "" || r.Name == "" {
 		return fmt.Errorf("apply document: no kind or name")
 	}
-	if _, _, err := n.db.PutResource(ctx, store.Resource{Kind: r.Kind, Name: r.Name, Spec: r.Spec, Actor: "server"}); err != nil {
+	// The replica keeps the server's record whole (its version, actor
+	// and time are the server's, not the replica's) as the spec.
+	whole, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, _, err := n.db.PutResource(ctx, store.Resource{Kind: r.Kind, Name: r.Name, Spec: whole, Actor: "server"}); err != nil {
 		return fmt.Errorf("apply document %s/%s: %w", r.Kind, r.Name, err)
 	}
 	return nil
 }
 
 // Resources returns the replica's stored documents of kind (AccessPolicy,
-// Service, MCPServer) as the server published them, and a watch that
-// fires when they change.
+// Service, MCPServer) as the server published them.
 func (n *Node) Resources(ctx context.Context, kind string) ([]store.Resource, error) {
-	return n.db.ListResources(ctx, kind)
+	rs, err := n.db.ListResources(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Resource, 0, len(rs))
+	for _, r := range rs {
+		var whole store.Resource
+		if err := json.Unmarshal(r.Spec, &whole); err != nil {
+			return nil, fmt.Errorf("replica document %s/%s: %w (remove the node's data directory to resynchronise)", r.Kind, r.Name, err)
+		}
+		out = append(out, whole)
+	}
+	return out, nil
 }
 
 // WatchResources fires after the replica's documents changed.
