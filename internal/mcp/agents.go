@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 relaying the pre-2026 sampling and roots requests to the agents that still use them is this file's purpose
+
 package mcp
 
 import (
