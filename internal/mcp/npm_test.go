@@ -3,10 +3,12 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,5 +100,72 @@ func TestGatewayNPMFilesystemServer(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(allowed, "b.txt")); err == nil {
 		t.Fatal("the denied write happened")
+	}
+}
+
+// The npm server-filesystem (TypeScript SDK, a pre-2026 server) asks its
+// client for roots and serves exactly those directories. Behind a
+// sessions: per_agent MCPServer, the agent's own roots reach it over the
+// agent's upstream session once policy allows roots/list: a file under
+// the agent's root, outside the directory the server was started with,
+// becomes readable; the start directory no longer is.
+func TestGatewayNPMRootsPerAgent(t *testing.T) {
+	entry := filesystemServer(t)
+	start, mine := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(start, "start.txt"), []byte("from the start dir"), 0o644)
+	os.WriteFile(filepath.Join(mine, "mine.txt"), []byte("from my root"), 0o644)
+	var rootsAsked atomic.Int32
+	policy := AuthorizerFunc(func(_ context.Context, c Caller, r Request) (Decision, error) {
+		if r.Method == MethodRoots {
+			rootsAsked.Add(1)
+		}
+		return Decision{Allow: c.Key == "agent"}, nil
+	})
+	srv := &Server{Name: "fs", Version: 1, Pin: PinTOFU, Connect: 60 * time.Second, Call: 30 * time.Second,
+		RestartInitial: 100 * time.Millisecond, RestartMax: time.Second,
+		Spec: ServerSpec{Command: "node", Args: []string{entry, start}, Sessions: SessionsPerAgent}}
+	gw := New(Config{Pins: openStore(t), Emitter: &events{}, Identifier: agentIdentifier, Authorizer: policy})
+	gw.SetServers([]*Server{srv})
+	hs := newHTTPTest(t, gw)
+
+	c := sdk.NewClient(&sdk.Implementation{Name: "agent", Version: "1"}, nil)
+	c.AddRoots(&sdk.Root{URI: "file://" + mine, Name: "mine"})
+	ctx := context.Background()
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cs, err := c.Connect(cctx, &sdk.StreamableClientTransport{Endpoint: hs + "/mcp/fs", HTTPClient: &http.Client{Transport: bearer{"agent-token"}}},
+		&sdk.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	for deadline := time.Now().Add(60 * time.Second); !slices.Contains(toolNames(t, cs), "read_text_file"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the filesystem server's tools never appeared")
+		}
+	}
+	read := func(path string) (string, bool) {
+		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "read_text_file", Arguments: map[string]any{"path": path}})
+		if err != nil {
+			return err.Error(), false
+		}
+		return callText(res), !res.IsError
+	}
+	// The server asks for roots after initialisation, on its own time.
+	var got string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var ok bool
+		if got, ok = read(filepath.Join(mine, "mine.txt")); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a file under the agent's root stayed unreadable: %s (roots asked %d times)", got, rootsAsked.Load())
+		}
+	}
+	if !strings.Contains(got, "from my root") || rootsAsked.Load() == 0 {
+		t.Fatalf("read %q, roots decided %d times", got, rootsAsked.Load())
+	}
+	if got, ok := read(filepath.Join(start, "start.txt")); ok {
+		t.Fatalf("the start directory is still served after the agent's roots replaced it: %q", got)
 	}
 }
