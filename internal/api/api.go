@@ -133,6 +133,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	admin("GET /v1/alerts", a.listAlerts)
 	admin("GET /v1/posture", a.postureAnswer)
 	admin("GET /v1/tier", a.tierAnswer)
+	admin("GET /v1/debug/pprof/{profile}", a.debugPprof)
 	admin("POST /v1/alerts/{id}/ack", func(w http.ResponseWriter, r *http.Request) { a.decideAlert(w, r, store.AlertAcknowledged) })
 	admin("POST /v1/alerts/{id}/resolve", func(w http.ResponseWriter, r *http.Request) { a.decideAlert(w, r, store.AlertResolved) })
 
