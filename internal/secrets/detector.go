@@ -52,9 +52,17 @@ type Finding struct {
 }
 
 // Detector finds secrets in bytes. It is safe for concurrent use; build one
-// with [New] and share it (building compiles a few hundred regular
-// expressions).
+// with [New] and share it. Detectors of one process with the same disabled
+// rules share one compiled rule set (a few hundred regular expressions and
+// their keyword trie, several MiB), compiled by the first.
 type Detector struct {
+	*ruleSet
+	key     []byte
+	scratch sync.Pool
+}
+
+// ruleSet is the compiled rules, never changed after compiling.
+type ruleSet struct {
 	rules  []rule
 	global []allowlist
 	// trie finds every keyword; kwRules maps a keyword's index to the
@@ -62,8 +70,12 @@ type Detector struct {
 	trie      *ahocorasick.Trie
 	kwRules   [][]int
 	alwaysRun []int
-	key       []byte
-	scratch   sync.Pool
+}
+
+// ruleSets holds the compiled rule sets by their disabled rule ids.
+var ruleSets struct {
+	mu sync.Mutex
+	m  map[string]*ruleSet
 }
 
 // New builds a detector from the embedded rules.
@@ -71,15 +83,37 @@ func New(cfg Config) (*Detector, error) {
 	if len(cfg.FingerprintKey) < MinKeySize {
 		return nil, fmt.Errorf("new secret detector: fingerprint key is %d bytes, want at least %d", len(cfg.FingerprintKey), MinKeySize)
 	}
+	disabled := slices.Clone(cfg.Disable)
+	slices.Sort(disabled)
+	disabled = slices.Compact(disabled)
+	id := fmt.Sprintf("%q", disabled)
+	ruleSets.mu.Lock()
+	defer ruleSets.mu.Unlock()
+	rs := ruleSets.m[id]
+	if rs == nil {
+		var err error
+		if rs, err = compileRuleSet(disabled); err != nil {
+			return nil, fmt.Errorf("new secret detector: %w", err)
+		}
+		if ruleSets.m == nil {
+			ruleSets.m = map[string]*ruleSet{}
+		}
+		ruleSets.m[id] = rs
+	}
+	return &Detector{ruleSet: rs, key: bytes.Clone(cfg.FingerprintKey)}, nil
+}
+
+// compileRuleSet compiles the embedded rules but the disabled ones.
+func compileRuleSet(disable []string) (*ruleSet, error) {
 	disabled := map[string]bool{}
-	for _, id := range cfg.Disable {
+	for _, id := range disable {
 		disabled[id] = true
 	}
 	rules, global, err := loadRules(disabled)
 	if err != nil {
-		return nil, fmt.Errorf("new secret detector: %w", err)
+		return nil, err
 	}
-	d := &Detector{rules: rules, global: global, key: bytes.Clone(cfg.FingerprintKey)}
+	d := &ruleSet{rules: rules, global: global}
 	kwIndex := map[string]int{}
 	var keywords []string
 	for i, r := range rules {

@@ -424,3 +424,35 @@ func TestPathAllowed(t *testing.T) {
 		}
 	}
 }
+
+// Detectors share the compiled rules of the same disabled set, and only
+// those: each keeps its own fingerprint key.
+func TestRuleSetsShared(t *testing.T) {
+	a, err := New(Config{FingerprintKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{FingerprintKey: []byte("another key of 16+ bytes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{FingerprintKey: testKey, Disable: []string{"github-pat", "github-pat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{FingerprintKey: testKey, Disable: []string{"github-pat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ruleSet != b.ruleSet || c.ruleSet != d.ruleSet || a.ruleSet == c.ruleSet {
+		t.Fatal("rule sets are not shared by exactly the detectors with the same disabled rules")
+	}
+	in := []byte("token = ghp_" + strings.Repeat("a1B2c3D4e5", 3) + "123456")
+	fa, fb := a.Find(in), b.Find(in)
+	if len(fa) != 1 || len(fb) != 1 || fa[0].Fingerprint == fb[0].Fingerprint {
+		t.Fatalf("findings %+v and %+v: want one each, fingerprinted under each detector's own key", fa, fb)
+	}
+	if got := c.Find(in); len(got) != 0 && got[0].RuleID == "github-pat" {
+		t.Fatalf("disabled rule ran: %+v", got)
+	}
+}
