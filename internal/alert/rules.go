@@ -191,7 +191,11 @@ func (ev *evaluator) state(last time.Time) []byte {
 			}
 		}
 	}
-	b, _ := json.Marshal(carried{Windows: ev.w, Rules: ev.rules})
+	rules := make(map[string]RuleUse, len(ev.rules))
+	for k, u := range ev.rules {
+		rules[k.policy+"/"+k.rule] = u
+	}
+	b, _ := json.Marshal(carried{Windows: ev.w, Rules: rules})
 	return b
 }
 
@@ -258,17 +262,22 @@ type evaluator struct {
 	cfg     Config
 	enabled map[string]bool
 	w       windows
-	rules   map[string]RuleUse
+	rules   map[ruleRef]RuleUse
 }
+
+// ruleRef is a rule across its policy's versions, as a map key that
+// costs no allocation to look up.
+type ruleRef struct{ policy, rule string }
 
 func newEvaluator(cfg Config, state carried) *evaluator {
 	cfg.defaults()
-	ev := &evaluator{cfg: cfg, enabled: map[string]bool{}, w: state.Windows, rules: state.Rules}
+	ev := &evaluator{cfg: cfg, enabled: map[string]bool{}, w: state.Windows, rules: make(map[ruleRef]RuleUse, len(state.Rules))}
 	if ev.w == nil {
 		ev.w = windows{}
 	}
-	if ev.rules == nil {
-		ev.rules = map[string]RuleUse{}
+	for k, u := range state.Rules {
+		p, r, _ := strings.Cut(k, "/")
+		ev.rules[ruleRef{p, r}] = u
 	}
 	for _, id := range cfg.Enabled() {
 		ev.enabled[id] = true
@@ -290,7 +299,8 @@ func (ev *evaluator) eval(idx int64, e *audit.Event) []store.Alert {
 	on := func(rule string) bool { return ev.enabled[rule] }
 	d := e.Details
 	if e.Policy != "" && e.Rule != "" {
-		k := RuleKey(e.Policy, e.Rule)
+		name, _, _ := strings.Cut(e.Policy, "@")
+		k := ruleRef{name, e.Rule}
 		u := ev.rules[k]
 		u.Count++
 		if e.Time.After(u.Last) {
