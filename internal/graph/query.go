@@ -106,8 +106,10 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 		return nil, err
 	}
 	maxFacts := cmpOr(q.MaxFacts, DefaultMaxFacts)
+	// Without a window, the all-time rollup: one row per path.
+	allTime := q.Since.IsZero() && q.Until.IsZero()
 	facts, err := l.Builder.Facts.ListLineage(ctx, store.LineageFilter{Since: q.Since, Until: q.Until, Identity: q.Identity,
-		Instance: q.Instance, Task: q.Task, User: q.User, Target: q.Service, Credential: q.Credential, Limit: maxFacts + 1})
+		Instance: q.Instance, Task: q.Task, User: q.User, Target: q.Service, Credential: q.Credential, Limit: maxFacts + 1, AllTime: allTime})
 	if err != nil {
 		return nil, fmt.Errorf("lineage: %w", err)
 	}

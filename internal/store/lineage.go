@@ -69,7 +69,18 @@ type LineageFilter struct {
 	Credential string
 	// Limit bounds the number of facts; 0 means no bound.
 	Limit int
+	// AllTime reads the all-time rollup instead of summing hours: the
+	// facts stored with Hour [LineageAllTime], which the writer keeps
+	// beside the hourly ones (internal/graph does). Since and Until must
+	// be zero. A query over every hour then reads one row per path
+	// instead of one per path and hour.
+	AllTime bool
 }
+
+// LineageAllTime is the Hour of the all-time rollup's facts (an hour
+// before the Unix epoch, which no access has). Other queries leave these
+// facts out.
+var LineageAllTime = time.Unix(-3600, 0).UTC()
 
 // Lineage stores the lineage graph's aggregates and the cursors of the
 // consumers of the audit log.

@@ -160,6 +160,11 @@ func LineageQuery(f store.LineageFilter, ph func(n int) string) (string, []any) 
 		}
 		where = append(where, cond)
 	}
+	if f.AllTime {
+		add("hour = ?", store.LineageAllTime.Unix())
+	} else {
+		add("hour <> ?", store.LineageAllTime.Unix())
+	}
 	if !f.Since.IsZero() {
 		add("hour >= ?", f.Since.Truncate(time.Hour).Unix())
 	}
@@ -178,11 +183,12 @@ func LineageQuery(f store.LineageFilter, ph func(n int) string) (string, []any) 
 		}
 	}
 	q := `SELECT ` + LineagePath + `, CAST(sum(allowed) AS BIGINT), CAST(sum(denied) AS BIGINT), CAST(sum(held) AS BIGINT),
-		min(first_seen), max(last_seen) FROM lineage_facts`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+		min(first_seen), max(last_seen) FROM lineage_facts WHERE ` + strings.Join(where, " AND ") + ` GROUP BY ` + LineagePath
+	if f.AllTime {
+		// One row per path already: nothing to sum.
+		q = `SELECT ` + LineagePath + `, allowed, denied, held, first_seen, last_seen FROM lineage_facts WHERE ` + strings.Join(where, " AND ")
 	}
-	q += ` GROUP BY ` + LineagePath + ` ORDER BY ` + LineageOrder
+	q += ` ORDER BY ` + LineageOrder
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}

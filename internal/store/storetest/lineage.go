@@ -15,6 +15,42 @@ func RunLineage(t *testing.T, open Opener) {
 	t.Run("Lineage", func(t *testing.T) { testLineage(t, open(t)) })
 	t.Run("LineageCursor", func(t *testing.T) { testLineageCursor(t, open(t)) })
 	t.Run("LineageCursorRace", func(t *testing.T) { testLineageCursorRace(t, open(t)) })
+	t.Run("LineageAllTime", func(t *testing.T) { testLineageAllTime(t, open(t)) })
+}
+
+// testLineageAllTime: the all-time rollup's facts (Hour
+// store.LineageAllTime) are read by AllTime queries only, summed by
+// AddLineage like any hour's, and left out of every other query.
+func testLineageAllTime(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	h0 := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	hourly := store.LineageFact{Hour: h0, Identity: "spiffe://writ.local/agent/a", Instance: "inst_1", Via: "process",
+		TargetKind: store.TargetService, Target: "mail", Allowed: 3, Denied: 1, FirstSeen: h0.Add(time.Minute), LastSeen: h0.Add(2 * time.Minute)}
+	rollup := hourly
+	rollup.Hour = store.LineageAllTime
+	if err := s.AddLineage(ctx, 0, 4, []store.LineageFact{hourly, rollup}); err != nil {
+		t.Fatal(err)
+	}
+	later := hourly
+	later.Hour, later.Allowed, later.Denied, later.FirstSeen, later.LastSeen = h0.Add(time.Hour), 2, 0, h0.Add(61*time.Minute), h0.Add(62*time.Minute)
+	rollup2 := later
+	rollup2.Hour = store.LineageAllTime
+	if err := s.AddLineage(ctx, 4, 6, []store.LineageFact{later, rollup2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []store.LineageFilter{{}, {AllTime: true}, {Identity: "spiffe://writ.local/agent/a", AllTime: true}, {Since: h0}, {Until: h0.Add(3 * time.Hour)}} {
+		got, err := s.ListLineage(ctx, f)
+		if err != nil {
+			t.Fatalf("ListLineage(%+v): %v", f, err)
+		}
+		if len(got) != 1 || got[0].Allowed != 5 || got[0].Denied != 1 || !got[0].FirstSeen.Equal(h0.Add(time.Minute)) ||
+			!got[0].LastSeen.Equal(h0.Add(62*time.Minute)) || got[0].Instance != "inst_1" {
+			t.Errorf("ListLineage(%+v) = %+v, want one path of 5 allowed and 1 denied", f, got)
+		}
+	}
+	if got, err := s.ListLineage(ctx, store.LineageFilter{AllTime: true, Target: "other"}); err != nil || len(got) != 0 {
+		t.Errorf("AllTime with another target = %+v, %v", got, err)
+	}
 }
 
 func testLineage(t *testing.T, s store.Store) {
