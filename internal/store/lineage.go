@@ -96,6 +96,9 @@ type Lineage interface {
 	AddLineage(ctx context.Context, from, next int64, facts []LineageFact) error
 	// ListLineage returns the facts f selects, summed over the hours of
 	// the window: one fact per path (Hour is zero), ordered by identity,
-	// target, tool.
+	// target, tool; with f.AllTime, the rollup's facts (Hour
+	// LineageAllTime) in the order of the path's columns (user, identity,
+	// instance, task, via, target kind, target, tool, credential,
+	// approved by).
 	ListLineage(ctx context.Context, f LineageFilter) ([]LineageFact, error)
 }

@@ -185,10 +185,13 @@ func LineageQuery(f store.LineageFilter, ph func(n int) string) (string, []any) 
 	q := `SELECT ` + LineagePath + `, CAST(sum(allowed) AS BIGINT), CAST(sum(denied) AS BIGINT), CAST(sum(held) AS BIGINT),
 		min(first_seen), max(last_seen) FROM lineage_facts WHERE ` + strings.Join(where, " AND ") + ` GROUP BY ` + LineagePath
 	if f.AllTime {
-		// One row per path already: nothing to sum.
-		q = `SELECT ` + LineagePath + `, allowed, denied, held, first_seen, last_seen FROM lineage_facts WHERE ` + strings.Join(where, " AND ")
+		// One row per path already: nothing to sum, and read in the
+		// order of the primary key, which costs no sort.
+		q = `SELECT ` + LineagePath + `, allowed, denied, held, first_seen, last_seen FROM lineage_facts WHERE ` + strings.Join(where, " AND ") +
+			` ORDER BY ` + LineagePath
+	} else {
+		q += ` ORDER BY ` + LineageOrder
 	}
-	q += ` ORDER BY ` + LineageOrder
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
