@@ -121,6 +121,14 @@ const (
 	NodeEvicted      Type = "node.evicted"
 )
 
+// Dynamic database credentials (internal/dbcreds): a PostgreSQL role
+// created for one task's access to a Service, or dropped (details: the
+// role, the reason: closed, revoked, expired, reaped). Never the password.
+const (
+	DBRoleCreated Type = "dbcreds.role_created"
+	DBRoleDropped Type = "dbcreds.role_dropped"
+)
+
 // Event is one audited fact. Empty fields are omitted from every encoding.
 type Event struct {
 	ID         string    `json:"id"`

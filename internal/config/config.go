@@ -179,6 +179,10 @@ type Proxy struct {
 	// TLSListen, when set, is a TLS listener (certificate from the proxy
 	// CA) that also accepts mTLS callers with X.509-SVIDs.
 	TLSListen string `yaml:"tls_listen"`
+	// PostgresListen, when set, is the PostgreSQL wire-protocol listener
+	// for Services with a postgres: block (dynamic database roles, see
+	// docs/dynamic-credentials.md), e.g. "127.0.0.1:6432". Default off.
+	PostgresListen string `yaml:"postgres_listen"`
 	// ReadHeaderTimeout bounds reading request headers. Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// ReadTimeout bounds reading a whole request. Default 5m.
@@ -585,8 +589,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("proxy.decision_durability", "%q is not a durability; use written or synced", c.Proxy.DecisionDurability)
 	}
-	for key, addr := range map[string]string{"proxy.listen": c.Proxy.Listen, "proxy.tls_listen": c.Proxy.TLSListen} {
-		if addr == "" || addr == "off" && key == "proxy.listen" {
+	for key, addr := range map[string]string{"proxy.listen": c.Proxy.Listen, "proxy.tls_listen": c.Proxy.TLSListen, "proxy.postgres_listen": c.Proxy.PostgresListen} {
+		if addr == "" || addr == "off" && key != "proxy.tls_listen" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/dbcreds"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
@@ -44,6 +45,10 @@ type ServiceSpec struct {
 	TLS       TLSSpec `yaml:"tls,omitempty" json:"tls,omitzero"`
 	// Labels are the flow labels of the service (private_data, ...).
 	Labels []string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// Postgres makes this a PostgreSQL Service: agents reach it through
+	// the PostgreSQL wire proxy (proxy.postgres_listen), each task as a
+	// role of its own (package dbcreds); the HTTP proxy does not route it.
+	Postgres *dbcreds.Spec `yaml:"postgres,omitempty" json:"postgres,omitempty"`
 }
 
 // Match says which requests reach the service.
@@ -117,6 +122,8 @@ type Service struct {
 	Response   time.Duration
 	Idle       time.Duration
 	RootCAs    *x509.CertPool // nil: system roots
+	// Postgres is set for a PostgreSQL Service (spec.postgres).
+	Postgres *dbcreds.Service
 
 	target string        // Target, made once by CompileService
 	access access.Target // the service as enforcement sees it
@@ -176,6 +183,9 @@ func CompileService(r store.Resource) (*Service, error) {
 
 func compile(name string, version int64, spec ServiceSpec, bad func(field, format string, args ...any) error) (*Service, error) {
 	s := &Service{Name: name, Version: version, Spec: spec}
+	if spec.Postgres != nil {
+		return compilePostgres(s, bad)
+	}
 	u, err := url.Parse(spec.Upstream)
 	switch {
 	case spec.Upstream == "":
@@ -306,6 +316,37 @@ func compile(name string, version int64, spec ServiceSpec, bad func(field, forma
 	return s, nil
 }
 
+// compilePostgres compiles a Service with a postgres: block: none of the
+// HTTP fields apply to it.
+func compilePostgres(s *Service, bad func(field, format string, args ...any) error) (*Service, error) {
+	spec := s.Spec
+	switch {
+	case spec.Match != (Match{}):
+		return nil, bad("match", "a postgres Service is reached through proxy.postgres_listen with its name as the database; remove match")
+	case spec.Credential != nil || spec.Token != nil:
+		return nil, bad("credential", "a postgres Service gets a role per task from postgres.admin; remove credential and token")
+	case spec.Intercept || spec.TLS != (TLSSpec{}) || spec.Timeouts != (TimeoutsSpec{}):
+		return nil, bad("intercept", "intercept, tls and timeouts do not apply to a postgres Service (put sslmode in the upstream URL)")
+	}
+	for i, l := range spec.Labels {
+		if l == "" || strings.ContainsAny(l, " ,") {
+			return nil, bad(fmt.Sprintf("labels.%d", i), "%q is not a label", l)
+		}
+	}
+	s.Audience = spec.Audience
+	if s.Audience == "" {
+		s.Audience = s.Name
+	}
+	s.target = resource.KindService + "/" + s.Name
+	pg, err := dbcreds.Compile(s.Name, spec.Upstream, s.Audience, spec.Labels, *spec.Postgres, bad)
+	if err != nil {
+		return nil, err
+	}
+	s.Postgres = pg
+	s.access = *pg.Target()
+	return s, nil
+}
+
 func validHeaderName(h string) bool {
 	if h == "" {
 		return false
@@ -333,6 +374,9 @@ func NewTable(svcs []*Service) (*Table, error) {
 	prefixes := map[string]string{}
 	hosts := map[string]string{}
 	for _, s := range svcs {
+		if s.Postgres != nil {
+			continue // reached through the PostgreSQL wire proxy, not routed here
+		}
 		t.byName[s.Name] = s
 		if prev, dup := prefixes[s.Prefix]; dup {
 			errs = append(errs, fmt.Errorf("route Service/%s: path prefix %s is also used by Service/%s", s.Name, s.Prefix, prev))

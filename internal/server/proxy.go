@@ -110,6 +110,9 @@ func (s *Server) initProxy(ctx context.Context, sealer *keys.Sealer, closers *[]
 	if err != nil {
 		return err
 	}
+	if err := s.initDBCreds(sealer, closers); err != nil {
+		return err
+	}
 	if err := s.reloadServices(ctx); err != nil {
 		return err
 	}
@@ -168,6 +171,7 @@ func (s *Server) reloadServices(ctx context.Context) error {
 		return fmt.Errorf("route services: %w", err)
 	}
 	s.px.proxy.SetServices(t)
+	s.setDBServices(svcs)
 	s.log.InfoContext(ctx, "services loaded", "services", t.Len())
 	return nil
 }

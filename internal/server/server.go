@@ -83,6 +83,7 @@ type Server struct {
 	web       *web.Console
 	api       *api.API
 	px        proxyPart
+	dbc       dbcredsPart
 	mcp       mcpPart
 	tok       tokenPart
 	disc      discoverPart
@@ -463,6 +464,7 @@ func (s *Server) Close() error {
 		s.workloadLn.Close()
 	}
 	s.closeProxy()
+	s.closeDBCreds()
 	s.closeTokens()
 	s.attestor.Close()
 	if s.workloadLn != nil {
@@ -529,6 +531,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	stopProxy := s.startProxy(errc)
+	stopDBCreds := s.startDBCreds(ctx, errc)
 	stopTokens := s.startTokens(ctx, errc)
 	stopDiscovery := s.startDiscovery(ctx)
 	s.startNodes(ctx, errc)
@@ -551,6 +554,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("HTTP shutdown", "error", err)
 	}
 	stopProxy(shutdownCtx)
+	stopDBCreds()
 	stopTokens(shutdownCtx)
 	stopDiscovery()
 	stopAlerts()

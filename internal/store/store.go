@@ -186,5 +186,6 @@ type Store interface {
 	Leases
 	Users
 	Sessions
+	DBRoles
 	Close() error
 }

@@ -46,6 +46,7 @@ func TestConformance(t *testing.T) {
 	t.Run("Users", func(t *testing.T) { storetest.RunUsers(t, so) })
 	t.Run("Lineage", func(t *testing.T) { storetest.RunLineage(t, so) })
 	t.Run("Alerts", func(t *testing.T) { storetest.RunAlerts(t, so) })
+	t.Run("DBRoles", func(t *testing.T) { storetest.RunDBRoles(t, so) })
 	t.Run("Nodes", func(t *testing.T) { storetest.RunNodes(t, func(t *testing.T) store.NodeStore { return open(t) }) })
 	t.Run("Audit", func(t *testing.T) {
 		storetest.RunAudit(t, func(t *testing.T) auditlog.Backend { return open(t).Audit() })

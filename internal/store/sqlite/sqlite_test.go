@@ -18,6 +18,7 @@ func TestInventory(t *testing.T) { storetest.RunInventory(t, openTemp) }
 func TestLineage(t *testing.T)   { storetest.RunLineage(t, openTemp) }
 func TestAlerts(t *testing.T)    { storetest.RunAlerts(t, openTemp) }
 func TestUsers(t *testing.T)     { storetest.RunUsers(t, openTemp) }
+func TestDBRoles(t *testing.T)   { storetest.RunDBRoles(t, openTemp) }
 
 func openTemp(t *testing.T) store.Store {
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
