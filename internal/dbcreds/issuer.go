@@ -73,6 +73,7 @@ type Issuer struct {
 	inflight map[string]*sync.Mutex // task/service -> creation lock
 	pools    map[string]*pgxpool.Pool
 	dropping map[string]bool
+	newRole  func() string // roleName; tests name roles to find them
 }
 
 // ErrNoTask refuses a role outside a task.
@@ -96,7 +97,7 @@ func New(c Config) (*Issuer, error) {
 	if c.StaleCreating == 0 {
 		c.StaleCreating = time.Minute
 	}
-	return &Issuer{c: c, inflight: map[string]*sync.Mutex{}, pools: map[string]*pgxpool.Pool{}, dropping: map[string]bool{}}, nil
+	return &Issuer{c: c, inflight: map[string]*sync.Mutex{}, pools: map[string]*pgxpool.Pool{}, dropping: map[string]bool{}, newRole: roleName}, nil
 }
 
 // Close releases the admin connection pools.
@@ -174,7 +175,7 @@ func (is *Issuer) Issue(ctx context.Context, svc *Service, t store.Task) (Login,
 func roleName() string { return "writ_" + strings.ToLower(rand.Text()) }
 
 func (is *Issuer) create(ctx context.Context, svc *Service, t store.Task) (Login, error) {
-	role, password := roleName(), rand.Text()+rand.Text()
+	role, password := is.newRole(), rand.Text()+rand.Text()
 	until := t.ExpiresAt
 	rec := store.DBRole{Role: role, Service: svc.Name, Task: t.ID, SpiffeID: t.SpiffeID, Instance: t.Instance,
 		Upstream: svc.Upstream, AdminCredential: svc.Spec.Admin, Sealed: is.c.Sealer.Seal([]byte(password), ad(role)), ValidUntil: until}

@@ -270,7 +270,12 @@ var forwarded = []string{"application_name", "client_encoding", "DateStyle", "Ti
 func newRequestID() string { return "req_" + rand.Text()[:16] }
 
 func (p *Proxy) serveConn(c net.Conn) {
-	defer c.Close()
+	relayed := false
+	defer func() {
+		if !relayed {
+			lingerClose(c)
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c.SetDeadline(time.Now().Add(p.c.HandshakeTimeout))
@@ -375,8 +380,22 @@ func (p *Proxy) serveConn(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	relayed = true
 	in, back := relay(c, up.Conn)
 	p.c.Enforcer.Record(ctx, req, &out, access.Result{Status: 200, In: in, Out: back})
+}
+
+// lingerClose closes a connection refused during the handshake so that
+// the client reads the error: it ends the sending side, then reads what
+// the client still sends for a moment (bounded) before closing, as a
+// close with unread input would reset the connection and lose the error.
+func lingerClose(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+		tc.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		io.Copy(io.Discard, io.LimitReader(tc, 64<<10))
+	}
+	c.Close()
 }
 
 // refuse answers an outcome that does not reach the upstream, recorded
