@@ -73,6 +73,11 @@ func TestScripts(t *testing.T) {
 				}
 				env.Setenv(v, strconv.Itoa(p))
 			}
+			pgProxyPort, err := freePort()
+			if err != nil {
+				return err
+			}
+			env.Setenv("PGPROXYPORT", strconv.Itoa(pgProxyPort))
 			env.Setenv("WRIT_ADDR", fmt.Sprintf("http://127.0.0.1:%d", port))
 			env.Setenv("UID", strconv.Itoa(os.Getuid()))
 			// EXAMPLES is the repository's examples directory, for
@@ -283,6 +288,30 @@ func TestScripts(t *testing.T) {
 					}
 				})
 				ts.Setenv(args[0], dsn)
+			},
+			// pgdatabase creates a database as pgdsn does and sets PGURL
+			// (no user), PGADMINURL (as the admin) and PGADMINUSER; it is
+			// dropped, with the roles granted on it, when the script ends.
+			"pgdatabase": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 0 || neg {
+					ts.Fatalf("usage: pgdatabase")
+				}
+				pgDatabase(ts)
+			},
+			// waitfor PROGRAM ARGS... runs the program until it succeeds
+			// (every 50ms, 30s at most), for what happens shortly after a
+			// command returns.
+			"waitfor": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) == 0 || neg {
+					ts.Fatalf("usage: waitfor PROGRAM [ARGS...]")
+				}
+				var err error
+				for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+					if err = ts.Exec(args[0], args[1:]...); err == nil {
+						return
+					}
+				}
+				ts.Fatalf("%s did not succeed within 30s: %v", args[0], err)
 			},
 			// envis VAR VALUE succeeds if $VAR is VALUE.
 			"envis": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -59,8 +59,13 @@ var forbidden = []struct {
 	},
 	{
 		who:    func(p string) bool { return p == "internal/access" },
-		never:  []string{"internal/proxy", "internal/mcp", "internal/server", "internal/api"},
+		never:  []string{"internal/proxy", "internal/mcp", "internal/dbcreds", "internal/server", "internal/api"},
 		reason: "the enforcement core is used by the protocol front ends, never the other way round",
+	},
+	{
+		who:    func(p string) bool { return p == "internal/dbcreds" },
+		never:  []string{"internal/proxy", "internal/mcp", "internal/task", "internal/server", "internal/api"},
+		reason: "the PostgreSQL front end and role issuer sit beside the HTTP proxy over access, and read tasks through an interface",
 	},
 }
 

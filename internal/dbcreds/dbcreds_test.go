@@ -111,9 +111,11 @@ type harness struct {
 
 type storeTasks struct{ db *sqlite.DB }
 
-func (s storeTasks) Get(ctx context.Context, id string) (store.Task, error) { return s.db.GetTask(ctx, id) }
+func (s storeTasks) Get(ctx context.Context, id string) (store.Task, error) {
+	return s.db.GetTask(ctx, id)
+}
 
-func newHarness(t *testing.T, spec Spec) *harness {
+func newHarness(t testing.TB, spec Spec) *harness {
 	t.Helper()
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
@@ -168,7 +170,7 @@ func (h *harness) advance(d time.Duration) {
 	h.mu.Unlock()
 }
 
-func (h *harness) issuer(t *testing.T) *Issuer {
+func (h *harness) issuer(t testing.TB) *Issuer {
 	t.Helper()
 	is, err := New(Config{Store: h.db, Sealer: h.sealer, Credentials: h.broker, Tasks: storeTasks{h.db}, Emitter: h.rec, Now: h.clock})
 	if err != nil {
@@ -178,7 +180,7 @@ func (h *harness) issuer(t *testing.T) *Issuer {
 	return is
 }
 
-func (h *harness) task(t *testing.T, id string) store.Task {
+func (h *harness) task(t testing.TB, id string) store.Task {
 	t.Helper()
 	tk, err := h.db.CreateTask(context.Background(), store.Task{ID: id, SpiffeID: "spiffe://writ.local/agent/a", Instance: "inst_1",
 		Purpose: "p", State: store.TaskOpen, CreatedAt: h.clock(), ExpiresAt: h.clock().Add(time.Hour).Truncate(time.Microsecond)})
@@ -197,7 +199,7 @@ func (h *harness) roleExists(t *testing.T, role string) bool {
 	return ok
 }
 
-func (h *harness) closeTask(t *testing.T, id string) {
+func (h *harness) closeTask(t testing.TB, id string) {
 	t.Helper()
 	if _, err := h.db.TransitionTask(context.Background(), id, []string{store.TaskOpen}, store.TaskClosed, "done", h.clock()); err != nil {
 		t.Fatal(err)

@@ -244,11 +244,11 @@ func (is *Issuer) createRole(ctx context.Context, svc *Service, role, password s
 			if i > 0 {
 				what = "grant " + strings.TrimPrefix(strings.SplitN(s, " TO ", 2)[0], "GRANT ")
 			}
-			return fmt.Errorf("Service/%s: %s: %w (check the Service's postgres.grants and what %s may grant)", svc.Name, what, pgMessage(err), svc.Spec.Admin)
+			return fmt.Errorf("%s for Service/%s: %w (check the Service's postgres.grants and what %s may grant)", what, svc.Name, pgMessage(err), svc.Spec.Admin)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("Service/%s: commit the role: %w", svc.Name, pgMessage(err))
+		return fmt.Errorf("commit the role for Service/%s: %w", svc.Name, pgMessage(err))
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func (e *tokenEnforcer) recorded() []access.Result {
 	return append([]access.Result(nil), e.recs...)
 }
 
-func startProxy(t *testing.T, h *harness, is *Issuer, e Enforcer) string {
+func startProxy(t testing.TB, h *harness, is *Issuer, e Enforcer) string {
 	t.Helper()
 	p, err := NewProxy(ProxyConfig{Enforcer: e, Issuer: is, HandshakeTimeout: 5 * time.Second})
 	if err != nil {
@@ -89,7 +89,7 @@ func (c recordingConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func clientConfig(t *testing.T, addr, password string) *pgconn.Config {
+func clientConfig(t testing.TB, addr, password string) *pgconn.Config {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	cfg, err := pgconn.ParseConfig("postgres://agent@" + host + ":" + port + "/orders-db?sslmode=disable")
@@ -162,7 +162,10 @@ func TestProxyAgentNeverSeesPassword(t *testing.T) {
 	if !strings.Contains(transcript, role) {
 		t.Error("the transcript does not even hold the role name; is it recorded at all?")
 	}
-	waitFor(t, func() bool { r := e.recorded(); return len(r) == 1 && r[0].Status == 200 && r[0].In > 0 && r[0].Out > 0 })
+	waitFor(t, func() bool {
+		r := e.recorded()
+		return len(r) == 1 && r[0].Status == 200 && r[0].In > 0 && r[0].Out > 0
+	})
 }
 
 func waitFor(t *testing.T, cond func() bool) {

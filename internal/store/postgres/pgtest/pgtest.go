@@ -128,6 +128,9 @@ func New(t testing.TB) *DB {
 			return
 		}
 		defer c.Close(ctx)
+		if err := DropRolesOf(ctx, c, name); err != nil {
+			t.Error(err)
+		}
 		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
 			t.Errorf("drop test database %s: %v", name, err)
 		}
@@ -184,6 +187,9 @@ func Create(ctx context.Context) (dsn string, drop func() error, err error) {
 			return fmt.Errorf("drop test database %s: %w", name, err)
 		}
 		defer c.Close(ctx)
+		if err := DropRolesOf(ctx, c, name); err != nil {
+			return err
+		}
 		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
 			return fmt.Errorf("drop test database %s: %w", name, err)
 		}
@@ -201,4 +207,35 @@ func Reachable(ctx context.Context) bool {
 		}
 	}
 	return false
+}
+
+// DropRolesOf drops the roles a test created for database name (those
+// granted a privilege on it: writ's dynamic roles, say), which would
+// otherwise outlive it on the shared server. admin is a superuser
+// connection to another database.
+func DropRolesOf(ctx context.Context, admin *pgx.Conn, name string) error {
+	rows, err := admin.Query(ctx, `SELECT DISTINCT r.rolname FROM pg_database d, aclexplode(d.datacl) a JOIN pg_roles r ON r.oid = a.grantee
+		WHERE d.datname = $1 AND r.oid <> d.datdba AND NOT r.rolsuper`, name)
+	if err != nil {
+		return fmt.Errorf("list roles of test database %s: %w", name, err)
+	}
+	roles, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(roles) == 0 {
+		return err
+	}
+	cfg := admin.Config().Copy()
+	cfg.Database = name
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("drop roles of test database %s: %w", name, err)
+	}
+	defer c.Close(ctx)
+	for _, r := range roles {
+		id := pgx.Identifier{r}.Sanitize()
+		c.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, r)
+		if _, err := c.Exec(ctx, `DROP OWNED BY `+id+`; DROP ROLE IF EXISTS `+id); err != nil {
+			return fmt.Errorf("drop role %s of test database %s: %w", r, name, err)
+		}
+	}
+	return nil
 }
