@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		// Workload API socket, no access proxy and no discovery sensor.
 		// The admin API, the console and the mTLS listener (token
 		// service and the node API) stay.
-		cfg.Proxy.Listen, cfg.Proxy.TLSListen = "off", ""
+		cfg.Proxy.Listen, cfg.Proxy.TLSListen, cfg.Proxy.PostgresListen = "off", "", "off"
 		cfg.Discovery.Disabled = true
 	}
 	s := &Server{cfg: cfg, log: opts.Log, now: opts.Now}
