@@ -24,6 +24,10 @@ type Finding struct {
 	Encoding string `json:"encoding,omitempty"`
 	// Fingerprint is hex HMAC-SHA256 of the value under the scan's key.
 	Fingerprint string `json:"fingerprint"`
+	// Hosts are the host names written within hostWindow lines of the
+	// secret (URLs, host: and *_HOST= settings), at most maxHosts: what it
+	// may authenticate to, for its blast radius.
+	Hosts []string `json:"hosts,omitempty"`
 	// New is set when a baseline was given and does not hold the finding.
 	New bool `json:"new,omitempty"`
 

@@ -110,6 +110,7 @@ func (s *Scanner) scanBlob(rel string, data []byte, ig *Ignore) []Finding {
 		}
 		df := fromDetector(f, rel, kind)
 		df.EndLine, df.EndColumn = endOf(data, f.End)
+		df.Hosts = hostsNear(data, f.Start)
 		out = append(out, df)
 	}
 	for _, v := range values {
@@ -123,6 +124,7 @@ func (s *Scanner) scanBlob(rel string, data []byte, ig *Ignore) []Finding {
 			df.Line, df.Column = v.Line, v.Column
 			df.EndLine, df.EndColumn = v.Line, v.Column+v.Len-1
 			df.Encoding = "base64"
+			df.Hosts = hostsNear(data, lineStart(data, v.Line))
 			out = append(out, df)
 		}
 	}

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"net"
 	"net/netip"
@@ -28,15 +26,9 @@ type discoverPart struct {
 	fpKey []byte
 }
 
-// fingerprintKey derives the deployment's key for secret fingerprints
-// from the key-encryption key, so that fingerprints are stable across
-// restarts and comparable between the sensor and the broker without a
-// second key to keep.
-func fingerprintKey(kek []byte) []byte {
-	m := hmac.New(sha256.New, kek)
-	m.Write([]byte("writ secret fingerprint key v1"))
-	return m.Sum(nil)
-}
+// fingerprintKey is the deployment's key for secret fingerprints
+// (secrets.DeploymentKey of the KEK).
+func fingerprintKey(kek []byte) []byte { return secrets.DeploymentKey(kek) }
 
 // initDiscover builds the sensor. It scans nothing until Run.
 func (s *Server) initDiscover(ctx context.Context, kek []byte) error {
