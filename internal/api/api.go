@@ -81,6 +81,9 @@ type Config struct {
 	// Users manages the console's human accounts (`writ user`).
 	// Optional: without it /v1/users answers 404.
 	Users Users
+	// Scans ranks and records `writ scan --report` findings. Optional:
+	// without it /v1/scan answers 404.
+	Scans Scans
 }
 
 // API is the admin API.
@@ -161,6 +164,10 @@ func (a *API) Register(mux *http.ServeMux) {
 		admin("GET /v1/policies/{name}", a.getPolicy)
 		admin("POST /v1/policies/{name}/promote", a.promotePolicy)
 		admin("POST /v1/policies/{name}/replay", a.replayPolicy)
+	}
+	if a.c.Scans != nil {
+		admin("GET /v1/scan/key", a.fingerprintKey)
+		admin("POST /v1/scan/findings", a.reportScan)
 	}
 
 	mux.HandleFunc("POST /v1/tasks", a.openTask)

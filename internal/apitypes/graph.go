@@ -60,7 +60,8 @@ type GraphNode struct {
 
 // GraphEdge is one edge. Kind is one of on_behalf_of, instance, task,
 // reached, tool, injected (access edges, with counts) or runs_as, holds,
-// direct (from the inventory, without counts). Held counts accesses that
+// direct, opens (from the inventory, without counts; opens is from a
+// credential `writ scan --report` found to a service it authenticates to). Held counts accesses that
 // waited for an approval; ApprovedBy names who approved them.
 type GraphEdge struct {
 	From       string     `json:"from"`

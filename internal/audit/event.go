@@ -75,6 +75,11 @@ const (
 // decisions, would_deny, would_hold, would_allow.
 const PolicyPromoted Type = "policy.promoted"
 
+// ScanReported is a `writ scan --report` whose findings were ranked by
+// blast radius and recorded: Target is "scan:" and the target scanned,
+// details findings and top_score. It holds no fingerprint or value.
+const ScanReported Type = "scan.reported"
+
 // MCP gateway events. MCPToolPinned is a tool descriptor the gateway
 // trusted (on first sighting, or by a signed manifest); MCPToolQuarantined
 // is a tool it hides and refuses because its descriptor changed, it was

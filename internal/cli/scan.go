@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/client"
 	"github.com/writ-dev/writ/internal/scan"
 	"github.com/writ-dev/writ/internal/secrets"
 	"golang.org/x/sys/unix"
@@ -35,6 +38,8 @@ func newScanCmd(g *globals) *cobra.Command {
 		noProgress   bool
 		noIgnoreFile bool
 		fixPlan      bool
+		report       bool
+		reportAs     string
 	)
 	cmd := &cobra.Command{
 		Use:   "scan [PATH]",
@@ -74,8 +79,31 @@ fingerprints across scans.`,
 			if !ok {
 				return exitCode(2, fmt.Errorf("--fail-on %q: use high, medium, low or none", failOn))
 			}
-			key, err := g.scanKey(keyFile)
-			if err != nil {
+			var (
+				key   []byte
+				keyID string
+				c     *client.Client
+				err   error
+			)
+			if report {
+				if keyFile != "" {
+					return exitCode(2, errors.New("--report fingerprints under the deployment's key; drop --key-file"))
+				}
+				if output == "sarif" || fixPlan {
+					return exitCode(2, errors.New("--report prints the ranked findings (table or json); run --output sarif or --fix-plan without it"))
+				}
+				if c, err = g.client(); err != nil {
+					return exitCode(2, err)
+				}
+				k, err := c.FingerprintKey(cmd.Context())
+				if err != nil {
+					return exitCode(2, fmt.Errorf("--report: fetch the deployment's fingerprint key: %w", err))
+				}
+				if key, err = base64.StdEncoding.DecodeString(k.Key); err != nil || len(key) < secrets.MinKeySize {
+					return exitCode(2, fmt.Errorf("--report: the server sent an unusable fingerprint key"))
+				}
+				keyID = k.KeyID
+			} else if key, err = g.scanKey(keyFile); err != nil {
 				return exitCode(2, err)
 			}
 			det, err := secrets.New(secrets.Config{FingerprintKey: key})
@@ -135,6 +163,29 @@ fingerprints across scans.`,
 			if bl != nil {
 				bl.Mark(findings)
 			}
+			if report {
+				name := reportAs
+				if name == "" {
+					abs, err := filepath.Abs(target)
+					if err != nil {
+						return exitCode(2, err)
+					}
+					name = filepath.Base(abs)
+				}
+				resp, err := c.ReportScan(ctx, apitypes.ScanReportRequest{Target: name, KeyID: keyID, Findings: findings})
+				if err != nil {
+					return exitCode(2, fmt.Errorf("--report: %w", err))
+				}
+				if output == "json" {
+					err = printJSON(g.stdout, resp)
+				} else {
+					err = scan.WriteRanked(g.stdout, resp.Findings)
+				}
+				if err != nil {
+					return err
+				}
+				return failOnFindings(findings, minSev, bl)
+			}
 			switch {
 			case fixPlan:
 				repo := ""
@@ -152,16 +203,7 @@ fingerprints across scans.`,
 			if err != nil {
 				return err
 			}
-			failing := 0
-			for _, f := range findings {
-				if minSev != "" && f.AtLeast(minSev) && (bl == nil || f.New) {
-					failing++
-				}
-			}
-			if failing > 0 {
-				return exitCode(1, fmt.Errorf("%d finding(s) at or above %s severity", failing, minSev))
-			}
-			return nil
+			return failOnFindings(findings, minSev, bl)
 		},
 	}
 	fl := cmd.Flags()
@@ -176,7 +218,24 @@ fingerprints across scans.`,
 	fl.IntVar(&workers, "workers", 0, "files scanned at once (default: number of CPUs)")
 	fl.BoolVar(&fixPlan, "fix-plan", false, "print, per finding, the commands and documents that replace it with brokered injection (nothing is applied)")
 	fl.BoolVar(&noProgress, "no-progress", false, "no progress line on a terminal")
+	fl.BoolVar(&report, "report", false, "fingerprint under the deployment's key, send the findings (never values) to the server, print them ranked by blast radius; they appear in writ posture and writ lineage")
+	fl.StringVar(&reportAs, "report-as", "", "with --report: the target's name (default: the scanned directory's base name); a report replaces the previous one of that name")
 	return cmd
+}
+
+// failOnFindings is the exit status of a scan: 1 when a finding (a new
+// one, with a baseline) is at or above minSev.
+func failOnFindings(findings []scan.Finding, minSev secrets.Severity, bl *scan.Baseline) error {
+	failing := 0
+	for _, f := range findings {
+		if minSev != "" && f.AtLeast(minSev) && (bl == nil || f.New) {
+			failing++
+		}
+	}
+	if failing > 0 {
+		return exitCode(1, fmt.Errorf("%d finding(s) at or above %s severity", failing, minSev))
+	}
+	return nil
 }
 
 // scanKey reads the fingerprint key from path, or from the data directory's

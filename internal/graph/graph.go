@@ -35,6 +35,7 @@ const (
 	EdgeRunsAs     = "runs_as"      // identity → process: a discovered process with that identity
 	EdgeHolds      = "holds"        // process → credential it holds in its environment or can read in a file
 	EdgeDirect     = "direct"       // process → service: a connection to its upstream around writ (shadow)
+	EdgeOpens      = "opens"        // credential found by `writ scan --report` → service it authenticates to (its blast radius)
 )
 
 // Node is one thing in the graph. ID is "KIND:NAME" and unique.
@@ -188,6 +189,12 @@ type inventoryCredential struct {
 	Source      string `json:"source"`
 	Path        string `json:"path"`
 	Fingerprint string `json:"fingerprint"`
+	// Opens are, for a finding of `writ scan --report` (source scan), the
+	// services its blast radius found it opens.
+	Opens []string `json:"opens"`
+	Blast *struct {
+		Score int `json:"score"`
+	} `json:"blast_radius"`
 }
 
 // DiscoveredCredentialName is the node name of a credential the sensor
@@ -231,6 +238,14 @@ func (g *graphBuilder) addInventory(items []store.InventoryItem, f inventoryFilt
 		n.Attrs = map[string]string{"host": c.it.Host, "source": c.c.Source, "kind": c.c.Kind, "fingerprint": c.c.Fingerprint, "discovered": "true"}
 		if c.c.Path != "" {
 			n.Attrs["path"] = c.c.Path
+		}
+		if c.c.Blast != nil {
+			n.Attrs["blast_radius"] = strconv.Itoa(c.c.Blast.Score)
+		}
+		for _, svc := range c.c.Opens {
+			e := g.edge(id, g.node(KindService, svc, "", time.Time{}, time.Time{}), EdgeOpens, nil)
+			e.Shadow = true
+			e.seen(c.it.FirstSeen, c.it.LastSeen)
 		}
 		return id
 	}

@@ -79,7 +79,7 @@ type Inputs struct {
 const DefaultUnusedAfter = 30 * 24 * time.Hour
 
 // Checks lists the checks, in the order they run.
-var Checks = []string{"agent_without_identity", "static_credential", "direct_access", "identity_without_policy", "wildcard_subject",
+var Checks = []string{"agent_without_identity", "static_credential", "static_secret", "direct_access", "identity_without_policy", "wildcard_subject",
 	"policy_in_observe_mode", "unused_grant", "unattested_instance", "entry_without_digest", "long_ttl", "identity_without_owner",
 	"ca_keys_not_hardware", "audit_not_witnessed"}
 
@@ -104,8 +104,22 @@ func Evaluate(in Inputs) []Finding {
 		out = append(out, f)
 	}
 
-	// The runtime sensor's inventory.
+	// The runtime sensor's inventory, and the findings of `writ scan
+	// --report` (credentials on a "scan:TARGET" host); only a target's
+	// latest scan counts.
+	latestScan := map[string]time.Time{}
 	for _, it := range in.Inventory {
+		if it.Kind == store.InventoryCredential && strings.HasPrefix(it.Host, ScanHostPrefix) && it.LastSeen.After(latestScan[it.Host]) {
+			latestScan[it.Host] = it.LastSeen
+		}
+	}
+	for _, it := range in.Inventory {
+		if it.Kind == store.InventoryCredential && strings.HasPrefix(it.Host, ScanHostPrefix) {
+			if it.LastSeen.Equal(latestScan[it.Host]) {
+				scanFinding(it, reach, add)
+			}
+			continue
+		}
 		switch it.Kind {
 		case store.InventoryAgent, store.InventoryMCPServer:
 			if it.Identity != "" {
@@ -447,4 +461,52 @@ func unattested(g *graph.Graph, reach *reach, add func(Finding)) {
 				s.n, strings.Join(s.targets, ", "), fmtTime(s.first), fmtTime(s.last))},
 			Fix: "let writ attest the caller: fetch the SVID from the Workload API on its host or call through the local proxy (both name the instance), and bind its task tokens to the instance (writ task open --bind-instance)"})
 	}
+}
+
+// ScanHostPrefix starts the inventory host of the findings `writ scan
+// --report` recorded: "scan:" and the target scanned.
+const ScanHostPrefix = "scan:"
+
+// scanFinding adds a static_secret finding for a secret `writ scan
+// --report` found in code or history: it reaches the services its blast
+// radius found it opens (the lineage graph's opens edges).
+func scanFinding(it store.InventoryItem, reach *reach, add func(Finding)) {
+	var c struct {
+		ID, Kind, Path, Fingerprint, Severity, Commit string
+		AtHEAD                                        *bool `json:"at_head"`
+		Blast                                         struct {
+			Score   int
+			Via     []string
+			Holders []string
+			UsedBy  []string `json:"used_by"`
+		} `json:"blast_radius"`
+	}
+	json.Unmarshal(it.Data, &c)
+	node := graph.NodeID(graph.KindCredential, graph.DiscoveredCredentialName(it.Host, c.ID))
+	r, cj := reach.from(node)
+	sev := c.Severity
+	switch {
+	case len(cj) > 0:
+		sev = "critical"
+	case len(r) > 0 || len(c.Blast.Holders) > 0:
+		sev = "high"
+	case !slices.Contains(Severities, sev):
+		sev = "medium"
+	}
+	where := strings.TrimPrefix(it.Host, ScanHostPrefix) + " " + c.Path
+	ev := []string{"fingerprint " + c.Fingerprint + " (keyed; never the value)", fmt.Sprintf("blast radius score %d (docs/scan.md#blast-radius)", c.Blast.Score)}
+	if c.AtHEAD != nil && !*c.AtHEAD {
+		ev = append(ev, "only in history (first written by commit "+c.Commit+"): still valid until rotated")
+	}
+	ev = append(ev, c.Blast.Via...)
+	if len(c.Blast.UsedBy) > 0 {
+		ev = append(ev, fmt.Sprintf("the services it opens are used by %d identities: %s", len(c.Blast.UsedBy), strings.Join(c.Blast.UsedBy, ", ")))
+	}
+	if len(c.Blast.Holders) > 0 {
+		ev = append(ev, "held by "+strings.Join(c.Blast.Holders, ", "))
+	}
+	add(Finding{ID: it.Host + "/" + c.ID, Check: "static_secret", Severity: sev, Nodes: []string{node}, Reaches: r, CrownJewels: cj,
+		Title:    fmt.Sprintf("static %s secret in %s", c.Kind, where),
+		Evidence: ev,
+		Fix:      "writ scan --fix-plan writes the writ credential put command, the Service and the AccessPolicy that replace it with brokered injection; delete it from the code and rotate it"})
 }

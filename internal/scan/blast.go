@@ -3,8 +3,10 @@ package scan
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/writ-dev/writ/internal/secrets"
@@ -164,4 +166,30 @@ func Rank(findings []Finding, k *Knowledge) []Ranked {
 			cmp.Compare(a.Path, b.Path), cmp.Compare(a.Line, b.Line))
 	})
 	return out
+}
+
+// WriteRanked prints ranked findings as a table, widest blast radius
+// first: score, severity, rule, place, what it opens, who uses and holds
+// it, and whether it is still present.
+func WriteRanked(w io.Writer, rs []Ranked) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCORE\tSEVERITY\tRULE\tLOCATION\tPRESENT\tOPENS\tUSED BY\tHOLDERS\tFINGERPRINT")
+	dash := func(l []string) string {
+		if len(l) == 0 {
+			return "-"
+		}
+		return strings.Join(l, ",")
+	}
+	for _, r := range rs {
+		present := "yes"
+		if !r.Blast.Present {
+			present = "history"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s:%d\t%s\t%s\t%d\t%d\t%s\n", r.Blast.Score, r.Severity, r.RuleID, r.Path, r.Line, present,
+			dash(r.Blast.Opens), len(r.Blast.UsedBy), len(r.Blast.Holders), short(r.Fingerprint))
+	}
+	if len(rs) == 0 {
+		fmt.Fprintln(tw, "no secrets found")
+	}
+	return tw.Flush()
 }

@@ -359,6 +359,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Server, err e
 		Alerts:      alertsService{s},
 		Posture:     postureService{s},
 		Users:       s.accounts,
+		Scans:       scans{s},
 	})
 	if err != nil {
 		return nil, err
