@@ -9,6 +9,9 @@ import (
 	"github.com/writ-dev/writ/internal/dbcreds"
 	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/proxy"
+	"github.com/writ-dev/writ/internal/resource"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/tier"
 )
 
 // dbcredsPart is the issuer of dynamic PostgreSQL roles and, when
@@ -108,4 +111,42 @@ func (s *Server) PostgresProxyAddr() string {
 		return ""
 	}
 	return s.dbc.ln.Addr().String()
+}
+
+// credentialFacts fills the tier report's facts about how Services get
+// their upstream credentials and whether any database role outlives its
+// task.
+func (s *Server) credentialFacts(ctx context.Context, f *tier.Facts) error {
+	rs, err := s.db.ListResources(ctx, resource.KindService)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		svc, err := proxy.CompileService(r)
+		if err != nil {
+			continue
+		}
+		switch {
+		case svc.Postgres != nil || svc.Spec.Token != nil:
+			f.DynamicServices++
+		case svc.Spec.Credential != nil:
+			f.StaticServices++
+		}
+	}
+	roles, err := s.db.ListDBRoles(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	for _, r := range roles {
+		f.DBRoles++
+		t, err := s.tok.tasks.Get(ctx, r.Task)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err != nil || t.State != store.TaskOpen || !now.Before(t.ExpiresAt) {
+			f.DBRolesOverdue++
+		}
+	}
+	return nil
 }

@@ -205,6 +205,20 @@ func TestDynamicPostgresRole(t *testing.T) {
 	if out, err := env.psqlRun(t, task, `SELECT current_user`); err != nil || strings.TrimSpace(out) != role {
 		t.Errorf("second connection: %q %v, want role %s", out, err, role)
 	}
+	// The tier report sees the per-task credential and the live role.
+	rep, err := env.in.client.Tier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jit *apitypes.TierRow
+	for i := range rep.Rows {
+		if rep.Rows[i].ID == "jit-credentials" {
+			jit = &rep.Rows[i]
+		}
+	}
+	if jit == nil || jit.Verdict != "met" || !strings.Contains(jit.Evidence, "1 of 1 Services") || !strings.Contains(jit.Evidence, "1 dynamic database roles exist, 0 of them outliving") {
+		t.Errorf("tier row jit-credentials during the task = %+v", jit)
+	}
 	// Without a task: refused, nothing created.
 	if out, err := env.psqlRun(t, "me", `SELECT 1`); err == nil || !strings.Contains(out, "per task") {
 		t.Errorf("connection outside a task: %v %q, want a refusal naming tasks", err, out)

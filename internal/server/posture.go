@@ -211,6 +211,9 @@ func (p postureService) Tier(ctx context.Context) (tier.Report, error) {
 			f.Observing = append(f.Observing, r.Name)
 		}
 	}
+	if err := s.credentialFacts(ctx, &f); err != nil {
+		return tier.Report{}, err
+	}
 	return tier.Evaluate(f), nil
 }
 

@@ -64,6 +64,13 @@ type Facts struct {
 	// recorded but not enforced.
 	Policies  int
 	Observing []string
+	// DynamicServices counts the Services whose upstream credential is
+	// made per task or call (a postgres: role per task, a minted token),
+	// StaticServices those injecting a standing broker credential.
+	DynamicServices, StaticServices int
+	// DBRoles is the number of dynamic database roles that exist now;
+	// DBRolesOverdue those of them whose task is no longer open.
+	DBRoles, DBRolesOverdue int
 }
 
 // Row is one requirement, evaluated.
@@ -171,6 +178,19 @@ func Evaluate(f Facts) Report {
 	add(Row{Tier: "Advanced", ID: "remote-attestation", Requirement: "nodes and workloads are remotely attested in hardware",
 		Verdict: v, Evidence: fmt.Sprintf("node attestors in use: %v", attestors),
 		ToMeet: "TPM node attestation (a TPM quote over the node's boot state) for every node"})
+
+	jit := NotMeasure
+	switch {
+	case f.DBRolesOverdue > 0:
+		jit = NotMet
+	case f.DynamicServices+f.StaticServices > 0:
+		jit = ratio(int64(f.DynamicServices), int64(f.DynamicServices+f.StaticServices), 1)
+	}
+	add(Row{Tier: "Advanced", ID: "jit-credentials", Requirement: "upstream credentials are issued just in time, per task or call, and die with it",
+		Verdict: jit,
+		Evidence: fmt.Sprintf("%d of %d Services with a credential get one per task or call (%d inject a standing broker credential); %d dynamic database roles exist, %d of them outliving their task",
+			f.DynamicServices, f.DynamicServices+f.StaticServices, f.StaticServices, f.DBRoles, f.DBRolesOverdue),
+		ToMeet: "give Services a postgres: block (a role per task, docs/dynamic-credentials.md) or a token: block (a minted token per call) instead of a standing credential"})
 
 	rep := Report{Rows: rows, Reached: "none"}
 	for _, t := range Tiers {

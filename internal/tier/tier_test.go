@@ -42,8 +42,20 @@ func TestFailThenFix(t *testing.T) {
 		t.Errorf("good deployment: %s %v", r.Reached, verdicts(r))
 	}
 	good.Keys, good.Nodes = keys{"pkcs11", true}, nodes{true}
+	if r := Evaluate(good); r.Reached != "Enterprise" || verdicts(r)["jit-credentials"] != NotMeasure {
+		t.Errorf("with hardware facts but no credentials measured: %s %v", r.Reached, verdicts(r))
+	}
+	good.DynamicServices, good.StaticServices = 1, 1
+	if r := Evaluate(good); r.Reached != "Enterprise" || verdicts(r)["jit-credentials"] != Partial {
+		t.Errorf("with a standing credential left: %s %v", r.Reached, verdicts(r))
+	}
+	good.StaticServices, good.DBRoles, good.DBRolesOverdue = 0, 2, 1
+	if r := Evaluate(good); r.Reached != "Enterprise" || verdicts(r)["jit-credentials"] != NotMet {
+		t.Errorf("with a database role outliving its task: %s %v", r.Reached, verdicts(r))
+	}
+	good.DBRolesOverdue = 0
 	if r := Evaluate(good); r.Reached != "Advanced" {
-		t.Errorf("with hardware facts: %s %v", r.Reached, verdicts(r))
+		t.Errorf("with hardware facts and per-task credentials: %s %v", r.Reached, verdicts(r))
 	}
 	if r := Evaluate(Facts{}); r.Reached != "none" || verdicts(r)["unique-identity"] != NotMeasure {
 		t.Errorf("nothing observed: %s %v", r.Reached, verdicts(r))
@@ -54,7 +66,7 @@ func TestFailThenFix(t *testing.T) {
 // otherwise Advanced deployment below Foundation until it is promoted.
 func TestObserveModeWeakensEnforcement(t *testing.T) {
 	f := Facts{AgentProcesses: 4, WithIdentity: 4, Accesses: 100, WithInstance: 100, ByVia: map[string]int64{"mtls": 100},
-		X509TTLSeconds: 3600, CAKeys: 2, Revocations: 1, Keys: keys{"pkcs11", true}, Nodes: nodes{true}, Policies: 3}
+		X509TTLSeconds: 3600, CAKeys: 2, Revocations: 1, Keys: keys{"pkcs11", true}, Nodes: nodes{true}, Policies: 3, DynamicServices: 1}
 	if r := Evaluate(f); r.Reached != "Advanced" || verdicts(r)["policy-enforced"] != Met {
 		t.Fatalf("all enforcing: %s %v", r.Reached, verdicts(r))
 	}
