@@ -108,10 +108,33 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 	maxFacts := cmpOr(q.MaxFacts, DefaultMaxFacts)
 	// Without a window, the all-time rollup: one row per path.
 	allTime := q.Since.IsZero() && q.Until.IsZero()
-	facts, err := l.Builder.Facts.ListLineage(ctx, store.LineageFilter{Since: q.Since, Until: q.Until, Identity: q.Identity,
-		Instance: q.Instance, Task: q.Task, User: q.User, Target: q.Service, Credential: q.Credential, Limit: maxFacts + 1, AllTime: allTime})
-	if err != nil {
-		return nil, fmt.Errorf("lineage: %w", err)
+	target := q.Service
+	if kind, name, _ := strings.Cut(q.To, ":"); target == "" && (kind == KindService || kind == KindMCPServer) {
+		// Every path into a service or MCP server is an access of it:
+		// read only those.
+		target = name
+	}
+	var jewels []string
+	if l.CrownJewels != nil {
+		if jewels, err = l.CrownJewels(ctx); err != nil {
+			return nil, fmt.Errorf("lineage: crown jewels: %w", err)
+		}
+	}
+	reads := []string{target}
+	if q.CrownJewels && target == "" {
+		// Every path into a crown jewel is an access of one.
+		reads = jewels
+	}
+	var facts []store.LineageFact
+	for _, t := range reads {
+		more, err := l.Builder.Facts.ListLineage(ctx, store.LineageFilter{Since: q.Since, Until: q.Until, Identity: q.Identity,
+			Instance: q.Instance, Task: q.Task, User: q.User, Target: t, Credential: q.Credential, Limit: maxFacts + 1 - len(facts), AllTime: allTime})
+		if err != nil {
+			return nil, fmt.Errorf("lineage: %w", err)
+		}
+		if facts = append(facts, more...); len(facts) > maxFacts {
+			break
+		}
 	}
 	gb := newGraphBuilder()
 	truncated := len(facts) > maxFacts
@@ -128,11 +151,7 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 		}
 		gb.addInventory(items, inventoryFilter{identity: q.Identity, service: q.Service, credential: q.Credential})
 	}
-	var jewels []string
 	if l.CrownJewels != nil {
-		if jewels, err = l.CrownJewels(ctx); err != nil {
-			return nil, fmt.Errorf("lineage: crown jewels: %w", err)
-		}
 		for _, name := range jewels {
 			for _, kind := range []string{KindService, KindMCPServer} {
 				if n := gb.nodes[NodeID(kind, name)]; n != nil {
