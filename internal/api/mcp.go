@@ -59,7 +59,7 @@ func (a *API) listMCPTools(w http.ResponseWriter, r *http.Request) {
 	server := r.PathValue("server")
 	list, err := a.c.MCP.Tools(r.Context(), server)
 	if errors.Is(err, store.ErrNotFound) {
-		err = notFound("MCP server %s: not served; see `writ mcp servers`", server)
+		err = notFound("MCP server %q: not served; see `writ mcp servers`", server)
 	}
 	if err != nil {
 		a.fail(w, r, "list MCP tools", err)

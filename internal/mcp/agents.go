@@ -26,8 +26,8 @@ import (
 // shared session: a per-agent session only carries the agent's calls.
 
 // maxAgentSessions bounds the per-agent upstream sessions of one server
-// (for a stdio server, processes).
-const maxAgentSessions = 256
+// (for a stdio server, processes). A variable for tests.
+var maxAgentSessions = 256
 
 // agentUpstream is the upstream session of one agent session.
 type agentUpstream struct {

@@ -392,3 +392,42 @@ func TestGatewayPerAgentSessions(t *testing.T) {
 		t.Fatal("no per-agent upstream sessions while agents are connected")
 	}
 }
+
+// Per-agent upstream sessions are bounded per server: past the bound an
+// agent's call is refused as unavailable (no more processes or
+// connections are opened), and a closed agent session frees its place.
+func TestGatewayPerAgentSessionsBounded(t *testing.T) {
+	defer func(n int) { maxAgentSessions = n }(maxAgentSessions)
+	maxAgentSessions = 2
+	up := inputUpstream(t, nil)
+	srv := httpServer(t, "helper", up.URL)
+	srv.Spec.Credential = nil
+	srv.Spec.Sessions = SessionsPerAgent
+	f := newEnforced(t, inputPolicy, srv)
+	ctx := context.Background()
+	var sessions []*sdk.ClientSession
+	for i := range 3 {
+		var asked atomic.Int32
+		cs := inputAgent(t, f.url+"/mcp/helper", "2025-11-25", "agent-token", fmt.Sprint(i), &asked)
+		waitTools(t, cs, "ask")
+		sessions = append(sessions, cs)
+	}
+	for i, cs := range sessions[:2] {
+		if _, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}}); err != nil {
+			t.Fatalf("agent %d: %v", i, err)
+		}
+	}
+	_, err := sessions[2].CallTool(ctx, &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}})
+	if code, msg := rpcCode(err); code != CodeUnavailable || !strings.Contains(msg, "the most with sessions: per_agent") {
+		t.Fatalf("third agent: %v", err)
+	}
+	sessions[0].Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := sessions[2].CallTool(ctx, &sdk.CallToolParams{Name: "ask", Arguments: map[string]any{}}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a closed agent session never freed its place")
+		}
+	}
+}
