@@ -84,7 +84,15 @@ func main() {
 	treeMB := flag.Int("tree-mb", 200, "working tree size in MiB")
 	history := flag.String("history", "", "write a git fast-import stream here")
 	commits := flag.Int("commits", 10000, "commits in the history")
+	plantedN := flag.Int("planted", 0, "print the history's first N planted secret and look-alike lines (S and L, tab-separated) and exit")
 	flag.Parse()
+	if *plantedN > 0 {
+		for k := range *plantedN {
+			s, l := planted(1_000_000 + k)
+			fmt.Printf("S\t%s\nL\t%s\n", s, l)
+		}
+		return
+	}
 	src := sources()
 	if len(src) == 0 {
 		log.Fatal("no sources under GOROOT/src")
