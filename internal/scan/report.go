@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 
@@ -88,6 +89,8 @@ type sarifTool struct {
 
 type sarifDriver struct {
 	Name           string      `json:"name"`
+	Version        string      `json:"version,omitempty"`
+	SemVer         string      `json:"semanticVersion,omitempty"`
 	InformationURI string      `json:"informationUri,omitempty"`
 	Rules          []sarifRule `json:"rules"`
 }
@@ -136,7 +139,7 @@ func WriteSARIF(w io.Writer, fs []Finding, rules []secrets.RuleInfo) error {
 	for _, r := range rules {
 		desc[r.ID] = r.Description
 	}
-	run := sarifRun{Tool: sarifTool{Driver: sarifDriver{Name: "writ scan", InformationURI: "https://github.com/writ-dev/writ"}}}
+	run := sarifRun{Tool: sarifTool{Driver: sarifDriver{Name: "writ scan", Version: numericVersion(toolVersion()), SemVer: toolVersion(), InformationURI: "https://github.com/writ-dev/writ"}}}
 	seen := map[string]bool{}
 	run.Results = []sarifResult{}
 	run.Tool.Driver.Rules = []sarifRule{}
@@ -193,4 +196,22 @@ func WriteSARIF(w io.Writer, fs []Finding, rules []secrets.RuleInfo) error {
 func sarifURI(p string) string {
 	r := strings.NewReplacer("%", "%25", " ", "%20", "#", "%23", "?", "%3F")
 	return r.Replace(p)
+}
+
+// toolVersion is writ's module version without its "v" ("0.0.0-devel"
+// for a build from a work tree): SARIF consumers compare logs of the
+// same tool version.
+func toolVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return strings.TrimPrefix(bi.Main.Version, "v")
+	}
+	return "0.0.0-devel"
+}
+
+// numericVersion is v up to its pre-release or build suffix ("1.2.3").
+func numericVersion(v string) string {
+	if i := strings.IndexAny(v, "-+"); i >= 0 {
+		return v[:i]
+	}
+	return v
 }
