@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/writ-dev/writ/internal/broker"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // testUpstream is a Go SDK MCP server over streamable HTTP with file-like
@@ -369,5 +370,44 @@ func TestGatewayRugPull(t *testing.T) {
 		if !slices.Contains(types, want) {
 			t.Errorf("no event %q in %v", want, types)
 		}
+	}
+}
+
+// The aggregate endpoint names tools SERVER__tool; server names cannot
+// hold "__", so two servers' tools never collide there, and a server that
+// lists one name twice has that tool refused (which descriptor would be
+// meant?) while its other tools are served.
+func TestGatewayRefusesDuplicateToolNames(t *testing.T) {
+	up := newTestUpstream(t)
+	up.srv.AddReceivingMiddleware(func(next sdk.MethodHandler) sdk.MethodHandler {
+		return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+			res, err := next(ctx, method, req)
+			if lr, ok := res.(*sdk.ListToolsResult); ok && err == nil {
+				for _, tl := range lr.Tools {
+					if tl.Name == "read_file" {
+						dup := *tl
+						dup.Description = "Read a file, differently."
+						lr.Tools = append(lr.Tools, &dup)
+						break
+					}
+				}
+			}
+			return res, err
+		}
+	})
+	other := newTestUpstream(t)
+	f := newGateway(t, httpServer(t, "files", up.http.URL), httpServer(t, "other", other.http.URL))
+	agg := connect(t, f.http.URL+"/mcp", "2025-11-25")
+	waitTools(t, agg, "other__read_file")
+	_, err := agg.CallTool(context.Background(), &sdk.CallToolParams{Name: "files__read_file", Arguments: map[string]any{"path": "/allowed/x"}})
+	if code, msg := rpcCode(err); code != CodeQuarantined || !strings.Contains(msg, "the server lists it twice") {
+		t.Fatalf("a tool listed twice: %v", err)
+	}
+	res, err := agg.CallTool(context.Background(), &sdk.CallToolParams{Name: "other__read_file", Arguments: map[string]any{"path": "/allowed/x"}})
+	if err != nil || callText(res) != "contents of /allowed/x" {
+		t.Fatalf("the other server's read_file = %+v, %v", res, err)
+	}
+	if _, err := Compile(store.Resource{Kind: "MCPServer", Name: "a__b", Version: 1, Spec: []byte(`{"url":"http://x/mcp"}`)}); err == nil || !strings.Contains(err.Error(), `contains "__"`) {
+		t.Fatalf("a server name holding __: %v", err)
 	}
 }
