@@ -344,6 +344,15 @@ func compilePostgres(s *Service, bad func(field, format string, args ...any) err
 	}
 	s.Postgres = pg
 	s.access = *pg.Target()
+	// Upstream names the database server for those who read it (the
+	// discovery sensor's direct-access check, the scanner), with
+	// PostgreSQL's default port filled in.
+	u, _ := url.Parse(spec.Upstream) // parsed by dbcreds.Compile
+	if u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	u.RawQuery = ""
+	s.Upstream = u
 	return s, nil
 }
 

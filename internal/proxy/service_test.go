@@ -124,3 +124,55 @@ func FuzzProxyRequest(f *testing.F) {
 func storeResource(name string, spec []byte) store.Resource {
 	return store.Resource{Kind: resource.KindService, Name: name, Version: 1, Spec: spec}
 }
+
+// TestPostgresService: a Service with a postgres: block compiles to a
+// dbcreds Service, carries the database server as its Upstream (default
+// port filled in) for discovery, takes none of the HTTP fields, and is
+// not routed by the HTTP proxy.
+func TestPostgresService(t *testing.T) {
+	pg := func(extra string) resource.Document {
+		t.Helper()
+		docs, err := resource.Parse("db.yaml", []byte(`apiVersion: writ.dev/v1
+kind: Service
+metadata: {name: orders-db}
+spec:
+  upstream: postgres://db.internal/orders?sslmode=require
+  postgres:
+    admin: pg-admin
+    grants: [{privileges: [SELECT], tables: [orders]}]
+`+extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return docs[0]
+	}
+	spec, err := StoredSpec(pg(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := CompileService(store.Resource{Kind: resource.KindService, Name: "orders-db", Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Postgres == nil || svc.Postgres.Database != "orders" || svc.Upstream.Host != "db.internal:5432" || svc.accessTarget().Ref != "Service/orders-db" {
+		t.Errorf("compiled %+v (postgres %+v)", svc, svc.Postgres)
+	}
+	tab, err := NewTable([]*Service{svc})
+	if err != nil || tab.Get("orders-db") != nil {
+		t.Errorf("the HTTP routing table holds the postgres Service: %v", err)
+	}
+	if s, _ := tab.ByPath("/svc/orders-db/x"); s != nil {
+		t.Error("the HTTP proxy routes /svc/orders-db/")
+	}
+	for extra, field := range map[string]string{
+		"  match: {host: db.internal}\n": "spec.match",
+		"  credential: {name: x}\n":      "spec.credential",
+		"  intercept: true\n":            "spec.intercept",
+		"  timeouts: {connect: 1s}\n":    "spec.intercept",
+		"  labels: [\"a b\"]\n":          "spec.labels.0",
+	} {
+		if _, err := StoredSpec(pg(extra)); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("with %q: %v, want an error at %s", extra, err, field)
+		}
+	}
+}
