@@ -37,13 +37,18 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata",
 		// [pg]: PostgreSQL is reachable, or CI=true (where it must be:
-		// the script then fails instead of skipping).
+		// the script then fails instead of skipping). [psql]: the psql
+		// client is installed, or CI=true.
 		Condition: func(cond string) (bool, error) {
-			if cond != "pg" {
+			if cond != "pg" && cond != "psql" {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}
 			if os.Getenv("CI") == "true" {
 				return true, nil
+			}
+			if cond == "psql" {
+				_, err := exec.LookPath("psql")
+				return err == nil, nil
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
