@@ -249,8 +249,7 @@ func (a *API) issueNodeSVID(w http.ResponseWriter, r *http.Request, name, attest
 		fail(w, http.StatusInternalServerError, "sign the node SVID failed on the server; see its log")
 		return
 	}
-	snap, _ := a.c.Publisher.Snapshot()
-	reply(w, nodeapi.SVIDAnswer{Name: name, Chain: ders(chain), Bundle: snap.Bundle})
+	reply(w, nodeapi.SVIDAnswer{Name: name, Chain: ders(chain), Bundle: a.c.Publisher.BundleDoc()})
 }
 
 func ders(chain []*x509.Certificate) [][]byte {
@@ -383,9 +382,17 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request, n nodeID) {
 	ctx := r.Context()
 	seq := after
 	snapshot := func() bool {
-		s, at := a.c.Publisher.Snapshot()
+		line, at, err := a.c.Publisher.SnapshotLine()
+		if err != nil {
+			a.c.Log.Error("encode a snapshot for a node", "node", n.name, "error", err)
+			return false
+		}
 		seq = at
-		return send(nodeapi.Message{Type: nodeapi.MsgSnapshot, Seq: at, Snapshot: &s})
+		if _, err := w.Write(line); err != nil {
+			return false
+		}
+		flusher.Flush()
+		return true
 	}
 	if after == 0 && !snapshot() {
 		return

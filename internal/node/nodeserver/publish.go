@@ -67,6 +67,56 @@ type Publisher struct {
 	own       map[int64]bool
 	following atomic.Bool
 	followed  atomic.Int64
+
+	// snapMu guards the last snapshot message, encoded: nodes that
+	// (re)connect at the same sequence (every node after a server
+	// restart) share one encoding.
+	snapMu   sync.Mutex
+	snapSeq  int64
+	snapLine []byte
+}
+
+// BundleDoc is the trust bundle document now (nil if it cannot be
+// encoded).
+func (p *Publisher) BundleDoc() []byte {
+	b, err := p.Bundles.Bundle().Marshal()
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// SnapshotLine returns the snapshot message, encoded as one stream line,
+// and its sequence. A snapshot read at sequence S holds every change up
+// to S (and maybe later ones, which the node then applies twice,
+// harmlessly), so one encoding serves every node that asks while the
+// sequence stays S.
+func (p *Publisher) SnapshotLine() ([]byte, int64, error) {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
+	seq := p.snapshotSeq()
+	if p.snapLine != nil && p.snapSeq == seq {
+		return p.snapLine, seq, nil
+	}
+	s, at := p.Snapshot()
+	line, err := json.Marshal(nodeapi.Message{Type: nodeapi.MsgSnapshot, Seq: at, Snapshot: &s})
+	if err != nil {
+		return nil, 0, err
+	}
+	line = append(line, '\n')
+	if at == seq {
+		p.snapLine, p.snapSeq = line, at
+	}
+	return line, at, nil
+}
+
+// snapshotSeq is the sequence a snapshot taken now is at.
+func (p *Publisher) snapshotSeq() int64 {
+	seq := p.Hub.Last()
+	if p.following.Load() {
+		seq = min(seq, p.followed.Load())
+	}
+	return seq
 }
 
 // Start appends the resync marker and records the current state; call it
@@ -282,12 +332,10 @@ func RevocationToWire(r store.Revocation) nodeapi.Revocation {
 // Snapshot returns the full state and the sequence it is at least as new
 // as.
 func (p *Publisher) Snapshot() (nodeapi.Snapshot, int64) {
-	seq := p.Hub.Last() // first: the state read below is at least this new
-	if p.following.Load() {
-		// Changes of other servers this server has not taken in yet are
-		// sent after the snapshot (applying one twice is harmless).
-		seq = min(seq, p.followed.Load())
-	}
+	// First: the state read below is at least this new. Changes of other
+	// servers this server has not taken in yet are sent after the
+	// snapshot (applying one twice is harmless).
+	seq := p.snapshotSeq()
 	var s nodeapi.Snapshot
 	s.Entries = p.Entries.List()
 	for _, r := range p.Revocations.All() {
