@@ -8,18 +8,15 @@ package learn_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/bench/benchlog"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/auditlog"
-	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/learn"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
@@ -71,57 +68,13 @@ func bigLog(b *testing.B) (string, int) {
 	if dir == "" {
 		dir = b.TempDir()
 	}
-	path := filepath.Join(dir, fmt.Sprintf("learn-%d.db", n))
-	if _, err := os.Stat(path); err == nil {
-		return path, n
-	}
-	ctx := context.Background()
-	tmp := filepath.Join(dir, fmt.Sprintf("learn-%d-building.db", n))
-	db, err := sqlite.Open(ctx, tmp, sqlite.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	kek := make([]byte, keys.KEKSize)
-	rand.Read(kek)
-	sealer, _ := keys.NewSealer(kek)
-	var now time.Time
-	l, err := auditlog.Open(ctx, auditlog.Config{Backend: db.Audit(), Keys: db, Sealer: sealer, Now: func() time.Time { return now }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]audit.Event, 0, 1000)
-	for i := range n {
-		batch = append(batch, event(i))
-		if len(batch) == cap(batch) || i == n-1 {
-			now = batch[len(batch)-1].Time
-			if err := audit.EmitBatch(ctx, l, batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := l.Close(ctx); err != nil {
-		b.Fatal(err)
-	}
-	db.Close()
-	for _, sfx := range []string{"", "-wal", "-shm"} {
-		os.Rename(sqlite.AuditIndexPath(tmp)+sfx, sqlite.AuditIndexPath(path)+sfx)
-		os.Rename(tmp+sfx, path+sfx)
-	}
-	return path, n
+	return benchlog.Build(b, dir, "learn", n, event), n
 }
 
-func cpu() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func maxRSS() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Maxrss) / 1024 // kB on Linux
-}
+var (
+	cpu    = benchlog.CPU
+	maxRSS = benchlog.MaxRSS
+)
 
 // BenchmarkLearn is `writ policy learn` over the whole log.
 func BenchmarkLearn(b *testing.B) {

@@ -10,21 +10,18 @@ package lineage_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/bench/benchlog"
 	"github.com/writ-dev/writ/internal/alert"
 	"github.com/writ-dev/writ/internal/audit"
-	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/graph"
-	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/store/sqlite"
 )
@@ -96,44 +93,7 @@ func bigLog(b *testing.B) (string, int) {
 	if s := os.Getenv("WRIT_LINEAGE_BENCH_EVENTS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
-	path := filepath.Join(benchDir(b), fmt.Sprintf("lineage-%d.db", n))
-	if _, err := os.Stat(path); err == nil {
-		return path, n
-	}
-	ctx := context.Background()
-	tmp := filepath.Join(benchDir(b), fmt.Sprintf("lineage-%d-building.db", n))
-	db, err := sqlite.Open(ctx, tmp, sqlite.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	kek := make([]byte, keys.KEKSize)
-	rand.Read(kek)
-	sealer, _ := keys.NewSealer(kek)
-	var now time.Time
-	l, err := auditlog.Open(ctx, auditlog.Config{Backend: db.Audit(), Keys: db, Sealer: sealer, Now: func() time.Time { return now }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]audit.Event, 0, 1000)
-	for i := range n {
-		batch = append(batch, event(i))
-		if len(batch) == cap(batch) || i == n-1 {
-			now = batch[len(batch)-1].Time
-			if err := audit.EmitBatch(ctx, l, batch); err != nil {
-				b.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := l.Close(ctx); err != nil {
-		b.Fatal(err)
-	}
-	db.Close()
-	for _, sfx := range []string{"", "-wal", "-shm"} {
-		os.Rename(sqlite.AuditIndexPath(tmp)+sfx, sqlite.AuditIndexPath(path)+sfx)
-		os.Rename(tmp+sfx, path+sfx)
-	}
-	return path, n
+	return benchlog.Build(b, benchDir(b), "lineage", n, event), n
 }
 
 // dir holds the log and the built aggregates for every benchmark of a
@@ -176,11 +136,7 @@ func openStore(b *testing.B, path string) *sqlite.DB {
 	return db
 }
 
-func cpu() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+var cpu = benchlog.CPU
 
 // accesses is how many of the first n events are accesses.
 func accesses(n int) int64 {
