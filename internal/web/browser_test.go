@@ -98,6 +98,37 @@ func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
 	get(b, chromedp.Steps(steps...))
 }
 
+// waitShown waits until the element with id is in the page and rendered.
+func (b *browser) waitShown(id string) {
+	b.t.Helper()
+	b.waitTrue(fmt.Sprintf(`(() => { const e = document.getElementById(%q); return !!e && e.offsetParent !== null; })()`, id))
+}
+
+// waitTrue waits until the expression js is true in the page. The live
+// approvals page reloads itself on each change, and a form's submission
+// replaces the page, so an evaluation may meet a detached node ("No node
+// with given id found") or a destroyed context ("Cannot find context with
+// specified id"): it evaluates again in the page that replaced it, until
+// the test's browser deadline.
+func (b *browser) waitTrue(js string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
+		switch {
+		case err == nil && ok:
+			return
+		case ctx.Err() != nil:
+			b.t.Fatalf("waiting for %s: %v (last: %v)", js, ctx.Err(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func (b *browser) login(name, password string) {
 	b.t.Helper()
 	b.do(chromedp.Navigate(b.base+"/ui/"),

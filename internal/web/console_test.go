@@ -76,7 +76,7 @@ func TestConsoleRolesAndApprovals(t *testing.T) {
 		t.Fatalf("pending approval %+v", ap)
 	}
 	// Live: the request appears on bob's open page without a reload by hand.
-	bob.do(chromedp.WaitVisible(chromedp.ID(ap.ID)))
+	bob.waitShown(ap.ID)
 	if got := bob.text("#" + ap.ID + " h3"); !strings.Contains(got, "/needs-approval/payroll") {
 		t.Errorf("the page shows %q, want the exact request", got)
 	}
@@ -84,7 +84,8 @@ func TestConsoleRolesAndApprovals(t *testing.T) {
 
 	// A viewer sees it but cannot decide: no form, and a forged POST
 	// with a valid CSRF token is refused.
-	vic.do(chromedp.Navigate(e.in.Addr+"/ui/approvals"), chromedp.WaitVisible(chromedp.ID(ap.ID)))
+	vic.do(chromedp.Navigate(e.in.Addr + "/ui/approvals"))
+	vic.waitShown(ap.ID)
 	if forms := eval[int](vic, `document.querySelectorAll("form.decide").length`); forms != 0 {
 		t.Errorf("a viewer sees %d decision forms", forms)
 	}
@@ -95,7 +96,8 @@ func TestConsoleRolesAndApprovals(t *testing.T) {
 	// alice is the human the request is made for: she cannot approve it.
 	alice := newBrowser(t, exe, e.in.Addr)
 	alice.login("alice", password("alice"))
-	alice.do(chromedp.Navigate(e.in.Addr+"/ui/approvals"), chromedp.WaitVisible(chromedp.ID(ap.ID)))
+	alice.do(chromedp.Navigate(e.in.Addr + "/ui/approvals"))
+	alice.waitShown(ap.ID)
 	if !eval[bool](alice, `document.querySelector("#`+ap.ID+` button.approve").disabled`) {
 		t.Error("the requester's Approve button is enabled")
 	}

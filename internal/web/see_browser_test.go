@@ -186,8 +186,9 @@ spec:
 	bob.screenshot("lineage-node")
 	// Filters: a task that made no call leaves an empty map.
 	bob.do(chromedp.Navigate(e.in.Addr+"/ui/lineage"), chromedp.WaitVisible(chromedp.ID("f-task")),
-		chromedp.SendKeys(chromedp.ID("f-task"), "task_NONE"), chromedp.Submit(chromedp.ID("f-task")),
-		chromedp.WaitVisible(chromedp.ID("map-summary")))
+		chromedp.SendKeys(chromedp.ID("f-task"), "task_NONE"), chromedp.Submit(chromedp.ID("f-task")))
+	// The submission replaces the page: wait for the filtered one.
+	bob.waitTrue(`location.search.includes("task_NONE") && document.readyState === "complete" && !!document.getElementById("map-summary")`)
 	if s := bob.text("#map-summary"); !strings.HasPrefix(s, "0 nodes") {
 		t.Errorf("filtered by an unknown task: %q", s)
 	}
