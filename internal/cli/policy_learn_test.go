@@ -59,7 +59,7 @@ func TestPolicyLearnReplayApply(t *testing.T) {
 	if m == nil {
 		t.Fatalf("learn printed no digest:\n%s", out)
 	}
-	if code, out := run("policy", "replay", "-f", pol); code != 0 || !strings.Contains(out, "3 accesses re-decided, 3 unchanged, 0 newly denied") {
+	if code, out := run("policy", "replay", "-f", pol); code != 0 || !strings.Contains(out, "3 accesses, 0 token exchanges and 0 task openings re-decided, 3 unchanged, 0 newly denied") {
 		t.Errorf("replay of the learned policy: exit %d\n%s", code, out)
 	}
 	file := filepath.Join(pol, "learned-agent-a.yaml")

@@ -140,7 +140,7 @@ fingerprints across scans.`,
 			}
 			if !noProgress && isTerminal(g.stderr) {
 				p := newProgress(g.stderr, time.Now)
-				cfg.Progress = p.update
+				cfg.Progress, cfg.Expected = p.update, p.expect
 				defer p.done()
 			}
 			sc, err := scan.New(cfg)
@@ -296,19 +296,23 @@ func isTerminal(f any) bool {
 	return err == nil
 }
 
-// progress prints one updating line: bytes scanned and bytes/s.
+// progress prints one updating line: bytes scanned, bytes/s, and, once
+// the total is known, the share done and the time left at that rate.
 type progress struct {
-	w     io.Writer
-	now   func() time.Time
-	start time.Time
-	last  time.Time
-	total int64
+	w        io.Writer
+	now      func() time.Time
+	start    time.Time
+	last     time.Time
+	total    int64
+	expected int64
 }
 
 func newProgress(w io.Writer, now func() time.Time) *progress {
 	t := now()
 	return &progress{w: w, now: now, start: t}
 }
+
+func (p *progress) expect(n int64) { p.expected = n }
 
 func (p *progress) update(total int64) {
 	p.total = total
@@ -320,14 +324,26 @@ func (p *progress) update(total int64) {
 	p.print(t)
 }
 
-func (p *progress) print(t time.Time) {
+// line is the progress line at t.
+func (p *progress) line(t time.Time) string {
 	secs := t.Sub(p.start).Seconds()
 	rate := 0.0
 	if secs > 0 {
 		rate = float64(p.total) / secs
 	}
-	fmt.Fprintf(p.w, "\rscanned %.1f MiB, %.1f MiB/s   ", float64(p.total)/(1<<20), rate/(1<<20))
+	s := fmt.Sprintf("scanned %.1f MiB, %.1f MiB/s", float64(p.total)/(1<<20), rate/(1<<20))
+	if p.expected > 0 {
+		done := min(float64(p.total)/float64(p.expected), 1)
+		s += fmt.Sprintf(", %.0f%% of %.1f MiB", 100*done, float64(p.expected)/(1<<20))
+		if rate > 0 && p.total < p.expected {
+			eta := time.Duration(float64(p.expected-p.total) / rate * float64(time.Second))
+			s += ", ETA " + eta.Round(time.Second).String()
+		}
+	}
+	return s
 }
+
+func (p *progress) print(t time.Time) { fmt.Fprintf(p.w, "\r%s   ", p.line(t)) }
 
 func (p *progress) done() {
 	if p.total > 0 {

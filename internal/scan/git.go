@@ -223,6 +223,13 @@ func (s *Scanner) Git(ctx context.Context, repo string) ([]Finding, error) {
 			todo = append(todo, b)
 		}
 	}
+	if s.cfg.Progress != nil && s.cfg.Expected != nil {
+		n, err := blobSizes(ctx, repo, todo, s.tooBig)
+		if err != nil {
+			return nil, fmt.Errorf("scan history of %s: %w", repo, err)
+		}
+		s.cfg.Expected(n)
+	}
 	perBlob, err := s.scanBlobs(ctx, repo, todo)
 	if err != nil {
 		return nil, err
@@ -373,4 +380,30 @@ func aggregate(h *history, blobs []*blobInfo, perBlob [][]Finding, head map[stri
 	}
 	sortFindings(out)
 	return out
+}
+
+// blobSizes sums the sizes of blobs (those tooBig leaves out excepted),
+// as git cat-file --batch-check reports them, without reading contents.
+func blobSizes(ctx context.Context, repo string, blobs []*blobInfo, tooBig func(int64) bool) (int64, error) {
+	cmd := exec.CommandContext(ctx, "git", "-C", repo, "cat-file", "--batch-check")
+	var in bytes.Buffer
+	for _, b := range blobs {
+		in.WriteString(b.hash + "\n")
+	}
+	cmd.Stdin = &in
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("git cat-file --batch-check: %w", err)
+	}
+	var total int64
+	for line := range strings.SplitSeq(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[1] != "blob" {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[2], 10, 64); err == nil && n >= 0 && !tooBig(n) {
+			total += n
+		}
+	}
+	return total, nil
 }

@@ -39,6 +39,12 @@ type Config struct {
 	// Progress, when set, is called with the bytes scanned so far, from
 	// one goroutine at a time, at most once per file.
 	Progress func(bytes int64)
+	// Expected, when set with Progress, is called once before the content
+	// is read with the bytes the scan will read, so that a progress
+	// display can show an ETA: [Scanner.Dir] walks the tree's metadata
+	// once more for it, [Scanner.Git] asks git cat-file --batch-check for
+	// the blobs' sizes. Neither is done without it.
+	Expected func(bytes int64)
 }
 
 // Scanner scans files and repositories. It is safe for concurrent use.
@@ -191,6 +197,9 @@ func (s *Scanner) Dir(ctx context.Context, root string) ([]Finding, error) {
 			return nil, fmt.Errorf("read ignore file: %w", err)
 		}
 	}
+	if s.cfg.Progress != nil && s.cfg.Expected != nil {
+		s.cfg.Expected(s.expectedDir(ctx, root, ig))
+	}
 	paths := make(chan string)
 	var (
 		mu       sync.Mutex
@@ -250,6 +259,33 @@ func (s *Scanner) Dir(ctx context.Context, root string) ([]Finding, error) {
 	}
 	sortFindings(findings)
 	return findings, nil
+}
+
+// expectedDir sums the sizes of the files Dir would read under root; an
+// entry it cannot stat counts nothing (the scan itself reports it).
+func (s *Scanner) expectedDir(ctx context.Context, root string, ig *Ignore) int64 {
+	var total int64
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || ctx.Err() != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if d.Name() == ".git" || (rel != "." && s.skipPath(rel, ig)) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || s.skipPath(rel, ig) {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && !s.tooBig(fi.Size()) {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total
 }
 
 func (s *Scanner) scanFile(root, rel string, ig *Ignore) ([]Finding, error) {
