@@ -355,3 +355,30 @@ func TestRuleUsage(t *testing.T) {
 		t.Error("an old or absent state has rule usage")
 	}
 }
+
+// TestPostureFinding: a high or critical posture finding raises one
+// alert of its severity per finding id; a medium one raises nothing.
+func TestPostureFinding(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, Config{})
+	finding := func(id, sev string) audit.Event {
+		return audit.Event{Type: audit.PostureFinding, Target: id, Details: map[string]string{"check": "direct_access", "severity": sev,
+			"title": "process reaches service:pay around writ", "fix": "set HTTPS_PROXY"}}
+	}
+	e.emit(t, finding("direct_access/a", SeverityCritical), finding("direct_access/a", SeverityCritical), finding("wildcard_subject/p", SeverityMedium),
+		finding("static_credential/h/c", SeverityHigh))
+	c, err := e.eng.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, a := range c {
+		if a.Rule != RulePostureFinding || !strings.Contains(a.Evidence[0].Summary, "fix: set HTTPS_PROXY") {
+			t.Errorf("alert %+v", a)
+		}
+		got[a.Subject] = a.Severity
+	}
+	if len(got) != 2 || got["direct_access/a"] != SeverityCritical || got["static_credential/h/c"] != SeverityHigh {
+		t.Errorf("posture alerts = %v", got)
+	}
+}

@@ -49,6 +49,7 @@ const (
 	RulePolicyBypass     = "policy_bypass"
 	RuleAdminAuthFailed  = "admin_auth_failures"
 	RuleApprovalPending  = "approval_pending"
+	RulePostureFinding   = "posture_finding"
 )
 
 // Catalogue is every detection writ has, enabled unless disabled in
@@ -78,6 +79,9 @@ var Catalogue = []Rule{
 	{RuleAdminAuthFailed, "Repeated admin authentication failures", SeverityHigh,
 		"the admin API refused credentials at least the threshold number of times within the window from one source",
 		"check who is calling the admin API from that address; rotate the admin token if it may have leaked"},
+	{RulePostureFinding, "Posture finding of high severity", SeverityHigh,
+		"posture found a high or critical finding not seen before (posture.finding, recorded after each discovery scan); the alert takes the finding's severity",
+		"read it with writ posture (its evidence, blast radius and fix) and apply the fix"},
 	{RuleApprovalPending, "Approval waiting for a human", SeverityInfo,
 		"a task or call waits for a human's approval (approval.requested)",
 		"writ approval approve ID, or writ approval deny ID"},
@@ -331,6 +335,12 @@ func (ev *evaluator) eval(idx int64, e *audit.Event) []store.Alert {
 		if on(RuleToolQuarantined) {
 			subject := e.Target + " tool " + d["tool"]
 			out = append(out, raise(RuleToolQuarantined, e.Target+"/"+d["tool"]+"/"+d["digest"], subject, idx, e, e.Reason))
+		}
+	case audit.PostureFinding:
+		if on(RulePostureFinding) && (d["severity"] == SeverityCritical || d["severity"] == SeverityHigh) {
+			a := raise(RulePostureFinding, e.Target, e.Target, idx, e, fmt.Sprintf("%s: %s; fix: %s", d["check"], d["title"], d["fix"]))
+			a.Severity = d["severity"]
+			out = append(out, a)
 		}
 	case audit.ApprovalRequested:
 		if on(RuleApprovalPending) {

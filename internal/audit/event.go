@@ -108,6 +108,11 @@ const (
 	DiscoveryShadowAccess    Type = "discovery.shadow_access"
 )
 
+// PostureFinding records a posture finding of high or critical severity
+// the first time the server sees it (after a discovery scan): Target is
+// the finding's id; details check, severity, title, reaches, fix.
+const PostureFinding Type = "posture.finding"
+
 // Alert events (internal/alert): a human acknowledged or resolved an
 // alert (Actor is who; details alert, rule, severity, dwell_seconds).
 const (

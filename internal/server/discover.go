@@ -6,9 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/writ-dev/writ/internal/alert"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/discover"
 	"github.com/writ-dev/writ/internal/node/nodeapi"
 	"github.com/writ-dev/writ/internal/proxy"
@@ -24,6 +27,60 @@ type discoverPart struct {
 	// fpKey is the deployment's fingerprint key, which nodes' sensors
 	// receive too.
 	fpKey []byte
+	// findings are the high posture findings already recorded.
+	findings *seenFindings
+}
+
+// seenFindings remembers which high and critical posture findings have
+// been recorded as posture.finding events (seeded at the first use from
+// the posture_finding alerts the store holds, so a restart does not
+// record them again).
+type seenFindings struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+// recordPostureFindings evaluates posture and records each high or
+// critical finding not recorded before as a posture.finding event, from
+// which the alert engine raises posture_finding. It runs after every
+// discovery scan (continuous, a node's, or writ discover).
+func (s *Server) recordPostureFindings(ctx context.Context) error {
+	sf := s.disc.findings
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if sf.ids == nil {
+		known, err := s.db.ListAlerts(ctx, store.AlertFilter{Rule: alert.RulePostureFinding})
+		if err != nil {
+			return err
+		}
+		sf.ids = map[string]bool{}
+		for _, a := range known {
+			sf.ids[a.Subject] = true
+		}
+	}
+	fs, err := postureService{s}.Findings(ctx, 0)
+	if err != nil {
+		return err
+	}
+	var evs []audit.Event
+	for _, f := range fs {
+		if (f.Severity != alert.SeverityCritical && f.Severity != alert.SeverityHigh) || sf.ids[f.ID] {
+			continue
+		}
+		evs = append(evs, audit.Event{Type: audit.PostureFinding, Target: f.ID, Action: string(audit.PostureFinding),
+			Details: map[string]string{"check": f.Check, "severity": f.Severity, "title": f.Title, "fix": f.Fix,
+				"reaches": strings.Join(f.Reaches, ","), "blast_radius": strconv.Itoa(f.BlastRadius())}})
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := audit.EmitBatch(ctx, s.emit, evs); err != nil {
+		return err
+	}
+	for _, e := range evs {
+		sf.ids[e.Target] = true
+	}
+	return nil
 }
 
 // fingerprintKey is the deployment's key for secret fingerprints
@@ -54,7 +111,10 @@ func (s *Server) initDiscover(ctx context.Context, kek []byte) error {
 		Interval: s.cfg.Discovery.Interval,
 		Log:      s.log.With("component", "discover"),
 		Record: func(ctx context.Context, r *discover.Report) error {
-			return s.db.RecordInventory(ctx, r.Time, discover.InventoryItems(r))
+			if err := s.db.RecordInventory(ctx, r.Time, discover.InventoryItems(r)); err != nil {
+				return err
+			}
+			return s.recordPostureFindings(ctx)
 		},
 	})
 	if err != nil {
@@ -73,7 +133,7 @@ func (s *Server) initDiscover(ctx context.Context, kek []byte) error {
 			w.Seen("credential/" + it.Key)
 		}
 	}
-	s.disc = discoverPart{watcher: w, fpKey: fingerprintKey(kek)}
+	s.disc = discoverPart{watcher: w, fpKey: fingerprintKey(kek), findings: &seenFindings{}}
 	return nil
 }
 
@@ -166,6 +226,14 @@ func (d nodeDiscovery) DiscoveryConfig(ctx context.Context) (nodeapi.DiscoveryCo
 	return dc, nil
 }
 
-func (d nodeDiscovery) RecordNodeInventory(ctx context.Context, _ string, items []store.InventoryItem) error {
-	return d.s.db.RecordInventory(ctx, d.s.now(), items)
+func (d nodeDiscovery) RecordNodeInventory(ctx context.Context, node string, items []store.InventoryItem) error {
+	if err := d.s.db.RecordInventory(ctx, d.s.now(), items); err != nil {
+		return err
+	}
+	if err := d.s.recordPostureFindings(ctx); err != nil {
+		// The inventory is stored; the findings are recorded after the
+		// next scan.
+		d.s.log.WarnContext(ctx, "posture findings after a node's scan", "node", node, "error", err)
+	}
+	return nil
 }
