@@ -87,6 +87,8 @@ type Attestor struct {
 	noProcEvents bool
 	// scans counts full holder scans (socketHolders), for tests.
 	scans atomic.Int64
+	// holderScans shares full holder scans between their callers.
+	holderScans holderScans
 	// sockIndex, when loaded, names the creator of each new socket;
 	// sockIndexErr says why it is not. indexed counts the connections it
 	// attributed without a scan.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -377,48 +378,127 @@ func socketLink(inode uint64) []byte {
 // The scan is complete on purpose: a socket open in two processes must be
 // refused, so every open file of every process is looked at, in the file
 // tables of threads that have their own too (see threadsHold). It costs a
-// few system calls per process and one per open file, and allocates little
-// besides the directory names.
+// few system calls per process and one per open file.
+//
+// Scans are shared: a caller that needs one while another runs waits for
+// the next, which looks for the sockets of every caller waiting at once.
+// When process events are lost every kept verdict is dropped and each
+// open connection needs a scan at its next request; this makes that one
+// or two scans instead of one per connection. Every caller's scan starts
+// after its call, so none relies on a scan older than its question.
 func (a *Attestor) socketHolders(ctx context.Context, inode uint64) (pids []int, skipped int, err error) {
+	req := &holderScan{inode: inode, done: make(chan struct{})}
+	a.holderScans.mu.Lock()
+	a.holderScans.queue = append(a.holderScans.queue, req)
+	if !a.holderScans.running {
+		a.holderScans.running = true
+		go a.runHolderScans()
+	}
+	a.holderScans.mu.Unlock()
+	select {
+	case <-req.done:
+		return req.pids, req.skipped, req.err
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("list processes: %w", ctx.Err())
+	}
+}
+
+// holderScans is the queue of socketHolders' callers.
+type holderScans struct {
+	mu      sync.Mutex
+	running bool
+	queue   []*holderScan
+}
+
+// holderScan is one caller's question and, once done is closed, its answer.
+type holderScan struct {
+	inode   uint64
+	pids    []int
+	skipped int
+	err     error
+	done    chan struct{}
+}
+
+// runHolderScans scans for the queued callers until none is left.
+func (a *Attestor) runHolderScans() {
+	for {
+		a.holderScans.mu.Lock()
+		batch := a.holderScans.queue
+		a.holderScans.queue = nil
+		if len(batch) == 0 {
+			a.holderScans.running = false
+			a.holderScans.mu.Unlock()
+			return
+		}
+		a.holderScans.mu.Unlock()
+		a.scanHolders(batch)
+		for _, r := range batch {
+			close(r.done)
+		}
+	}
+}
+
+// scanHolders scans every process's open files once for the sockets of
+// batch and fills in each one's answer.
+func (a *Attestor) scanHolders(batch []*holderScan) {
 	a.scans.Add(1)
+	fail := func(err error) {
+		for _, r := range batch {
+			r.pids, r.skipped, r.err = nil, 0, err
+		}
+	}
 	procfd, err := openRetry(unix.AT_FDCWD, a.procRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list processes in %s: %w", a.procRoot, err)
+		fail(fmt.Errorf("list processes in %s: %w", a.procRoot, err))
+		return
 	}
 	defer unix.Close(procfd)
-	s := newFDScan(socketLink(inode))
+	want := make(map[uint64][]*holderScan, len(batch))
+	for _, r := range batch {
+		want[r.inode] = append(want[r.inode], r)
+	}
+	s := newFDScan(nil)
+	s.inodes = want
+	skipped := 0
 	procs := dirReader{buf: make([]byte, 8<<10)}
 	err = procs.each(procfd, func(name string) error {
 		pid, perr := strconv.Atoi(name)
 		if perr != nil || pid <= 0 {
 			return nil
 		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("list processes: %w", err)
-		}
-		holds, herr := s.holds(procfd, name+"/fd", a.procRoot+"/"+name+"/fd")
-		if herr == nil && !holds {
-			holds, herr = s.threadsHold(procfd, pid, name, a.procRoot+"/"+name+"/task")
+		clear(s.hits)
+		_, err := s.holds(procfd, name+"/fd", a.procRoot+"/"+name+"/fd")
+		if err == nil {
+			// Threads with file tables of their own may hold sockets
+			// the leader's table does not.
+			_, err = s.threadsHold(procfd, pid, name, a.procRoot+"/"+name+"/task")
+			for inode := range s.hits { // what the readable tables hold
+				for _, r := range want[inode] {
+					r.pids = append(r.pids, pid)
+				}
+			}
 		}
 		switch {
-		case errors.Is(herr, ErrProcessGone):
-		case errors.Is(herr, unix.EACCES) || errors.Is(herr, unix.EPERM):
+		case err == nil, errors.Is(err, ErrProcessGone):
+		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
 			skipped++
-		case herr != nil:
-			return herr
-		case holds:
-			pids = append(pids, pid)
+		default:
+			return err
 		}
 		return nil
 	})
 	var list *os.SyscallError
-	if errors.As(err, &list) {
-		return nil, 0, fmt.Errorf("list processes in %s: %w", a.procRoot, list.Err)
+	switch {
+	case errors.As(err, &list):
+		fail(fmt.Errorf("list processes in %s: %w", a.procRoot, list.Err))
+		return
+	case err != nil:
+		fail(err)
+		return
 	}
-	if err != nil {
-		return nil, 0, err
+	for _, r := range batch {
+		r.skipped = skipped
 	}
-	return pids, skipped, nil
 }
 
 // threadsHold reports whether a thread of process pid that has a file
@@ -509,6 +589,10 @@ func holdsSocket(dirfd int, dir string, target []byte) (bool, error) {
 // its buffers from one process to the next.
 type fdScan struct {
 	target []byte // the link text of the socket: "socket:[INODE]"
+	// inodes, when set instead of target, are the sockets looked for at
+	// once: holds records each one found in hits and looks at every file.
+	inodes map[uint64][]*holderScan
+	hits   map[uint64]struct{}
 	found  string // the fd number under which holds last found it
 	dir    dirReader
 	tasks  dirReader // a process's threads, listed while dir lists their files
@@ -539,6 +623,17 @@ func (s *fdScan) holds(dirfd int, rel, path string) (bool, error) {
 		if err != nil {
 			return fdErr(path+"/"+name, err)
 		}
+		if s.inodes != nil {
+			if inode, ok := socketInode(s.link[:n]); ok {
+				if _, want := s.inodes[inode]; want {
+					if s.hits == nil {
+						s.hits = map[uint64]struct{}{}
+					}
+					s.hits[inode] = struct{}{}
+				}
+			}
+			return nil
+		}
 		if bytes.Equal(s.link[:n], s.target) {
 			s.found = name
 			return errFound
@@ -553,6 +648,23 @@ func (s *fdScan) holds(dirfd int, rel, path string) (bool, error) {
 		return false, fdErr(path, list.Err)
 	}
 	return false, err
+}
+
+// socketInode parses the link text "socket:[INODE]".
+func socketInode(link []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(link, []byte("socket:["))
+	if !ok || len(rest) < 2 || rest[len(rest)-1] != ']' {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range rest[:len(rest)-1] {
+		d := uint64(c - '0')
+		if c < '0' || c > '9' || n > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 func readlinkRetry(dirfd int, name string, buf []byte) (int, error) {

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -401,4 +403,117 @@ func BenchmarkFindTCPPeer(b *testing.B) {
 			b.ReportMetric(float64(a.scans.Load()-scans)/float64(b.N), "scans/op")
 		})
 	}
+}
+
+// Callers that need a full scan while one runs wait for the next, which
+// answers all of them: one scan of /proc for many sockets.
+func TestSocketHoldersShared(t *testing.T) {
+	a, _ := newTestAttestor(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Three client sockets: held by this process, by this process and a
+	// child (inherited), and by a child alone.
+	_, _, mine := acceptAddrs(t, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	_, _, shared := acceptAddrs(t, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	f, err := shared.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHelper(t, selfExe(t), "hold", f)
+	f.Close()
+	var child *helper
+	_, remote, _ := acceptAddrs(t, ln, func() (net.Conn, error) {
+		child = startHelper(t, selfExe(t), "tcp:"+ln.Addr().String())
+		return nil, nil
+	})
+	childInode, err := sockDiagInode(netip.MustParseAddrPort(ln.Addr().String()), remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64][]int{
+		sockInodeOf(t, mine):   {os.Getpid()},
+		sockInodeOf(t, shared): {os.Getpid(), h.pid()},
+		childInode:             {child.pid()},
+		1:                      nil, // no such socket
+	}
+	// Hold the runner so that every caller queues, then let one scan run.
+	a.holderScans.mu.Lock()
+	a.holderScans.running = true
+	a.holderScans.mu.Unlock()
+	type answer struct {
+		inode uint64
+		pids  []int
+		err   error
+	}
+	answers := make(chan answer, len(want))
+	for inode := range want {
+		go func() {
+			pids, _, err := a.socketHolders(context.Background(), inode)
+			answers <- answer{inode, pids, err}
+		}()
+	}
+	for {
+		a.holderScans.mu.Lock()
+		n := len(a.holderScans.queue)
+		a.holderScans.mu.Unlock()
+		if n == len(want) {
+			break
+		}
+		runtime.Gosched()
+	}
+	scans := a.scans.Load()
+	a.runHolderScans()
+	for range want {
+		got := <-answers
+		slices.Sort(got.pids)
+		w := slices.Clone(want[got.inode])
+		slices.Sort(w)
+		if got.err != nil || !slices.Equal(got.pids, w) {
+			t.Errorf("holders of inode %d = %v, %v; want %v", got.inode, got.pids, got.err, w)
+		}
+	}
+	if n := a.scans.Load() - scans; n != 1 {
+		t.Errorf("%d scans for %d queued callers, want 1", n, len(want))
+	}
+	// A caller whose context ends stops waiting.
+	a.holderScans.mu.Lock()
+	a.holderScans.running = true
+	a.holderScans.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := a.socketHolders(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("socketHolders with an ended context = %v, want context.Canceled", err)
+	}
+	a.runHolderScans()
+}
+
+func TestSocketInode(t *testing.T) {
+	for link, want := range map[string]uint64{
+		"socket:[1]": 1, "socket:[18446744073709551615]": 1<<64 - 1,
+		"socket:[]": 0, "socket:[18446744073709551616]": 0, "socket:[12a]": 0, "pipe:[5]": 0,
+		"socket:[5": 0, "socket:5]": 0, "/dev/null": 0, "socket:[-1]": 0, "socket:[+1]": 0,
+	} {
+		got, ok := socketInode([]byte(link))
+		if ok != (want != 0) || got != want {
+			t.Errorf("socketInode(%q) = %d, %v; want %d", link, got, ok, want)
+		}
+	}
+}
+
+func FuzzSocketInode(f *testing.F) {
+	f.Add("socket:[123]")
+	f.Add("socket:[18446744073709551616]")
+	f.Fuzz(func(t *testing.T, link string) {
+		got, ok := socketInode([]byte(link))
+		digits, isSocket := strings.CutPrefix(link, "socket:[")
+		digits, closed := strings.CutSuffix(digits, "]")
+		n, err := strconv.ParseUint(digits, 10, 64)
+		want := isSocket && closed && err == nil && digits != "" && digits[0] != '+'
+		if ok != want || (ok && got != n) {
+			t.Fatalf("socketInode(%q) = %d, %v; strconv says %d, %v", link, got, ok, n, want)
+		}
+	})
 }
