@@ -111,16 +111,7 @@ func runHandoff(path string) int {
 			err = unix.Sendmsg(3, []byte{'x'}, unix.UnixRights(fd), nil, 0)
 			fmt.Println("sent", err)
 		case "exec":
-			exe, _ := os.Executable()
-			env := []string{helperEnv + "=hold"}
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, helperEnv+"=") {
-					env = append(env, kv)
-				}
-			}
-			err = unix.Exec(exe, []string{exe}, env)
-			fmt.Fprintln(os.Stderr, "exec:", err)
-			return 2
+			return execHold()
 		}
 	}
 	return 0
@@ -152,19 +143,25 @@ func runTCPExec(addr string) int {
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		if in.Text() == "exec" {
-			exe, _ := os.Executable()
-			env := []string{helperEnv + "=hold"}
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, helperEnv+"=") {
-					env = append(env, kv)
-				}
-			}
-			err = unix.Exec(exe, []string{exe}, env)
-			fmt.Fprintln(os.Stderr, "exec:", err)
-			return 2
+			return execHold()
 		}
 	}
 	return 0
+}
+
+// execHold re-executes the test binary in "hold" mode, keeping every fd
+// without close-on-exec; it returns only if the exec fails.
+func execHold() int {
+	exe, _ := os.Executable()
+	env := []string{helperEnv + "=hold"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, helperEnv+"=") {
+			env = append(env, kv)
+		}
+	}
+	err := unix.Exec(exe, []string{exe}, env)
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 2
 }
 
 // helper is a running child process.
