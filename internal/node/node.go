@@ -196,7 +196,7 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 		TrustDomain:     c.TrustDomain,
 		Attestor:        att,
 		Authority:       remoteAuthority{n},
-		Registry:        n.reg,
+		Registry:        gatedRegistry{Registry: n.reg, attestor: proverName(c.Prover)},
 		Emitter:         nodeEmitter{n},
 		Log:             c.Log.With("component", "workload"),
 		Now:             c.Now,
@@ -866,4 +866,12 @@ func (w *watchers) notify() {
 		default:
 		}
 	}
+}
+
+// proverName is the attestor a node joins with, "" without a prover.
+func proverName(p nodeattest.Prover) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name()
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/attest"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
@@ -142,6 +143,14 @@ func (r *Registry) Validate(id *store.Entry) error {
 		return fieldErr("selectors", -1, "%d given, at most %d allowed", len(id.Selectors), MaxSelectors)
 	}
 	for i, s := range id.Selectors {
+		if s.Type == nodeattest.GateType {
+			// Issuance gated on the node's attestation (checked by the
+			// server when a node asks for the SVID).
+			if err := nodeattest.ValidateGate(s.Value); err != nil {
+				return fieldErr("selectors", i, "%v", err)
+			}
+			continue
+		}
 		p, err := attest.ParseSelector(s.String())
 		if err != nil {
 			return fieldErr("selectors", i, "%v", err)

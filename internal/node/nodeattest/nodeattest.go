@@ -16,6 +16,13 @@
 // therefore good once, for one key: replaying it for another key or
 // another nonce fails.
 //
+// # Gated issuance
+//
+// An entry's selectors of type [GateType] ("node:attestor:x509pop",
+// "node:x509pop:subject:cn:host-1") must be carried by the attestation of
+// the node that asks for its SVID ([Gates], [Required], [Satisfied]); the
+// server checks it before signing.
+//
 // # Adding an attestor
 //
 // To add one (the TPM attestor is the next): write a type implementing

@@ -273,9 +273,9 @@ func (a *API) renew(w http.ResponseWriter, r *http.Request, n nodeID) {
 	a.issueNodeSVID(w, r, n.name, n.attestation, pub)
 }
 
-// authorize checks that a node may get an SVID for id: an entry names
-// it and it is not revoked.
-func (a *API) authorize(w http.ResponseWriter, raw, instance string) (spiffeid.ID, bool) {
+// authorize checks that node n may get an SVID for id: an entry names it
+// whose node selectors n's attestation satisfies, and it is not revoked.
+func (a *API) authorize(w http.ResponseWriter, r *http.Request, n nodeID, raw, instance string) (spiffeid.ID, bool) {
 	id, err := spiffeid.FromString(raw)
 	if err != nil {
 		fail(w, http.StatusBadRequest, "spiffe_id %q: %v", raw, err)
@@ -283,6 +283,16 @@ func (a *API) authorize(w http.ResponseWriter, raw, instance string) (spiffeid.I
 	}
 	if !a.c.Publisher.Registered(id.String()) {
 		fail(w, http.StatusForbidden, "spiffe_id %s: no registration entry names it", id)
+		return id, false
+	}
+	have, err := a.c.Registry.Gates(r.Context(), n.name)
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "node %s: read its attestation: %v", n.name, err)
+		return id, false
+	}
+	if !a.c.Publisher.AllowedOn(id.String(), have) {
+		fail(w, http.StatusForbidden, "spiffe_id %s: its entries require node selectors that node %s's attestation (%s) does not carry",
+			id, n.name, strings.Join(have, ", "))
 		return id, false
 	}
 	rv := a.c.Publisher.Revocations
@@ -298,7 +308,7 @@ func (a *API) x509SVID(w http.ResponseWriter, r *http.Request, n nodeID) {
 	if !decode(w, r, &req) {
 		return
 	}
-	id, ok := a.authorize(w, req.SpiffeID, req.Instance)
+	id, ok := a.authorize(w, r, n, req.SpiffeID, req.Instance)
 	if !ok {
 		return
 	}
@@ -320,7 +330,7 @@ func (a *API) jwtSVID(w http.ResponseWriter, r *http.Request, n nodeID) {
 	if !decode(w, r, &req) {
 		return
 	}
-	id, ok := a.authorize(w, req.SpiffeID, req.Instance)
+	id, ok := a.authorize(w, r, n, req.SpiffeID, req.Instance)
 	if !ok {
 		return
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/writ-dev/writ/internal/node/nodeapi"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -60,6 +61,9 @@ type Publisher struct {
 	resources map[string]int64 // kind/name -> version
 	bundle    []byte
 	ids       atomic.Pointer[map[string]bool] // SPIFFE IDs of the entries
+	// gates are, per SPIFFE ID, the node selectors each of its entries
+	// requires (nil for an entry that requires none).
+	gates atomic.Pointer[map[string][][]string]
 
 	// own holds the sequences this publisher appended that Follow has not
 	// passed yet; followed is the sequence up to which this server's
@@ -187,6 +191,22 @@ func (p *Publisher) Registered(id string) bool {
 	return m != nil && (*m)[id]
 }
 
+// AllowedOn reports whether an entry for id may be issued on a node whose
+// attestation satisfies have (nodeattest.Gates): one entry naming id
+// requires no node selector it lacks.
+func (p *Publisher) AllowedOn(id string, have []string) bool {
+	m := p.gates.Load()
+	if m == nil {
+		return false
+	}
+	for _, req := range (*m)[id] {
+		if nodeattest.Satisfied(req, have) {
+			return true
+		}
+	}
+	return false
+}
+
 // sync diffs the state against the last published one and appends the
 // differences (when publish is set).
 func (p *Publisher) sync(ctx context.Context, publish bool, what sources) {
@@ -251,9 +271,11 @@ func (p *Publisher) put(out []store.Change, kind, key string, v any) []store.Cha
 
 func (p *Publisher) diffEntries(out []store.Change) []store.Change {
 	ids := map[string]bool{}
+	gates := map[string][][]string{}
 	seen := map[string]bool{}
 	for _, e := range p.Entries.List() {
 		ids[e.SpiffeID] = true
+		gates[e.SpiffeID] = append(gates[e.SpiffeID], nodeattest.Required(e))
 		seen[e.Name] = true
 		if old, ok := p.entries[e.Name]; ok && old.Revision == e.Revision && old.UpdatedAt.Equal(e.UpdatedAt) {
 			continue
@@ -268,6 +290,7 @@ func (p *Publisher) diffEntries(out []store.Change) []store.Change {
 		}
 	}
 	p.ids.Store(&ids)
+	p.gates.Store(&gates)
 	return out
 }
 

@@ -126,6 +126,16 @@ func (r *Registry) Check(ctx context.Context, name, id string) bool {
 	return true
 }
 
+// Gates returns the node selectors (nodeattest.Gates) the current
+// attestation of node name satisfies.
+func (r *Registry) Gates(ctx context.Context, name string) ([]string, error) {
+	n, err := r.store.GetNode(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return nodeattest.Gates(n), nil
+}
+
 // CreateJoinToken makes a join token valid for ttl (DefaultTokenTTL when
 // 0) and returns its secret, shown once, and its record.
 func (r *Registry) CreateJoinToken(ctx context.Context, ttl time.Duration, node, actor string) (string, store.JoinToken, error) {
