@@ -22,8 +22,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/attest"
-	"github.com/writ-dev/writ/internal/node/nodeattest"
 	"github.com/writ-dev/writ/internal/audit"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/store"
 )
