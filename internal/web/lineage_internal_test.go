@@ -182,3 +182,62 @@ func TestLineDiff(t *testing.T) {
 		t.Errorf("diff of empty specs = %v", lineDiff("", ""))
 	}
 }
+
+// bigGraph is a lineage graph of realistic shape and size: 20 users, 60
+// agents with 150 instances, 120 services and MCP servers, 100 tools and
+// 50 credentials (500 nodes), and 5,000 edges among them.
+func bigGraph() *graph.Graph {
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	g := &graph.Graph{}
+	var byKind = map[string][]string{}
+	add := func(kind string, n int) {
+		for i := range n {
+			name := fmt.Sprintf("%s-%03d", kind, i)
+			if kind == graph.KindIdentity {
+				name = fmt.Sprintf("spiffe://writ.local/team%d/agent-%03d", i%7, i)
+			}
+			id := graph.NodeID(kind, name)
+			g.Nodes = append(g.Nodes, graph.Node{ID: id, Kind: kind, Name: name, Label: name, LastSeen: t0, CrownJewel: kind == graph.KindService && i%25 == 0})
+			byKind[kind] = append(byKind[kind], id)
+		}
+	}
+	add(graph.KindUser, 20)
+	add(graph.KindIdentity, 60)
+	add(graph.KindInstance, 150)
+	add(graph.KindService, 90)
+	add(graph.KindMCPServer, 30)
+	add(graph.KindTool, 100)
+	add(graph.KindCredential, 50)
+	// n edges from → to, each pair once: the i'th goes from from[i%len]
+	// to to[(7*(i/len)+i%len)%len(to)].
+	edges := func(from, to []string, kind string, n int) {
+		for i := range n {
+			r, q := i%len(from), i/len(from)
+			g.Edges = append(g.Edges, graph.Edge{From: from[r], To: to[(7*q+r)%len(to)], Kind: kind,
+				Allowed: int64(i % 300), Denied: int64(i % 7 / 6), Held: int64(i % 11 / 10), LastSeen: t0})
+		}
+	}
+	targets := append(append([]string{}, byKind[graph.KindService]...), byKind[graph.KindMCPServer]...)
+	edges(byKind[graph.KindInstance], targets, graph.EdgeReached, 3600)
+	edges(byKind[graph.KindUser], byKind[graph.KindIdentity], graph.EdgeOnBehalfOf, 600)
+	for i, in := range byKind[graph.KindInstance] {
+		g.Edges = append(g.Edges, graph.Edge{From: byKind[graph.KindIdentity][i%60], To: in, Kind: graph.EdgeInstance, Allowed: 1, LastSeen: t0})
+	}
+	edges(byKind[graph.KindMCPServer], byKind[graph.KindTool], graph.EdgeTool, 300)
+	edges(byKind[graph.KindService], byKind[graph.KindCredential], graph.EdgeInjected, 350)
+	return g
+}
+
+// BenchmarkLineageSVG lays out and draws the lineage map of 500 nodes and
+// 5,000 edges (the bound: 200 ms).
+func BenchmarkLineageSVG(b *testing.B) {
+	g := bigGraph()
+	if len(g.Nodes) != 500 || len(g.Edges) != 5000 {
+		b.Fatalf("graph of %d nodes and %d edges", len(g.Nodes), len(g.Edges))
+	}
+	var size int
+	for b.Loop() {
+		size = len(layoutLineage(g).svg(url.Values{"window": {"168h"}}))
+	}
+	b.ReportMetric(float64(size), "svg-bytes")
+}
