@@ -439,6 +439,9 @@ func (s *Server) consoleOIDC(ctx context.Context) (*web.OIDC, error) {
 		Roles: map[string][]string{store.RoleAdmin: o.Roles.Admin, store.RoleApprover: o.Roles.Approver, store.RoleViewer: o.Roles.Viewer}})
 }
 
+// AuditLog is the server's audit log (benchmarks fill it).
+func (s *Server) AuditLog() *auditlog.Log { return s.auditLog }
+
 // HTTPAddr is the address the HTTP listener is bound to.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
 

@@ -26,7 +26,7 @@ type fakes struct {
 }
 
 func (f *fakes) record(s string) { f.mu.Lock(); f.decisions = append(f.decisions, s); f.mu.Unlock() }
-func (f *fakes) taken() int     { f.mu.Lock(); defer f.mu.Unlock(); return len(f.decisions) }
+func (f *fakes) taken() int      { f.mu.Lock(); defer f.mu.Unlock(); return len(f.decisions) }
 
 type fakeAccounts struct{}
 
@@ -86,11 +86,15 @@ func (fakeAudit) AuditEvent(_ context.Context, id string) (apitypes.AuditEntry, 
 func (fakeAudit) AuditProof(_ context.Context, id string) (apitypes.InclusionProof, error) {
 	return apitypes.InclusionProof{}, apitypes.Errorf(http.StatusNotFound, apitypes.CodeNotFound, "no event %q", id)
 }
-func (fakeAudit) AuditStatus() (int64, apitypes.Checkpoint, bool) { return 0, apitypes.Checkpoint{}, false }
+func (fakeAudit) AuditStatus() (int64, apitypes.Checkpoint, bool) {
+	return 0, apitypes.Checkpoint{}, false
+}
 
 type fakeResources struct{}
 
-func (fakeResources) ListResources(context.Context, string) ([]apitypes.Resource, error) { return nil, nil }
+func (fakeResources) ListResources(context.Context, string) ([]apitypes.Resource, error) {
+	return nil, nil
+}
 
 type fakeTasks struct{}
 
@@ -111,7 +115,9 @@ func (a fakeAlerts) SetState(_ context.Context, id, state, who, note string) (st
 
 type fakeLineage struct{}
 
-func (fakeLineage) Query(context.Context, graph.Query) (*graph.Graph, error) { return smallGraph(), nil }
+func (fakeLineage) Query(context.Context, graph.Query) (*graph.Graph, error) {
+	return smallGraph(), nil
+}
 
 func fakeConsole(t testing.TB, o *OIDC) (*Console, *fakes) {
 	f := &fakes{}
