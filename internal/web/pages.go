@@ -106,7 +106,7 @@ func (w *Console) overview(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, "search the audit log", err)
 		return
 	}
-	chart, err := w.decisionChart(r, now)
+	chart, capped, err := w.decisionChart(r, now)
 	if err != nil {
 		w.fail(rw, r, "search the audit log", err)
 		return
@@ -130,7 +130,7 @@ func (w *Console) overview(rw http.ResponseWriter, r *http.Request) {
 	}
 	size, cp, signed := w.c.Audit.AuditStatus()
 	data := map[string]any{
-		"Pending": pending, "OpenTasks": len(open), "Denied": denied.Events, "Chart": chart,
+		"Pending": pending, "OpenTasks": len(open), "Denied": denied.Events, "Chart": chart, "ChartCapped": capped, "ChartEvents": chartEvents,
 		"LiveInstances": live, "Identities": len(inv.Identities), "Shadow": shadow,
 		"AuditSize": size, "Checkpoint": cp, "Signed": signed, "Unchecked": size - cp.Size,
 	}
@@ -187,21 +187,28 @@ type chartBar struct {
 	X, HA, HD, YA, YD int // SVG geometry: x, bar heights and tops
 }
 
+// chartEvents bounds the events of each kind the decisions chart reads:
+// the page's server time stays within its budget on a busy log, and the
+// chart then covers the newest minutes only (it says so).
+const chartEvents = 500
+
 // decisionChart counts allowed and denied accesses per minute over the
-// last 30 minutes (at most 2,000 events of each, newest first).
-func (w *Console) decisionChart(r *http.Request, now time.Time) ([]chartBar, error) {
+// last 30 minutes (at most chartEvents of each, newest first).
+// capped reports that a kind had more events than the chart read.
+func (w *Console) decisionChart(r *http.Request, now time.Time) (bars []chartBar, capped bool, err error) {
 	const minutes, height = 30, 60
 	start := now.Truncate(time.Minute).Add(-(minutes - 1) * time.Minute)
-	bars := make([]chartBar, minutes)
+	bars = make([]chartBar, minutes)
 	for i := range bars {
 		bars[i].Minute = start.Add(time.Duration(i) * time.Minute)
 		bars[i].X = i * 10
 	}
 	for _, typ := range []string{"access.allowed", "access.denied"} {
-		res, err := w.c.Audit.AuditSearch(r.Context(), apitypes.AuditQuery{Type: typ, Since: start, Limit: 2000})
+		res, err := w.c.Audit.AuditSearch(r.Context(), apitypes.AuditQuery{Type: typ, Since: start, Limit: chartEvents})
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
+		capped = capped || len(res.Events) >= chartEvents
 		for _, e := range res.Events {
 			i := int(e.Time.Sub(start) / time.Minute)
 			if i < 0 || i >= minutes {
@@ -224,7 +231,7 @@ func (w *Console) decisionChart(r *http.Request, now time.Time) ([]chartBar, err
 		b.YA = height - b.HA
 		b.YD = b.YA - b.HD
 	}
-	return bars, nil
+	return bars, capped, nil
 }
 
 func (w *Console) approvals(rw http.ResponseWriter, r *http.Request) {

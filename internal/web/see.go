@@ -153,7 +153,7 @@ func (w *Console) lineageNode(rw http.ResponseWriter, r *http.Request) {
 
 // nodeEvents returns up to 50 recent audit events behind node: the
 // events of an identity, instance or task by the index, those of a user,
-// service, MCP server, tool or credential by reading the newest 2,000
+// service, MCP server, tool or credential by reading the newest 500
 // events of the window.
 func (w *Console) nodeEvents(ctx context.Context, n *graph.Node, since time.Time) ([]apitypes.AuditEntry, error) {
 	q := apitypes.AuditQuery{Since: since, Limit: 50}
@@ -182,7 +182,7 @@ func (w *Console) nodeEvents(ctx context.Context, n *graph.Node, since time.Time
 		return nil, nil
 	}
 	if keep != nil {
-		q.Limit = 2000
+		q.Limit = 500
 	}
 	res, err := w.c.Audit.AuditSearch(ctx, q)
 	if err != nil || keep == nil {
