@@ -172,6 +172,21 @@ func (d *demo) rugPull(ctx context.Context, notes *demoMCP, task string) error {
 			return errors.New("demo: the changed tool was not quarantined within a minute")
 		}
 	}
+	// The agent's session stops listing it once the gateway acts on the
+	// quarantine.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		res, err := cs.ListTools(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(res.Tools, func(t *sdk.Tool) bool { return t.Name == "search_notes" }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("demo: the gateway still lists the quarantined tool after a minute")
+		}
+	}
+	d.detail("the gateway no longer lists it to the agent")
 	_, err = cs.CallTool(ctx, &sdk.CallToolParams{Name: "search_notes", Arguments: map[string]any{"query": "payroll"}})
 	c, msg := refusal(err)
 	if c != mcp.CodeQuarantined {
