@@ -8,6 +8,7 @@ import (
 	"github.com/writ-dev/writ/internal/alert"
 	"github.com/writ-dev/writ/internal/graph"
 	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/posture"
 	"github.com/writ-dev/writ/internal/resource"
@@ -209,6 +210,12 @@ func (p postureService) Tier(ctx context.Context) (tier.Report, error) {
 	for _, r := range pols {
 		if spec, err := policy.DecodeStored(r.Spec); err == nil && spec.Mode == policy.ModeObserve {
 			f.Observing = append(f.Observing, r.Name)
+		}
+	}
+	for _, e := range s.registry.List() {
+		f.Entries++
+		if len(nodeattest.Required(e)) > 0 {
+			f.GatedEntries++
 		}
 	}
 	if err := s.credentialFacts(ctx, &f); err != nil {

@@ -71,6 +71,10 @@ type Facts struct {
 	// DBRoles is the number of dynamic database roles that exist now;
 	// DBRolesOverdue those of them whose task is no longer open.
 	DBRoles, DBRolesOverdue int
+	// Entries is the number of registration entries; GatedEntries those
+	// issued only on nodes whose attestation carries their node:
+	// selectors.
+	Entries, GatedEntries int
 }
 
 // Row is one requirement, evaluated.
@@ -178,6 +182,15 @@ func Evaluate(f Facts) Report {
 	add(Row{Tier: "Advanced", ID: "remote-attestation", Requirement: "nodes and workloads are remotely attested in hardware",
 		Verdict: v, Evidence: fmt.Sprintf("node attestors in use: %v", attestors),
 		ToMeet: "TPM node attestation (a TPM quote over the node's boot state) for every node"})
+
+	gated := NotMeasure
+	if len(attestors) > 0 && f.Entries > 0 {
+		gated = ratio(int64(f.GatedEntries), int64(f.Entries), 1)
+	}
+	add(Row{Tier: "Advanced", ID: "gated-issuance", Requirement: "identities are issued only to workloads on attested nodes",
+		Verdict:  gated,
+		Evidence: fmt.Sprintf("%d of %d entries require a node attestation (node: selectors); node attestors in use: %v", f.GatedEntries, f.Entries, attestors),
+		ToMeet:   "add node:attestor:NAME (or a node:ATTESTOR:VALUE the attestation records) to every entry, and run workloads on attested nodes (docs/scale-out.md)"})
 
 	jit := NotMeasure
 	switch {

@@ -54,6 +54,11 @@ func TestFailThenFix(t *testing.T) {
 		t.Errorf("with a database role outliving its task: %s %v", r.Reached, verdicts(r))
 	}
 	good.DBRolesOverdue = 0
+	good.Entries, good.GatedEntries = 4, 3
+	if r := Evaluate(good); r.Reached != "Enterprise" || verdicts(r)["gated-issuance"] != Partial {
+		t.Errorf("with an entry issued on any host: %s %v", r.Reached, verdicts(r))
+	}
+	good.GatedEntries = 4
 	if r := Evaluate(good); r.Reached != "Advanced" {
 		t.Errorf("with hardware facts and per-task credentials: %s %v", r.Reached, verdicts(r))
 	}
@@ -66,7 +71,8 @@ func TestFailThenFix(t *testing.T) {
 // otherwise Advanced deployment below Foundation until it is promoted.
 func TestObserveModeWeakensEnforcement(t *testing.T) {
 	f := Facts{AgentProcesses: 4, WithIdentity: 4, Accesses: 100, WithInstance: 100, ByVia: map[string]int64{"mtls": 100},
-		X509TTLSeconds: 3600, CAKeys: 2, Revocations: 1, Keys: keys{"pkcs11", true}, Nodes: nodes{true}, Policies: 3, DynamicServices: 1}
+		X509TTLSeconds: 3600, CAKeys: 2, Revocations: 1, Keys: keys{"pkcs11", true}, Nodes: nodes{true}, Policies: 3, DynamicServices: 1,
+		Entries: 2, GatedEntries: 2}
 	if r := Evaluate(f); r.Reached != "Advanced" || verdicts(r)["policy-enforced"] != Met {
 		t.Fatalf("all enforcing: %s %v", r.Reached, verdicts(r))
 	}
