@@ -85,10 +85,15 @@ func main() {
 	history := flag.String("history", "", "write a git fast-import stream here")
 	commits := flag.Int("commits", 10000, "commits in the history")
 	plantedN := flag.Int("planted", 0, "print the history's first N planted secret and look-alike lines (S and L, tab-separated) and exit")
+	plantedTree := flag.Bool("planted-tree", false, "with -planted: the working tree's instead")
 	flag.Parse()
 	if *plantedN > 0 {
+		base := 1_000_000
+		if *plantedTree {
+			base = 0
+		}
 		for k := range *plantedN {
-			s, l := planted(1_000_000 + k)
+			s, l := planted(base + k)
 			fmt.Printf("S\t%s\nL\t%s\n", s, l)
 		}
 		return

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Recall of writ scan and gitleaks on the planted secrets of the history
-corpus (bench/README.md, "Secret scanning"): the planted values and their
-look-alikes come from gen.go (go run gen.go -planted), writ's findings are
-matched by keyed fingerprint under the benchmark key, gitleaks' by value.
+corpus, or with --tree of the working tree (bench/README.md, "Secret
+scanning"): the planted values and their look-alikes come from gen.go (go
+run gen.go -planted N [-planted-tree]), writ's findings are matched by
+keyed fingerprint under the benchmark key, gitleaks' by value.
 
-  python3 recall.py WRIT.json GITLEAKS.json
+  python3 recall.py [--tree] WRIT.json GITLEAKS.json
 """
 import hmac, hashlib, json, os, re, subprocess, sys
 
 key = b"bench-fingerprint-key-0123456789"
 here = os.path.dirname(os.path.abspath(__file__))
-tsv = subprocess.run(["go", "run", "gen.go", "-planted", "400"], cwd=here, check=True, capture_output=True, text=True).stdout
+tree = "--tree" in sys.argv
+if tree:
+    sys.argv.remove("--tree")
+args = ["go", "run", "gen.go", "-planted", "537" if tree else "400"] + (["-planted-tree"] if tree else [])
+tsv = subprocess.run(args, cwd=here, check=True, capture_output=True, text=True).stdout
 secrets, looks = set(), set()
 for line in tsv.splitlines():
     kind, text = line.split("\t", 1)
