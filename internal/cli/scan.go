@@ -89,8 +89,8 @@ fingerprints across scans.`,
 				if keyFile != "" {
 					return exitCode(2, errors.New("--report fingerprints under the deployment's key; drop --key-file"))
 				}
-				if output == "sarif" || fixPlan {
-					return exitCode(2, errors.New("--report prints the ranked findings (table or json); run --output sarif or --fix-plan without it"))
+				if output == "sarif" {
+					return exitCode(2, errors.New("--report prints the ranked findings (table or json); run --output sarif without it"))
 				}
 				if c, err = g.client(); err != nil {
 					return exitCode(2, err)
@@ -176,9 +176,16 @@ fingerprints across scans.`,
 				if err != nil {
 					return exitCode(2, fmt.Errorf("--report: %w", err))
 				}
-				if output == "json" {
+				switch {
+				case fixPlan:
+					repo := ""
+					if gitMode {
+						repo = target
+					}
+					err = scan.WriteFixPlan(g.stdout, scan.FixPlanRanked(resp.Findings, repo))
+				case output == "json":
 					err = printJSON(g.stdout, resp)
-				} else {
+				default:
 					err = scan.WriteRanked(g.stdout, resp.Findings)
 				}
 				if err != nil {

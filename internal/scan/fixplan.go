@@ -3,6 +3,7 @@ package scan
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -39,8 +40,20 @@ var upstreams = []struct{ prefix, host, inject, header string }{
 // FixPlan returns one step per finding. repo is the repository for
 // history findings no longer at HEAD ("" for a directory scan).
 func FixPlan(fs []Finding, repo string) []FixStep {
-	steps := make([]FixStep, 0, len(fs))
-	for _, f := range fs {
+	rs := make([]Ranked, len(fs))
+	for i := range fs {
+		rs[i].Finding = fs[i]
+	}
+	return FixPlanRanked(rs, repo)
+}
+
+// FixPlanRanked returns one step per ranked finding, in their order (the
+// widest blast radius first): each AccessPolicy names the identities the
+// blast radius found using or holding the secret.
+func FixPlanRanked(rs []Ranked, repo string) []FixStep {
+	steps := make([]FixStep, 0, len(rs))
+	for _, r := range rs {
+		f := r.Finding
 		name := f.RuleID + "-" + short(f.Fingerprint)[:8]
 		st := FixStep{Finding: f, Credential: name}
 		if f.EndLine == f.Line && f.EndColumn >= f.Column && f.Column > 0 {
@@ -63,6 +76,19 @@ func FixPlan(fs []Finding, repo string) []FixStep {
 		if inject == "header" {
 			typ = "header"
 		}
+		subjectsNote := "The agents that use this secret: unknown without --report; name them."
+		subjects := []string{"spiffe://writ.local/agent/CHANGE-ME"}
+		var ids []string
+		for _, id := range append(append([]string{}, r.Blast.UsedBy...), r.Blast.Holders...) {
+			if strings.HasPrefix(id, "spiffe://") && !strings.ContainsAny(id, " ,[]{}#\"'") {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) > 0 {
+			slices.Sort(ids)
+			subjects = slices.Compact(ids)
+			subjectsNote = "The identities its blast radius found using or holding it (writ scan --report)."
+		}
 		st.Put = fmt.Sprintf("writ credential put %s --value-stdin --type %s", name, typ)
 		cred := "{name: " + name + "}"
 		if header != "" {
@@ -81,14 +107,14 @@ apiVersion: writ.dev/v1
 kind: AccessPolicy
 metadata: {name: %[1]s}
 spec:
-  # The agents that used this secret; discovery is not joined yet: name them.
-  subjects: [spiffe://writ.local/agent/CHANGE-ME]
+  # %[4]s
+  subjects: [%[5]s]
   rules:
     - name: use-%[1]s
       effect: allow
       targets:
         - http: {service: %[1]s, methods: [GET], paths: ["/**"]}
-`, name, host, cred)
+`, name, host, cred, subjectsNote, strings.Join(subjects, ", "))
 		if f.AtHEAD != nil && !*f.AtHEAD {
 			st.Delete = fmt.Sprintf("no longer at HEAD (written in %s): rotate it at the provider; it stays in history", short(f.Commit))
 		} else {
