@@ -185,8 +185,15 @@ func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, co
 	exp, ok := s.pending[id]
 	s.mu.Unlock()
 	if ok && !s.c.Now().Before(exp) {
+		// Too late: expire it (unless the deadline's own expiry is
+		// under way) and refuse the decision, as the store does once
+		// it is expired.
 		s.expire(ctx, id)
-		return s.c.Store.GetApproval(ctx, id)
+		a, err := s.c.Store.GetApproval(ctx, id)
+		if err != nil {
+			return a, err
+		}
+		return a, fmt.Errorf("decide approval %s: it expired at %s: %w", id, exp.UTC().Format(time.RFC3339), store.ErrPrecondition)
 	}
 	return s.settle(ctx, id, state, actor, comment)
 }

@@ -280,3 +280,35 @@ func TestHumanApprovers(t *testing.T) {
 		}
 	}
 }
+
+// A decision that arrives after the deadline, before anything expired
+// the request, expires it and is refused: the caller must not read a nil
+// error as "decided".
+func TestDecideAfterDeadline(t *testing.T) {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "writ.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	s, err := approval.New(context.Background(), approval.Config{Store: db, Emitter: &audittest.Recorder{}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sp := spec
+	sp.Timeout = time.Minute
+	a, err := s.Request(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute) // the deadline itself
+	got, err := s.Decide(ctx, a.ID, true, "admin:late", "")
+	if !errors.Is(err, store.ErrPrecondition) || got.State != store.ApprovalExpired {
+		t.Fatalf("Decide after the deadline = %s, %v; want expired and ErrPrecondition", got.State, err)
+	}
+	// And again, now that the store says expired.
+	if _, err := s.Decide(ctx, a.ID, false, "admin:late", ""); !errors.Is(err, store.ErrPrecondition) {
+		t.Fatalf("second Decide = %v, want ErrPrecondition", err)
+	}
+}
