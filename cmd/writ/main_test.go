@@ -283,16 +283,7 @@ func TestScripts(t *testing.T) {
 				if len(args) != 1 || neg {
 					ts.Fatalf("usage: pgdsn VAR")
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				dsn, drop, err := pgtest.Create(ctx)
-				ts.Check(err)
-				ts.Defer(func() {
-					if err := drop(); err != nil {
-						ts.Logf("%v", err)
-					}
-				})
-				ts.Setenv(args[0], dsn)
+				ts.Setenv(args[0], scriptDatabase(ts))
 			},
 			// pgdatabase creates a database as pgdsn does and sets PGURL
 			// (no user), PGADMINURL (as the admin) and PGADMINUSER; it is

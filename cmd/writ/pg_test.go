@@ -9,8 +9,9 @@ import (
 	"github.com/writ-dev/writ/internal/store/postgres/pgtest"
 )
 
-// pgDatabase implements the pgdatabase script command.
-func pgDatabase(ts *testscript.TestScript) {
+// scriptDatabase creates an empty PostgreSQL database dropped when the
+// script ends, and returns its DSN (the pgdsn and pgdatabase commands).
+func scriptDatabase(ts *testscript.TestScript) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dsn, drop, err := pgtest.Create(ctx)
@@ -20,7 +21,12 @@ func pgDatabase(ts *testscript.TestScript) {
 			ts.Logf("%v", err)
 		}
 	})
-	u, err := url.Parse(dsn)
+	return dsn
+}
+
+// pgDatabase implements the pgdatabase script command.
+func pgDatabase(ts *testscript.TestScript) {
+	u, err := url.Parse(scriptDatabase(ts))
 	ts.Check(err)
 	ts.Setenv("PGADMINURL", u.String())
 	ts.Setenv("PGADMINUSER", u.User.Username())

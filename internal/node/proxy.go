@@ -127,16 +127,9 @@ func (n *Node) reloadProxy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var svcs []*proxy.Service
-	for _, r := range svcDocs {
-		svc, err := proxy.CompileService(r)
-		if err != nil {
-			n.c.Log.Error("service left out of the node's proxy", "service", r.Name, "error", err)
-			continue
-		}
-		svcs = append(svcs, svc)
-	}
-	t, err := proxy.NewTable(svcs)
+	t, err := proxy.NewTable(proxy.CompileServices(svcDocs, func(name string, err error) {
+		n.c.Log.Error("service left out of the node's proxy", "service", name, "error", err)
+	}))
 	if err != nil {
 		return fmt.Errorf("route services: %w", err)
 	}

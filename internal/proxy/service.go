@@ -446,3 +446,19 @@ func (t *Table) ByPath(path string) (*Service, string) {
 	}
 	return nil, ""
 }
+
+// CompileServices compiles stored Service documents. A document that no
+// longer compiles (it was valid when applied) is left out and reported to
+// skipped.
+func CompileServices(rs []store.Resource, skipped func(name string, err error)) []*Service {
+	var svcs []*Service
+	for _, r := range rs {
+		svc, err := CompileService(r)
+		if err != nil {
+			skipped(r.Name, err)
+			continue
+		}
+		svcs = append(svcs, svc)
+	}
+	return svcs
+}

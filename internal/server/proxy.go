@@ -157,15 +157,9 @@ func (s *Server) reloadServices(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load services: %w", err)
 	}
-	var svcs []*proxy.Service
-	for _, r := range rs {
-		svc, err := proxy.CompileService(r)
-		if err != nil {
-			s.log.ErrorContext(ctx, "service left out of the proxy", "service", r.Name, "error", err)
-			continue
-		}
-		svcs = append(svcs, svc)
-	}
+	svcs := proxy.CompileServices(rs, func(name string, err error) {
+		s.log.ErrorContext(ctx, "service left out of the proxy", "service", name, "error", err)
+	})
 	t, err := proxy.NewTable(svcs)
 	if err != nil {
 		return fmt.Errorf("route services: %w", err)

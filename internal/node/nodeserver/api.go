@@ -67,6 +67,37 @@ type API struct {
 
 	done     chan struct{} // closed by End
 	doneOnce sync.Once
+
+	// lines holds recent changes encoded as stream lines, by sequence:
+	// a change is encoded once for every stream that sends it.
+	linesMu sync.Mutex
+	lines   map[int64][]byte
+}
+
+// maxLines bounds the encoded changes kept (the hub's ring size).
+const maxLines = hubRing
+
+// changeLine returns c encoded as a stream line, encoding it once.
+func (a *API) changeLine(c *store.Change) ([]byte, error) {
+	a.linesMu.Lock()
+	if l, ok := a.lines[c.Seq]; ok {
+		a.linesMu.Unlock()
+		return l, nil
+	}
+	a.linesMu.Unlock()
+	l, err := json.Marshal(nodeapi.Message{Type: nodeapi.MsgChange, Seq: c.Seq, Change: c})
+	if err != nil {
+		return nil, err
+	}
+	l = append(l, '\n')
+	a.linesMu.Lock()
+	defer a.linesMu.Unlock()
+	if a.lines == nil || len(a.lines) >= maxLines {
+		// Dropped wholesale: the next changes are encoded afresh.
+		a.lines = make(map[int64][]byte, 256)
+	}
+	a.lines[c.Seq] = l
+	return l, nil
 }
 
 // End ends every open stream (before the HTTP server shuts down, which
@@ -433,12 +464,18 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request, n nodeID) {
 				}
 				break
 			}
-			if !send(nodeapi.Message{Type: nodeapi.MsgChange, Seq: c.Seq, Change: &c}) {
+			line, err := a.changeLine(&c)
+			if err != nil {
+				a.c.Log.Error("encode a change for a node", "node", n.name, "seq", c.Seq, "error", err)
+				return
+			}
+			if _, err := w.Write(line); err != nil {
 				return
 			}
 			seq = c.Seq
 		}
 		if len(changes) > 0 {
+			flusher.Flush()
 			continue
 		}
 		select {
