@@ -6,16 +6,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/rowcodec"
 )
 
-const dbRoleColumns = `role, service, task, spiffe_id, instance, upstream, admin_credential, state, sealed, valid_until, created_at`
+const dbRoleColumns = rowcodec.DBRoleColumns
 
 // CreateDBRole implements store.DBRoles.
 func (d *DB) CreateDBRole(ctx context.Context, r store.DBRole) (store.DBRole, error) {
 	r.State, r.CreatedAt = store.DBRoleCreating, d.now().UTC()
 	_, err := d.pool.Exec(ctx, `INSERT INTO db_roles (`+dbRoleColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
-		r.Role, r.Service, r.Task, r.SpiffeID, r.Instance, r.Upstream, r.AdminCredential, r.State, nonNilBytes(r.Sealed),
-		unixNano(r.ValidUntil), unixNano(r.CreatedAt))
+		rowcodec.DBRoleArgs(r)...)
 	if isUnique(err) {
 		return store.DBRole{}, fmt.Errorf("record database role %q: %w", r.Role, store.ErrExists)
 	}
@@ -72,13 +72,6 @@ func (d *DB) DeleteDBRole(ctx context.Context, role string) error {
 }
 
 func scanDBRole(s pgx.Row) (store.DBRole, error) {
-	var (
-		r                     store.DBRole
-		validUntil, createdAt int64
-	)
-	if err := s.Scan(&r.Role, &r.Service, &r.Task, &r.SpiffeID, &r.Instance, &r.Upstream, &r.AdminCredential, &r.State, &r.Sealed, &validUntil, &createdAt); err != nil {
-		return store.DBRole{}, notFound(err)
-	}
-	r.ValidUntil, r.CreatedAt = fromNano(validUntil), fromNano(createdAt)
-	return r, nil
+	r, err := rowcodec.ScanDBRole(s.Scan)
+	return r, notFound(err)
 }
