@@ -341,7 +341,27 @@ func (w *Console) inventory(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	w.render(rw, r, http.StatusOK, "inventory", map[string]any{"Inv": inv, "Tools": pins})
+	// Each section shows its first inventoryRows rows and says how many
+	// it leaves out: a fleet's inventory would otherwise be megabytes of
+	// HTML (writ inventory and GET /v1/inventory give everything).
+	more := map[string]int{}
+	inv.Identities, more["identities"] = firstRows(inv.Identities)
+	inv.Instances, more["instances"] = firstRows(inv.Instances)
+	inv.Discovered, more["discovered"] = firstRows(inv.Discovered)
+	inv.Credentials, more["credentials"] = firstRows(inv.Credentials)
+	pins, more["tools"] = firstRows(pins)
+	w.render(rw, r, http.StatusOK, "inventory", map[string]any{"Inv": inv, "Tools": pins, "More": more})
+}
+
+// inventoryRows is how many rows each Inventory section shows.
+const inventoryRows = 500
+
+// firstRows returns the first inventoryRows of l and how many it left out.
+func firstRows[T any](l []T) ([]T, int) {
+	if len(l) <= inventoryRows {
+		return l, 0
+	}
+	return l[:inventoryRows], len(l) - inventoryRows
 }
 
 func (w *Console) auditSearch(rw http.ResponseWriter, r *http.Request) {
