@@ -513,7 +513,25 @@ func (s *Scanner) connections(ctx context.Context, procs []*scanProc, socks []at
 	if s.c.Upstreams != nil {
 		ups = s.c.Upstreams(ctx)
 	}
+	// writ's own listening sockets: the process holding one is writ, and
+	// its connections to a Service's upstream are the proxy forwarding,
+	// not access around it.
+	writListen := map[uint64]bool{}
+	for _, so := range socks {
+		if so.State != attest.TCPListen || so.Inode == 0 {
+			continue
+		}
+		for _, w := range writ {
+			if so.Local == w || w.Addr().IsUnspecified() && w.Port() == so.Local.Port() {
+				writListen[so.Inode] = true
+			}
+		}
+	}
 	for _, p := range procs {
+		isWrit := false
+		for _, ino := range p.sockets {
+			isWrit = isWrit || writListen[ino]
+		}
 		for _, ino := range p.sockets {
 			so, ok := byInode[ino]
 			if !ok || listening[so.Local] || wildPorts[so.Local.Port()] {
@@ -525,7 +543,7 @@ func (s *Scanner) connections(ctx context.Context, procs []*scanProc, socks []at
 					c.Route = RouteWrit
 				}
 			}
-			if c.Route == RouteDirect {
+			if c.Route == RouteDirect && !isWrit {
 				for _, u := range ups {
 					if u.Addr == so.Remote {
 						c.Service = u.Service

@@ -167,6 +167,13 @@ func TestScanRealProcesses(t *testing.T) {
 	node := copyExe(t, dir, "bin/node")
 	mcp := start(t, node, []string{"node", filepath.Join(dir, "node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"), dir},
 		[]string{"HOME=" + home})
+	// This process holds the proxy's listener, so it is writ: its own
+	// connection to the upstream is the proxy forwarding, not shadow.
+	fwd, err := net.Dial("tcp", upstream.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fwd.Close()
 
 	var logs bytes.Buffer
 	s, err := New(Config{
@@ -216,12 +223,11 @@ func TestScanRealProcesses(t *testing.T) {
 		t.Errorf("MCP server: %+v", m)
 	}
 
-	kinds := map[string]Credential{}
-	for _, c := range rep.Credentials {
-		kinds[c.Source+":"+c.Name+":"+c.Kind] = c
-	}
+	// Every credential on its own: other processes on the host (another
+	// test's agent) may hold a credential of the same name.
 	var env, awsFile, mcpEnv bool
-	for k, c := range kinds {
+	for _, c := range rep.Credentials {
+		k := c.Source + ":" + c.Name + ":" + c.Kind
 		switch {
 		case c.Source == "env" && c.Name == "OPENAI_API_KEY" && slices.Contains(c.PIDs, agent):
 			env = true
@@ -255,6 +261,11 @@ func TestScanRealProcesses(t *testing.T) {
 	}
 	if !hasShadow(shadow[ShadowUnidentified], agent) || !hasShadow(shadow[ShadowUnidentified], mcp) || hasShadow(shadow[ShadowUnidentified], registered) {
 		t.Errorf("unidentified: %+v", shadow[ShadowUnidentified])
+	}
+	for _, c := range byPID[os.Getpid()].Connections {
+		if c.Remote == upstream && c.Service != "" {
+			t.Errorf("writ's own connection to the upstream is counted as access to %q around writ", c.Service)
+		}
 	}
 	if len(shadow[ShadowDirectAccess]) != 1 || shadow[ShadowDirectAccess][0].PID != agent || shadow[ShadowDirectAccess][0].Service != "billing" {
 		t.Errorf("direct access: %+v", shadow[ShadowDirectAccess])

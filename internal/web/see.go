@@ -299,7 +299,7 @@ func (w *Console) posture(rw http.ResponseWriter, r *http.Request) {
 	for _, f := range fs {
 		fd := finding{f, f.BlastRadius()}
 		findings = append(findings, fd)
-		if f.Check == "static_credential" {
+		if f.Check == "static_credential" || f.Check == "static_secret" {
 			secrets = append(secrets, fd)
 		}
 	}
