@@ -161,7 +161,10 @@ func LineageQuery(f store.LineageFilter, ph func(n int) string) (string, []any) 
 		where = append(where, cond)
 	}
 	if f.AllTime {
-		add("hour = ?", store.LineageAllTime.Unix())
+		// A literal, not an argument, so both stores' planners see that
+		// the partial index of the rollup's rows (migration 0021) holds
+		// every row asked for.
+		where = append(where, fmt.Sprintf("hour = %d", store.LineageAllTime.Unix()))
 	} else {
 		add("hour <> ?", store.LineageAllTime.Unix())
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,5 +45,38 @@ func TestLineageAllTimeMigration(t *testing.T) {
 	}
 	if hourly, _ := db.ListLineage(ctx, store.LineageFilter{}); len(hourly) != 1 || hourly[0].Allowed != 5 {
 		t.Errorf("hourly sum after the migration = %+v", hourly)
+	}
+}
+
+// TestLineageAllTimePlan: the whole graph over all time (the all-time
+// rollup, no filter) is one scan of the covering partial index of
+// migration 0021, with no table lookup per path and no sort.
+func TestLineageAllTimePlan(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "writ.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, args := lineageQuery(store.LineageFilter{AllTime: true})
+	rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(plan) != 1 || !strings.Contains(plan[0], "USING COVERING INDEX lineage_facts_all_time") {
+		t.Errorf("plan of %s = %q, want one scan USING COVERING INDEX lineage_facts_all_time", q, plan)
 	}
 }
