@@ -132,7 +132,12 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lineage: %w", err)
 		}
-		if facts = append(facts, more...); len(facts) > maxFacts {
+		if facts == nil {
+			facts = more // the one read of most queries, not copied
+		} else {
+			facts = append(facts, more...)
+		}
+		if len(facts) > maxFacts {
 			break
 		}
 	}
