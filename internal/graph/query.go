@@ -141,11 +141,11 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 			break
 		}
 	}
-	gb := newGraphBuilder()
 	truncated := len(facts) > maxFacts
 	if truncated {
 		facts = facts[:maxFacts]
 	}
+	gb := newGraphBuilder(len(facts))
 	for i := range facts {
 		gb.addFact(&facts[i])
 	}
