@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,9 +167,29 @@ func (b *browser) csrf() string {
 	return get(b, chromedp.AttributeValue(chromedp.CSS(`header form input[name="csrf"]`), "value")).Value
 }
 
+// text returns the text of the first element sel selects, once there is
+// one. Like waitTrue it asks again in a page that replaced the one it
+// asked (the live approvals page reloads on each change), rather than
+// holding a node that may be detached.
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	return get(b, chromedp.Text(chromedp.CSS(sel)))
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
+	defer cancel()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? [true, e.innerText] : [false, ""]; })()`, sel)
+	for {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]any](js))
+		if err == nil && len(got) == 2 && got[0] == true {
+			s, _ := got[1].(string)
+			return strings.TrimSpace(s)
+		}
+		if ctx.Err() != nil {
+			b.t.Fatalf("text of %s: %v (last: %v)", sel, ctx.Err(), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 const consolePolicy = `apiVersion: writ.dev/v1
