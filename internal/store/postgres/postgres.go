@@ -22,9 +22,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -201,29 +198,12 @@ func (d *DB) Close() error {
 // migrate applies the pending migrations numbered up to last (all of them
 // if last is negative).
 func (d *DB) migrate(ctx context.Context, last int) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	ms, err := rowcodec.Migrations(migrations, last)
 	if err != nil {
-		return fmt.Errorf("list migrations: %w", err)
+		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := filepath.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		if !ok {
-			return fmt.Errorf("migration %s: name must be NNNN_description.sql", base)
-		}
-		version, err := strconv.Atoi(num)
-		if err != nil {
-			return fmt.Errorf("migration %s: bad number: %v", base, err)
-		}
-		if last >= 0 && version > last {
-			break
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("read migration %s: %w", base, err)
-		}
-		if err := d.apply(ctx, version, base, string(body)); err != nil {
+	for _, m := range ms {
+		if err := d.apply(ctx, m.Version, m.Name, m.Body); err != nil {
 			return err
 		}
 	}

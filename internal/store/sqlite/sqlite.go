@@ -17,12 +17,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -145,29 +142,12 @@ func (d *DB) migrateTo(ctx context.Context, last int) error {
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create migrations table: %w", err)
 	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	ms, err := rowcodec.Migrations(migrations, last)
 	if err != nil {
-		return fmt.Errorf("list migrations: %w", err)
+		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		base := filepath.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		if !ok {
-			return fmt.Errorf("migration %s: name must be NNNN_description.sql", base)
-		}
-		version, err := strconv.Atoi(num)
-		if err != nil {
-			return fmt.Errorf("migration %s: bad number: %v", base, err)
-		}
-		if last >= 0 && version > last {
-			break
-		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return fmt.Errorf("read migration %s: %w", base, err)
-		}
-		if err := d.apply(ctx, version, base, string(body)); err != nil {
+	for _, m := range ms {
+		if err := d.apply(ctx, m.Version, m.Name, m.Body); err != nil {
 			return err
 		}
 	}
