@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -81,11 +82,7 @@ func TestSocketIndexFindsCreator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var h *helper
-	local, remote, _ := acceptAddrs(t, ln, func() (net.Conn, error) {
-		h = startHelper(t, selfExe(t), "tcp:"+ln.Addr().String())
-		return nil, nil
-	})
+	h, local, remote := helperConnects(t, ln, "tcp")
 	scans, indexed := a.scans.Load(), a.indexed.Load()
 	pid, err := a.FindTCPPeer(context.Background(), local, remote)
 	if err != nil {
@@ -150,13 +147,8 @@ func TestSocketIndexExecAfterCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	// The helper connects over a unix socket path it then hands on by
-	// exec; here the TCP variant: connect, then exec keeping the fd.
-	var h *helper
-	local, remote, _ := acceptAddrs(t, ln, func() (net.Conn, error) {
-		h = startHelper(t, selfExe(t), "tcpexec:"+ln.Addr().String())
-		return nil, nil
-	})
+	// The helper connects, then execs keeping the socket.
+	h, local, remote := helperConnects(t, ln, "tcpexec")
 	if got := h.say(t, "exec"); got != "ready" {
 		t.Fatalf("helper after exec said %q", got)
 	}
@@ -285,4 +277,15 @@ func FuzzParseCgroup2Root(f *testing.F) {
 			t.Fatalf("found %q in mountinfo without a cgroup2 mount", got)
 		}
 	})
+}
+
+// helperConnects starts a helper in mode ("tcp", "tcpexec") connecting to
+// ln and returns it and the connection's ends as the server sees them.
+func helperConnects(t *testing.T, ln net.Listener, mode string) (h *helper, local, remote netip.AddrPort) {
+	t.Helper()
+	local, remote, _ = acceptAddrs(t, ln, func() (net.Conn, error) {
+		h = startHelper(t, selfExe(t), mode+":"+ln.Addr().String())
+		return nil, nil
+	})
+	return h, local, remote
 }
