@@ -124,6 +124,19 @@ func startWritProcess(t testing.TB, up string, env ...string) (string, int) {
 // startWritProcessFrom is startWritProcess with writ built from the
 // source tree at root (another checkout, for an A/B in one run).
 func startWritProcessFrom(t testing.TB, root, up string, env ...string) (string, int) {
+	w := startWritAdmin(t, root, up, env...)
+	return w.proxy, w.pid
+}
+
+// writProcess is a `writ serve` process started by startWritAdmin.
+type writProcess struct {
+	proxy, admin, token string
+	pid                 int
+}
+
+// startWritAdmin is startWritProcessFrom, also returning the admin API's
+// address and token.
+func startWritAdmin(t testing.TB, root, up string, env ...string) writProcess {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "writ")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
@@ -154,7 +167,7 @@ func startWritProcessFrom(t testing.TB, root, up string, env ...string) (string,
 		t.Fatal(err)
 	}
 	configureWrit(t, c, up)
-	return proxy, cmd.Process.Pid
+	return writProcess{proxy: proxy, admin: admin, token: strings.TrimSpace(string(tok)), pid: cmd.Process.Pid}
 }
 
 // configureWrit registers the bench identity (every process of this user),

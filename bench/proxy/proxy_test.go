@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"regexp"
 	"slices"
 	"strconv"
@@ -655,4 +656,51 @@ func benchTargets(b *testing.B, conns int, fn func(b *testing.B, c *http.Client,
 		})
 		c.CloseIdleConnections()
 	}
+}
+
+// TestProxyProfile takes a CPU profile of a `writ serve` process (built
+// from this tree) while 32 connections saturate its proxy, from the admin
+// API's GET /v1/debug/pprof/profile, and writes it to the file named by
+// WRIT_PROXY_PROFILE:
+//
+//	WRIT_PROXY_PROFILE=/tmp/writ.cpu go test -run TestProxyProfile -v ./bench/proxy/
+//	go tool pprof -top /tmp/writ.cpu
+func TestProxyProfile(t *testing.T) {
+	out := os.Getenv("WRIT_PROXY_PROFILE")
+	if out == "" {
+		t.Skip("set WRIT_PROXY_PROFILE=FILE to profile writ under load")
+	}
+	up, _ := upstream(t)
+	_, here, _, _ := runtime.Caller(0)
+	w := startWritAdmin(t, filepath.Join(filepath.Dir(here), "..", ".."), up)
+	url := "http://" + w.proxy + "/svc/bench/items/1"
+	if !do(newClient(1), url) {
+		t.Fatalf("%s does not answer 200", url)
+	}
+	const secs = 8
+	done := make(chan result)
+	go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()
+	time.Sleep(time.Second)
+	req, err := http.NewRequest("GET", w.admin+"/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+w.token)
+	c0 := cpuTime([]int{w.pid})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("profile: %v %d %s", err, resp.StatusCode, body)
+	}
+	cpu := cpuTime([]int{w.pid}) - c0
+	r := <-done
+	if err := os.WriteFile(out, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%.0f req/s, writ CPU %v during the %d s profile (%v per request at that rate); profile in %s",
+		r.rps, cpu, secs, time.Duration(float64(cpu)/(r.rps*secs)), out)
 }

@@ -82,6 +82,15 @@ type auditIndex struct {
 	ins  batchInsert // on w, owned by the indexer goroutine
 
 	indexed atomic.Int64 // events [0, indexed) are indexed
+	// unqueued is set while events may be in the store that the queue
+	// will not bring: from before the store opened, or dropped from a
+	// full queue. Until a read of the events finds nothing past the
+	// index, an empty queue sends the indexer to the events; after it,
+	// every new event comes through add (WriteRecords is the only
+	// writer), so an empty queue costs no read.
+	unqueued atomic.Bool
+	// maxPending bounds pending (auditIndexMaxPending; tests lower it).
+	maxPending int
 
 	mu      sync.Mutex
 	pending []indexRow // written events waiting for the indexer, by index
@@ -185,6 +194,8 @@ func (ix *auditIndex) open(ctx context.Context) error {
 		return fail(err)
 	}
 	ix.indexed.Store(next)
+	ix.unqueued.Store(true)
+	ix.maxPending = auditIndexMaxPending
 	ix.ins = batchInsert{conn: ix.w, query: indexQuery, per: 5}
 	ix.wake = make(chan struct{}, 1)
 	ix.stop = make(chan struct{})
@@ -303,8 +314,9 @@ func (ix *auditIndex) add(rows []indexRow) {
 		return
 	}
 	ix.mu.Lock()
-	if len(ix.pending)+len(rows) > auditIndexMaxPending {
+	if len(ix.pending)+len(rows) > ix.maxPending {
 		ix.pending = nil // the indexer reads them back from the events
+		ix.unqueued.Store(true)
 	}
 	ix.pending = append(ix.pending, rows...)
 	ix.mu.Unlock()
@@ -376,6 +388,9 @@ const auditIndexDelay = 10 * time.Millisecond
 func (ix *auditIndex) catchUp(ctx context.Context) {
 	for {
 		rows, next := ix.take()
+		if len(rows) == 0 && !ix.unqueued.Swap(false) {
+			return
+		}
 		if len(rows) == 0 || rows[0].idx > next {
 			// A gap (dropped or from before the store opened): read
 			// the events up to the queued ones from the store.
@@ -384,6 +399,9 @@ func (ix *auditIndex) catchUp(ctx context.Context) {
 				end = rows[0].idx
 			}
 			gap, err := ix.fromEvents(ctx, next, end)
+			if end < 0 && (err != nil || len(gap) > 0) {
+				ix.unqueued.Store(true) // not caught up yet: read again
+			}
 			if err != nil || len(gap) == 0 {
 				if len(rows) > 0 {
 					ix.requeue(rows)
@@ -404,8 +422,10 @@ func (ix *auditIndex) catchUp(ctx context.Context) {
 func (ix *auditIndex) requeue(rows []indexRow) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if len(rows)+len(ix.pending) <= auditIndexMaxPending {
+	if len(rows)+len(ix.pending) <= ix.maxPending {
 		ix.pending = append(rows, ix.pending...)
+	} else {
+		ix.unqueued.Store(true) // dropped: read them back from the events
 	}
 }
 
