@@ -124,7 +124,7 @@ func startWritProcess(t testing.TB, up string, env ...string) (string, int) {
 // startWritProcessFrom is startWritProcess with writ built from the
 // source tree at root (another checkout, for an A/B in one run).
 func startWritProcessFrom(t testing.TB, root, up string, env ...string) (string, int) {
-	w := startWritAdmin(t, root, up, env...)
+	w := startWritAdmin(t, root, up, nil, env...)
 	return w.proxy, w.pid
 }
 
@@ -135,8 +135,8 @@ type writProcess struct {
 }
 
 // startWritAdmin is startWritProcessFrom, also returning the admin API's
-// address and token.
-func startWritAdmin(t testing.TB, root, up string, env ...string) writProcess {
+// address and token; args are added to `writ serve`'s.
+func startWritAdmin(t testing.TB, root, up string, args []string, env ...string) writProcess {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "writ")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
@@ -145,7 +145,7 @@ func startWritAdmin(t testing.TB, root, up string, env ...string) writProcess {
 		t.Fatalf("build writ: %v\n%s", err, out)
 	}
 	data := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--tls-listen", "off")
+	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--tls-listen", "off"}, args...)...)
 	pin(cmd)
 	cmd.Env = append(os.Environ(), env...)
 	var admin, proxy string

@@ -672,7 +672,7 @@ func TestProxyProfile(t *testing.T) {
 	}
 	up, _ := upstream(t)
 	_, here, _, _ := runtime.Caller(0)
-	w := startWritAdmin(t, filepath.Join(filepath.Dir(here), "..", ".."), up)
+	w := startWritAdmin(t, filepath.Join(filepath.Dir(here), "..", ".."), up, nil)
 	url := "http://" + w.proxy + "/svc/bench/items/1"
 	if !do(newClient(1), url) {
 		t.Fatalf("%s does not answer 200", url)
@@ -703,4 +703,54 @@ func TestProxyProfile(t *testing.T) {
 	}
 	t.Logf("%.0f req/s, writ CPU %v during the %d s profile (%v per request at that rate); profile in %s",
 		r.rps, cpu, secs, time.Duration(float64(cpu)/(r.rps*secs)), out)
+}
+
+// TestProxyRate compares writ's latency at a paced rate with go-bare's,
+// alternating them for WRIT_PROXY_RATE_ROUNDS rounds (default 3) of
+// WRIT_PROXY_BENCH_SECONDS (default 10) at WRIT_PROXY_RATE req/s (default
+// 1000); WRIT_PROXY_RATE_CONFIG names a writ.yaml for writ serve, to
+// compare settings:
+//
+//	WRIT_PROXY_RATE=1000 go test -run TestProxyRate -v ./bench/proxy/
+func TestProxyRate(t *testing.T) {
+	rate, _ := strconv.Atoi(os.Getenv("WRIT_PROXY_RATE"))
+	if rate <= 0 {
+		t.Skip("set WRIT_PROXY_RATE=N to compare latency at N req/s")
+	}
+	rounds, _ := strconv.Atoi(os.Getenv("WRIT_PROXY_RATE_ROUNDS"))
+	if rounds <= 0 {
+		rounds = 3
+	}
+	d := 10 * time.Second
+	if s, err := strconv.Atoi(os.Getenv("WRIT_PROXY_BENCH_SECONDS")); err == nil && s > 0 {
+		d = time.Duration(s) * time.Second
+	}
+	var args []string
+	if c := os.Getenv("WRIT_PROXY_RATE_CONFIG"); c != "" {
+		args = []string{"--config", c}
+	}
+	up, _ := upstream(t)
+	_, here, _, _ := runtime.Caller(0)
+	w := startWritAdmin(t, filepath.Join(filepath.Dir(here), "..", ".."), up, args)
+	bare, barePID := startBareProxyProcess(t, up)
+	targets := []struct {
+		name, url string
+		pid       int
+	}{{"writ", "http://" + w.proxy + "/svc/bench/items/1", w.pid}, {"go-bare", "http://" + bare + "/items/1", barePID}}
+	res := map[string][]result{}
+	for r := range rounds {
+		for _, tg := range targets {
+			c0 := cpuTime([]int{tg.pid})
+			x := fixedRate(tg.url, rate, d)
+			if x.n > 0 {
+				x.cpu = (cpuTime([]int{tg.pid}) - c0) / time.Duration(x.n)
+			}
+			t.Logf("round %d %-8s %v", r+1, tg.name, x)
+			res[tg.name] = append(res[tg.name], x)
+		}
+	}
+	for _, tg := range targets {
+		t.Logf("median %-8s %v", tg.name, median(res[tg.name]))
+	}
+	t.Logf("load average %s", func() string { b, _ := os.ReadFile("/proc/loadavg"); return strings.TrimSpace(string(b)) }())
 }
