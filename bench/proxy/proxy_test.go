@@ -665,6 +665,7 @@ func benchTargets(b *testing.B, conns int, fn func(b *testing.B, c *http.Client,
 //
 //	WRIT_PROXY_PROFILE=/tmp/writ.cpu go test -run TestProxyProfile -v ./bench/proxy/
 //	go tool pprof -top /tmp/writ.cpu
+//	go tool pprof -top -sample_index=inuse_space /tmp/writ.cpu.heap
 func TestProxyProfile(t *testing.T) {
 	out := os.Getenv("WRIT_PROXY_PROFILE")
 	if out == "" {
@@ -703,6 +704,25 @@ func TestProxyProfile(t *testing.T) {
 	}
 	t.Logf("%.0f req/s, writ CPU %v during the %d s profile (%v per request at that rate); profile in %s",
 		r.rps, cpu, secs, time.Duration(float64(cpu)/(r.rps*secs)), out)
+	// The heap once the load has stopped, beside the CPU profile.
+	req, err = http.NewRequest("GET", w.admin+"/v1/debug/pprof/heap", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+w.token)
+	hr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hr.Body.Close()
+	heap, err := io.ReadAll(hr.Body)
+	if err != nil || hr.StatusCode != 200 {
+		t.Fatalf("heap profile: %v %d", err, hr.StatusCode)
+	}
+	if err := os.WriteFile(out+".heap", heap, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("resident %d KiB; heap profile in %s.heap", rssKB([]int{w.pid}), out)
 }
 
 // TestProxyRate compares writ's latency at a paced rate with go-bare's,
