@@ -44,43 +44,87 @@ type Stats struct {
 // at that record, which is not counted as read.
 func Read(ctx context.Context, r Records, from int64, max int, want func(audit.Type) bool, fn func(idx int64, e *audit.Event) error) (next int64, st Stats, err error) {
 	next = from
+	page := make([]item, 0, PageSize)
 	for max <= 0 || st.Read < max {
 		limit := PageSize
 		if max > 0 {
 			limit = min(limit, max-st.Read)
 		}
-		recs, err := r.ReadRecords(ctx, next, limit)
+		page, err = readPage(ctx, r, next, limit, want, page[:0])
 		if err != nil {
-			return next, st, fmt.Errorf("read audit records from %d: %w", next, err)
+			return next, st, err
 		}
-		if len(recs) == 0 {
+		if len(page) == 0 {
 			return next, st, nil
 		}
-		for _, rec := range recs {
-			if rec.Index != next {
-				return next, st, fmt.Errorf("read audit records: got index %d, want %d", rec.Index, next)
+		for i := range page {
+			it := &page[i]
+			if it.idx != next {
+				return next, st, fmt.Errorf("read audit records: got index %d, want %d", it.idx, next)
 			}
-			k, kerr := auditlog.DecodeKeys(rec.Data)
-			if kerr == nil && (want == nil || want(k.Type)) {
-				var e audit.Event
-				if jerr := e.UnmarshalCanonical(rec.Data); jerr != nil {
-					kerr = jerr
-				} else {
-					st.Decoded++
-					if err := fn(rec.Index, &e); err != nil {
-						return next, st, err
-					}
-				}
-			}
-			if kerr != nil {
+			switch {
+			case it.err != nil:
 				if st.Unreadable == 0 {
-					st.FirstUnreadable = rec.Index
+					st.FirstUnreadable = it.idx
 				}
 				st.Unreadable++
+			case it.wanted:
+				st.Decoded++
+				if err := fn(it.idx, &it.e); err != nil {
+					return next, st, err
+				}
 			}
 			st.Read++
-			next = rec.Index + 1
+			next = it.idx + 1
 		}
+		clear(page)
 	}
 	return next, st, nil
+}
+
+// EventData is the cheapest read of a log's events, when its backend has
+// it (the SQLite store): the canonical encodings alone, without hashes or
+// search keys. data is valid only during the call.
+type EventData interface {
+	ReadEventData(ctx context.Context, from int64, limit int, fn func(idx int64, data []byte) error) (int, error)
+}
+
+// item is one record of a page, decoded if wanted.
+type item struct {
+	idx    int64
+	wanted bool
+	e      audit.Event
+	err    error // the record cannot be decoded
+}
+
+// readPage reads up to limit records from index from and decodes those of
+// a wanted type into page. The records are decoded as they are read, and
+// fn is called only after the read has ended, so that no consumer works
+// inside the store's read.
+func readPage(ctx context.Context, r Records, from int64, limit int, want func(audit.Type) bool, page []item) ([]item, error) {
+	decode := func(idx int64, data []byte) error {
+		page = append(page, item{idx: idx})
+		it := &page[len(page)-1]
+		k, err := auditlog.DecodeKeys(data)
+		if err == nil && (want == nil || want(k.Type)) {
+			it.wanted = true
+			err = it.e.UnmarshalCanonical(data)
+		}
+		it.err = err
+		return nil
+	}
+	if ed, ok := r.(EventData); ok {
+		if _, err := ed.ReadEventData(ctx, from, limit, decode); err != nil {
+			return page, fmt.Errorf("read audit records from %d: %w", from, err)
+		}
+		return page, nil
+	}
+	recs, err := r.ReadRecords(ctx, from, limit)
+	if err != nil {
+		return page, fmt.Errorf("read audit records from %d: %w", from, err)
+	}
+	for _, rec := range recs {
+		decode(rec.Index, rec.Data)
+	}
+	return page, nil
 }
