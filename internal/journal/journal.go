@@ -9,18 +9,24 @@
 // settled is an access the log may not hold; [Recover] returns those after
 // a crash so that the proxy can record them before it serves again.
 //
-// A record is one write(2) to a file in the page cache: it survives a crash
-// of writ. With Sync set, [Journal.Begin] also waits for an fdatasync that
-// covers it (one fsync serves every record written while the previous one
-// ran), so that it survives a power loss too. The file only ever holds the
+// A record is written to a file in the page cache: it survives a crash of
+// writ. Without Sync the file is mapped into memory (its blocks reserved
+// with fallocate, so that a full disk cannot fault a write) and a record
+// is a copy into the mapping, with no system call; where the file system
+// cannot reserve blocks, and with Sync, a record is one write(2). With
+// Sync set, [Journal.Begin] also waits for an fdatasync that covers it
+// (one fsync serves every record written while the previous one ran), so
+// that it survives a power loss too. The file only ever holds the
 // records begun since it was last compacted: when it grows past MaxSize,
 // the records still unsettled (at most the requests in flight) are copied
 // into a new file that atomically replaces it.
 //
 // The format is a header line, "writ-journal 1\n", then records, each a
 // little-endian uint32 length, a little-endian uint32 CRC-32C of the
-// payload, and the payload. A torn last record (a power loss in the middle
-// of a write) is ignored.
+// payload, and the payload (never empty). A zero length ends the records:
+// a mapped file is longer than its records, zero past them, and a mapped
+// record's length is written last. A torn last record (a power loss in
+// the middle of a write) is ignored.
 package journal
 
 import (
@@ -37,6 +43,7 @@ import (
 	"sync"
 
 	"github.com/writ-dev/writ/internal/fsync"
+	"golang.org/x/sys/unix"
 )
 
 // header starts every journal file.
@@ -67,6 +74,8 @@ type Config struct {
 	MaxSize int64
 	// sync replaces fdatasync (tests).
 	sync func(*os.File) error
+	// noMap makes the journal write(2) its records (tests).
+	noMap bool
 }
 
 // Ticket names a begun record until it is settled with [Journal.Done].
@@ -89,6 +98,7 @@ type Journal struct {
 
 	mu     sync.Mutex // guards the fields below
 	f      *os.File
+	m      []byte // f mapped shared, its whole length; nil: records are written with pwrite
 	gen    uint64 // bumped each time the file is replaced
 	size   int64  // bytes written to f
 	synced int64  // bytes of f known to be on disk (Sync mode)
@@ -125,6 +135,11 @@ func Recover(path string) (recs [][]byte, damaged bool, err error) {
 		}
 		n := binary.LittleEndian.Uint32(b)
 		sum := binary.LittleEndian.Uint32(b[4:])
+		if n == 0 {
+			// The end of the records; a mapped file is zero past it.
+			// Anything but zeros after it is damage.
+			return recs, !allZero(b), nil
+		}
 		if n > MaxRecord || int64(len(b)-frameLen) < int64(n) {
 			return recs, true, nil
 		}
@@ -136,6 +151,16 @@ func Recover(path string) (recs [][]byte, damaged bool, err error) {
 		b = b[frameLen+int(n):]
 	}
 	return recs, false, nil
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Open creates a new, empty journal at cfg.Path, replacing any file there:
@@ -153,30 +178,64 @@ func Open(cfg Config) (*Journal, error) {
 		cfg.sync = fsync.Data
 	}
 	j := &Journal{cfg: cfg, open: map[Ticket]span{}}
-	f, err := j.create(nil, cfg.Sync)
+	f, m, err := j.create(nil, cfg.Sync)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j.f, j.size, j.synced = f, int64(len(header)), int64(len(header))
+	j.f, j.m, j.size, j.synced = f, m, int64(len(header)), int64(len(header))
 	return j, nil
+}
+
+// mapped returns f's first size bytes reserved on disk and mapped shared,
+// or nil when the journal writes its records (Sync, or a file system that
+// cannot reserve blocks: a write into a mapping of an unreserved block
+// faults the process when the disk is full, where write(2) fails).
+func (j *Journal) mapped(f *os.File, size int64) ([]byte, error) {
+	if j.cfg.Sync || j.cfg.noMap {
+		return nil, nil
+	}
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reserve %d bytes for %s: %w", size, f.Name(), err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", f.Name(), err)
+	}
+	return m, nil
+}
+
+// mapSize is the length a mapped file is given: room for MaxSize of
+// records before compaction, and for a largest record past it.
+func (j *Journal) mapSize() int64 {
+	return int64(len(header)) + j.cfg.MaxSize + 2*(frameLen+MaxRecord)
 }
 
 // create writes a new journal file holding header and then frames and
 // renames it over cfg.Path; if durable, the file and the rename are synced
 // first. Without Sync the journal promises to survive a crash of writ, for
 // which the rename alone is enough (the kernel has the file).
-func (j *Journal) create(frames []byte, durable bool) (*os.File, error) {
+func (j *Journal) create(frames []byte, durable bool) (*os.File, []byte, error) {
 	tmp := j.cfg.Path + ".new"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	fail := func(err error) (*os.File, error) {
+	var m []byte
+	fail := func(err error) (*os.File, []byte, error) {
+		if m != nil {
+			unix.Munmap(m)
+		}
 		f.Close()
 		os.Remove(tmp)
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := f.Write(append([]byte(header), frames...)); err != nil {
+		return fail(err)
+	}
+	if m, err = j.mapped(f, max(j.mapSize(), int64(len(header)+len(frames))+frameLen+MaxRecord)); err != nil {
 		return fail(err)
 	}
 	if durable {
@@ -189,11 +248,14 @@ func (j *Journal) create(frames []byte, durable bool) (*os.File, error) {
 	}
 	if durable {
 		if err := fsync.Dir(filepath.Dir(j.cfg.Path)); err != nil {
+			if m != nil {
+				unix.Munmap(m)
+			}
 			f.Close()
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return f, nil
+	return f, m, nil
 }
 
 // Begin appends rec and returns its ticket once it is written (and, in
@@ -215,29 +277,52 @@ func (j *Journal) begin(rec []byte, sync bool) (Ticket, error) {
 	if len(rec) > MaxRecord {
 		return 0, fmt.Errorf("journal record of %d bytes is over the %d-byte limit", len(rec), MaxRecord)
 	}
+	if len(rec) == 0 {
+		return 0, errors.New("journal record is empty")
+	}
+	sum := crc32.Checksum(rec, crcTable)
+	n := int64(frameLen + len(rec))
 	j.mu.Lock()
 	if err := j.usable(); err != nil {
 		j.mu.Unlock()
 		return 0, err
 	}
-	b := binary.LittleEndian.AppendUint32(j.buf[:0], uint32(len(rec)))
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(rec, crcTable))
-	b = append(b, rec...)
-	j.buf = b
 	off := j.size
-	if _, err := j.f.WriteAt(b, off); err != nil {
-		// A short write leaves a torn record that Recover would stop
-		// at; cut it off, or stop taking records.
-		if terr := j.f.Truncate(off); terr != nil {
-			j.failed = fmt.Errorf("journal %s unusable after a failed write (%v) and truncate: %v; restart writ", j.cfg.Path, err, terr)
+	if j.m != nil && off+n > int64(len(j.m)) {
+		// Records begun faster than compaction runs: no write may go
+		// past the mapping.
+		if err := j.grow(off + n); err != nil {
+			j.failed = fmt.Errorf("journal %s unusable: %v; restart writ", j.cfg.Path, err)
+			j.mu.Unlock()
+			return 0, j.failed
 		}
-		j.mu.Unlock()
-		return 0, fmt.Errorf("write journal %s: %w", j.cfg.Path, err)
 	}
-	j.size += int64(len(b))
+	if j.m != nil {
+		// The payload and checksum first, the length last: until the
+		// length is there, Recover reads the end of the records.
+		fr := j.m[off : off+n]
+		copy(fr[frameLen:], rec)
+		binary.LittleEndian.PutUint32(fr[4:], sum)
+		binary.LittleEndian.PutUint32(fr, uint32(len(rec)))
+	} else {
+		b := binary.LittleEndian.AppendUint32(j.buf[:0], uint32(len(rec)))
+		b = binary.LittleEndian.AppendUint32(b, sum)
+		b = append(b, rec...)
+		j.buf = b
+		if _, err := j.f.WriteAt(b, off); err != nil {
+			// A short write leaves a torn record that Recover would
+			// stop at; cut it off, or stop taking records.
+			if terr := j.f.Truncate(off); terr != nil {
+				j.failed = fmt.Errorf("journal %s unusable after a failed write (%v) and truncate: %v; restart writ", j.cfg.Path, err, terr)
+			}
+			j.mu.Unlock()
+			return 0, fmt.Errorf("write journal %s: %w", j.cfg.Path, err)
+		}
+	}
+	j.size += n
 	t := j.next
 	j.next++
-	j.open[t] = span{off, int64(len(b))}
+	j.open[t] = span{off, n}
 	gen, end := j.gen, j.size
 	j.mu.Unlock()
 	if sync {
@@ -246,6 +331,24 @@ func (j *Journal) begin(rec []byte, sync bool) (Ticket, error) {
 		}
 	}
 	return t, nil
+}
+
+// grow maps the file again at least size bytes long (twice as long as now
+// at least). j.mu is held.
+func (j *Journal) grow(size int64) error {
+	m, err := j.mapped(j.f, max(size, 2*int64(len(j.m))))
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("the file system no longer reserves blocks for the journal")
+	}
+	if err := unix.Munmap(j.m); err != nil {
+		unix.Munmap(m)
+		return fmt.Errorf("unmap: %w", err)
+	}
+	j.m = m
+	return nil
 }
 
 // usable returns why no record can be taken, if one cannot. j.mu is held.
@@ -331,13 +434,14 @@ func (j *Journal) compact() {
 		}
 		moved[t] = span{off, s.n}
 	}
-	f, err := j.create(frames, j.cfg.Sync)
+	f, m, err := j.create(frames, j.cfg.Sync)
 	if err != nil {
 		j.failed = fmt.Errorf("compact journal %s: %v; restart writ", j.cfg.Path, err)
 		return
 	}
+	j.unmap()
 	j.f.Close()
-	j.f, j.open, j.gen = f, moved, j.gen+1
+	j.f, j.m, j.open, j.gen = f, m, moved, j.gen+1
 	j.size = int64(len(header) + len(frames))
 	j.synced = j.size
 }
@@ -354,6 +458,7 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
+	j.unmap()
 	err := j.f.Close()
 	if len(j.open) == 0 && j.failed == nil {
 		if rerr := os.Remove(j.cfg.Path); rerr != nil && err == nil {
@@ -364,6 +469,14 @@ func (j *Journal) Close() error {
 		return fmt.Errorf("close journal %s: %w", j.cfg.Path, err)
 	}
 	return nil
+}
+
+// unmap ends the current file's mapping, if it has one. j.mu is held.
+func (j *Journal) unmap() {
+	if j.m != nil {
+		unix.Munmap(j.m) // fails only for a range that is not a mapping
+		j.m = nil
+	}
 }
 
 var _ io.Closer = (*Journal)(nil)

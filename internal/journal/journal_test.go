@@ -126,10 +126,16 @@ func TestCompaction(t *testing.T) {
 			continue
 		}
 		j.Done(tk)
+		j.mu.Lock()
+		size := j.size
+		j.mu.Unlock()
+		if size > 4096+200 {
+			t.Fatalf("journal records grew to %d bytes with MaxSize 4096", size)
+		}
 		if fi, err := os.Stat(j.cfg.Path); err != nil {
 			t.Fatal(err)
-		} else if fi.Size() > 4096+200 {
-			t.Fatalf("journal grew to %d bytes with MaxSize 4096", fi.Size())
+		} else if fi.Size() > j.mapSize() {
+			t.Fatalf("journal file grew to %d bytes with MaxSize 4096 (mapped: %d)", fi.Size(), j.mapSize())
 		}
 	}
 	recs := recovered(t, j.cfg.Path)
@@ -155,6 +161,7 @@ func TestRecoverDamage(t *testing.T) {
 	begin(t, j, "first")
 	begin(t, j, "second")
 	good, _ := os.ReadFile(path)
+	good = good[:j.size] // a mapped file is zero past its records
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -165,6 +172,7 @@ func TestRecoverDamage(t *testing.T) {
 		{"bad checksum", func() []byte { b := bytes.Clone(good); b[len(b)-1] ^= 1; return b }(), "[first]"},
 		{"absurd length", append(bytes.Clone(good), 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0), "[first second]"},
 		{"cut header", []byte(header[:5]), "[]"},
+		{"bytes after the end", append(bytes.Clone(good), 0, 0, 0, 0, 0, 0, 0, 0, 0, 'x', 0), "[first second]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "j")
@@ -276,7 +284,7 @@ func TestSyncFailureFailsClosed(t *testing.T) {
 }
 
 func TestWriteFailureFailsClosed(t *testing.T) {
-	j := open(t, Config{})
+	j := open(t, Config{noMap: true})
 	begin(t, j, "ok")
 	j.f.Close() // the file goes bad under the journal
 	if _, err := j.Begin([]byte("x")); err == nil {
@@ -312,4 +320,70 @@ func FuzzRecover(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestMappedGrowFailureFailsClosed: a mapped journal that must grow (records
+// begun past its mapping, none settled) and cannot fails that record and
+// every later one.
+func TestMappedGrowFailureFailsClosed(t *testing.T) {
+	j := open(t, Config{MaxSize: 4096})
+	if j.m == nil {
+		t.Skip("this file system does not reserve blocks: the journal writes its records")
+	}
+	big := strings.Repeat("x", MaxRecord)
+	begin(t, j, big)
+	begin(t, j, big) // fits the mapping
+	j.f.Close()      // the file goes bad under the journal
+	if _, err := j.Begin([]byte(big)); err == nil {
+		t.Fatal("Begin past the mapping of a closed file succeeded")
+	}
+	if _, err := j.Begin([]byte("y")); err == nil || !strings.Contains(err.Error(), "restart writ") {
+		t.Fatalf("Begin after a failed grow: %v", err)
+	}
+}
+
+// TestMappedGrows: records begun past the mapping, none settled, remap
+// the file longer, and every record is recovered.
+func TestMappedGrows(t *testing.T) {
+	j := open(t, Config{MaxSize: 4096})
+	rec := strings.Repeat("y", MaxRecord/2)
+	var want []string
+	for i := range 8 {
+		r := fmt.Sprintf("%d%s", i, rec)
+		begin(t, j, r)
+		want = append(want, r)
+	}
+	got := recovered(t, j.cfg.Path)
+	if len(got) != len(want) {
+		t.Fatalf("recovered %d records, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("record %d changed", i)
+		}
+	}
+}
+
+// TestBeginRefusesEmptyRecord: an empty record would read as the end of
+// the records.
+func TestBeginRefusesEmptyRecord(t *testing.T) {
+	j := open(t, Config{})
+	if _, err := j.Begin(nil); err == nil {
+		t.Fatal("Begin(nil) succeeded")
+	}
+}
+
+// TestWrittenMode runs the record order test with write(2) records.
+func TestWrittenMode(t *testing.T) {
+	j := open(t, Config{noMap: true})
+	a := begin(t, j, "a")
+	begin(t, j, "b")
+	j.Done(a)
+	// Settling is not written: both are recovered (see above).
+	if got := recovered(t, j.cfg.Path); fmt.Sprint(got) != "[a b]" {
+		t.Fatalf("Recover = %q, want [a b]", got)
+	}
+	if j.m != nil {
+		t.Fatal("noMap journal is mapped")
+	}
 }
