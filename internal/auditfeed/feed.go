@@ -105,9 +105,16 @@ func readPage(ctx context.Context, r Records, from int64, limit int, want func(a
 	decode := func(idx int64, data []byte) error {
 		page = append(page, item{idx: idx})
 		it := &page[len(page)-1]
-		k, err := auditlog.DecodeKeys(data)
-		if err == nil && (want == nil || want(k.Type)) {
+		var err error
+		if want != nil {
+			var ty audit.Type
+			if ty, err = auditlog.DecodeType(data); err == nil {
+				it.wanted = want(ty)
+			}
+		} else {
 			it.wanted = true
+		}
+		if it.wanted {
 			err = it.e.UnmarshalCanonical(data)
 		}
 		it.err = err

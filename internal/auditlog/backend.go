@@ -49,7 +49,7 @@ func KeysOf(e *audit.Event) *Keys {
 // DecodeKeys returns the searchable fields of an event's canonical
 // encoding, decoding only those.
 func DecodeKeys(data []byte) (Keys, error) {
-	if k, ok := frontKeys(data); ok {
+	if k, ok := frontKeys(data, allKeys); ok {
 		return k, nil
 	}
 	var k Keys
@@ -65,7 +65,7 @@ func DecodeKeys(data []byte) (Keys, error) {
 // than a JSON decoder, which matters to `writ audit verify` on millions of
 // events. ok is false if data does not start that way; DecodeKeys then
 // decodes it in full.
-func frontKeys(data []byte) (k Keys, ok bool) {
+func frontKeys(data []byte, n int) (k Keys, ok bool) {
 	if len(data) == 0 || data[0] != '{' {
 		return k, false
 	}
@@ -77,13 +77,16 @@ func frontKeys(data []byte) (k Keys, ok bool) {
 		{`"id":`, &k.ID}, {`"time":`, nil}, {`"type":`, (*string)(&k.Type)},
 		{`"spiffe_id":`, &k.SpiffeID}, {`"instance":`, &k.Instance}, {`"task":`, &k.Task},
 	} {
+		if i == n {
+			return k, true
+		}
 		if !bytes.HasPrefix(p, []byte(f.key)) {
 			if i < 3 {
 				return k, false // id, time and type are always there
 			}
 			continue
 		}
-		s, rest, ok := frontString(p[len(f.key):])
+		s, rest, ok := frontString(p[len(f.key):], f.dst != nil && (i != 0 || n == allKeys))
 		if !ok || len(rest) == 0 {
 			return k, false
 		}
@@ -101,8 +104,22 @@ func frontKeys(data []byte) (k Keys, ok bool) {
 	return k, true
 }
 
-// frontString reads the JSON string at the front of p.
-func frontString(p []byte) (s string, rest []byte, ok bool) {
+// allKeys asks frontKeys for every field.
+const allKeys = 6
+
+// DecodeType returns the type of the event encoded in data, reading no
+// more of it than it must, for readers that choose events by type.
+func DecodeType(data []byte) (audit.Type, error) {
+	if k, ok := frontKeys(data, 3); ok {
+		return k.Type, nil
+	}
+	k, err := DecodeKeys(data)
+	return k.Type, err
+}
+
+// frontString reads the JSON string at the front of p; s is "" unless
+// keep is set (the string is only skipped).
+func frontString(p []byte, keep bool) (s string, rest []byte, ok bool) {
 	if len(p) == 0 || p[0] != '"' {
 		return "", nil, false
 	}
@@ -113,6 +130,9 @@ func frontString(p []byte) (s string, rest []byte, ok bool) {
 			escaped = true
 			i++
 		case '"':
+			if !keep {
+				return "", p[i+1:], true
+			}
 			if !escaped {
 				return string(p[1:i]), p[i+1:], true
 			}
