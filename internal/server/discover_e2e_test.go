@@ -307,6 +307,14 @@ func TestContinuousDiscovery(t *testing.T) {
 		}
 		return n
 	}
+	// The scan records the inventory before it emits its events: wait
+	// for the event too.
+	for count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent is in the inventory, but no discovery.agent_found event was recorded for it")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if n := count(); n != 1 {
 		t.Fatalf("%d discovery.agent_found events for the agent, want 1", n)
 	}
