@@ -122,13 +122,16 @@ const (
 
 // Scale-out events (internal/node/nodeserver): a join token created or
 // deleted (its id, never the secret), a node attested (details: attestor,
-// attestation id) or refused, a node evicted.
+// attestation id) or refused, a node evicted, a broker credential handed
+// to a node's MCP gateway for an upstream (its name and version, never the
+// value).
 const (
-	NodeTokenCreated Type = "node.token_created"
-	NodeTokenDeleted Type = "node.token_deleted"
-	NodeAttested     Type = "node.attested"
-	NodeRefused      Type = "node.refused"
-	NodeEvicted      Type = "node.evicted"
+	NodeTokenCreated       Type = "node.token_created"
+	NodeTokenDeleted       Type = "node.token_deleted"
+	NodeAttested           Type = "node.attested"
+	NodeRefused            Type = "node.refused"
+	NodeEvicted            Type = "node.evicted"
+	NodeCredentialReleased Type = "node.credential_released"
 )
 
 // Dynamic database credentials (internal/dbcreds): a PostgreSQL role

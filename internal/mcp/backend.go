@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -102,29 +103,10 @@ func (g *Gateway) refresh(ctx context.Context, b *backend, cs *sdk.ClientSession
 	byName := map[string]*sdk.Tool{}
 	if err == nil {
 		var descs []Descriptor
-		for _, t := range listed {
-			if t == nil {
-				continue
-			}
-			d, derr := descriptorOf(t)
-			if derr != nil {
-				verdicts[t.Name] = Verdict{Reason: derr.Error()}
-				continue
-			}
-			if _, dup := byName[t.Name]; dup {
-				verdicts[t.Name] = Verdict{Reason: "the server lists it twice"}
-				continue
-			}
-			byName[t.Name] = t
-			descs = append(descs, d)
-		}
+		descs, byName, verdicts = describe(listed)
 		var vs map[string]Verdict
-		vs, err = g.pinner.Check(ctx, b.srv, descs)
-		for k, v := range vs {
-			if _, bad := verdicts[k]; !bad {
-				verdicts[k] = v
-			}
-		}
+		vs, err = g.checker.Check(ctx, b.srv, descs)
+		merge(verdicts, vs)
 	}
 	if err != nil {
 		g.cfg.Log.ErrorContext(ctx, "MCP tools unavailable", "server", b.srv.Name, "error", err)
@@ -140,6 +122,82 @@ func (g *Gateway) refresh(ctx context.Context, b *backend, cs *sdk.ClientSession
 	b.listed = listed
 	b.mu.Unlock()
 	return err
+}
+
+// describe returns the descriptors of the tools an upstream listed, the
+// tools by name, and the verdicts of those that cannot be checked at all.
+func describe(listed []*sdk.Tool) ([]Descriptor, map[string]*sdk.Tool, map[string]Verdict) {
+	var descs []Descriptor
+	byName := map[string]*sdk.Tool{}
+	verdicts := map[string]Verdict{}
+	for _, t := range listed {
+		if t == nil {
+			continue
+		}
+		d, derr := descriptorOf(t)
+		if derr != nil {
+			verdicts[t.Name] = Verdict{Reason: derr.Error()}
+			continue
+		}
+		if _, dup := byName[t.Name]; dup {
+			verdicts[t.Name] = Verdict{Reason: "the server lists it twice"}
+			continue
+		}
+		byName[t.Name] = t
+		descs = append(descs, d)
+	}
+	return descs, byName, verdicts
+}
+
+// merge adds the checked verdicts vs to verdicts, keeping those already
+// there (tools that could not be checked).
+func merge(verdicts, vs map[string]Verdict) {
+	for k, v := range vs {
+		if _, bad := verdicts[k]; !bad {
+			verdicts[k] = v
+		}
+	}
+}
+
+// Recheck decides again, from the stored pins alone (Config.Pins) and
+// without listing the upstream again, the tools the upstream of server
+// ("" for every server) listed last, and shows or hides them accordingly.
+// Call it after pins changed elsewhere: a quarantine decided by another
+// gateway (a node's rug pull, reported to the server) hides the tool
+// here too, and an approval shows it again. It writes no pin.
+func (g *Gateway) Recheck(ctx context.Context, server string) error {
+	g.mu.Lock()
+	var bs []*backend
+	for name, b := range g.backends {
+		if server == "" || name == server {
+			bs = append(bs, b)
+		}
+	}
+	g.mu.Unlock()
+	var errs []error
+	for _, b := range bs {
+		errs = append(errs, g.recheck(ctx, b))
+	}
+	return errors.Join(errs...)
+}
+
+func (g *Gateway) recheck(ctx context.Context, b *backend) error {
+	b.refreshMu.Lock()
+	defer b.refreshMu.Unlock()
+	b.mu.Lock()
+	listed := b.listed
+	b.mu.Unlock()
+	if listed == nil {
+		return nil // never listed: the first listing checks
+	}
+	pins, err := g.cfg.Pins.ListPins(ctx, b.srv.Name)
+	if err != nil {
+		return fmt.Errorf("recheck the tools of %s: %w", b.srv.Target(), err)
+	}
+	descs, byName, verdicts := describe(listed)
+	merge(verdicts, FromPins(b.srv, descs, pins))
+	g.mirror(b, byName, verdicts)
+	return nil
 }
 
 // descriptorOf is the descriptor of a tool as the SDK decoded it: what

@@ -51,6 +51,10 @@ type Config struct {
 	// contents and prompts before they reach the agent
 	// ([secrets.Detector]).
 	Redactor Redactor
+	// Checker, when set, decides the announced tools instead of the
+	// gateway's own [Pinner] over Pins (a node's gateway asks its
+	// server). [Gateway.Recheck] still reads Pins.
+	Checker Checker
 }
 
 // Redactor redacts the secrets in the strings of a JSON document.
@@ -62,8 +66,9 @@ type Redactor interface {
 // server, tools named NAME__tool), relaying to the upstream MCPServers
 // over one client session each. It is an http.Handler.
 type Gateway struct {
-	cfg    Config
-	pinner *Pinner
+	cfg     Config
+	pinner  *Pinner
+	checker Checker
 
 	mu       sync.Mutex
 	backends map[string]*backend
@@ -90,6 +95,10 @@ func New(cfg Config) *Gateway {
 	}
 	g := &Gateway{cfg: cfg, backends: map[string]*backend{},
 		pinner: &Pinner{Store: cfg.Pins, Emitter: cfg.Emitter, Log: cfg.Log, Lint: cfg.Lint}}
+	g.checker = cfg.Checker
+	if g.checker == nil {
+		g.checker = g.pinner
+	}
 	g.agg = g.newFront("writ", g.resolveAggregate)
 	g.aggH = g.newHandler(g.agg)
 	return g

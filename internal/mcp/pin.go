@@ -293,7 +293,7 @@ func (p *Pinner) emit(ctx context.Context, typ audit.Type, srv *Server, tool, di
 	for k, v := range extra {
 		d[k] = v
 	}
-	if err := p.Emitter.Emit(ctx, audit.Event{Type: typ, Target: srv.Target(), Reason: reason, Details: d}); err != nil {
+	if err := p.Emitter.Emit(ctx, audit.Event{Type: typ, Target: srv.Target(), Reason: reason, Details: d, Node: nodeOf(ctx)}); err != nil {
 		return fmt.Errorf("record pin of tool %s of %s: %w", tool, srv.Target(), err)
 	}
 	return nil
@@ -303,4 +303,66 @@ func (p *Pinner) logf(ctx context.Context, msg string, srv *Server, tool, reason
 	if p.Log != nil {
 		p.Log.WarnContext(ctx, msg, "server", srv.Name, "tool", tool, "reason", reason)
 	}
+}
+
+// Checker decides which of the tools an upstream announces may be shown
+// and called, recording what it learns (pins, quarantines). The gateway's
+// own [Pinner] is one; a node's gateway asks its server's (the pins,
+// quarantines and approvals are the deployment's, not the node's).
+type Checker interface {
+	Check(ctx context.Context, srv *Server, tools []Descriptor) (map[string]Verdict, error)
+}
+
+var _ Checker = (*Pinner)(nil)
+
+// FromPins decides the tools srv announced from stored pins alone,
+// writing nothing: a tool is usable when its pin is trusted (pinned or
+// approved) for exactly the descriptor announced. A tool without a pin,
+// or whose descriptor differs from its pin's, is not usable: whoever
+// checks with the pin store (the server) has not trusted it. In pin mode
+// off every tool is usable.
+func FromPins(srv *Server, tools []Descriptor, pins []store.Pin) map[string]Verdict {
+	out := make(map[string]Verdict, len(tools))
+	byName := make(map[string]store.Pin, len(pins))
+	for _, p := range pins {
+		if p.Server == srv.Name {
+			byName[p.Tool] = p
+		}
+	}
+	for _, t := range tools {
+		digest, _, err := t.Digests()
+		if err != nil {
+			out[t.Name] = Verdict{Reason: fmt.Sprintf("its descriptor cannot be pinned: %v", err)}
+			continue
+		}
+		if srv.Pin == PinOff {
+			out[t.Name] = Verdict{Usable: true, Digest: digest}
+			continue
+		}
+		pin, ok := byName[t.Name]
+		switch {
+		case !ok:
+			out[t.Name] = Verdict{Digest: digest, Reason: "it has not been checked against the deployment's pins yet (the writ server was not reachable); it is held until it is"}
+		case pin.State == store.PinQuarantined:
+			out[t.Name] = Verdict{State: pin.State, Digest: digest, Reason: pin.Reason}
+		case pin.Digest != digest:
+			out[t.Name] = Verdict{State: pin.State, Digest: digest, Reason: "its descriptor differs from its pin and the writ server has not checked it yet; it is held until it has"}
+		default:
+			out[t.Name] = Verdict{Usable: true, State: pin.State, Digest: digest}
+		}
+	}
+	return out
+}
+
+type nodeKey struct{}
+
+// WithNode marks ctx as a check made for the writ node named node: the
+// pin events it causes carry the node's name.
+func WithNode(ctx context.Context, node string) context.Context {
+	return context.WithValue(ctx, nodeKey{}, node)
+}
+
+func nodeOf(ctx context.Context) string {
+	n, _ := ctx.Value(nodeKey{}).(string)
+	return n
 }

@@ -152,7 +152,7 @@ func StoredSpec(d resource.Document) ([]byte, error) {
 	if err := d.DecodeSpec(&spec); err != nil {
 		return nil, err
 	}
-	if _, err := compile(d.Name, 0, spec, func(field string, format string, args ...any) error {
+	if _, err := compile(d.Name, 0, spec, false, func(field string, format string, args ...any) error {
 		if strings.HasPrefix(field, "metadata.") {
 			return d.Errorf(d.Find("metadata", "name"), field, format, args...)
 		}
@@ -174,12 +174,20 @@ func StoredSpec(d resource.Document) ([]byte, error) {
 }
 
 // Compile builds a Server from a stored MCPServer resource.
-func Compile(r store.Resource) (*Server, error) {
+func Compile(r store.Resource) (*Server, error) { return compileResource(r, false) }
+
+// CompileRemote is [Compile] for a gateway whose tools are checked by
+// another process (a node's gateway, checked by its server): a signed
+// server's manifest is a file on that server, so it is not looked for
+// here.
+func CompileRemote(r store.Resource) (*Server, error) { return compileResource(r, true) }
+
+func compileResource(r store.Resource, remote bool) (*Server, error) {
 	var spec ServerSpec
 	if err := json.Unmarshal(r.Spec, &spec); err != nil {
 		return nil, fmt.Errorf("load MCPServer/%s: stored spec is not valid: %w", r.Name, err)
 	}
-	return compile(r.Name, r.Version, spec, func(field string, format string, args ...any) error {
+	return compile(r.Name, r.Version, spec, remote, func(field string, format string, args ...any) error {
 		if !strings.HasPrefix(field, "metadata.") {
 			field = "spec." + field
 		}
@@ -198,7 +206,7 @@ var (
 // badf reports a problem with one field of the spec.
 type badf func(field, format string, args ...any) error
 
-func compile(name string, version int64, spec ServerSpec, bad badf) (*Server, error) {
+func compile(name string, version int64, spec ServerSpec, remoteManifest bool, bad badf) (*Server, error) {
 	s := &Server{Name: name, Version: version, Spec: spec}
 	if strings.Contains(name, "__") {
 		return nil, bad("metadata.name", "the name %q contains \"__\", which separates server and tool names on the aggregate endpoint /mcp; rename the server", name)
@@ -216,7 +224,7 @@ func compile(name string, version int64, spec ServerSpec, bad badf) (*Server, er
 	} else if err := s.compileCommand(bad); err != nil {
 		return nil, err
 	}
-	if err := s.compilePin(bad); err != nil {
+	if err := s.compilePin(remoteManifest, bad); err != nil {
 		return nil, err
 	}
 	if err := s.compileCredential(bad); err != nil {
@@ -337,7 +345,7 @@ func looksSecret(name string) bool {
 	return false
 }
 
-func (s *Server) compilePin(bad badf) error {
+func (s *Server) compilePin(remoteManifest bool, bad badf) error {
 	spec := s.Spec
 	s.Pin = spec.Pin
 	if s.Pin == "" {
@@ -366,7 +374,7 @@ func (s *Server) compilePin(bad badf) error {
 		if !strings.HasPrefix(spec.Manifest, "/") {
 			return bad("manifest", "%q must be an absolute path on the writ server", spec.Manifest)
 		}
-		if _, err := os.Stat(spec.Manifest); err != nil {
+		if _, err := os.Stat(spec.Manifest); err != nil && !remoteManifest {
 			return bad("manifest", "read %s: %v", spec.Manifest, err)
 		}
 	default:

@@ -111,6 +111,7 @@ type Node struct {
 	bundleW    watchers
 	stateW     watchers // revocations, grace and eviction
 	resourcesW watchers // stored documents
+	pinsW      watchers // MCP tool pins
 
 	seq         atomic.Int64
 	contact     atomic.Int64 // unix nanoseconds of the last message from the server
@@ -188,6 +189,9 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() { n.spool.Close() })
+	if n.spool.fault, err = faultFrom(os.Getenv(FaultEnv)); err != nil {
+		return nil, err
+	}
 	att, err := attest.New(attest.Config{Instances: n.db, Log: c.Log.With("component", "attest"), Now: c.Now})
 	if err != nil {
 		return nil, err
@@ -211,6 +215,7 @@ func New(ctx context.Context, c Config) (_ *Node, err error) {
 	}
 	closers = append(closers, func() {
 		if n.px != nil {
+			n.px.gw.Close()
 			n.px.ln.Close()
 			n.px.enforcer.Close()
 		}
@@ -357,6 +362,7 @@ func (n *Node) touch() {
 func (n *Node) Close() error {
 	n.ln.Close()
 	if n.px != nil {
+		n.px.gw.Close()
 		n.px.ln.Close()
 		n.px.enforcer.Close()
 	}
@@ -530,6 +536,9 @@ func (n *Node) applySnapshot(ctx context.Context, s *nodeapi.Snapshot) error {
 	if err := n.syncResources(ctx, s.Resources); err != nil {
 		return err
 	}
+	if err := n.syncPins(ctx, s.Pins); err != nil {
+		return err
+	}
 	if len(s.Bundle) > 0 {
 		return n.setBundle(s.Bundle)
 	}
@@ -666,6 +675,8 @@ func (n *Node) applyChange(ctx context.Context, c *store.Change) error {
 			return fmt.Errorf("change %d: document: %w", c.Seq, err)
 		}
 		return n.putResource(ctx, r)
+	case nodeapi.KindPin:
+		return n.applyPin(ctx, c)
 	case nodeapi.KindNode:
 		if c.Key == n.attestN {
 			n.evicted.Store(true)

@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/attest"
+	"github.com/writ-dev/writ/internal/mcp"
 	"github.com/writ-dev/writ/internal/policy"
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/ratelimit"
@@ -23,15 +24,19 @@ import (
 // routing to the services the server pushed, against the node's own
 // revocations, and recording every access through the node's spool.
 //
-// What the node does not hold it does not do: it has no credential
-// broker (upstream secrets stay sealed on the server), so a service
-// that injects a credential answers 502 on a node; no task tokens or
-// approvals (the callers it serves are attested processes and mTLS
-// SVIDs); no TLS interception (no proxy CA key on the node).
+// The same listener serves the MCP gateway (/mcp, /mcp/NAME; mcp.go).
+// Approvals that policy asks for are filed on the server and decided
+// there (remoteApprovals). What the node does not hold it does not do:
+// it has no credential broker (upstream secrets stay sealed on the
+// server; an MCP upstream's credential is fetched from the server when
+// it connects, but a Service that injects a credential answers 502 on a
+// node); no task tokens (the callers it serves are attested processes
+// and mTLS SVIDs); no TLS interception (no proxy CA key on the node).
 type nodeProxy struct {
 	policy   *policy.Engine
 	enforcer *access.Enforcer
 	proxy    *proxy.Proxy
+	gw       *mcp.Gateway
 	ln       net.Listener
 	srv      *http.Server
 }
@@ -63,6 +68,7 @@ func (n *Node) initProxy(ctx context.Context, att *attest.Attestor) error {
 		Bundle:      bundleOf{n},
 		Node:        n.name,
 		Emitter:     nodeEmitter{n},
+		Approvals:   remoteApprovals{n},
 		Log:         n.c.Log.With("component", "proxy"),
 		Now:         n.c.Now,
 		Journal:     filepath.Join(n.c.DataDir, "proxy.journal"),
@@ -78,7 +84,11 @@ func (n *Node) initProxy(ctx context.Context, att *attest.Attestor) error {
 	if err != nil {
 		return fmt.Errorf("node proxy: %w", err)
 	}
-	if p.proxy, err = proxy.New(proxy.Config{Enforcer: p.enforcer, Log: n.c.Log.With("component", "proxy")}); err != nil {
+	if err := n.initMCP(p); err != nil {
+		p.enforcer.Close()
+		return err
+	}
+	if p.proxy, err = proxy.New(proxy.Config{Enforcer: p.enforcer, MCP: p.gw, Log: n.c.Log.With("component", "proxy")}); err != nil {
 		p.enforcer.Close()
 		return fmt.Errorf("node proxy: %w", err)
 	}
@@ -134,7 +144,10 @@ func (n *Node) reloadProxy(ctx context.Context) error {
 		return fmt.Errorf("route services: %w", err)
 	}
 	n.px.proxy.SetServices(t)
-	n.c.Log.Info("policies and services loaded", "policies", len(stored), "services", t.Len())
+	if err := n.reloadMCP(ctx); err != nil {
+		return fmt.Errorf("load MCP servers: %w", err)
+	}
+	n.c.Log.Info("policies, services and MCP servers loaded", "policies", len(stored), "services", t.Len(), "mcp_servers", len(n.px.gw.Status()))
 	return nil
 }
 
@@ -146,6 +159,8 @@ func (n *Node) runProxy(ctx context.Context, errc chan<- error) {
 	}
 	ch, stop := n.resourcesW.watch()
 	defer stop()
+	pins, stopPins := n.pinsW.watch()
+	defer stopPins()
 	go func() {
 		if err := n.px.srv.Serve(n.px.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("node proxy: %w", err)
@@ -159,6 +174,12 @@ func (n *Node) runProxy(ctx context.Context, errc chan<- error) {
 			if err := n.reloadProxy(ctx); err != nil {
 				n.c.Log.Error("reload the node's proxy; keeping the previous policies and services", "error", err)
 			}
+		case <-pins:
+			// A quarantine or approval decided on the server (or through
+			// another node): the gateway's tools follow the pins.
+			if err := n.px.gw.Recheck(ctx, ""); err != nil {
+				n.c.Log.Error("re-decide MCP tools from the server's pins", "error", err)
+			}
 		}
 	}
 }
@@ -168,6 +189,7 @@ func (n *Node) stopProxy(ctx context.Context) {
 	if n.px == nil {
 		return
 	}
+	n.px.gw.Close()
 	n.px.srv.Shutdown(ctx)
 	n.px.proxy.Shutdown(ctx)
 	n.px.enforcer.Close()

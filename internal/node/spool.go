@@ -40,6 +40,10 @@ type Spool struct {
 	sent   int64
 	wake   chan struct{}
 	failed error
+
+	// fault, when set, is called at the fault points of EmitBatch
+	// (fault.go).
+	fault func(point string, es []audit.Event)
 }
 
 // OpenSpool opens (creating) the spool in dir.
@@ -128,6 +132,9 @@ func (s *Spool) EmitBatch(_ context.Context, es []audit.Event) error {
 	if s.failed != nil {
 		return s.failed
 	}
+	if s.fault != nil {
+		s.fault(faultBeforeWrite, es)
+	}
 	if _, err := s.f.Write(buf.Bytes()); err != nil {
 		s.failed = fmt.Errorf("audit spool write failed (restart the node): %w", err)
 		return s.failed
@@ -135,6 +142,9 @@ func (s *Spool) EmitBatch(_ context.Context, es []audit.Event) error {
 	if err := fsync.Data(s.f); err != nil {
 		s.failed = fmt.Errorf("audit spool sync failed (restart the node): %w", err)
 		return s.failed
+	}
+	if s.fault != nil {
+		s.fault(faultAfterSync, es)
 	}
 	s.size += int64(buf.Len())
 	select {

@@ -10,8 +10,11 @@ import (
 	"sync"
 
 	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/mcp"
 	"github.com/writ-dev/writ/internal/mcplint"
+	"github.com/writ-dev/writ/internal/node/nodeapi"
+	"github.com/writ-dev/writ/internal/node/nodeserver"
 	"github.com/writ-dev/writ/internal/proxy"
 	"github.com/writ-dev/writ/internal/resource"
 	"github.com/writ-dev/writ/internal/secrets"
@@ -42,7 +45,7 @@ func (s *Server) initMCP(closers *[]func()) error {
 	s.mcp.gw = mcp.New(mcp.Config{
 		Redactor:            det,
 		Lint:                mcp.LintWith(lint),
-		Pins:                s.db,
+		Pins:                notifyingPins{PinStore: s.db, changed: s.pinsChanged},
 		Emitter:             s.emit,
 		Credentials:         s.px.broker,
 		Identifier:          acc,
@@ -122,4 +125,105 @@ func (m mcpAdmin) Tools(ctx context.Context, server string) (apitypes.MCPTools, 
 		out.Tools = append(out.Tools, b)
 	}
 	return out, nil
+}
+
+// notifyingPins is the pin store of the server's gateway: every change
+// of a pin (a first sighting, a quarantine, an approval), whether the
+// server's own gateway or a node's made it, is published to the nodes
+// and the other servers, and re-decided by this server's gateway.
+type notifyingPins struct {
+	mcp.PinStore
+	changed func(ctx context.Context, server string)
+}
+
+func (p notifyingPins) CreatePin(ctx context.Context, pin store.Pin) (store.Pin, error) {
+	out, err := p.PinStore.CreatePin(ctx, pin)
+	if err == nil {
+		p.changed(ctx, pin.Server)
+	}
+	return out, err
+}
+
+func (p notifyingPins) UpdatePin(ctx context.Context, pin store.Pin) (store.Pin, error) {
+	out, err := p.PinStore.UpdatePin(ctx, pin)
+	if err == nil {
+		p.changed(ctx, pin.Server)
+	}
+	return out, err
+}
+
+// pinsChanged publishes the pins and has this server's gateway decide the
+// tools of server again from them (asynchronously: the change is made
+// while a check holds the pinner).
+func (s *Server) pinsChanged(ctx context.Context, server string) {
+	if s.nodes.publisher != nil {
+		s.nodes.publisher.PinsChanged(ctx)
+	}
+	if gw := s.mcp.gw; gw != nil {
+		go func() {
+			if err := gw.Recheck(context.WithoutCancel(ctx), server); err != nil {
+				s.log.Warn("re-decide MCP tools after a pin changed", "server", server, "error", err)
+			}
+		}()
+	}
+}
+
+// nodeMCP serves the MCP gateways of nodes (nodeserver.MCP).
+type nodeMCP struct{ s *Server }
+
+func (m nodeMCP) CheckTools(ctx context.Context, node, server string, raw []json.RawMessage) (map[string]nodeapi.MCPVerdict, error) {
+	r, err := m.s.db.GetResource(ctx, resource.KindMCPServer, server)
+	if err != nil {
+		return nil, fmt.Errorf("MCPServer/%s: %w", server, err)
+	}
+	srv, err := mcp.Compile(r)
+	if err != nil {
+		return nil, err
+	}
+	tools := make([]mcp.Descriptor, 0, len(raw))
+	out := make(map[string]nodeapi.MCPVerdict, len(raw))
+	for i, b := range raw {
+		var d mcp.Descriptor
+		if err := json.Unmarshal(b, &d); err != nil || d.Name == "" {
+			// Not decidable: refused like any tool that cannot be pinned.
+			out[fmt.Sprintf("#%d", i)] = nodeapi.MCPVerdict{Reason: "its descriptor cannot be read"}
+			continue
+		}
+		tools = append(tools, d)
+	}
+	vs, err := m.s.mcp.gw.Pinner().Check(mcp.WithNode(ctx, node), srv, tools)
+	if err != nil {
+		return nil, err
+	}
+	for name, v := range vs {
+		out[name] = nodeapi.MCPVerdict{Usable: v.Usable, State: v.State, Reason: v.Reason, Digest: v.Digest}
+	}
+	return out, nil
+}
+
+func (m nodeMCP) Credential(ctx context.Context, node, name string) (nodeapi.MCPCredentialAnswer, error) {
+	rs, err := m.s.db.ListResources(ctx, resource.KindMCPServer)
+	if err != nil {
+		return nodeapi.MCPCredentialAnswer{}, err
+	}
+	var named string
+	for _, r := range rs {
+		var spec mcp.ServerSpec
+		if json.Unmarshal(r.Spec, &spec) == nil && spec.Credential != nil && spec.Credential.Name == name {
+			named = r.Name
+			break
+		}
+	}
+	if named == "" || name == "" {
+		return nodeapi.MCPCredentialAnswer{}, nodeserver.ErrNotNamed
+	}
+	info, secret, err := m.s.px.broker.Get(ctx, name)
+	if err != nil {
+		return nodeapi.MCPCredentialAnswer{}, err
+	}
+	if err := m.s.emit.Emit(ctx, audit.Event{Type: audit.NodeCredentialReleased, Node: node, Credential: name, Target: "MCPServer/" + named,
+		Details: map[string]string{"version": fmt.Sprint(info.Version)}}); err != nil {
+		return nodeapi.MCPCredentialAnswer{}, fmt.Errorf("record the release of credential %s: %w", name, err)
+	}
+	return nodeapi.MCPCredentialAnswer{Name: info.Name, Type: string(info.Type), Version: info.Version, Value: secret.Reveal()}, nil
 }

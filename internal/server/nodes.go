@@ -57,7 +57,8 @@ func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error
 		return err
 	}
 	np.publisher = &nodeserver.Publisher{Store: s.db, Hub: np.hub, Entries: s.registry, Revocations: s.tok.revoke,
-		Bundles: s.authority, Resources: s.followedResources, Log: s.log.With("component", "nodes")}
+		Bundles: s.authority, Resources: s.followedResources, Log: s.log.With("component", "nodes"),
+		Pins: func(ctx context.Context) ([]store.Pin, error) { return s.db.ListPins(ctx, "") }}
 	if err := np.publisher.Start(ctx); err != nil {
 		return err
 	}
@@ -78,6 +79,8 @@ func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error
 		}},
 		Emitter:     s.emit,
 		Discovery:   nodeDiscovery{s},
+		MCP:         nodeMCP{s},
+		Approvals:   s.tok.approvals,
 		Log:         s.log.With("component", "nodes"),
 		Now:         s.now,
 		NodeSVIDTTL: s.cfg.CA.X509SVIDTTL,
@@ -140,6 +143,10 @@ func (s *Server) refreshFromFeed(ctx context.Context, kinds map[string]bool) err
 	}
 	if kinds[nodeapi.KindResource] {
 		errs = append(errs, s.reloadPolicy(ctx), s.reloadServices(ctx), s.reloadMCP(ctx))
+	}
+	if kinds[nodeapi.KindPin] && s.mcp.gw != nil {
+		// A quarantine or approval made through another server.
+		errs = append(errs, s.mcp.gw.Recheck(ctx, ""))
 	}
 	if kinds[nodeserver.KindNodeEvicted] {
 		errs = append(errs, s.nodes.registry.Reload(ctx))

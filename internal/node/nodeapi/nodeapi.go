@@ -128,7 +128,9 @@ type Snapshot struct {
 	Entries     []store.Entry    `json:"entries"`
 	Revocations []Revocation     `json:"revocations"`
 	Resources   []store.Resource `json:"resources"`
-	Bundle      json.RawMessage  `json:"bundle"`
+	// Pins are the MCP tool pins (KindPin).
+	Pins   []store.Pin     `json:"pins"`
+	Bundle json.RawMessage `json:"bundle"`
 }
 
 // Message is one line of the stream.

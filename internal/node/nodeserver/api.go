@@ -44,6 +44,11 @@ type Config struct {
 	// the inventories they report); optional: without it both paths
 	// answer 501.
 	Discovery Discovery
+	// MCP and Approvals serve the MCP gateways of nodes (tool checks
+	// against the deployment's pins, upstream credentials, approvals of
+	// held calls); optional: without them those paths answer 501.
+	MCP       MCP
+	Approvals Approvals
 	Log       *slog.Logger
 	// Now returns the current time; defaults to time.Now.
 	Now func() time.Time
@@ -139,6 +144,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+nodeapi.PathAudit, a.node(a.audit))
 	mux.HandleFunc("GET "+nodeapi.PathDiscovery, a.node(a.discoveryConfig))
 	mux.HandleFunc("POST "+nodeapi.PathInventory, a.node(a.inventory))
+	a.registerMCP(mux)
 }
 
 // nodeID is an authenticated node.

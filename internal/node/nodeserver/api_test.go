@@ -71,7 +71,8 @@ func newEnv(t testing.TB) *env {
 		Changed: func(ctx context.Context) { e.hub.Poke(ctx) }}); err != nil {
 		t.Fatal(err)
 	}
-	e.pub = &nodeserver.Publisher{Store: e.db, Hub: e.hub, Entries: e.reg, Revocations: e.rev, Bundles: e.ca}
+	e.pub = &nodeserver.Publisher{Store: e.db, Hub: e.hub, Entries: e.reg, Revocations: e.rev, Bundles: e.ca,
+		Pins: func(ctx context.Context) ([]store.Pin, error) { return e.db.ListPins(ctx, "") }}
 	if err := e.pub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

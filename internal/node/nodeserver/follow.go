@@ -93,6 +93,13 @@ func (p *Publisher) absorb(changes []store.Change) map[string]bool {
 			} else if json.Unmarshal(c.Body, &r) == nil {
 				p.resources[c.Key] = r.Version
 			}
+		case nodeapi.KindPin:
+			var pin store.Pin
+			if del {
+				delete(p.pins, c.Key)
+			} else if json.Unmarshal(c.Body, &pin) == nil {
+				p.pins[c.Key] = pin.Revision
+			}
 		case nodeapi.KindBundle:
 			if !del {
 				p.bundle = c.Body

@@ -53,12 +53,16 @@ type Publisher struct {
 	// follow (AccessPolicy, Service, MCPServer); optional. Call
 	// [Publisher.ResourcesChanged] after they change.
 	Resources func(ctx context.Context) ([]store.Resource, error)
-	Log       *slog.Logger
+	// Pins lists the MCP tool pins (every server's); optional. Call
+	// [Publisher.PinsChanged] after one changes.
+	Pins func(ctx context.Context) ([]store.Pin, error)
+	Log  *slog.Logger
 
 	mu        sync.Mutex
 	entries   map[string]store.Entry
 	revs      map[string]store.Revocation
 	resources map[string]int64 // kind/name -> version
+	pins      map[string]int64 // server/tool -> revision
 	bundle    []byte
 	ids       atomic.Pointer[map[string]bool] // SPIFFE IDs of the entries
 	// gates are, per SPIFFE ID, the node selectors each of its entries
@@ -131,6 +135,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.entries, p.revs, p.resources, p.own = map[string]store.Entry{}, map[string]store.Revocation{}, map[string]int64{}, map[int64]bool{}
+	p.pins = map[string]int64{}
 	p.mu.Unlock()
 	p.followed.Store(p.Hub.Last())
 	seq, err := p.Store.AppendChange(ctx, store.Change{Kind: "server", Key: "start", Op: store.ChangeResync})
@@ -175,14 +180,21 @@ func (p *Publisher) Run(ctx context.Context) error {
 }
 
 // sources says which sources a sync diffs.
-type sources struct{ entries, revocations, bundle, resources bool }
+type sources struct{ entries, revocations, bundle, resources, pins bool }
 
-var all = sources{true, true, true, true}
+var all = sources{true, true, true, true, true}
 
 // ResourcesChanged publishes the changes of the stored documents; the
 // server calls it after an apply, a delete or a promotion.
 func (p *Publisher) ResourcesChanged(ctx context.Context) {
 	p.sync(ctx, true, sources{resources: true})
+}
+
+// PinsChanged publishes the changes of the MCP tool pins; the server
+// calls it after a pin is created, updated (a quarantine, an approval)
+// or deleted.
+func (p *Publisher) PinsChanged(ctx context.Context) {
+	p.sync(ctx, true, sources{pins: true})
 }
 
 // Registered reports whether some entry has the SPIFFE ID id.
@@ -228,6 +240,9 @@ func (p *Publisher) sync(ctx context.Context, publish bool, what sources) {
 	if what.resources && p.Resources != nil {
 		out = p.diffResources(ctx, out)
 	}
+	if what.pins && p.Pins != nil {
+		out = p.diffPins(ctx, out)
+	}
 	p.appendAll(ctx, publish, out)
 }
 
@@ -240,20 +255,40 @@ func (p *Publisher) diffResources(ctx context.Context, out []store.Change) []sto
 		p.Log.Error("list documents for the change feed", "error", err)
 		return out
 	}
+	return diffVersions(p, out, nodeapi.KindResource, p.resources, rs, func(r store.Resource) (string, int64) {
+		return ResourceKey(r.Kind, r.Name), r.Version
+	})
+}
+
+func (p *Publisher) diffPins(ctx context.Context, out []store.Change) []store.Change {
+	ps, err := p.Pins(ctx)
+	if err != nil {
+		p.Log.Error("list MCP tool pins for the change feed", "error", err)
+		return out
+	}
+	return diffVersions(p, out, nodeapi.KindPin, p.pins, ps, func(pin store.Pin) (string, int64) {
+		return nodeapi.PinKey(pin.Server, pin.Tool), pin.Revision
+	})
+}
+
+// diffVersions appends a put of each item whose version differs from the
+// one published last (have, by key) and a delete of each key no item
+// has, and brings have up to date.
+func diffVersions[T any](p *Publisher, out []store.Change, kind string, have map[string]int64, items []T, keyOf func(T) (string, int64)) []store.Change {
 	seen := map[string]bool{}
-	for _, r := range rs {
-		k := ResourceKey(r.Kind, r.Name)
+	for _, it := range items {
+		k, v := keyOf(it)
 		seen[k] = true
-		if v, ok := p.resources[k]; ok && v == r.Version {
+		if old, ok := have[k]; ok && old == v {
 			continue
 		}
-		p.resources[k] = r.Version
-		out = p.put(out, nodeapi.KindResource, k, r)
+		have[k] = v
+		out = p.put(out, kind, k, it)
 	}
-	for k := range p.resources {
+	for k := range have {
 		if !seen[k] {
-			delete(p.resources, k)
-			out = append(out, store.Change{Kind: nodeapi.KindResource, Key: k, Op: store.ChangeDelete})
+			delete(have, k)
+			out = append(out, store.Change{Kind: kind, Key: k, Op: store.ChangeDelete})
 		}
 	}
 	return out
@@ -373,6 +408,13 @@ func (p *Publisher) Snapshot() (nodeapi.Snapshot, int64) {
 			p.Log.Error("list documents for a node's snapshot", "error", err)
 		}
 		s.Resources = rs
+	}
+	if p.Pins != nil {
+		ps, err := p.Pins(context.Background())
+		if err != nil {
+			p.Log.Error("list MCP tool pins for a node's snapshot", "error", err)
+		}
+		s.Pins = ps
 	}
 	return s, seq
 }
