@@ -30,10 +30,15 @@ type User struct {
 	Source string `json:"source"`
 	// PasswordHash is the PHC-encoded argon2id hash of a local account's
 	// password; empty for OIDC accounts.
-	PasswordHash string    `json:"-"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	LastLogin    time.Time `json:"last_login"`
+	PasswordHash string `json:"-"`
+	// Groups are the groups the human is a member of, in byte order:
+	// set by an admin for a local account, from the provider's groups
+	// claim at every login for an OIDC one. Names compare exactly
+	// (case-sensitive).
+	Groups    []string  `json:"groups,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	LastLogin time.Time `json:"last_login"`
 }
 
 // Users stores human accounts, keyed by Name.
@@ -49,6 +54,19 @@ type Users interface {
 	ListUsers(ctx context.Context) ([]User, error)
 	// DeleteUser removes the account and every session of it.
 	DeleteUser(ctx context.Context, name string) error
+	// ChangeUserGroups changes the groups of account name in one
+	// transaction (see [GroupChange]) and returns the account;
+	// ErrNotFound if there is none. CreateUser stores u.Groups;
+	// UpdateUser leaves the groups alone.
+	ChangeUserGroups(ctx context.Context, name string, c GroupChange) (User, error)
+}
+
+// GroupChange edits an account's groups: with Replace its groups become
+// Set, then Add are added (those it has already are kept once) and Remove
+// removed (those it lacks are ignored).
+type GroupChange struct {
+	Replace          bool
+	Set, Add, Remove []string
 }
 
 // Session is a logged-in console session. Only a hash of the session

@@ -3,29 +3,80 @@ package postgres
 import (
 	"context"
 	"errors"
-
 	"fmt"
-	"github.com/jackc/pgx/v5"
+	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/rowcodec"
 )
 
-const userColumns = `name, role, source, password_hash, created_at, updated_at, last_login`
+// userColumns reads an account with its groups (a JSON array).
+var userColumns = rowcodec.UserColumns(`(SELECT coalesce(json_agg(group_name), '[]'::json)::text FROM user_groups g WHERE g.user_name = users.name)`)
+
+const userInsertColumns = `name, role, source, password_hash, created_at, updated_at, last_login`
 
 // CreateUser implements store.Users.
 func (d *DB) CreateUser(ctx context.Context, u store.User) (store.User, error) {
 	now := d.now().UTC()
 	u.CreatedAt, u.UpdatedAt = now, now
-	_, err := d.pool.Exec(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-		u.Name, u.Role, u.Source, u.PasswordHash, unixNano(now), unixNano(now), unixNano(u.LastLogin))
+	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO users (`+userInsertColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
+			u.Name, u.Role, u.Source, u.PasswordHash, unixNano(now), unixNano(now), unixNano(u.LastLogin)); err != nil {
+			return err
+		}
+		return addGroups(ctx, tx, u.Name, u.Groups)
+	})
 	if isUnique(err) {
 		return store.User{}, fmt.Errorf("create user %q: %w", u.Name, store.ErrExists)
 	}
 	if err != nil {
 		return store.User{}, fmt.Errorf("create user %q: %w", u.Name, err)
 	}
-	return u, nil
+	return d.GetUser(ctx, u.Name)
+}
+
+// ChangeUserGroups implements store.Users.
+func (d *DB) ChangeUserGroups(ctx context.Context, name string, c store.GroupChange) (store.User, error) {
+	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		// The row lock orders concurrent changes of one account.
+		res, err := tx.Exec(ctx, `UPDATE users SET updated_at = $1 WHERE name = $2`, unixNano(d.now().UTC()), name)
+		if err != nil {
+			return err
+		}
+		if res.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		if c.Replace {
+			if _, err := tx.Exec(ctx, `DELETE FROM user_groups WHERE user_name = $1`, name); err != nil {
+				return err
+			}
+		}
+		if err := addGroups(ctx, tx, name, append(slices.Clip(c.Set), c.Add...)); err != nil {
+			return err
+		}
+		if len(c.Remove) > 0 {
+			_, err = tx.Exec(ctx, `DELETE FROM user_groups WHERE user_name = $1 AND group_name = ANY($2)`, name, c.Remove)
+		}
+		return err
+	})
+	if err != nil {
+		return store.User{}, fmt.Errorf("change groups of user %q: %w", name, err)
+	}
+	return d.GetUser(ctx, name)
+}
+
+func addGroups(ctx context.Context, tx pgx.Tx, name string, groups []string) error {
+	if len(groups) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO user_groups (user_name, group_name) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`, name, groups)
+	if err != nil {
+		return fmt.Errorf("add groups: %w", err)
+	}
+	return nil
 }
 
 // UpdateUser implements store.Users.
@@ -84,15 +135,7 @@ func (d *DB) DeleteUser(ctx context.Context, name string) error {
 }
 
 func scanUser(r interface{ Scan(...any) error }) (store.User, error) {
-	var (
-		u          store.User
-		ca, ua, ll int64
-	)
-	if err := r.Scan(&u.Name, &u.Role, &u.Source, &u.PasswordHash, &ca, &ua, &ll); err != nil {
-		return store.User{}, err
-	}
-	u.CreatedAt, u.UpdatedAt, u.LastLogin = fromNano(ca), fromNano(ua), fromNano(ll)
-	return u, nil
+	return rowcodec.ScanUser(r.Scan)
 }
 
 // CreateSession implements store.Sessions.

@@ -4,18 +4,28 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/rowcodec"
 )
 
-const userColumns = `name, role, source, password_hash, created_at, updated_at, last_login`
+// userColumns reads an account with its groups (a JSON array).
+var userColumns = rowcodec.UserColumns(`(SELECT json_group_array(group_name) FROM user_groups g WHERE g.user_name = users.name)`)
+
+const userInsertColumns = `name, role, source, password_hash, created_at, updated_at, last_login`
 
 // CreateUser implements store.Users.
 func (d *DB) CreateUser(ctx context.Context, u store.User) (store.User, error) {
 	now := d.now().UTC()
 	u.CreatedAt, u.UpdatedAt = now, now
-	_, err := d.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?,?,?,?,?,?,?)`,
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.User{}, fmt.Errorf("create user %q: %w", u.Name, err)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO users (`+userInsertColumns+`) VALUES (?,?,?,?,?,?,?)`,
 		u.Name, u.Role, u.Source, u.PasswordHash, unixNano(now), unixNano(now), unixNano(u.LastLogin))
 	if isUnique(err) {
 		return store.User{}, fmt.Errorf("create user %q: %w", u.Name, store.ErrExists)
@@ -23,7 +33,55 @@ func (d *DB) CreateUser(ctx context.Context, u store.User) (store.User, error) {
 	if err != nil {
 		return store.User{}, fmt.Errorf("create user %q: %w", u.Name, err)
 	}
-	return u, nil
+	if err := addGroups(ctx, tx, u.Name, u.Groups); err != nil {
+		return store.User{}, fmt.Errorf("create user %q: %w", u.Name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return store.User{}, fmt.Errorf("create user %q: %w", u.Name, err)
+	}
+	return d.GetUser(ctx, u.Name)
+}
+
+// ChangeUserGroups implements store.Users.
+func (d *DB) ChangeUserGroups(ctx context.Context, name string, c store.GroupChange) (store.User, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.User{}, fmt.Errorf("change groups of user %q: %w", name, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE users SET updated_at = ? WHERE name = ?`, unixNano(d.now().UTC()), name)
+	if err != nil {
+		return store.User{}, fmt.Errorf("change groups of user %q: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.User{}, fmt.Errorf("change groups of user %q: %w", name, store.ErrNotFound)
+	}
+	if c.Replace {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM user_groups WHERE user_name = ?`, name); err != nil {
+			return store.User{}, fmt.Errorf("change groups of user %q: %w", name, err)
+		}
+	}
+	if err := addGroups(ctx, tx, name, append(slices.Clip(c.Set), c.Add...)); err != nil {
+		return store.User{}, fmt.Errorf("change groups of user %q: %w", name, err)
+	}
+	for _, g := range c.Remove {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM user_groups WHERE user_name = ? AND group_name = ?`, name, g); err != nil {
+			return store.User{}, fmt.Errorf("change groups of user %q: %w", name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return store.User{}, fmt.Errorf("change groups of user %q: %w", name, err)
+	}
+	return d.GetUser(ctx, name)
+}
+
+func addGroups(ctx context.Context, tx *sql.Tx, name string, groups []string) error {
+	for _, g := range groups {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO user_groups (user_name, group_name) VALUES (?, ?) ON CONFLICT DO NOTHING`, name, g); err != nil {
+			return fmt.Errorf("add group %q: %w", g, err)
+		}
+	}
+	return nil
 }
 
 // UpdateUser implements store.Users.
@@ -82,15 +140,7 @@ func (d *DB) DeleteUser(ctx context.Context, name string) error {
 }
 
 func scanUser(r interface{ Scan(...any) error }) (store.User, error) {
-	var (
-		u          store.User
-		ca, ua, ll int64
-	)
-	if err := r.Scan(&u.Name, &u.Role, &u.Source, &u.PasswordHash, &ca, &ua, &ll); err != nil {
-		return store.User{}, err
-	}
-	u.CreatedAt, u.UpdatedAt, u.LastLogin = fromNano(ca), fromNano(ua), fromNano(ll)
-	return u, nil
+	return rowcodec.ScanUser(r.Scan)
 }
 
 // CreateSession implements store.Sessions.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,6 +16,76 @@ import (
 func RunUsers(t *testing.T, open Opener) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, open(t)) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, open(t)) })
+	t.Run("UserGroups", func(t *testing.T) { testUserGroups(t, open(t)) })
+}
+
+func testUserGroups(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	// Created with groups (one twice): stored once each, in byte order.
+	u, err := s.CreateUser(ctx, store.User{Name: "alice", Role: store.RoleApprover, Source: store.UserLocal,
+		Groups: []string{"leads", "Leads", "ops", "leads"}})
+	if err != nil {
+		t.Fatalf("CreateUser with groups: %v", err)
+	}
+	want := func(what string, u store.User, groups ...string) {
+		t.Helper()
+		if !slices.Equal(u.Groups, groups) {
+			t.Errorf("%s: groups %q, want %q", what, u.Groups, groups)
+		}
+	}
+	// Case matters: "Leads" and "leads" are two groups.
+	want("CreateUser", u, "Leads", "leads", "ops")
+	back, err := s.GetUser(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("GetUser", back, "Leads", "leads", "ops")
+	if _, err := s.CreateUser(ctx, store.User{Name: "bob", Role: store.RoleViewer, Source: store.UserLocal}); err != nil {
+		t.Fatal(err)
+	}
+	// UpdateUser (a role change, a login) leaves the groups alone.
+	back.Role, back.Groups = store.RoleAdmin, nil
+	if up, err := s.UpdateUser(ctx, back); err != nil {
+		t.Fatal(err)
+	} else {
+		want("UpdateUser", up, "Leads", "leads", "ops")
+	}
+	// Add and remove in one change; removing a group it lacks is no error.
+	u, err = s.ChangeUserGroups(ctx, "alice", store.GroupChange{Add: []string{"sec", "ops"}, Remove: []string{"Leads", "absent"}})
+	if err != nil {
+		t.Fatalf("ChangeUserGroups(add, remove): %v", err)
+	}
+	want("add sec, remove Leads", u, "leads", "ops", "sec")
+	// Replace: the groups become exactly Set (plus Add).
+	u, err = s.ChangeUserGroups(ctx, "alice", store.GroupChange{Replace: true, Set: []string{"x y", "/team/a"}, Add: []string{"z"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("replace", u, "/team/a", "x y", "z")
+	list, err := s.ListUsers(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("ListUsers = %+v, %v", list, err)
+	}
+	want("ListUsers alice", list[0], "/team/a", "x y", "z")
+	want("ListUsers bob", list[1])
+	// Replace with nothing clears them.
+	if u, err = s.ChangeUserGroups(ctx, "alice", store.GroupChange{Replace: true}); err != nil || u.Groups != nil {
+		t.Errorf("cleared groups = %q, %v; want none", u.Groups, err)
+	}
+	if _, err := s.ChangeUserGroups(ctx, "carol", store.GroupChange{Add: []string{"x"}}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ChangeUserGroups(missing): %v, want ErrNotFound", err)
+	}
+	// Removing an account takes its groups: a new account of that name
+	// starts with none.
+	if _, err := s.ChangeUserGroups(ctx, "bob", store.GroupChange{Add: []string{"leads"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.CreateUser(ctx, store.User{Name: "bob", Role: store.RoleViewer, Source: store.UserOIDC}); err != nil || u.Groups != nil {
+		t.Errorf("recreated bob: groups %q, %v; want none", u.Groups, err)
+	}
 }
 
 func testUsers(t *testing.T, s store.Store) {
