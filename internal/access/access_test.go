@@ -361,7 +361,7 @@ func TestApproval(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		if _, err := en.approvals.Decide(ctx, pending[0].ID, approve, "alice", ""); err != nil {
+		if _, err := en.approvals.Decide(ctx, pending[0].ID, approve, "admin:alice", ""); err != nil {
 			t.Fatal(err)
 		}
 		out := <-done

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
@@ -90,6 +92,51 @@ func CheckName(name string) error {
 	return nil
 }
 
+// validGroup is a group name: letters and digits of any script and
+// . _ @ + - / : = and inner spaces, starting with a letter, digit or /,
+// at most 128 characters. No comma (lists are comma-separated), no
+// quote, no * ? [ (a policy's group:NAME is exact), no control
+// character.
+var validGroup = regexp.MustCompile(`^[\p{L}\p{N}/](?:[\p{L}\p{N}._@+:/=\- ]{0,126}[\p{L}\p{N}._@+:/=\-])?$`)
+
+// CheckGroup returns an error for a name that cannot be a group. Group
+// names compare exactly: "Leads" and "leads" are two groups.
+func CheckGroup(name string) error {
+	if g, ok := strings.CutPrefix(name, "group:"); ok {
+		return inputErrorf("group name %q: write the name without group: (%q); group:NAME is how a policy names it", name, g)
+	}
+	if !validGroup.MatchString(name) {
+		return inputErrorf("group name %q: use 1 to 128 letters, digits, spaces and . _ @ + - / : = (starting with a letter, digit or /, not ending with a space; no commas)", name)
+	}
+	return nil
+}
+
+// CheckGroups checks every name of groups with [CheckGroup].
+func CheckGroups(groups []string) error {
+	for _, g := range groups {
+		if err := CheckGroup(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CleanGroups keeps the values of an identity provider's groups claim
+// that are group names ([CheckGroup]), once each, in byte order, and
+// returns the others apart (to be logged: a name writ cannot hold is no
+// membership, so leaving it out grants less, never more).
+func CleanGroups(values []string) (groups, refused []string) {
+	for _, v := range values {
+		if CheckGroup(v) != nil {
+			refused = append(refused, v)
+		} else {
+			groups = append(groups, v)
+		}
+	}
+	slices.Sort(groups)
+	return slices.Compact(groups), refused
+}
+
 // CheckRole returns an error for a role that is not viewer, approver or
 // admin.
 func CheckRole(role string) error {
@@ -115,23 +162,79 @@ func rank(role string) int {
 	return 0
 }
 
-// Add creates a local account. actor is who asked ("admin:ID").
-func (s *Service) Add(ctx context.Context, name, role, password, actor string) (store.User, error) {
+// Add creates a local account in groups (none when empty). actor is who
+// asked ("admin:ID").
+func (s *Service) Add(ctx context.Context, name, role string, groups []string, password, actor string) (store.User, error) {
 	if err := CheckName(name); err != nil {
 		return store.User{}, err
 	}
 	if err := CheckRole(role); err != nil {
 		return store.User{}, err
 	}
+	if err := CheckGroups(groups); err != nil {
+		return store.User{}, err
+	}
 	h, err := s.c.Argon2.Hash(password)
 	if err != nil {
 		return store.User{}, err
 	}
-	u, err := s.c.Users.CreateUser(ctx, store.User{Name: name, Role: role, Source: store.UserLocal, PasswordHash: h})
+	u, err := s.c.Users.CreateUser(ctx, store.User{Name: name, Role: role, Source: store.UserLocal, PasswordHash: h, Groups: groups})
 	if err != nil {
 		return store.User{}, err
 	}
-	return u, s.emit(ctx, audit.Event{Type: audit.UserAdded, Actor: actor, Target: Actor(name), Details: map[string]string{"role": role, "source": store.UserLocal}})
+	d := map[string]string{"role": role, "source": store.UserLocal}
+	if len(u.Groups) > 0 {
+		d["groups"] = strings.Join(u.Groups, ",")
+	}
+	return u, s.emit(ctx, audit.Event{Type: audit.UserAdded, Actor: actor, Target: Actor(name), Details: d})
+}
+
+// ChangeGroups changes the groups of the local account name (see
+// store.GroupChange) and returns the account. The change applies to the
+// next decision the human makes: approvals read the groups at each one.
+// An OIDC account's groups follow its provider's claim and are refused
+// here.
+func (s *Service) ChangeGroups(ctx context.Context, name string, c store.GroupChange, actor string) (store.User, error) {
+	if !c.Replace && len(c.Add) == 0 && len(c.Remove) == 0 {
+		return store.User{}, inputErrorf("say how to change the groups of %q: set them, or add or remove some", name)
+	}
+	for _, l := range [][]string{c.Set, c.Add, c.Remove} {
+		if err := CheckGroups(l); err != nil {
+			return store.User{}, err
+		}
+	}
+	for _, g := range c.Add {
+		if slices.Contains(c.Remove, g) {
+			return store.User{}, inputErrorf("group %q is both added and removed: say one", g)
+		}
+	}
+	u, err := s.c.Users.GetUser(ctx, name)
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.Source != store.UserLocal {
+		return store.User{}, inputErrorf("user %q logs in through OIDC: its groups come from the provider's groups claim at each login (console.oidc.groups_claim)", name)
+	}
+	old := u.Groups
+	if u, err = s.c.Users.ChangeUserGroups(ctx, name, c); err != nil {
+		return store.User{}, err
+	}
+	return u, s.emit(ctx, audit.Event{Type: audit.UserChanged, Actor: actor, Target: Actor(name),
+		Details: map[string]string{"change": "groups", "from": strings.Join(old, ","), "groups": strings.Join(u.Groups, ",")}})
+}
+
+// GroupsIn returns a lookup of the groups the account name is a member
+// of now, read from users (none for a name with no account): the
+// approval service's Config.Groups, asked at every decision a human
+// makes on a rule that names groups.
+func GroupsIn(users store.Users) func(ctx context.Context, name string) ([]string, error) {
+	return func(ctx context.Context, name string) ([]string, error) {
+		u, err := users.GetUser(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		return u.Groups, err
+	}
 }
 
 // List returns every account, ordered by name.
@@ -205,25 +308,34 @@ func (s *Service) Login(ctx context.Context, name, password, source string) (str
 }
 
 // LoginOIDC opens a session for a human the OIDC provider vouched for,
-// with the role its claim gave. The account is created at the first login
-// and its role follows the provider's on every later one. A local
-// account of the same name is refused: the provider must not take over an
-// account it does not own.
-func (s *Service) LoginOIDC(ctx context.Context, name, role, source string) (string, Session, error) {
+// with the role and groups its claims gave (groups: see [CleanGroups]).
+// The account is created at the first login and its role and groups
+// follow the provider's on every later one, for every session of it. A
+// local account of the same name is refused: the provider must not take
+// over an account it does not own.
+func (s *Service) LoginOIDC(ctx context.Context, name, role string, groups []string, source string) (string, Session, error) {
 	if err := CheckName(name); err != nil {
 		return "", Session{}, err
 	}
 	if err := CheckRole(role); err != nil {
 		return "", Session{}, err
 	}
+	if err := CheckGroups(groups); err != nil {
+		return "", Session{}, err
+	}
+	groups = slices.Compact(slices.Sorted(slices.Values(groups)))
 	u, err := s.c.Users.GetUser(ctx, name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		u, err = s.c.Users.CreateUser(ctx, store.User{Name: name, Role: role, Source: store.UserOIDC})
+		u, err = s.c.Users.CreateUser(ctx, store.User{Name: name, Role: role, Source: store.UserOIDC, Groups: groups})
 		if err != nil {
 			return "", Session{}, err
 		}
-		if err := s.emit(ctx, audit.Event{Type: audit.UserAdded, Actor: "oidc", Target: Actor(name), Details: map[string]string{"role": role, "source": store.UserOIDC}}); err != nil {
+		d := map[string]string{"role": role, "source": store.UserOIDC}
+		if len(groups) > 0 {
+			d["groups"] = strings.Join(groups, ",")
+		}
+		if err := s.emit(ctx, audit.Event{Type: audit.UserAdded, Actor: "oidc", Target: Actor(name), Details: d}); err != nil {
 			return "", Session{}, err
 		}
 	case err != nil:
@@ -231,14 +343,26 @@ func (s *Service) LoginOIDC(ctx context.Context, name, role, source string) (str
 	case u.Source != store.UserOIDC:
 		s.failed(ctx, name, source, "OIDC login for a local account")
 		return "", Session{}, fmt.Errorf("user %q is a local account: it logs in with its password, not through OIDC", name)
-	case u.Role != role:
-		old := u.Role
-		u.Role = role
-		if u, err = s.c.Users.UpdateUser(ctx, u); err != nil {
-			return "", Session{}, err
+	default:
+		if u.Role != role {
+			old := u.Role
+			u.Role = role
+			if u, err = s.c.Users.UpdateUser(ctx, u); err != nil {
+				return "", Session{}, err
+			}
+			if err := s.emit(ctx, audit.Event{Type: audit.UserChanged, Actor: "oidc", Target: Actor(name), Details: map[string]string{"change": "role", "from": old, "role": role}}); err != nil {
+				return "", Session{}, err
+			}
 		}
-		if err := s.emit(ctx, audit.Event{Type: audit.UserChanged, Actor: "oidc", Target: Actor(name), Details: map[string]string{"change": "role", "from": old, "role": role}}); err != nil {
-			return "", Session{}, err
+		if !slices.Equal(u.Groups, groups) {
+			old := u.Groups
+			if u, err = s.c.Users.ChangeUserGroups(ctx, name, store.GroupChange{Replace: true, Set: groups}); err != nil {
+				return "", Session{}, err
+			}
+			if err := s.emit(ctx, audit.Event{Type: audit.UserChanged, Actor: "oidc", Target: Actor(name),
+				Details: map[string]string{"change": "groups", "from": strings.Join(old, ","), "groups": strings.Join(groups, ",")}}); err != nil {
+				return "", Session{}, err
+			}
 		}
 	}
 	return s.open(ctx, u, source, store.UserOIDC)

@@ -34,16 +34,16 @@ func TestLoginAndSession(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, rec := newService(t, &now)
-	if _, err := s.Add(ctx, "alice", store.RoleApprover, "short", "admin:admin"); err == nil || !strings.Contains(err.Error(), "too short") {
+	if _, err := s.Add(ctx, "alice", store.RoleApprover, nil, "short", "admin:admin"); err == nil || !strings.Contains(err.Error(), "too short") {
 		t.Errorf("short password: %v", err)
 	}
-	if _, err := s.Add(ctx, "alice", "root", "correct horse battery", "admin:admin"); err == nil || !strings.Contains(err.Error(), "viewer, approver or admin") {
+	if _, err := s.Add(ctx, "alice", "root", nil, "correct horse battery", "admin:admin"); err == nil || !strings.Contains(err.Error(), "viewer, approver or admin") {
 		t.Errorf("bad role: %v", err)
 	}
-	if _, err := s.Add(ctx, "../x", store.RoleViewer, "correct horse battery", "admin:admin"); err == nil {
+	if _, err := s.Add(ctx, "../x", store.RoleViewer, nil, "correct horse battery", "admin:admin"); err == nil {
 		t.Error("bad name accepted")
 	}
-	u, err := s.Add(ctx, "alice", store.RoleApprover, "correct horse battery", "admin:admin")
+	u, err := s.Add(ctx, "alice", store.RoleApprover, nil, "correct horse battery", "admin:admin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,17 +101,17 @@ func TestOIDCAccounts(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, _ := newService(t, &now)
-	if _, err := s.Add(ctx, "alice", store.RoleAdmin, "correct horse battery", "admin:admin"); err != nil {
+	if _, err := s.Add(ctx, "alice", store.RoleAdmin, nil, "correct horse battery", "admin:admin"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.LoginOIDC(ctx, "alice", store.RoleAdmin, ""); err == nil || !strings.Contains(err.Error(), "local account") {
+	if _, _, err := s.LoginOIDC(ctx, "alice", store.RoleAdmin, nil, ""); err == nil || !strings.Contains(err.Error(), "local account") {
 		t.Errorf("OIDC login over a local account: %v", err)
 	}
-	_, sess, err := s.LoginOIDC(ctx, "bob@example.com", store.RoleViewer, "")
+	_, sess, err := s.LoginOIDC(ctx, "bob@example.com", store.RoleViewer, nil, "")
 	if err != nil || sess.User.Source != store.UserOIDC || sess.User.Role != store.RoleViewer {
 		t.Fatalf("LoginOIDC = %+v, %v", sess, err)
 	}
-	_, sess, err = s.LoginOIDC(ctx, "bob@example.com", store.RoleApprover, "")
+	_, sess, err = s.LoginOIDC(ctx, "bob@example.com", store.RoleApprover, nil, "")
 	if err != nil || sess.User.Role != store.RoleApprover {
 		t.Errorf("role from the provider's claim not followed: %+v, %v", sess, err)
 	}

@@ -180,6 +180,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		admin("POST /v1/users", a.addUser)
 		admin("DELETE /v1/users/{name}", a.removeUser)
 		admin("PUT /v1/users/{name}/password", a.setPassword)
+		admin("PATCH /v1/users/{name}/groups", a.changeGroups)
 	}
 
 	admin("POST /v1/revoke", a.revoke)

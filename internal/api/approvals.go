@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/approval"
@@ -84,7 +83,7 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 	case errors.Is(err, approval.ErrSelfApproval):
 		WriteError(w, errorf(http.StatusForbidden, apitypes.CodeForbidden, "%s asked for approval %s and cannot decide it; another approver must", actor, id))
 	case errors.Is(err, approval.ErrNotApprover):
-		WriteError(w, errorf(http.StatusForbidden, apitypes.CodeForbidden, "%s is not among the approvers of %s (%s)", actor, id, strings.Join(ap.Approvers, ", ")))
+		WriteError(w, errorf(http.StatusForbidden, apitypes.CodeForbidden, "%s is not among the approvers of %s: its %s (group names compare exactly)", actor, id, approval.ApproversText(ap)))
 	case errors.Is(err, store.ErrNotFound):
 		WriteError(w, notFound("no approval request %q (see writ approval list)", id))
 	case errors.Is(err, store.ErrPrecondition):

@@ -12,7 +12,8 @@ import (
 
 // Users manages the console's human accounts.
 type Users interface {
-	Add(ctx context.Context, name, role, password, actor string) (store.User, error)
+	Add(ctx context.Context, name, role string, groups []string, password, actor string) (store.User, error)
+	ChangeGroups(ctx context.Context, name string, c store.GroupChange, actor string) (store.User, error)
 	List(ctx context.Context) ([]store.User, error)
 	Remove(ctx context.Context, name, actor string) error
 	SetPassword(ctx context.Context, name, password, actor string) error
@@ -20,7 +21,7 @@ type Users interface {
 
 // UserToAPI maps an account to its wire form (never its hash).
 func UserToAPI(u store.User) apitypes.User {
-	return apitypes.User{Name: u.Name, Role: u.Role, Source: u.Source, CreatedAt: u.CreatedAt, LastLogin: u.LastLogin}
+	return apitypes.User{Name: u.Name, Role: u.Role, Source: u.Source, Groups: u.Groups, CreatedAt: u.CreatedAt, LastLogin: u.LastLogin}
 }
 
 // userError maps the account service's errors: a duplicate is a
@@ -44,7 +45,7 @@ func (a *API) addUser(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	u, err := a.c.Users.Add(r.Context(), req.Name, req.Role, req.Password, Actor(r.Context()))
+	u, err := a.c.Users.Add(r.Context(), req.Name, req.Role, req.Groups, req.Password, Actor(r.Context()))
 	if err != nil {
 		a.fail(w, r, "add user", userError(req.Name, err))
 		return
@@ -78,4 +79,23 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) changeGroups(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var req apitypes.GroupsRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		WriteError(w, err)
+		return
+	}
+	c := store.GroupChange{Add: req.Add, Remove: req.Remove}
+	if req.Set != nil {
+		c.Replace, c.Set = true, *req.Set
+	}
+	u, err := a.c.Users.ChangeGroups(r.Context(), name, c, Actor(r.Context()))
+	if err != nil {
+		a.fail(w, r, "change groups", userError(name, err))
+		return
+	}
+	WriteJSON(w, http.StatusOK, UserToAPI(u))
 }

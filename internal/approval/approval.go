@@ -34,6 +34,12 @@ type Config struct {
 	// DefaultTimeout is how long a request waits for a decision when its
 	// Spec names no timeout; default 15m.
 	DefaultTimeout time.Duration
+	// Groups returns the groups the human NAME (who acts as "user:NAME")
+	// is a member of now: [Service.Decide] asks at every decision by a
+	// human of a request whose approvers name a group. Without it no human
+	// is in any group, so a rule naming only groups is decided by the
+	// admin credential alone (fail closed).
+	Groups func(ctx context.Context, name string) ([]string, error)
 }
 
 // Spec describes what needs approving.
@@ -61,7 +67,9 @@ var (
 	// whose behalf it acts.
 	ErrSelfApproval = errors.New("the identity that asked for an approval cannot decide it")
 	// ErrNotApprover is returned by [Service.Decide] when a workload that
-	// the request does not name among its approvers tries to decide it.
+	// the request does not name among its approvers tries to decide it,
+	// or a human the request's human approvers (user:NAME, group:NAME) do
+	// not include.
 	ErrNotApprover = errors.New("not among the approvers of this request")
 	// ErrNotUsable is returned by [Service.Use] for an approval that does
 	// not permit the call: not approved, for another caller or another
@@ -161,13 +169,12 @@ func (s *Service) List(ctx context.Context, state string) ([]store.Approval, err
 }
 
 // Decide approves or denies a pending request on behalf of actor: an
-// operator ("admin:ID") or a workload (its SPIFFE ID), which must then be
-// named among the request's approvers ([ErrNotApprover]). The identity
-// that asked — the requesting workload, or the user its task acts for
-// ("user:NAME", or the admin of that name) — cannot decide it
-// ([ErrSelfApproval]). A request that is no longer pending (decided,
-// expired) is an error wrapping store.ErrPrecondition; an expired one
-// cannot be approved late.
+// operator ("admin:ID"), a human ("user:NAME") or a workload (its SPIFFE
+// ID), as [MayDecide] allows; a human's groups are those Config.Groups
+// returns at this moment. A refusal wraps [ErrSelfApproval] or
+// [ErrNotApprover] and names the request's approvers. A request that is no
+// longer pending (decided, expired) is an error wrapping
+// store.ErrPrecondition; an expired one cannot be approved late.
 func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, comment string) (store.Approval, error) {
 	state := store.ApprovalDenied
 	if approve {
@@ -177,9 +184,17 @@ func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, co
 	if err != nil {
 		return a, err
 	}
-	if err := mayDecide(a, actor); err != nil {
+	var groups []string
+	if name, ok := strings.CutPrefix(actor, "user:"); ok && namesGroups(a.Approvers) && !slices.Contains(a.Approvers, actor) {
+		if s.c.Groups != nil {
+			if groups, err = s.c.Groups(ctx, name); err != nil {
+				return a, fmt.Errorf("decide approval %s as %s: read the groups of %s: %w", id, actor, name, err)
+			}
+		}
+	}
+	if err := MayDecide(a, actor, groups); err != nil {
 		s.c.Log.WarnContext(ctx, "approval decision refused", "approval", id, "actor", actor, "error", err)
-		return a, fmt.Errorf("decide approval %s as %s: %w", id, actor, err)
+		return a, fmt.Errorf("decide approval %s as %s: %w (%s)", id, actor, err, ApproversText(a))
 	}
 	s.mu.Lock()
 	exp, ok := s.pending[id]
@@ -198,21 +213,59 @@ func (s *Service) Decide(ctx context.Context, id string, approve bool, actor, co
 	return s.settle(ctx, id, state, actor, comment)
 }
 
-// mayDecide refuses a decision by the identity that asked, by a workload
-// the request does not name as an approver, and by a human ("user:NAME")
-// when the request names human approvers and not them.
-func mayDecide(a store.Approval, actor string) error {
+// MayDecide is the one rule of who may decide request a, with groups the
+// groups of a human actor at this moment. It returns nil, or an error
+// wrapping [ErrSelfApproval] or [ErrNotApprover]:
+//
+//   - nobody decides a request they asked for ([SelfApproval]);
+//   - the admin credential ("admin:ID") may decide any other request;
+//   - a workload (a SPIFFE ID) only one that names it among its approvers;
+//   - a human ("user:NAME") any request whose approvers name no human;
+//     when they name humans (user:NAME, group:NAME), only a human named
+//     so or a member of a named group. Group names compare exactly
+//     (case-sensitive, no normalisation): group:Leads is not group:leads;
+//   - any other actor nothing (fail closed).
+//
+// The console greys out Approve and Deny with it; [Service.Decide]
+// enforces it.
+func MayDecide(a store.Approval, actor string, groups []string) error {
 	switch {
 	case actor == "":
 		return ErrNotApprover
 	case SelfApproval(a, actor):
 		return ErrSelfApproval
-	case strings.HasPrefix(actor, "spiffe://") && !slices.Contains(a.Approvers, actor):
+	case strings.HasPrefix(actor, "admin:") && len(actor) > len("admin:"):
+		return nil
+	case strings.HasPrefix(actor, "spiffe://"):
+		if slices.Contains(a.Approvers, actor) {
+			return nil
+		}
 		return ErrNotApprover
-	case strings.HasPrefix(actor, "user:") && namesUsers(a.Approvers) && !slices.Contains(a.Approvers, actor):
+	case strings.HasPrefix(actor, "user:") && len(actor) > len("user:"):
+		if !namesUsers(a.Approvers) && !namesGroups(a.Approvers) || slices.Contains(a.Approvers, actor) {
+			return nil
+		}
+		for _, ap := range a.Approvers {
+			if g, ok := strings.CutPrefix(ap, "group:"); ok && g != "" && slices.Contains(groups, g) {
+				return nil
+			}
+		}
 		return ErrNotApprover
 	}
-	return nil
+	return ErrNotApprover
+}
+
+// ApproversText says who a's rule lets decide, for a refusal: "rule
+// send of mail@2 names approvers user:bob, group:leads".
+func ApproversText(a store.Approval) string {
+	who := "rule " + a.Rule + " of " + a.Policy
+	if a.Rule == "" {
+		who = "the request"
+	}
+	if len(a.Approvers) == 0 {
+		return who + " names no approvers"
+	}
+	return who + " names approvers " + strings.Join(a.Approvers, ", ")
 }
 
 // SelfApproval reports whether actor is the identity that asked for a:
@@ -224,9 +277,13 @@ func SelfApproval(a store.Approval, actor string) bool {
 		a.OnBehalfOf != "" && (actor == "user:"+a.OnBehalfOf || actor == "admin:"+a.OnBehalfOf))
 }
 
-func namesUsers(approvers []string) bool {
+func namesUsers(approvers []string) bool { return namesKind(approvers, "user:") }
+
+func namesGroups(approvers []string) bool { return namesKind(approvers, "group:") }
+
+func namesKind(approvers []string, prefix string) bool {
 	for _, a := range approvers {
-		if strings.HasPrefix(a, "user:") {
+		if strings.HasPrefix(a, prefix) {
 			return true
 		}
 	}

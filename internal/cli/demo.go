@@ -253,7 +253,7 @@ spec:
     - name: send-needs-a-human
       effect: allow
       targets: [{http: {service: mail, methods: [POST], paths: ["/send/**"]}}]
-      approval: {timeout: 1m}
+      approval: {approvers: [group:mail-leads], timeout: 1m}
     - name: read-the-web
       effect: allow
       targets: [{http: {service: web, methods: [GET]}}]
@@ -316,10 +316,10 @@ spec:
 	d.detail("the mail service's key is sealed in writ's broker; the agent never holds it")
 	d.detail("policy: read the inbox; sending needs a human's approval; read the web; use the notes MCP server,")
 	d.detail("        but never post out after reading private mail and untrusted content; everything else is denied")
-	if _, err := d.admin.AddUser(ctx, "dana", "approver", demoPassword); err != nil {
+	if _, err := d.admin.AddUser(ctx, "dana", "approver", demoPassword, "mail-leads"); err != nil {
 		return err
 	}
-	d.detail("dana is a named human with the approver role")
+	d.detail("dana is a named human with the approver role, in group mail-leads: the approvers the send rule names")
 
 	d.say("The agent opens a task on behalf of erin: \"draft replies to this week's mail\".")
 	task, err := d.admin.OpenTask(ctx, apitypes.OpenTaskRequest{SpiffeID: e.SpiffeID, Purpose: "draft replies to this week's mail",

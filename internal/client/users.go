@@ -9,11 +9,19 @@ import (
 )
 
 // AddUser creates a local console account with a role (viewer, approver
-// or admin). The password travels to the server once; only its argon2id
-// hash is kept.
-func (c *Client) AddUser(ctx context.Context, name, role, password string) (apitypes.User, error) {
+// or admin), in groups. The password travels to the server once; only
+// its argon2id hash is kept.
+func (c *Client) AddUser(ctx context.Context, name, role, password string, groups ...string) (apitypes.User, error) {
 	var out apitypes.User
-	err := c.Do(ctx, http.MethodPost, "/v1/users", apitypes.UserRequest{Name: name, Role: role, Password: password}, &out)
+	err := c.Do(ctx, http.MethodPost, "/v1/users", apitypes.UserRequest{Name: name, Role: role, Groups: groups, Password: password}, &out)
+	return out, err
+}
+
+// ChangeUserGroups changes a local account's groups (see
+// apitypes.GroupsRequest) and returns the account.
+func (c *Client) ChangeUserGroups(ctx context.Context, name string, req apitypes.GroupsRequest) (apitypes.User, error) {
+	var out apitypes.User
+	err := c.Do(ctx, http.MethodPatch, "/v1/users/"+url.PathEscape(name)+"/groups", req, &out)
 	return out, err
 }
 

@@ -153,6 +153,11 @@ type ConsoleOIDC struct {
 	// RoleClaim is the claim (a string or a list of strings) whose values
 	// map to roles. Default "groups".
 	RoleClaim string `yaml:"role_claim"`
+	// GroupsClaim is the claim (a string or a list of strings) whose
+	// values are the human's groups, for approval rules naming
+	// group:NAME; they replace the account's groups at every login.
+	// Default "groups"; "-" takes no groups from the provider.
+	GroupsClaim string `yaml:"groups_claim"`
 	// Roles maps each role to the claim values that grant it; the
 	// highest role granted wins, and a human granted none is refused.
 	Roles struct {
@@ -445,6 +450,7 @@ func (c *Config) Defaults() {
 	if c.Console.OIDC.Issuer != "" {
 		set(&c.Console.OIDC.UsernameClaim, "email")
 		set(&c.Console.OIDC.RoleClaim, "groups")
+		set(&c.Console.OIDC.GroupsClaim, "groups")
 	}
 	if c.Store.Driver == "sqlite" {
 		set(&c.Store.DSN, filepath.Join(c.DataDir, "writ.db"))

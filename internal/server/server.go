@@ -435,7 +435,7 @@ func (s *Server) consoleOIDC(ctx context.Context) (*web.OIDC, error) {
 		redirect = strings.TrimRight(s.cfg.Server.PublicURL, "/") + "/ui/oidc/callback"
 	}
 	return web.NewOIDC(ctx, web.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: redirect,
-		UsernameClaim: o.UsernameClaim, RoleClaim: o.RoleClaim,
+		UsernameClaim: o.UsernameClaim, RoleClaim: o.RoleClaim, GroupsClaim: o.GroupsClaim,
 		Roles: map[string][]string{store.RoleAdmin: o.Roles.Admin, store.RoleApprover: o.Roles.Approver, store.RoleViewer: o.Roles.Viewer}})
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/writ-dev/writ/internal/account"
 	"github.com/writ-dev/writ/internal/approval"
 	"github.com/writ-dev/writ/internal/ca"
 	"github.com/writ-dev/writ/internal/revoke"
@@ -51,7 +52,8 @@ func (s *Server) initTokens(ctx context.Context, closers *[]func()) error {
 	if err != nil {
 		return err
 	}
-	tp.approvals, err = approval.New(ctx, approval.Config{Store: s.db, Emitter: s.emit, Log: s.log.With("component", "approval"), Now: s.now})
+	tp.approvals, err = approval.New(ctx, approval.Config{Store: s.db, Emitter: s.emit, Log: s.log.With("component", "approval"), Now: s.now,
+		Groups: account.GroupsIn(s.db)})
 	if err != nil {
 		return err
 	}

@@ -211,6 +211,10 @@ spec:
       effect: allow
       targets: [{http: {service: api, methods: [GET], paths: ["/needs-approval/**"]}}]
       approval: {timeout: 2m}
+    - name: payroll-leads
+      effect: allow
+      targets: [{http: {service: api, methods: [GET], paths: ["/group-approval/**"]}}]
+      approval: {approvers: [group:payroll-leads], timeout: 2m}
 `
 
 type env struct {

@@ -37,7 +37,7 @@ func (fakeAccounts) Login(_ context.Context, name, password, _ string) (string, 
 	}
 	return "", account.Session{}, account.ErrLogin
 }
-func (fakeAccounts) LoginOIDC(_ context.Context, name, role, _ string) (string, account.Session, error) {
+func (fakeAccounts) LoginOIDC(_ context.Context, name, role string, _ []string, _ string) (string, account.Session, error) {
 	return "oidc-sess", account.Session{User: store.User{Name: name, Role: role}, CSRF: "tok"}, nil
 }
 func (fakeAccounts) Session(_ context.Context, secret string) (account.Session, error) {

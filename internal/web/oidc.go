@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/writ-dev/writ/internal/account"
 	"github.com/writ-dev/writ/internal/store"
 	"golang.org/x/oauth2"
 )
@@ -24,6 +25,10 @@ type OIDCConfig struct {
 	UsernameClaim string
 	// RoleClaim holds a string or list of strings ("groups" when empty).
 	RoleClaim string
+	// GroupsClaim holds the human's groups, a string or list of strings
+	// ("groups" when empty; "-" for none): they replace the account's
+	// groups at every login (approval rules naming group:NAME).
+	GroupsClaim string
 	// Roles maps a role to the claim values that grant it.
 	Roles map[string][]string
 	// HTTP is the client that talks to the provider (default
@@ -56,6 +61,9 @@ func NewOIDC(ctx context.Context, c OIDCConfig) (*OIDC, error) {
 	}
 	if c.RoleClaim == "" {
 		c.RoleClaim = "groups"
+	}
+	if c.GroupsClaim == "" {
+		c.GroupsClaim = "groups"
 	}
 	if c.HTTP != nil {
 		ctx = oidc.ClientContext(ctx, c.HTTP)
@@ -164,8 +172,36 @@ func (w *Console) oidcCallback(rw http.ResponseWriter, r *http.Request) {
 		w.errorPage(rw, r, http.StatusForbidden, "The ID token has no "+o.c.UsernameClaim+" claim to name you by (console.oidc.username_claim).")
 		return
 	}
+	role := o.role(claimValues(claims, o.c.RoleClaim))
+	if role == "" {
+		w.c.Log.WarnContext(ctx, "OIDC login without a role", "user", name)
+		w.errorPage(rw, r, http.StatusForbidden, "Your "+o.c.RoleClaim+" claim grants no console role (console.oidc.roles).")
+		return
+	}
+	var groups []string
+	if o.c.GroupsClaim != "-" {
+		var refused []string
+		groups, refused = account.CleanGroups(claimValues(claims, o.c.GroupsClaim))
+		if len(refused) > 0 {
+			w.c.Log.WarnContext(ctx, "OIDC groups left out: not group names writ holds", "user", name, "claim", o.c.GroupsClaim,
+				"refused", len(refused), "first", shorten(80, refused[0]))
+		}
+	}
+	secret, s, err := w.c.Accounts.LoginOIDC(ctx, name, role, groups, r.RemoteAddr)
+	if err != nil {
+		w.c.Log.WarnContext(ctx, "OIDC login", "user", name, "error", err)
+		w.errorPage(rw, r, http.StatusForbidden, "Login refused: "+err.Error())
+		return
+	}
+	setSession(rw, r, secret, s)
+	http.Redirect(rw, r, p.next, http.StatusSeeOther)
+}
+
+// claimValues reads claim as a string or a list of strings (other
+// members of a list are ignored); anything else is no value.
+func claimValues(claims map[string]any, claim string) []string {
 	var values []string
-	switch v := claims[o.c.RoleClaim].(type) {
+	switch v := claims[claim].(type) {
 	case string:
 		values = []string{v}
 	case []any:
@@ -175,18 +211,5 @@ func (w *Console) oidcCallback(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	role := o.role(values)
-	if role == "" {
-		w.c.Log.WarnContext(ctx, "OIDC login without a role", "user", name)
-		w.errorPage(rw, r, http.StatusForbidden, "Your "+o.c.RoleClaim+" claim grants no console role (console.oidc.roles).")
-		return
-	}
-	secret, s, err := w.c.Accounts.LoginOIDC(ctx, name, role, r.RemoteAddr)
-	if err != nil {
-		w.c.Log.WarnContext(ctx, "OIDC login", "user", name, "error", err)
-		w.errorPage(rw, r, http.StatusForbidden, "Login refused: "+err.Error())
-		return
-	}
-	setSession(rw, r, secret, s)
-	http.Redirect(rw, r, p.next, http.StatusSeeOther)
+	return values
 }

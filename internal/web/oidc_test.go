@@ -7,12 +7,14 @@ import (
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/writ-dev/writ/internal/account"
+	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/server"
 	"github.com/writ-dev/writ/internal/servertest"
 )
@@ -20,8 +22,10 @@ import (
 // TestOIDCLogin logs in through a real OpenID Connect provider running in
 // the test (oauth2-proxy's mockoidc: discovery, authorization code with
 // PKCE S256, signed ID tokens): the human gets the role their groups claim
-// maps to, is recorded as an OIDC account, and a human whose groups map to
-// no role is refused.
+// maps to and the groups of the groups claim (values writ cannot hold
+// left out), is recorded as an OIDC account, decides a request whose rule
+// names one of those groups, loses it when a later login's claim drops the
+// group, and a human whose groups map to no role is refused.
 func TestOIDCLogin(t *testing.T) {
 	exe := chromium(t)
 	m, err := mockoidc.Run()
@@ -42,7 +46,12 @@ func TestOIDCLogin(t *testing.T) {
 	}
 	in := servertest.StartWith(t, cfg, server.Options{Argon2: account.Params{Memory: 64, Time: 1, Threads: 1}})
 
-	m.QueueUser(&mockoidc.MockUser{Subject: "u-1", Email: "olga@example.com", EmailVerified: true, Groups: []string{"staff", "writ-approvers"}})
+	ctx := context.Background()
+	if _, err := in.Client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "p.yaml", Content: groupTaskPolicy}}}); err != nil {
+		t.Fatal(err)
+	}
+	m.QueueUser(&mockoidc.MockUser{Subject: "u-1", Email: "olga@example.com", EmailVerified: true,
+		Groups: []string{"staff", "writ-approvers", "payroll-leads", "bad,group"}})
 	b := newBrowser(t, exe, in.Addr)
 	b.do(chromedp.Navigate(in.Addr+"/ui/login"), chromedp.Click(chromedp.ID("oidc")), chromedp.WaitVisible(chromedp.CSS("nav")))
 	if who := b.text(".who span"); who != "olga@example.com · approver" {
@@ -50,8 +59,38 @@ func TestOIDCLogin(t *testing.T) {
 	}
 	b.screenshot("oidc-overview")
 	users, err := in.Client.ListUsers(context.Background())
-	if err != nil || len(users) != 1 || users[0].Name != "olga@example.com" || users[0].Source != "oidc" || users[0].Role != "approver" {
+	if err != nil || len(users) != 1 || users[0].Name != "olga@example.com" || users[0].Source != "oidc" || users[0].Role != "approver" ||
+		!slices.Equal(users[0].Groups, []string{"payroll-leads", "staff", "writ-approvers"}) {
 		t.Errorf("accounts after OIDC login: %+v, %v", users, err)
+	}
+
+	// olga is in payroll-leads: she approves a task the rule holds for it.
+	openTask := func() string {
+		t.Helper()
+		tk, err := in.Client.OpenTask(ctx, apitypes.OpenTaskRequest{SpiffeID: "spiffe://writ.local/agent/me", Purpose: "pay", Audiences: []string{"bank"}})
+		if err != nil || tk.Approval == "" {
+			t.Fatalf("open task: %+v, %v", tk, err)
+		}
+		return tk.Approval
+	}
+	first := openTask()
+	b.do(chromedp.Navigate(in.Addr + "/ui/approvals"))
+	b.waitShown(first)
+	b.do(chromedp.Click(chromedp.CSS("#" + first + " button.approve")))
+	b.waitShown("notice")
+	if got, err := in.Client.ListApprovals(ctx, "approved"); err != nil || len(got) != 1 || got[0].DecidedBy != "user:olga@example.com" {
+		t.Errorf("approved: %+v, %v; want decided by user:olga@example.com", got, err)
+	}
+	// A later login whose claim no longer has payroll-leads: every session
+	// of hers loses it.
+	m.QueueUser(&mockoidc.MockUser{Subject: "u-1", Email: "olga@example.com", EmailVerified: true, Groups: []string{"writ-approvers"}})
+	b2 := newBrowser(t, exe, in.Addr)
+	b2.do(chromedp.Navigate(in.Addr+"/ui/login"), chromedp.Click(chromedp.ID("oidc")), chromedp.WaitVisible(chromedp.CSS("nav")))
+	second := openTask()
+	b.waitShown(second) // the first browser's page reloads itself
+	b.waitTrue(disabledJS(second))
+	if st := b.post("/ui/approvals/"+second+"/approve", b.csrf()); st != http.StatusForbidden {
+		t.Errorf("approval after the provider dropped the group: %d, want 403", st)
 	}
 
 	// No mapped group: refused, and no session.
@@ -77,3 +116,20 @@ func TestOIDCLogin(t *testing.T) {
 		t.Errorf("forged callback: %d, want 400", resp.StatusCode)
 	}
 }
+
+// groupTaskPolicy holds every task of agent/me for a member of
+// payroll-leads.
+const groupTaskPolicy = `apiVersion: writ.dev/v1
+kind: AccessPolicy
+metadata: {name: me}
+spec:
+  subjects: [spiffe://writ.local/agent/me]
+  rules:
+    - name: pay
+      effect: allow
+      targets: [{task: {}}]
+      approval: {approvers: [group:payroll-leads], timeout: 5m}
+    - name: bank-token
+      effect: allow
+      targets: [{token: {audiences: [bank]}}]
+`

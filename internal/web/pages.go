@@ -251,14 +251,20 @@ func (w *Console) approvals(rw http.ResponseWriter, r *http.Request) {
 			decided = append(decided, a)
 		}
 	}
-	me := sessionOf(r.Context()).actor()
+	h := sessionOf(r.Context())
+	me := h.actor()
+	// Own: the request is made on my behalf; NotMine: its rule names
+	// approvers I am not among (my groups as the account has them now).
+	// Both grey out the buttons; Decide refuses either whatever the path.
 	type row struct {
 		store.Approval
-		Own bool
+		Own, NotMine bool
+		Who          string
 	}
 	rows := make([]row, 0, len(pending))
 	for _, a := range pending {
-		rows = append(rows, row{a, approval.SelfApproval(a, me)})
+		err := approval.MayDecide(a, me, h.User.Groups)
+		rows = append(rows, row{a, errors.Is(err, approval.ErrSelfApproval), errors.Is(err, approval.ErrNotApprover), approval.ApproversText(a)})
 	}
 	w.render(rw, r, http.StatusOK, "approvals", map[string]any{"Pending": rows, "Decided": decided, "Notice": r.URL.Query().Get("done")})
 }
@@ -313,7 +319,8 @@ func (w *Console) decide(approve bool) http.HandlerFunc {
 		case errors.Is(err, approval.ErrSelfApproval):
 			w.errorPage(rw, r, http.StatusForbidden, "You may not approve a request made on your own behalf: another approver must decide it.")
 		case errors.Is(err, approval.ErrNotApprover):
-			w.errorPage(rw, r, http.StatusForbidden, "The policy names other approvers for this request.")
+			w.errorPage(rw, r, http.StatusForbidden, "You are not among the approvers of this request: its "+approval.ApproversText(a)+
+				" (groups compare exactly, case-sensitive).")
 		case errors.Is(err, store.ErrNotFound):
 			w.errorPage(rw, r, http.StatusNotFound, "There is no approval request "+id+".")
 		case errors.Is(err, store.ErrPrecondition):

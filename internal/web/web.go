@@ -36,7 +36,7 @@ var staticFS embed.FS
 // Accounts logs humans in and finds their sessions.
 type Accounts interface {
 	Login(ctx context.Context, name, password, source string) (string, account.Session, error)
-	LoginOIDC(ctx context.Context, name, role, source string) (string, account.Session, error)
+	LoginOIDC(ctx context.Context, name, role string, groups []string, source string) (string, account.Session, error)
 	Session(ctx context.Context, secret string) (account.Session, error)
 	Logout(ctx context.Context, secret, user string) error
 }
