@@ -253,20 +253,22 @@ func (w *Console) approvals(rw http.ResponseWriter, r *http.Request) {
 	}
 	h := sessionOf(r.Context())
 	me := h.actor()
-	// Own: the request is made on my behalf; NotMine: its rule names
-	// approvers I am not among (my groups as the account has them now).
-	// Both grey out the buttons; Decide refuses either whatever the path.
-	type row struct {
-		store.Approval
-		Own, NotMine bool
-		Who          string
-	}
-	rows := make([]row, 0, len(pending))
+	rows := make([]approvalRow, 0, len(pending))
 	for _, a := range pending {
 		err := approval.MayDecide(a, me, h.User.Groups)
-		rows = append(rows, row{a, errors.Is(err, approval.ErrSelfApproval), errors.Is(err, approval.ErrNotApprover), approval.ApproversText(a)})
+		rows = append(rows, approvalRow{a, errors.Is(err, approval.ErrSelfApproval), errors.Is(err, approval.ErrNotApprover), approval.ApproversText(a)})
 	}
 	w.render(rw, r, http.StatusOK, "approvals", map[string]any{"Pending": rows, "Decided": decided, "Notice": r.URL.Query().Get("done")})
+}
+
+// approvalRow is a pending request as one human sees it. Own: it is made
+// on their behalf; NotMine: its rule names approvers they are not among
+// (their groups as the account has them now); Who says whom it names.
+// Either greys out the buttons; Decide refuses either whatever the path.
+type approvalRow struct {
+	store.Approval
+	Own, NotMine bool
+	Who          string
 }
 
 // approvalEvents streams a server-sent "changed" event whenever an
