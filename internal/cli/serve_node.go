@@ -51,7 +51,7 @@ func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken, prox
 	fmt.Fprintf(g.stdout, "writ node %s is running (server %s, data in %s)\n\n", n.Name(), cfg.Node.Server, cfg.DataDir)
 	fmt.Fprintf(g.stdout, "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n", sock)
 	if a := n.ProxyAddr(); a != "" {
-		fmt.Fprintf(g.stdout, "  Access proxy: http://%s  (HTTP_PROXY, or /svc/NAME/; policies and services from the server)\n", a)
+		fmt.Fprintf(g.stdout, "  Access proxy: http://%s  (HTTP_PROXY, or /svc/NAME/; MCP gateway at /mcp/NAME; policies, services and MCP servers from the server)\n", a)
 	}
 	fmt.Fprintln(g.stdout)
 	return n.Run(ctx)
