@@ -63,6 +63,16 @@ func relay(tb testing.TB, up string) string {
 // policy engine, the proxy listener) serving up as MCPServer bench, with
 // this process's uid allowed to call echo, and returns the endpoint.
 func gateway(tb testing.TB, up string) string {
+	in := startWrit(tb, up)
+	url := "http://" + in.Server.ProxyAddr() + "/mcp/bench"
+	waitListed(tb, url)
+	return url
+}
+
+// startWrit starts a real writ (servertest: SQLite store, audit log,
+// policy engine, the proxy listener) serving up as MCPServer bench, with
+// this process's uid allowed to call echo.
+func startWrit(tb testing.TB, up string) *servertest.Instance {
 	ctx := context.Background()
 	in := servertest.Start(tb, servertest.Config(tb.TempDir()), nil)
 	if _, err := in.Client.CreateEntry(ctx, apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/agent/bench",
@@ -89,18 +99,22 @@ spec:
 	if _, err := in.Client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bench.yaml", Content: docs}}}); err != nil {
 		tb.Fatal(err)
 	}
-	url := "http://" + in.Server.ProxyAddr() + "/mcp/bench"
+	return in
+}
+
+// waitListed waits until the gateway at url lists echo.
+func waitListed(tb testing.TB, url string) {
+	ctx := context.Background()
 	cs := dial(tb, url)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		res, err := cs.ListTools(ctx, nil)
 		if err == nil && len(res.Tools) == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("the gateway never listed echo: %v", err)
+			tb.Fatalf("the gateway at %s never listed echo: %v", url, err)
 		}
 	}
-	return url
 }
 
 var httpClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}}

@@ -83,15 +83,16 @@ type ApprovalRequest struct {
 }
 
 // ApprovalWaitRequest is the body of PathApprovalWait: the server answers
-// when the approval is decided or expired, or after at most MaxWait with
-// the approval still pending (the node asks again).
+// when the approval is decided or expired, or after at most
+// MaxApprovalWait with the approval as the store has it (decided through
+// another server, or still pending: the node asks again).
 type ApprovalWaitRequest struct {
 	ID string `json:"id"`
 }
 
 // MaxApprovalWait bounds one wait call (well inside the node's call
 // timeout).
-const MaxApprovalWait = 20 * time.Second
+const MaxApprovalWait = 10 * time.Second
 
 // ApprovalUseRequest is the body of PathApprovalUse.
 type ApprovalUseRequest struct {

@@ -33,6 +33,7 @@ var ErrNotNamed = errors.New("no MCPServer document names this credential")
 // (approval.Service).
 type Approvals interface {
 	Request(ctx context.Context, sp approval.Spec) (store.Approval, error)
+	Get(ctx context.Context, id string) (store.Approval, error)
 	Wait(ctx context.Context, id string) (store.Approval, error)
 	Use(ctx context.Context, id, binding, caller string) (store.Approval, error)
 }
@@ -137,8 +138,10 @@ func (a *API) approvalWait(w http.ResponseWriter, r *http.Request, n nodeID) {
 	defer cancel()
 	ap, err := a.c.Approvals.Wait(ctx, req.ID)
 	if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
-		// Still pending after MaxApprovalWait: the node asks again.
-		ap, err = store.Approval{ID: req.ID, State: store.ApprovalPending}, nil
+		// Not decided through this server within MaxApprovalWait: as the
+		// store has it (decided through another server on the same store,
+		// or still pending, and the node asks again).
+		ap, err = a.c.Approvals.Get(r.Context(), req.ID)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
