@@ -399,6 +399,16 @@ func TestGatewayRefusesDuplicateToolNames(t *testing.T) {
 	f := newGateway(t, httpServer(t, "files", up.http.URL), httpServer(t, "other", other.http.URL))
 	agg := connect(t, f.http.URL+"/mcp", "2025-11-25")
 	waitTools(t, agg, "other__read_file")
+	// files lists read_file twice: both refused, once files has listed
+	// (the two upstreams connect independently).
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st := f.gw.Status(); len(st) == 2 && st[0].Name == "files" && st[0].Quarantined > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("files never listed its tools: %+v", f.gw.Status())
+		}
+	}
 	_, err := agg.CallTool(context.Background(), &sdk.CallToolParams{Name: "files__read_file", Arguments: map[string]any{"path": "/allowed/x"}})
 	if code, msg := rpcCode(err); code != CodeQuarantined || !strings.Contains(msg, "the server lists it twice") {
 		t.Fatalf("a tool listed twice: %v", err)
