@@ -87,3 +87,22 @@ func TestFromPins(t *testing.T) {
 		t.Errorf("nameless tool: %s", got)
 	}
 }
+
+// TestCompileRemote: a node compiles a signed MCPServer whose manifest is
+// a file on the server (the server reads it when it checks the node's
+// tools); everything else is checked as by Compile.
+func TestCompileRemote(t *testing.T) {
+	spec := []byte(`{"command":"x","pin":"signed","publisher_key":"ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=","manifest":"/nonexistent/m.json"}`)
+	r := store.Resource{Kind: "MCPServer", Name: "s", Version: 1, Spec: spec}
+	if _, err := Compile(r); err == nil || !strings.Contains(err.Error(), "read /nonexistent/m.json") {
+		t.Fatalf("Compile: %v", err)
+	}
+	srv, err := CompileRemote(r)
+	if err != nil || srv.Pin != PinSigned || srv.PublisherKey == nil {
+		t.Fatalf("CompileRemote: %+v, %v", srv, err)
+	}
+	r.Spec = []byte(`{"command":"x","pin":"signed","manifest":"relative.json","publisher_key":"ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}`)
+	if _, err := CompileRemote(r); err == nil || !strings.Contains(err.Error(), "absolute path") {
+		t.Fatalf("CompileRemote of a relative manifest: %v", err)
+	}
+}

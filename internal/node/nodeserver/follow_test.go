@@ -117,3 +117,74 @@ func TestFollowPublishesOnce(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFollowPinsOnce: a pin changed through server A (a quarantine a
+// node reported to A) reaches server B's follower as a pin change, and B
+// does not publish it again when its own pins change later.
+func TestFollowPinsOnce(t *testing.T) {
+	ctx := context.Background()
+	a := newEnv(t)
+	// B publishes pins only: no Run (whose first full diff, racing A's
+	// changes, may publish what it finds as its own; nodes apply that
+	// twice harmlessly).
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hub, err := nodeserver.NewHub(cctx, a.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &nodeserver.Publisher{Store: a.db, Hub: hub, Entries: a.reg, Revocations: a.rev, Bundles: a.ca,
+		Pins: func(ctx context.Context) ([]store.Pin, error) { return a.db.ListPins(ctx, "") }}
+	if err := b.Start(cctx); err != nil {
+		t.Fatal(err)
+	}
+	pins := make(chan struct{}, 16)
+	go b.Follow(cctx, func(_ context.Context, kinds map[string]bool) error {
+		if kinds[nodeapi.KindPin] {
+			pins <- struct{}{}
+		}
+		return nil
+	})
+	start, err := a.db.LastChange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without PostgreSQL's NOTIFY, B's hub is woken by hand until B's
+	// follower has taken the change in.
+	tookIn := func() {
+		for {
+			hub.Poke(ctx)
+			select {
+			case <-pins:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	pin, err := a.db.CreatePin(ctx, store.Pin{Server: "inbox", Tool: "read", Digest: "sha256:a", Observed: "sha256:a", Shape: "sha256:s", State: store.PinPinned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.pub.PinsChanged(ctx)
+	tookIn()
+	pin.State, pin.Observed = store.PinQuarantined, "sha256:b"
+	if _, err := a.db.UpdatePin(ctx, pin); err != nil {
+		t.Fatal(err)
+	}
+	a.pub.PinsChanged(ctx)
+	tookIn()
+	b.PinsChanged(ctx) // B's own pins changed: nothing of A's is published again
+	changes, err := a.db.ChangesSince(ctx, start, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var published int
+	for _, c := range changes {
+		if c.Kind == nodeapi.KindPin {
+			published++
+		}
+	}
+	if published != 2 {
+		t.Errorf("%d pin changes in the feed, want 2 (the pin and its quarantine, once each): %+v", published, changes)
+	}
+}
