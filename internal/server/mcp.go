@@ -26,6 +26,14 @@ import (
 type mcpPart struct {
 	gw     *mcp.Gateway
 	reload sync.Mutex
+
+	// recheck holds the MCP servers whose pins changed and that the
+	// gateway has not re-decided yet; rechecking is set while one
+	// goroutine works through them (a first listing of many tools makes
+	// one pass, not one per pin).
+	recheckMu  sync.Mutex
+	recheck    map[string]bool
+	rechecking bool
 }
 
 // initMCP builds the gateway over the proxy's enforcer; initProxy calls
@@ -159,13 +167,41 @@ func (s *Server) pinsChanged(ctx context.Context, server string) {
 	if s.nodes.publisher != nil {
 		s.nodes.publisher.PinsChanged(ctx)
 	}
-	if gw := s.mcp.gw; gw != nil {
-		go func() {
-			if err := gw.Recheck(context.WithoutCancel(ctx), server); err != nil {
-				s.log.Warn("re-decide MCP tools after a pin changed", "server", server, "error", err)
-			}
-		}()
+	gw := s.mcp.gw
+	if gw == nil {
+		return
 	}
+	m := &s.mcp
+	m.recheckMu.Lock()
+	if m.recheck == nil {
+		m.recheck = map[string]bool{}
+	}
+	m.recheck[server] = true
+	if m.rechecking {
+		m.recheckMu.Unlock()
+		return
+	}
+	m.rechecking = true
+	m.recheckMu.Unlock()
+	go func() {
+		ctx := context.WithoutCancel(ctx)
+		for {
+			m.recheckMu.Lock()
+			todo := m.recheck
+			m.recheck = nil
+			if len(todo) == 0 {
+				m.rechecking = false
+				m.recheckMu.Unlock()
+				return
+			}
+			m.recheckMu.Unlock()
+			for name := range todo {
+				if err := gw.Recheck(ctx, name); err != nil {
+					s.log.Warn("re-decide MCP tools after a pin changed", "server", name, "error", err)
+				}
+			}
+		}
+	}()
 }
 
 // nodeMCP serves the MCP gateways of nodes (nodeserver.MCP).
