@@ -29,6 +29,9 @@ func newServeCmd(g *globals) *cobra.Command {
 		joinToken  string
 		bundleFile string
 		nodeName   string
+		attestWith string
+		tpmDevice  string
+		tpmSWTPM   string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -83,6 +86,15 @@ the file; unset values take their documented defaults.`,
 			if flags.Changed("server-bundle") {
 				cfg.Node.ServerBundle = bundleFile
 			}
+			if flags.Changed("attest") {
+				cfg.Node.Attest = attestWith
+			}
+			if flags.Changed("tpm-device") {
+				cfg.Node.TPM = config.KeyTPM{Device: tpmDevice}
+			}
+			if flags.Changed("tpm-swtpm") {
+				cfg.Node.TPM = config.KeyTPM{TCP: tpmSWTPM}
+			}
 			// A node runs the access proxy only when asked (its
 			// address given in the file or by flag), not on the
 			// default address.
@@ -133,6 +145,9 @@ the file; unset values take their documented defaults.`,
 	f.StringVar(&role, "role", "all", "all: control plane and node in one process; server: the control plane nodes join; node: a node of --server")
 	f.StringVar(&nodeServer, "server", "", "role node: the server's node API, https://HOST:PORT (its --tls-listen address)")
 	f.StringVar(&joinToken, "join-token", "", "role node: a join token from writ node token create (or WRIT_JOIN_TOKEN); needed only to join")
+	f.StringVar(&attestWith, "attest", "", "role node: how to join: join_token (with --join-token), x509pop (node.x509pop_cert) or tpm (--tpm-device or --tpm-swtpm)")
+	f.StringVar(&tpmDevice, "tpm-device", "", "role node, --attest tpm: the TPM 2.0 device (node.tpm.device), normally /dev/tpmrm0")
+	f.StringVar(&tpmSWTPM, "tpm-swtpm", "", "role node, --attest tpm: a swtpm simulator's command address host:port (node.tpm.tcp; its control port is the next one)")
 	f.StringVar(&nodeName, "node-name", "", "this host's node name (node_name; role node: the name it joins as, default the host name)")
 	f.StringVar(&bundleFile, "server-bundle", "", "role node: the trust bundle to trust the server with before joining (the server's /bundle document, or PEM)")
 	f.StringArrayVar(&applyDirs, "apply", nil, "apply the YAML documents in this file or directory at start (repeatable)")

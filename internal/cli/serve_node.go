@@ -8,6 +8,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/writ-dev/writ/internal/config"
+	"github.com/writ-dev/writ/internal/keys"
 	"github.com/writ-dev/writ/internal/node"
 	"github.com/writ-dev/writ/internal/node/nodeattest"
 )
@@ -20,8 +21,13 @@ func runNode(ctx context.Context, g *globals, cfg config.Config, joinToken, prox
 	}
 	var prover nodeattest.Prover
 	switch {
+	case cfg.Node.Attest == nodeattest.TPMAttestor:
+		t := cfg.Node.TPM
+		prover = &nodeattest.TPMProver{Config: keys.TPMConfig{Device: t.Device, TCP: t.TCP, TCPPlatform: t.TCPPlatform}}
 	case joinToken != "":
 		prover = nodeattest.JoinTokenProver{Token: joinToken}
+	case cfg.Node.Attest == nodeattest.JoinTokenAttestor:
+		return fmt.Errorf("--attest join_token: pass --join-token (writ node token create on the server) or WRIT_JOIN_TOKEN")
 	case cfg.Node.X509PoPCert != "":
 		if prover, err = nodeattest.LoadX509PoPProver(cfg.Node.X509PoPCert, cfg.Node.X509PoPKey); err != nil {
 			return err

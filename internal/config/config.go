@@ -124,7 +124,36 @@ type Node struct {
 	// X509PoPCA is the CA bundle (PEM) machine certificates must chain to
 	// for x509pop joins (role all or server); unset: x509pop is off.
 	X509PoPCA string `yaml:"x509pop_ca"`
+	// Attest is the attestor a node joins with (role node): join_token
+	// (the default with --join-token), x509pop (the default with
+	// x509pop_cert) or tpm.
+	Attest string `yaml:"attest"`
+	// TPM is the node's TPM 2.0 for attest: tpm (role node): a device
+	// (/dev/tpmrm0) or a simulator over TCP (swtpm).
+	TPM KeyTPM `yaml:"tpm"`
+	// TPMAttestation admits TPM-attested nodes (role all or server);
+	// unset: the tpm attestor is off.
+	TPMAttestation TPMAttestation `yaml:"tpm_attestation"`
 }
+
+// TPMAttestation configures the server's TPM node attestor.
+type TPMAttestation struct {
+	// EKHashes are the allowed endorsement keys: hex SHA-256 of the
+	// PKIX DER of the EK public key (`writ node tpm-ek` prints a
+	// host's).
+	EKHashes []string `yaml:"ek_hashes"`
+	// EKCA is a PEM bundle of TPM manufacturer CAs: a TPM whose EK
+	// certificate chains to one is admitted.
+	EKCA string `yaml:"ek_ca"`
+	// PCRs is the PCR allow list: bank (sha1, sha256, sha384, sha512) ->
+	// PCR index -> allowed hex digests. A node whose quoted PCR is not
+	// listed is refused.
+	PCRs map[string]map[int][]string `yaml:"pcrs"`
+}
+
+// Enabled reports whether the server admits TPM-attested nodes.
+func (t TPMAttestation) Enabled() bool { return len(t.EKHashes) > 0 || t.EKCA != "" }
+
 
 // Console configures the web console at /ui/.
 type Console struct {
@@ -504,6 +533,20 @@ func (c *Config) Validate() error {
 		}
 		if (c.Node.X509PoPCert == "") != (c.Node.X509PoPKey == "") {
 			bad("node.x509pop_cert", "set both x509pop_cert and x509pop_key, or neither")
+		}
+		switch c.Node.Attest {
+		case "", "join_token", "x509pop":
+		case "tpm":
+			if (c.Node.TPM.Device == "") == (c.Node.TPM.TCP == "") {
+				bad("node.tpm", "attest: tpm needs the node's TPM: set exactly one of node.tpm.device (/dev/tpmrm0; --tpm-device) and node.tpm.tcp (a swtpm's host:port; --tpm-swtpm)")
+			}
+		default:
+			bad("node.attest", "%q is not an attestor; use join_token, x509pop or tpm", c.Node.Attest)
+		}
+	}
+	if c.Node.TPMAttestation.Enabled() || len(c.Node.TPMAttestation.PCRs) > 0 {
+		if !c.Node.TPMAttestation.Enabled() {
+			bad("node.tpm_attestation", "pcrs without ek_hashes or ek_ca admits no node; list the allowed EKs")
 		}
 	}
 	if c.Node.Grace < time.Second {

@@ -53,38 +53,9 @@ var _ Provider = (*TPM)(nil)
 
 // OpenTPM connects to the TPM and creates the storage root key.
 func OpenTPM(c TPMConfig) (*TPM, error) {
-	var (
-		t     transport.TPMCloser
-		where string
-		err   error
-	)
-	switch {
-	case (c.Device == "") == (c.TCP == ""):
-		return nil, errors.New("keys.tpm: set exactly one of device and tcp")
-	case c.Device != "":
-		where = c.Device
-		if _, err := os.Stat(c.Device); err != nil {
-			return nil, fmt.Errorf("keys.tpm.device: %v (is a TPM 2.0 present and its driver loaded? the kernel's resource manager is /dev/tpmrm0)", err)
-		}
-		if t, err = linuxtpm.Open(c.Device); err != nil {
-			return nil, fmt.Errorf("keys.tpm.device: open %s: %v (writ's user needs read-write access, e.g. the tss group)", c.Device, err)
-		}
-	default:
-		where = c.TCP
-		plat := c.TCPPlatform
-		if plat == "" {
-			host, port, err := net.SplitHostPort(c.TCP)
-			n, perr := strconv.Atoi(port)
-			if err != nil || perr != nil || n <= 0 || n >= 65535 {
-				return nil, fmt.Errorf("keys.tpm.tcp: %q is not host:port", c.TCP)
-			}
-			plat = net.JoinHostPort(host, strconv.Itoa(n+1))
-		}
-		tt, err := tcp.Open(tcp.Config{CommandAddress: c.TCP, PlatformAddress: plat})
-		if err != nil {
-			return nil, fmt.Errorf("keys.tpm.tcp: %v (is the TPM simulator running, e.g. swtpm socket --tpm2 --server type=tcp,port=2321 --ctrl type=tcp,port=2322 --flags startup-clear?)", err)
-		}
-		t = tt
+	t, where, err := DialTPM(c, "keys.tpm")
+	if err != nil {
+		return nil, err
 	}
 	p := &TPM{t: t, where: where}
 	if err := p.createSRK(); err != nil {
@@ -92,6 +63,39 @@ func OpenTPM(c TPMConfig) (*TPM, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// DialTPM opens the TPM c names and returns it with a description of
+// where it is. key is the configuration key errors name (keys.tpm,
+// node.tpm).
+func DialTPM(c TPMConfig, key string) (transport.TPMCloser, string, error) {
+	switch {
+	case (c.Device == "") == (c.TCP == ""):
+		return nil, "", fmt.Errorf("%s: set exactly one of device and tcp", key)
+	case c.Device != "":
+		if _, err := os.Stat(c.Device); err != nil {
+			return nil, "", fmt.Errorf("%s.device: %v (is a TPM 2.0 present and its driver loaded? the kernel's resource manager is /dev/tpmrm0)", key, err)
+		}
+		t, err := linuxtpm.Open(c.Device)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s.device: open %s: %v (writ's user needs read-write access, e.g. the tss group)", key, c.Device, err)
+		}
+		return t, c.Device, nil
+	}
+	plat := c.TCPPlatform
+	if plat == "" {
+		host, port, err := net.SplitHostPort(c.TCP)
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || n <= 0 || n >= 65535 {
+			return nil, "", fmt.Errorf("%s.tcp: %q is not host:port", key, c.TCP)
+		}
+		plat = net.JoinHostPort(host, strconv.Itoa(n+1))
+	}
+	t, err := tcp.Open(tcp.Config{CommandAddress: c.TCP, PlatformAddress: plat})
+	if err != nil {
+		return nil, "", fmt.Errorf("%s.tcp: %v (is the TPM simulator running, e.g. swtpm socket --tpm2 --server type=tcp,port=2321 --ctrl type=tcp,port=2322 --flags startup-clear?)", key, err)
+	}
+	return t, c.TCP, nil
 }
 
 func (p *TPM) createSRK() error {

@@ -317,9 +317,22 @@ func (c *client) join(ctx context.Context, prover nodeattest.Prover, name string
 	if err != nil {
 		return nil, err
 	}
-	payload, err := prover.Prove(ctx, nodeattest.Challenge{Nonce: ch.Nonce, Key: pub})
+	nch := nodeattest.Challenge{Nonce: ch.Nonce, Key: pub}
+	payload, err := prover.Prove(ctx, nch)
 	if err != nil {
 		return nil, fmt.Errorf("join: %w", err)
+	}
+	if ap, ok := prover.(nodeattest.ActivationProver); ok {
+		// Two rounds: the first payload earns the attestor's challenge,
+		// whose answer is the evidence.
+		var act nodeapi.ActivateAnswer
+		if err := c.callWith(ctx, c.anon, http.MethodPost, nodeapi.PathActivate, nodeapi.AttestRequest{Nonce: ch.Nonce, PublicKey: pub,
+			Attestor: prover.Name(), Payload: payload, Name: name}, &act); err != nil {
+			return nil, fmt.Errorf("join: %w", err)
+		}
+		if payload, err = ap.Answer(ctx, nch, act.Challenge); err != nil {
+			return nil, fmt.Errorf("join: %w", err)
+		}
 	}
 	var ans nodeapi.SVIDAnswer
 	if err := c.callWith(ctx, c.anon, http.MethodPost, nodeapi.PathAttest, nodeapi.AttestRequest{Nonce: ch.Nonce, PublicKey: pub,

@@ -52,6 +52,14 @@ func (s *Server) initNodeAPI(ctx context.Context, td spiffeid.TrustDomain) error
 		x.Now = s.now
 		verifiers = append(verifiers, x)
 	}
+	if ta := s.cfg.Node.TPMAttestation; ta.Enabled() {
+		t, err := nodeattest.LoadTPMVerifier(ta.EKHashes, ta.EKCA, ta.PCRs)
+		if err != nil {
+			return fmt.Errorf("node.tpm_attestation: %w", err)
+		}
+		t.Now = s.now
+		verifiers = append(verifiers, t)
+	}
 	vs, err := nodeattest.NewVerifiers(verifiers...)
 	if err != nil {
 		return err

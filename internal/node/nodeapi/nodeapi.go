@@ -29,6 +29,11 @@ import (
 const (
 	PathChallenge = "/node/v1/challenge"
 	PathAttest    = "/node/v1/attest"
+	// PathActivate is the first round of a two-round attestor (tpm): the
+	// body is an AttestRequest with the first payload, the answer an
+	// ActivateAnswer; the second payload goes to PathAttest with the
+	// same nonce and public key.
+	PathActivate = "/node/v1/attest/activate"
 	PathRenew     = "/node/v1/renew"
 	PathX509SVID  = "/node/v1/x509svid"
 	PathJWTSVID   = "/node/v1/jwtsvid"
@@ -51,6 +56,12 @@ type AttestRequest struct {
 	Payload   []byte `json:"payload"`
 	// Name is the name the node asks for.
 	Name string `json:"name,omitempty"`
+}
+
+// ActivateAnswer is the answer of PathActivate: the attestor's challenge
+// (for tpm: the credential to activate and the PCR banks to quote).
+type ActivateAnswer struct {
+	Challenge []byte `json:"challenge"`
 }
 
 // SVIDAnswer carries a node SVID (answer of PathAttest and PathRenew) or a

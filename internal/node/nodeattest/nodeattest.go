@@ -90,6 +90,9 @@ type Request struct {
 	Payload []byte
 	// Name is the name the node asked for; an attestor may override it.
 	Name string
+	// State is what an [Activator]'s Begin returned for this nonce (two
+	// rounds); nil for one-round attestors.
+	State any
 }
 
 // Result is what a verifier vouches for.
@@ -102,6 +105,10 @@ type Result struct {
 	// node (rather than the node choosing its name): only such evidence
 	// may take over the name of a node that is attested already.
 	Vouched bool
+	// Identity, when set, is the selector of a hardware identity (a TPM's
+	// EK): a node attested again with the same attestor and identity may
+	// keep its name (a restarted host), another may not take it.
+	Identity store.Selector
 }
 
 // Verifier checks one kind of node evidence on the server.

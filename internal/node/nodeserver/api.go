@@ -65,7 +65,7 @@ type API struct {
 	c Config
 
 	nonceMu sync.Mutex
-	nonces  map[string]time.Time // outstanding challenges -> expiry
+	nonces  map[string]*pending // outstanding challenges
 
 	ackMu sync.Mutex
 	acks  map[string]int64 // attestation id -> acked seq
@@ -129,13 +129,14 @@ func NewAPI(c Config) (*API, error) {
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 5 * time.Second
 	}
-	return &API{c: c, nonces: map[string]time.Time{}, acks: map[string]int64{}, done: make(chan struct{})}, nil
+	return &API{c: c, nonces: map[string]*pending{}, acks: map[string]int64{}, done: make(chan struct{})}, nil
 }
 
 // Register mounts the node API on mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+nodeapi.PathChallenge, a.tlsOnly(a.challenge))
 	mux.HandleFunc("POST "+nodeapi.PathAttest, a.tlsOnly(a.attest))
+	mux.HandleFunc("POST "+nodeapi.PathActivate, a.tlsOnly(a.activate))
 	mux.HandleFunc("POST "+nodeapi.PathRenew, a.node(a.renew))
 	mux.HandleFunc("POST "+nodeapi.PathX509SVID, a.node(a.x509SVID))
 	mux.HandleFunc("POST "+nodeapi.PathJWTSVID, a.node(a.jwtSVID))
@@ -215,12 +216,30 @@ func reply(w http.ResponseWriter, v any) {
 // cannot grow memory without bound).
 const maxNonces = 10_000
 
+// challengeTTL is how long a challenge (and a credential activation
+// begun on it) stays answerable.
+const challengeTTL = time.Minute
+
+// pending is an outstanding challenge. A two-round attestation keeps its
+// first round's state here, in memory: a server restart between the
+// rounds loses it and the node simply joins again (its next challenge
+// starts over), which is why nothing is stored.
+type pending struct {
+	expires time.Time
+	// Set by the first round of a two-round attestor: its state, and
+	// the attestor and key the second round must repeat.
+	begun    bool
+	attestor string
+	key      []byte
+	state    any
+}
+
 func (a *API) challenge(w http.ResponseWriter, r *http.Request) {
 	n := nodeattest.NewNonce()
 	now := a.c.Now()
 	a.nonceMu.Lock()
-	for k, exp := range a.nonces {
-		if now.After(exp) {
+	for k, p := range a.nonces {
+		if now.After(p.expires) {
 			delete(a.nonces, k)
 		}
 	}
@@ -229,18 +248,103 @@ func (a *API) challenge(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, "too many joins in progress; retry shortly")
 		return
 	}
-	a.nonces[string(n)] = now.Add(time.Minute)
+	a.nonces[string(n)] = &pending{expires: now.Add(challengeTTL)}
 	a.nonceMu.Unlock()
 	reply(w, nodeapi.Challenge{Nonce: n})
 }
 
-// takeNonce consumes an outstanding, unexpired challenge.
-func (a *API) takeNonce(n []byte) bool {
+// takeNonce consumes an outstanding, unexpired challenge; a challenge on
+// which a first round was begun must be answered with the same attestor
+// and key. It returns the first round's state.
+func (a *API) takeNonce(n []byte, attestor string, key []byte) (any, error) {
 	a.nonceMu.Lock()
 	defer a.nonceMu.Unlock()
-	exp, ok := a.nonces[string(n)]
+	p, ok := a.nonces[string(n)]
 	delete(a.nonces, string(n))
-	return ok && !a.c.Now().After(exp)
+	if !ok || a.c.Now().After(p.expires) {
+		return nil, errors.New("nonce: unknown, used or expired; ask for a new challenge")
+	}
+	if p.begun && (p.attestor != attestor || !slices.Equal(p.key, key)) {
+		return nil, errors.New("nonce: its first round was for another attestor or public key; ask for a new challenge")
+	}
+	return p.state, nil
+}
+
+// beginNonce marks an outstanding challenge as begun by a first round;
+// a challenge has one first round only.
+func (a *API) beginNonce(n []byte, attestor string, key []byte) error {
+	a.nonceMu.Lock()
+	defer a.nonceMu.Unlock()
+	p, ok := a.nonces[string(n)]
+	if !ok || a.c.Now().After(p.expires) {
+		delete(a.nonces, string(n))
+		return errors.New("nonce: unknown, used or expired; ask for a new challenge")
+	}
+	if p.begun {
+		delete(a.nonces, string(n))
+		return errors.New("nonce: a credential activation was begun on it already; ask for a new challenge")
+	}
+	p.begun, p.attestor, p.key = true, attestor, slices.Clone(key)
+	return nil
+}
+
+// setState records the first round's state on a begun challenge (if it
+// is still outstanding) and reports whether it is.
+func (a *API) setState(n []byte, st any) bool {
+	a.nonceMu.Lock()
+	defer a.nonceMu.Unlock()
+	p, ok := a.nonces[string(n)]
+	if ok {
+		p.state = st
+	}
+	return ok
+}
+
+// dropNonce forgets a challenge whose first round failed.
+func (a *API) dropNonce(n []byte) {
+	a.nonceMu.Lock()
+	delete(a.nonces, string(n))
+	a.nonceMu.Unlock()
+}
+
+// refused records and answers a refused attestation.
+func (a *API) refused(w http.ResponseWriter, r *http.Request, req nodeapi.AttestRequest, err error) {
+	a.c.Emitter.Emit(r.Context(), audit.Event{Type: audit.NodeRefused, Node: req.Name, Source: r.RemoteAddr, Reason: err.Error(),
+		Details: map[string]string{"attestor": req.Attestor}})
+	if errors.Is(err, nodeattest.ErrRefused) {
+		fail(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	a.c.Log.Error("node attestation", "error", err)
+	fail(w, http.StatusInternalServerError, "node attestation failed on the server; see its log")
+}
+
+// activate serves the first round of a two-round attestor.
+func (a *API) activate(w http.ResponseWriter, r *http.Request) {
+	var req nodeapi.AttestRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if _, err := x509.ParsePKIXPublicKey(req.PublicKey); err != nil {
+		fail(w, http.StatusBadRequest, "public_key: not a PKIX public key: %v", err)
+		return
+	}
+	if err := a.beginNonce(req.Nonce, req.Attestor, req.PublicKey); err != nil {
+		fail(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	ch, st, err := a.c.Verifiers.Begin(r.Context(), nodeattest.Request{Challenge: nodeattest.Challenge{Nonce: req.Nonce, Key: req.PublicKey},
+		Attestor: req.Attestor, Payload: req.Payload, Name: req.Name})
+	if err != nil {
+		a.dropNonce(req.Nonce)
+		a.refused(w, r, req, err)
+		return
+	}
+	if !a.setState(req.Nonce, st) {
+		fail(w, http.StatusForbidden, "nonce: expired during the first round; ask for a new challenge")
+		return
+	}
+	reply(w, nodeapi.ActivateAnswer{Challenge: ch})
 }
 
 func (a *API) attest(w http.ResponseWriter, r *http.Request) {
@@ -253,26 +357,20 @@ func (a *API) attest(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "public_key: not a PKIX public key: %v", err)
 		return
 	}
-	if !a.takeNonce(req.Nonce) {
-		fail(w, http.StatusForbidden, "nonce: unknown or expired; ask for a new challenge")
+	st, err := a.takeNonce(req.Nonce, req.Attestor, req.PublicKey)
+	if err != nil {
+		fail(w, http.StatusForbidden, "%v", err)
 		return
 	}
 	ctx := r.Context()
 	res, err := a.c.Verifiers.Verify(ctx, nodeattest.Request{Challenge: nodeattest.Challenge{Nonce: req.Nonce, Key: req.PublicKey},
-		Attestor: req.Attestor, Payload: req.Payload, Name: req.Name})
+		Attestor: req.Attestor, Payload: req.Payload, Name: req.Name, State: st})
 	var n store.Node
 	if err == nil {
 		n, err = a.c.Registry.Attested(ctx, res, req.Attestor)
 	}
 	if err != nil {
-		a.c.Emitter.Emit(ctx, audit.Event{Type: audit.NodeRefused, Node: req.Name, Source: r.RemoteAddr, Reason: err.Error(),
-			Details: map[string]string{"attestor": req.Attestor}})
-		if errors.Is(err, nodeattest.ErrRefused) {
-			fail(w, http.StatusForbidden, "%v", err)
-			return
-		}
-		a.c.Log.Error("node attestation", "error", err)
-		fail(w, http.StatusInternalServerError, "node attestation failed on the server; see its log")
+		a.refused(w, r, req, err)
 		return
 	}
 	a.issueNodeSVID(w, r, n.Name, n.ID, pub)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -206,7 +207,7 @@ func (r *Registry) Evict(ctx context.Context, name, actor, reason string) (store
 func (r *Registry) Attested(ctx context.Context, res nodeattest.Result, attestor string) (store.Node, error) {
 	if !res.Vouched {
 		old, err := r.store.GetNode(ctx, res.Name)
-		if err == nil && old.EvictedAt.IsZero() {
+		if err == nil && old.EvictedAt.IsZero() && !sameIdentity(old, res, attestor) {
 			return store.Node{}, fmt.Errorf("%w: node %q is attested already; to replace it, evict it first or create a join token bound to its name (writ node token create --node %s)",
 				nodeattest.ErrRefused, res.Name, res.Name)
 		}
@@ -231,6 +232,15 @@ func (r *Registry) Attested(ctx context.Context, res nodeattest.Result, attestor
 	r.emit.Emit(ctx, audit.Event{Type: audit.NodeAttested, Node: n.Name, SpiffeID: r.SpiffeID(n.Name).String(),
 		Details: map[string]string{"attestor": attestor, "attestation": n.ID, "selectors": fmt.Sprint(sel)}})
 	return n, nil
+}
+
+// sameIdentity reports whether res is an attestation of the same hardware
+// (a TPM's EK) as old's: such a node keeps its name when it joins again.
+func sameIdentity(old store.Node, res nodeattest.Result, attestor string) bool {
+	if res.Identity == (store.Selector{}) || old.Attestor != attestor {
+		return false
+	}
+	return slices.Contains(old.Selectors, res.Identity)
 }
 
 // Change kinds that concern the node registry itself.
