@@ -154,7 +154,6 @@ type TPMAttestation struct {
 // Enabled reports whether the server admits TPM-attested nodes.
 func (t TPMAttestation) Enabled() bool { return len(t.EKHashes) > 0 || t.EKCA != "" }
 
-
 // Console configures the web console at /ui/.
 type Console struct {
 	// OIDC, when its issuer is set, lets humans log in through an

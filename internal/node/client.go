@@ -328,6 +328,7 @@ func (c *client) join(ctx context.Context, prover nodeattest.Prover, name string
 		var act nodeapi.ActivateAnswer
 		if err := c.callWith(ctx, c.anon, http.MethodPost, nodeapi.PathActivate, nodeapi.AttestRequest{Nonce: ch.Nonce, PublicKey: pub,
 			Attestor: prover.Name(), Payload: payload, Name: name}, &act); err != nil {
+			ap.Abort()
 			return nil, fmt.Errorf("join: %w", err)
 		}
 		if payload, err = ap.Answer(ctx, nch, act.Challenge); err != nil {

@@ -34,12 +34,12 @@ const (
 	// ActivateAnswer; the second payload goes to PathAttest with the
 	// same nonce and public key.
 	PathActivate = "/node/v1/attest/activate"
-	PathRenew     = "/node/v1/renew"
-	PathX509SVID  = "/node/v1/x509svid"
-	PathJWTSVID   = "/node/v1/jwtsvid"
-	PathStream    = "/node/v1/stream"
-	PathAck       = "/node/v1/ack"
-	PathAudit     = "/node/v1/audit"
+	PathRenew    = "/node/v1/renew"
+	PathX509SVID = "/node/v1/x509svid"
+	PathJWTSVID  = "/node/v1/jwtsvid"
+	PathStream   = "/node/v1/stream"
+	PathAck      = "/node/v1/ack"
+	PathAudit    = "/node/v1/audit"
 )
 
 // Challenge is the answer of PathChallenge.

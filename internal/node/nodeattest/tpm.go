@@ -45,6 +45,8 @@ type Activator interface {
 type ActivationProver interface {
 	Prover
 	Answer(ctx context.Context, ch Challenge, challenge []byte) ([]byte, error)
+	// Abort ends an attestation whose first round the server refused.
+	Abort()
 }
 
 // Begin runs the first round of a two-round attestor.
@@ -469,14 +471,38 @@ func (s *tpmSession) close() {
 	s.tpm.Close()
 }
 
-// channel adapts a go-tpm transport to go-attestation's command channel.
+// channel adapts a go-tpm transport to go-attestation's command channel
+// (io.ReadWriter carrying one command and its response). go-tpm's own
+// transport.ToReadWriter returns io.EOF with the last bytes of a
+// response, which go-tpm's legacy command runner, under go-attestation,
+// takes for an error.
 type channel struct {
-	io.ReadWriter
-	t transport.TPMCloser
+	t    transport.TPMCloser
+	resp []byte
 }
 
-func (c channel) Close() error                    { return c.t.Close() }
-func (channel) MeasurementLog() ([]byte, error) { return nil, errors.New("no measurement log over this channel") }
+func (c *channel) Write(p []byte) (int, error) {
+	r, err := c.t.Send(p)
+	if err != nil {
+		return 0, err
+	}
+	c.resp = r
+	return len(p), nil
+}
+
+func (c *channel) Read(p []byte) (int, error) {
+	if len(c.resp) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.resp)
+	c.resp = c.resp[n:]
+	return n, nil
+}
+
+func (c *channel) Close() error { return c.t.Close() }
+func (*channel) MeasurementLog() ([]byte, error) {
+	return nil, errors.New("no measurement log over this channel")
+}
 
 // OpenAttestTPM opens the TPM c names for go-attestation.
 func OpenAttestTPM(c keys.TPMConfig) (*attest.TPM, error) {
@@ -484,7 +510,7 @@ func OpenAttestTPM(c keys.TPMConfig) (*attest.TPM, error) {
 	if err != nil {
 		return nil, err
 	}
-	tpm, err := attest.OpenTPM(&attest.OpenConfig{CommandChannel: channel{ReadWriter: transport.ToReadWriter(t), t: t}})
+	tpm, err := attest.OpenTPM(&attest.OpenConfig{CommandChannel: &channel{t: t}})
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("node.tpm: %v", err)
@@ -526,12 +552,9 @@ func (*TPMProver) Name() string { return TPMAttestor }
 // Prove implements Prover: round 1, the EK and a fresh AK. The TPM stays
 // open (the AK loaded) until Answer or the next Prove.
 func (p *TPMProver) Prove(_ context.Context, ch Challenge) ([]byte, error) {
+	p.Abort()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.pending != nil {
-		p.pending.close()
-		p.pending = nil
-	}
 	tpm, err := OpenAttestTPM(p.Config)
 	if err != nil {
 		return nil, err
@@ -558,6 +581,17 @@ func (p *TPMProver) Prove(_ context.Context, ch Challenge) ([]byte, error) {
 	}
 	p.pending = s
 	return json.Marshal(b)
+}
+
+// Abort implements ActivationProver: it closes the TPM and the AK of an
+// attestation the server refused after round 1.
+func (p *TPMProver) Abort() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending != nil {
+		p.pending.close()
+		p.pending = nil
+	}
 }
 
 // Answer implements ActivationProver: round 2, the activated secret and

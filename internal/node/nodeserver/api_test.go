@@ -45,9 +45,14 @@ type env struct {
 	api   *nodeserver.API
 	mux   *http.ServeMux
 	rec   *audittest.Recorder
+	// skew is added to the wall clock the node API sees (challenge
+	// expiry).
+	skew time.Duration
 }
 
-func newEnv(t testing.TB) *env {
+func (e *env) now() time.Time { return time.Now().Add(e.skew) }
+
+func newEnv(t testing.TB, extra ...nodeattest.Verifier) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	e := &env{db: openStore(t), rec: &audittest.Recorder{}}
@@ -77,9 +82,12 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	go e.pub.Run(ctx)
-	vs, _ := nodeattest.NewVerifiers(nodeattest.JoinTokens{Store: e.db})
+	vs, err := nodeattest.NewVerifiers(append([]nodeattest.Verifier{nodeattest.JoinTokens{Store: e.db}}, extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if e.api, err = nodeserver.NewAPI(nodeserver.Config{TrustDomain: td, Registry: e.nodes, Verifiers: vs, Authority: e.ca,
-		Publisher: e.pub, Store: e.db, Emitter: e.rec, Audit: e.rec, Heartbeat: time.Hour}); err != nil {
+		Publisher: e.pub, Store: e.db, Emitter: e.rec, Audit: e.rec, Heartbeat: time.Hour, Now: e.now}); err != nil {
 		t.Fatal(err)
 	}
 	e.mux = http.NewServeMux()
@@ -130,17 +138,22 @@ func (e *env) join(t testing.TB, name string) []*x509.Certificate {
 	if ans.Name != name || len(ans.Bundle) == 0 {
 		t.Fatalf("attest answer: name %q, bundle %d bytes", ans.Name, len(ans.Bundle))
 	}
+	chain := parseChain(t, ans.Chain)
+	// The same nonce is good once.
+	if w := e.do(ctx, "POST", nodeapi.PathAttest, req, nil); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "nonce") {
+		t.Errorf("replayed attestation: %d %s", w.Code, w.Body)
+	}
+	return chain
+}
+
+func parseChain(t testing.TB, ders [][]byte) []*x509.Certificate {
 	var chain []*x509.Certificate
-	for _, d := range ans.Chain {
+	for _, d := range ders {
 		c, err := x509.ParseCertificate(d)
 		if err != nil {
 			t.Fatal(err)
 		}
 		chain = append(chain, c)
-	}
-	// The same nonce is good once.
-	if w := e.do(ctx, "POST", nodeapi.PathAttest, req, nil); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "nonce") {
-		t.Errorf("replayed attestation: %d %s", w.Code, w.Body)
 	}
 	return chain
 }
