@@ -40,6 +40,11 @@ func newScanCmd(g *globals) *cobra.Command {
 		fixPlan      bool
 		report       bool
 		reportAs     string
+		validate     bool
+		valTimeout   time.Duration
+		valBudget    time.Duration
+		valConc      int
+		valBases     []string
 	)
 	cmd := &cobra.Command{
 		Use:   "scan [PATH]",
@@ -55,6 +60,7 @@ keyed fingerprint; no output holds a secret's value.
   writ scan --output json . > baseline.json
   writ scan --baseline baseline.json .          # fail only on new findings
   writ scan --fix-plan .                        # writ credential put, Service, AccessPolicy per finding
+  writ scan --validate .                        # ask GitHub, Slack, OpenAI, Anthropic, Stripe whether each is still valid
 
 Exit status: 1 when a finding (a new one, with --baseline) is at or above
 --fail-on; 2 on a usage or read error. Findings are dropped by an inline
@@ -121,6 +127,16 @@ fingerprints across scans.`,
 				}
 			}
 			cfg := scan.Config{Detector: det, MaxFileSize: maxFileSize, Workers: workers}
+			var val *scan.Validator
+			if validate {
+				if val, err = newValidator(valTimeout, valBudget, valConc, valBases); err != nil {
+					return exitCode(2, err)
+				}
+				cfg.Secret = val.Collect
+			} else if cmd.Flags().Changed("validate-base") || cmd.Flags().Changed("validate-timeout") ||
+				cmd.Flags().Changed("validate-budget") || cmd.Flags().Changed("validate-concurrency") {
+				return exitCode(2, errors.New("--validate-base, --validate-timeout, --validate-budget and --validate-concurrency go with --validate"))
+			}
 			if ignoreFile == "" && !noIgnoreFile {
 				ignoreFile = filepath.Join(target, scan.IgnoreFile)
 				if _, err := os.Stat(ignoreFile); errors.Is(err, fs.ErrNotExist) {
@@ -162,6 +178,11 @@ fingerprints across scans.`,
 			}
 			if bl != nil {
 				bl.Mark(findings)
+			}
+			if val != nil {
+				fmt.Fprintf(g.stderr, "writ scan: --validate sends each found secret of %s to its provider's API to check it (values are never printed or reported)\n",
+					strings.Join(scan.ProviderNames(), ", "))
+				val.Validate(ctx, findings)
 			}
 			if report {
 				name := reportAs
@@ -227,7 +248,28 @@ fingerprints across scans.`,
 	fl.BoolVar(&noProgress, "no-progress", false, "no progress line on a terminal")
 	fl.BoolVar(&report, "report", false, "fingerprint under the deployment's key, send the findings (never values) to the server, print them ranked by blast radius; they appear in writ posture and writ lineage")
 	fl.StringVar(&reportAs, "report-as", "", "with --report: the target's name (default: the scanned directory's base name); a report replaces the previous one of that name")
+	fl.BoolVar(&validate, "validate", false, "send each found secret whose provider has a harmless identity call (GitHub, Slack, OpenAI, Anthropic, Stripe) to that provider: valid, invalid or unknown (off by default: the secret leaves the machine)")
+	fl.DurationVar(&valTimeout, "validate-timeout", scan.DefaultValidateTimeout, "with --validate: time limit of each provider call")
+	fl.DurationVar(&valBudget, "validate-budget", scan.DefaultValidateBudget, "with --validate: time limit of all calls together (the rest are unknown)")
+	fl.IntVar(&valConc, "validate-concurrency", scan.DefaultValidateConcurrency, "with --validate: provider calls in flight at once")
+	fl.StringArrayVar(&valBases, "validate-base", nil, "with --validate: PROVIDER=URL, a provider's base URL (https, or http to a loopback address; repeatable)")
 	return cmd
+}
+
+// newValidator builds the --validate validator from its flags.
+func newValidator(timeout, budget time.Duration, concurrency int, bases []string) (*scan.Validator, error) {
+	if timeout <= 0 || budget <= 0 || concurrency <= 0 {
+		return nil, errors.New("--validate-timeout, --validate-budget and --validate-concurrency must be positive")
+	}
+	cfg := scan.ValidatorConfig{Timeout: timeout, Budget: budget, Concurrency: concurrency, Bases: map[string]string{}}
+	for _, b := range bases {
+		name, u, ok := strings.Cut(b, "=")
+		if !ok {
+			return nil, fmt.Errorf("--validate-base %q: want PROVIDER=URL (providers: %s)", b, strings.Join(scan.ProviderNames(), ", "))
+		}
+		cfg.Bases[name] = u
+	}
+	return scan.NewValidator(cfg)
 }
 
 // failOnFindings is the exit status of a scan: 1 when a finding (a new

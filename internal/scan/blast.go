@@ -31,14 +31,15 @@ import (
 //
 //	reach = 1 + 4×services opened + 10×crown jewels among them
 //	          + 2×identities using them + 2×holders
-//	score = severity × reach × present + age
+//	score = severity × reach × present × valid + age
 //
 // severity is 3 (high), 2 (medium) or 1 (low); present is 2 when the
 // secret is still at HEAD (or in the scanned tree) and 1 when only history
-// holds it (it stays valid until rotated, so it still counts); age adds 1
-// per 30 days since the first commit that wrote it, at most 12. Whether
-// the secret is still valid is not measured (no live validation): every
-// finding is taken as valid.
+// holds it (it stays valid until rotated, so it still counts); valid is 2
+// when live validation ([Validator], --validate) found the secret still
+// valid, 1/2 when the provider refused it (rounded down, at least 1), 1
+// when unknown or not validated; age adds 1 per 30 days since the first
+// commit that wrote it, at most 12.
 
 // Knowledge is what a deployment knows that findings are joined with. Every
 // fingerprint is under the deployment key; no value is ever held.
@@ -148,7 +149,7 @@ func Radius(f *Finding, k *Knowledge) Blast {
 	if !f.Date.IsZero() && k.Now.After(f.Date) {
 		b.AgeDays = int(k.Now.Sub(f.Date).Hours() / 24)
 	}
-	b.Score = severityWeight(f.Severity)*reach*present + min(b.AgeDays/30, 12)
+	b.Score = max(1, severityWeight(f.Severity)*reach*present*validityWeight(f.Validation)/2) + min(b.AgeDays/30, 12)
 	return b
 }
 
@@ -173,7 +174,15 @@ func Rank(findings []Finding, k *Knowledge) []Ranked {
 // it, and whether it is still present.
 func WriteRanked(w io.Writer, rs []Ranked) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCORE\tSEVERITY\tRULE\tLOCATION\tPRESENT\tOPENS\tUSED BY\tHOLDERS\tFINGERPRINT")
+	validated := false
+	for i := range rs {
+		validated = validated || rs[i].Validation != nil
+	}
+	head := "SCORE\tSEVERITY\tRULE\tLOCATION\tPRESENT\tOPENS\tUSED BY\tHOLDERS\tFINGERPRINT"
+	if validated {
+		head += "\tVALIDITY"
+	}
+	fmt.Fprintln(tw, head)
 	dash := func(l []string) string {
 		if len(l) == 0 {
 			return "-"
@@ -185,8 +194,12 @@ func WriteRanked(w io.Writer, rs []Ranked) error {
 		if !r.Blast.Present {
 			present = "history"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s:%d\t%s\t%s\t%d\t%d\t%s\n", r.Blast.Score, r.Severity, r.RuleID, r.Path, r.Line, present,
-			dash(r.Blast.Opens), len(r.Blast.UsedBy), len(r.Blast.Holders), short(r.Fingerprint))
+		validity := ""
+		if validated {
+			validity = "\t" + r.Validation.String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s:%d\t%s\t%s\t%d\t%d\t%s%s\n", r.Blast.Score, r.Severity, r.RuleID, r.Path, r.Line, present,
+			dash(r.Blast.Opens), len(r.Blast.UsedBy), len(r.Blast.Holders), short(r.Fingerprint), validity)
 	}
 	if len(rs) == 0 {
 		fmt.Fprintln(tw, "no secrets found")

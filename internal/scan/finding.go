@@ -28,6 +28,8 @@ type Finding struct {
 	// secret (URLs, host: and *_HOST= settings), at most maxHosts: what it
 	// may authenticate to, for its blast radius.
 	Hosts []string `json:"hosts,omitempty"`
+	// Validation is the live validation's answer (with --validate only).
+	Validation *Validation `json:"validation,omitempty"`
 	// New is set when a baseline was given and does not hold the finding.
 	New bool `json:"new,omitempty"`
 

@@ -26,11 +26,21 @@ func WriteTable(w io.Writer, fs []Finding) error {
 			history = true
 		}
 	}
-	if history {
-		fmt.Fprintln(tw, "SEVERITY\tRULE\tLOCATION\tCOMMIT\tAUTHOR\tDATE\tAT HEAD\tFINGERPRINT")
-	} else {
-		fmt.Fprintln(tw, "SEVERITY\tRULE\tLOCATION\tKIND\tFINGERPRINT")
+	validated := anyValidated(fs)
+	valid := func(f *Finding) string {
+		if !validated {
+			return ""
+		}
+		return "\t" + f.Validation.String()
 	}
+	head := "SEVERITY\tRULE\tLOCATION\tKIND\tFINGERPRINT"
+	if history {
+		head = "SEVERITY\tRULE\tLOCATION\tCOMMIT\tAUTHOR\tDATE\tAT HEAD\tFINGERPRINT"
+	}
+	if validated {
+		head += "\tVALIDITY"
+	}
+	fmt.Fprintln(tw, head)
 	for _, f := range fs {
 		sev := string(f.Severity)
 		if f.New {
@@ -42,16 +52,27 @@ func WriteTable(w io.Writer, fs []Finding) error {
 			if f.AtHEAD != nil && *f.AtHEAD {
 				at = "yes"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sev, f.RuleID, loc, short(f.Commit), f.Author,
-				f.Date.UTC().Format("2006-01-02"), at, short(f.Fingerprint))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s%s\n", sev, f.RuleID, loc, short(f.Commit), f.Author,
+				f.Date.UTC().Format("2006-01-02"), at, short(f.Fingerprint), valid(&f))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sev, f.RuleID, loc, f.Kind, short(f.Fingerprint))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s%s\n", sev, f.RuleID, loc, f.Kind, short(f.Fingerprint), valid(&f))
 	}
 	if len(fs) == 0 {
 		fmt.Fprintln(tw, "no secrets found")
 	}
 	return tw.Flush()
+}
+
+// anyValidated reports whether a finding carries a live validation (the
+// tables then have a VALIDITY column).
+func anyValidated(fs []Finding) bool {
+	for i := range fs {
+		if fs[i].Validation != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func short(s string) string {
@@ -161,6 +182,13 @@ func WriteSARIF(w io.Writer, fs []Finding, rules []secrets.RuleInfo) error {
 		}
 		msg := fmt.Sprintf("%s secret (%s) in %s", f.RuleID, f.Severity, f.Kind)
 		props := map[string]any{"kind": string(f.Kind)}
+		if f.Validation != nil {
+			props["validity"] = string(f.Validation.State)
+			props["validity_reason"] = f.Validation.Reason
+			if f.Validation.Provider != "" {
+				props["validity_provider"] = f.Validation.Provider
+			}
+		}
 		if f.Commit != "" {
 			msg += " first written in commit " + f.Commit
 			props["commit"] = f.Commit

@@ -45,6 +45,11 @@ type Config struct {
 	// once more for it, [Scanner.Git] asks git cat-file --batch-check for
 	// the blobs' sizes. Neither is done without it.
 	Expected func(bytes int64)
+	// Secret, when set, is called with each finding's rule, fingerprint
+	// and value (after the allowlists), from the scan's workers at once:
+	// [Validator.Collect] keeps the values live validation needs. The
+	// value is only valid during the call. Nil costs nothing.
+	Secret func(ruleID, fingerprint string, value []byte)
 }
 
 // Scanner scans files and repositories. It is safe for concurrent use.
@@ -115,8 +120,12 @@ func (s *Scanner) scanBlob(rel string, data []byte, ig *Ignore) []Finding {
 			continue
 		}
 		df := fromDetector(f, rel, kind)
+		if ig.Ignores(df) {
+			continue
+		}
 		df.EndLine, df.EndColumn = endOf(data, f.End)
 		df.Hosts = hostsNear(data, f.Start)
+		s.secret(&df, data[f.Start:f.End])
 		out = append(out, df)
 	}
 	for _, v := range values {
@@ -127,6 +136,10 @@ func (s *Scanner) scanBlob(rel string, data []byte, ig *Ignore) []Finding {
 		probe := append([]byte(v.Key+"="), v.Value...)
 		for _, f := range s.cfg.Detector.Find(probe) {
 			df := fromDetector(f, rel, KindKubernetes)
+			if ig.Ignores(df) {
+				continue
+			}
+			s.secret(&df, probe[f.Start:f.End])
 			df.Line, df.Column = v.Line, v.Column
 			df.EndLine, df.EndColumn = v.Line, v.Column+v.Len-1
 			df.Encoding = "base64"
@@ -134,8 +147,14 @@ func (s *Scanner) scanBlob(rel string, data []byte, ig *Ignore) []Finding {
 			out = append(out, df)
 		}
 	}
-	out = slices.DeleteFunc(out, ig.Ignores)
 	return out
+}
+
+// secret hands a kept finding's value to [Config.Secret].
+func (s *Scanner) secret(f *Finding, value []byte) {
+	if s.cfg.Secret != nil {
+		s.cfg.Secret(f.RuleID, f.Fingerprint, value)
+	}
 }
 
 func fromDetector(f secrets.Finding, rel string, kind Kind) Finding {

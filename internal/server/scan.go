@@ -83,6 +83,16 @@ func checkScanReport(req *apitypes.ScanReportRequest, keyID string) error {
 		if len(f.Hosts) > 16 {
 			return bad("finding %d: %d hosts; at most 16", i, len(f.Hosts))
 		}
+		if v := f.Validation; v != nil {
+			switch v.State {
+			case scan.Valid, scan.Invalid, scan.Unknown:
+			default:
+				return bad("finding %d: validation state %q: valid, invalid or unknown", i, clipText(string(v.State)))
+			}
+			if len(v.Reason) > maxScanText || len(v.Provider) > maxScanText || !utf8.ValidString(v.Reason) || !utf8.ValidString(v.Provider) {
+				return bad("finding %d: the validation's reason or provider is over %d bytes or not UTF-8", i, maxScanText)
+			}
+		}
 	}
 	return nil
 }
