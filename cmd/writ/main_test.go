@@ -26,8 +26,9 @@ import (
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"writ":    func() { os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
-		"mcpstub": func() { os.Exit(mcpStub()) },
+		"writ":         func() { os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+		"mcpstub":      func() { os.Exit(mcpStub()) },
+		"fakeprovider": func() { os.Exit(fakeProvider()) },
 	})
 }
 

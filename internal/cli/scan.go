@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -262,6 +263,13 @@ func newValidator(timeout, budget time.Duration, concurrency int, bases []string
 		return nil, errors.New("--validate-timeout, --validate-budget and --validate-concurrency must be positive")
 	}
 	cfg := scan.ValidatorConfig{Timeout: timeout, Budget: budget, Concurrency: concurrency, Bases: map[string]string{}}
+	// The environment's overrides are for tests and may only point at
+	// loopback fakes; the flags override them.
+	env, err := scan.LoopbackBases(validateBaseEnv, os.Getenv(validateBaseEnv))
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(cfg.Bases, env)
 	for _, b := range bases {
 		name, u, ok := strings.Cut(b, "=")
 		if !ok {
@@ -271,6 +279,10 @@ func newValidator(timeout, budget time.Duration, concurrency int, bases []string
 	}
 	return scan.NewValidator(cfg)
 }
+
+// validateBaseEnv names the environment variable of loopback base URL
+// overrides for --validate (tests).
+const validateBaseEnv = "WRIT_SCAN_VALIDATE_BASE"
 
 // failOnFindings is the exit status of a scan: 1 when a finding (a new
 // one, with a baseline) is at or above minSev.

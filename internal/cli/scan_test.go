@@ -3,9 +3,12 @@ package cli
 import (
 	"bytes"
 	"crypto/sha256"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -83,5 +86,86 @@ func TestScanCommand(t *testing.T) {
 	}
 	if code, _, _ := runScan(t, "--data-dir", data, "--git", dir); code != 2 {
 		t.Errorf("--git on a directory that is not a repository: exit %d", code)
+	}
+}
+
+// --validate is off by default: a scan without it calls no provider, even
+// with a provider's base set in the environment; with it, each distinct
+// secret is sent once and the answer is in every output, never the value.
+func TestScanValidate(t *testing.T) {
+	valid, invalid := fakeToken("cli-valid"), fakeToken("cli-invalid")
+	var calls atomic.Int64
+	gh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.Method != http.MethodGet || r.URL.Path != "/user" {
+			t.Errorf("github fake: %s %s", r.Method, r.URL.Path)
+		}
+		if r.Header.Get("Authorization") == "Bearer "+valid {
+			w.Write([]byte(`{"login": "x"}`))
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer gh.Close()
+	t.Setenv(validateBaseEnv, "github="+gh.URL)
+	dir := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
+	body := "A=" + valid + "\nB=" + invalid + "\n"
+	for _, name := range []string{"a.env", "b.env"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var outs []string
+	for _, o := range []string{"table", "json", "sarif"} {
+		code, out, errOut := runScan(t, "--data-dir", data, "--fail-on", "none", "-o", o, dir)
+		if code != 0 || strings.Contains(out, "valid") || strings.Contains(errOut, "--validate") {
+			t.Errorf("-o %s without --validate: exit %d, %q, %q", o, code, out, errOut)
+		}
+		outs = append(outs, out, errOut)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d provider calls without --validate", n)
+	}
+	code, out, errOut := runScan(t, "--data-dir", data, "--fail-on", "none", "--validate", dir)
+	if code != 0 || strings.Count(errOut, "--validate sends each found secret") != 1 {
+		t.Fatalf("--validate: exit %d, stderr %q", code, errOut)
+	}
+	if !strings.Contains(out, "VALIDITY") || strings.Count(out, " valid\n") != 2 || strings.Count(out, " invalid\n") != 2 {
+		t.Errorf("--validate table:\n%s", out)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d provider calls for 2 distinct secrets in 4 places", n)
+	}
+	outs = append(outs, out, errOut)
+	_, js, _ := runScan(t, "--data-dir", data, "--fail-on", "none", "--validate", "-o", "json", dir)
+	_, sarif, _ := runScan(t, "--data-dir", data, "--fail-on", "none", "--validate", "-o", "sarif", dir)
+	if !strings.Contains(js, `"state": "invalid"`) || !strings.Contains(sarif, `"validity": "valid"`) {
+		t.Errorf("json %s\nsarif %s", js, sarif)
+	}
+	outs = append(outs, js, sarif)
+	for _, s := range outs {
+		if strings.Contains(s, valid) || strings.Contains(s, invalid) || strings.Contains(s, valid[4:20]) || strings.Contains(s, invalid[4:20]) {
+			t.Errorf("output holds a secret: %q", s)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"--validate-base", "github=" + gh.URL}, "go with --validate"},
+		{[]string{"--validate", "--validate-base", "github=http://example.com"}, "plain http only to a loopback"},
+		{[]string{"--validate", "--validate-base", "github"}, "want PROVIDER=URL"},
+		{[]string{"--validate", "--validate-base", "gitlab=https://gitlab.com"}, `no provider "gitlab"`},
+		{[]string{"--validate", "--validate-timeout", "0s"}, "must be positive"},
+	} {
+		code, _, errOut := runScan(t, append(append([]string{"--data-dir", data}, c.args...), dir)...)
+		if code != 2 || !strings.Contains(errOut, c.err) {
+			t.Errorf("%v: exit %d, %q, want %q", c.args, code, errOut, c.err)
+		}
+	}
+	t.Setenv(validateBaseEnv, "github=https://evil.example")
+	if code, _, errOut := runScan(t, "--data-dir", data, "--validate", dir); code != 2 || !strings.Contains(errOut, "only points at local fakes") {
+		t.Errorf("a non-loopback base in the environment: exit %d, %q", code, errOut)
 	}
 }

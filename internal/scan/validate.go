@@ -205,6 +205,29 @@ func ParseBase(name, raw string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
+// LoopbackBases parses base URL overrides from an environment variable
+// named name: "PROVIDER=http://LOOPBACK:PORT[/path]" separated by commas,
+// for tests. Only plain http to a loopback address is taken, so that a
+// variable slipped into a CI job cannot send the secrets elsewhere.
+func LoopbackBases(name, env string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(env) == "" {
+		return out, nil
+	}
+	for _, b := range strings.Split(env, ",") {
+		prov, raw, ok := strings.Cut(strings.TrimSpace(b), "=")
+		u, err := url.Parse(raw)
+		if !ok || err != nil || u.Scheme != "http" || !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("%s: %q: want PROVIDER=http://LOOPBACK:PORT, comma-separated (it only points at local fakes; use --validate-base otherwise)", name, b)
+		}
+		if _, err := ParseBase(prov, raw); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[prov] = raw
+	}
+	return out, nil
+}
+
 func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true

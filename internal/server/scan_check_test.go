@@ -21,6 +21,11 @@ func TestCheckScanReportHostile(t *testing.T) {
 	if err := checkScanReport(ptr(goodReport()), testKeyID); err != nil {
 		t.Fatalf("good report: %v", err)
 	}
+	validated := goodReport()
+	validated.Findings[0].Validation = &scan.Validation{State: scan.Invalid, Provider: "github", Reason: "HTTP 401: bad credentials"}
+	if err := checkScanReport(&validated, testKeyID); err != nil {
+		t.Fatalf("validated report: %v", err)
+	}
 	for _, tc := range []struct {
 		name string
 		edit func(*apitypes.ScanReportRequest)
@@ -36,6 +41,12 @@ func TestCheckScanReportHostile(t *testing.T) {
 		{"huge path", func(r *apitypes.ScanReportRequest) { r.Findings[0].Path = strings.Repeat("p", maxScanText+1) }, "over"},
 		{"invalid UTF-8", func(r *apitypes.ScanReportRequest) { r.Findings[0].Author = "\xff\xfe" }, "UTF-8"},
 		{"many hosts", func(r *apitypes.ScanReportRequest) { r.Findings[0].Hosts = make([]string, 17) }, "hosts"},
+		{"unknown validation state", func(r *apitypes.ScanReportRequest) {
+			r.Findings[0].Validation = &scan.Validation{State: "maybe", Reason: "x"}
+		}, "validation state"},
+		{"huge validation reason", func(r *apitypes.ScanReportRequest) {
+			r.Findings[0].Validation = &scan.Validation{State: scan.Valid, Reason: strings.Repeat("r", maxScanText+1)}
+		}, "validation's reason"},
 		{"too many findings", func(r *apitypes.ScanReportRequest) {
 			r.Findings = make([]scan.Finding, maxScanFindings+1)
 		}, "at most"},
