@@ -31,4 +31,12 @@
 // "gitleaks:allow") comment or an [Ignore] list (.writscanignore) names
 // their path, rule or fingerprint; a [Baseline] marks the findings that an
 // earlier scan already reported.
+//
+// Live validation (`writ scan --validate`, off unless asked for) is a
+// [Validator]: [Config.Secret] hands it each kept finding's value during
+// the scan, and [Validator.Validate] sends each distinct secret once to
+// its provider's read-only identity call (GitHub, Slack, OpenAI,
+// Anthropic, Stripe) and sets the findings' [Validation] (valid, invalid
+// or unknown, with a reason that never holds the value), which the blast
+// radius score uses.
 package scan

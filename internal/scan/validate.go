@@ -131,6 +131,7 @@ var notValidated = map[string]string{
 	"slack-app-token":            "not validated: Slack app-level tokens have no harmless identity call",
 	"slack-webhook-url":          "not validated: the only check of a webhook is posting to it",
 	"anthropic-admin-api-key":    "not validated: no read-only call is documented for admin keys",
+	"gitlab-pat":                 "not validated: self-managed GitLab uses the same prefix (the token would go to gitlab.com)",
 	"slack-config-access-token":  "not validated: Slack configuration tokens have no harmless identity call",
 	"slack-config-refresh-token": "not validated: Slack configuration tokens have no harmless identity call",
 }
@@ -434,7 +435,7 @@ func judgeGitHub(status int, h http.Header, _ []byte) (Validity, string) {
 }
 
 // slackInvalid are auth.test's error codes for a token that opens nothing.
-var slackInvalid = []string{"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+var slackInvalid = []string{"invalid_auth", "account_inactive", "token_revoked", "token_expired"}
 
 func judgeSlack(status int, _ http.Header, body []byte) (Validity, string) {
 	if status != http.StatusOK {
