@@ -6,7 +6,11 @@
 //
 // The store is the source of truth. The registry keeps a read-only snapshot
 // of it, indexed by selector, that is replaced after every successful write;
-// Match reads the snapshot without touching the store.
+// Match reads the snapshot without touching the store. A write through the
+// registry reads back the one entry it wrote and derives the next snapshot
+// from the current one (no read of every entry: creating the 10,000th
+// entry costs what creating the first does, but for copying the
+// snapshot's slices); Reload reads them all, for changes other servers made.
 package registry
 
 import (
@@ -14,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -44,13 +49,143 @@ type Registry struct {
 	c    Config
 	snap atomic.Pointer[snapshot]
 
-	mu       sync.Mutex // serialises writes and guards watchers
+	mu       sync.Mutex // serialises writes and guards watchers and the change log
 	watchers map[chan struct{}]struct{}
+	// gen counts the changes; log names the entries of the newest ones
+	// (log[len(log)-1] is change gen), floor is the change before which
+	// the log knows nothing (a Reload may have changed anything).
+	gen, floor uint64
+	log        []string
 }
 
+// changeLog is how many changes ChangedSince can tell apart.
+const changeLog = 4096
+
+// snapshot is one immutable state of the entry set: readers hold it
+// without locks, writers replace it whole.
 type snapshot struct {
-	all        []store.Entry
-	bySelector map[string][]int // first selector -> indexes into all
+	all        []store.Entry            // ordered by name, byte order
+	bySelector map[string][]store.Entry // first selector -> the entries it starts
+	bySpiffe   map[string][]store.Entry // SPIFFE ID -> its entries, by name
+	// labels are the labels of each SPIFFE ID's entries merged (a later
+	// name's value wins), for authenticating an agent without a scan.
+	labels map[string]map[string]string
+}
+
+func byName(a store.Entry, name string) int { return strings.Compare(a.Name, name) }
+
+// newSnapshot indexes all (sorting it by name: a store's collation may
+// order names otherwise).
+func newSnapshot(all []store.Entry) *snapshot {
+	slices.SortFunc(all, func(a, b store.Entry) int { return strings.Compare(a.Name, b.Name) })
+	s := &snapshot{all: all, bySelector: map[string][]store.Entry{}, bySpiffe: map[string][]store.Entry{}, labels: map[string]map[string]string{}}
+	for _, e := range all {
+		s.index(e)
+		s.bySpiffe[e.SpiffeID] = append(s.bySpiffe[e.SpiffeID], e)
+	}
+	for id := range s.bySpiffe {
+		s.mergeLabels(id)
+	}
+	return s
+}
+
+// mergeLabels recomputes the merged labels of SPIFFE ID id.
+func (s *snapshot) mergeLabels(id string) {
+	var m map[string]string
+	for _, e := range s.bySpiffe[id] {
+		if len(e.Labels) > 0 && m == nil {
+			m = map[string]string{}
+		}
+		maps.Copy(m, e.Labels)
+	}
+	if m == nil {
+		delete(s.labels, id)
+	} else {
+		s.labels[id] = m
+	}
+}
+
+// setSpiffe replaces old (when it is not zero) by e (when it is not
+// zero) among their SPIFFE IDs' entries, and their merged labels.
+func (s *snapshot) setSpiffe(old, e store.Entry) {
+	if old.Name != "" {
+		l := slices.DeleteFunc(slices.Clone(s.bySpiffe[old.SpiffeID]), func(x store.Entry) bool { return x.Name == old.Name })
+		if len(l) == 0 {
+			delete(s.bySpiffe, old.SpiffeID)
+		} else {
+			s.bySpiffe[old.SpiffeID] = l
+		}
+		s.mergeLabels(old.SpiffeID)
+	}
+	if e.Name != "" {
+		l := s.bySpiffe[e.SpiffeID]
+		i, _ := slices.BinarySearchFunc(l, e.Name, byName)
+		s.bySpiffe[e.SpiffeID] = slices.Insert(slices.Clone(l), i, e)
+		s.mergeLabels(e.SpiffeID)
+	}
+}
+
+// clone copies s's maps (not the lists they hold: those are replaced, not
+// changed), for a writer to change.
+func (s *snapshot) clone() *snapshot {
+	return &snapshot{bySelector: maps.Clone(s.bySelector), bySpiffe: maps.Clone(s.bySpiffe), labels: maps.Clone(s.labels)}
+}
+
+// index adds e under its first selector (every match must contain it).
+// An entry without selectors matches nothing (Validate refuses them).
+func (s *snapshot) index(e store.Entry) {
+	if len(e.Selectors) == 0 {
+		return
+	}
+	k := e.Selectors[0].String()
+	s.bySelector[k] = append(slices.Clip(s.bySelector[k]), e)
+}
+
+// unindex removes old (by name) from under its first selector.
+func (s *snapshot) unindex(old store.Entry) {
+	if len(old.Selectors) == 0 {
+		return
+	}
+	k := old.Selectors[0].String()
+	l := slices.DeleteFunc(slices.Clone(s.bySelector[k]), func(e store.Entry) bool { return e.Name == old.Name })
+	if len(l) == 0 {
+		delete(s.bySelector, k)
+	} else {
+		s.bySelector[k] = l
+	}
+}
+
+// with returns a new snapshot holding e in place of the entry of its name
+// (or added). s is not changed: readers may hold it.
+func (s *snapshot) with(e store.Entry) *snapshot {
+	i, found := slices.BinarySearchFunc(s.all, e.Name, byName)
+	n := s.clone()
+	var old store.Entry
+	if found {
+		old = s.all[i]
+		n.unindex(old)
+		n.all = slices.Clone(s.all)
+		n.all[i] = e
+	} else {
+		n.all = make([]store.Entry, 0, len(s.all)+1)
+		n.all = append(append(append(n.all, s.all[:i]...), e), s.all[i:]...)
+	}
+	n.index(e)
+	n.setSpiffe(old, e)
+	return n
+}
+
+// without returns a new snapshot without the entry named name.
+func (s *snapshot) without(name string) *snapshot {
+	i, found := slices.BinarySearchFunc(s.all, name, byName)
+	if !found {
+		return s
+	}
+	n := s.clone()
+	n.unindex(s.all[i])
+	n.setSpiffe(s.all[i], store.Entry{})
+	n.all = slices.Concat(s.all[:i], s.all[i+1:])
+	return n
 }
 
 // New loads the entries from the store.
@@ -90,17 +225,37 @@ func (r *Registry) reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load identities: %w", err)
 	}
-	s := &snapshot{all: all, bySelector: map[string][]int{}}
-	for i, id := range all {
-		if len(id.Selectors) == 0 {
-			continue // matches nothing; Validate refuses such entries
-		}
-		// Index under the first selector: every match must contain it.
-		k := id.Selectors[0].String()
-		s.bySelector[k] = append(s.bySelector[k], i)
-	}
-	r.snap.Store(s)
+	r.snap.Store(newSnapshot(all))
+	r.gen++
+	r.floor, r.log = r.gen, nil
 	return nil
+}
+
+// logChange records that the entry name changed. r.mu is held.
+func (r *Registry) logChange(name string) {
+	r.gen++
+	r.log = append(r.log, name)
+	if len(r.log) > 2*changeLog {
+		r.log = slices.Clone(r.log[len(r.log)-changeLog:])
+	}
+}
+
+// ChangedSince returns the names of the entries changed (created,
+// replaced or deleted) after change gen, as [Registry.Get] now tells
+// them, and the current change; ok is false when the registry cannot say
+// (gen is older than its log, or a Reload came between): then compare
+// every entry. A watcher that diffs the set keeps the returned change for
+// its next call.
+func (r *Registry) ChangedSince(gen uint64) (names []string, now uint64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	oldest := r.gen - uint64(len(r.log)) // the log holds changes oldest+1 .. gen
+	if gen < r.floor || gen < oldest || gen > r.gen {
+		return nil, r.gen, false
+	}
+	names = slices.Clone(r.log[gen-oldest:])
+	slices.Sort(names)
+	return slices.Compact(names), r.gen, true
 }
 
 // FieldError is a validation error of one field of an entry.
@@ -184,7 +339,7 @@ func (r *Registry) Create(ctx context.Context, actor string, id store.Entry) (st
 	if err != nil {
 		return store.Entry{}, err
 	}
-	return out, r.changed(ctx, audit.EntryCreated, actor, out)
+	return out, r.changed(ctx, audit.EntryCreated, actor, out, false)
 }
 
 // Upsert validates and creates or replaces an entry; changed is false when
@@ -203,7 +358,7 @@ func (r *Registry) Upsert(ctx context.Context, actor string, id store.Entry) (ou
 	if out.Revision == 1 {
 		typ, created = audit.EntryCreated, true
 	}
-	return out, created, true, r.changed(ctx, typ, actor, out)
+	return out, created, true, r.changed(ctx, typ, actor, out, false)
 }
 
 // Delete removes the entry with name.
@@ -217,13 +372,13 @@ func (r *Registry) Delete(ctx context.Context, actor, name string) error {
 	if err := r.c.Store.DeleteEntry(ctx, name); err != nil {
 		return err
 	}
-	return r.changed(ctx, audit.EntryDeleted, actor, old)
+	return r.changed(ctx, audit.EntryDeleted, actor, old, true)
 }
 
-// changed refreshes the snapshot, notifies watchers and records the event.
-// r.mu is held.
-func (r *Registry) changed(ctx context.Context, typ audit.Type, actor string, id store.Entry) error {
-	reloadErr := r.reload(ctx)
+// changed refreshes the snapshot with the entry written (id, or its
+// deletion), notifies watchers and records the event. r.mu is held.
+func (r *Registry) changed(ctx context.Context, typ audit.Type, actor string, id store.Entry, deleted bool) error {
+	reloadErr := r.refresh(ctx, id.Name, deleted)
 	for ch := range r.watchers {
 		select {
 		case ch <- struct{}{}:
@@ -244,15 +399,46 @@ func (r *Registry) changed(ctx context.Context, typ audit.Type, actor string, id
 	return errors.Join(reloadErr, err)
 }
 
+// refresh puts the stored entry name (as the store now holds it, as a
+// reload would read it) into the snapshot, or takes it out when deleted.
+// Should the entry not be readable, the snapshot is reloaded whole. r.mu
+// is held.
+func (r *Registry) refresh(ctx context.Context, name string, deleted bool) error {
+	cur := r.snap.Load()
+	defer r.logChange(name)
+	if deleted {
+		r.snap.Store(cur.without(name))
+		return nil
+	}
+	e, err := r.c.Store.GetEntry(ctx, name)
+	switch {
+	case err == nil:
+		r.snap.Store(cur.with(e))
+		return nil
+	case errors.Is(err, store.ErrNotFound): // deleted since, by another server
+		r.snap.Store(cur.without(name))
+		return nil
+	}
+	return errors.Join(fmt.Errorf("read back identity %q: %w", name, err), r.reload(ctx))
+}
+
 // Get returns one entry from the snapshot.
 func (r *Registry) Get(name string) (store.Entry, bool) {
-	for _, id := range r.snap.Load().all {
-		if id.Name == name {
-			return id, true
-		}
+	all := r.snap.Load().all
+	if i, ok := slices.BinarySearchFunc(all, name, byName); ok {
+		return all[i], true
 	}
 	return store.Entry{}, false
 }
+
+// BySpiffeID returns the entries that name SPIFFE ID id, ordered by name.
+// The list is shared: do not change it.
+func (r *Registry) BySpiffeID(id string) []store.Entry { return r.snap.Load().bySpiffe[id] }
+
+// Labels returns the labels of the entries for SPIFFE ID id merged (where
+// several name it and disagree, the later name's value), nil for none.
+// The map is shared: do not change it.
+func (r *Registry) Labels(id string) map[string]string { return r.snap.Load().labels[id] }
 
 // List returns every entry, ordered by name.
 func (r *Registry) List() []store.Entry {
@@ -267,27 +453,27 @@ func (r *Registry) Match(attested []store.Selector) []store.Entry {
 	for _, a := range attested {
 		have[a.String()] = struct{}{}
 	}
-	var idx []int
-	for k := range have {
-		idx = append(idx, s.bySelector[k]...)
-	}
-	slices.Sort(idx)
 	var out []store.Entry
-	for _, i := range idx {
-		id := s.all[i]
-		ok := true
-		for _, sel := range id.Selectors[1:] {
-			if _, found := have[sel.String()]; !found {
-				ok = false
-				break
+	for k := range have {
+		for _, id := range s.bySelector[k] {
+			if matchRest(id, have) {
+				out = append(out, id)
 			}
-		}
-		if ok {
-			out = append(out, id)
 		}
 	}
 	sortSpecificFirst(out)
 	return out
+}
+
+// matchRest reports whether every selector of id after its first (the
+// one it is indexed by) is in have.
+func matchRest(id store.Entry, have map[string]struct{}) bool {
+	for _, sel := range id.Selectors[1:] {
+		if _, found := have[sel.String()]; !found {
+			return false
+		}
+	}
+	return true
 }
 
 // Watch returns a channel that receives a value after the entry set

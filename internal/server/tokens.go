@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -39,7 +38,6 @@ type tokenPart struct {
 	tlsLn     net.Listener
 	tlsSrv    *http.Server
 	cert      serverCert
-	labels    atomic.Pointer[map[string]map[string]string]
 }
 
 // initTokens builds the token service and its parts. It runs before the
@@ -62,7 +60,6 @@ func (s *Server) initTokens(ctx context.Context, closers *[]func()) error {
 	if err != nil {
 		return err
 	}
-	s.indexLabels()
 	tp.bundle = &token.Bundle{}
 	tp.bundle.Set(s.authority.Bundle())
 	issuer := s.cfg.Server.PublicURL
@@ -92,34 +89,10 @@ func (s *Server) initTokens(ctx context.Context, closers *[]func()) error {
 }
 
 // identityLabels returns the labels of the registration entry for a SPIFFE
-// ID (merged when several entries name it), from an index rebuilt when the
-// registry changes, so that authenticating an agent does not scan the
-// registry.
+// ID (merged when several entries name it), from the registry's index, so
+// that authenticating an agent does not scan the registry.
 func (s *Server) identityLabels(spiffeID string) map[string]string {
-	idx := s.tok.labels.Load()
-	if idx == nil {
-		return nil
-	}
-	return (*idx)[spiffeID]
-}
-
-// indexLabels rebuilds the SPIFFE ID -> labels index.
-func (s *Server) indexLabels() {
-	idx := map[string]map[string]string{}
-	for _, id := range s.registry.List() {
-		if len(id.Labels) == 0 {
-			continue
-		}
-		m := idx[id.SpiffeID]
-		if m == nil {
-			m = map[string]string{}
-			idx[id.SpiffeID] = m
-		}
-		for k, v := range id.Labels {
-			m[k] = v
-		}
-	}
-	s.tok.labels.Store(&idx)
+	return s.registry.Labels(spiffeID)
 }
 
 // Revocations returns the kill switch, for in-process enforcement points.
@@ -166,19 +139,6 @@ func (s *Server) startTokens(ctx context.Context, errc chan<- error) func(contex
 				return
 			case <-ch:
 				tp.bundle.Set(s.authority.Bundle())
-			}
-		}
-	}()
-	go func() {
-		ch, cancel := s.registry.Watch()
-		defer cancel()
-		s.indexLabels() // changes between New and Run
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-				s.indexLabels()
 			}
 		}
 	}()

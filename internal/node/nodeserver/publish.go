@@ -20,6 +20,13 @@ import (
 // Entries is the registry as the publisher and the SVID signer see it.
 type Entries interface {
 	List() []store.Entry
+	// BySpiffeID returns the entries naming a SPIFFE ID (shared: not to
+	// be changed).
+	BySpiffeID(id string) []store.Entry
+	Get(name string) (store.Entry, bool)
+	// ChangedSince names the entries changed after change gen, and the
+	// current change; ok false: compare them all.
+	ChangedSince(gen uint64) (names []string, now uint64, ok bool)
 	Watch() (<-chan struct{}, func())
 }
 
@@ -58,16 +65,14 @@ type Publisher struct {
 	Pins func(ctx context.Context) ([]store.Pin, error)
 	Log  *slog.Logger
 
-	mu        sync.Mutex
-	entries   map[string]store.Entry
-	revs      map[string]store.Revocation
-	resources map[string]int64 // kind/name -> version
-	pins      map[string]int64 // server/tool -> revision
-	bundle    []byte
-	ids       atomic.Pointer[map[string]bool] // SPIFFE IDs of the entries
-	// gates are, per SPIFFE ID, the node selectors each of its entries
-	// requires (nil for an entry that requires none).
-	gates atomic.Pointer[map[string][][]string]
+	mu      sync.Mutex
+	entries map[string]store.Entry
+	// entriesGen is the registry's change entries reflects (ChangedSince).
+	entriesGen uint64
+	revs       map[string]store.Revocation
+	resources  map[string]int64 // kind/name -> version
+	pins       map[string]int64 // server/tool -> revision
+	bundle     []byte
 
 	// own holds the sequences this publisher appended that Follow has not
 	// passed yet; followed is the sequence up to which this server's
@@ -197,22 +202,16 @@ func (p *Publisher) PinsChanged(ctx context.Context) {
 	p.sync(ctx, true, sources{pins: true})
 }
 
-// Registered reports whether some entry has the SPIFFE ID id.
-func (p *Publisher) Registered(id string) bool {
-	m := p.ids.Load()
-	return m != nil && (*m)[id]
-}
+// Registered reports whether some entry has the SPIFFE ID id (the
+// registry's index: no map of every entry rebuilt at each change).
+func (p *Publisher) Registered(id string) bool { return len(p.Entries.BySpiffeID(id)) > 0 }
 
 // AllowedOn reports whether an entry for id may be issued on a node whose
 // attestation satisfies have (nodeattest.Gates): one entry naming id
 // requires no node selector it lacks.
 func (p *Publisher) AllowedOn(id string, have []string) bool {
-	m := p.gates.Load()
-	if m == nil {
-		return false
-	}
-	for _, req := range (*m)[id] {
-		if nodeattest.Satisfied(req, have) {
+	for _, e := range p.Entries.BySpiffeID(id) {
+		if nodeattest.Satisfied(nodeattest.Required(e), have) {
 			return true
 		}
 	}
@@ -305,28 +304,55 @@ func (p *Publisher) put(out []store.Change, kind, key string, v any) []store.Cha
 }
 
 func (p *Publisher) diffEntries(out []store.Change) []store.Change {
-	ids := map[string]bool{}
-	gates := map[string][][]string{}
-	seen := map[string]bool{}
-	for _, e := range p.Entries.List() {
-		ids[e.SpiffeID] = true
-		gates[e.SpiffeID] = append(gates[e.SpiffeID], nodeattest.Required(e))
-		seen[e.Name] = true
+	names, gen, ok := p.Entries.ChangedSince(p.entriesGen)
+	p.entriesGen = gen
+	if ok {
+		// Only the entries changed since the last diff: a create costs
+		// the same with 10 or 10,000 entries.
+		for _, name := range names {
+			out = p.diffEntry(out, name)
+		}
+		return out
+	}
+	list := p.Entries.List()
+	for _, e := range list {
 		if old, ok := p.entries[e.Name]; ok && old.Revision == e.Revision && old.UpdatedAt.Equal(e.UpdatedAt) {
 			continue
 		}
 		p.entries[e.Name] = e
 		out = p.put(out, nodeapi.KindEntry, e.Name, e)
 	}
-	for name := range p.entries {
-		if !seen[name] {
-			delete(p.entries, name)
-			out = append(out, store.Change{Kind: nodeapi.KindEntry, Key: name, Op: store.ChangeDelete})
+	// Every listed name is published now: more published than listed
+	// means some were deleted.
+	if len(p.entries) > len(list) {
+		seen := make(map[string]bool, len(list))
+		for _, e := range list {
+			seen[e.Name] = true
+		}
+		for name := range p.entries {
+			if !seen[name] {
+				delete(p.entries, name)
+				out = append(out, store.Change{Kind: nodeapi.KindEntry, Key: name, Op: store.ChangeDelete})
+			}
 		}
 	}
-	p.ids.Store(&ids)
-	p.gates.Store(&gates)
 	return out
+}
+
+// diffEntry publishes the entry name as the registry has it now, or its
+// deletion, unless it is what was published last.
+func (p *Publisher) diffEntry(out []store.Change, name string) []store.Change {
+	e, ok := p.Entries.Get(name)
+	old, had := p.entries[name]
+	switch {
+	case !ok && had:
+		delete(p.entries, name)
+		return append(out, store.Change{Kind: nodeapi.KindEntry, Key: name, Op: store.ChangeDelete})
+	case !ok || had && old.Revision == e.Revision && old.UpdatedAt.Equal(e.UpdatedAt):
+		return out
+	}
+	p.entries[name] = e
+	return p.put(out, nodeapi.KindEntry, name, e)
 }
 
 func (p *Publisher) diffRevocations(out []store.Change) []store.Change {
