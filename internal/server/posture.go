@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/writ-dev/writ/internal/alert"
@@ -79,18 +80,15 @@ func (k signingKeys) HardwareBacked() bool {
 	return true
 }
 
-// nodeFacts reports the attestors the stored nodes joined with.
-type nodeFacts struct{ attestors []string }
-
-func (n nodeFacts) NodeAttestors() []string { return n.attestors }
-func (n nodeFacts) HardwareAttested() bool {
-	for _, a := range n.attestors {
-		if a == "tpm" {
-			return true
-		}
-	}
-	return false
+// nodeFacts reports the attestors the stored nodes joined with, and how
+// many were TPM-attested (with their PCRs checked).
+type nodeFacts struct {
+	attestors            []string
+	nodes, tpm, pcrCheck int
 }
+
+func (n nodeFacts) NodeAttestors() []string     { return n.attestors }
+func (n nodeFacts) NodeCounts() (int, int, int) { return n.nodes, n.tpm, n.pcrCheck }
 
 // postureService serves /v1/posture and /v1/tier.
 type postureService struct{ s *Server }
@@ -197,8 +195,18 @@ func (p postureService) Tier(ctx context.Context) (tier.Report, error) {
 	}
 	var nf nodeFacts
 	for _, n := range nodes {
-		if n.EvictedAt.IsZero() && !containsStr(nf.attestors, n.Attestor) {
+		if !n.EvictedAt.IsZero() {
+			continue
+		}
+		if !containsStr(nf.attestors, n.Attestor) {
 			nf.attestors = append(nf.attestors, n.Attestor)
+		}
+		nf.nodes++
+		if n.Attestor == nodeattest.TPMAttestor {
+			nf.tpm++
+			if slices.Contains(n.Selectors, nodeattest.PCRsVerified) {
+				nf.pcrCheck++
+			}
 		}
 	}
 	f.Nodes = nf
@@ -214,8 +222,11 @@ func (p postureService) Tier(ctx context.Context) (tier.Report, error) {
 	}
 	for _, e := range s.registry.List() {
 		f.Entries++
-		if len(nodeattest.Required(e)) > 0 {
+		if req := nodeattest.Required(e); len(req) > 0 {
 			f.GatedEntries++
+			if slices.ContainsFunc(req, nodeattest.RequiresTPM) {
+				f.TPMGatedEntries++
+			}
 		}
 	}
 	if err := s.credentialFacts(ctx, &f); err != nil {

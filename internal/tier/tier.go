@@ -33,10 +33,13 @@ type KeyProvider interface {
 // NodeAttestation reports how nodes prove what they are.
 type NodeAttestation interface {
 	// NodeAttestors lists the attestors nodes joined with ("join_token",
-	// "x509pop", "tpm"); HardwareAttested reports whether any node's
-	// attestation is rooted in hardware (a TPM quote).
+	// "x509pop", "tpm").
 	NodeAttestors() []string
-	HardwareAttested() bool
+	// NodeCounts counts the live (unevicted) nodes, those of them
+	// attested by their TPM (credential activation and a quote), and
+	// those of these whose quoted PCRs the server checked against its
+	// PCR allow list (selector tpm:pcrs:verified).
+	NodeCounts() (nodes, tpm, pcrChecked int)
 }
 
 // Facts are the measurements a report is made of.
@@ -75,6 +78,9 @@ type Facts struct {
 	// issued only on nodes whose attestation carries their node:
 	// selectors.
 	Entries, GatedEntries int
+	// TPMGatedEntries counts the entries issued only on TPM-attested
+	// nodes (a node:attestor:tpm or node:tpm:... selector).
+	TPMGatedEntries int
 }
 
 // Row is one requirement, evaluated.
@@ -104,6 +110,21 @@ func ratio(n, d int64, metAt float64) string {
 		return Partial
 	}
 	return NotMet
+}
+
+// remoteAttestation is the verdict of the remote-attestation row: met
+// when every live node was TPM-attested with its PCRs checked against an
+// allow list and every entry is issued only on TPM-attested nodes.
+func remoteAttestation(f Facts, nodes, tpmNodes, pcrNodes int) (string, string) {
+	ev := fmt.Sprintf("%d of %d live nodes TPM-attested (EK allow list, credential activation, quote), %d of them with their PCRs checked against an allow list; %d of %d entries issued only on TPM-attested nodes",
+		tpmNodes, nodes, pcrNodes, f.TPMGatedEntries, f.Entries)
+	switch {
+	case tpmNodes == 0:
+		return NotMet, ev
+	case tpmNodes == nodes && pcrNodes == nodes && f.Entries > 0 && f.TPMGatedEntries == f.Entries:
+		return Met, ev
+	}
+	return Partial, ev
 }
 
 // Evaluate returns the report of f.
@@ -171,18 +192,15 @@ func Evaluate(f Facts) Report {
 		Verdict: v, Evidence: "CA key provider: " + kind,
 		ToMeet: "a PKCS#11 (HSM, SoftHSM2 for tests) or TPM key provider for the CA"})
 	var attestors []string
-	hwNodes := false
+	var nodes, tpmNodes, pcrNodes int
 	if f.Nodes != nil {
-		attestors, hwNodes = f.Nodes.NodeAttestors(), f.Nodes.HardwareAttested()
+		attestors = f.Nodes.NodeAttestors()
+		nodes, tpmNodes, pcrNodes = f.Nodes.NodeCounts()
 	}
-	v = NotMet
-	if hwNodes {
-		v = Met
-	}
-	add(Row{Tier: "Advanced", ID: "remote-attestation", Requirement: "nodes and workloads are remotely attested in hardware",
-		Verdict: v, Evidence: fmt.Sprintf("node attestors in use: %v", attestors),
-		ToMeet: "TPM node attestation (a TPM quote over the node's boot state) for every node"})
-
+	v, evidence = remoteAttestation(f, nodes, tpmNodes, pcrNodes)
+	add(Row{Tier: "Advanced", ID: "remote-attestation", Requirement: "nodes are remotely attested in hardware and issuance depends on it",
+		Verdict: v, Evidence: evidence + fmt.Sprintf("; node attestors in use: %v", attestors),
+		ToMeet: "join every node with --attest tpm, give the server a PCR allow list (node.tpm_attestation.pcrs), and gate every entry on it (node:attestor:tpm) (docs/scale-out.md)"})
 	gated := NotMeasure
 	if len(attestors) > 0 && f.Entries > 0 {
 		gated = ratio(int64(f.GatedEntries), int64(f.Entries), 1)

@@ -29,6 +29,17 @@ import (
 // TPMAttestor is the name of the TPM attestor.
 const TPMAttestor = "tpm"
 
+// PCRsVerified is the selector of a node whose quoted PCRs the server
+// checked against its PCR allow list.
+var PCRsVerified = store.Selector{Type: TPMAttestor, Value: "pcrs:verified"}
+
+// RequiresTPM reports whether a node selector value (an entry's
+// node:... without the prefix) can be carried only by a TPM-attested
+// node.
+func RequiresTPM(gate string) bool {
+	return gate == "attestor:"+TPMAttestor || strings.HasPrefix(gate, TPMAttestor+":")
+}
+
 // An Activator is a Verifier whose evidence takes two rounds (credential
 // activation). Begin checks the first payload and returns the challenge
 // the node must answer and the state Verify needs to check the answer;
@@ -374,7 +385,7 @@ func (v *TPMVerifier) Verify(_ context.Context, req Request) (Result, error) {
 		sel = append(sel, store.Selector{Type: TPMAttestor, Value: "ek_ca:fingerprint:" + st.ekRoot})
 	}
 	if len(v.PCRs) > 0 {
-		sel = append(sel, store.Selector{Type: TPMAttestor, Value: "pcrs:verified"})
+		sel = append(sel, PCRsVerified)
 	}
 	return Result{Selectors: sel, Identity: sel[0]}, nil
 }
