@@ -21,6 +21,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"github.com/writ-dev/writ/internal/cli"
+	"github.com/writ-dev/writ/internal/keys/keystest"
 	"github.com/writ-dev/writ/internal/store/postgres/pgtest"
 )
 
@@ -39,16 +40,17 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata",
 		// [pg]: PostgreSQL is reachable, or CI=true (where it must be:
 		// the script then fails instead of skipping). [psql]: the psql
-		// client is installed, or CI=true.
+		// client is installed, or CI=true. [swtpm]: the swtpm simulator
+		// is installed, or CI=true.
 		Condition: func(cond string) (bool, error) {
-			if cond != "pg" && cond != "psql" {
+			if cond != "pg" && cond != "psql" && cond != "swtpm" {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}
 			if os.Getenv("CI") == "true" {
 				return true, nil
 			}
-			if cond == "psql" {
-				_, err := exec.LookPath("psql")
+			if cond == "psql" || cond == "swtpm" {
+				_, err := exec.LookPath(cond)
 				return err == nil, nil
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -294,6 +296,31 @@ func TestScripts(t *testing.T) {
 					ts.Fatalf("usage: pgdatabase")
 				}
 				pgDatabase(ts)
+			},
+			// swtpm VAR starts a fresh swtpm TPM 2.0 simulator for the
+			// script (stopped at its end) and sets VAR to its command
+			// address (guard the script with [!swtpm] skip: swtpm is installed,
+			// or CI=true, where .ci/run installs it).
+			"swtpm": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 || neg {
+					ts.Fatalf("usage: swtpm VAR")
+				}
+				if _, err := exec.LookPath("swtpm"); err != nil {
+					if os.Getenv("CI") == "true" {
+						ts.Fatalf("swtpm is not installed (CI=true: .ci/run installs the swtpm package)")
+					}
+					ts.Fatalf("swtpm is not installed; guard the script with [!swtpm] skip")
+				}
+				dir := ts.MkAbs("swtpm-" + args[0])
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					ts.Fatalf("%v", err)
+				}
+				tp, err := keystest.StartSWTPM(dir)
+				if err != nil {
+					ts.Fatalf("%v", err)
+				}
+				ts.Defer(tp.Stop)
+				ts.Setenv(args[0], tp.Addr)
 			},
 			// waitfor PROGRAM ARGS... runs the program until it succeeds
 			// (every 50ms, 30s at most), for what happens shortly after a

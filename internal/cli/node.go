@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/writ-dev/writ/internal/apitypes"
+	"github.com/writ-dev/writ/internal/keys"
+	"github.com/writ-dev/writ/internal/node/nodeattest"
 )
 
 func newNodeCmd(g *globals) *cobra.Command {
@@ -15,13 +17,58 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Short: "Manage scale-out nodes: join tokens, the list of attested nodes, eviction",
 		Long: `Manage scale-out nodes (writ serve --role node on other hosts).
 
-A node joins with a single-use join token (writ node token create) or with
-an x509pop machine certificate, and then reaches the server with a node
+A node joins with a single-use join token (writ node token create), with
+an x509pop machine certificate, or with its TPM (--attest tpm; writ node
+tpm-ek prints the hash the server must allow), and then reaches the server with a node
 SVID. See docs/scale-out.md.`,
 	}
 	token := &cobra.Command{Use: "token", Short: "Create, list and delete single-use node join tokens"}
 	token.AddCommand(newNodeTokenCreateCmd(g), newNodeTokenListCmd(g), newNodeTokenDeleteCmd(g))
-	cmd.AddCommand(token, newNodeListCmd(g), newNodeEvictCmd(g))
+	cmd.AddCommand(token, newNodeListCmd(g), newNodeEvictCmd(g), newNodeTPMEKCmd(g))
+	return cmd
+}
+
+func newNodeTPMEKCmd(g *globals) *cobra.Command {
+	var device, swtpm string
+	out := new(string)
+	cmd := withTPMFlags(&cobra.Command{
+		Use:   "tpm-ek (--tpm-device /dev/tpmrm0 | --tpm-swtpm HOST:PORT)",
+		Short: "Print this host's TPM endorsement key hash, for the server's node.tpm_attestation.ek_hashes",
+		Long: `Print the hash of this host's TPM 2.0 endorsement key (EK): hex SHA-256 of
+the PKIX DER of its public key. List it in the server's
+node.tpm_attestation.ek_hashes to let the host join with
+writ serve --role node --attest tpm. Run it on the node, as the user writ
+runs as. See docs/scale-out.md.
+
+Example:
+  writ node tpm-ek --tpm-device /dev/tpmrm0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(*out); err != nil {
+				return err
+			}
+			if (device == "") == (swtpm == "") {
+				return fmt.Errorf("name the TPM: --tpm-device /dev/tpmrm0 or --tpm-swtpm HOST:PORT")
+			}
+			h, err := nodeattest.TPMEKHash(keys.TPMConfig{Device: device, TCP: swtpm})
+			if err != nil {
+				return err
+			}
+			if *out == "json" {
+				return printJSON(g.stdout, map[string]string{"ek_hash": h})
+			}
+			fmt.Fprintln(g.stdout, h)
+			return nil
+		},
+	}, &device, &swtpm)
+	out = outputFlag(cmd)
+	return cmd
+}
+
+// withTPMFlags adds --tpm-device and --tpm-swtpm to cmd.
+func withTPMFlags(cmd *cobra.Command, device, swtpm *string) *cobra.Command {
+	cmd.Flags().StringVar(device, "tpm-device", "", "the TPM 2.0 device, normally /dev/tpmrm0")
+	cmd.Flags().StringVar(swtpm, "tpm-swtpm", "", "a swtpm simulator's command address host:port (its control port is the next one)")
 	return cmd
 }
 

@@ -108,6 +108,7 @@ type TPM struct {
 	// Addr is the command address, Platform the platform (control) one.
 	Addr, Platform string
 	dir            string
+	adjacent       bool // the control port is the command port + 1
 	cmd            *exec.Cmd
 	exited         chan error
 }
@@ -129,6 +130,23 @@ func SWTPM(t testing.TB) *TPM {
 	t.Cleanup(tp.stop)
 	return tp
 }
+
+// StartSWTPM starts a fresh swtpm keeping its state in dir, for callers
+// without a testing.TB (script tests), with its control port next to its
+// command port (so the command address alone names it); Stop ends it.
+func StartSWTPM(dir string) (*TPM, error) {
+	tp := &TPM{dir: dir, adjacent: true}
+	var err error
+	for range 5 {
+		if err = tp.tryStart(); err == nil {
+			return tp, nil
+		}
+	}
+	return nil, err
+}
+
+// Stop stops the simulator.
+func (tp *TPM) Stop() { tp.stop() }
 
 func (tp *TPM) start(t testing.TB) {
 	t.Helper()
@@ -162,6 +180,16 @@ func (tp *TPM) tryStart() error {
 	pp, err := freePort()
 	if err != nil {
 		return err
+	}
+	if tp.adjacent {
+		// The control port is the command port + 1, which is what
+		// writ assumes when only the command address is configured.
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cp+1))
+		if err != nil {
+			return err
+		}
+		l.Close()
+		pp = cp + 1
 	}
 	tp.Addr, tp.Platform = fmt.Sprintf("127.0.0.1:%d", cp), fmt.Sprintf("127.0.0.1:%d", pp)
 	logFile := filepath.Join(tp.dir, "swtpm.log")
