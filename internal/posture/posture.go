@@ -480,6 +480,9 @@ func scanFinding(it store.InventoryItem, reach *reach, add func(Finding)) {
 			Holders []string
 			UsedBy  []string `json:"used_by"`
 		} `json:"blast_radius"`
+		Finding struct {
+			Validation *struct{ State, Provider, Reason string } `json:"validation"`
+		} `json:"finding"`
 	}
 	json.Unmarshal(it.Data, &c)
 	node := graph.NodeID(graph.KindCredential, graph.DiscoveredCredentialName(it.Host, c.ID))
@@ -497,6 +500,9 @@ func scanFinding(it store.InventoryItem, reach *reach, add func(Finding)) {
 	ev := []string{"fingerprint " + c.Fingerprint + " (keyed; never the value)", fmt.Sprintf("blast radius score %d (docs/scan.md#blast-radius)", c.Blast.Score)}
 	if c.AtHEAD != nil && !*c.AtHEAD {
 		ev = append(ev, "only in history (first written by commit "+c.Commit+"): still valid until rotated")
+	}
+	if v := c.Finding.Validation; v != nil {
+		ev = append(ev, fmt.Sprintf("live validation (writ scan --validate): %s, %s", v.State, v.Reason))
 	}
 	ev = append(ev, c.Blast.Via...)
 	if len(c.Blast.UsedBy) > 0 {

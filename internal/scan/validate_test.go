@@ -3,6 +3,7 @@ package scan
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -604,4 +605,46 @@ func FuzzJudge(f *testing.F) {
 			}
 		}
 	})
+}
+
+// History: a secret deleted before HEAD, written in several commits and
+// on a side branch, is still validated, once, and a Kubernetes Secret's
+// base64 value is sent decoded.
+func TestValidateGitHistory(t *testing.T) {
+	s := newFakeSecrets()
+	p := newFakeProviders(t, s)
+	r := newGitRepo(t)
+	r.commit("add", map[string]string{"a.env": "GH=" + s.ghValid + "\n"})
+	r.commit("move", map[string]string{"a.env": "", "b.env": "GH=" + s.ghValid + "\nX=1\n"})
+	r.commit("drop", map[string]string{"b.env": ""})
+	r.git("checkout", "-q", "-b", "side")
+	r.commit("side", map[string]string{"k8s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  token: " +
+		base64.StdEncoding.EncodeToString([]byte(s.stripeInvalid)) + "\n"})
+	v, err := NewValidator(ValidatorConfig{Bases: p.bases()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ig, _ := ParseIgnore("", nil)
+	sc, err := New(Config{Detector: testDetector(t), Ignore: ig, Workers: 2, Secret: v.Collect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := sc.Git(context.Background(), r.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := v.Validate(context.Background(), fs); calls != 2 {
+		t.Errorf("%d calls, want 2 (one per distinct secret)", calls)
+	}
+	states := map[string]Validity{}
+	for _, f := range fs {
+		states[f.RuleID] = f.Validation.State
+	}
+	if states["github-pat"] != Valid || states["stripe-access-token"] != Invalid || len(fs) != 2 {
+		t.Errorf("findings %d, states %v", len(fs), states)
+	}
+	if p.n(&p.seen, s.ghValid) != 1 || p.n(&p.seen, s.stripeInvalid) != 1 {
+		t.Errorf("sent: github %d, stripe (decoded) %d", p.n(&p.seen, s.ghValid), p.n(&p.seen, s.stripeInvalid))
+	}
+	noSecretIn(t, fs, s.all())
 }
