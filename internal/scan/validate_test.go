@@ -197,11 +197,9 @@ func (p *fakeProviders) bases() map[string]string {
 	return m
 }
 
-// scanValidated scans files with a validator collecting values.
-func scanValidated(t *testing.T, files map[string]string, cfg ValidatorConfig) ([]Finding, *Validator, int) {
+// validatingScanner is a scanner handing values to a new validator.
+func validatingScanner(t *testing.T, cfg ValidatorConfig) (*Scanner, *Validator) {
 	t.Helper()
-	dir := t.TempDir()
-	writeFiles(t, dir, files)
 	v, err := NewValidator(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +209,15 @@ func scanValidated(t *testing.T, files map[string]string, cfg ValidatorConfig) (
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sc, v
+}
+
+// scanValidated scans files with a validator collecting values.
+func scanValidated(t *testing.T, files map[string]string, cfg ValidatorConfig) ([]Finding, *Validator, int) {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, files)
+	sc, v := validatingScanner(t, cfg)
 	fs, err := sc.Dir(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -620,15 +627,7 @@ func TestValidateGitHistory(t *testing.T) {
 	r.git("checkout", "-q", "-b", "side")
 	r.commit("side", map[string]string{"k8s.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  token: " +
 		base64.StdEncoding.EncodeToString([]byte(s.stripeInvalid)) + "\n"})
-	v, err := NewValidator(ValidatorConfig{Bases: p.bases()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ig, _ := ParseIgnore("", nil)
-	sc, err := New(Config{Detector: testDetector(t), Ignore: ig, Workers: 2, Secret: v.Collect})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, v := validatingScanner(t, ValidatorConfig{Bases: p.bases()})
 	fs, err := sc.Git(context.Background(), r.dir)
 	if err != nil {
 		t.Fatal(err)
