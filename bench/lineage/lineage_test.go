@@ -232,7 +232,10 @@ func BenchmarkLineageQuery(b *testing.B) {
 	}{
 		{"all-last-24h", graph.Query{Since: end.Add(-24 * time.Hour)}},
 		{"all", graph.Query{}},                      // every hour: the all-time rollup
-		{"all-since-start", graph.Query{Since: t0}}, // the same answer summed over every hour's facts
+		{"all-since-start", graph.Query{Since: t0}}, // the same answer: from before the first fact, the all-time rollup
+		// Four whole days from the daily rollup and twelve hours at
+		// each end from the hourly facts.
+		{"all-window-5d", graph.Query{Since: t0.Add(36 * time.Hour), Until: t0.Add(5*24*time.Hour + 12*time.Hour)}},
 		{"identity", graph.Query{Identity: "spiffe://writ.local/agent/kind7"}},
 		{"task", graph.Query{Task: fmt.Sprintf("task_3_%d", int(end.Sub(t0)/time.Hour)/2)}},
 		{"user", graph.Query{User: "user:u3"}},

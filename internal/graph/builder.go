@@ -19,6 +19,7 @@ type Facts interface {
 	GetCursor(ctx context.Context, name string) (store.Cursor, error)
 	AddLineage(ctx context.Context, from, next int64, facts []store.LineageFact) error
 	ListLineage(ctx context.Context, f store.LineageFilter) ([]store.LineageFact, error)
+	LineageStart(ctx context.Context) (time.Time, bool, error)
 }
 
 // Approvers tells who decided an approval request (store.Approvals).

@@ -93,6 +93,9 @@ type Lineage struct {
 	// CrownJewels returns the names of the services and MCP servers
 	// marked as crown jewels; optional.
 	CrownJewels func(ctx context.Context) ([]string, error)
+	// HourlyOnly sums hourly facts for every window, neither the daily
+	// nor the all-time rollup (the reference they are tested against).
+	HourlyOnly bool
 }
 
 // Query folds in the events appended since the last query, then answers
@@ -106,8 +109,17 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 		return nil, err
 	}
 	maxFacts := cmpOr(q.MaxFacts, DefaultMaxFacts)
-	// Without a window, the all-time rollup: one row per path.
-	allTime := q.Since.IsZero() && q.Until.IsZero()
+	// Without a window, the all-time rollup: one row per path. So too
+	// for a window from before the first fact on: it holds every fact.
+	// (Facts folded meanwhile are later than since, inside the window.)
+	allTime := q.Since.IsZero() && q.Until.IsZero() && !l.HourlyOnly
+	if !q.Since.IsZero() && q.Until.IsZero() && !l.HourlyOnly {
+		start, ok, err := l.Builder.Facts.LineageStart(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("lineage: %w", err)
+		}
+		allTime = !ok || !start.Before(q.Since.Truncate(time.Hour))
+	}
 	target := q.Service
 	if kind, name, _ := strings.Cut(q.To, ":"); target == "" && (kind == KindService || kind == KindMCPServer) {
 		// Every path into a service or MCP server is an access of it:
@@ -128,7 +140,8 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 	var facts []store.LineageFact
 	for _, t := range reads {
 		more, err := l.Builder.Facts.ListLineage(ctx, store.LineageFilter{Since: q.Since, Until: q.Until, Identity: q.Identity,
-			Instance: q.Instance, Task: q.Task, User: q.User, Target: t, Credential: q.Credential, Limit: maxFacts + 1 - len(facts), AllTime: allTime})
+			Instance: q.Instance, Task: q.Task, User: q.User, Target: t, Credential: q.Credential, Limit: maxFacts + 1 - len(facts), AllTime: allTime,
+			HourlyOnly: l.HourlyOnly})
 		if err != nil {
 			return nil, fmt.Errorf("lineage: %w", err)
 		}

@@ -56,7 +56,10 @@ type LineageFact struct {
 }
 
 // LineageFilter selects lineage facts. Since and Until are widened to
-// whole hours (Since down, Until up); zero fields select everything.
+// whole hours (Since down, Until up); zero fields select everything. The
+// whole UTC days of a window are read from the daily rollup (one row per
+// day and path, kept by AddLineage) and the hours at its two ends from the
+// hourly facts; the sums are the same as over every hour.
 type LineageFilter struct {
 	Since, Until time.Time
 	// Identity selects facts of this SPIFFE ID or of IDs under it as a
@@ -75,6 +78,10 @@ type LineageFilter struct {
 	// be zero. A query over every hour then reads one row per path
 	// instead of one per path and hour.
 	AllTime bool
+	// HourlyOnly sums the hourly facts of the window even where the
+	// daily rollup holds whole days of it (the reference the daily
+	// rollup is tested against).
+	HourlyOnly bool
 }
 
 // LineageAllTime is the Hour of the all-time rollup's facts (an hour
@@ -93,7 +100,13 @@ type Lineage interface {
 	// the lineage cursor from from to next, in one transaction. If the
 	// cursor is not at from nothing is stored and the error wraps
 	// [ErrCursorMoved].
+	// The daily rollup (one row per UTC day and path) takes the same
+	// facts summed per day, in the same transaction; facts with Hour
+	// LineageAllTime go to the all-time rollup only.
 	AddLineage(ctx context.Context, from, next int64, facts []LineageFact) error
+	// LineageStart returns the hour of the earliest hourly fact, and
+	// false when there is none.
+	LineageStart(ctx context.Context) (time.Time, bool, error)
 	// ListLineage returns the facts f selects, summed over the hours of
 	// the window: one fact per path (Hour is zero), ordered by identity,
 	// target, tool; with f.AllTime, the rollup's facts (Hour

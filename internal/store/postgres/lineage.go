@@ -76,24 +76,45 @@ func (d *DB) AddLineage(ctx context.Context, from, next int64, facts []store.Lin
 			return nil
 		}
 		b := &pgx.Batch{}
-		for _, f := range facts {
-			b.Queue(`INSERT INTO lineage_facts (hour, `+rowcodec.LineagePath+`, allowed, denied, held, first_seen, last_seen)
-				VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
-				ON CONFLICT (hour, `+rowcodec.LineagePath+`) DO UPDATE SET
-					allowed = lineage_facts.allowed + excluded.allowed, denied = lineage_facts.denied + excluded.denied,
-					held = lineage_facts.held + excluded.held,
-					first_seen = LEAST(lineage_facts.first_seen, excluded.first_seen),
-					last_seen = GREATEST(lineage_facts.last_seen, excluded.last_seen)`,
-				f.Hour.Truncate(time.Hour).Unix(), f.User, f.Identity, f.Instance, f.Task, f.Via,
-				f.TargetKind, f.Target, f.Tool, f.Credential, f.ApprovedBy, f.Allowed, f.Denied, f.Held,
-				unixNano(f.FirstSeen), unixNano(f.LastSeen))
-		}
+		queueLineage(b, "lineage_facts", "hour", facts)
+		queueLineage(b, "lineage_daily", "day", rowcodec.LineageDays(facts))
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return fmt.Errorf("add lineage: %w", err)
 	}
 	return nil
+}
+
+// queueLineage queues the upserts adding facts to table, whose time
+// column col takes each fact's Hour (an hour's or a day's start) in unix
+// seconds.
+func queueLineage(b *pgx.Batch, table, col string, facts []store.LineageFact) {
+	for _, f := range facts {
+		b.Queue(`INSERT INTO `+table+` (`+col+`, `+rowcodec.LineagePath+`, allowed, denied, held, first_seen, last_seen)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+			ON CONFLICT (`+col+`, `+rowcodec.LineagePath+`) DO UPDATE SET
+				allowed = `+table+`.allowed + excluded.allowed, denied = `+table+`.denied + excluded.denied,
+				held = `+table+`.held + excluded.held,
+				first_seen = LEAST(`+table+`.first_seen, excluded.first_seen),
+				last_seen = GREATEST(`+table+`.last_seen, excluded.last_seen)`,
+			f.Hour.Truncate(time.Hour).Unix(), f.User, f.Identity, f.Instance, f.Task, f.Via,
+			f.TargetKind, f.Target, f.Tool, f.Credential, f.ApprovedBy, f.Allowed, f.Denied, f.Held,
+			unixNano(f.FirstSeen), unixNano(f.LastSeen))
+	}
+}
+
+// LineageStart implements store.Lineage.
+func (d *DB) LineageStart(ctx context.Context) (time.Time, bool, error) {
+	var h *int64
+	err := d.pool.QueryRow(ctx, `SELECT coalesce((SELECT min(hour) FROM lineage_facts WHERE hour < -3600), (SELECT min(hour) FROM lineage_facts WHERE hour > -3600))`).Scan(&h)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("lineage start: %w", err)
+	}
+	if h == nil {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(*h, 0).UTC(), true, nil
 }
 
 // ListLineage implements store.Lineage.

@@ -53,6 +53,18 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestLineageDailyBackfill: migration 0016 fills the daily rollup from
+// the hourly facts of a store folded before it (storetest).
+func TestLineageDailyBackfill(t *testing.T) {
+	pg := pgtest.New(t)
+	storetest.RunLineageBackfill(t, func(t *testing.T) (store.Store, func(string) error, func() store.Store) {
+		dsn := pg.Schema(t)
+		db := openDSN(t, dsn)
+		exec := func(q string) error { _, err := db.Pool().Exec(context.Background(), q); return err }
+		return db, exec, func() store.Store { return openDSN(t, dsn) }
+	})
+}
+
 // TestListenChanges checks the server-to-server wake-up: an append to the
 // change feed through one store handle (one server) is announced, with its
 // sequence number, to a listener on another.

@@ -149,56 +149,173 @@ func ScanLineageSum(scan func(dest ...any) error) (store.LineageFact, error) {
 // LineageQuery is the query summing the lineage facts f selects per path,
 // with its arguments; ph(n) is the store's placeholder for the n-th
 // argument (1-based). Sums are cast to BIGINT so both stores scan them
-// as integers.
+// as integers. A window is read from the daily rollup (lineage_daily,
+// migration 0016) for its whole days and from the hourly rows for the
+// hours at its two ends ([LineageParts]), unless f.HourlyOnly.
 func LineageQuery(f store.LineageFilter, ph func(n int) string) (string, []any) {
-	var where []string
 	var args []any
-	add := func(cond string, a ...any) {
-		for _, v := range a {
-			args = append(args, v)
-			cond = strings.Replace(cond, "?", ph(len(args)), 1)
+	// where returns the conditions of one part: its time range on col
+	// (hour or day) and f's path filters.
+	where := func(fixed string, col string, from, to int64, bounded [2]bool) string {
+		var w []string
+		add := func(cond string, a ...any) {
+			for _, v := range a {
+				args = append(args, v)
+				cond = strings.Replace(cond, "?", ph(len(args)), 1)
+			}
+			w = append(w, cond)
 		}
-		where = append(where, cond)
-	}
-	if f.AllTime {
-		// A literal, not an argument, so both stores' planners see that
-		// the partial index of the rollup's rows (migration 0021) holds
-		// every row asked for.
-		where = append(where, fmt.Sprintf("hour = %d", store.LineageAllTime.Unix()))
-	} else {
-		add("hour <> ?", store.LineageAllTime.Unix())
-	}
-	if !f.Since.IsZero() {
-		add("hour >= ?", f.Since.Truncate(time.Hour).Unix())
-	}
-	if !f.Until.IsZero() {
-		// Widened up to the hour holding Until.
-		add("hour < ?", f.Until.Add(time.Hour-1).Truncate(time.Hour).Unix())
-	}
-	if f.Identity != "" {
-		prefix := strings.TrimSuffix(f.Identity, "/") + "/"
-		add("(identity = ? OR substr(identity, 1, ?) = ?)", f.Identity, len(prefix), prefix)
-	}
-	for _, c := range []struct{ col, v string }{{"instance", f.Instance}, {"task", f.Task}, {`"user"`, f.User},
-		{"target", f.Target}, {"credential", f.Credential}} {
-		if c.v != "" {
-			add(c.col+" = ?", c.v)
+		if fixed != "" {
+			w = append(w, fixed)
 		}
+		if bounded[0] {
+			add(col+" >= ?", from)
+		}
+		if bounded[1] {
+			add(col+" < ?", to)
+		}
+		if f.Identity != "" {
+			prefix := strings.TrimSuffix(f.Identity, "/") + "/"
+			add("(identity = ? OR substr(identity, 1, ?) = ?)", f.Identity, len(prefix), prefix)
+		}
+		for _, c := range []struct{ col, v string }{{"instance", f.Instance}, {"task", f.Task}, {`"user"`, f.User},
+			{"target", f.Target}, {"credential", f.Credential}} {
+			if c.v != "" {
+				add(c.col+" = ?", c.v)
+			}
+		}
+		return strings.Join(w, " AND ")
 	}
-	q := `SELECT ` + LineagePath + `, CAST(sum(allowed) AS BIGINT), CAST(sum(denied) AS BIGINT), CAST(sum(held) AS BIGINT),
-		min(first_seen), max(last_seen) FROM lineage_facts WHERE ` + strings.Join(where, " AND ") + ` GROUP BY ` + LineagePath
+	var q string
 	if f.AllTime {
 		// One row per path already: nothing to sum, and read in the
-		// order of the primary key, which costs no sort.
-		q = `SELECT ` + LineagePath + `, allowed, denied, held, first_seen, last_seen FROM lineage_facts WHERE ` + strings.Join(where, " AND ") +
-			` ORDER BY ` + LineagePath
+		// order of the primary key, which costs no sort. The hour is a
+		// literal, not an argument, so both stores' planners see that
+		// the partial index of the rollup's rows (migration 0021) holds
+		// every row asked for.
+		q = `SELECT ` + LineagePath + `, allowed, denied, held, first_seen, last_seen FROM lineage_facts WHERE ` +
+			where(fmt.Sprintf("hour = %d", store.LineageAllTime.Unix()), "", 0, 0, [2]bool{}) + ` ORDER BY ` + LineagePath
 	} else {
+		const sums = `, CAST(sum(allowed) AS BIGINT), CAST(sum(denied) AS BIGINT), CAST(sum(held) AS BIGINT), min(first_seen), max(last_seen)`
+		parts := LineageParts(f)
+		var sel []string
+		for _, p := range parts {
+			table, col, fixed := "lineage_facts", "hour", fmt.Sprintf("hour <> %d", store.LineageAllTime.Unix())
+			if p.Daily {
+				table, col, fixed = "lineage_daily", "day", ""
+			}
+			w := where(fixed, col, p.From, p.To, [2]bool{p.FromSet, p.ToSet})
+			if w == "" {
+				w = "true"
+			}
+			if len(parts) == 1 {
+				q = `SELECT ` + LineagePath + sums + ` FROM ` + table + ` WHERE ` + w + ` GROUP BY ` + LineagePath
+			}
+			sel = append(sel, `SELECT `+LineagePath+`, allowed, denied, held, first_seen, last_seen FROM `+table+` WHERE `+w)
+		}
+		if len(parts) > 1 {
+			q = `SELECT ` + LineagePath + sums + ` FROM (` + strings.Join(sel, " UNION ALL ") + `) AS parts GROUP BY ` + LineagePath
+		}
 		q += ` ORDER BY ` + LineageOrder
 	}
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
 	return q, args
+}
+
+// LineagePart is one range of rows a windowed lineage query sums: hours
+// (lineage_facts) or whole days (lineage_daily), from From (if FromSet)
+// up to To (if ToSet), in unix seconds.
+type LineagePart struct {
+	Daily          bool
+	From, To       int64
+	FromSet, ToSet bool
+}
+
+const lineageDay = 24 * 3600
+
+// LineageParts splits f's window, widened to whole hours, into the whole
+// UTC days inside it, read from the daily rollup, and the hours before
+// the first and after the last of them, read from the hourly rows. A
+// window with no whole day in it is hours only; so is every window with
+// f.HourlyOnly.
+func LineageParts(f store.LineageFilter) []LineagePart {
+	var s, u int64
+	sSet, uSet := !f.Since.IsZero(), !f.Until.IsZero()
+	if sSet {
+		s = floorDiv(f.Since.Unix(), 3600) * 3600
+	}
+	if uSet {
+		// Widened up to the end of the hour holding Until.
+		secs := f.Until.Unix()
+		if f.Until.Nanosecond() > 0 {
+			secs++
+		}
+		u = ceilDiv(secs, 3600) * 3600
+	}
+	hours := LineagePart{From: s, To: u, FromSet: sSet, ToSet: uSet}
+	if f.HourlyOnly {
+		return []LineagePart{hours}
+	}
+	ds, de := ceilDiv(s, lineageDay)*lineageDay, floorDiv(u, lineageDay)*lineageDay
+	if sSet && uSet && ds >= de {
+		return []LineagePart{hours}
+	}
+	var parts []LineagePart
+	if sSet && s < ds {
+		parts = append(parts, LineagePart{From: s, To: ds, FromSet: true, ToSet: true})
+	}
+	parts = append(parts, LineagePart{Daily: true, From: ds, To: de, FromSet: sSet, ToSet: uSet})
+	if uSet && de < u {
+		parts = append(parts, LineagePart{From: de, To: u, FromSet: true, ToSet: true})
+	}
+	return parts
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+// LineageDays sums facts (hourly, as store.Lineage.AddLineage takes them)
+// into one fact per UTC day and path, Hour the day's start: the rows
+// AddLineage adds to the daily rollup in the same transaction. The
+// all-time rollup's facts (Hour store.LineageAllTime) are left out.
+func LineageDays(facts []store.LineageFact) []store.LineageFact {
+	idx := make(map[store.LineageFact]int, len(facts))
+	out := make([]store.LineageFact, 0, len(facts))
+	for _, f := range facts {
+		if f.Hour.Equal(store.LineageAllTime) {
+			continue
+		}
+		k := f
+		k.Hour = time.Unix(floorDiv(f.Hour.Unix(), lineageDay)*lineageDay, 0).UTC()
+		k.Allowed, k.Denied, k.Held, k.FirstSeen, k.LastSeen = 0, 0, 0, time.Time{}, time.Time{}
+		i, ok := idx[k]
+		if !ok {
+			idx[k] = len(out)
+			k.FirstSeen, k.LastSeen = f.FirstSeen, f.LastSeen
+			out = append(out, k)
+			i = len(out) - 1
+		}
+		d := &out[i]
+		d.Allowed += f.Allowed
+		d.Denied += f.Denied
+		d.Held += f.Held
+		if f.FirstSeen.Before(d.FirstSeen) {
+			d.FirstSeen = f.FirstSeen
+		}
+		if f.LastSeen.After(d.LastSeen) {
+			d.LastSeen = f.LastSeen
+		}
+	}
+	return out
 }
 
 // AlertQuery is the query listing the alerts f selects, newest raised

@@ -70,28 +70,54 @@ func (d *DB) AddLineage(ctx context.Context, from, next int64, facts []store.Lin
 	if err := moveCursor(ctx, tx, store.CursorLineage, from, next, nil); err != nil {
 		return fmt.Errorf("add lineage: %w", err)
 	}
-	if len(facts) > 0 {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO lineage_facts (hour, user, identity, instance, task, via, target_kind, target,
-			tool, credential, approved_by, allowed, denied, held, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT (hour, user, identity, instance, task, via, target_kind, target, tool, credential, approved_by) DO UPDATE SET
-				allowed = allowed + excluded.allowed, denied = denied + excluded.denied, held = held + excluded.held,
-				first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`)
-		if err != nil {
-			return fmt.Errorf("add lineage: %w", err)
-		}
-		defer stmt.Close()
-		for _, f := range facts {
-			if _, err := stmt.ExecContext(ctx, f.Hour.Truncate(time.Hour).Unix(), f.User, f.Identity, f.Instance, f.Task, f.Via,
-				f.TargetKind, f.Target, f.Tool, f.Credential, f.ApprovedBy, f.Allowed, f.Denied, f.Held,
-				unixNano(f.FirstSeen), unixNano(f.LastSeen)); err != nil {
-				return fmt.Errorf("add lineage: %w", err)
-			}
-		}
+	if err := upsertLineage(ctx, tx, "lineage_facts", "hour", facts); err != nil {
+		return err
+	}
+	if err := upsertLineage(ctx, tx, "lineage_daily", "day", rowcodec.LineageDays(facts)); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("add lineage: %w", err)
 	}
 	return nil
+}
+
+// upsertLineage adds facts to table, whose time column col takes each
+// fact's Hour (an hour's or a day's start) in unix seconds.
+func upsertLineage(ctx context.Context, tx *sql.Tx, table, col string, facts []store.LineageFact) error {
+	if len(facts) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, `+rowcodec.LineagePath+`, allowed, denied, held, first_seen, last_seen)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (`+col+`, `+rowcodec.LineagePath+`) DO UPDATE SET
+			allowed = allowed + excluded.allowed, denied = denied + excluded.denied, held = held + excluded.held,
+			first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`)
+	if err != nil {
+		return fmt.Errorf("add lineage: %w", err)
+	}
+	defer stmt.Close()
+	for _, f := range facts {
+		if _, err := stmt.ExecContext(ctx, f.Hour.Truncate(time.Hour).Unix(), f.User, f.Identity, f.Instance, f.Task, f.Via,
+			f.TargetKind, f.Target, f.Tool, f.Credential, f.ApprovedBy, f.Allowed, f.Denied, f.Held,
+			unixNano(f.FirstSeen), unixNano(f.LastSeen)); err != nil {
+			return fmt.Errorf("add lineage: %w", err)
+		}
+	}
+	return nil
+}
+
+// LineageStart implements store.Lineage.
+func (d *DB) LineageStart(ctx context.Context) (time.Time, bool, error) {
+	var h *int64
+	err := d.db.QueryRowContext(ctx, `SELECT coalesce((SELECT min(hour) FROM lineage_facts WHERE hour < -3600), (SELECT min(hour) FROM lineage_facts WHERE hour > -3600))`).Scan(&h)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("lineage start: %w", err)
+	}
+	if h == nil {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(*h, 0).UTC(), true, nil
 }
 
 // ListLineage implements store.Lineage.

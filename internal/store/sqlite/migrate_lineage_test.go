@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/storetest"
 )
 
 // TestLineageAllTimeMigration: the hourly lineage facts folded before
@@ -79,4 +80,28 @@ func TestLineageAllTimePlan(t *testing.T) {
 	if len(plan) != 1 || !strings.Contains(plan[0], "USING COVERING INDEX lineage_facts_all_time") {
 		t.Errorf("plan of %s = %q, want one scan USING COVERING INDEX lineage_facts_all_time", q, plan)
 	}
+}
+
+// TestLineageDailyBackfill: migration 0016 fills the daily rollup from
+// the hourly facts of a store folded before it (storetest).
+func TestLineageDailyBackfill(t *testing.T) {
+	storetest.RunLineageBackfill(t, func(t *testing.T) (store.Store, func(string) error, func() store.Store) {
+		ctx := context.Background()
+		path := filepath.Join(t.TempDir(), "writ.db")
+		db, err := Open(ctx, path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec := func(q string) error { _, err := db.db.ExecContext(ctx, q); return err }
+		reopen := func() store.Store {
+			db.Close()
+			db2, err := Open(ctx, path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db2.Close() })
+			return db2
+		}
+		return db, exec, reopen
+	})
 }
