@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,6 +237,11 @@ func BenchmarkLineageQuery(b *testing.B) {
 		// Four whole days from the daily rollup and twelve hours at
 		// each end from the hourly facts.
 		{"all-window-5d", graph.Query{Since: t0.Add(36 * time.Hour), Until: t0.Add(5*24*time.Hour + 12*time.Hour)}},
+		// The same window and the whole log from its start summed over
+		// every hour (graph.Lineage.HourlyOnly): the answers without the
+		// daily and all-time rollups.
+		{"hourly-window-5d", graph.Query{Since: t0.Add(36 * time.Hour), Until: t0.Add(5*24*time.Hour + 12*time.Hour)}},
+		{"hourly-since-start", graph.Query{Since: t0}},
 		{"identity", graph.Query{Identity: "spiffe://writ.local/agent/kind7"}},
 		{"task", graph.Query{Task: fmt.Sprintf("task_3_%d", int(end.Sub(t0)/time.Hour)/2)}},
 		{"user", graph.Query{User: "user:u3"}},
@@ -245,6 +251,12 @@ func BenchmarkLineageQuery(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
+			l := l
+			if strings.HasPrefix(c.name, "hourly-") {
+				hourly := *l
+				hourly.HourlyOnly = true
+				l = &hourly
+			}
 			times := make([]time.Duration, 0, b.N)
 			var nodes, edges int
 			c0 := cpu()

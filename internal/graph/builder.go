@@ -195,25 +195,7 @@ func (a *accumulator) facts() []store.LineageFact {
 	all := make(map[store.LineageFact]int, len(a.m))
 	for _, f := range a.m {
 		out = append(out, *f)
-		k := *f
-		k.Hour, k.Allowed, k.Denied, k.Held, k.FirstSeen, k.LastSeen = store.LineageAllTime, 0, 0, 0, time.Time{}, time.Time{}
-		i, ok := all[k]
-		if !ok {
-			k.FirstSeen, k.LastSeen = f.FirstSeen, f.LastSeen
-			all[k] = len(out)
-			out = append(out, k)
-			i = len(out) - 1
-		}
-		r := &out[i]
-		r.Allowed += f.Allowed
-		r.Denied += f.Denied
-		r.Held += f.Held
-		if f.FirstSeen.Before(r.FirstSeen) {
-			r.FirstSeen = f.FirstSeen
-		}
-		if f.LastSeen.After(r.LastSeen) {
-			r.LastSeen = f.LastSeen
-		}
+		out = store.RollUp(out, all, *f, store.LineageAllTime)
 	}
 	return out
 }

@@ -139,9 +139,15 @@ func (l *Lineage) Query(ctx context.Context, q Query) (*Graph, error) {
 	}
 	var facts []store.LineageFact
 	for _, t := range reads {
-		more, err := l.Builder.Facts.ListLineage(ctx, store.LineageFilter{Since: q.Since, Until: q.Until, Identity: q.Identity,
+		f := store.LineageFilter{Since: q.Since, Until: q.Until, Identity: q.Identity,
 			Instance: q.Instance, Task: q.Task, User: q.User, Target: t, Credential: q.Credential, Limit: maxFacts + 1 - len(facts), AllTime: allTime,
-			HourlyOnly: l.HourlyOnly})
+			HourlyOnly: l.HourlyOnly}
+		if allTime {
+			// The rollup holds the window's every fact; the stores read
+			// it whole (SQLite through its covering index) only so.
+			f.Since, f.Until = time.Time{}, time.Time{}
+		}
+		more, err := l.Builder.Facts.ListLineage(ctx, f)
 		if err != nil {
 			return nil, fmt.Errorf("lineage: %w", err)
 		}

@@ -115,3 +115,30 @@ type Lineage interface {
 	// approved by).
 	ListLineage(ctx context.Context, f LineageFilter) ([]LineageFact, error)
 }
+
+// RollUp adds f's counts to the row of out for f's path at hour at (a
+// rollup's: a day's start or LineageAllTime), found through idx (keys are
+// paths at at with zero counts and times) or appended, widening its first
+// and last seen; it returns out.
+func RollUp(out []LineageFact, idx map[LineageFact]int, f LineageFact, at time.Time) []LineageFact {
+	k := f
+	k.Hour, k.Allowed, k.Denied, k.Held, k.FirstSeen, k.LastSeen = at, 0, 0, 0, time.Time{}, time.Time{}
+	i, ok := idx[k]
+	if !ok {
+		idx[k] = len(out)
+		k.FirstSeen, k.LastSeen = f.FirstSeen, f.LastSeen
+		out = append(out, k)
+		i = len(out) - 1
+	}
+	r := &out[i]
+	r.Allowed += f.Allowed
+	r.Denied += f.Denied
+	r.Held += f.Held
+	if f.FirstSeen.Before(r.FirstSeen) {
+		r.FirstSeen = f.FirstSeen
+	}
+	if f.LastSeen.After(r.LastSeen) {
+		r.LastSeen = f.LastSeen
+	}
+	return out
+}

@@ -294,26 +294,7 @@ func LineageDays(facts []store.LineageFact) []store.LineageFact {
 		if f.Hour.Equal(store.LineageAllTime) {
 			continue
 		}
-		k := f
-		k.Hour = time.Unix(floorDiv(f.Hour.Unix(), lineageDay)*lineageDay, 0).UTC()
-		k.Allowed, k.Denied, k.Held, k.FirstSeen, k.LastSeen = 0, 0, 0, time.Time{}, time.Time{}
-		i, ok := idx[k]
-		if !ok {
-			idx[k] = len(out)
-			k.FirstSeen, k.LastSeen = f.FirstSeen, f.LastSeen
-			out = append(out, k)
-			i = len(out) - 1
-		}
-		d := &out[i]
-		d.Allowed += f.Allowed
-		d.Denied += f.Denied
-		d.Held += f.Held
-		if f.FirstSeen.Before(d.FirstSeen) {
-			d.FirstSeen = f.FirstSeen
-		}
-		if f.LastSeen.After(d.LastSeen) {
-			d.LastSeen = f.LastSeen
-		}
+		out = store.RollUp(out, idx, f, time.Unix(floorDiv(f.Hour.Unix(), lineageDay)*lineageDay, 0).UTC())
 	}
 	return out
 }
