@@ -187,7 +187,7 @@ func (g *Gateway) dialAgent(b *backend, ss *sdk.ServerSession, caller Caller, a 
 			return ss.ListRoots(ctx, p)
 		}
 	}
-	cs, err := b.up.dial(ctx, opts, roots)
+	cs, _, err := b.up.dial(ctx, opts, roots)
 	if err != nil {
 		return nil, fmt.Errorf("open the upstream session of agent session %s: %w", ss.ID(), err)
 	}

@@ -55,6 +55,9 @@ type Config struct {
 	// gateway's own [Pinner] over Pins (a node's gateway asks its
 	// server). [Gateway.Recheck] still reads Pins.
 	Checker Checker
+	// NoFastPath sends every request through the SDK's server and client
+	// (see fast.go); for tests comparing the two paths.
+	NoFastPath bool
 }
 
 // Redactor redacts the secrets in the strings of a JSON document.
@@ -74,6 +77,8 @@ type Gateway struct {
 	backends map[string]*backend
 	agg      *sdk.Server
 	aggH     http.Handler
+
+	sessions sessions // agents' sessions, for the fast path
 }
 
 // Separator joins server and tool names on the aggregate endpoint.
@@ -245,6 +250,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.cfg.Log.ErrorContext(r.Context(), "identify MCP caller", "error", err)
 		http.Error(w, "cannot identify the caller", http.StatusInternalServerError)
+		return
+	}
+	if g.fast(w, r, caller, server) {
 		return
 	}
 	// The SDK binds sessions to TokenInfo.UserID and passes TokenInfo to

@@ -39,6 +39,7 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 			session := ""
 			if s := req.GetSession(); s != nil {
 				session = s.ID()
+				g.sessions.touch(session, g.cfg.Now())
 			}
 			server := ""
 			if b, ok := g.single(resolve); ok {
@@ -53,6 +54,9 @@ func (g *Gateway) middleware(resolve resolver) sdk.Middleware {
 				rev := ""
 				if ir, ok := res.(*sdk.InitializeResult); ok {
 					rev = ir.ProtocolVersion
+				}
+				if ss, ok := req.GetSession().(*sdk.ServerSession); ok && session != "" {
+					g.sessions.add(&agentSession{key: caller.Key, endpoint: server, rev: rev, ss: ss}, g.cfg.Now())
 				}
 				pins := g.pinsOf(server)
 				if err := g.record(ctx, caller, req, rev, listing{method: method, server: server, pins: pins, shown: len(pins)}); err != nil {

@@ -57,6 +57,9 @@ type upstream struct {
 	closed   bool
 	ctx      context.Context
 	redactor func(string) string
+	// hc is the HTTP client of the shared session (nil for stdio), for
+	// the fast path.
+	hc *http.Client
 }
 
 func newUpstream(srv *Server, creds Credentials, log *slog.Logger, now func() time.Time, after func(time.Duration) <-chan time.Time) *upstream {
@@ -148,7 +151,7 @@ func (u *upstream) run(ctx context.Context) {
 // connect starts or dials the upstream and initialises the shared
 // session.
 func (u *upstream) connect(ctx context.Context) (*sdk.ClientSession, error) {
-	return u.dial(ctx, &sdk.ClientOptions{
+	cs, hc, err := u.dial(ctx, &sdk.ClientOptions{
 		// The session is every agent's: it declares no sampling,
 		// elicitation or roots, so the server cannot ask them of it
 		// outside a call, where no agent could be told apart. Input
@@ -160,19 +163,25 @@ func (u *upstream) connect(ctx context.Context) (*sdk.ClientSession, error) {
 			}
 		},
 	})
+	if err == nil {
+		u.mu.Lock()
+		u.hc = hc
+		u.mu.Unlock()
+	}
+	return cs, err
 }
 
 // dial starts or dials the upstream (a stdio server: another process of
 // it) and initialises a session of a client with opts. The client passes
 // input-required answers on instead of fulfilling them (input.go).
-func (u *upstream) dial(ctx context.Context, opts *sdk.ClientOptions, mw ...sdk.Middleware) (*sdk.ClientSession, error) {
+func (u *upstream) dial(ctx context.Context, opts *sdk.ClientOptions, mw ...sdk.Middleware) (*sdk.ClientSession, *http.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.srv.Connect)
 	defer cancel()
 	var secret broker.Secret
 	if c := u.srv.Spec.Credential; c != nil {
 		_, s, err := u.creds.Get(ctx, c.Name)
 		if err != nil {
-			return nil, fmt.Errorf("get credential %s: %w", c.Name, err)
+			return nil, nil, fmt.Errorf("get credential %s: %w", c.Name, err)
 		}
 		secret = s
 		val := s.Reveal()
@@ -190,7 +199,10 @@ func (u *upstream) dial(ctx context.Context, opts *sdk.ClientOptions, mw ...sdk.
 	o.MultiRoundTrip = &sdk.MultiRoundTripOptions{Disabled: true}
 	client := sdk.NewClient(&sdk.Implementation{Name: "writ-mcp-gateway", Version: "1"}, &o)
 	client.AddReceivingMiddleware(mw...)
-	var t sdk.Transport
+	var (
+		t  sdk.Transport
+		hc *http.Client
+	)
 	if u.srv.Stdio() {
 		cmd := exec.Command(u.srv.Spec.Command, u.srv.Spec.Args...)
 		cmd.Dir = u.srv.Spec.Dir
@@ -208,15 +220,24 @@ func (u *upstream) dial(ctx context.Context, opts *sdk.ClientOptions, mw ...sdk.
 		cmd.Stderr = &lineLogger{log: u.log, redact: u.redact}
 		t = &sdk.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
 	} else {
-		hc := &http.Client{Transport: &injectTransport{base: http.DefaultTransport, srv: u.srv, secret: secret}}
+		hc = &http.Client{Transport: &injectTransport{base: upstreamTransport, srv: u.srv, secret: secret}}
 		t = &sdk.StreamableClientTransport{Endpoint: u.srv.URL.String(), HTTPClient: hc}
 	}
 	cs, err := client.Connect(ctx, t, nil)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", u.srv.Target(), err)
+		return nil, nil, fmt.Errorf("connect to %s: %w", u.srv.Target(), err)
 	}
-	return cs, nil
+	return cs, hc, nil
 }
+
+// upstreamTransport carries the requests to URL upstreams: the default
+// transport, keeping more idle connections per upstream than its two (every
+// agent's calls share an upstream).
+var upstreamTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
+}()
 
 func (u *upstream) redact(s string) string {
 	u.mu.Lock()

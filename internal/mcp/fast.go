@@ -1,0 +1,474 @@
+package mcp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// The fast path serves the hot request, an agent's tools/call on a
+// session, without the SDK's second server and client: it reads only the
+// request's envelope (decodeEnvelope), decides it exactly as the SDK's
+// path does (same Authorizer request, same journal and audit, same
+// redaction of the result), and relays the call as one JSON-RPC POST on
+// the gateway's own upstream session over a kept-alive connection.
+//
+// It takes a request only when every condition below holds, and leaves
+// anything else, byte for byte, to the SDK's path (which answers errors,
+// unknown sessions, other methods, batches, streams and notifications as
+// before):
+//   - POST with Content-Type application/json and an Accept naming both
+//     application/json and text/event-stream;
+//   - the Mcp-Session-Id of a session the gateway's front server opened
+//     (initialize went through the SDK's path), on the same endpoint, for
+//     the same caller, of a revision before 2026-07-28, whose
+//     Mcp-Protocol-Version header (when sent) is that revision, and which
+//     went through the SDK's path within the last quarter of the session
+//     timeout (so the SDK's idle timer never ends a busy session);
+//   - a body decodeEnvelope takes;
+//   - a tool the endpoint serves (known, not quarantined);
+//   - an upstream over streamable HTTP, with the shared session (not
+//     sessions: per_agent), live, of a revision before 2026-07-28.
+
+// fastBody bounds the body the fast path reads; a larger one goes to the
+// SDK's path.
+const fastBody = 1 << 20
+
+// maxFastAnswer bounds an upstream's answer to a fast-path call.
+const maxFastAnswer = 64 << 20
+
+// agentSession is an agent's session with a front server, as the fast
+// path checks it.
+type agentSession struct {
+	key      string // the caller's (TokenInfo.UserID, as the SDK binds it)
+	endpoint string // "" for /mcp, else the server's name
+	rev      string // negotiated revision
+	ss       *sdk.ServerSession
+	sdkSeen  atomic.Int64 // unix nanoseconds of its last request on the SDK's path
+}
+
+type sessions struct {
+	mu sync.Mutex
+	m  map[string]*agentSession
+}
+
+// add records the session ss opened by initialize; it is forgotten when
+// the session ends.
+func (s *sessions) add(a *agentSession, now time.Time) {
+	a.sdkSeen.Store(now.UnixNano())
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string]*agentSession{}
+	}
+	s.m[a.ss.ID()] = a
+	s.mu.Unlock()
+	go func() {
+		a.ss.Wait()
+		s.mu.Lock()
+		if s.m[a.ss.ID()] == a {
+			delete(s.m, a.ss.ID())
+		}
+		s.mu.Unlock()
+	}()
+}
+
+func (s *sessions) get(id string) *agentSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[id]
+}
+
+// touch records a request of session id on the SDK's path.
+func (s *sessions) touch(id string, now time.Time) {
+	if a := s.get(id); a != nil {
+		a.sdkSeen.Store(now.UnixNano())
+	}
+}
+
+// fast serves r on the fast path and reports true, or reports false
+// having changed nothing of r (its body is restored) for the SDK's path.
+func (g *Gateway) fast(w http.ResponseWriter, r *http.Request, caller Caller, endpoint string) bool {
+	if g.cfg.NoFastPath || r.Method != http.MethodPost || !jsonType(r.Header.Get("Content-Type")) || !acceptsBoth(r.Header.Values("Accept")) {
+		return false
+	}
+	// The SDK's handler refuses a Host that is not loopback on a loopback
+	// listener (DNS rebinding): so does the fast path, by leaving it there.
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && la != nil && isLoopback(la.String()) && !isLoopback(r.Host) {
+		return false
+	}
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		return false
+	}
+	a := g.sessions.get(sid)
+	if a == nil || a.key != caller.Key || a.endpoint != endpoint || a.rev >= statelessRevision || a.rev == "" {
+		return false
+	}
+	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && v != a.rev {
+		return false
+	}
+	now := g.cfg.Now()
+	if now.Sub(time.Unix(0, a.sdkSeen.Load())) > g.cfg.SessionTimeout/4 {
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, fastBody+1))
+	rest := r.Body
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), rest), rest}
+	if err != nil || len(body) > fastBody {
+		return false
+	}
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return false
+	}
+	resolve := g.resolveAggregate
+	if endpoint != "" {
+		b := g.backend(endpoint)
+		if b == nil {
+			return false
+		}
+		resolve = func(name string) (*backend, string, bool) { return b, name, true }
+	}
+	b, name, ok := resolve(env.name)
+	if !ok || b.srv.Stdio() || b.srv.Spec.Sessions == SessionsPerAgent {
+		return false
+	}
+	b.mu.Lock()
+	_, served := b.tools[name]
+	b.mu.Unlock()
+	if !served {
+		return false
+	}
+	if v, known := g.verdict(r.Context(), b, name); !known || !v.Usable {
+		return false
+	}
+	u, ok := b.up.fastSession()
+	if !ok {
+		return false
+	}
+	// Taken: from here on the fast path answers.
+	var meta sdk.Meta
+	if env.meta != nil {
+		if err := json.Unmarshal(env.meta, &meta); err != nil {
+			meta = nil
+		}
+	}
+	args := env.args
+	if len(args) == 0 || string(args) == "null" {
+		args = json.RawMessage("{}")
+	}
+	ctx := r.Context()
+	finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: "tools/call", Name: name, Arguments: args,
+		Labels: b.srv.ToolLabels(name), Session: sid, Approval: approvalOf(meta)})
+	if err != nil {
+		writeAnswer(w, env.id, nil, err)
+		return true
+	}
+	var out sdk.Result
+	res, err := g.fastCall(ctx, b, u, a, caller, name, env, meta)
+	if res != nil {
+		out = res
+	}
+	out, red := g.redact(ctx, b, out)
+	if out == nil && err == nil {
+		err = withheld
+	}
+	finish(out, err, red)
+	writeAnswer(w, env.id, out, err)
+	return true
+}
+
+// isLoopback is the SDK's test of a loopback host (with or without a
+// port): "localhost" or a loopback IP address.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = strings.Trim(addr, "[]")
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// fastCall relays the call of tool on the upstream session u and returns
+// its result as the SDK's path would: a JSON-RPC error of the upstream
+// passed on, anything else failing as unavailable; input requests in the
+// answer decided by policy and, for these agents (revisions before
+// 2026-07-28), asked of the agent over its session and the call retried
+// once with its answers, as the SDK's server does.
+func (g *Gateway) fastCall(ctx context.Context, b *backend, u fastUpstream, a *agentSession, caller Caller, tool string, env envelope, meta sdk.Meta) (*sdk.CallToolResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.srv.Call)
+	defer cancel()
+	params := map[string]any{"name": tool}
+	if len(env.args) > 0 {
+		params["arguments"] = env.args
+	} else {
+		params["arguments"] = map[string]any{}
+	}
+	if m := upstreamMeta(meta); m != nil {
+		params["_meta"] = m
+	}
+	res, err := u.call(ctx, b, params)
+	if err != nil {
+		return nil, err
+	}
+	for retry := 0; res.InputRequests != nil; retry++ {
+		if err := g.decideInputs(ctx, caller, a.ss.ID(), b, tool, res.InputRequests); err != nil {
+			return nil, err
+		}
+		if retry > 0 {
+			break // the SDK's server retries once, then passes the answer on
+		}
+		if len(res.InputRequests) == 0 {
+			return nil, errors.New("the server is busy, retry later")
+		}
+		answers, err := fulfill(ctx, a.ss, res.InputRequests)
+		if err != nil {
+			return nil, err
+		}
+		params["inputResponses"] = answers
+		if res.RequestState != "" {
+			params["requestState"] = res.RequestState
+		}
+		if res, err = u.call(ctx, b, params); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// writeAnswer writes the JSON-RPC response to request id as the SDK's
+// server encodes it, as a single JSON body.
+func writeAnswer(w http.ResponseWriter, id jsonrpc.ID, res sdk.Result, err error) {
+	resp := &jsonrpc.Response{ID: id}
+	if err != nil {
+		var je *jsonrpc.Error
+		if !errors.As(err, &je) {
+			je = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: err.Error()}
+		}
+		resp.Error = je
+	} else {
+		raw, merr := json.Marshal(res)
+		if merr != nil {
+			resp.Error = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "encode the result: " + merr.Error()}
+		} else {
+			resp.Result = raw
+		}
+	}
+	data, _ := jsonrpc.EncodeMessage(resp)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(data)
+}
+
+func jsonType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// acceptsBoth reports whether Accept names application/json and
+// text/event-stream (what the SDK's handler requires of a POST).
+func acceptsBoth(vals []string) bool {
+	var j, s bool
+	for _, v := range vals {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			switch strings.TrimSpace(mt) {
+			case "application/json", "application/*", "*/*":
+				j = true
+			}
+			switch strings.TrimSpace(mt) {
+			case "text/event-stream", "text/*", "*/*":
+				s = true
+			}
+		}
+	}
+	return j && s
+}
+
+// fastUpstream is the gateway's shared session with one upstream, as the
+// fast path posts on it.
+type fastUpstream struct {
+	hc      *http.Client
+	url     string
+	session string
+	rev     string
+	cs      *sdk.ClientSession
+}
+
+var fastIDs atomic.Int64
+
+// fastSession returns the live shared session when the fast path can use
+// it: over streamable HTTP, of a revision before 2026-07-28.
+func (u *upstream) fastSession() (fastUpstream, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cs == nil || u.hc == nil {
+		return fastUpstream{}, false
+	}
+	ir := u.cs.InitializeResult()
+	if ir == nil || ir.ProtocolVersion >= statelessRevision || u.cs.ID() == "" {
+		return fastUpstream{}, false
+	}
+	return fastUpstream{hc: u.hc, url: u.srv.URL.String(), session: u.cs.ID(), rev: ir.ProtocolVersion, cs: u.cs}, true
+}
+
+// call posts one tools/call on the session and reads its answer (a JSON
+// body or an event stream).
+func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]any) (*sdk.CallToolResult, error) {
+	id := "writ-" + strconv.FormatInt(fastIDs.Add(1), 10)
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+	if err != nil {
+		return nil, rpcError(jsonrpc.CodeInvalidParams, "the call cannot be encoded: "+err.Error(), nil)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", f.session)
+	req.Header.Set("Mcp-Protocol-Version", f.rev)
+	resp, err := f.hc.Do(req)
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		// The upstream forgot the session: end it, so the supervisor
+		// opens another, as the SDK's client does.
+		go f.cs.Close()
+	}
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return nil, upstreamError(fmt.Errorf("%s answered HTTP %d", b.srv.Target(), resp.StatusCode))
+	}
+	body2 := io.LimitReader(resp.Body, maxFastAnswer)
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch ct {
+	case "application/json":
+		data, err := io.ReadAll(body2)
+		if err != nil {
+			return nil, upstreamError(err)
+		}
+		res, done, err := f.answer(ctx, b, data, id)
+		if !done && err == nil {
+			err = fmt.Errorf("%s answered another request", b.srv.Target())
+		}
+		return res, err
+	case "text/event-stream":
+		sc := bufio.NewScanner(body2)
+		sc.Buffer(make([]byte, 0, 4096), maxFastAnswer)
+		var data []byte
+		for sc.Scan() {
+			line := sc.Bytes()
+			if v, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+				data = append(data, bytes.TrimPrefix(v, []byte(" "))...)
+				continue
+			}
+			if len(line) > 0 || len(data) == 0 {
+				continue
+			}
+			res, done, err := f.answer(ctx, b, data, id)
+			if done || err != nil {
+				return res, err
+			}
+			data = data[:0]
+		}
+		if err := sc.Err(); err != nil {
+			return nil, upstreamError(err)
+		}
+		if len(data) > 0 {
+			if res, done, err := f.answer(ctx, b, data, id); done || err != nil {
+				return res, err
+			}
+		}
+		return nil, upstreamError(fmt.Errorf("%s ended the stream without answering", b.srv.Target()))
+	}
+	return nil, upstreamError(fmt.Errorf("%s answered with content type %q", b.srv.Target(), ct))
+}
+
+// answer handles one message of the upstream's answer: the response to
+// id (done), a notification (a tools/list_changed triggers the re-check
+// the SDK's client would), or a request of the server, which the shared
+// session answers as the SDK's client does (it declares no capabilities).
+func (f fastUpstream) answer(ctx context.Context, b *backend, data []byte, id string) (*sdk.CallToolResult, bool, error) {
+	msg, err := jsonrpc.DecodeMessage(data)
+	if err != nil {
+		return nil, true, upstreamError(fmt.Errorf("%s sent an invalid message: %v", b.srv.Target(), err))
+	}
+	switch m := msg.(type) {
+	case *jsonrpc.Response:
+		if m.ID.Raw() != id {
+			return nil, false, nil
+		}
+		if m.Error != nil {
+			return nil, true, upstreamError(m.Error)
+		}
+		var res sdk.CallToolResult
+		if err := json.Unmarshal(m.Result, &res); err != nil {
+			return nil, true, upstreamError(fmt.Errorf("%s sent a result that is not a tools/call result: %v", b.srv.Target(), err))
+		}
+		return &res, true, nil
+	case *jsonrpc.Request:
+		if !m.ID.IsValid() {
+			if m.Method == "notifications/tools/list_changed" && b.up.onToolsChanged != nil {
+				b.up.onToolsChanged(context.WithoutCancel(ctx))
+			}
+			return nil, false, nil
+		}
+		reply := &jsonrpc.Response{ID: m.ID}
+		if m.Method == "ping" {
+			reply.Result = json.RawMessage("{}")
+		} else {
+			reply.Error = &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "method not found: " + m.Method}
+		}
+		go f.post(reply)
+	}
+	return nil, false, nil
+}
+
+// post sends a message of the gateway's on the session (a reply to a
+// request of the server).
+func (f fastUpstream) post(msg jsonrpc.Message) {
+	data, err := jsonrpc.EncodeMessage(msg)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(data))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", f.session)
+	req.Header.Set("Mcp-Protocol-Version", f.rev)
+	if resp, err := f.hc.Do(req); err == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+	}
+}
