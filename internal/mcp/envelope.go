@@ -35,7 +35,8 @@ var errNotFast = errors.New("not a plain tools/call")
 // method, a notification, a duplicate or unknown member at the top level
 // or in params, a member whose case differs ("Method"), an id that is not
 // a string of at most maxFastID bytes or an integer, a name that is not a
-// non-empty string, arguments or _meta that are not objects, invalid
+// non-empty string, arguments that are not an object or null, _meta
+// that is not an object, invalid
 // UTF-8, or anything after the object. What it refuses goes to the SDK's
 // path unchanged; what it takes, both paths read the same way.
 func decodeEnvelope(body []byte) (envelope, error) {
@@ -90,7 +91,7 @@ func decodeEnvelope(body []byte) (envelope, error) {
 	if err != nil || env.name == "" {
 		return env, errNotFast
 	}
-	if haveArgs && !isObject(env.args) || env.meta != nil && !isObject(env.meta) {
+	if haveArgs && !isObject(env.args) && string(env.args) != "null" || env.meta != nil && !isObject(env.meta) {
 		return env, errNotFast
 	}
 	return env, nil

@@ -112,6 +112,13 @@ func (g *Gateway) fast(w http.ResponseWriter, r *http.Request, caller Caller, en
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && la != nil && isLoopback(la.String()) && !isLoopback(r.Host) {
 		return false
 	}
+	// Standard headers are the SDK's to check against the body (from
+	// revision 2026-07-28; the fast path takes none of those).
+	for k := range r.Header {
+		if k == "Mcp-Method" || k == "Mcp-Name" || strings.HasPrefix(k, "Mcp-Param-") {
+			return false
+		}
+	}
 	sid := r.Header.Get("Mcp-Session-Id")
 	if sid == "" {
 		return false
@@ -166,6 +173,7 @@ func (g *Gateway) fast(w http.ResponseWriter, r *http.Request, caller Caller, en
 		return false
 	}
 	// Taken: from here on the fast path answers.
+	g.fastServed.Add(1)
 	var meta sdk.Meta
 	if env.meta != nil {
 		if err := json.Unmarshal(env.meta, &meta); err != nil {

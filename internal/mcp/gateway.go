@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -78,7 +79,8 @@ type Gateway struct {
 	agg      *sdk.Server
 	aggH     http.Handler
 
-	sessions sessions // agents' sessions, for the fast path
+	sessions   sessions     // agents' sessions, for the fast path
+	fastServed atomic.Int64 // calls the fast path answered
 }
 
 // Separator joins server and tool names on the aggregate endpoint.
