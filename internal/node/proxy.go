@@ -28,11 +28,13 @@ import (
 // Approvals that policy asks for are filed on the server and decided
 // there (remoteApprovals). What the node does not hold it does not do:
 // it has no credential broker (upstream secrets stay sealed on the
-// server; an MCP upstream's credential is fetched from the server when
-// it connects, but a Service that injects a credential answers 502 on a
-// node); no task tokens (the callers it serves are attested processes
-// and mTLS SVIDs); no TLS interception (no proxy CA key on the node).
+// server; the credential a pushed Service or MCPServer names is fetched
+// from the server's broker over the node's mTLS link and kept in memory
+// for credentialTTL, see cachedCredentials); no task tokens (the callers
+// it serves are attested processes and mTLS SVIDs); no TLS interception
+// (no proxy CA key on the node).
 type nodeProxy struct {
+	creds    *cachedCredentials
 	policy   *policy.Engine
 	enforcer *access.Enforcer
 	proxy    *proxy.Proxy
@@ -57,7 +59,7 @@ func (n *Node) initProxy(ctx context.Context, att *attest.Attestor) error {
 	if n.c.ProxyListen == "" || n.c.ProxyListen == "off" {
 		return nil
 	}
-	p := &nodeProxy{policy: policy.NewEngine(policy.Config{Now: n.c.Now, Limiter: ratelimit.New(), Node: n.name}, policy.Empty())}
+	p := &nodeProxy{creds: newCachedCredentials(n), policy: policy.NewEngine(policy.Config{Now: n.c.Now, Limiter: ratelimit.New(), Node: n.name}, policy.Empty())}
 	var err error
 	p.enforcer, err = access.New(ctx, access.Config{
 		Attestor:    att,
@@ -69,6 +71,7 @@ func (n *Node) initProxy(ctx context.Context, att *attest.Attestor) error {
 		Node:        n.name,
 		Emitter:     nodeEmitter{n},
 		Approvals:   remoteApprovals{n},
+		Credentials: p.creds,
 		Log:         n.c.Log.With("component", "proxy"),
 		Now:         n.c.Now,
 		Journal:     filepath.Join(n.c.DataDir, "proxy.journal"),
@@ -144,6 +147,7 @@ func (n *Node) reloadProxy(ctx context.Context) error {
 		return fmt.Errorf("route services: %w", err)
 	}
 	n.px.proxy.SetServices(t)
+	n.px.creds.forget() // a Service may name another credential, or a rotated one
 	if err := n.reloadMCP(ctx); err != nil {
 		return fmt.Errorf("load MCP servers: %w", err)
 	}

@@ -237,16 +237,28 @@ func (m nodeMCP) CheckTools(ctx context.Context, node, server string, raw []json
 	return out, nil
 }
 
+// Credential hands a node the value of a broker credential that a stored
+// MCPServer or Service document names (what the node's gateway and proxy
+// inject), and no other; the release is audited.
 func (m nodeMCP) Credential(ctx context.Context, node, name string) (nodeapi.MCPCredentialAnswer, error) {
-	rs, err := m.s.db.ListResources(ctx, resource.KindMCPServer)
-	if err != nil {
-		return nodeapi.MCPCredentialAnswer{}, err
-	}
 	var named string
-	for _, r := range rs {
-		var spec mcp.ServerSpec
-		if json.Unmarshal(r.Spec, &spec) == nil && spec.Credential != nil && spec.Credential.Name == name {
-			named = r.Name
+	for _, kind := range []string{resource.KindMCPServer, resource.KindService} {
+		rs, err := m.s.db.ListResources(ctx, kind)
+		if err != nil {
+			return nodeapi.MCPCredentialAnswer{}, err
+		}
+		for _, r := range rs {
+			var spec struct {
+				Credential *struct {
+					Name string `json:"name"`
+				} `json:"credential"`
+			}
+			if json.Unmarshal(r.Spec, &spec) == nil && spec.Credential != nil && spec.Credential.Name == name {
+				named = kind + "/" + r.Name
+				break
+			}
+		}
+		if named != "" {
 			break
 		}
 	}
@@ -257,7 +269,7 @@ func (m nodeMCP) Credential(ctx context.Context, node, name string) (nodeapi.MCP
 	if err != nil {
 		return nodeapi.MCPCredentialAnswer{}, err
 	}
-	if err := m.s.emit.Emit(ctx, audit.Event{Type: audit.NodeCredentialReleased, Node: node, Credential: name, Target: "MCPServer/" + named,
+	if err := m.s.emit.Emit(ctx, audit.Event{Type: audit.NodeCredentialReleased, Node: node, Credential: name, Target: named,
 		Details: map[string]string{"version": fmt.Sprint(info.Version)}}); err != nil {
 		return nodeapi.MCPCredentialAnswer{}, fmt.Errorf("record the release of credential %s: %w", name, err)
 	}

@@ -51,8 +51,8 @@ type MCPCheckAnswer struct {
 }
 
 // MCPCredentialRequest asks for the value of a broker credential that an
-// MCPServer document names (spec.credential.name); the server refuses any
-// other.
+// MCPServer or Service document names (spec.credential.name), for the
+// node's gateway or proxy; the server refuses any other.
 type MCPCredentialRequest struct {
 	Name string `json:"name"`
 }

@@ -21,13 +21,13 @@ type MCP interface {
 	// events with the node's name). An error wrapping store.ErrNotFound
 	// names a server that is not stored.
 	CheckTools(ctx context.Context, node, server string, tools []json.RawMessage) (map[string]nodeapi.MCPVerdict, error)
-	// Credential returns the credential name, if an MCPServer document
-	// names it; an error wrapping ErrNotNamed otherwise.
+	// Credential returns the credential name, if an MCPServer or Service
+	// document names it; an error wrapping ErrNotNamed otherwise.
 	Credential(ctx context.Context, node, name string) (nodeapi.MCPCredentialAnswer, error)
 }
 
-// ErrNotNamed refuses a node a credential no MCPServer names.
-var ErrNotNamed = errors.New("no MCPServer document names this credential")
+// ErrNotNamed refuses a node a credential no MCPServer or Service names.
+var ErrNotNamed = errors.New("no MCPServer or Service document names this credential")
 
 // Approvals is the server's approval service as nodes use it
 // (approval.Service).
