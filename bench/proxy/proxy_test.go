@@ -682,21 +682,8 @@ func TestProxyProfile(t *testing.T) {
 	done := make(chan result)
 	go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()
 	time.Sleep(time.Second)
-	req, err := http.NewRequest("GET", w.admin+"/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+w.token)
 	c0 := cpuTime([]int{w.pid})
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("profile: %v %d %s", err, resp.StatusCode, body)
-	}
+	body := w.adminGet(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
 	cpu := cpuTime([]int{w.pid}) - c0
 	r := <-done
 	if err := os.WriteFile(out, body, 0o600); err != nil {
@@ -705,24 +692,30 @@ func TestProxyProfile(t *testing.T) {
 	t.Logf("%.0f req/s, writ CPU %v during the %d s profile (%v per request at that rate); profile in %s",
 		r.rps, cpu, secs, time.Duration(float64(cpu)/(r.rps*secs)), out)
 	// The heap once the load has stopped, beside the CPU profile.
-	req, err = http.NewRequest("GET", w.admin+"/v1/debug/pprof/heap", nil)
+	if err := os.WriteFile(out+".heap", w.adminGet(t, "/v1/debug/pprof/heap"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("resident %d KiB; heap profile in %s.heap", rssKB([]int{w.pid}), out)
+}
+
+// adminGet answers GET path on w's admin API with the admin token.
+func (w writProcess) adminGet(t testing.TB, path string) []byte {
+	t.Helper()
+	req, err := http.NewRequest("GET", w.admin+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+w.token)
-	hr, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hr.Body.Close()
-	heap, err := io.ReadAll(hr.Body)
-	if err != nil || hr.StatusCode != 200 {
-		t.Fatalf("heap profile: %v %d", err, hr.StatusCode)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %v %d %.200s", path, err, resp.StatusCode, body)
 	}
-	if err := os.WriteFile(out+".heap", heap, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("resident %d KiB; heap profile in %s.heap", rssKB([]int{w.pid}), out)
+	return body
 }
 
 // TestProxyRate compares writ's latency at a paced rate with go-bare's,
