@@ -1,10 +1,12 @@
 // Package nodeattest is how a writ node proves to a server which host it
 // is, before the server issues it a node SVID. It defines the plugin point
 // every node attestor fills — a [Verifier] on the server and a [Prover] on
-// the node, paired by name — and the two built-in attestors: single-use
-// join tokens ([JoinTokens], "join_token") and x509pop ([X509PoP],
-// "x509pop": a machine certificate chaining to a configured CA proves the
-// node by signing the server's nonce).
+// the node, paired by name — and the built-in attestors: single-use join
+// tokens ([JoinTokens], "join_token"), x509pop ([X509PoP], "x509pop": a
+// machine certificate chaining to a configured CA proves the node by
+// signing the server's nonce) and tpm ([TPMVerifier], "tpm": credential
+// activation of the TPM's endorsement key in two rounds, see
+// [Activator]).
 //
 // # The handshake
 //
@@ -25,7 +27,7 @@
 //
 // # Adding an attestor
 //
-// To add one (the TPM attestor is the next): write a type implementing
+// To add one: write a type implementing
 // [Verifier] (server side) and one implementing [Prover] (node side) with
 // the same Name, e.g. "tpm"; decode the payload strictly and refuse
 // anything unexpected with an error naming what was wrong (the error
@@ -33,7 +35,11 @@
 // evidence to [Binding] of the challenge (for a TPM: the quote's
 // qualifying data); return a [Result] whose Name the evidence vouches for
 // (or "" to take the node's requested name) and selectors prefixed by the
-// attestor's name. Register the verifier in the server's [Verifiers]
+// attestor's name. An attestor that needs a challenge of its own (the
+// TPM's credential activation) also implements [Activator] and
+// [ActivationProver]: the node API runs its first round and keeps the
+// state it returns with the nonce. Register the verifier in the server's
+// [Verifiers]
 // (internal/node/nodeserver composes them from config) and the prover in
 // the node's choice of prover (internal/node). Add a fuzz test of the
 // payload decoder. Nothing else changes: the node API, SVIDs, eviction and
