@@ -267,7 +267,7 @@ func (n *Node) ensureSVID(ctx context.Context) error {
 			if s != nil {
 				return errors.New("the node SVID expired while the node was away; join again: writ node token create on the server, then --join-token")
 			}
-			return errors.New("the node has not joined: pass --join-token (writ node token create on the server) or node.x509pop_cert and node.x509pop_key")
+			return errors.New("the node has not joined: pass --join-token (writ node token create on the server), node.x509pop_cert and node.x509pop_key, or --attest tpm with --tpm-device or --tpm-swtpm")
 		}
 		if s, err = n.client.join(ctx, n.c.Prover, n.c.Name); err != nil {
 			return err
