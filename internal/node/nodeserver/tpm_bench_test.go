@@ -1,14 +1,11 @@
 package nodeserver_test
 
 import (
-	"context"
-	"encoding/json"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/writ-dev/writ/internal/keys/keystest"
-	"github.com/writ-dev/writ/internal/node/nodeapi"
 	"github.com/writ-dev/writ/internal/node/nodeattest"
 )
 
@@ -35,7 +32,6 @@ func BenchmarkNodeJoin(b *testing.B) {
 	zero := make([]byte, 32)
 	e := newEnv(b, &nodeattest.TPMVerifier{EKHashes: map[string]bool{ekHash: true}, PCRs: nodeattest.PCRPolicy{"sha256": {0: {zero}, 7: {zero}}}})
 	prover := &nodeattest.TPMProver{Config: tp.Config()}
-	ctx := context.Background()
 	run := func(b *testing.B, join func(i int)) {
 		cpu := cpuNow()
 		b.ResetTimer()
@@ -49,25 +45,8 @@ func BenchmarkNodeJoin(b *testing.B) {
 	})
 	b.Run("tpm", func(b *testing.B) {
 		run(b, func(int) {
-			var ch nodeapi.Challenge
-			json.Unmarshal(e.do(ctx, "POST", nodeapi.PathChallenge, struct{}{}, nil).Body.Bytes(), &ch)
-			key := pubKey(b)
-			nch := nodeattest.Challenge{Nonce: ch.Nonce, Key: key}
-			p1, err := prover.Prove(ctx, nch)
-			if err != nil {
-				b.Fatal(err)
-			}
-			req := nodeapi.AttestRequest{Nonce: ch.Nonce, PublicKey: key, Attestor: "tpm", Payload: p1, Name: "host-tpm"}
-			w := e.do(ctx, "POST", nodeapi.PathActivate, req, nil)
-			var act nodeapi.ActivateAnswer
-			if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &act) != nil {
-				b.Fatalf("round 1: %d %s", w.Code, w.Body)
-			}
-			if req.Payload, err = prover.Answer(ctx, nch, act.Challenge); err != nil {
-				b.Fatal(err)
-			}
-			if w := e.do(ctx, "POST", nodeapi.PathAttest, req, nil); w.Code != 200 {
-				b.Fatalf("round 2: %d %s", w.Code, w.Body)
+			if _, code, body := e.tpmRounds(b, prover, "host-tpm"); code != 200 {
+				b.Fatalf("TPM join: %d %s", code, body)
 			}
 		})
 	})

@@ -18,7 +18,7 @@ import (
 
 // tpmRounds runs the two rounds of a TPM join through the node API and
 // returns the second round's request and its answer.
-func (e *env) tpmRounds(t *testing.T, prover *nodeattest.TPMProver, name string) (nodeapi.AttestRequest, int, string) {
+func (e *env) tpmRounds(t testing.TB, prover *nodeattest.TPMProver, name string) (nodeapi.AttestRequest, int, string) {
 	t.Helper()
 	ctx := context.Background()
 	var ch nodeapi.Challenge
