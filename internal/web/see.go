@@ -311,6 +311,14 @@ func (w *Console) posture(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, "inventory", err)
 		return
 	}
+	// Each list shows its first inventoryRows (the most severe and widest
+	// first) and says how many more: at 10,000 entries the page was 5.7 MB
+	// (writ posture lists all).
+	more := map[string]int{}
+	findings, more["findings"] = firstRows(findings)
+	secrets, more["secrets"] = firstRows(secrets)
+	creds := inv.Credentials
+	creds, more["credentials"] = firstRows(creds)
 	w.render(rw, r, http.StatusOK, "posture", map[string]any{"Findings": findings, "Secrets": secrets, "Tier": rep,
-		"Credentials": inv.Credentials})
+		"Credentials": creds, "CredentialCount": len(inv.Credentials), "More": more})
 }
