@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -188,10 +189,21 @@ func TestPinsPublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.pub.PinsChanged(ctx)
-	msgs, _ = e.stream(t, chain, at, func(m []nodeapi.Message) bool { return len(m) >= 1 })
-	if len(msgs) != 1 || msgs[0].Change == nil || msgs[0].Change.Kind != nodeapi.KindPin || msgs[0].Change.Key != "inbox/read" ||
-		!bytes.Contains(msgs[0].Change.Body, []byte(`"quarantined"`)) {
-		t.Fatalf("pin change: %+v", msgs)
+	// The publisher's first look at the pins may restate the pinned one
+	// after the snapshot (the node applies it again, to the same state):
+	// read until the quarantine arrives, and only pin changes before it.
+	quarantined := func(m nodeapi.Message) bool {
+		return m.Change != nil && m.Change.Kind == nodeapi.KindPin && m.Change.Key == "inbox/read" &&
+			bytes.Contains(m.Change.Body, []byte(`"quarantined"`))
+	}
+	msgs, _ = e.stream(t, chain, at, func(m []nodeapi.Message) bool { return slices.ContainsFunc(m, quarantined) })
+	if !slices.ContainsFunc(msgs, quarantined) {
+		t.Fatalf("no quarantine of inbox/read in the pin changes: %+v", msgs)
+	}
+	for _, m := range msgs {
+		if m.Change == nil || m.Change.Kind != nodeapi.KindPin || m.Change.Key != "inbox/read" {
+			t.Fatalf("after the snapshot, a message that is not a change of pin inbox/read: %+v", m)
+		}
 	}
 }
 
