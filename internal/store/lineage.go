@@ -108,11 +108,10 @@ type Lineage interface {
 	// false when there is none.
 	LineageStart(ctx context.Context) (time.Time, bool, error)
 	// ListLineage returns the facts f selects, summed over the hours of
-	// the window: one fact per path (Hour is zero), ordered by identity,
-	// target, tool; with f.AllTime, the rollup's facts (Hour
-	// LineageAllTime) in the order of the path's columns (user, identity,
-	// instance, task, via, target kind, target, tool, credential,
-	// approved by).
+	// the window (with f.AllTime, the all-time rollup's facts): one fact
+	// per path (Hour is zero), ordered byte-wise by identity, target,
+	// tool, instance, task, user, via, credential, approved by and target
+	// kind.
 	ListLineage(ctx context.Context, f LineageFilter) ([]LineageFact, error)
 }
 

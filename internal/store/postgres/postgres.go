@@ -41,6 +41,8 @@ type DB struct {
 	pool *pgxpool.Pool
 	desc string // the DSN without its password, for messages
 	now  func() time.Time
+
+	paths rowcodec.LineagePaths // the lineage path dictionary's cache, see lineage.go
 }
 
 // DB implements every aggregate of store.Store.

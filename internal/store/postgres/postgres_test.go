@@ -65,6 +65,13 @@ func TestLineageDailyBackfill(t *testing.T) {
 	})
 }
 
+// TestLineagePathsShared: two handles on one database (two servers) name
+// each other's paths (storetest).
+func TestLineagePathsShared(t *testing.T) {
+	dsn := pgtest.New(t).Schema(t)
+	storetest.RunLineageShared(t, func(t *testing.T) (store.Store, store.Store) { return openDSN(t, dsn), openDSN(t, dsn) })
+}
+
 // TestListenChanges checks the server-to-server wake-up: an append to the
 // change feed through one store handle (one server) is announced, with its
 // sequence number, to a listener on another.

@@ -129,7 +129,7 @@ func ScanDelivery(scan func(dest ...any) error) (store.Delivery, error) {
 const LineagePath = `"user", identity, instance, task, via, target_kind, target, tool, credential, approved_by`
 
 // LineageOrder orders summed lineage paths as store.Lineage says.
-const LineageOrder = `identity, target, tool, instance, task, "user", via, credential, approved_by`
+const LineageOrder = `identity, target, tool, instance, task, "user", via, credential, approved_by, target_kind`
 
 // ScanLineageSum reads one summed lineage path: LineagePath then
 // sum(allowed), sum(denied), sum(held), min(first_seen), max(last_seen).
@@ -188,13 +188,9 @@ func LineageQuery(f store.LineageFilter, ph func(n int) string) (string, []any) 
 	}
 	var q string
 	if f.AllTime {
-		// One row per path already: nothing to sum, and read in the
-		// order of the primary key, which costs no sort. The hour is a
-		// literal, not an argument, so both stores' planners see that
-		// the partial index of the rollup's rows (migration 0021) holds
-		// every row asked for.
+		// One row per path already: nothing to sum.
 		q = `SELECT ` + LineagePath + `, allowed, denied, held, first_seen, last_seen FROM lineage_facts WHERE ` +
-			where(fmt.Sprintf("hour = %d", store.LineageAllTime.Unix()), "", 0, 0, [2]bool{}) + ` ORDER BY ` + LineagePath
+			where(fmt.Sprintf("hour = %d", store.LineageAllTime.Unix()), "", 0, 0, [2]bool{}) + ` ORDER BY ` + LineageOrder
 	} else {
 		const sums = `, CAST(sum(allowed) AS BIGINT), CAST(sum(denied) AS BIGINT), CAST(sum(held) AS BIGINT), min(first_seen), max(last_seen)`
 		parts := LineageParts(f)

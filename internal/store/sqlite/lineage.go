@@ -70,26 +70,84 @@ func (d *DB) AddLineage(ctx context.Context, from, next int64, facts []store.Lin
 	if err := moveCursor(ctx, tx, store.CursorLineage, from, next, nil); err != nil {
 		return fmt.Errorf("add lineage: %w", err)
 	}
-	if err := upsertLineage(ctx, tx, "lineage_facts", "hour", facts); err != nil {
+	ids, fresh, err := d.pathIDs(ctx, tx, facts)
+	if err != nil {
 		return err
 	}
-	if err := upsertLineage(ctx, tx, "lineage_daily", "day", rowcodec.LineageDays(facts)); err != nil {
+	if err := upsertLineage(ctx, tx, "lineage_facts", "hour", facts, ids); err != nil {
+		return err
+	}
+	if err := upsertLineage(ctx, tx, "lineage_daily", "day", rowcodec.LineageDays(facts), ids); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("add lineage: %w", err)
 	}
+	// Only now are the new dictionary rows there for good.
+	d.paths.Learn(fresh.ids, fresh.keys)
 	return nil
+}
+
+// newPaths are dictionary rows a transaction wrote or read.
+type newPaths struct {
+	ids  []int64
+	keys []rowcodec.PathKey
+}
+
+// pathIDs returns the dictionary id of every path of facts, adding the
+// paths the dictionary does not hold yet, inside tx, and the rows the
+// cache did not know.
+func (d *DB) pathIDs(ctx context.Context, tx *sql.Tx, facts []store.LineageFact) (map[rowcodec.PathKey]int64, newPaths, error) {
+	ids := make(map[rowcodec.PathKey]int64)
+	var fresh newPaths
+	var ins, sel *sql.Stmt
+	for i := range facts {
+		k := rowcodec.KeyOf(&facts[i])
+		if _, ok := ids[k]; ok {
+			continue
+		}
+		if id, ok := d.paths.ID(k); ok {
+			ids[k] = id
+			continue
+		}
+		if ins == nil {
+			var err error
+			if ins, err = tx.PrepareContext(ctx, `INSERT INTO lineage_paths (`+rowcodec.LineagePath+`) VALUES (?,?,?,?,?,?,?,?,?,?)
+				ON CONFLICT DO NOTHING`); err != nil {
+				return nil, fresh, fmt.Errorf("add lineage: %w", err)
+			}
+			defer ins.Close()
+			if sel, err = tx.PrepareContext(ctx, `SELECT id FROM lineage_paths WHERE "user" = ? AND identity = ? AND instance = ?
+				AND task = ? AND via = ? AND target_kind = ? AND target = ? AND tool = ? AND credential = ? AND approved_by = ?`); err != nil {
+				return nil, fresh, fmt.Errorf("add lineage: %w", err)
+			}
+			defer sel.Close()
+		}
+		args := make([]any, len(k))
+		for j, v := range k {
+			args[j] = v
+		}
+		var id int64
+		if _, err := ins.ExecContext(ctx, args...); err != nil {
+			return nil, fresh, fmt.Errorf("add lineage: path dictionary: %w", err)
+		}
+		if err := sel.QueryRowContext(ctx, args...).Scan(&id); err != nil {
+			return nil, fresh, fmt.Errorf("add lineage: path dictionary: %w", err)
+		}
+		ids[k] = id
+		fresh.ids, fresh.keys = append(fresh.ids, id), append(fresh.keys, k)
+	}
+	return ids, fresh, nil
 }
 
 // upsertLineage adds facts to table, whose time column col takes each
 // fact's Hour (an hour's or a day's start) in unix seconds.
-func upsertLineage(ctx context.Context, tx *sql.Tx, table, col string, facts []store.LineageFact) error {
+func upsertLineage(ctx context.Context, tx *sql.Tx, table, col string, facts []store.LineageFact, ids map[rowcodec.PathKey]int64) error {
 	if len(facts) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, `+rowcodec.LineagePath+`, allowed, denied, held, first_seen, last_seen)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO `+table+` (`+col+`, `+rowcodec.LineagePath+`, allowed, denied, held, first_seen, last_seen, path_id)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (`+col+`, `+rowcodec.LineagePath+`) DO UPDATE SET
 			allowed = allowed + excluded.allowed, denied = denied + excluded.denied, held = held + excluded.held,
 			first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)`)
@@ -97,10 +155,11 @@ func upsertLineage(ctx context.Context, tx *sql.Tx, table, col string, facts []s
 		return fmt.Errorf("add lineage: %w", err)
 	}
 	defer stmt.Close()
-	for _, f := range facts {
+	for i := range facts {
+		f := &facts[i]
 		if _, err := stmt.ExecContext(ctx, f.Hour.Truncate(time.Hour).Unix(), f.User, f.Identity, f.Instance, f.Task, f.Via,
 			f.TargetKind, f.Target, f.Tool, f.Credential, f.ApprovedBy, f.Allowed, f.Denied, f.Held,
-			unixNano(f.FirstSeen), unixNano(f.LastSeen)); err != nil {
+			unixNano(f.FirstSeen), unixNano(f.LastSeen), ids[rowcodec.KeyOf(f)]); err != nil {
 			return fmt.Errorf("add lineage: %w", err)
 		}
 	}
@@ -122,6 +181,11 @@ func (d *DB) LineageStart(ctx context.Context) (time.Time, bool, error) {
 
 // ListLineage implements store.Lineage.
 func (d *DB) ListLineage(ctx context.Context, f store.LineageFilter) ([]store.LineageFact, error) {
+	if rowcodec.ByPath(f) {
+		if out, ok, err := d.listByPath(ctx, f); err != nil || ok {
+			return out, err
+		}
+	}
 	q, args := lineageQuery(f)
 	rows, err := d.db.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -147,15 +211,43 @@ func (d *DB) ListLineage(ctx context.Context, f store.LineageFilter) ([]store.Li
 	return out, nil
 }
 
-// lineageQuery is the query ListLineage runs for f, with its arguments.
+// lineageQuery is the query ListLineage runs for f in SQL, with its
+// arguments.
 func lineageQuery(f store.LineageFilter) (string, []any) {
 	q, args := rowcodec.LineageQuery(f, func(int) string { return "?" })
-	if f.AllTime && f.Since.IsZero() && f.Until.IsZero() && f.Identity == "" && f.Instance == "" && f.Task == "" && f.User == "" &&
-		f.Target == "" && f.Credential == "" {
-		// The whole graph over all time: one scan of the rollup's
-		// covering index (migration 0021), which the planner, seeing an
-		// equality on the primary key's first column, would not choose.
+	if f.AllTime {
+		// The all-time rollup filtered on a path column: one scan of the
+		// rollup's covering partial index (migration 0021). Without
+		// statistics the planner prefers an equality on the first column
+		// of 0022's index, then looks every path up in the table.
 		q = strings.Replace(q, "FROM lineage_facts WHERE", "FROM lineage_facts INDEXED BY lineage_facts_all_time WHERE", 1)
 	}
 	return q, args
+}
+
+// listByPath answers a whole-graph query (rowcodec.ByPath) from the path
+// ids; false when the dictionary's cache is full.
+func (d *DB) listByPath(ctx context.Context, f store.LineageFilter) ([]store.LineageFact, bool, error) {
+	return d.paths.ListByPath(ctx, d.each, f, `id > ? ORDER BY id`, func(ids []int64) (string, []any) {
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		return `id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`, args
+	})
+}
+
+// each runs q and calls row for each row of its answer (rowcodec.Each).
+func (d *DB) each(ctx context.Context, q string, args []any, row func(scan func(dest ...any) error) error) error {
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

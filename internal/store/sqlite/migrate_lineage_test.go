@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/store/rowcodec"
 	"github.com/writ-dev/writ/internal/store/storetest"
 )
 
@@ -49,37 +50,91 @@ func TestLineageAllTimeMigration(t *testing.T) {
 	}
 }
 
-// TestLineageAllTimePlan: the whole graph over all time (the all-time
-// rollup, no filter) is one scan of the covering partial index of
-// migration 0021, with no table lookup per path and no sort.
-func TestLineageAllTimePlan(t *testing.T) {
+// TestLineagePathSumPlans: every query of a whole-graph answer (the
+// all-time rollup, open and closed windows of hours and days) is one
+// range scan of migration 0022's covering indexes: no table lookup per
+// row and no sort.
+func TestLineagePathSumPlans(t *testing.T) {
 	ctx := context.Background()
 	db, err := Open(ctx, filepath.Join(t.TempDir(), "writ.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	q, args := lineageQuery(store.LineageFilter{AllTime: true})
-	rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+	day := time.Date(2026, 3, 3, 0, 0, 0, 0, time.UTC)
+	for _, f := range []store.LineageFilter{{AllTime: true}, {}, {Since: day.Add(5 * time.Hour)}, {Until: day.Add(50 * time.Hour)},
+		{Since: day.Add(5 * time.Hour), Until: day.Add(100 * time.Hour)}} {
+		for _, q := range rowcodec.PathSumQueries(f) {
+			rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			if len(plan) != 1 || !strings.Contains(plan[0], "USING COVERING INDEX lineage_") || !strings.Contains(plan[0], "_path_sums") {
+				t.Errorf("plan of %s = %q, want one scan USING COVERING INDEX lineage_*_path_sums", q, plan)
+			}
+		}
+	}
+}
+
+// TestLineageAllTimeFilteredPlan: the all-time rollup filtered on a path
+// column is one scan of migration 0021's covering partial index: no
+// table lookup per path.
+func TestLineageAllTimeFilteredPlan(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "writ.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+	defer db.Close()
+	for _, f := range []store.LineageFilter{{AllTime: true, Identity: "spiffe://writ.local/a"}, {AllTime: true, Task: "t"},
+		{AllTime: true, User: "u"}, {AllTime: true, Credential: "c"}, {AllTime: true, Target: "svc"}} {
+		q, args := lineageQuery(f)
+		rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		plan = append(plan, detail)
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		if len(plan) == 0 || !strings.Contains(plan[0], "USING COVERING INDEX lineage_facts_all_time") {
+			t.Errorf("plan of %s = %q, want a scan USING COVERING INDEX lineage_facts_all_time", q, plan)
+		}
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(plan) != 1 || !strings.Contains(plan[0], "USING COVERING INDEX lineage_facts_all_time") {
-		t.Errorf("plan of %s = %q, want one scan USING COVERING INDEX lineage_facts_all_time", q, plan)
-	}
+}
+
+// TestLineagePathsShared: two handles on one store file (a server and
+// the CLI) name each other's paths (storetest).
+func TestLineagePathsShared(t *testing.T) {
+	storetest.RunLineageShared(t, func(t *testing.T) (store.Store, store.Store) {
+		path := filepath.Join(t.TempDir(), "writ.db")
+		var dbs [2]*DB
+		for i := range dbs {
+			db, err := Open(context.Background(), path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			dbs[i] = db
+		}
+		return dbs[0], dbs[1]
+	})
 }
 
 // TestLineageDailyBackfill: migration 0016 fills the daily rollup from

@@ -47,6 +47,8 @@ type DB struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]store.Lease // see leases.go
+
+	paths rowcodec.LineagePaths // the lineage path dictionary's cache, see lineage.go
 }
 
 var _ store.Store = (*DB)(nil)

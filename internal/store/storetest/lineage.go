@@ -17,6 +17,7 @@ func RunLineage(t *testing.T, open Opener) {
 	t.Run("LineageCursorRace", func(t *testing.T) { testLineageCursorRace(t, open(t)) })
 	t.Run("LineageAllTime", func(t *testing.T) { testLineageAllTime(t, open(t)) })
 	t.Run("LineageDaily", func(t *testing.T) { testLineageDaily(t, open(t)) })
+	t.Run("LineagePaths", func(t *testing.T) { testLineagePaths(t, open(t)) })
 }
 
 // testLineageAllTime: the all-time rollup's facts (Hour

@@ -130,6 +130,8 @@ func sameAsHourly(t *testing.T, s store.Store, f store.LineageFilter) {
 	if err != nil {
 		t.Fatalf("ListLineage(%+v): %v", h, err)
 	}
+	checkOrder(t, fmt.Sprintf("ListLineage(%+v)", f), got)
+	checkOrder(t, fmt.Sprintf("ListLineage(%+v)", h), want)
 	got, want = sortedFacts(got), sortedFacts(want)
 	if len(got) != len(want) {
 		t.Fatalf("window %v – %v filter %+v: %d paths from the daily rollup, %d summing hours", f.Since, f.Until, f, len(got), len(want))
@@ -187,8 +189,9 @@ func testLineageDaily(t *testing.T, s store.Store) {
 	}
 }
 
-// RunLineageBackfill checks migration 0016's backfill of the daily rollup
-// on a store whose hourly facts were folded before it existed: open gives
+// RunLineageBackfill checks migration 0016's backfill of the daily rollup,
+// and 0022's of the path dictionary, on a store whose hourly facts were
+// folded before they existed: open gives
 // a fresh store, exec runs a statement on it (no arguments), reopen opens
 // it again (applying pending migrations). The test drops lineage_daily and
 // the record of migration 0016, so reopening runs the migration over the
@@ -204,7 +207,10 @@ func RunLineageBackfill(t *testing.T, open func(t *testing.T) (s store.Store, ex
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DROP TABLE lineage_daily`, `DELETE FROM schema_migrations WHERE version = 16`} {
+	// Undo migrations 0022 (the path dictionary) and 0016, so reopening
+	// applies both again.
+	for _, q := range []string{`DROP INDEX lineage_facts_path_sums`, `ALTER TABLE lineage_facts DROP COLUMN path_id`,
+		`DROP TABLE lineage_paths`, `DROP TABLE lineage_daily`, `DELETE FROM schema_migrations WHERE version IN (16, 22)`} {
 		if err := exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
