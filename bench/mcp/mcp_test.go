@@ -1,8 +1,9 @@
 // Package mcp measures a tools/call through writ's MCP gateway against the
-// same call made directly to the Go SDK server, and against a floor: the
+// same call made directly to the Go SDK server, and against two floors: the
 // Go SDK's client and server joined by nothing but a relay (the MCP
-// analogue of the proxy benchmark's go-bare). All three run in one process
-// and one run, alternated round by round.
+// analogue of the proxy benchmark's go-bare), and the standard library's
+// reverse proxy passing the HTTP requests through undecoded (go-bare
+// itself). All run in one process and one run, alternated round by round.
 //
 //	go test -run '^$' -bench ToolsCall ./bench/mcp/
 //	WRIT_MCP_BENCH=1 go test -run TestMCPGatewayComparison -v -timeout 20m ./bench/mcp/
@@ -13,6 +14,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -55,6 +58,23 @@ func relay(tb testing.TB, up string) string {
 			return cs.CallTool(ctx, &sdk.CallToolParams{Name: "echo", Arguments: req.Params.Arguments})
 		})
 	hs := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
+	tb.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// bareProxy is a second floor: the standard library's reverse proxy
+// between the agent and the upstream, forwarding the SDK's HTTP requests
+// and streams as they are (the proxy benchmark's go-bare). No JSON-RPC
+// is decoded at all: the least any HTTP hop adds on this machine.
+func bareProxy(tb testing.TB, up string) string {
+	u, err := url.Parse(up)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	hs := httptest.NewServer(rp)
 	tb.Cleanup(hs.Close)
 	return hs.URL
 }
@@ -151,7 +171,7 @@ type path struct {
 
 func paths(tb testing.TB) []path {
 	up := upstream(tb)
-	return []path{{"direct", up}, {"relay", relay(tb, up)}, {"gateway", gateway(tb, up)}}
+	return []path{{"direct", up}, {"go-bare", bareProxy(tb, up)}, {"relay", relay(tb, up)}, {"gateway", gateway(tb, up)}}
 }
 
 // BenchmarkToolsCall: one tools/call at a time (latency), and from
@@ -358,7 +378,7 @@ func TestMCPGatewayComparison(t *testing.T) {
 		s := res[p.name]
 		t.Logf("%-8s %12.0f %14v", p.name, median(s.rps), median(s.cpu))
 	}
-	d, g, f := res["direct"], res["gateway"], res["relay"]
+	d, g, f, bare := res["direct"], res["gateway"], res["relay"], res["go-bare"]
 	for _, rate := range rates {
 		if len(g.p50[rate]) > 0 && len(d.p50[rate]) > 0 {
 			t.Logf("at %d calls/s: gateway added p50 %v (target ≤ 200µs), added p99 %v (target ≤ 1ms)", rate,
@@ -367,8 +387,11 @@ func TestMCPGatewayComparison(t *testing.T) {
 		if len(f.p50[rate]) > 0 && len(d.p50[rate]) > 0 {
 			t.Logf("at %d calls/s: relay added p50 %v, p99 %v", rate, median(f.p50[rate])-median(d.p50[rate]), median(f.p99[rate])-median(d.p99[rate]))
 		}
+		if len(bare.p50[rate]) > 0 && len(d.p50[rate]) > 0 {
+			t.Logf("at %d calls/s: go-bare added p50 %v, p99 %v", rate, median(bare.p50[rate])-median(d.p50[rate]), median(bare.p99[rate])-median(d.p99[rate]))
+		}
 	}
 	t.Logf("saturation: gateway %.0f%% of the relay floor (target ≥ 70%%), %.0f%% of direct", 100*median(g.rps)/median(f.rps), 100*median(g.rps)/median(d.rps))
-	t.Logf("CPU per call added over direct: relay %v, gateway %v (gateway/relay %.2f×)", median(f.cpu)-median(d.cpu), median(g.cpu)-median(d.cpu),
+	t.Logf("CPU per call added over direct: go-bare %v, relay %v, gateway %v (gateway/relay %.2f×)", median(bare.cpu)-median(d.cpu), median(f.cpu)-median(d.cpu), median(g.cpu)-median(d.cpu),
 		float64(median(g.cpu)-median(d.cpu))/float64(median(f.cpu)-median(d.cpu)))
 }

@@ -185,24 +185,78 @@ func (g *Gateway) fast(w http.ResponseWriter, r *http.Request, caller Caller, en
 		args = json.RawMessage("{}")
 	}
 	ctx := r.Context()
-	finish, err := g.authorize(ctx, caller, Request{Server: b.srv.Name, Method: "tools/call", Name: name, Arguments: args,
+	d, err := g.decide(ctx, caller, Request{Server: b.srv.Name, Method: "tools/call", Name: name, Arguments: args,
 		Labels: b.srv.ToolLabels(name), Session: sid, Approval: approvalOf(meta)})
 	if err != nil {
 		writeAnswer(w, env.id, nil, err)
 		return true
 	}
-	var out sdk.Result
-	res, err := g.fastCall(ctx, b, u, a, caller, name, env, meta)
-	if res != nil {
-		out = res
-	}
-	out, red := g.redact(ctx, b, out)
-	if out == nil && err == nil {
+	ans, err := g.fastCall(ctx, b, u, a, caller, name, env, meta)
+	out, red := g.scan(ctx, b, &ans, err)
+	if err == nil && out == nil && ans.raw == nil {
 		err = withheld
 	}
-	finish(out, err, red)
-	writeAnswer(w, env.id, out, err)
+	if d.Finish != nil {
+		res := Result{Err: err, Redactions: red}
+		switch {
+		case ans.raw != nil:
+			res.Bytes, res.ToolError = int64(len(ans.raw)), ans.isError
+		case out != nil:
+			if b, jerr := json.Marshal(out); jerr == nil {
+				res.Bytes = int64(len(b))
+			}
+			res.ToolError = out.IsError
+		}
+		d.Finish(res)
+	}
+	if ans.raw != nil {
+		writeRaw(w, env.id, ans.raw)
+	} else if out != nil {
+		writeAnswer(w, env.id, out, err)
+	} else {
+		writeAnswer(w, env.id, nil, err)
+	}
 	return true
+}
+
+// scan redacts secrets from the upstream's answer as redact does for the
+// SDK's path. A result passed through as sent (ans.raw) is scanned as it
+// is and stays so when it holds none; one that holds secrets, or that was
+// decoded, comes back decoded (ans.raw nil) with what was redacted.
+func (g *Gateway) scan(ctx context.Context, b *backend, ans *upstreamAnswer, err error) (*sdk.CallToolResult, []string) {
+	if err != nil {
+		ans.raw, ans.res = nil, nil
+		return nil, nil
+	}
+	if ans.raw == nil {
+		if ans.res == nil {
+			return nil, nil
+		}
+		out, red := g.redact(ctx, b, ans.res)
+		res, _ := out.(*sdk.CallToolResult)
+		return res, red
+	}
+	if g.cfg.Redactor == nil {
+		return nil, nil
+	}
+	clean, fs, rerr := g.cfg.Redactor.RedactJSON(ans.raw)
+	if rerr == nil && len(fs) == 0 {
+		return nil, nil
+	}
+	ans.raw = nil
+	if rerr == nil {
+		red := make([]string, 0, len(fs))
+		for _, f := range fs {
+			red = append(red, f.RuleID+"@"+f.Pointer)
+		}
+		var res sdk.CallToolResult
+		if rerr = json.Unmarshal(clean, &res); rerr == nil {
+			g.cfg.Log.InfoContext(ctx, "secrets redacted from an MCP result", "server", b.srv.Name, "redactions", strings.Join(red, ","))
+			return &res, red
+		}
+	}
+	g.cfg.Log.ErrorContext(ctx, "MCP result withheld: it could not be scanned for secrets", "server", b.srv.Name, "error", rerr)
+	return nil, []string{"withheld@"}
 }
 
 // isLoopback is the SDK's test of a loopback host (with or without a
@@ -225,7 +279,7 @@ func isLoopback(addr string) bool {
 // answer decided by policy and, for these agents (revisions before
 // 2026-07-28), asked of the agent over its session and the call retried
 // once with its answers, as the SDK's server does.
-func (g *Gateway) fastCall(ctx context.Context, b *backend, u fastUpstream, a *agentSession, caller Caller, tool string, env envelope, meta sdk.Meta) (*sdk.CallToolResult, error) {
+func (g *Gateway) fastCall(ctx context.Context, b *backend, u fastUpstream, a *agentSession, caller Caller, tool string, env envelope, meta sdk.Meta) (upstreamAnswer, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.srv.Call)
 	defer cancel()
 	params := map[string]any{"name": tool}
@@ -237,33 +291,48 @@ func (g *Gateway) fastCall(ctx context.Context, b *backend, u fastUpstream, a *a
 	if m := upstreamMeta(meta); m != nil {
 		params["_meta"] = m
 	}
-	res, err := u.call(ctx, b, params)
+	ans, err := u.call(ctx, b, params)
 	if err != nil {
-		return nil, err
+		return ans, err
 	}
-	for retry := 0; res.InputRequests != nil; retry++ {
+	for retry := 0; ans.res != nil && ans.res.InputRequests != nil; retry++ {
+		res := ans.res
 		if err := g.decideInputs(ctx, caller, a.ss.ID(), b, tool, res.InputRequests); err != nil {
-			return nil, err
+			return upstreamAnswer{}, err
 		}
 		if retry > 0 {
 			break // the SDK's server retries once, then passes the answer on
 		}
 		if len(res.InputRequests) == 0 {
-			return nil, errors.New("the server is busy, retry later")
+			return upstreamAnswer{}, errors.New("the server is busy, retry later")
 		}
 		answers, err := fulfill(ctx, a.ss, res.InputRequests)
 		if err != nil {
-			return nil, err
+			return upstreamAnswer{}, err
 		}
 		params["inputResponses"] = answers
 		if res.RequestState != "" {
 			params["requestState"] = res.RequestState
 		}
-		if res, err = u.call(ctx, b, params); err != nil {
-			return nil, err
+		if ans, err = u.call(ctx, b, params); err != nil {
+			return ans, err
 		}
 	}
-	return res, nil
+	return ans, nil
+}
+
+// writeRaw writes the JSON-RPC response to request id with result, a
+// JSON object, as a single JSON body.
+func writeRaw(w http.ResponseWriter, id jsonrpc.ID, result json.RawMessage) {
+	data, err := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Result: result})
+	if err != nil {
+		writeAnswer(w, id, nil, fmt.Errorf("encode the result: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(data)
 }
 
 // writeAnswer writes the JSON-RPC response to request id as the SDK's
@@ -343,17 +412,26 @@ func (u *upstream) fastSession() (fastUpstream, bool) {
 	return fastUpstream{hc: u.hc, url: u.srv.URL.String(), session: u.cs.ID(), rev: ir.ProtocolVersion, cs: u.cs}, true
 }
 
+// upstreamAnswer is the result of an upstream's answer to a fast-path
+// call: as sent (raw) when it is text only (plainResult), else decoded by
+// the SDK (res).
+type upstreamAnswer struct {
+	raw     json.RawMessage
+	isError bool // raw's isError
+	res     *sdk.CallToolResult
+}
+
 // call posts one tools/call on the session and reads its answer (a JSON
 // body or an event stream).
-func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]any) (*sdk.CallToolResult, error) {
+func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]any) (upstreamAnswer, error) {
 	id := "writ-" + strconv.FormatInt(fastIDs.Add(1), 10)
 	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
 	if err != nil {
-		return nil, rpcError(jsonrpc.CodeInvalidParams, "the call cannot be encoded: "+err.Error(), nil)
+		return upstreamAnswer{}, rpcError(jsonrpc.CodeInvalidParams, "the call cannot be encoded: "+err.Error(), nil)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(body))
 	if err != nil {
-		return nil, upstreamError(err)
+		return upstreamAnswer{}, upstreamError(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -361,7 +439,7 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 	req.Header.Set("Mcp-Protocol-Version", f.rev)
 	resp, err := f.hc.Do(req)
 	if err != nil {
-		return nil, upstreamError(err)
+		return upstreamAnswer{}, upstreamError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
@@ -371,7 +449,7 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 	}
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, upstreamError(fmt.Errorf("%s answered HTTP %d", b.srv.Target(), resp.StatusCode))
+		return upstreamAnswer{}, upstreamError(fmt.Errorf("%s answered HTTP %d", b.srv.Target(), resp.StatusCode))
 	}
 	body2 := io.LimitReader(resp.Body, maxFastAnswer)
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
@@ -379,7 +457,7 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 	case "application/json":
 		data, err := io.ReadAll(body2)
 		if err != nil {
-			return nil, upstreamError(err)
+			return upstreamAnswer{}, upstreamError(err)
 		}
 		res, done, err := f.answer(ctx, b, data, id)
 		if !done && err == nil {
@@ -406,46 +484,58 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 			data = data[:0]
 		}
 		if err := sc.Err(); err != nil {
-			return nil, upstreamError(err)
+			return upstreamAnswer{}, upstreamError(err)
 		}
 		if len(data) > 0 {
 			if res, done, err := f.answer(ctx, b, data, id); done || err != nil {
 				return res, err
 			}
 		}
-		return nil, upstreamError(fmt.Errorf("%s ended the stream without answering", b.srv.Target()))
+		return upstreamAnswer{}, upstreamError(fmt.Errorf("%s ended the stream without answering", b.srv.Target()))
 	}
-	return nil, upstreamError(fmt.Errorf("%s answered with content type %q", b.srv.Target(), ct))
+	return upstreamAnswer{}, upstreamError(fmt.Errorf("%s answered with content type %q", b.srv.Target(), ct))
 }
 
 // answer handles one message of the upstream's answer: the response to
 // id (done), a notification (a tools/list_changed triggers the re-check
 // the SDK's client would), or a request of the server, which the shared
 // session answers as the SDK's client does (it declares no capabilities).
-func (f fastUpstream) answer(ctx context.Context, b *backend, data []byte, id string) (*sdk.CallToolResult, bool, error) {
+// A response is read with the standard library (the SDK's decoder takes a
+// 32 KiB buffer a message); anything else by the SDK.
+func (f fastUpstream) answer(ctx context.Context, b *backend, data []byte, id string) (upstreamAnswer, bool, error) {
+	if rid, result, rpcErr, ok := responseOf(data); ok {
+		if rid != id {
+			return upstreamAnswer{}, false, nil
+		}
+		if rpcErr != nil {
+			return upstreamAnswer{}, true, upstreamError(rpcErr)
+		}
+		if isError, ok := plainResult(result); ok {
+			return upstreamAnswer{raw: result, isError: isError}, true, nil
+		}
+		return decodeResult(b, result)
+	}
 	msg, err := jsonrpc.DecodeMessage(data)
 	if err != nil {
-		return nil, true, upstreamError(fmt.Errorf("%s sent an invalid message: %v", b.srv.Target(), err))
+		return upstreamAnswer{}, true, upstreamError(fmt.Errorf("%s sent an invalid message: %v", b.srv.Target(), err))
 	}
 	switch m := msg.(type) {
 	case *jsonrpc.Response:
+		// One responseOf does not read (a member twice, say): read as
+		// the SDK's client reads it.
 		if m.ID.Raw() != id {
-			return nil, false, nil
+			return upstreamAnswer{}, false, nil
 		}
 		if m.Error != nil {
-			return nil, true, upstreamError(m.Error)
+			return upstreamAnswer{}, true, upstreamError(m.Error)
 		}
-		var res sdk.CallToolResult
-		if err := json.Unmarshal(m.Result, &res); err != nil {
-			return nil, true, upstreamError(fmt.Errorf("%s sent a result that is not a tools/call result: %v", b.srv.Target(), err))
-		}
-		return &res, true, nil
+		return decodeResult(b, m.Result)
 	case *jsonrpc.Request:
 		if !m.ID.IsValid() {
 			if m.Method == "notifications/tools/list_changed" && b.up.onToolsChanged != nil {
 				b.up.onToolsChanged(context.WithoutCancel(ctx))
 			}
-			return nil, false, nil
+			return upstreamAnswer{}, false, nil
 		}
 		reply := &jsonrpc.Response{ID: m.ID}
 		if m.Method == "ping" {
@@ -455,7 +545,131 @@ func (f fastUpstream) answer(ctx context.Context, b *backend, data []byte, id st
 		}
 		go f.post(reply)
 	}
-	return nil, false, nil
+	return upstreamAnswer{}, false, nil
+}
+
+// decodeResult decodes a tools/call result with the SDK, failing as the
+// SDK's client does.
+func decodeResult(b *backend, result json.RawMessage) (upstreamAnswer, bool, error) {
+	var res sdk.CallToolResult
+	if err := json.Unmarshal(result, &res); err != nil {
+		return upstreamAnswer{}, true, upstreamError(fmt.Errorf("calling %q: %w", "tools/call", err))
+	}
+	return upstreamAnswer{res: &res}, true, nil
+}
+
+// responseOf reads data as a JSON-RPC 2.0 response with a string id:
+// exactly the members jsonrpc, id, and one of result (an object) or error,
+// each once, with nothing after the object. ok is false for anything
+// else, which the caller leaves to the SDK's decoder.
+func responseOf(data []byte) (id string, result json.RawMessage, rpcErr *jsonrpc.Error, ok bool) {
+	var (
+		version      string
+		rawID, rawEr json.RawMessage
+		seenV        bool
+	)
+	err := members(data, func(key string, dec *json.Decoder) error {
+		switch key {
+		case "jsonrpc":
+			seenV = true
+			return dec.Decode(&version)
+		case "id":
+			return dec.Decode(&rawID)
+		case "result":
+			return dec.Decode(&result)
+		case "error":
+			return dec.Decode(&rawEr)
+		}
+		return errNotFast
+	}, true)
+	if err != nil || !seenV || version != "2.0" || len(rawID) == 0 || rawID[0] != '"' || (result == nil) == (rawEr == nil) {
+		return "", nil, nil, false
+	}
+	if json.Unmarshal(rawID, &id) != nil {
+		return "", nil, nil, false
+	}
+	if rawEr != nil {
+		// Exactly code (an integer), message (a string) and optionally
+		// data, each once: anything else the SDK reads its own way.
+		rpcErr = new(jsonrpc.Error)
+		var code, msg bool
+		err := members(rawEr, func(key string, dec *json.Decoder) error {
+			switch key {
+			case "code":
+				code = true
+				return dec.Decode(&rpcErr.Code)
+			case "message":
+				var v json.RawMessage
+				if err := dec.Decode(&v); err != nil || len(v) == 0 || v[0] != '"' {
+					return errNotFast
+				}
+				msg = true
+				return json.Unmarshal(v, &rpcErr.Message)
+			case "data":
+				return dec.Decode(&rpcErr.Data)
+			}
+			return errNotFast
+		}, true)
+		if err != nil || !code || !msg {
+			return "", nil, nil, false
+		}
+		return id, nil, rpcErr, true
+	}
+	if !isObject(result) {
+		return "", nil, nil, false
+	}
+	return id, result, nil, true
+}
+
+// plainResult reports whether result is a tools/call result of text only
+// (content an array of {"type":"text","text":STRING}, isError a boolean,
+// no other member, none twice), which the SDK's path would pass on with
+// the same meaning as sent, and its isError. Anything else (images,
+// resources, structured content, _meta, unknown members) the SDK decodes
+// and re-encodes, as on its own path.
+func plainResult(result json.RawMessage) (isError bool, ok bool) {
+	var content bool
+	err := members(result, func(key string, dec *json.Decoder) error {
+		switch key {
+		case "content":
+			var items []json.RawMessage
+			if err := dec.Decode(&items); err != nil || items == nil {
+				return errNotFast
+			}
+			content = true
+			for _, it := range items {
+				var typ, text bool
+				err := members(it, func(key string, dec *json.Decoder) error {
+					var v json.RawMessage
+					if err := dec.Decode(&v); err != nil {
+						return err
+					}
+					switch key {
+					case "type":
+						typ = string(v) == `"text"`
+					case "text":
+						text = len(v) > 0 && v[0] == '"'
+					default:
+						return errNotFast
+					}
+					return nil
+				}, true)
+				if err != nil || !typ || !text {
+					return errNotFast
+				}
+			}
+			return nil
+		case "isError":
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil || string(v) != "true" && string(v) != "false" {
+				return errNotFast
+			}
+			isError = string(v) == "true"
+			return nil
+		}
+		return errNotFast
+	}, true)
+	return isError, err == nil && content
 }
 
 // post sends a message of the gateway's on the session (a reply to a

@@ -172,20 +172,9 @@ func (g *Gateway) single(resolve resolver) (*backend, bool) {
 // error the agent receives. On allow it returns the function to call with
 // the relayed request's result and the secrets redacted from it.
 func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func(sdk.Result, error, []string), error) {
-	d, err := g.cfg.Authorizer.Authorize(ctx, caller, r)
+	d, err := g.decide(ctx, caller, r)
 	if err != nil {
-		g.cfg.Log.ErrorContext(ctx, "MCP authorization failed", "server", r.Server, "method", r.Method, "name", r.Name, "error", err)
-		return nil, rpcError(CodeDenied, "denied: the decision could not be made", map[string]string{"reason": "the decision could not be made"})
-	}
-	if d.Unavailable {
-		return nil, rpcError(CodeUnavailable, "not made: "+d.Reason, nil)
-	}
-	if !d.Allow {
-		reason := d.Reason
-		if reason == "" {
-			reason = "not allowed by policy"
-		}
-		return nil, rpcError(CodeDenied, "denied: "+reason, map[string]string{"reason": reason, "rule": d.Rule, "policy": d.Policy, "approval": d.Approval})
+		return nil, err
 	}
 	return func(res sdk.Result, err error, redactions []string) {
 		if d.Finish == nil {
@@ -205,6 +194,27 @@ func (g *Gateway) authorize(ctx context.Context, caller Caller, r Request) (func
 		}
 		d.Finish(out)
 	}, nil
+}
+
+// decide asks the Authorizer about r and returns its decision when it
+// allows r, else the JSON-RPC error the agent gets.
+func (g *Gateway) decide(ctx context.Context, caller Caller, r Request) (Decision, error) {
+	d, err := g.cfg.Authorizer.Authorize(ctx, caller, r)
+	if err != nil {
+		g.cfg.Log.ErrorContext(ctx, "MCP authorization failed", "server", r.Server, "method", r.Method, "name", r.Name, "error", err)
+		return d, rpcError(CodeDenied, "denied: the decision could not be made", map[string]string{"reason": "the decision could not be made"})
+	}
+	if d.Unavailable {
+		return d, rpcError(CodeUnavailable, "not made: "+d.Reason, nil)
+	}
+	if !d.Allow {
+		reason := d.Reason
+		if reason == "" {
+			reason = "not allowed by policy"
+		}
+		return d, rpcError(CodeDenied, "denied: "+reason, map[string]string{"reason": reason, "rule": d.Rule, "policy": d.Policy, "approval": d.Approval})
+	}
+	return d, nil
 }
 
 func rpcError(code int64, msg string, data map[string]string) error {
