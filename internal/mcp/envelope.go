@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -50,44 +50,47 @@ func decodeEnvelope(body []byte) (envelope, error) {
 		seenV, seenM     bool
 		haveID, haveArgs bool
 	)
-	err := members(body, func(key string, dec *json.Decoder) error {
+	err := members(body, func(key string, val []byte) error {
 		switch key {
 		case "jsonrpc":
 			seenV = true
-			return dec.Decode(&version)
+			return json.Unmarshal(val, &version)
 		case "id":
 			haveID = true
-			return dec.Decode(&rawID)
+			rawID = val
+			return nil
 		case "method":
 			seenM = true
-			return dec.Decode(&method)
+			return json.Unmarshal(val, &method)
 		case "params":
-			return dec.Decode(&params)
+			params = val
+			return nil
 		}
 		return errNotFast
-	}, true)
+	})
 	if err != nil || !seenV || version != "2.0" || !seenM || method != "tools/call" || !haveID || params == nil {
 		return env, errNotFast
 	}
 	if env.id, err = fastID(rawID); err != nil {
 		return env, err
 	}
-	err = members(params, func(key string, dec *json.Decoder) error {
+	err = validMembers(params, func(key string, val []byte) error {
 		switch key {
 		case "name":
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil || len(raw) == 0 || raw[0] != '"' {
+			if val[0] != '"' {
 				return errNotFast
 			}
-			return json.Unmarshal(raw, &env.name)
+			return json.Unmarshal(val, &env.name)
 		case "arguments":
 			haveArgs = true
-			return dec.Decode(&env.args)
+			env.args = val
+			return nil
 		case "_meta":
-			return dec.Decode(&env.meta)
+			env.meta = val
+			return nil
 		}
 		return errNotFast
-	}, true)
+	})
 	if err != nil || env.name == "" {
 		return env, errNotFast
 	}
@@ -98,38 +101,142 @@ func decodeEnvelope(body []byte) (envelope, error) {
 }
 
 // members walks the members of the JSON object data, calling f with each
-// key and the decoder positioned at its value (f must consume the value).
-// A key seen twice, anything but one object, or trailing data after it
-// (when whole) fails.
-func members(data []byte, f func(key string, dec *json.Decoder) error, whole bool) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+// key (unescaped, as encoding/json reads it) and the bytes of its value.
+// A key seen twice, anything but one valid JSON object, or anything but
+// white space after it, fails. It reads data once to check it is valid
+// JSON (json.Valid, which allocates nothing) and once to find the
+// members; encoding/json decodes only the values f asks for.
+func members(data []byte, f func(key string, val []byte) error) error {
+	if !json.Valid(data) {
 		return errNotFast
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return errNotFast
-		}
-		key, ok := t.(string)
-		if !ok || seen[key] {
-			return errNotFast
-		}
-		seen[key] = true
-		if err := f(key, dec); err != nil {
-			return errNotFast
-		}
-	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+	return validMembers(data, f)
+}
+
+// validMembers is members of data known to be valid JSON (a value inside
+// a document members took).
+func validMembers(data []byte, f func(key string, val []byte) error) error {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
 		return errNotFast
 	}
-	if whole {
-		if _, err := dec.Token(); err != io.EOF {
+	i = skipSpace(data, i+1)
+	if data[i] == '}' {
+		return nil
+	}
+	// f refuses a key it does not know, so the keys seen are the few
+	// it knows.
+	var seen []string
+	for {
+		end := skipString(data, i)
+		key, err := unquoteKey(data[i:end])
+		if err != nil || slices.Contains(seen, key) {
 			return errNotFast
 		}
+		seen = append(seen, key)
+		i = skipSpace(data, skipSpace(data, end)+1) // past ':'
+		end = skipValue(data, i)
+		if err := f(key, data[i:end]); err != nil {
+			return errNotFast
+		}
+		i = skipSpace(data, end)
+		if data[i] == '}' {
+			return nil
+		}
+		i = skipSpace(data, i+1) // past ','
 	}
-	return nil
+}
+
+// elements calls f with each element of the valid JSON array data; it
+// fails on anything but an array.
+func elements(data []byte, f func(val []byte) error) error {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '[' {
+		return errNotFast
+	}
+	i = skipSpace(data, i+1)
+	if data[i] == ']' {
+		return nil
+	}
+	for {
+		end := skipValue(data, i)
+		if err := f(data[i:end]); err != nil {
+			return errNotFast
+		}
+		i = skipSpace(data, end)
+		if data[i] == ']' {
+			return nil
+		}
+		i = skipSpace(data, i+1)
+	}
+}
+
+// unquoteKey returns the string of the JSON string literal q: its bytes
+// between the quotes when they hold no escape and only ASCII, else as
+// encoding/json decodes it (escapes resolved, invalid UTF-8 replaced).
+func unquoteKey(q []byte) (string, error) {
+	inner := q[1 : len(q)-1]
+	for _, c := range inner {
+		if c == '\\' || c >= utf8.RuneSelf {
+			var s string
+			err := json.Unmarshal(q, &s)
+			return s, err
+		}
+	}
+	return string(inner), nil
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string literal of valid JSON
+// that starts at data[i].
+func skipString(data []byte, i int) int {
+	for i++; ; i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+}
+
+// skipValue returns the index after the value of valid JSON that starts
+// at data[i].
+func skipValue(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for {
+			switch data[i] {
+			case '"':
+				i = skipString(data, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+	}
+	for i < len(data) {
+		switch data[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
 }
 
 // fastID is a request id the fast path takes: a string of at most

@@ -568,20 +568,22 @@ func responseOf(data []byte) (id string, result json.RawMessage, rpcErr *jsonrpc
 		rawID, rawEr json.RawMessage
 		seenV        bool
 	)
-	err := members(data, func(key string, dec *json.Decoder) error {
+	err := members(data, func(key string, val []byte) error {
 		switch key {
 		case "jsonrpc":
 			seenV = true
-			return dec.Decode(&version)
+			return json.Unmarshal(val, &version)
 		case "id":
-			return dec.Decode(&rawID)
+			rawID = val
 		case "result":
-			return dec.Decode(&result)
+			result = val
 		case "error":
-			return dec.Decode(&rawEr)
+			rawEr = val
+		default:
+			return errNotFast
 		}
-		return errNotFast
-	}, true)
+		return nil
+	})
 	if err != nil || !seenV || version != "2.0" || len(rawID) == 0 || rawID[0] != '"' || (result == nil) == (rawEr == nil) {
 		return "", nil, nil, false
 	}
@@ -593,23 +595,23 @@ func responseOf(data []byte) (id string, result json.RawMessage, rpcErr *jsonrpc
 		// data, each once: anything else the SDK reads its own way.
 		rpcErr = new(jsonrpc.Error)
 		var code, msg bool
-		err := members(rawEr, func(key string, dec *json.Decoder) error {
+		err := validMembers(rawEr, func(key string, val []byte) error {
 			switch key {
 			case "code":
 				code = true
-				return dec.Decode(&rpcErr.Code)
+				return json.Unmarshal(val, &rpcErr.Code)
 			case "message":
-				var v json.RawMessage
-				if err := dec.Decode(&v); err != nil || len(v) == 0 || v[0] != '"' {
+				if val[0] != '"' {
 					return errNotFast
 				}
 				msg = true
-				return json.Unmarshal(v, &rpcErr.Message)
+				return json.Unmarshal(val, &rpcErr.Message)
 			case "data":
-				return dec.Decode(&rpcErr.Data)
+				rpcErr.Data = val
+				return nil
 			}
 			return errNotFast
-		}, true)
+		})
 		if err != nil || !code || !msg {
 			return "", nil, nil, false
 		}
@@ -626,49 +628,41 @@ func responseOf(data []byte) (id string, result json.RawMessage, rpcErr *jsonrpc
 // no other member, none twice), which the SDK's path would pass on with
 // the same meaning as sent, and its isError. Anything else (images,
 // resources, structured content, _meta, unknown members) the SDK decodes
-// and re-encodes, as on its own path.
+// and re-encodes, as on its own path. result must be valid JSON (the
+// result responseOf took).
 func plainResult(result json.RawMessage) (isError bool, ok bool) {
 	var content bool
-	err := members(result, func(key string, dec *json.Decoder) error {
+	err := validMembers(result, func(key string, val []byte) error {
 		switch key {
 		case "content":
-			var items []json.RawMessage
-			if err := dec.Decode(&items); err != nil || items == nil {
-				return errNotFast
-			}
 			content = true
-			for _, it := range items {
+			return elements(val, func(it []byte) error {
 				var typ, text bool
-				err := members(it, func(key string, dec *json.Decoder) error {
-					var v json.RawMessage
-					if err := dec.Decode(&v); err != nil {
-						return err
-					}
+				err := validMembers(it, func(key string, v []byte) error {
 					switch key {
 					case "type":
 						typ = string(v) == `"text"`
 					case "text":
-						text = len(v) > 0 && v[0] == '"'
+						text = v[0] == '"'
 					default:
 						return errNotFast
 					}
 					return nil
-				}, true)
+				})
 				if err != nil || !typ || !text {
 					return errNotFast
 				}
-			}
-			return nil
+				return nil
+			})
 		case "isError":
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil || string(v) != "true" && string(v) != "false" {
+			if string(val) != "true" && string(val) != "false" {
 				return errNotFast
 			}
-			isError = string(v) == "true"
+			isError = string(val) == "true"
 			return nil
 		}
 		return errNotFast
-	}, true)
+	})
 	return isError, err == nil && content
 }
 
