@@ -51,15 +51,19 @@ func upstream(tb testing.TB) string {
 // over one Go SDK client session. No identity, policy, pinning,
 // redaction or audit.
 func relay(tb testing.TB, up string) string {
-	cs := dial(tb, up)
+	hs := httptest.NewServer(relayHandler(dial(tb, up)))
+	tb.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// relayHandler serves the relay floor over the client session cs.
+func relayHandler(cs *sdk.ClientSession) http.Handler {
 	s := sdk.NewServer(&sdk.Implementation{Name: "relay", Version: "1"}, nil)
 	s.AddTool(&sdk.Tool{Name: "echo", InputSchema: map[string]any{"type": "object"}},
 		func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
 			return cs.CallTool(ctx, &sdk.CallToolParams{Name: "echo", Arguments: req.Params.Arguments})
 		})
-	hs := httptest.NewServer(sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil))
-	tb.Cleanup(hs.Close)
-	return hs.URL
+	return sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s }, nil)
 }
 
 // bareProxy is a second floor: the standard library's reverse proxy
@@ -99,7 +103,16 @@ func startWrit(tb testing.TB, up string) *servertest.Instance {
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		tb.Fatal(err)
 	}
-	docs := fmt.Sprintf(`apiVersion: writ.dev/v1
+	if _, err := in.Client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bench.yaml", Content: benchDocs(up)}}}); err != nil {
+		tb.Fatal(err)
+	}
+	return in
+}
+
+// benchDocs is MCPServer bench at up and the policy that lets this
+// process's identity call its echo tool.
+func benchDocs(up string) string {
+	return fmt.Sprintf(`apiVersion: writ.dev/v1
 kind: MCPServer
 metadata: {name: bench}
 spec:
@@ -116,10 +129,6 @@ spec:
       targets: [{mcp: {server: bench, tools: [echo]}}]
       when: mcp.args.text.size() < 100
 `, up)
-	if _, err := in.Client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bench.yaml", Content: docs}}}); err != nil {
-		tb.Fatal(err)
-	}
-	return in
 }
 
 // waitListed waits until the gateway at url lists echo.
@@ -167,11 +176,12 @@ func call(ctx context.Context, cs *sdk.ClientSession) error {
 type path struct {
 	name string
 	url  string
+	pid  int // the process of the path's middle (TestMCPGatewayComparison), or 0
 }
 
 func paths(tb testing.TB) []path {
 	up := upstream(tb)
-	return []path{{"direct", up}, {"go-bare", bareProxy(tb, up)}, {"relay", relay(tb, up)}, {"gateway", gateway(tb, up)}}
+	return []path{{"direct", up, 0}, {"go-bare", bareProxy(tb, up), 0}, {"relay", relay(tb, up), 0}, {"gateway", gateway(tb, up), 0}}
 }
 
 // BenchmarkToolsCall: one tools/call at a time (latency), and from
@@ -261,9 +271,20 @@ func cpu() time.Duration {
 // agent, the path and the upstream together: the same agent and upstream
 // for every path, so differences are the path's own).
 func saturate(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time.Duration) (float64, time.Duration) {
+	rps, c, _ := saturateProc(tb, sessions, conc, d, 0)
+	return rps, c
+}
+
+// saturateProc is saturate that also returns the CPU time per call of
+// process pid (when not 0).
+func saturateProc(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time.Duration, pid int) (float64, time.Duration, time.Duration) {
 	var done, failed atomic.Int64
 	var wg sync.WaitGroup
 	stop := time.Now().Add(d)
+	var p0 time.Duration
+	if pid != 0 {
+		p0 = procCPU(tb, pid)
+	}
 	start, c0 := time.Now(), cpu()
 	for i := range conc {
 		wg.Add(1)
@@ -283,8 +304,12 @@ func saturate(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time.Dur
 	if f := failed.Load(); f > 0 {
 		tb.Fatalf("%d calls failed", f)
 	}
-	n := done.Load()
-	return float64(n) / time.Since(start).Seconds(), (cpu() - c0) / time.Duration(max(n, 1))
+	n := max(done.Load(), 1)
+	rps, self := float64(n)/time.Since(start).Seconds(), (cpu()-c0)/time.Duration(n)
+	if pid == 0 {
+		return rps, self, 0
+	}
+	return rps, self, (procCPU(tb, pid) - p0) / time.Duration(n)
 }
 
 func pct(lat []time.Duration, p float64) time.Duration {
@@ -299,10 +324,12 @@ func median[T int64 | float64 | time.Duration](v []T) T {
 
 // TestMCPGatewayComparison prints, per path, p50/p99 at paced rates
 // (100 and 500 calls/s, or WRIT_MCP_BENCH_RATES), calls/s at saturation
-// and the process's CPU time per call, as medians over rounds that
-// alternate the three paths; then the gateway's added latency over
-// direct, its share of the relay floor's throughput and its added CPU per
-// call, against the issue's targets.
+// and CPU time per call (the middle's process, and this process: agent
+// and upstream), as medians over rounds that alternate the paths; then
+// the gateway's added latency over direct, its share of the relay floor's
+// throughput and its CPU per call, against the issue's targets. Each
+// path's middle (writ serve, the relay, go-bare) runs as a process of its
+// own (process_test.go).
 func TestMCPGatewayComparison(t *testing.T) {
 	if os.Getenv("WRIT_MCP_BENCH") == "" {
 		t.Skip("set WRIT_MCP_BENCH=1 to run the MCP gateway comparison (about a minute per round)")
@@ -324,12 +351,13 @@ func TestMCPGatewayComparison(t *testing.T) {
 	}
 	const conc = 32
 	dur := 3 * time.Second
-	ps := paths(t)
+	ps := processPaths(t)
 	type sample struct {
 		p50, p99 map[int][]time.Duration
 		over     map[int]int
 		rps      []float64
-		cpu      []time.Duration
+		cpu      []time.Duration // this process's (agent and upstream)
+		mid      []time.Duration // the middle's process's
 	}
 	res := map[string]*sample{}
 	sess := map[string][]*sdk.ClientSession{}
@@ -356,9 +384,9 @@ func TestMCPGatewayComparison(t *testing.T) {
 				s.p99[rate] = append(s.p99[rate], pct(lat, 0.99))
 				t.Logf("round %d %-8s %4d calls/s: p50 %v p99 %v", r+1, p.name, rate, pct(lat, 0.5), pct(lat, 0.99))
 			}
-			rps, c := saturate(t, sess[p.name], conc, dur)
-			s.rps, s.cpu = append(s.rps, rps), append(s.cpu, c)
-			t.Logf("round %d %-8s saturation %.0f calls/s, %v CPU per call", r+1, p.name, rps, c)
+			rps, c, mid := saturateProc(t, sess[p.name], conc, dur, p.pid)
+			s.rps, s.cpu, s.mid = append(s.rps, rps), append(s.cpu, c), append(s.mid, mid)
+			t.Logf("round %d %-8s saturation %.0f calls/s, CPU per call %v (middle) + %v (agent and upstream)", r+1, p.name, rps, mid, c)
 		}
 	}
 	t.Logf("medians over %d rounds; paced for %v; saturation: %d callers over 4 sessions for %v", rounds, dur, conc, dur)
@@ -373,10 +401,10 @@ func TestMCPGatewayComparison(t *testing.T) {
 			t.Logf("%-8s %5d %10v %10v (overloaded in %d rounds)", p.name, rate, median(s.p50[rate]), median(s.p99[rate]), s.over[rate])
 		}
 	}
-	t.Logf("%-8s %12s %14s", "path", "sat calls/s", "CPU per call")
+	t.Logf("%-8s %12s %14s %14s", "path", "sat calls/s", "CPU/call mid", "agent+upstr")
 	for _, p := range ps {
 		s := res[p.name]
-		t.Logf("%-8s %12.0f %14v", p.name, median(s.rps), median(s.cpu))
+		t.Logf("%-8s %12.0f %14v %14v", p.name, median(s.rps), median(s.mid), median(s.cpu))
 	}
 	d, g, f, bare := res["direct"], res["gateway"], res["relay"], res["go-bare"]
 	for _, rate := range rates {
@@ -392,6 +420,6 @@ func TestMCPGatewayComparison(t *testing.T) {
 		}
 	}
 	t.Logf("saturation: gateway %.0f%% of the relay floor (target ≥ 70%%), %.0f%% of direct", 100*median(g.rps)/median(f.rps), 100*median(g.rps)/median(d.rps))
-	t.Logf("CPU per call added over direct: go-bare %v, relay %v, gateway %v (gateway/relay %.2f×)", median(bare.cpu)-median(d.cpu), median(f.cpu)-median(d.cpu), median(g.cpu)-median(d.cpu),
-		float64(median(g.cpu)-median(d.cpu))/float64(median(f.cpu)-median(d.cpu)))
+	t.Logf("CPU per call of the middle: go-bare %v, relay %v, gateway %v (gateway/relay %.2f×, gateway/go-bare %.2f×)", median(bare.mid), median(f.mid), median(g.mid),
+		float64(median(g.mid))/float64(median(f.mid)), float64(median(g.mid))/float64(median(bare.mid)))
 }
