@@ -661,7 +661,8 @@ func benchTargets(b *testing.B, conns int, fn func(b *testing.B, c *http.Client,
 // TestProxyProfile takes a CPU profile of a `writ serve` process (built
 // from this tree) while 32 connections saturate its proxy, from the admin
 // API's GET /v1/debug/pprof/profile, and writes it to the file named by
-// WRIT_PROXY_PROFILE:
+// WRIT_PROXY_PROFILE; with WRIT_PROXY_PROFILE_RATE=N, at N requests per
+// second (open loop) instead:
 //
 //	WRIT_PROXY_PROFILE=/tmp/writ.cpu go test -run TestProxyProfile -v ./bench/proxy/
 //	go tool pprof -top /tmp/writ.cpu
@@ -680,7 +681,11 @@ func TestProxyProfile(t *testing.T) {
 	}
 	const secs = 8
 	done := make(chan result)
-	go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()
+	if rate, _ := strconv.Atoi(os.Getenv("WRIT_PROXY_PROFILE_RATE")); rate > 0 {
+		go func() { done <- fixedRate(url, rate, (secs+2)*time.Second) }()
+	} else {
+		go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()
+	}
 	time.Sleep(time.Second)
 	c0 := cpuTime([]int{w.pid})
 	body := w.adminGet(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))

@@ -32,8 +32,13 @@ import (
 const maxRecording = 4096
 
 // recordDelay is how long the recorder lets finished accesses gather
-// before appending their events in one batch.
-const recordDelay = 5 * time.Millisecond
+// before appending their events in one batch. Each batch costs a commit,
+// an fdatasync and a search-index write whatever its size, so at a
+// moderate rate (1,000 requests/s) a longer wait is less CPU per request
+// (5 ms -> 25 ms: about 15% less, bench/README "Proxy"); the events are
+// already safe in the journal, so the wait only delays when they can be
+// read.
+const recordDelay = 25 * time.Millisecond
 
 // maxRecordBatch caps one batch.
 const maxRecordBatch = 512

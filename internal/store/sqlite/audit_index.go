@@ -378,9 +378,9 @@ func (ix *auditIndex) take() (rows []indexRow, next int64) {
 }
 
 // auditIndexDelay is how long the indexer lets events gather before it
-// indexes them. Searches read the events not yet indexed directly, so the
-// lag costs them little.
-const auditIndexDelay = 10 * time.Millisecond
+// indexes them: a commit's cost is mostly per commit. Searches read the
+// events not yet indexed directly, so the lag costs them little.
+const auditIndexDelay = 100 * time.Millisecond
 
 // catchUp indexes every event written so far. Errors are kept for the
 // next round: the index only lags, and searches read what it lacks from
