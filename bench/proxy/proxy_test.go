@@ -662,7 +662,8 @@ func benchTargets(b *testing.B, conns int, fn func(b *testing.B, c *http.Client,
 // from this tree) while 32 connections saturate its proxy, from the admin
 // API's GET /v1/debug/pprof/profile, and writes it to the file named by
 // WRIT_PROXY_PROFILE; with WRIT_PROXY_PROFILE_RATE=N, at N requests per
-// second (open loop) instead:
+// second (open loop) instead, and with WRIT_PROXY_PROFILE_COLD=1, one
+// request per new connection, one connection at a time:
 //
 //	WRIT_PROXY_PROFILE=/tmp/writ.cpu go test -run TestProxyProfile -v ./bench/proxy/
 //	go tool pprof -top /tmp/writ.cpu
@@ -681,7 +682,15 @@ func TestProxyProfile(t *testing.T) {
 	}
 	const secs = 8
 	done := make(chan result)
-	if rate, _ := strconv.Atoi(os.Getenv("WRIT_PROXY_PROFILE_RATE")); rate > 0 {
+	if os.Getenv("WRIT_PROXY_PROFILE_COLD") != "" {
+		go func() {
+			n, stop := 0, time.Now().Add((secs+2)*time.Second)
+			for ; time.Now().Before(stop); n++ {
+				cold(url, 1)
+			}
+			done <- result{n: n, rps: float64(n) / (secs + 2)}
+		}()
+	} else if rate, _ := strconv.Atoi(os.Getenv("WRIT_PROXY_PROFILE_RATE")); rate > 0 {
 		go func() { done <- fixedRate(url, rate, (secs+2)*time.Second) }()
 	} else {
 		go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()

@@ -112,6 +112,34 @@ func (a *Attestor) suspectHolds(inode uint64) func(pid int32) (bool, error) {
 	}
 }
 
+// holderFD is suspectHolds of one process that also returns the fd at
+// which its own file table holds the socket ("" when only a thread's
+// table does).
+func (a *Attestor) holderFD(inode uint64, pid int32) (fd string, holds bool, err error) {
+	name := a.procRoot + "/" + strconv.Itoa(int(pid))
+	s := newFDScan(socketLink(inode))
+	holds, err = s.holds(unix.AT_FDCWD, name+"/fd", name+"/fd")
+	if err == nil && holds {
+		return s.found, true, nil
+	}
+	if err == nil {
+		holds, err = s.threadsHold(unix.AT_FDCWD, int(pid), name, name+"/task")
+	}
+	if errors.Is(err, ErrProcessGone) {
+		return "", false, nil
+	}
+	return "", holds, err
+}
+
+// holdsAtFD reports whether the file fd (a name in the fd directory) of
+// the process whose /proc directory is open as dirfd is the socket whose
+// link text is target.
+func holdsAtFD(dirfd int, fd string, target []byte) bool {
+	var buf [64]byte
+	n, err := readlinkRetry(dirfd, "fd/"+fd, buf[:])
+	return err == nil && bytes.Equal(buf[:n], target)
+}
+
 // parentOf returns the parent pid of the process whose /proc directory d is.
 func parentOf(d *procDir) (int32, error) {
 	f, err := d.open("stat")

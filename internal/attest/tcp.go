@@ -42,7 +42,7 @@ func (a *Attestor) PeerFromPID(ctx context.Context, pid int) (Peer, error) {
 	if err != nil {
 		return Peer{}, err
 	}
-	if _, err := a.fillIDs(&p, nil); err != nil {
+	if _, err := a.fillIDs(&p, nil, ""); err != nil {
 		p.Close()
 		return Peer{}, fmt.Errorf("pin pid %d: %w", pid, err)
 	}
@@ -51,9 +51,12 @@ func (a *Attestor) PeerFromPID(ctx context.Context, pid int) (Peer, error) {
 
 // fillIDs sets p.UID and p.GID from /proc/PID/status. If inode is not nil,
 // it also requires the process to still hold that socket, and returns
-// where it holds it and its parent. When p is pinned, the pidfd is checked
-// after /proc/PID is opened, so the facts are about the pinned process.
-func (a *Attestor) fillIDs(p *Peer, inode *uint64) (*tcpFound, error) {
+// where it holds it and its parent: at fd hint when that file is the
+// socket (the fd a scan of a moment ago found it at; one readlink), else
+// wherever a scan of its fd table finds it. When p is pinned, the pidfd
+// is checked after /proc/PID is opened, so the facts are about the pinned
+// process.
+func (a *Attestor) fillIDs(p *Peer, inode *uint64, hint string) (*tcpFound, error) {
 	d, err := openProc(a.procRoot, p.PID)
 	if err != nil {
 		return nil, err
@@ -64,19 +67,23 @@ func (a *Attestor) fillIDs(p *Peer, inode *uint64) (*tcpFound, error) {
 	}
 	var found *tcpFound
 	if inode != nil {
-		s := newFDScan(socketLink(*inode))
-		holds, err := s.holds(d.fd, "fd", d.path+"/fd")
-		if err != nil {
-			return nil, err
-		}
-		if !holds {
-			return nil, fmt.Errorf("pid %d no longer holds socket inode %d: %w", p.PID, *inode, ErrProcessGone)
+		fd := hint
+		if fd == "" || !holdsAtFD(d.fd, fd, socketLink(*inode)) {
+			s := newFDScan(socketLink(*inode))
+			holds, err := s.holds(d.fd, "fd", d.path+"/fd")
+			if err != nil {
+				return nil, err
+			}
+			if !holds {
+				return nil, fmt.Errorf("pid %d no longer holds socket inode %d: %w", p.PID, *inode, ErrProcessGone)
+			}
+			fd = s.found
 		}
 		ppid, err := parentOf(d)
 		if err != nil {
 			return nil, err
 		}
-		found = &tcpFound{inode: *inode, fd: s.found, ppid: ppid}
+		found = &tcpFound{inode: *inode, fd: fd, ppid: ppid}
 	}
 	st, err := d.status()
 	if err != nil {
@@ -112,7 +119,7 @@ type tcpFound struct {
 // root. The pid may be reused as soon as FindTCPPeer returns; use
 // [Attestor.PeerFromTCP] to get the process pinned.
 func (a *Attestor) FindTCPPeer(ctx context.Context, local, remote netip.AddrPort) (int, error) {
-	pid, _, err := a.findTCPPeer(ctx, local, remote)
+	pid, _, _, err := a.findTCPPeer(ctx, local, remote)
 	return pid, err
 }
 
@@ -128,7 +135,7 @@ func (a *Attestor) FindTCPPeer(ctx context.Context, local, remote netip.AddrPort
 // they do.
 func (a *Attestor) PeerFromTCP(ctx context.Context, local, remote netip.AddrPort) (Peer, error) {
 	events, mark := a.markEvents()
-	pid, inode, err := a.findTCPPeer(ctx, local, remote)
+	pid, inode, hint, err := a.findTCPPeer(ctx, local, remote)
 	if err != nil {
 		return Peer{}, err
 	}
@@ -136,7 +143,7 @@ func (a *Attestor) PeerFromTCP(ctx context.Context, local, remote netip.AddrPort
 	if err != nil {
 		return Peer{}, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
 	}
-	found, err := a.fillIDs(&p, &inode)
+	found, err := a.fillIDs(&p, &inode, hint)
 	if err != nil {
 		p.Close()
 		return Peer{}, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
@@ -148,34 +155,37 @@ func (a *Attestor) PeerFromTCP(ctx context.Context, local, remote netip.AddrPort
 	return p, nil
 }
 
-func (a *Attestor) findTCPPeer(ctx context.Context, local, remote netip.AddrPort) (int, uint64, error) {
+// findTCPPeer is FindTCPPeer, also returning the socket's inode and, when
+// the socket index named the process, the fd at which it holds the
+// socket (a hint for the check after pinning; "" when not known).
+func (a *Attestor) findTCPPeer(ctx context.Context, local, remote netip.AddrPort) (int, uint64, string, error) {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	if !local.Addr().IsLoopback() || !remote.Addr().IsLoopback() {
-		return 0, 0, fmt.Errorf("find process of connection %s -> %s: only loopback connections can be attributed to a local process", remote, local)
+		return 0, 0, "", fmt.Errorf("find process of connection %s -> %s: only loopback connections can be attributed to a local process", remote, local)
 	}
 	sock, err := a.tcpInode(local, remote)
 	if err != nil {
-		return 0, 0, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+		return 0, 0, "", fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
 	}
 	inode := sock.inode
-	if pid, ok := a.indexedHolder(sock); ok {
-		return pid, inode, nil
+	if pid, fd, ok := a.indexedHolder(sock); ok {
+		return pid, inode, fd, nil
 	}
 	pids, skipped, err := a.socketHolders(ctx, inode)
 	if err != nil {
-		return 0, 0, fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
+		return 0, 0, "", fmt.Errorf("find process of connection %s -> %s: %w", remote, local, err)
 	}
 	switch len(pids) {
 	case 0:
 		if skipped > 0 {
-			return 0, 0, fmt.Errorf("find process of connection %s -> %s: socket inode %d: %w (%d processes could not be inspected; writ needs root or CAP_SYS_PTRACE)", remote, local, inode, ErrNoTCPPeer, skipped)
+			return 0, 0, "", fmt.Errorf("find process of connection %s -> %s: socket inode %d: %w (%d processes could not be inspected; writ needs root or CAP_SYS_PTRACE)", remote, local, inode, ErrNoTCPPeer, skipped)
 		}
-		return 0, 0, fmt.Errorf("find process of connection %s -> %s: socket inode %d: %w", remote, local, inode, ErrNoTCPPeer)
+		return 0, 0, "", fmt.Errorf("find process of connection %s -> %s: socket inode %d: %w", remote, local, inode, ErrNoTCPPeer)
 	case 1:
-		return pids[0], inode, nil
+		return pids[0], inode, "", nil
 	}
-	return 0, 0, fmt.Errorf("find process of connection %s -> %s: pids %v: %w", remote, local, pids, ErrSharedSocket)
+	return 0, 0, "", fmt.Errorf("find process of connection %s -> %s: pids %v: %w", remote, local, pids, ErrSharedSocket)
 }
 
 // tcpInode returns the inode of the socket whose local address is client
@@ -201,22 +211,25 @@ func (a *Attestor) tcpInode(server, client netip.AddrPort) (kernelSocket, error)
 // cannot tell: no index or entry, events that are not complete since the
 // socket's creation, an exec of its creator, too many forks, a process
 // forked since that holds the socket (which the scan then reports as
-// shared), or a creator that no longer holds it.
-func (a *Attestor) indexedHolder(sock kernelSocket) (int, bool) {
+// shared), or a creator that no longer holds it. fd is where the creator
+// holds the socket in its own file table ("" when only a thread's table
+// has it).
+func (a *Attestor) indexedHolder(sock kernelSocket) (pid int, fd string, ok bool) {
 	if a.sockIndex == nil || sock.cookie == 0 {
-		return 0, false
+		return 0, "", false
 	}
 	tgid, ns, ok := a.sockIndex.creator(sock.cookie)
 	if !ok || tgid <= 0 {
-		return 0, false
+		return 0, "", false
 	}
 	e := a.procEvents()
 	if e == nil {
-		return 0, false
+		return 0, "", false
 	}
 	holds := a.suspectHolds(sock.inode)
-	if h, err := holds(tgid); err != nil || !h {
-		return 0, false
+	fd, h, err := a.holderFD(sock.inode, tgid)
+	if err != nil || !h {
+		return 0, "", false
 	}
 	// Look at every process forked since the socket's creation, then at
 	// those forked while looking (a child may fork and then close the
@@ -225,7 +238,7 @@ func (a *Attestor) indexedHolder(sock kernelSocket) (int, bool) {
 	for range maxSuspectRounds {
 		children, ok := e.windowForks(tgid, ns)
 		if !ok {
-			return 0, false
+			return 0, "", false
 		}
 		fresh := false
 		for _, c := range children {
@@ -235,15 +248,15 @@ func (a *Attestor) indexedHolder(sock kernelSocket) (int, bool) {
 			fresh = true
 			checked[c] = true
 			if h, err := holds(c); err != nil || h {
-				return 0, false
+				return 0, "", false
 			}
 		}
 		if !fresh {
 			a.indexed.Add(1)
-			return int(tgid), true
+			return int(tgid), fd, true
 		}
 	}
-	return 0, false
+	return 0, "", false
 }
 
 // tcpInodeFromTables is tcpInode from ProcRoot/net/tcp and tcp6.

@@ -517,3 +517,48 @@ func FuzzSocketInode(f *testing.F) {
 		}
 	})
 }
+
+// The check after pinning takes the fd a scan of a moment ago found the
+// socket at, and scans again when that fd is now another file or none.
+func TestFillIDsHint(t *testing.T) {
+	a, _ := newTestAttestor(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	local, remote, _ := acceptAddrs(t, ln, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) })
+	sock, err := a.tcpInode(local, remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, held, err := a.holderFD(sock.inode, int32(os.Getpid()))
+	if err != nil || !held || fd == "" {
+		t.Fatalf("holderFD = %q, %v, %v; want this process's fd", fd, held, err)
+	}
+	for _, hint := range []string{fd, "", "0", "999999", "../../1/fd/0"} {
+		p, err := pinPID(Peer{PID: os.Getpid()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inode := sock.inode
+		found, err := a.fillIDs(&p, &inode, hint)
+		p.Close()
+		if err != nil {
+			t.Fatalf("hint %q: %v", hint, err)
+		}
+		if found.fd != fd || found.inode != sock.inode {
+			t.Errorf("hint %q: found %+v, want fd %s", hint, found, fd)
+		}
+	}
+	// A socket the process does not hold is refused whatever the hint.
+	p, err := pinPID(Peer{PID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	other := sock.inode + 1<<40
+	if _, err := a.fillIDs(&p, &other, fd); !errors.Is(err, ErrProcessGone) {
+		t.Fatalf("fillIDs of a socket not held, with a hint: %v, want ErrProcessGone", err)
+	}
+}
