@@ -120,16 +120,22 @@ func startProcess(t testing.TB, cmd *exec.Cmd, match func(line string) bool) {
 	}()
 }
 
-// startGatewayProcess builds writ, runs `writ serve` on a fresh data
-// directory, configures it as startWrit does (this process's uid allowed
-// to call echo on MCPServer bench at up) and returns the gateway's
-// endpoint and writ's pid.
+// startGatewayProcess builds writ from this source tree, runs `writ
+// serve` on a fresh data directory, configures it as startWrit does (this
+// process's uid allowed to call echo on MCPServer bench at up) and returns
+// the gateway's endpoint and writ's pid.
 func startGatewayProcess(t testing.TB, up string) (string, int) {
 	_, here, _, _ := runtime.Caller(0)
+	return startGatewayProcessFrom(t, filepath.Join(filepath.Dir(here), "..", ".."), up)
+}
+
+// startGatewayProcessFrom is startGatewayProcess with writ built from the
+// source tree src.
+func startGatewayProcessFrom(t testing.TB, src, up string) (string, int) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "writ")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
-	build.Dir = filepath.Join(filepath.Dir(here), "..", "..")
+	build.Dir = src
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build writ: %v\n%s", err, out)
 	}
@@ -166,13 +172,21 @@ func startGatewayProcess(t testing.TB, up string) (string, int) {
 	return url, cmd.Process.Pid
 }
 
-// processPaths is paths with each middle in a process of its own.
+// processPaths is paths with each middle in a process of its own. With
+// WRIT_MCP_BENCH_BASE=DIR, "gw-base" is the gateway of writ built from the
+// source tree DIR (e.g. a worktree of the previous main), measured in the
+// same rounds.
 func processPaths(t testing.TB) []path {
 	up := upstream(t)
 	bare, barePID := startRole(t, "go-bare", up)
 	rel, relPID := startRole(t, "relay", up)
 	gw, gwPID := startGatewayProcess(t, up)
-	return []path{{"direct", up, 0}, {"go-bare", bare, barePID}, {"relay", rel, relPID}, {"gateway", gw, gwPID}}
+	ps := []path{{"direct", up, 0}, {"go-bare", bare, barePID}, {"relay", rel, relPID}, {"gateway", gw, gwPID}}
+	if base := os.Getenv("WRIT_MCP_BENCH_BASE"); base != "" {
+		bgw, bgwPID := startGatewayProcessFrom(t, base, up)
+		ps = append(ps, path{"gw-base", bgw, bgwPID})
+	}
+	return ps
 }
 
 // procCPU is process pid's user+system CPU time so far (/proc/PID/stat).

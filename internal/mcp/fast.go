@@ -429,8 +429,17 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 	if err != nil {
 		return upstreamAnswer{}, rpcError(jsonrpc.CodeInvalidParams, "the call cannot be encoded: "+err.Error(), nil)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url, bytes.NewReader(body))
+	// The request lives on a context of its own, cancelled with the
+	// agent's until the answer is read: an event stream's end (the
+	// terminating chunk) can follow the answer, and a body closed before
+	// it costs the connection (the transport cannot reuse it), so it is
+	// read after the agent has its answer (drainStream).
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, f.url, bytes.NewReader(body))
 	if err != nil {
+		stop()
+		cancel()
 		return upstreamAnswer{}, upstreamError(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -439,9 +448,19 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 	req.Header.Set("Mcp-Protocol-Version", f.rev)
 	resp, err := f.hc.Do(req)
 	if err != nil {
+		stop()
+		cancel()
 		return upstreamAnswer{}, upstreamError(err)
 	}
-	defer resp.Body.Close()
+	answered := false
+	defer func() {
+		if answered && stop() {
+			go drainStream(resp.Body, cancel)
+			return
+		}
+		resp.Body.Close()
+		cancel()
+	}()
 	if resp.StatusCode == http.StatusNotFound {
 		// The upstream forgot the session: end it, so the supervisor
 		// opens another, as the SDK's client does.
@@ -479,6 +498,7 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 			}
 			res, done, err := f.answer(ctx, b, data, id)
 			if done || err != nil {
+				answered = done && err == nil
 				return res, err
 			}
 			data = data[:0]
@@ -494,6 +514,32 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 		return upstreamAnswer{}, upstreamError(fmt.Errorf("%s ended the stream without answering", b.srv.Target()))
 	}
 	return upstreamAnswer{}, upstreamError(fmt.Errorf("%s answered with content type %q", b.srv.Target(), ct))
+}
+
+// Bounds of reading an event stream's end after its answer: a server
+// should end the stream once it has answered (the SDK's does at once); one
+// that keeps it open, or keeps writing, loses the connection.
+// (drainWait, in nanoseconds, is a variable for tests.)
+var drainWait atomic.Int64
+
+func init() { drainWait.Store(int64(time.Second)) }
+
+const drainLimit = 64 << 10
+
+// drained, when set (by tests), is called when drainStream is done.
+var drained atomic.Pointer[func()]
+
+// drainStream reads what is left of an answered event stream, so the
+// connection goes back to the transport's idle pool, then closes it.
+func drainStream(body io.ReadCloser, cancel context.CancelFunc) {
+	t := time.AfterFunc(time.Duration(drainWait.Load()), cancel)
+	io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+	t.Stop()
+	body.Close()
+	cancel()
+	if f := drained.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // answer handles one message of the upstream's answer: the response to

@@ -21,7 +21,15 @@ import (
 // read_file answers the message answers[path] of the call's path
 // argument, with %ID% replaced by the call's id.
 func rawUpstream(t testing.TB, answers map[string]string) string {
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hs := httptest.NewServer(rawHandler(answers, nil))
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// rawHandler is rawUpstream's server; call, when set, answers every
+// tools/call instead (id is the call's).
+func rawHandler(answers map[string]string, call func(w http.ResponseWriter, r *http.Request, id json.RawMessage)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			return
@@ -55,6 +63,10 @@ func rawUpstream(t testing.TB, answers map[string]string) string {
 			answer = `{"jsonrpc":"2.0","id":%ID%,"result":{"tools":[{"name":"read_file","description":"Read a file.","inputSchema":{"type":"object"}},` +
 				`{"name":"fail","description":"Fail.","inputSchema":{"type":"object"}}]}}`
 		case "tools/call":
+			if call != nil {
+				call(w, r, m.ID)
+				return
+			}
 			var ok bool
 			if answer, ok = answers[m.Params.Arguments.Path]; !ok {
 				answer = `{"jsonrpc":"2.0","id":%ID%,"result":{"content":[{"type":"text","text":"contents of ` + m.Params.Arguments.Path + `"}]}}`
@@ -66,9 +78,7 @@ func rawUpstream(t testing.TB, answers map[string]string) string {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, strings.ReplaceAll(answer, "%ID%", string(m.ID)))
-	}))
-	t.Cleanup(hs.Close)
-	return hs.URL
+	})
 }
 
 // An upstream's answers that the fast path passes through as sent (text
