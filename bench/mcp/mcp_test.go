@@ -27,6 +27,7 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/writ-dev/writ/bench/benchproc"
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/servertest"
 )
@@ -283,7 +284,7 @@ func saturateProc(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time
 	stop := time.Now().Add(d)
 	var p0 time.Duration
 	if pid != 0 {
-		p0 = procCPU(tb, pid)
+		p0 = benchproc.CPU(pid)
 	}
 	start, c0 := time.Now(), cpu()
 	for i := range conc {
@@ -309,7 +310,7 @@ func saturateProc(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time
 	if pid == 0 {
 		return rps, self, 0
 	}
-	return rps, self, (procCPU(tb, pid) - p0) / time.Duration(n)
+	return rps, self, (benchproc.CPU(pid) - p0) / time.Duration(n)
 }
 
 func pct(lat []time.Duration, p float64) time.Duration {

@@ -1,7 +1,6 @@
 package mcp
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -14,13 +13,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/writ-dev/writ/bench/benchproc"
 	"github.com/writ-dev/writ/internal/apitypes"
-	"github.com/writ-dev/writ/internal/client"
 )
 
 // The comparison (TestMCPGatewayComparison) runs each path's middle, the
@@ -86,38 +84,11 @@ func startRole(t testing.TB, role, up string) (string, int) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), roleEnv+"="+role, upstreamEnv+"="+up)
 	var addr string
-	startProcess(t, cmd, func(line string) bool {
+	benchproc.Start(t, cmd, func(line string) bool {
 		addr, _ = strings.CutPrefix(line, "listen ")
 		return addr != line
 	})
 	return addr, cmd.Process.Pid
-}
-
-// startProcess starts cmd, reads its standard output until match returns
-// true for a line, and stops the process when the test ends.
-func startProcess(t testing.TB, cmd *exec.Cmd, match func(line string) bool) {
-	t.Helper()
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	done := false
-	for !done && sc.Scan() {
-		done = match(sc.Text())
-	}
-	if !done {
-		t.Fatalf("%s exited before it was ready", cmd.Path)
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
 }
 
 // startGatewayProcess builds writ from this source tree, runs `writ
@@ -132,44 +103,18 @@ func startGatewayProcess(t testing.TB, up string) (string, int) {
 // startGatewayProcessFrom is startGatewayProcess with writ built from the
 // source tree src.
 func startGatewayProcessFrom(t testing.TB, src, up string) (string, int) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "writ")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build writ: %v\n%s", err, out)
-	}
-	data := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--tls-listen", "off")
-	var admin, proxy string
-	startProcess(t, cmd, func(line string) bool {
-		if _, a, ok := strings.Cut(line, "Admin API and bundle endpoint:"); ok {
-			admin = strings.TrimSpace(a)
-		}
-		if _, a, ok := strings.Cut(line, "Access proxy:"); ok {
-			proxy = strings.TrimPrefix(strings.Fields(a)[0], "http://")
-		}
-		return admin != "" && proxy != ""
-	})
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(admin, strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := benchproc.StartWrit(t, src, nil, nil, nil)
 	ctx := context.Background()
-	if _, err := c.CreateEntry(ctx, apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/agent/bench",
+	if _, err := w.Client.CreateEntry(ctx, apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/agent/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bench.yaml", Content: benchDocs(up)}}}); err != nil {
+	if _, err := w.Client.Apply(ctx, apitypes.ApplyRequest{Files: []apitypes.ApplyFile{{Name: "bench.yaml", Content: benchDocs(up)}}}); err != nil {
 		t.Fatal(err)
 	}
-	url := "http://" + proxy + "/mcp/bench"
+	url := "http://" + w.Proxy + "/mcp/bench"
 	waitListed(t, url)
-	return url, cmd.Process.Pid
+	return url, w.PID
 }
 
 // processPaths is paths with each middle in a process of its own. With
@@ -187,19 +132,4 @@ func processPaths(t testing.TB) []path {
 		ps = append(ps, path{"gw-base", bgw, bgwPID})
 	}
 	return ps
-}
-
-// procCPU is process pid's user+system CPU time so far (/proc/PID/stat).
-func procCPU(t testing.TB, pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The fields after the command (which may hold spaces) start after
-	// its closing parenthesis; utime and stime are fields 14 and 15.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -14,9 +13,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/writ-dev/writ/bench/benchproc"
 	"github.com/writ-dev/writ/internal/apitypes"
 	"github.com/writ-dev/writ/internal/client"
 )
@@ -64,33 +63,6 @@ func startBareProxy(t testing.TB, up string) string {
 	return addr
 }
 
-// startProcess starts cmd, reads its standard output until match returns
-// true for a line, and stops the process when the test ends.
-func startProcess(t testing.TB, cmd *exec.Cmd, match func(line string) bool) {
-	t.Helper()
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	done := false
-	for !done && sc.Scan() {
-		done = match(sc.Text())
-	}
-	if !done {
-		t.Fatalf("%s exited before it was ready", cmd.Path)
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
-}
-
 // pin makes cmd run on the proxy's CPU when WRIT_PROXY_BENCH_PIN is set
 // (see TestProxyComparison).
 func pin(cmd *exec.Cmd) {
@@ -106,7 +78,7 @@ func startBareProxyProcess(t testing.TB, up string) (string, int) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), bareProxyEnv+"="+up)
 	pin(cmd)
-	startProcess(t, cmd, func(line string) bool {
+	benchproc.Start(t, cmd, func(line string) bool {
 		addr, _ = strings.CutPrefix(line, "listen ")
 		return addr != line
 	})
@@ -137,37 +109,9 @@ type writProcess struct {
 // startWritAdmin is startWritProcessFrom, also returning the admin API's
 // address and token; args are added to `writ serve`'s.
 func startWritAdmin(t testing.TB, root, up string, args []string, env ...string) writProcess {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "writ")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build writ: %v\n%s", err, out)
-	}
-	data := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--tls-listen", "off"}, args...)...)
-	pin(cmd)
-	cmd.Env = append(os.Environ(), env...)
-	var admin, proxy string
-	startProcess(t, cmd, func(line string) bool {
-		if _, a, ok := strings.Cut(line, "Admin API and bundle endpoint:"); ok {
-			admin = strings.TrimSpace(a)
-		}
-		if _, a, ok := strings.Cut(line, "Access proxy:"); ok {
-			proxy = strings.TrimPrefix(strings.Fields(a)[0], "http://")
-		}
-		return admin != "" && proxy != ""
-	})
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(admin, strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	configureWrit(t, c, up)
-	return writProcess{proxy: proxy, admin: admin, token: strings.TrimSpace(string(tok)), pid: cmd.Process.Pid}
+	w := benchproc.StartWrit(t, root, args, env, pin)
+	configureWrit(t, w.Client, up)
+	return writProcess{proxy: w.Proxy, admin: w.Admin, token: w.Token, pid: w.PID}
 }
 
 // configureWrit registers the bench identity (every process of this user),

@@ -23,7 +23,6 @@
 package proxy
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -41,6 +40,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/bench/benchproc"
 	"github.com/writ-dev/writ/internal/servertest"
 )
 
@@ -185,27 +185,6 @@ func (r result) String() string {
 		s += fmt.Sprintf("  cpu/req %6.1fµs", float64(r.cpu)/float64(time.Microsecond))
 	}
 	return s
-}
-
-// cpuTime returns the CPU time (user and system, all threads, including
-// ended ones) the processes pids have used, from /proc/PID/stat, in clock
-// ticks of 10 ms.
-func cpuTime(pids []int) time.Duration {
-	var ticks int64
-	for _, p := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
-		k, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
-		ticks += u + k
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func newClient(conns int) *http.Client {
@@ -450,11 +429,11 @@ func TestProxyComparison(t *testing.T) {
 	for _, tg := range targets {
 		var c0 time.Duration
 		if tg.pids != nil {
-			c0 = cpuTime(tg.pids())
+			c0 = benchproc.CPU(tg.pids()...)
 		}
 		lat := cold(tg.url, 20).Round(time.Microsecond)
 		if tg.pids != nil {
-			fmt.Printf("  %-9s %8s  cpu %6.0fµs\n", tg.name, lat, float64(cpuTime(tg.pids())-c0)/20/float64(time.Microsecond))
+			fmt.Printf("  %-9s %8s  cpu %6.0fµs\n", tg.name, lat, float64(benchproc.CPU(tg.pids()...)-c0)/20/float64(time.Microsecond))
 		} else {
 			fmt.Printf("  %-9s %8s\n", tg.name, lat)
 		}
@@ -471,11 +450,11 @@ func TestProxyComparison(t *testing.T) {
 			for _, tg := range targets {
 				var c0 time.Duration
 				if tg.pids != nil {
-					c0 = cpuTime(tg.pids())
+					c0 = benchproc.CPU(tg.pids()...)
 				}
 				r := fn(tg.name, tg.url)
 				if tg.pids != nil && r.n > 0 {
-					r.cpu = (cpuTime(tg.pids()) - c0) / time.Duration(r.n)
+					r.cpu = (benchproc.CPU(tg.pids()...) - c0) / time.Duration(r.n)
 				}
 				c[tg.name] = append(c[tg.name], r)
 			}
@@ -696,9 +675,9 @@ func TestProxyProfile(t *testing.T) {
 		go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()
 	}
 	time.Sleep(time.Second)
-	c0 := cpuTime([]int{w.pid})
+	c0 := benchproc.CPU(w.pid)
 	body := w.adminGet(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
-	cpu := cpuTime([]int{w.pid}) - c0
+	cpu := benchproc.CPU(w.pid) - c0
 	r := <-done
 	if err := os.WriteFile(out, body, 0o600); err != nil {
 		t.Fatal(err)
@@ -767,10 +746,10 @@ func TestProxyRate(t *testing.T) {
 	res := map[string][]result{}
 	for r := range rounds {
 		for _, tg := range targets {
-			c0 := cpuTime([]int{tg.pid})
+			c0 := benchproc.CPU(tg.pid)
 			x := fixedRate(tg.url, rate, d)
 			if x.n > 0 {
-				x.cpu = (cpuTime([]int{tg.pid}) - c0) / time.Duration(x.n)
+				x.cpu = (benchproc.CPU(tg.pid) - c0) / time.Duration(x.n)
 			}
 			t.Logf("round %d %-8s %v", r+1, tg.name, x)
 			res[tg.name] = append(res[tg.name], x)
