@@ -454,7 +454,10 @@ func (f fastUpstream) call(ctx context.Context, b *backend, params map[string]an
 	}
 	answered := false
 	defer func() {
-		if answered && stop() {
+		// stop reports whether the agent's context had not ended (the
+		// request was not cancelled): only then is the stream worth
+		// reading on.
+		if live := stop(); answered && live {
 			go drainStream(resp.Body, cancel)
 			return
 		}
