@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,4 +122,126 @@ func CPU(pids ...int) time.Duration {
 		ticks += u + k
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// Nginx runs nginx (2 workers) as a plain reverse proxy to the upstream
+// host:port up: HTTP/1.1 with upstream keep-alive, no access log, and no
+// buffering of answers (event streams pass as they come). It returns its
+// host:port and the pids of its processes (master and workers). Without
+// nginx the test is skipped, or fails under CI=true. prep, when set, may
+// change the command before it starts.
+func Nginx(t testing.TB, up string, prep func(*exec.Cmd)) (string, func() []int) {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("nginx is required in CI (apt-get install nginx)")
+		}
+		t.Skip("nginx not installed (apt-get install nginx)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	conf := fmt.Sprintf(`worker_processes 2;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  upstream up { server %[2]s; keepalive 128; }
+  server {
+    listen %[3]s;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 1h;
+    }
+  }
+}
+`, dir, up, addr)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	if prep != nil {
+		prep(cmd)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 250 {
+			t.Fatalf("nginx does not listen on %s after 5 s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pids := func() []int {
+		out := []int{cmd.Process.Pid}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+		for _, f := range strings.Fields(string(b)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	return addr, pids
+}
+
+// Pin returns a prep function (for StartWrit, Nginx, or a command about to
+// start) that runs the command on CPU cpu with taskset, or nil when cpu is
+// empty. It fails the test if this process may itself run on cpu: the
+// process measuring must be kept off the measured one's CPU (run it with
+// taskset -c on the other CPUs).
+func Pin(t testing.TB, env, cpu string) func(*exec.Cmd) {
+	t.Helper()
+	if cpu == "" {
+		return nil
+	}
+	status, _ := os.ReadFile("/proc/self/status")
+	_, allowed, _ := strings.Cut(string(status), "Cpus_allowed_list:")
+	allowed, _, _ = strings.Cut(strings.TrimSpace(allowed), "\n")
+	on := false
+	for _, r := range strings.Split(allowed, ",") {
+		lo, hi, _ := strings.Cut(r, "-")
+		if hi == "" {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		c, err3 := strconv.Atoi(cpu)
+		if err1 != nil || err2 != nil || err3 != nil || (a <= c && c <= b) {
+			on = true
+		}
+	}
+	if allowed == "" || on {
+		t.Fatalf("%s=%s: run the test on the other CPUs (taskset -c 0 go test ...); this process may run on %q", env, cpu, allowed)
+	}
+	taskset, err := exec.LookPath("taskset")
+	if err != nil {
+		t.Fatalf("%s: %v", env, err)
+	}
+	return func(cmd *exec.Cmd) {
+		cmd.Args = append([]string{"taskset", "-c", cpu}, cmd.Args...)
+		cmd.Path = taskset
+	}
 }

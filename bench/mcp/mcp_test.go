@@ -177,12 +177,14 @@ func call(ctx context.Context, cs *sdk.ClientSession) error {
 type path struct {
 	name string
 	url  string
-	pid  int // the process of the path's middle (TestMCPGatewayComparison), or 0
+	// pids are the processes of the path's middle
+	// (TestMCPGatewayComparison); nil when it has none of its own.
+	pids func() []int
 }
 
 func paths(tb testing.TB) []path {
 	up := upstream(tb)
-	return []path{{"direct", up, 0}, {"go-bare", bareProxy(tb, up), 0}, {"relay", relay(tb, up), 0}, {"gateway", gateway(tb, up), 0}}
+	return []path{{"direct", up, nil}, {"go-bare", bareProxy(tb, up), nil}, {"relay", relay(tb, up), nil}, {"gateway", gateway(tb, up), nil}}
 }
 
 // BenchmarkToolsCall: one tools/call at a time (latency), and from
@@ -272,19 +274,19 @@ func cpu() time.Duration {
 // agent, the path and the upstream together: the same agent and upstream
 // for every path, so differences are the path's own).
 func saturate(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time.Duration) (float64, time.Duration) {
-	rps, c, _ := saturateProc(tb, sessions, conc, d, 0)
+	rps, c, _ := saturateProc(tb, sessions, conc, d, nil)
 	return rps, c
 }
 
 // saturateProc is saturate that also returns the CPU time per call of
-// process pid (when not 0).
-func saturateProc(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time.Duration, pid int) (float64, time.Duration, time.Duration) {
+// the processes pids (when not nil).
+func saturateProc(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time.Duration, pids func() []int) (float64, time.Duration, time.Duration) {
 	var done, failed atomic.Int64
 	var wg sync.WaitGroup
 	stop := time.Now().Add(d)
 	var p0 time.Duration
-	if pid != 0 {
-		p0 = benchproc.CPU(pid)
+	if pids != nil {
+		p0 = benchproc.CPU(pids()...)
 	}
 	start, c0 := time.Now(), cpu()
 	for i := range conc {
@@ -307,10 +309,10 @@ func saturateProc(tb testing.TB, sessions []*sdk.ClientSession, conc int, d time
 	}
 	n := max(done.Load(), 1)
 	rps, self := float64(n)/time.Since(start).Seconds(), (cpu()-c0)/time.Duration(n)
-	if pid == 0 {
+	if pids == nil {
 		return rps, self, 0
 	}
-	return rps, self, (benchproc.CPU(pid) - p0) / time.Duration(n)
+	return rps, self, (benchproc.CPU(pids()...) - p0) / time.Duration(n)
 }
 
 func pct(lat []time.Duration, p float64) time.Duration {
@@ -329,8 +331,8 @@ func median[T int64 | float64 | time.Duration](v []T) T {
 // and upstream), as medians over rounds that alternate the paths; then
 // the gateway's added latency over direct, its share of the relay floor's
 // throughput and its CPU per call, against the targets. Each
-// path's middle (writ serve, the relay, go-bare) runs as a process of its
-// own (process_test.go).
+// path's middle (writ serve, the relay, go-bare, nginx) runs as a process
+// of its own (process_test.go).
 func TestMCPGatewayComparison(t *testing.T) {
 	if os.Getenv("WRIT_MCP_BENCH") == "" {
 		t.Skip("set WRIT_MCP_BENCH=1 to run the MCP gateway comparison (about a minute per round)")
@@ -385,7 +387,7 @@ func TestMCPGatewayComparison(t *testing.T) {
 				s.p99[rate] = append(s.p99[rate], pct(lat, 0.99))
 				t.Logf("round %d %-8s %4d calls/s: p50 %v p99 %v", r+1, p.name, rate, pct(lat, 0.5), pct(lat, 0.99))
 			}
-			rps, c, mid := saturateProc(t, sess[p.name], conc, dur, p.pid)
+			rps, c, mid := saturateProc(t, sess[p.name], conc, dur, p.pids)
 			s.rps, s.cpu, s.mid = append(s.rps, rps), append(s.cpu, c), append(s.mid, mid)
 			t.Logf("round %d %-8s saturation %.0f calls/s, CPU per call %v (middle) + %v (agent and upstream)", r+1, p.name, rps, mid, c)
 		}
@@ -409,15 +411,17 @@ func TestMCPGatewayComparison(t *testing.T) {
 	}
 	d, g, f, bare := res["direct"], res["gateway"], res["relay"], res["go-bare"]
 	for _, rate := range rates {
-		if len(g.p50[rate]) > 0 && len(d.p50[rate]) > 0 {
-			t.Logf("at %d calls/s: gateway added p50 %v (target ≤ 200µs), added p99 %v (target ≤ 1ms)", rate,
-				median(g.p50[rate])-median(d.p50[rate]), median(g.p99[rate])-median(d.p99[rate]))
-		}
-		if len(f.p50[rate]) > 0 && len(d.p50[rate]) > 0 {
-			t.Logf("at %d calls/s: relay added p50 %v, p99 %v", rate, median(f.p50[rate])-median(d.p50[rate]), median(f.p99[rate])-median(d.p99[rate]))
-		}
-		if len(bare.p50[rate]) > 0 && len(d.p50[rate]) > 0 {
-			t.Logf("at %d calls/s: go-bare added p50 %v, p99 %v", rate, median(bare.p50[rate])-median(d.p50[rate]), median(bare.p99[rate])-median(d.p99[rate]))
+		for _, p := range ps[1:] {
+			s := res[p.name]
+			if len(s.p50[rate]) == 0 || len(d.p50[rate]) == 0 {
+				continue
+			}
+			target := ""
+			if p.name == "gateway" {
+				target = " (targets ≤ 200µs and ≤ 1ms)"
+			}
+			t.Logf("at %d calls/s: %s added p50 %v, p99 %v%s", rate, p.name,
+				median(s.p50[rate])-median(d.p50[rate]), median(s.p99[rate])-median(d.p99[rate]), target)
 		}
 	}
 	t.Logf("saturation: gateway %.0f%% of the relay floor (target ≥ 70%%), %.0f%% of direct", 100*median(g.rps)/median(f.rps), 100*median(g.rps)/median(d.rps))

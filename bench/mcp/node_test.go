@@ -76,7 +76,7 @@ func TestMCPNodeVsServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := []path{{"server", "http://" + in.Server.ProxyAddr() + "/mcp/bench", 0}, {"node", startNode(t, in.Addr, in.Server.TLSAddr(), tok.Token), 0}}
+	ps := []path{{"server", "http://" + in.Server.ProxyAddr() + "/mcp/bench", nil}, {"node", startNode(t, in.Addr, in.Server.TLSAddr(), tok.Token), nil}}
 	waitListed(t, ps[0].url)
 	sess := map[string][]*sdk.ClientSession{}
 	rps := map[string][]float64{}

@@ -22,10 +22,11 @@ import (
 )
 
 // The comparison (TestMCPGatewayComparison) runs each path's middle, the
-// gateway (`writ serve`), the relay floor and go-bare, as a process of
-// its own, as they are deployed: the agent and the upstream share this
+// gateway (`writ serve`), the relay floor, go-bare and nginx, as a process
+// of its own, as they are deployed: the agent and the upstream share this
 // test process for every path, direct included, and a path's own CPU is
-// its process's. The benchmarks (BenchmarkToolsCall) run everything in
+// its process's. WRIT_MCP_BENCH_PIN=1 runs the middles on CPU 1 (the test
+// must then run on CPU 0: taskset -c 0 go test ...). The benchmarks (BenchmarkToolsCall) run everything in
 // this process instead, for profiling.
 
 // roleEnv selects a helper mode of this test binary: serve the relay
@@ -83,6 +84,9 @@ func serveRole(role, up string) {
 func startRole(t testing.TB, role, up string) (string, int) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), roleEnv+"="+role, upstreamEnv+"="+up)
+	if p := pin(t); p != nil {
+		p(cmd)
+	}
 	var addr string
 	benchproc.Start(t, cmd, func(line string) bool {
 		addr, _ = strings.CutPrefix(line, "listen ")
@@ -103,7 +107,7 @@ func startGatewayProcess(t testing.TB, up string) (string, int) {
 // startGatewayProcessFrom is startGatewayProcess with writ built from the
 // source tree src.
 func startGatewayProcessFrom(t testing.TB, src, up string) (string, int) {
-	w := benchproc.StartWrit(t, src, nil, nil, nil)
+	w := benchproc.StartWrit(t, src, nil, nil, pin(t))
 	ctx := context.Background()
 	if _, err := w.Client.CreateEntry(ctx, apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/agent/bench",
 		Selectors: []string{"unix:uid:" + strconv.Itoa(os.Getuid())}}); err != nil {
@@ -117,19 +121,38 @@ func startGatewayProcessFrom(t testing.TB, src, up string) (string, int) {
 	return url, w.PID
 }
 
-// processPaths is paths with each middle in a process of its own. With
+// processPaths is paths with each middle in a process of its own, and
+// nginx (2 workers) as a second bare reverse proxy beside go-bare. With
 // WRIT_MCP_BENCH_BASE=DIR, "gw-base" is the gateway of writ built from the
 // source tree DIR (e.g. a worktree of the previous main), measured in the
 // same rounds.
 func processPaths(t testing.TB) []path {
 	up := upstream(t)
 	bare, barePID := startRole(t, "go-bare", up)
+	u, err := url.Parse(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ngx, ngxPIDs := benchproc.Nginx(t, u.Host, pin(t))
 	rel, relPID := startRole(t, "relay", up)
 	gw, gwPID := startGatewayProcess(t, up)
-	ps := []path{{"direct", up, 0}, {"go-bare", bare, barePID}, {"relay", rel, relPID}, {"gateway", gw, gwPID}}
+	ps := []path{{"direct", up, nil}, {"go-bare", bare, one(barePID)}, {"nginx", "http://" + ngx + u.Path, ngxPIDs},
+		{"relay", rel, one(relPID)}, {"gateway", gw, one(gwPID)}}
 	if base := os.Getenv("WRIT_MCP_BENCH_BASE"); base != "" {
 		bgw, bgwPID := startGatewayProcessFrom(t, base, up)
-		ps = append(ps, path{"gw-base", bgw, bgwPID})
+		ps = append(ps, path{"gw-base", bgw, one(bgwPID)})
 	}
 	return ps
+}
+
+// pin makes a middle's command run on CPU WRIT_MCP_BENCH_PIN when it is
+// set (the test itself, agent and upstream, must then run on the other
+// CPUs: taskset -c 0 go test ...); nil otherwise.
+func pin(t testing.TB) func(*exec.Cmd) {
+	return benchproc.Pin(t, "WRIT_MCP_BENCH_PIN", os.Getenv("WRIT_MCP_BENCH_PIN"))
+}
+
+// one is the pids of a path whose middle is the one process pid.
+func one(pid int) func() []int {
+	return func() []int { return []int{pid} }
 }

@@ -63,13 +63,10 @@ func startBareProxy(t testing.TB, up string) string {
 	return addr
 }
 
-// pin makes cmd run on the proxy's CPU when WRIT_PROXY_BENCH_PIN is set
-// (see TestProxyComparison).
-func pin(cmd *exec.Cmd) {
-	if cpu := os.Getenv("WRIT_PROXY_BENCH_PIN"); cpu != "" {
-		cmd.Args = append([]string{"taskset", "-c", cpu}, cmd.Args...)
-		cmd.Path, _ = exec.LookPath("taskset")
-	}
+// pin makes a command run on the proxies' CPU when WRIT_PROXY_BENCH_PIN
+// is set (see TestProxyComparison); nil otherwise.
+func pin(t testing.TB) func(*exec.Cmd) {
+	return benchproc.Pin(t, "WRIT_PROXY_BENCH_PIN", os.Getenv("WRIT_PROXY_BENCH_PIN"))
 }
 
 // startBareProxyProcess runs bareProxy in a process of its own.
@@ -77,7 +74,9 @@ func startBareProxyProcess(t testing.TB, up string) (string, int) {
 	var addr string
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), bareProxyEnv+"="+up)
-	pin(cmd)
+	if p := pin(t); p != nil {
+		p(cmd)
+	}
 	benchproc.Start(t, cmd, func(line string) bool {
 		addr, _ = strings.CutPrefix(line, "listen ")
 		return addr != line
@@ -109,7 +108,7 @@ type writProcess struct {
 // startWritAdmin is startWritProcessFrom, also returning the admin API's
 // address and token; args are added to `writ serve`'s.
 func startWritAdmin(t testing.TB, root, up string, args []string, env ...string) writProcess {
-	w := benchproc.StartWrit(t, root, args, env, pin)
+	w := benchproc.StartWrit(t, root, args, env, pin(t))
 	configureWrit(t, w.Client, up)
 	return writProcess{proxy: w.Proxy, admin: w.Admin, token: w.Token, pid: w.PID}
 }

@@ -103,71 +103,10 @@ func startWrit(t testing.TB, up string) string {
 	return in.Server.ProxyAddr()
 }
 
-// startNginx runs nginx as a plain reverse proxy to up, with upstream
-// keep-alive. It returns its address and the pids of its processes.
+// startNginx runs nginx as a plain reverse proxy to up (benchproc.Nginx),
+// pinned as the other proxies are.
 func startNginx(t testing.TB, up string) (string, func() []int) {
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("nginx is required in CI (apt-get install nginx)")
-		}
-		t.Skip("nginx not installed (apt-get install nginx)")
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	conf := fmt.Sprintf(`worker_processes 2;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  upstream up { server %[2]s; keepalive 128; }
-  server {
-    listen %[3]s;
-    location / {
-      proxy_pass http://up;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`, dir, up, addr)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
-	pin(cmd)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	pids := func() []int {
-		out := []int{cmd.Process.Pid}
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
-		for _, f := range strings.Fields(string(b)) {
-			if p, err := strconv.Atoi(f); err == nil {
-				out = append(out, p)
-			}
-		}
-		return out
-	}
-	return addr, pids
+	return benchproc.Nginx(t, up, pin(t))
 }
 
 // result is one load run.
@@ -359,21 +298,40 @@ func wrk(t testing.TB, url string, conns int, d time.Duration) (result, bool) {
 	return r, true
 }
 
-func rssKB(pids []int) int {
-	total := 0
+// memory is what processes hold resident, in KiB: rss is anon + file
+// (+ shared memory); file is mostly the executable's own pages, shared
+// with the page cache.
+type memory struct{ rss, anon, file int }
+
+func (m memory) String() string {
+	return fmt.Sprintf("%d MiB (%d + %d)", m.rss>>10, m.anon>>10, m.file>>10)
+}
+
+// memoryOf sums the resident memory of pids.
+func memoryOf(pids []int) memory {
+	var m memory
 	for _, p := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if f, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				n, _ := strconv.Atoi(strings.Fields(f)[0])
-				total += n
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || len(strings.Fields(v)) == 0 {
+				continue
+			}
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			switch k {
+			case "VmRSS":
+				m.rss += n
+			case "RssAnon":
+				m.anon += n
+			case "RssFile":
+				m.file += n
 			}
 		}
 	}
-	return total
+	return m
 }
 
 func TestProxyComparison(t *testing.T) {
@@ -390,13 +348,9 @@ func TestProxyComparison(t *testing.T) {
 		rounds, _ = strconv.Atoi(s)
 	}
 	if cpu := os.Getenv("WRIT_PROXY_BENCH_PIN"); cpu != "" {
-		// The proxies run on CPU cpu; this process (load generator and
-		// upstream) must be kept off it with taskset.
+		pin(t) // fails unless this process is kept off cpu
 		status, _ := os.ReadFile("/proc/self/status")
 		allowed := regexp.MustCompile(`Cpus_allowed_list:\s*(\S+)`).FindSubmatch(status)
-		if allowed == nil || slices.Contains(strings.FieldsFunc(string(allowed[1]), func(r rune) bool { return r == ',' || r == '-' }), cpu) {
-			t.Fatalf("WRIT_PROXY_BENCH_PIN=%s: run the test on the other CPUs (taskset -c 0 go test ...); this process may run on %s", cpu, allowed[1])
-		}
 		fmt.Printf("proxies pinned to CPU %s; load generator and upstream on CPU %s\n", cpu, allowed[1])
 	}
 	up, bad := upstream(t)
@@ -467,19 +421,17 @@ func TestProxyComparison(t *testing.T) {
 	fixed := run("fixed rate 1000 req/s (Go open-loop client, latency from scheduled start)", func(_, url string) result {
 		return fixedRate(url, 1000, d)
 	})
-	var writRSS, nginxRSS, baseRSS atomic.Int64
+	// Memory halfway through each target's saturation run, the largest
+	// resident set of the rounds.
+	var memMu sync.Mutex
+	mems := map[string]memory{}
+	pidsOf := map[string]func() []int{"writ": func() []int { return []int{writPID} }, "nginx": nginxPIDs}
+	for _, tg := range targets {
+		if tg.name == "writ-base" {
+			pidsOf[tg.name] = tg.pids
+		}
+	}
 	sat := run("saturation, 32 connections (Go closed-loop client)", func(name, url string) result {
-		// Resident memory halfway through the run, the largest of the
-		// rounds.
-		rss := map[string]func() int64{
-			"writ":  func() int64 { return max(writRSS.Load(), int64(rssKB([]int{writPID}))) },
-			"nginx": func() int64 { return max(nginxRSS.Load(), int64(rssKB(nginxPIDs()))) },
-		}
-		for _, tg := range targets {
-			if tg.name == "writ-base" {
-				rss[tg.name] = func() int64 { return max(baseRSS.Load(), int64(rssKB(tg.pids()))) }
-			}
-		}
 		done := make(chan struct{})
 		go func() {
 			select {
@@ -487,22 +439,22 @@ func TestProxyComparison(t *testing.T) {
 			case <-done:
 				return
 			}
-			switch name {
-			case "writ":
-				writRSS.Store(rss[name]())
-			case "nginx":
-				nginxRSS.Store(rss[name]())
-			case "writ-base":
-				baseRSS.Store(rss[name]())
+			if pids := pidsOf[name]; pids != nil {
+				m := memoryOf(pids())
+				memMu.Lock()
+				if m.rss > mems[name].rss {
+					mems[name] = m
+				}
+				memMu.Unlock()
 			}
 		}()
 		r := saturate(url, 32, d)
 		close(done)
 		return r
 	})
-	fmt.Printf("  memory under load (resident): writ %d MiB, nginx %d MiB", writRSS.Load()>>10, nginxRSS.Load()>>10)
-	if baseRSS.Load() > 0 {
-		fmt.Printf(", writ-base %d MiB", baseRSS.Load()>>10)
+	fmt.Printf("  memory under load (resident = anonymous + file-backed): writ %v, nginx %v", mems["writ"], mems["nginx"])
+	if m, ok := mems["writ-base"]; ok {
+		fmt.Printf(", writ-base %v", m)
 	}
 	fmt.Println()
 	var wrkSat cell
@@ -676,6 +628,11 @@ func TestProxyProfile(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	c0 := benchproc.CPU(w.pid)
+	loaded := make(chan memory, 1)
+	go func() {
+		time.Sleep(secs * time.Second / 2)
+		loaded <- memoryOf([]int{w.pid})
+	}()
 	body := w.adminGet(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
 	cpu := benchproc.CPU(w.pid) - c0
 	r := <-done
@@ -688,7 +645,7 @@ func TestProxyProfile(t *testing.T) {
 	if err := os.WriteFile(out+".heap", w.adminGet(t, "/v1/debug/pprof/heap"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("resident %d KiB; heap profile in %s.heap", rssKB([]int{w.pid}), out)
+	t.Logf("resident under load %v, after it %v (anonymous + file-backed); heap profile in %s.heap", <-loaded, memoryOf([]int{w.pid}), out)
 }
 
 // adminGet answers GET path on w's admin API with the admin token.

@@ -46,13 +46,25 @@ func (s *Server) initMCP(closers *[]func()) error {
 	if err != nil {
 		return fmt.Errorf("build the secret detector: %w", err)
 	}
-	lint, err := mcplint.New(mcplint.Options{Secrets: det})
-	if err != nil {
-		return fmt.Errorf("build the MCP lint: %w", err)
-	}
+	// The lint's rules (about 3 MiB compiled) are built when the gateway
+	// first pins a tool, not by a writ that serves no MCP server. A lint
+	// that cannot be built quarantines the tool (fail closed).
+	lint := sync.OnceValues(func() (func(mcp.Descriptor) (bool, string), error) {
+		l, err := mcplint.New(mcplint.Options{Secrets: det})
+		if err != nil {
+			return nil, err
+		}
+		return mcp.LintWith(l), nil
+	})
 	s.mcp.gw = mcp.New(mcp.Config{
-		Redactor:            det,
-		Lint:                mcp.LintWith(lint),
+		Redactor: det,
+		Lint: func(d mcp.Descriptor) (bool, string) {
+			l, err := lint()
+			if err != nil {
+				return true, "the poisoning lint could not be built (" + err.Error() + ")"
+			}
+			return l(d)
+		},
 		Pins:                notifyingPins{PinStore: s.db, changed: s.pinsChanged},
 		Emitter:             s.emit,
 		Credentials:         s.px.broker,
