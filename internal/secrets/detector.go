@@ -239,7 +239,7 @@ func (d *Detector) runRule(cands []candidate, i int, data []byte, ws []span) []c
 	}
 	for _, w := range ws {
 		w = snapToLines(data, w)
-		for _, m := range r.re.FindAllSubmatchIndex(data[w.start:w.end], -1) {
+		for _, m := range r.re.get().FindAllSubmatchIndex(data[w.start:w.end], -1) {
 			for k := range m {
 				if m[k] >= 0 {
 					m[k] += w.start
@@ -268,7 +268,7 @@ func (d *Detector) atKeywords(cands []candidate, i int, data []byte, kws []span)
 		if r.wordStart && kw.start > 0 && isWordByte(data[kw.start-1]) == isWordByte(data[kw.start]) {
 			continue
 		}
-		m := r.core.FindSubmatchIndex(data[kw.start:min(len(data), kw.start+r.maxLen)])
+		m := r.core.get().FindSubmatchIndex(data[kw.start:min(len(data), kw.start+r.maxLen)])
 		if m == nil {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -107,7 +108,8 @@ type fileAllowlist struct {
 // rule is a compiled rule.
 type rule struct {
 	RuleInfo
-	re          *regexp.Regexp
+	// re is the rule's regex, unused when core is set.
+	re          *lazyRegexp
 	secretGroup int
 	entropy     float64
 	keywords    []string // lower case
@@ -121,7 +123,7 @@ type rule struct {
 	// with lookback 50) and a regex that starts with a keyword (ghp_,
 	// -----BEGIN). It is the regex anchored, run at each occurrence of a
 	// keyword instead of over the input.
-	core *regexp.Regexp
+	core *lazyRegexp
 	// lookback is how many identifier bytes before the keyword the match
 	// takes (template rules).
 	lookback int
@@ -349,16 +351,12 @@ func compileRule(fr fileRule, source string) (rule, error) {
 	if strings.TrimSpace(fr.ID) == "" {
 		return rule{}, fmt.Errorf("rule without id")
 	}
-	re, err := regexp.Compile(fr.Regex)
-	if err != nil {
-		return rule{}, err
-	}
 	tree, err := syntax.Parse(fr.Regex, syntax.Perl)
 	if err != nil {
 		return rule{}, err
 	}
-	if fr.SecretGroup > re.NumSubexp() {
-		return rule{}, fmt.Errorf("secretGroup %d: the regex has %d groups", fr.SecretGroup, re.NumSubexp())
+	if fr.SecretGroup > tree.MaxCap() {
+		return rule{}, fmt.Errorf("secretGroup %d: the regex has %d groups", fr.SecretGroup, tree.MaxCap())
 	}
 	sev := SeverityHigh
 	if mediumRules[fr.ID] {
@@ -371,7 +369,6 @@ func compileRule(fr fileRule, source string) (rule, error) {
 			Severity:    sev,
 			Source:      source,
 		},
-		re:          re,
 		secretGroup: fr.SecretGroup,
 		entropy:     fr.Entropy,
 		generic:     genericRules[fr.ID],
@@ -383,15 +380,17 @@ func compileRule(fr fileRule, source string) (rule, error) {
 	slices.Sort(r.keywords)
 	r.keywords = slices.Compact(r.keywords)
 	if rest, ok := strings.CutPrefix(fr.Regex, templatePrefix); ok && len(r.keywords) > 0 {
-		if r.core, err = regexp.Compile(`(?i)^` + rest); err != nil {
+		if r.core, err = newLazyRegexp(`(?i)^` + rest); err != nil {
 			return rule{}, err
 		}
 		r.lookback = templateLookback
 	} else if ok, ws := anchorable(tree, r.keywords); ok {
-		if r.core, err = regexp.Compile(`^(?:` + fr.Regex + `)`); err != nil {
+		if r.core, err = newLazyRegexp(`^(?:` + fr.Regex + `)`); err != nil {
 			return rule{}, err
 		}
 		r.wordStart = ws
+	} else if r.re, err = newLazyRegexp(fr.Regex); err != nil {
+		return rule{}, err
 	}
 	for _, fa := range fr.Allowlists {
 		a, err := compileAllowlist(fa)
@@ -401,6 +400,33 @@ func compileRule(fr fileRule, source string) (rule, error) {
 		r.allow = append(r.allow, a)
 	}
 	return r, nil
+}
+
+// lazyRegexp is a rule's regular expression, checked when the rules are
+// loaded and compiled when the rule first runs. Most rules never run in a
+// given process (their keywords never occur in what it scans), and the
+// compiled programs of every rule are several MiB of heap held for the
+// life of the process.
+type lazyRegexp struct {
+	src  string
+	once sync.Once
+	re   *regexp.Regexp
+}
+
+// newLazyRegexp checks src's syntax and returns it uncompiled. What the
+// check cannot see (a program over regexp's size limit) is caught by
+// TestEveryRuleCompiles, which compiles every embedded rule.
+func newLazyRegexp(src string) (*lazyRegexp, error) {
+	if _, err := syntax.Parse(src, syntax.Perl); err != nil {
+		return nil, err
+	}
+	return &lazyRegexp{src: src}, nil
+}
+
+// get returns the compiled regular expression.
+func (l *lazyRegexp) get() *regexp.Regexp {
+	l.once.Do(func() { l.re = regexp.MustCompile(l.src) })
+	return l.re
 }
 
 func compileAllowlist(fa fileAllowlist) (allowlist, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -454,5 +455,41 @@ func TestRuleSetsShared(t *testing.T) {
 	}
 	if got := c.Find(in); len(got) != 0 && got[0].RuleID == "github-pat" {
 		t.Fatalf("disabled rule ran: %+v", got)
+	}
+}
+
+// Rules' regexes are compiled when a rule first runs; loading only checks
+// their syntax. Every embedded rule must compile (regexp refuses what the
+// syntax check cannot see: a program over its size limit), exactly one of
+// its two forms is kept, and a detector that ran on nothing has compiled
+// nothing.
+func TestEveryRuleCompiles(t *testing.T) {
+	rs, err := compileRuleSet(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rs.rules {
+		r := &rs.rules[i]
+		if (r.re == nil) == (r.core == nil) {
+			t.Fatalf("rule %s: want exactly one of re and core", r.ID)
+		}
+		for _, l := range []*lazyRegexp{r.re, r.core} {
+			if l == nil {
+				continue
+			}
+			if l.re != nil {
+				t.Fatalf("rule %s compiled before it ran", r.ID)
+			}
+			if _, err := regexp.Compile(l.src); err != nil {
+				t.Errorf("rule %s: %v", r.ID, err)
+			}
+		}
+	}
+	// A rule with a bad regex is refused at load, not when it runs.
+	if _, err := compileRule(fileRule{ID: "bad", Regex: `(unclosed`}, "test"); err == nil {
+		t.Fatal("a rule with a bad regex loaded")
+	}
+	if _, err := compileRule(fileRule{ID: "group", Regex: `a(b)`, SecretGroup: 2}, "test"); err == nil || !strings.Contains(err.Error(), "secretGroup 2") {
+		t.Fatalf("secretGroup beyond the regex's groups: %v", err)
 	}
 }
