@@ -137,7 +137,7 @@ func (ix *auditIndex) open(ctx context.Context) error {
 	// damages it (see auditIndex). Its checkpoints' fsyncs were the
 	// largest source of the access proxy's tail latency, competing with
 	// the log's own syncs for the disk.
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(OFF)", "busy_timeout(10000)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(OFF)", "busy_timeout(10000)", cacheSize} {
 		q.Add("_pragma", p)
 	}
 	if err := privateFile(ix.path); err != nil {
