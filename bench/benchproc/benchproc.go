@@ -9,7 +9,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,8 +127,10 @@ func CPU(pids ...int) time.Duration {
 }
 
 // Nginx runs nginx (2 workers) as a plain reverse proxy to the upstream
-// host:port up: HTTP/1.1 with upstream keep-alive, no access log, and no
-// buffering of answers (event streams pass as they come). It returns its
+// host:port up: HTTP/1.1 with upstream keep-alive, the client's Host
+// passed on (the MCP SDK's server refuses a Host that is not loopback on a
+// loopback listener), no access log, and no buffering of answers (event
+// streams pass as they come). It returns its
 // host:port and the pids of its processes (master and workers). Without
 // nginx the test is skipped, or fails under CI=true. prep, when set, may
 // change the command before it starts.
@@ -165,6 +169,7 @@ http {
       proxy_pass http://up;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
       proxy_buffering off;
       proxy_read_timeout 1h;
     }
@@ -244,4 +249,25 @@ func Pin(t testing.TB, env, cpu string) func(*exec.Cmd) {
 		cmd.Args = append([]string{"taskset", "-c", cpu}, cmd.Args...)
 		cmd.Path = taskset
 	}
+}
+
+// Get answers GET path on w's admin API with the admin token (e.g. a
+// profile from /v1/debug/pprof/profile).
+func (w Writ) Get(t testing.TB, path string) []byte {
+	t.Helper()
+	req, err := http.NewRequest("GET", w.Admin+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+w.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %v %d %.200s", path, err, resp.StatusCode, body)
+	}
+	return body
 }

@@ -107,6 +107,12 @@ func startGatewayProcess(t testing.TB, up string) (string, int) {
 // startGatewayProcessFrom is startGatewayProcess with writ built from the
 // source tree src.
 func startGatewayProcessFrom(t testing.TB, src, up string) (string, int) {
+	url, w := startGatewayWrit(t, src, up)
+	return url, w.PID
+}
+
+// startGatewayWrit is startGatewayProcessFrom returning the writ process.
+func startGatewayWrit(t testing.TB, src, up string) (string, benchproc.Writ) {
 	w := benchproc.StartWrit(t, src, nil, nil, pin(t))
 	ctx := context.Background()
 	if _, err := w.Client.CreateEntry(ctx, apitypes.Entry{Name: "bench", SpiffeID: "spiffe://writ.local/agent/bench",
@@ -118,7 +124,50 @@ func startGatewayProcessFrom(t testing.TB, src, up string) (string, int) {
 	}
 	url := "http://" + w.Proxy + "/mcp/bench"
 	waitListed(t, url)
-	return url, w.PID
+	return url, w
+}
+
+// TestMCPProfile takes a CPU profile of `writ serve` (built from this
+// tree) while one agent session calls the gateway at a paced rate
+// (WRIT_MCP_PROFILE_RATE, default 500 calls/s), as in the comparison:
+//
+//	WRIT_MCP_PROFILE=/tmp/gw.cpu go test -run TestMCPProfile -v ./bench/mcp/
+//	go tool pprof -top /tmp/gw.cpu
+func TestMCPProfile(t *testing.T) {
+	out := os.Getenv("WRIT_MCP_PROFILE")
+	if out == "" {
+		t.Skip("set WRIT_MCP_PROFILE=FILE to profile the gateway under load")
+	}
+	rate := 500
+	if v := os.Getenv("WRIT_MCP_PROFILE_RATE"); v != "" {
+		var err error
+		if rate, err = strconv.Atoi(v); err != nil || rate <= 0 {
+			t.Fatalf("WRIT_MCP_PROFILE_RATE: %q is not a rate", v)
+		}
+	}
+	_, here, _, _ := runtime.Caller(0)
+	url, w := startGatewayWrit(t, filepath.Join(filepath.Dir(here), "..", ".."), upstream(t))
+	cs := dial(t, url)
+	paced(t, cs, 100, time.Second) // warm up
+	const secs = 8
+	type profile struct {
+		body []byte
+		cpu  time.Duration
+	}
+	got := make(chan profile, 1)
+	go func() {
+		time.Sleep(time.Second)
+		c0 := benchproc.CPU(w.PID)
+		body := w.Get(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
+		got <- profile{body, benchproc.CPU(w.PID) - c0}
+	}()
+	lat, ok := paced(t, cs, rate, (secs+2)*time.Second)
+	p := <-got
+	if err := os.WriteFile(out, p.body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d calls/s (kept up: %v): p50 %v, p99 %v; writ CPU %v during the %d s profile (%v per call); profile in %s",
+		rate, ok, pct(lat, 0.5), pct(lat, 0.99), p.cpu, secs, p.cpu/time.Duration(rate*secs), out)
 }
 
 // processPaths is paths with each middle in a process of its own, and
