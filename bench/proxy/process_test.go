@@ -96,21 +96,15 @@ func startWritProcess(t testing.TB, up string, env ...string) (string, int) {
 // source tree at root (another checkout, for an A/B in one run).
 func startWritProcessFrom(t testing.TB, root, up string, env ...string) (string, int) {
 	w := startWritAdmin(t, root, up, nil, env...)
-	return w.proxy, w.pid
-}
-
-// writProcess is a `writ serve` process started by startWritAdmin.
-type writProcess struct {
-	proxy, admin, token string
-	pid                 int
+	return w.Proxy, w.PID
 }
 
 // startWritAdmin is startWritProcessFrom, also returning the admin API's
 // address and token; args are added to `writ serve`'s.
-func startWritAdmin(t testing.TB, root, up string, args []string, env ...string) writProcess {
+func startWritAdmin(t testing.TB, root, up string, args []string, env ...string) benchproc.Writ {
 	w := benchproc.StartWrit(t, root, args, env, pin(t))
 	configureWrit(t, w.Client, up)
-	return writProcess{proxy: w.Proxy, admin: w.Admin, token: w.Token, pid: w.PID}
+	return w
 }
 
 // configureWrit registers the bench identity (every process of this user),

@@ -607,7 +607,7 @@ func TestProxyProfile(t *testing.T) {
 	up, _ := upstream(t)
 	_, here, _, _ := runtime.Caller(0)
 	w := startWritAdmin(t, filepath.Join(filepath.Dir(here), "..", ".."), up, nil)
-	url := "http://" + w.proxy + "/svc/bench/items/1"
+	url := "http://" + w.Proxy + "/svc/bench/items/1"
 	if !do(newClient(1), url) {
 		t.Fatalf("%s does not answer 200", url)
 	}
@@ -627,14 +627,14 @@ func TestProxyProfile(t *testing.T) {
 		go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()
 	}
 	time.Sleep(time.Second)
-	c0 := benchproc.CPU(w.pid)
+	c0 := benchproc.CPU(w.PID)
 	loaded := make(chan memory, 1)
 	go func() {
 		time.Sleep(secs * time.Second / 2)
-		loaded <- memoryOf([]int{w.pid})
+		loaded <- memoryOf([]int{w.PID})
 	}()
-	body := w.adminGet(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
-	cpu := benchproc.CPU(w.pid) - c0
+	body := w.Get(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
+	cpu := benchproc.CPU(w.PID) - c0
 	r := <-done
 	if err := os.WriteFile(out, body, 0o600); err != nil {
 		t.Fatal(err)
@@ -642,30 +642,10 @@ func TestProxyProfile(t *testing.T) {
 	t.Logf("%.0f req/s, writ CPU %v during the %d s profile (%v per request at that rate); profile in %s",
 		r.rps, cpu, secs, time.Duration(float64(cpu)/(r.rps*secs)), out)
 	// The heap once the load has stopped, beside the CPU profile.
-	if err := os.WriteFile(out+".heap", w.adminGet(t, "/v1/debug/pprof/heap"), 0o600); err != nil {
+	if err := os.WriteFile(out+".heap", w.Get(t, "/v1/debug/pprof/heap"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("resident under load %v, after it %v (anonymous + file-backed); heap profile in %s.heap", <-loaded, memoryOf([]int{w.pid}), out)
-}
-
-// adminGet answers GET path on w's admin API with the admin token.
-func (w writProcess) adminGet(t testing.TB, path string) []byte {
-	t.Helper()
-	req, err := http.NewRequest("GET", w.admin+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+w.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %v %d %.200s", path, err, resp.StatusCode, body)
-	}
-	return body
+	t.Logf("resident under load %v, after it %v (anonymous + file-backed); heap profile in %s.heap", <-loaded, memoryOf([]int{w.PID}), out)
 }
 
 // TestProxyRate compares writ's latency at a paced rate with go-bare's,
@@ -699,7 +679,7 @@ func TestProxyRate(t *testing.T) {
 	targets := []struct {
 		name, url string
 		pid       int
-	}{{"writ", "http://" + w.proxy + "/svc/bench/items/1", w.pid}, {"go-bare", "http://" + bare + "/items/1", barePID}}
+	}{{"writ", "http://" + w.Proxy + "/svc/bench/items/1", w.PID}, {"go-bare", "http://" + bare + "/items/1", barePID}}
 	res := map[string][]result{}
 	for r := range rounds {
 		for _, tg := range targets {
