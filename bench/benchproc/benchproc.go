@@ -188,17 +188,6 @@ http {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 250 {
-			t.Fatalf("nginx does not listen on %s after 5 s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	pids := func() []int {
 		out := []int{cmd.Process.Pid}
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
@@ -208,6 +197,21 @@ http {
 			}
 		}
 		return out
+	}
+	// Ready when it listens and both workers run (the master binds first,
+	// then starts them): the caller measures every process's CPU.
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			if len(pids()) == 3 {
+				break
+			}
+		}
+		if i == 500 {
+			t.Fatalf("nginx does not listen on %s with 2 workers after 10 s (processes %v)", addr, pids())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return addr, pids
 }
