@@ -256,22 +256,32 @@ func Pin(t testing.TB, env, cpu string) func(*exec.Cmd) {
 }
 
 // Get answers GET path on w's admin API with the admin token (e.g. a
-// profile from /v1/debug/pprof/profile).
+// profile from /v1/debug/pprof/profile), failing the test on an error.
 func (w Writ) Get(t testing.TB, path string) []byte {
 	t.Helper()
-	req, err := http.NewRequest("GET", w.Admin+path, nil)
+	body, err := w.Fetch(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return body
+}
+
+// Fetch is Get returning its error, for a goroutine other than the
+// test's.
+func (w Writ) Fetch(path string) ([]byte, error) {
+	req, err := http.NewRequest("GET", w.Admin+path, nil)
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+w.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %v %d %.200s", path, err, resp.StatusCode, body)
+		return nil, fmt.Errorf("GET %s: %v %d %.200s", path, err, resp.StatusCode, body)
 	}
-	return body
+	return body, nil
 }

@@ -26,8 +26,9 @@ import (
 // of its own, as they are deployed: the agent and the upstream share this
 // test process for every path, direct included, and a path's own CPU is
 // its process's. WRIT_MCP_BENCH_PIN=1 runs the middles on CPU 1 (the test
-// must then run on CPU 0: taskset -c 0 go test ...). The benchmarks (BenchmarkToolsCall) run everything in
-// this process instead, for profiling.
+// must then run on CPU 0: taskset -c 0 go test ...). The benchmarks
+// (BenchmarkToolsCall) run everything in this process instead, for
+// profiling.
 
 // roleEnv selects a helper mode of this test binary: serve the relay
 // floor ("relay") or go-bare ("go-bare") in front of the upstream named by
@@ -153,16 +154,20 @@ func TestMCPProfile(t *testing.T) {
 	type profile struct {
 		body []byte
 		cpu  time.Duration
+		err  error
 	}
 	got := make(chan profile, 1)
 	go func() {
 		time.Sleep(time.Second)
 		c0 := benchproc.CPU(w.PID)
-		body := w.Get(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
-		got <- profile{body, benchproc.CPU(w.PID) - c0}
+		body, err := w.Fetch("/v1/debug/pprof/profile?seconds=" + strconv.Itoa(secs))
+		got <- profile{body, benchproc.CPU(w.PID) - c0, err}
 	}()
 	lat, ok := paced(t, cs, rate, (secs+2)*time.Second)
 	p := <-got
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
 	if err := os.WriteFile(out, p.body, 0o600); err != nil {
 		t.Fatal(err)
 	}
