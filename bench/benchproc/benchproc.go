@@ -58,29 +58,49 @@ type Writ struct {
 	Token  string // the admin token
 	PID    int
 	Client *client.Client // on the admin API
+	cmd    *exec.Cmd
 }
 
-// StartWrit builds writ from the source tree root, runs `writ serve` on
-// a fresh data directory (admin API and proxy on loopback ports, no TLS
-// listener) with args added and env added to this process's, and waits
-// until it serves. prep, when set, may change the command before it starts
-// (e.g. to pin it to a CPU).
-func StartWrit(t testing.TB, root string, args, env []string, prep func(*exec.Cmd)) Writ {
+// Stop stops w before the test ends (it is stopped then anyway).
+func (w Writ) Stop() {
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	w.cmd.Wait()
+}
+
+// Build builds writ from the source tree root into the test's temporary
+// directory and returns the binary's path.
+func Build(t testing.TB, root string) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "writ")
+	bin := filepath.Join(t.TempDir(), "writ")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build writ in %s: %v\n%s", root, err, out)
 	}
-	data := filepath.Join(dir, "data")
+	return bin
+}
+
+// StartWrit builds writ from the source tree root and starts it as
+// StartWritBin does.
+func StartWrit(t testing.TB, root string, args, env []string, prep func(*exec.Cmd)) Writ {
+	t.Helper()
+	return StartWritBin(t, Build(t, root), args, env, prep)
+}
+
+// StartWritBin runs the writ binary bin as `writ serve` on a fresh data
+// directory (admin API and proxy on loopback ports, no TLS listener) with
+// args added and env added to this process's, and waits until it serves.
+// prep, when set, may change the command before it starts (e.g. to pin it
+// to a CPU).
+func StartWritBin(t testing.TB, bin string, args, env []string, prep func(*exec.Cmd)) Writ {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
 	cmd := exec.Command(bin, append([]string{"serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--tls-listen", "off"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	if prep != nil {
 		prep(cmd)
 	}
-	var w Writ
+	w := Writ{cmd: cmd}
 	Start(t, cmd, func(line string) bool {
 		if _, a, ok := strings.Cut(line, "Admin API and bundle endpoint:"); ok {
 			w.Admin = strings.TrimSpace(a)

@@ -8,24 +8,18 @@
 package entries
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ/bench/benchproc"
 	"github.com/writ-dev/writ/internal/apitypes"
-	"github.com/writ-dev/writ/internal/client"
 )
 
 // TestCreateEntries creates WRIT_ENTRIES_BENCH_N entries (default
@@ -51,7 +45,7 @@ func TestCreateEntries(t *testing.T) {
 	}
 	bins := make([]string, len(builds))
 	for i, b := range builds {
-		bins[i] = build(t, b.root)
+		bins[i] = benchproc.Build(t, b.root)
 	}
 	// The build before may be given fewer entries (it slows as they
 	// grow: WRIT_ENTRIES_BENCH_BEFORE_N).
@@ -85,70 +79,21 @@ type result struct {
 	slices    []slice
 }
 
-func build(t *testing.T, root string) string {
-	bin := filepath.Join(t.TempDir(), "writ")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/writ")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build writ in %s: %v\n%s", root, err, out)
-	}
-	return bin
-}
-
 // createEntries starts bin's `writ serve` on a fresh data directory and
 // creates n entries through its API.
 func createEntries(t *testing.T, bin string, n int) result {
-	data := filepath.Join(t.TempDir(), "data")
-	cmd := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
-		"--tls-listen", "off")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-		}
-	}
-	defer stop()
-	sc := bufio.NewScanner(out)
-	admin := ""
-	for admin == "" && sc.Scan() {
-		if _, a, ok := strings.Cut(sc.Text(), "Admin API and bundle endpoint:"); ok {
-			admin = strings.TrimSpace(a)
-		}
-	}
-	if admin == "" {
-		t.Fatal("writ serve exited before it was ready")
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(admin, strings.TrimSpace(string(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := benchproc.StartWritBin(t, bin, nil, nil, nil)
+	defer w.Stop()
+	c := w.Client
 	ctx := context.Background()
 	var res result
-	start, cpu0 := time.Now(), procCPU(t, cmd.Process.Pid)
+	start, cpu0 := time.Now(), benchproc.CPU(w.PID)
 	var profiled sync.WaitGroup
 	for from := 0; from < n; from += 1000 {
-		s0, c0 := time.Now(), procCPU(t, cmd.Process.Pid)
+		s0, c0 := time.Now(), benchproc.CPU(w.PID)
 		if out := os.Getenv("WRIT_ENTRIES_BENCH_PROFILE"); out != "" && from+1000 >= n {
 			// A CPU profile of the server over the last thousand.
-			profiled.Go(func() { profile(t, admin, strings.TrimSpace(string(tok)), out) })
+			profiled.Go(func() { profile(t, w, out) })
 		}
 		var wg sync.WaitGroup
 		next := make(chan int)
@@ -169,7 +114,7 @@ func createEntries(t *testing.T, bin string, n int) result {
 		}
 		close(next)
 		wg.Wait()
-		res.slices = append(res.slices, slice{time.Since(s0), procCPU(t, cmd.Process.Pid) - c0})
+		res.slices = append(res.slices, slice{time.Since(s0), benchproc.CPU(w.PID) - c0})
 	}
 	res.wall = time.Since(start)
 	profiled.Wait()
@@ -177,40 +122,17 @@ func createEntries(t *testing.T, bin string, n int) result {
 	if err != nil || len(list) != n {
 		t.Fatalf("after creating %d entries the server lists %d (%v)", n, len(list), err)
 	}
-	res.cpu = procCPU(t, cmd.Process.Pid) - cpu0
+	res.cpu = benchproc.CPU(w.PID) - cpu0
 	return res
 }
 
-// procCPU is the CPU time (user and system) process pid has used, as
-// getrusage would report it (utime and stime of /proc/PID/stat).
-func procCPU(t *testing.T, pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the command name (which may hold spaces) in ")".
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
-}
-
 // profile saves 10 seconds of the server's CPU profile to out.
-func profile(t *testing.T, admin, token, out string) {
-	req, _ := http.NewRequest("GET", admin+"/v1/debug/pprof/profile?seconds=10", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+func profile(t *testing.T, w benchproc.Writ, out string) {
+	b, err := w.Fetch("/v1/debug/pprof/profile?seconds=10")
+	if err == nil {
+		err = os.WriteFile(out, b, 0o600)
+	}
 	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Errorf("profile: %d %s", resp.StatusCode, b)
-		return
-	}
-	if err := os.WriteFile(out, b, 0o644); err != nil {
 		t.Error(err)
 	}
 }
