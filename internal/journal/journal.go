@@ -19,7 +19,15 @@
 // that it survives a power loss too. The file only ever holds the
 // records begun since it was last compacted: when it grows past MaxSize,
 // the records still unsettled (at most the requests in flight) are copied
-// into a new file that atomically replaces it.
+// into another file that atomically replaces it (rename(2)).
+//
+// A mapped journal keeps the file it replaced, mapped, as the spare that
+// the next compaction writes into (under the name PATH.spare): its pages
+// are in memory and mapped already, where a new file's would each cost a
+// page fault on the first record written to them (2.5 µs a record on a
+// shared 2-vCPU VM, 3% of the proxy's CPU under load; bench/README
+// "Proxy"). The spare is cleared past the records copied into it, so a
+// file never holds stale records after its own.
 //
 // The format is a header line, "writ-journal 1\n", then records, each a
 // little-endian uint32 length, a little-endian uint32 CRC-32C of the
@@ -55,8 +63,10 @@ const frameLen = 8
 // MaxRecord bounds a record's payload.
 const MaxRecord = 1 << 20
 
-// DefaultMaxSize is the file size past which a journal is compacted.
-const DefaultMaxSize = 4 << 20
+// DefaultMaxSize is the file size past which a journal is compacted: at
+// 10,000 records a second, about ten compactions a second, each a few
+// copies and three renames.
+const DefaultMaxSize = 1 << 20
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -107,6 +117,15 @@ type Journal struct {
 	buf    []byte
 	failed error // a write, sync or compaction failed: no further records
 	closed bool
+
+	// The spare file (mapped journals only): the file the last compaction
+	// replaced, named PATH.spare, mapped as spareM, nonzero at most in its
+	// first spareUsed bytes; nil before the first compaction, and for
+	// good once the file system refused a hard link (noSpare).
+	spare     *os.File
+	spareM    []byte
+	spareUsed int64
+	noSpare   bool
 }
 
 // Recover reads the records of the journal at path that were begun and
@@ -178,6 +197,13 @@ func Open(cfg Config) (*Journal, error) {
 		cfg.sync = fsync.Data
 	}
 	j := &Journal{cfg: cfg, open: map[Ticket]span{}}
+	// A spare (or the link made while one is swapped in) that a crash
+	// left behind holds nothing Recover reads.
+	for _, p := range []string{j.spareName(), j.prevName()} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open journal: remove the old spare: %w", err)
+		}
+	}
 	f, m, err := j.create(nil, cfg.Sync)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
@@ -434,17 +460,79 @@ func (j *Journal) compact() {
 		}
 		moved[t] = span{off, s.n}
 	}
-	f, m, err := j.create(frames, j.cfg.Sync)
+	// Keep the file being replaced, under a second name, as the next
+	// spare (mapped journals only).
+	keep := j.m != nil && !j.noSpare
+	if keep {
+		if err := os.Link(j.cfg.Path, j.prevName()); err != nil {
+			keep, j.noSpare = false, true
+		}
+	}
+	f, m, err := j.fromSpare(frames)
+	if err == nil && f == nil {
+		f, m, err = j.create(frames, j.cfg.Sync)
+	}
 	if err != nil {
+		if keep {
+			os.Remove(j.prevName())
+		}
 		j.failed = fmt.Errorf("compact journal %s: %v; restart writ", j.cfg.Path, err)
 		return
 	}
-	j.unmap()
-	j.f.Close()
+	j.dropSpare() // a spare fromSpare did not use: it was too small
+	if keep && os.Rename(j.prevName(), j.spareName()) == nil {
+		j.spare, j.spareM, j.spareUsed = j.f, j.m, j.size
+	} else {
+		if keep {
+			os.Remove(j.prevName())
+		}
+		j.unmap()
+		j.f.Close()
+	}
 	j.f, j.m, j.open, j.gen = f, m, moved, j.gen+1
 	j.size = int64(len(header) + len(frames))
 	j.synced = j.size
 }
+
+// fromSpare writes header and frames into the spare file, clears the rest
+// of its old records, and renames it over cfg.Path; it returns a nil file
+// when there is no spare with room for frames and a largest record after
+// them. Only mapped journals have a spare, and their compactions need no
+// sync (see create). j.mu is held.
+func (j *Journal) fromSpare(frames []byte) (*os.File, []byte, error) {
+	end := int64(len(header) + len(frames))
+	if j.spare == nil || end+frameLen+MaxRecord > int64(len(j.spareM)) {
+		return nil, nil, nil
+	}
+	copy(j.spareM, header)
+	copy(j.spareM[len(header):], frames)
+	if j.spareUsed > end {
+		clear(j.spareM[end:j.spareUsed])
+	}
+	if err := os.Rename(j.spareName(), j.cfg.Path); err != nil {
+		return nil, nil, err
+	}
+	f, m := j.spare, j.spareM
+	j.spare, j.spareM, j.spareUsed = nil, nil, 0
+	return f, m, nil
+}
+
+// dropSpare unmaps, closes and removes the spare file, if there is one.
+// j.mu is held.
+func (j *Journal) dropSpare() {
+	if j.spare == nil {
+		return
+	}
+	unix.Munmap(j.spareM)
+	j.spare.Close()
+	os.Remove(j.spareName())
+	j.spare, j.spareM, j.spareUsed = nil, nil, 0
+}
+
+// spareName is the spare file's name; prevName the second name the file
+// being replaced gets while a compaction runs, until it is the spare.
+func (j *Journal) spareName() string { return j.cfg.Path + ".spare" }
+func (j *Journal) prevName() string  { return j.cfg.Path + ".prev" }
 
 // Close closes the file. If no record is unsettled the file is removed, so
 // a clean stop leaves nothing to recover; otherwise it is kept for
@@ -458,6 +546,7 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
+	j.dropSpare()
 	j.unmap()
 	err := j.f.Close()
 	if len(j.open) == 0 && j.failed == nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -386,4 +387,132 @@ func TestWrittenMode(t *testing.T) {
 	if j.m != nil {
 		t.Fatal("noMap journal is mapped")
 	}
+}
+
+// inode returns the inode number of the file at path.
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// TestCompactionRecyclesSpare: a mapped journal's compactions alternate
+// between two files (the one replaced is the next one written), and what
+// a recycled file held before never comes back: Recover returns exactly
+// the unsettled records and those begun since the last compaction.
+func TestCompactionRecyclesSpare(t *testing.T) {
+	j := open(t, Config{MaxSize: 4096})
+	if j.m == nil {
+		t.Skip("this file system does not reserve blocks: the journal writes its records")
+	}
+	inodes := map[uint64]bool{inode(t, j.cfg.Path): true}
+	unsettled := map[string]bool{}
+	var since []string // begun since the last compaction
+	gen := j.gen
+	for i := range 3000 {
+		// Records of varying length, so that a recycled file's old
+		// records do not line up with its new ones.
+		r := fmt.Sprintf("%05d%s", i, strings.Repeat("z", i%300))
+		tk := begin(t, j, r)
+		if j.gen != gen {
+			gen, since = j.gen, nil
+			inodes[inode(t, j.cfg.Path)] = true
+			if _, err := os.Stat(j.cfg.Path + ".spare"); err != nil {
+				t.Fatalf("after a compaction: %v", err)
+			}
+		}
+		since = append(since, r)
+		if i%700 == 3 {
+			unsettled[r] = true
+		} else {
+			j.Done(tk)
+			if j.gen != gen {
+				gen, since = j.gen, nil
+				inodes[inode(t, j.cfg.Path)] = true
+			}
+		}
+		if i%97 != 0 {
+			continue
+		}
+		want := map[string]bool{}
+		for _, r := range since {
+			want[r] = true
+		}
+		for r := range unsettled {
+			want[r] = true
+		}
+		got := recovered(t, j.cfg.Path)
+		if len(got) != len(want) {
+			t.Fatalf("after record %d: Recover returned %d records, want %d (unsettled and begun since the last compaction)", i, len(got), len(want))
+		}
+		for _, r := range got {
+			if !want[r] {
+				t.Fatalf("after record %d: Recover returned %.5s…, settled before the last compaction", i, r)
+			}
+		}
+	}
+	if j.gen < 10 {
+		t.Fatalf("%d compactions, want at least 10", j.gen)
+	}
+	if len(inodes) != 2 {
+		t.Fatalf("the journal used %d files over %d compactions, want 2 (it recycles the one it replaced)", len(inodes), j.gen)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(j.cfg.Path + ".spare"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("spare after Close: %v", err)
+	}
+	got := recovered(t, j.cfg.Path)
+	for _, r := range got {
+		delete(unsettled, r)
+	}
+	if len(unsettled) != 0 {
+		t.Fatalf("Recover after Close lost %d unsettled records", len(unsettled))
+	}
+}
+
+// TestOpenRemovesLeftoverSpare: a spare, or a compaction's second name,
+// that a crash left behind is removed at Open; Recover never reads them.
+func TestOpenRemovesLeftoverSpare(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	for _, p := range []string{path + ".spare", path + ".prev"} {
+		os.WriteFile(p, append([]byte(header), 1, 0, 0, 0, 0, 0, 0, 0, 'x'), 0o600)
+	}
+	if got := recovered(t, path); len(got) != 0 {
+		t.Fatalf("Recover read a leftover spare: %q", got)
+	}
+	open(t, Config{Path: path})
+	for _, p := range []string{path + ".spare", path + ".prev"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s after Open: %v", p, err)
+		}
+	}
+}
+
+// TestCompactionWithoutHardLinks: where the replaced file cannot be kept
+// (here its second name is taken), compaction makes a new file each time,
+// as before, and loses nothing.
+func TestCompactionWithoutHardLinks(t *testing.T) {
+	j := open(t, Config{MaxSize: 4096})
+	if err := os.Mkdir(j.cfg.Path+".prev", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	keep := begin(t, j, "keep")
+	for i := range 200 {
+		j.Done(begin(t, j, fmt.Sprintf("%04d%s", i, strings.Repeat("w", 100))))
+	}
+	if j.gen == 0 {
+		t.Fatal("no compaction ran")
+	}
+	if j.spare != nil {
+		t.Fatal("a spare was kept without its second name")
+	}
+	if got := recovered(t, j.cfg.Path); len(got) == 0 || got[0] != "keep" {
+		t.Fatalf("Recover lost the unsettled record: %.20q", got)
+	}
+	j.Done(keep)
 }
