@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -71,8 +72,30 @@ func TestCanonicalMatchesJSON(t *testing.T) {
 		if want := jsonCanonical(t, e); !bytes.Equal(got, want) {
 			t.Fatalf("event %d:\n got %s\nwant %s", i, got, want)
 		}
+		// AppendCanonical appends the same bytes after what b holds.
+		prefix := []byte("prefix")
+		if app, err := e.AppendCanonical(prefix); err != nil || !bytes.Equal(app, append([]byte("prefix"), got...)) {
+			t.Fatalf("AppendCanonical(%q) = %q, %v; want the prefix and %s", "prefix", app, err, got)
+		}
 		if _, err := DecodeEvent(got); err != nil {
 			t.Fatalf("DecodeEvent(%s): %v", got, err)
+		}
+	}
+}
+
+// TestAppendCanonicalError: a refused event leaves the buffer as it was.
+func TestAppendCanonicalError(t *testing.T) {
+	for name, e := range map[string]Event{
+		"invalid UTF-8": {ID: "evt_1", Time: time.Unix(0, 0), Type: AccessAllowed, Reason: "\xff"},
+		"year 10000":    {ID: "evt_1", Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Type: AccessAllowed},
+		"too large":     {ID: "evt_1", Time: time.Unix(0, 0), Type: AccessAllowed, Reason: strings.Repeat("r", MaxEventSize)},
+	} {
+		b, err := e.AppendCanonical([]byte("kept"))
+		if err == nil || string(b) != "kept" {
+			t.Errorf("%s: AppendCanonical = %q, %v; want \"kept\" and an error", name, b, err)
+		}
+		if m, err := e.MarshalCanonical(); err == nil || m != nil {
+			t.Errorf("%s: MarshalCanonical = %q, %v; want nil and an error", name, m, err)
 		}
 	}
 }

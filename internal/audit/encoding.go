@@ -63,7 +63,8 @@ func (e *Event) appendCanonical(b []byte) ([]byte, error) {
 		b = strconv.AppendInt(b, e.LatencyUS, 10)
 	}
 	if len(e.Details) > 0 {
-		keys := make([]string, 0, len(e.Details))
+		var room [16]string // most events' details fit, without an allocation
+		keys := room[:0]
 		for k := range e.Details {
 			keys = append(keys, k)
 		}
@@ -137,24 +138,35 @@ const MaxEventSize = 64 << 10
 // the time is outside the years 0 to 9999, or if the encoding is larger
 // than [MaxEventSize].
 func (e *Event) MarshalCanonical() ([]byte, error) {
+	b, err := e.AppendCanonical(make([]byte, 0, 1024))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// AppendCanonical appends the canonical encoding of e to b, as
+// [Event.MarshalCanonical] returns it, for a caller that reuses its
+// buffer. On error b is returned unchanged.
+func (e *Event) AppendCanonical(b []byte) ([]byte, error) {
 	for i, p := range textFields(e) {
 		if !utf8.ValidString(*p) {
-			return nil, fmt.Errorf("encode event: field %s is not valid UTF-8", textFieldName(i))
+			return b, fmt.Errorf("encode event: field %s is not valid UTF-8", textFieldName(i))
 		}
 	}
 	for k, v := range e.Details {
 		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return nil, fmt.Errorf("encode event: details[%q] is not valid UTF-8", k)
+			return b, fmt.Errorf("encode event: details[%q] is not valid UTF-8", k)
 		}
 	}
-	b, err := e.appendCanonical(make([]byte, 0, 1024))
+	out, err := e.appendCanonical(b)
 	if err != nil {
-		return nil, fmt.Errorf("encode event: %w", err)
+		return b, fmt.Errorf("encode event: %w", err)
 	}
-	if len(b) > MaxEventSize {
-		return nil, fmt.Errorf("encode event: %d bytes, over the limit of %d; shorten reason or details", len(b), MaxEventSize)
+	if n := len(out) - len(b); n > MaxEventSize {
+		return b, fmt.Errorf("encode event: %d bytes, over the limit of %d; shorten reason or details", n, MaxEventSize)
 	}
-	return b, nil
+	return out, nil
 }
 
 // DecodeEvent parses a canonical encoding made by [Event.MarshalCanonical].
