@@ -66,8 +66,10 @@ type ruleSet struct {
 	rules  []rule
 	global []allowlist
 	// trie finds every keyword; kwRules maps a keyword's index to the
-	// rules it enables.
-	trie      *ahocorasick.Trie
+	// rules it enables. The trie (about 2.5 MB) is built on the first
+	// scan, not by a writ that never scans: it would stay in the live
+	// heap that every garbage collection marks.
+	trie      func() *ahocorasick.Trie
 	kwRules   [][]int
 	alwaysRun []int
 }
@@ -132,7 +134,7 @@ func compileRuleSet(disable []string) (*ruleSet, error) {
 			d.kwRules[j] = append(d.kwRules[j], i)
 		}
 	}
-	d.trie = ahocorasick.NewTrieBuilder().AddStrings(keywords).Build()
+	d.trie = sync.OnceValue(func() *ahocorasick.Trie { return ahocorasick.NewTrieBuilder().AddStrings(keywords).Build() })
 	return d, nil
 }
 
@@ -202,7 +204,7 @@ func (d *Detector) windows(sc *scratch, data []byte) {
 	// Each rule runs only on windows around its keywords' occurrences:
 	// a match of at most maxLen bytes that holds a keyword lies within
 	// maxLen bytes of it.
-	d.trie.Walk(sc.lower, func(end, n, pattern int64) bool {
+	d.trie().Walk(sc.lower, func(end, n, pattern int64) bool {
 		ks, ke := int(end-n+1), int(end+1)
 		for _, i := range d.kwRules[pattern] {
 			ws := sc.windows[i]

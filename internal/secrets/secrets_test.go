@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -491,5 +492,25 @@ func TestEveryRuleCompiles(t *testing.T) {
 	}
 	if _, err := compileRule(fileRule{ID: "group", Regex: `a(b)`, SecretGroup: 2}, "test"); err == nil || !strings.Contains(err.Error(), "secretGroup 2") {
 		t.Fatalf("secretGroup beyond the regex's groups: %v", err)
+	}
+}
+
+// TestKeywordTrieBuiltOnFirstScan: a detector that never scans does not
+// hold the keyword trie (about 2.5 MB of live heap): it is built by the
+// first scan, once, and finds keywords as before.
+func TestKeywordTrieBuiltOnFirstScan(t *testing.T) {
+	rs, err := compileRuleSet([]string{"generic-api-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	trie := rs.trie()
+	runtime.ReadMemStats(&after)
+	if built := after.TotalAlloc - before.TotalAlloc; built < 1<<20 {
+		t.Fatalf("the first scan's trie allocated %d bytes: it was built before (at compile)", built)
+	}
+	if rs.trie() != trie {
+		t.Fatal("the trie was built twice")
 	}
 }
