@@ -44,7 +44,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,6 +125,11 @@ type Journal struct {
 	spareM    []byte
 	spareUsed int64
 	noSpare   bool
+
+	// order and idle are compaction's scratch: the unsettled tickets, and
+	// the map of the records' spans it fills for the new file.
+	order []Ticket
+	idle  map[Ticket]span
 }
 
 // Recover reads the records of the journal at path that were begun and
@@ -448,17 +452,24 @@ func (j *Journal) compact() {
 	if j.size <= j.cfg.MaxSize || j.closed || j.failed != nil {
 		return // another Done did it
 	}
-	var frames []byte
-	moved := make(map[Ticket]span, len(j.open))
-	for _, t := range slices.Sorted(maps.Keys(j.open)) { // in the order begun
+	// The unsettled records, in the order begun, and where they go. The
+	// ticket list and the map are reused from one compaction to the next.
+	j.order = j.order[:0]
+	end := int64(len(header))
+	for t, s := range j.open {
+		j.order = append(j.order, t)
+		end += s.n
+	}
+	slices.Sort(j.order)
+	moved := j.idle
+	if moved == nil {
+		moved = make(map[Ticket]span, len(j.open))
+	}
+	off := int64(len(header))
+	for _, t := range j.order {
 		s := j.open[t]
-		off := int64(len(header)) + int64(len(frames))
-		frames = append(frames, make([]byte, s.n)...)
-		if _, err := j.f.ReadAt(frames[len(frames)-int(s.n):], s.off); err != nil {
-			j.failed = fmt.Errorf("compact journal %s: read record: %v; restart writ", j.cfg.Path, err)
-			return
-		}
 		moved[t] = span{off, s.n}
+		off += s.n
 	}
 	// Keep the file being replaced, under a second name, as the next
 	// spare (mapped journals only).
@@ -468,14 +479,19 @@ func (j *Journal) compact() {
 			keep, j.noSpare = false, true
 		}
 	}
-	f, m, err := j.fromSpare(frames)
+	f, m, err := j.fromSpare(end)
 	if err == nil && f == nil {
-		f, m, err = j.create(frames, j.cfg.Sync)
+		var frames []byte
+		if frames, err = j.unsettled(end); err == nil {
+			f, m, err = j.create(frames, j.cfg.Sync)
+		}
 	}
 	if err != nil {
 		if keep {
 			os.Remove(j.prevName())
 		}
+		clear(moved)
+		j.idle = moved
 		j.failed = fmt.Errorf("compact journal %s: %v; restart writ", j.cfg.Path, err)
 		return
 	}
@@ -489,23 +505,43 @@ func (j *Journal) compact() {
 		j.unmap()
 		j.f.Close()
 	}
+	clear(j.open)
+	j.idle = j.open
 	j.f, j.m, j.open, j.gen = f, m, moved, j.gen+1
-	j.size = int64(len(header) + len(frames))
+	j.size = end
 	j.synced = j.size
 }
 
-// fromSpare writes header and frames into the spare file, clears the rest
+// unsettled returns the frames of the unsettled records in the order
+// begun (j.order), end-len(header) bytes. j.mu is held.
+func (j *Journal) unsettled(end int64) ([]byte, error) {
+	frames := make([]byte, 0, end-int64(len(header)))
+	for _, t := range j.order {
+		s := j.open[t]
+		frames = frames[:len(frames)+int(s.n)]
+		if _, err := j.f.ReadAt(frames[len(frames)-int(s.n):], s.off); err != nil {
+			return nil, fmt.Errorf("read record: %w", err)
+		}
+	}
+	return frames, nil
+}
+
+// fromSpare copies the header and the unsettled records (j.order, ending
+// at end) from the current mapping into the spare file, clears the rest
 // of its old records, and renames it over cfg.Path; it returns a nil file
-// when there is no spare with room for frames and a largest record after
+// when there is no spare with room for them and a largest record after
 // them. Only mapped journals have a spare, and their compactions need no
 // sync (see create). j.mu is held.
-func (j *Journal) fromSpare(frames []byte) (*os.File, []byte, error) {
-	end := int64(len(header) + len(frames))
-	if j.spare == nil || end+frameLen+MaxRecord > int64(len(j.spareM)) {
+func (j *Journal) fromSpare(end int64) (*os.File, []byte, error) {
+	if j.spare == nil || j.m == nil || end+frameLen+MaxRecord > int64(len(j.spareM)) {
 		return nil, nil, nil
 	}
 	copy(j.spareM, header)
-	copy(j.spareM[len(header):], frames)
+	off := int64(len(header))
+	for _, t := range j.order {
+		s := j.open[t]
+		off += int64(copy(j.spareM[off:off+s.n], j.m[s.off:s.off+s.n]))
+	}
 	if j.spareUsed > end {
 		clear(j.spareM[end:j.spareUsed])
 	}
