@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store"
@@ -69,6 +70,11 @@ func (a *AuditStore) WriteRecords(ctx context.Context, recs []auditlog.Record) e
 	}
 	args := make([]any, 0, 4*len(recs))
 	rows := make([]indexRow, len(recs))
+	nh := 0
+	for _, r := range recs {
+		nh += len(r.Hashes)
+	}
+	hashBuf := make([]byte, 0, nh*tlog.HashSize) // every record's, one allocation
 	for i, r := range recs {
 		if r.Index != recs[0].Index+int64(i) {
 			return fmt.Errorf("append audit events: record %d has index %d, want %d (indexes must be consecutive)", i, r.Index, recs[0].Index+int64(i))
@@ -84,11 +90,14 @@ func (a *AuditStore) WriteRecords(ctx context.Context, recs []auditlog.Record) e
 		if k.ID == "" || k.Type == "" {
 			return fmt.Errorf("append audit events: record %d has no event id or type", r.Index)
 		}
-		hashes := make([]byte, 0, len(r.Hashes)*tlog.HashSize)
+		start := len(hashBuf)
 		for _, h := range r.Hashes {
-			hashes = append(hashes, h[:]...)
+			hashBuf = append(hashBuf, h[:]...)
 		}
-		args = append(args, r.Index, string(r.Data), hashes, k.ID)
+		// The event is stored as text. r.Data is not changed once
+		// encoded (auditlog.Record) and the driver copies what it binds,
+		// so it is bound without a copy of its own.
+		args = append(args, r.Index, unsafe.String(unsafe.SliceData(r.Data), len(r.Data)), hashBuf[start:len(hashBuf):len(hashBuf)], k.ID)
 		rows[i] = indexRow{r.Index, *k}
 	}
 	w, err := a.db.auditWriter(ctx)
