@@ -427,7 +427,7 @@ func TestProxyComparison(t *testing.T) {
 	mems := map[string]memory{}
 	pidsOf := map[string]func() []int{"writ": func() []int { return []int{writPID} }, "nginx": nginxPIDs}
 	for _, tg := range targets {
-		if tg.name == "writ-base" {
+		if tg.pids != nil {
 			pidsOf[tg.name] = tg.pids
 		}
 	}
@@ -452,7 +452,7 @@ func TestProxyComparison(t *testing.T) {
 		close(done)
 		return r
 	})
-	fmt.Printf("  memory under load (resident = anonymous + file-backed): writ %v, nginx %v", mems["writ"], mems["nginx"])
+	fmt.Printf("  memory under load (resident = anonymous + file-backed): writ %v, go-bare %v, nginx %v", mems["writ"], mems["go-bare"], mems["nginx"])
 	if m, ok := mems["writ-base"]; ok {
 		fmt.Printf(", writ-base %v", m)
 	}
