@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/writ-dev/writ/internal/audit"
@@ -143,6 +144,8 @@ type Log struct {
 	failed   error         // set when a sync failed: every later append fails
 
 	witnesses *witnesses // nil without witnesses
+
+	observer atomic.Pointer[Observer] // nil: none
 
 	// Owned by the writer goroutine.
 	tree  *frontier

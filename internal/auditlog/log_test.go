@@ -428,3 +428,59 @@ func TestNewEventID(t *testing.T) {
 		t.Fatalf("NewEventID = %q, %q", a, b)
 	}
 }
+
+// TestObserve: the observer sees every event written, once, in index
+// order, with its index, id and time as stored, and nothing of a batch
+// the store refused (here a duplicate id, written one by one after the
+// batch failed: the others are seen, the duplicate is not).
+func TestObserve(t *testing.T) {
+	e := newEnv(t)
+	l := e.open(t, e.config())
+	ctx := context.Background()
+	var (
+		mu   sync.Mutex
+		seen []auditlog.Entry
+	)
+	l.Observe(func(idx int64, ev *audit.Event) {
+		mu.Lock()
+		seen = append(seen, auditlog.Entry{Index: idx, Event: *ev})
+		mu.Unlock()
+	})
+	first := sampleEvent(0)
+	first.ID = "evt_first"
+	var want []auditlog.Entry
+	en, err := l.Append(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, en)
+	var es []audit.Event
+	for i := range 20 {
+		es = append(es, sampleEvent(i+1))
+	}
+	es[7] = first // refused
+	entries, err := l.AppendBatch(ctx, es, audit.Synced)
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("batch with a duplicate id: %v", err)
+	}
+	for i, en := range entries {
+		if i != 7 {
+			want = append(want, en)
+		}
+	}
+	l.Observe(nil)
+	if _, err := l.Append(ctx, sampleEvent(99)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != len(want) {
+		t.Fatalf("observer saw %d events, want %d", len(seen), len(want))
+	}
+	for i := range want {
+		g, w := seen[i], want[i]
+		if g.Index != w.Index || g.ID != w.ID || !g.Time.Equal(w.Time) || g.RequestID != w.RequestID {
+			t.Fatalf("event %d seen as index %d id %s time %v, appended as %d %s %v", i, g.Index, g.ID, g.Time, w.Index, w.ID, w.Time)
+		}
+	}
+}

@@ -136,6 +136,7 @@ func (l *Log) write(batch []*request) error {
 		return err
 	}
 	l.tree = tree
+	l.notify(batch, recs)
 	if l.pipe == nil {
 		l.published(tree.size)
 		for i, r := range batch {
@@ -196,6 +197,7 @@ func (l *Log) writeSequenced(batch []*request) error {
 		return err
 	}
 	l.tree = tree
+	l.notify(batch, recs)
 	l.published(tree.size)
 	for i, r := range batch {
 		r.index = recs[i].Index
@@ -299,4 +301,37 @@ func (l *Log) reload() error {
 	l.size = size
 	l.stateMu.Unlock()
 	return nil
+}
+
+// Observer is called by the log's writer for every event it has written,
+// in index order, with the event as stored (its id and time set), once
+// the batch holding it is written to the backend: searchable there by
+// readers, not yet necessarily synced. It runs on the writer's goroutine,
+// so it must be quick and must not block or append to the log. The event
+// is never changed afterwards; the observer may keep it.
+type Observer func(idx int64, e *audit.Event)
+
+// Observe sets the log's observer (nil: none), for the events written
+// from then on: a consumer that folds the log into a view of its own (the
+// alert engine) follows it without reading every event back. Events the
+// observer misses (written before it was set, or by another server
+// sharing the backend) it must read from the backend; the indexes it is
+// given tell it where it has a gap.
+func (l *Log) Observe(fn Observer) {
+	if fn == nil {
+		l.observer.Store(nil)
+		return
+	}
+	l.observer.Store(&fn)
+}
+
+// notify hands the events of a written batch to the observer.
+func (l *Log) notify(batch []*request, recs []Record) {
+	fn := l.observer.Load()
+	if fn == nil {
+		return
+	}
+	for i, r := range batch {
+		(*fn)(recs[i].Index, &r.e)
+	}
 }

@@ -111,11 +111,14 @@ func (s *Server) initAlerts() error {
 
 // startAlerts evaluates and delivers every alerts.interval until ctx ends.
 func (s *Server) startAlerts(ctx context.Context) func() {
+	// The engine evaluates events as the log writes them; each Sync
+	// then stores what they raised without reading them back.
+	s.auditLog.Observe(s.alerts.engine.Observer())
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
 	go func() { s.alertLoop(ctx); done <- struct{}{} }()
 	go func() { s.alerts.deliverer.Run(ctx, s.alerts.interval); done <- struct{}{} }()
-	return func() { cancel(); <-done; <-done }
+	return func() { cancel(); <-done; <-done; s.auditLog.Observe(nil) }
 }
 
 func (s *Server) alertLoop(ctx context.Context) {
