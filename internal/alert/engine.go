@@ -96,6 +96,15 @@ func (e *Engine) Observer() auditlog.Observer {
 	return e.Committed
 }
 
+// Detach is called once the log no longer calls the engine's Observer:
+// Syncs read the log again.
+func (e *Engine) Detach() {
+	e.live.mu.Lock()
+	e.live.follow = false
+	e.live.off()
+	e.live.mu.Unlock()
+}
+
 // Committed evaluates the event the audit log wrote at idx (the
 // auditlog.Observer that [Engine.Observer] returns). It is quick and
 // never waits for Sync.

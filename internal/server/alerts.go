@@ -118,7 +118,13 @@ func (s *Server) startAlerts(ctx context.Context) func() {
 	done := make(chan struct{}, 2)
 	go func() { s.alertLoop(ctx); done <- struct{}{} }()
 	go func() { s.alerts.deliverer.Run(ctx, s.alerts.interval); done <- struct{}{} }()
-	return func() { cancel(); <-done; <-done; s.auditLog.Observe(nil) }
+	return func() {
+		cancel()
+		<-done
+		<-done
+		s.auditLog.Observe(nil)
+		s.alerts.engine.Detach()
+	}
 }
 
 func (s *Server) alertLoop(ctx context.Context) {
