@@ -63,8 +63,8 @@ const frameLen = 8
 const MaxRecord = 1 << 20
 
 // DefaultMaxSize is the file size past which a journal is compacted: at
-// 10,000 records a second, about ten compactions a second, each a few
-// copies and three renames.
+// 10,000 records a second, about ten compactions a second, each a copy
+// of the unsettled records, a hard link and two renames.
 const DefaultMaxSize = 1 << 20
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
