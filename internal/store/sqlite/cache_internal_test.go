@@ -33,8 +33,8 @@ func TestConnectionCacheSize(t *testing.T) {
 			if err := c.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&kib); err != nil {
 				t.Fatal(err)
 			}
-			if kib != -1024 {
-				t.Errorf("%s connection %d: cache_size %d, want -1024 (1 MiB)", name, len(conns), kib)
+			if kib != -256 {
+				t.Errorf("%s connection %d: cache_size %d, want -256 (256 KiB)", name, len(conns), kib)
 			}
 		}
 		for _, c := range conns {

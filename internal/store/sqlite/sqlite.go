@@ -60,15 +60,17 @@ type Options struct {
 	Now func() time.Time
 }
 
-// cacheSize is the page cache of each SQLite connection, 1 MiB (SQLite's
+// cacheSize is the page cache of each SQLite connection, 256 KiB (SQLite's
 // default is 2 MiB). The store and the audit search index keep up to 8
 // connections each, and under load most of them fill their caches: at the
 // default that was 17 MiB of writ's 55 MiB of private memory while the
-// proxy served 9,000 requests/s (bench/README "Proxy"), for no measured
-// gain: the files' pages are in the kernel's page cache either way, and
-// the lineage queries over a 1M-event log stayed within their run-to-run
-// spread (the named ones faster, the whole graph within ±10%).
-const cacheSize = "cache_size(-1024)"
+// proxy served 9,000 requests/s, and at 1 MiB still 10 MiB (bench/README
+// "Proxy"). A larger cache buys little here: the files' pages stay in the
+// kernel's page cache either way, so a page SQLite must read again costs
+// a pread of memory, not a disk read; the lineage and audit queries over
+// a 1M-event log were measured at 1 MiB and 256 KiB (bench/README,
+// "Session 14").
+const cacheSize = "cache_size(-256)"
 
 // Open opens (creating if needed) the database file at path and applies any
 // pending migrations. The database and the files SQLite keeps beside it
