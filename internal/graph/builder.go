@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/auditfeed"
+	"github.com/writ-dev/writ/internal/auditlog"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -33,7 +34,9 @@ const BatchSize = 20000
 
 // Builder folds the audit log into the stored lineage aggregates,
 // incrementally: it reads from the stored cursor on, so each event is
-// folded once however often the graph is queried.
+// folded once however often the graph is queried. A Builder whose
+// [Builder.Observer] the log calls folds events as they are written
+// instead, and reads back only what it did not see.
 type Builder struct {
 	Log       auditfeed.Records
 	Facts     Facts
@@ -42,6 +45,85 @@ type Builder struct {
 
 	mu        sync.Mutex // one Sync at a time in this process
 	approvers map[string]string
+	live      live
+}
+
+// live is the fold of the events the log hands over as it writes them,
+// from index base up to next (exclusive), contiguous. Sync stores it when
+// the stored cursor has reached base, after reading [cursor, base) from
+// the log, so every event is folded once: read if below base, live from
+// base on. Anything that would break that (an index that does not follow
+// on, a cursor that another server moved past base, a fold grown past its
+// bounds, a store that refused it) discards the fold and starts a new one
+// at the next event written; the discarded events are read back instead.
+type live struct {
+	mu     sync.Mutex
+	follow bool // the log calls Committed
+	on     bool // base and next hold; false: the next event starts a fold
+	base   int64
+	next   int64
+	acc    *accumulator
+	// held are the access events of approved requests: folding one needs
+	// its approver, a store lookup, which Sync does.
+	held []*audit.Event
+}
+
+// maxLiveFacts and maxLiveHeld bound the live fold between two Syncs; past
+// them it is discarded and the next Sync reads those events instead.
+const (
+	maxLiveFacts = 100000
+	maxLiveHeld  = 10000
+)
+
+// Observer returns the function to give the audit log's Observe, so that
+// the builder folds events as they are written (see [Builder.Committed]).
+// A Builder whose Observer was never taken reads the log.
+func (b *Builder) Observer() auditlog.Observer {
+	b.live.mu.Lock()
+	b.live.follow = true
+	b.live.mu.Unlock()
+	return b.Committed
+}
+
+// Detach is called once the log no longer calls the builder's Observer:
+// Syncs read the log again.
+func (b *Builder) Detach() {
+	b.live.mu.Lock()
+	b.live.follow = false
+	b.live.discard()
+	b.live.mu.Unlock()
+}
+
+// Committed folds the event the audit log wrote at idx (the
+// auditlog.Observer that [Builder.Observer] returns). It is quick and
+// never waits for Sync.
+func (b *Builder) Committed(idx int64, e *audit.Event) {
+	l := &b.live
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.follow {
+		return
+	}
+	switch {
+	case !l.on || idx > l.next || len(l.acc.m) >= maxLiveFacts || len(l.held) >= maxLiveHeld:
+		l.on, l.base, l.next, l.acc, l.held = true, idx, idx, newAccumulator(), nil
+	case idx < l.next:
+		return // handed over twice
+	}
+	if isAccess(e.Type) {
+		if e.Details["approval"] != "" {
+			l.held = append(l.held, e)
+		} else {
+			l.acc.add(e, "")
+		}
+	}
+	l.next = idx + 1
+}
+
+// discard drops the live fold; the next event starts another. l.mu is
+// held.
+func (l *live) discard() {
+	l.on, l.base, l.next, l.acc, l.held = false, 0, 0, nil, nil
 }
 
 // Sync folds every event appended since the last Sync and returns the
@@ -64,15 +146,46 @@ func (b *Builder) Sync(ctx context.Context) (int64, error) {
 	}
 }
 
-// step folds up to BatchSize records and reports whether there may be
-// more.
+// step folds up to BatchSize records, or the live fold, and reports
+// whether there may be more.
 func (b *Builder) step(ctx context.Context) (int64, bool, error) {
 	cur, err := b.Facts.GetCursor(ctx, store.CursorLineage)
 	if err != nil {
 		return 0, false, fmt.Errorf("lineage: %w", err)
 	}
+	l := &b.live
+	l.mu.Lock()
+	if l.on && l.base < cur.Next {
+		// The cursor is past the fold's start: another server's builder
+		// folded some of its events, or this Sync's last read did.
+		l.discard()
+	}
+	if l.on && l.base == cur.Next {
+		// Everything before base is stored: store the live fold.
+		acc, held, next := l.acc, l.held, l.next
+		l.base, l.acc, l.held = next, newAccumulator(), nil
+		l.mu.Unlock()
+		if next == cur.Next {
+			return next, false, nil
+		}
+		for _, e := range held {
+			acc.add(e, b.approver(ctx, e.Details["approval"]))
+		}
+		if err := b.Facts.AddLineage(ctx, cur.Next, next, acc.facts()); err != nil {
+			l.mu.Lock()
+			l.discard()
+			l.mu.Unlock()
+			return cur.Next, false, fmt.Errorf("lineage: %w", err)
+		}
+		return next, false, nil
+	}
+	limit := BatchSize
+	if l.on {
+		limit = int(min(int64(limit), l.base-cur.Next)) // read up to the live fold
+	}
+	l.mu.Unlock()
 	acc := newAccumulator()
-	next, st, err := auditfeed.Read(ctx, b.Log, cur.Next, BatchSize, isAccess, func(_ int64, e *audit.Event) error {
+	next, st, err := auditfeed.Read(ctx, b.Log, cur.Next, limit, isAccess, func(_ int64, e *audit.Event) error {
 		acc.add(e, b.approver(ctx, e.Details["approval"]))
 		return nil
 	})
@@ -89,7 +202,13 @@ func (b *Builder) step(ctx context.Context) (int64, bool, error) {
 	if err := b.Facts.AddLineage(ctx, cur.Next, next, acc.facts()); err != nil {
 		return cur.Next, false, fmt.Errorf("lineage: %w", err)
 	}
-	return next, st.Read == BatchSize, nil
+	l.mu.Lock()
+	if l.on && l.base < next {
+		l.discard() // it began with events this read folded
+	}
+	more := st.Read == limit || l.on && l.base == next // the next step stores the live fold
+	l.mu.Unlock()
+	return next, more, nil
 }
 
 func isAccess(t audit.Type) bool { return t == audit.AccessAllowed || t == audit.AccessDenied }

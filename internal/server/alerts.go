@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/writ-dev/writ/internal/alert"
+	"github.com/writ-dev/writ/internal/audit"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -111,9 +112,14 @@ func (s *Server) initAlerts() error {
 
 // startAlerts evaluates and delivers every alerts.interval until ctx ends.
 func (s *Server) startAlerts(ctx context.Context) func() {
-	// The engine evaluates events as the log writes them; each Sync
-	// then stores what they raised without reading them back.
-	s.auditLog.Observe(s.alerts.engine.Observer())
+	// The alert engine evaluates events as the log writes them, and the
+	// lineage builder folds them; each Sync then stores what they raised
+	// or summed without reading them back.
+	alerts, lineage := s.alerts.engine.Observer(), s.lineage.Builder.Observer()
+	s.auditLog.Observe(func(idx int64, e *audit.Event) {
+		alerts(idx, e)
+		lineage(idx, e)
+	})
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
 	go func() { s.alertLoop(ctx); done <- struct{}{} }()
@@ -124,6 +130,7 @@ func (s *Server) startAlerts(ctx context.Context) func() {
 		<-done
 		s.auditLog.Observe(nil)
 		s.alerts.engine.Detach()
+		s.lineage.Builder.Detach()
 	}
 }
 
