@@ -71,6 +71,9 @@ func (w Writ) Stop() {
 // directory and returns the binary's path.
 func Build(t testing.TB, root string) string {
 	t.Helper()
+	if b := os.Getenv("WRIT_BENCH_BIN"); b != "" {
+		return b
+	}
 	bin := filepath.Join(t.TempDir(), "writ")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/writ")
 	build.Dir = root

@@ -442,7 +442,7 @@ func TestProxyComparison(t *testing.T) {
 			if pids := pidsOf[name]; pids != nil {
 				m := memoryOf(pids())
 				memMu.Lock()
-				if m.rss > mems[name].rss {
+				if m.anon > mems[name].anon {
 					mems[name] = m
 				}
 				memMu.Unlock()
@@ -594,7 +594,9 @@ func benchTargets(b *testing.B, conns int, fn func(b *testing.B, c *http.Client,
 // API's GET /v1/debug/pprof/profile, and writes it to the file named by
 // WRIT_PROXY_PROFILE; with WRIT_PROXY_PROFILE_RATE=N, at N requests per
 // second (open loop) instead, and with WRIT_PROXY_PROFILE_COLD=1, one
-// request per new connection, one connection at a time:
+// request per new connection, one connection at a time;
+// WRIT_PROXY_PROFILE_SECONDS sets the profile's length (default 8 s; writ's
+// periodic work, a discovery scan every 30 s, needs a longer one):
 //
 //	WRIT_PROXY_PROFILE=/tmp/writ.cpu go test -run TestProxyProfile -v ./bench/proxy/
 //	go tool pprof -top /tmp/writ.cpu
@@ -611,27 +613,32 @@ func TestProxyProfile(t *testing.T) {
 	if !do(newClient(1), url) {
 		t.Fatalf("%s does not answer 200", url)
 	}
-	const secs = 8
+	secs := 8
+	if s, err := strconv.Atoi(os.Getenv("WRIT_PROXY_PROFILE_SECONDS")); err == nil && s > 0 {
+		secs = s
+	}
 	done := make(chan result)
 	if os.Getenv("WRIT_PROXY_PROFILE_COLD") != "" {
 		go func() {
-			n, stop := 0, time.Now().Add((secs+2)*time.Second)
+			n, stop := 0, time.Now().Add(time.Duration(secs+2)*time.Second)
 			for ; time.Now().Before(stop); n++ {
 				cold(url, 1)
 			}
-			done <- result{n: n, rps: float64(n) / (secs + 2)}
+			done <- result{n: n, rps: float64(n) / float64(secs+2)}
 		}()
 	} else if rate, _ := strconv.Atoi(os.Getenv("WRIT_PROXY_PROFILE_RATE")); rate > 0 {
-		go func() { done <- fixedRate(url, rate, (secs+2)*time.Second) }()
+		go func() { done <- fixedRate(url, rate, time.Duration(secs+2)*time.Second) }()
 	} else {
-		go func() { done <- saturate(url, 32, (secs+2)*time.Second) }()
+		go func() { done <- saturate(url, 32, time.Duration(secs+2)*time.Second) }()
 	}
 	time.Sleep(time.Second)
 	c0 := benchproc.CPU(w.PID)
 	loaded := make(chan memory, 1)
+	stats := make(chan string, 1)
 	go func() {
-		time.Sleep(secs * time.Second / 2)
+		time.Sleep(time.Duration(secs) * time.Second / 2)
 		loaded <- memoryOf([]int{w.PID})
+		stats <- goMemory(w)
 	}()
 	body := w.Get(t, "/v1/debug/pprof/profile?seconds="+strconv.Itoa(secs))
 	cpu := benchproc.CPU(w.PID) - c0
@@ -640,12 +647,34 @@ func TestProxyProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%.0f req/s, writ CPU %v during the %d s profile (%v per request at that rate); profile in %s",
-		r.rps, cpu, secs, time.Duration(float64(cpu)/(r.rps*secs)), out)
+		r.rps, cpu, secs, time.Duration(float64(cpu)/(r.rps*float64(secs))), out)
 	// The heap once the load has stopped, beside the CPU profile.
 	if err := os.WriteFile(out+".heap", w.Get(t, "/v1/debug/pprof/heap"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("resident under load %v, after it %v (anonymous + file-backed); heap profile in %s.heap", <-loaded, memoryOf([]int{w.PID}), out)
+	t.Logf("Go runtime under load: %s", <-stats)
+}
+
+// goMemory is where the Go runtime of w says its memory is, from the
+// heap profile's MemStats trailer, in MiB: what the heap holds, its
+// collection goal, what it keeps freed but mapped, the goroutine stacks
+// and the runtime's own structures.
+func goMemory(w benchproc.Writ) string {
+	b, err := w.Fetch("/v1/debug/pprof/heap?debug=1")
+	if err != nil {
+		return err.Error()
+	}
+	v := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, val, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = ")
+		if n, err := strconv.ParseFloat(strings.Fields(val + " x")[0], 64); ok && err == nil {
+			v[k] = n / (1 << 20)
+		}
+	}
+	return fmt.Sprintf("Sys %.1f, HeapInuse %.1f, HeapAlloc %.1f, NextGC %.1f, HeapIdle-Released %.1f, Stack %.1f, other runtime %.1f",
+		v["Sys"], v["HeapInuse"], v["HeapAlloc"], v["NextGC"], v["HeapIdle"]-v["HeapReleased"], v["Stack"],
+		v["MSpan"]+v["MCache"]+v["BuckHashSys"]+v["GCSys"]+v["OtherSys"])
 }
 
 // TestProxyRate compares writ's latency at a paced rate with go-bare's,
