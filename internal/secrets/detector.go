@@ -10,10 +10,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
-	"time"
-
-	ahocorasick "github.com/BobuSumisu/aho-corasick"
 )
 
 // MinKeySize is the least length of [Config.FingerprintKey].
@@ -69,7 +65,8 @@ type ruleSet struct {
 	global []allowlist
 	// trie finds every keyword; kwRules maps a keyword's index to the
 	// rules it enables.
-	trie      *keywordTrie
+	trie      *keywordMatcher
+	keywords  []string
 	kwRules   [][]int
 	alwaysRun []int
 }
@@ -134,64 +131,9 @@ func compileRuleSet(disable []string) (*ruleSet, error) {
 			d.kwRules[j] = append(d.kwRules[j], i)
 		}
 	}
-	d.trie = &keywordTrie{keywords: keywords}
+	d.keywords = keywords
+	d.trie = newKeywordMatcher(keywords)
 	return d, nil
-}
-
-// trieIdle is how long the keyword trie is kept after the last scan that
-// used it.
-const trieIdle = 5 * time.Second
-
-// keywordTrie builds the trie of the rules' keywords when a scan needs it
-// and drops it once no scan has used it for trieIdle. The trie is about
-// 2.5 MB (a 256-entry transition row per state) and takes about 1.5 ms to
-// build: kept for good it would sit in the live heap that every garbage
-// collection marks and that sets the heap's goal, twice its size in
-// resident memory, in a writ whose scans come every 30 s (discovery's
-// default) or never. A burst of scans (an MCP gateway redacting each
-// answer) builds it once.
-type keywordTrie struct {
-	keywords []string
-	t        atomic.Pointer[ahocorasick.Trie]
-	used     atomic.Bool // used since the sweep timer last fired
-	builds   atomic.Int64
-	mu       sync.Mutex // held to build the trie, and by the sweep
-	sweeping bool
-}
-
-// get returns the trie, building it if it is not held. The caller may keep
-// using it after it is dropped here.
-func (k *keywordTrie) get() *ahocorasick.Trie {
-	k.used.Store(true)
-	if t := k.t.Load(); t != nil {
-		return t
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if t := k.t.Load(); t != nil {
-		return t
-	}
-	t := ahocorasick.NewTrieBuilder().AddStrings(k.keywords).Build()
-	k.builds.Add(1)
-	k.t.Store(t)
-	if !k.sweeping {
-		k.sweeping = true
-		time.AfterFunc(trieIdle, k.sweep)
-	}
-	return t
-}
-
-// sweep drops the trie if no scan used it since the last sweep, and
-// otherwise looks again after trieIdle.
-func (k *keywordTrie) sweep() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.used.Swap(false) {
-		time.AfterFunc(trieIdle, k.sweep)
-		return
-	}
-	k.t.Store(nil)
-	k.sweeping = false
 }
 
 // Rules lists the detector's rules.
@@ -260,7 +202,7 @@ func (d *Detector) windows(sc *scratch, data []byte) {
 	// Each rule runs only on windows around its keywords' occurrences:
 	// a match of at most maxLen bytes that holds a keyword lies within
 	// maxLen bytes of it.
-	d.trie.get().Walk(sc.lower, func(end, n, pattern int64) bool {
+	d.trie.Walk(sc.lower, func(end, n, pattern int64) bool {
 		ks, ke := int(end-n+1), int(end+1)
 		for _, i := range d.kwRules[pattern] {
 			ws := sc.windows[i]

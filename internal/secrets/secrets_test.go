@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
-	"time"
 )
 
 // testKey is the fingerprint key of the tests' detector.
@@ -494,54 +492,4 @@ func TestEveryRuleCompiles(t *testing.T) {
 	if _, err := compileRule(fileRule{ID: "group", Regex: `a(b)`, SecretGroup: 2}, "test"); err == nil || !strings.Contains(err.Error(), "secretGroup 2") {
 		t.Fatalf("secretGroup beyond the regex's groups: %v", err)
 	}
-}
-
-// TestKeywordTrieBuiltOnFirstScan: a detector that never scans does not
-// hold the keyword trie (about 2.5 MB of live heap): it is built by the
-// first scan, once while scans keep using it, and dropped when none has
-// used it for trieIdle; the next scan builds it again and finds the same.
-func TestKeywordTrieBuiltOnFirstScan(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		rs, err := compileRuleSet(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rs.trie.t.Load() != nil {
-			t.Fatal("the trie was built at compile")
-		}
-		d := &Detector{ruleSet: rs, key: testKey}
-		in := []byte("token=ghp_" + fake("ghp", alnum, 36))
-		want := d.Find(in)
-		if len(want) != 1 || rs.trie.builds.Load() != 1 {
-			t.Fatalf("first scan: %d findings, %d trie builds; want 1 and 1", len(want), rs.trie.builds.Load())
-		}
-		// Scans more often than trieIdle keep it.
-		for range 6 {
-			time.Sleep(trieIdle / 2)
-			d.Find(in)
-		}
-		if n := rs.trie.builds.Load(); n != 1 {
-			t.Fatalf("the trie was built %d times while scans used it every %v", n, trieIdle/2)
-		}
-		// A whole trieIdle without a scan drops it.
-		time.Sleep(2*trieIdle + time.Millisecond)
-		synctest.Wait()
-		if rs.trie.t.Load() != nil {
-			t.Fatalf("the trie is held %v after the last scan", 2*trieIdle)
-		}
-		got := d.Find(in)
-		if n := rs.trie.builds.Load(); n != 2 {
-			t.Fatalf("the scan after the drop: %d trie builds, want 2", n)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("after a rebuild: %v, want %v", got, want)
-		}
-		// The sweep's timer is running again: let it drop the trie so that
-		// the bubble ends with no timer pending.
-		time.Sleep(2*trieIdle + time.Millisecond)
-		synctest.Wait()
-		if rs.trie.t.Load() != nil {
-			t.Fatal("the rebuilt trie was not dropped")
-		}
-	})
 }
