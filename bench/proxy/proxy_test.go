@@ -187,6 +187,7 @@ func summarize(lat []time.Duration, errs int, elapsed time.Duration) result {
 // (coordinated omission).
 func fixedRate(url string, rate int, d time.Duration) result {
 	c := newClient(64)
+	defer c.CloseIdleConnections() // a proxy's memory is then measured with the next measure's connections only
 	warm(c, url, 64)
 	n := int(d.Seconds() * float64(rate))
 	interval := time.Second / time.Duration(rate)
@@ -230,6 +231,7 @@ func fixedRate(url string, rate int, d time.Duration) result {
 // saturate runs conns closed-loop clients for d.
 func saturate(url string, conns int, d time.Duration) result {
 	c := newClient(conns)
+	defer c.CloseIdleConnections()
 	warm(c, url, conns)
 	var mu sync.Mutex
 	var lat []time.Duration
