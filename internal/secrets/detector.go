@@ -52,7 +52,7 @@ type Finding struct {
 // Detector finds secrets in bytes. It is safe for concurrent use; build one
 // with [New] and share it. Detectors of one process with the same disabled
 // rules share one compiled rule set (a few hundred regular expressions and
-// their keyword trie, several MiB), compiled by the first.
+// their keyword matcher, about 1 MB), compiled by the first.
 type Detector struct {
 	*ruleSet
 	key     []byte
