@@ -69,9 +69,12 @@ type live struct {
 }
 
 // maxLiveFacts and maxLiveHeld bound the live fold between two Syncs; past
-// them it is discarded and the next Sync reads those events instead.
+// them it is discarded and the next Sync reads those events instead, a
+// step of BatchSize at a time. A caller that makes every access a new path
+// (a new tool name each call, say) thus holds no more than a read step
+// would.
 const (
-	maxLiveFacts = 100000
+	maxLiveFacts = BatchSize
 	maxLiveHeld  = 10000
 )
 

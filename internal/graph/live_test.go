@@ -292,3 +292,18 @@ func TestLiveBounded(t *testing.T) {
 		t.Fatalf("after %d held events: base %d, %d held; want a new fold at %d", maxLiveHeld+1, l.base, len(l.held), maxLiveHeld)
 	}
 }
+
+// TestLiveBoundedPaths: a caller that makes every access a new path (a new
+// tool name each call) cannot grow the fold past one read step's bound.
+func TestLiveBoundedPaths(t *testing.T) {
+	ll := newLiveLog(t)
+	ll.sync(t, ll.live)
+	for i := range maxLiveFacts + 1 {
+		e := call(false, mailID, "inst_1", "", "", "MCPServer/files", "", "tool", fmt.Sprint("tool-", i))
+		e.Time = t0
+		ll.live.Committed(int64(i), &e)
+	}
+	if l := &ll.live.live; !l.on || l.base != maxLiveFacts || len(l.acc.m) != 1 {
+		t.Fatalf("after %d paths: base %d, %d paths held; want a new fold at %d", maxLiveFacts+1, l.base, len(l.acc.m), maxLiveFacts)
+	}
+}
