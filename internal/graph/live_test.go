@@ -88,6 +88,15 @@ func factsOf(t *testing.T, db *sqlite.DB) string {
 	return fmt.Sprintf("next=%d %d facts\n%v", cur.Next, len(lines), lines)
 }
 
+// emitUnseen writes es without handing them to the live builder, as
+// another server's events or ones written before it followed the log.
+func (ll *liveLog) emitUnseen(t *testing.T, es ...audit.Event) {
+	t.Helper()
+	ll.log.Observe(nil)
+	ll.emit(t, es...)
+	ll.log.Observe(ll.live.Observer())
+}
+
 // hand hands the live builder the n events of the log from index from,
 // as the log does when it writes them.
 func (ll *liveLog) hand(t *testing.T, from int64, n int) {
@@ -194,9 +203,7 @@ func TestLiveGap(t *testing.T) {
 	ll.emit(t, randomAccesses(r, 10, t0)...)
 	ll.sync(t, ll.live)
 	ll.emit(t, randomAccesses(r, 10, t0.Add(time.Hour))...) // folded live
-	ll.log.Observe(nil)
-	ll.emit(t, randomAccesses(r, 7, t0.Add(2*time.Hour))...) // unseen
-	ll.log.Observe(ll.live.Observer())
+	ll.emitUnseen(t, randomAccesses(r, 7, t0.Add(2*time.Hour))...)
 	ll.emit(t, randomAccesses(r, 10, t0.Add(3*time.Hour))...) // a new fold
 	before := ll.counted.read.Load()
 	ll.sync(t, ll.live)
@@ -243,9 +250,7 @@ func TestLiveCursorMoved(t *testing.T) {
 func TestLiveDuringRead(t *testing.T) {
 	ll := newLiveLog(t)
 	r := rand.New(rand.NewPCG(5, 6))
-	ll.log.Observe(nil)
-	ll.emit(t, randomAccesses(r, 10, t0)...)
-	ll.log.Observe(ll.live.Observer())
+	ll.emitUnseen(t, randomAccesses(r, 10, t0)...)
 	// The fold starts at index 4, as if the log handed these over while
 	// the read below was under way.
 	ll.hand(t, 4, 6)
@@ -263,9 +268,7 @@ func TestLiveDuringRead(t *testing.T) {
 func TestLiveStartsDuringRead(t *testing.T) {
 	ll := newLiveLog(t)
 	r := rand.New(rand.NewPCG(7, 8))
-	ll.log.Observe(nil)
-	ll.emit(t, randomAccesses(r, 10, t0)...)
-	ll.log.Observe(ll.live.Observer())
+	ll.emitUnseen(t, randomAccesses(r, 10, t0)...)
 	ll.counted.during = func() { ll.hand(t, 7, 3) }
 	ll.sync(t, ll.live)
 	ll.compare(t)

@@ -66,7 +66,6 @@ type ruleSet struct {
 	// trie finds every keyword; kwRules maps a keyword's index to the
 	// rules it enables.
 	trie      *keywordMatcher
-	keywords  []string
 	kwRules   [][]int
 	alwaysRun []int
 }
@@ -131,7 +130,6 @@ func compileRuleSet(disable []string) (*ruleSet, error) {
 			d.kwRules[j] = append(d.kwRules[j], i)
 		}
 	}
-	d.keywords = keywords
 	d.trie = newKeywordMatcher(keywords)
 	return d, nil
 }
